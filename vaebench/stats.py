@@ -1,0 +1,67 @@
+"""Interval and test helpers shared by the measures and the statistical tests.
+
+Every figure the suite reports comes with an interval from here:
+
+- a mean: Student-t interval, mean ± t_{1-α/2, n-1} s / √n;
+- a variance of n Gaussian-ish draws: the chi-square interval (n-1) s² / χ²_{1∓α/2, n-1}, exact for normal
+  data and optimistic for heavy tails, which is why :func:`bootstrap_interval` exists too;
+- anything else (a ratio, an SNR): a percentile bootstrap over replicates with a seeded generator.
+
+For tests over many coordinates at once, :func:`bonferroni_threshold` turns a family-wise false-alarm rate
+into a per-coordinate two-sided z threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t interval for the mean along ``axis``; NaN where fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    n = values.shape[axis]
+    mean = values.mean(axis=axis)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return nan, nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def variance_interval(variance: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Chi-square interval for a variance estimated (with ddof=1) from n independent draws."""
+    if n < 2:
+        return float("nan"), float("nan")
+    dof = n - 1
+    low = dof * variance / stats.chi2.ppf(0.5 + level / 2, dof)
+    high = dof * variance / stats.chi2.ppf(0.5 - level / 2, dof)
+    return float(low), float(high)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    data: np.ndarray,
+    level: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(data[idx])`` over rows of ``data`` (resampled with replacement)."""
+    data = np.asarray(data)
+    rng = np.random.default_rng(seed)
+    n = data.shape[0]
+    draws = np.array([statistic(data[rng.integers(0, n, n)]) for _ in range(resamples)])
+    low, high = np.nanquantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+    return float(low), float(high)
+
+
+def bonferroni_threshold(false_alarm: float, tests: int) -> float:
+    """Two-sided z threshold so that ``tests`` standard-normal statistics all pass with prob >= 1 - false_alarm."""
+    return float(stats.norm.isf(false_alarm / (2 * tests)))
+
+
+def normal_quantile(level: float) -> float:
+    """z such that a standard normal lies within ±z with probability ``level``."""
+    return float(stats.norm.isf((1 - level) / 2))
