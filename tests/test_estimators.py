@@ -12,62 +12,26 @@ import math
 
 import pytest
 import torch
-from gradients import encoder_mask, gradient_draws, trace_variance
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Reparam, make_estimator, sample_posterior
-from vaebench.exact import exact_elbo
-from vaebench.model import GaussianVAE
 from vaebench.stats import bonferroni_threshold, normal_quantile
+from vaebench.verify import (
+    budget,
+    encoder_mask,
+    exact_gradient,
+    gradient_draws,
+    linear_gaussian,
+    log_ratio,
+    max_z,
+    ready,
+    trace_variance,
+    verify,
+)
 
 FALSE_ALARM = 1e-3
 ELBO_ESTIMATORS = [n for n, c in ESTIMATORS.items() if c.objective == "elbo"]
 IWAE_ESTIMATORS = [n for n, c in ESTIMATORS.items() if c.objective == "iwae"]
-# Independent estimates per estimator (draws x copies): score-function estimators need far more.
-BUDGET = {"reparam": (300, 40), "reinforce": (400, 400)}
-
-
-def budget(name: str) -> tuple[int, int]:
-    return BUDGET["reinforce"] if name.startswith("reinforce") else BUDGET["reparam"]
-
-
-def linear_gaussian(seed: int = 0) -> tuple[GaussianVAE, torch.Tensor]:
-    """A small linear-Gaussian VAE in float64, moved away from its initialisation, and a batch of data."""
-    gen = torch.Generator().manual_seed(seed)
-    model = GaussianVAE(x_dim=5, z_dim=2, hidden=(), init_decoder_scale=0.8).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    x = torch.randn(4, 5, generator=gen, dtype=torch.float64)
-    return model, x
-
-
-def ready(name: str, model: GaussianVAE, x: torch.Tensor, num_samples: int = 3, **options):
-    """An estimator with non-trivial state (baselines warmed up, learned parts perturbed), frozen in eval mode."""
-    est = make_estimator(name, **options)
-    est.prepare(model, x)
-    est.to(torch.float64)
-    gen = torch.Generator().manual_seed(123)
-    with torch.no_grad():
-        for p in est.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    est.train()
-    for _ in range(5):
-        est(model, x, num_samples=max(num_samples, est.min_samples), generator=gen)
-    return est.eval()
-
-
-def exact_gradient(model: GaussianVAE, x: torch.Tensor) -> torch.Tensor:
-    model.zero_grad(set_to_none=True)
-    (-exact_elbo(model, x).mean()).backward()
-    grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
-    model.zero_grad(set_to_none=True)
-    return grad
-
-
-def max_z(draws: torch.Tensor, target: torch.Tensor, target_se: torch.Tensor | float = 0.0) -> float:
-    se = (draws.var(0) / draws.shape[0] + torch.as_tensor(target_se) ** 2).sqrt()
-    return float(((draws.mean(0) - target).abs() / se).max())
 
 
 @pytest.mark.parametrize("name", ELBO_ESTIMATORS + IWAE_ESTIMATORS)
@@ -161,11 +125,6 @@ def encoder_trace_variance(
     return trace_variance(g)
 
 
-def log_ratio(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    """log(a / b) and its delta-method standard error, from (estimate, standard error) pairs."""
-    return math.log(a[0] / b[0]), math.hypot(a[1] / a[0], b[1] / b[0])
-
-
 def test_reparam_variance_falls_as_one_over_k():
     # tr Cov of the mean of K iid estimates is exactly tr Cov / K: log-ratio must be log 10 within its interval.
     r, se = log_ratio(encoder_trace_variance("reparam", 1), encoder_trace_variance("reparam", 10))
@@ -222,6 +181,13 @@ def test_iw_estimators_reduce_to_their_elbo_counterparts_at_k1(iw, elbo):
     a = gradient_draws(model, make_estimator(iw), x, 1, 3, seed=2)
     b = gradient_draws(model, make_estimator(elbo), x, 1, 3, seed=2)
     torch.testing.assert_close(a, b)
+
+
+def test_verify_reports_every_estimator_unbiased():
+    table = verify(["reparam", "reinforce-loo"])
+    assert table["unbiased"].all() and (table["rel_error"] < 0.1).all()
+    assert table.loc[table.estimator == "reinforce-loo", "enc_var_ratio_K1"].isna().all()  # K=1 impossible
+    assert (table.loc[table.estimator == "reinforce-loo", "enc_var_ratio_K10_low"] > 1).all()
 
 
 # --- bad input -----------------------------------------------------------------------------------------------
