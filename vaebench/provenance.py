@@ -1,0 +1,139 @@
+"""Provenance of a results folder: what ran, with what, where and when (written to `run.json`).
+
+Numbers without their environment cannot be compared or cited, so every run records (like the `environ`
+block of pytorch/benchmark's userbenchmarks): the resolved configuration, the versions of Python and the
+numeric stack, the device and thread count, the git revision of the code (with a dirty flag), the command
+line, start and end times, and whether the run completed or was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PACKAGES = ("vaebench", "torch", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "tqdm")
+"""Distributions whose versions go into run.json."""
+
+
+def now() -> str:
+    """The current UTC time as an ISO 8601 string with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str | None]:
+    """Python and package versions (None for a package that is not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info(device: str) -> dict[str, Any]:
+    """The device a run uses: its name, and torch's CPU thread count (which matters on CPU and GPU alike)."""
+    info: dict[str, Any] = {
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index or 0
+        info["device_name"] = torch.cuda.get_device_name(index)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    else:
+        info["device_name"] = info["cpu"]
+    return info
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_revision(path: str | Path | None = None) -> dict[str, Any] | None:
+    """The git commit of the checkout holding `path` (default: this package) and whether it has edits.
+
+    Returns None outside a git checkout or without git; never raises.
+    """
+    folder = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = _git(folder, "rev-parse", "HEAD")
+        status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def _git(folder: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True)
+    return done.stdout.strip()
+
+
+def collect(
+    config: dict[str, Any],
+    *,
+    device: str,
+    started: str,
+    ended: str | None = None,
+    status: str = "running",
+    argv: list[str] | None = None,
+    units: dict[str, int] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The content of run.json.
+
+    Args:
+        config: the resolved configuration as plain data (:func:`vaebench.config.to_dict`).
+        device: the torch device the suite ran on.
+        started: ISO start time of this invocation.
+        ended: ISO end time, None while running.
+        status: "running", "complete", "interrupted" or "failed".
+        argv: the command line (defaults to sys.argv).
+        units: counts of units of work by state (e.g. done, failed, total).
+        notes: remarks for the reader (skipped combinations, resumed runs).
+    """
+    return {
+        "status": status,
+        "started": started,
+        "ended": ended,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]] if argv is None else argv),
+        "config": config,
+        "versions": versions(),
+        "environment": device_info(device),
+        "git": git_revision(),
+        "units": units or {},
+        "notes": notes or [],
+    }
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically: to a temporary file in the same folder, then `os.replace`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a run.json."""
+    return json.loads(Path(path).read_text())
