@@ -65,3 +65,40 @@ def bonferroni_threshold(false_alarm: float, tests: int) -> float:
 def normal_quantile(level: float) -> float:
     """z such that a standard normal lies within ±z with probability ``level``."""
     return float(stats.norm.isf((1 - level) / 2))
+
+
+def pooled_mean_interval(
+    values: np.ndarray, lows: np.ndarray, highs: np.ndarray, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of S independent estimates that each carry their own interval, with an interval for the mean.
+
+    Two routes to the mean's uncertainty, of which the wider is kept (conservative):
+
+    - between estimates: the Student-t interval over the S values (it sees every source of spread, e.g.
+      different minibatches per seed, but is loose for small S);
+    - within estimates: half-widths h_s = (high_s - low_s) / 2 combined as √(Σ h_s²) / S, the interval of a
+      mean of independent, roughly normal errors (it is all there is when S = 1).
+
+    NaN estimates are dropped; an estimate with a NaN interval contributes only to the between route.
+
+    Returns:
+        (mean, low, high); all NaN when no finite value is left.
+    """
+    values, lows, highs = (np.asarray(a, dtype=float) for a in (values, lows, highs))
+    keep = np.isfinite(values)
+    values, lows, highs = values[keep], lows[keep], highs[keep]
+    if values.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    half = (highs - lows) / 2
+    within = (
+        float(np.sqrt(np.sum(half[np.isfinite(half)] ** 2)) / values.size) if np.isfinite(half).any() else 0.0
+    )
+    between = 0.0
+    if values.size > 1:
+        low, high = mean_interval(values, level)
+        between = float(high - low) / 2
+    if values.size == 1 and not np.isfinite(half).all():
+        return mean, float("nan"), float("nan")
+    width = max(within, between)
+    return mean, mean - width, mean + width
