@@ -1,0 +1,255 @@
+"""The throughput harness: its frame, its FLOP counts against hand computations, skips, labels and errors.
+
+No timing assertions here (timing belongs in benchmarks/): only that the figures exist, are positive and
+finite, and that the bookkeeping around them is right.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from vaebench.errors import VaebenchError
+from vaebench.estimators import make_estimator
+from vaebench.measures.throughput import (
+    ReferenceVAE,
+    count_linear_flops,
+    matmul_ceiling,
+    measure_reference,
+    measure_throughput,
+    reference_loss,
+    reference_step,
+    summarize_times,
+    throughput_study,
+)
+from vaebench.model import GaussianVAE
+
+D, Z, H, B = 10, 3, 7, 5
+FAST = {"repeats": 3, "warmup": 1}
+REQUIRED = [
+    "estimator",
+    "num_samples",
+    "batch_size",
+    "seed",
+    "device",
+    "threads",
+    "step_s_median",
+    "step_s_p25",
+    "step_s_p75",
+    "step_s_low",
+    "step_s_high",
+    "datapoints_per_s",
+    "latent_samples_per_s",
+    "peak_memory_bytes",
+    "memory_kind",
+    "flops_per_step",
+    "matmul_ceiling_flops",
+    "ceiling_fraction",
+    "compiled",
+    "amp",
+]
+POSITIVE = [
+    "step_s_median",
+    "step_s_p25",
+    "step_s_p75",
+    "step_s_low",
+    "step_s_high",
+    "datapoints_per_s",
+    "latent_samples_per_s",
+    "flops_per_step",
+    "matmul_ceiling_flops",
+    "ceiling_fraction",
+]
+
+
+def small_model(**kwargs) -> GaussianVAE:
+    return GaussianVAE(D, Z, hidden=(H,), likelihood="bernoulli", activation="relu", **kwargs)
+
+
+def binary_batch(rows: int = B, seed: int = 0) -> torch.Tensor:
+    return torch.bernoulli(torch.full((rows, D), 0.3), generator=torch.Generator().manual_seed(seed))
+
+
+def forward_linear_flops(rows_encoder: int, rows_decoder: int) -> int:
+    """By hand: encoder D->H->2Z on B rows, decoder Z->H->D on K·B rows, 2 FLOPs per multiply-add."""
+    return 2 * rows_encoder * (D * H + H * 2 * Z) + 2 * rows_decoder * (Z * H + H * D)
+
+
+def assert_figures(row) -> None:
+    for name in POSITIVE:
+        assert math.isfinite(row[name]) and row[name] > 0, name
+    assert row["step_s_low"] <= row["step_s_median"] <= row["step_s_high"]
+    assert row["step_s_p25"] <= row["step_s_median"] <= row["step_s_p75"]
+    assert row["datapoints_per_s_low"] <= row["datapoints_per_s"] <= row["datapoints_per_s_high"]
+    assert row["memory_kind"] in {"rss_peak", "rss_peak_lifetime", "cuda_max_allocated", "unavailable"}
+    if row["memory_kind"] != "unavailable":
+        assert row["peak_memory_bytes"] > 0
+
+
+def test_measure_throughput_frame_and_figures():
+    frame = measure_throughput(small_model(), "reparam", binary_batch(), 4, **FAST, threads=1)
+    assert len(frame) == 1 and set(REQUIRED) <= set(frame.columns)
+    row = frame.iloc[0]
+    assert (row["estimator"], row["num_samples"], row["batch_size"], row["device"]) == (
+        "reparam",
+        4,
+        B,
+        "cpu",
+    )
+    assert (row["threads"], row["status"], row["variant"], row["objective"]) == (1, "ok", "eager", "elbo")
+    assert not row["compiled"] and not row["amp"] and row["optimizer"].startswith("adam")
+    assert_figures(row)
+    assert row["latent_samples_per_s"] == pytest.approx(4 * row["datapoints_per_s"])
+    assert row["datapoints_per_s"] == pytest.approx(B / row["step_s_median"])
+    expected_fraction = row["flops_per_step"] / row["step_s_median"] / row["matmul_ceiling_flops"]
+    assert row["ceiling_fraction"] == pytest.approx(expected_fraction)
+
+
+@pytest.mark.parametrize(
+    ("name", "decoder_passes", "extra"),
+    [
+        ("reparam", 1, 0),
+        ("reinforce-loo", 1, 0),
+        ("dreg", 2, 0),  # decodes z and its detached copy
+        ("reinforce-nvil", 1, 2 * B * (D * 100 + 100 * 1)),  # the baseline net b(x): D->100->1 on B rows
+    ],
+)
+def test_flops_per_step_match_hand_count(name, decoder_passes, extra):
+    k = 4
+    row = measure_throughput(small_model(), name, binary_batch(), k, repeats=1, warmup=0).iloc[0]
+    forward = forward_linear_flops(B, decoder_passes * k * B) + extra
+    assert row["flops_per_step"] == 3 * forward  # backward ≈ 2x forward
+
+
+def test_count_linear_flops_counts_leading_dimensions():
+    layer = torch.nn.Linear(6, 4)
+    with count_linear_flops(layer) as total:
+        layer(torch.zeros(3, 2, 6))
+    assert total[0] == 2 * 3 * 2 * 6 * 4
+    layer(torch.zeros(1, 6))  # hooks are gone after the block
+    assert total[0] == 2 * 3 * 2 * 6 * 4
+
+
+def test_study_records_skips_and_reference():
+    frame = throughput_study(
+        small_model, ["reinforce-loo", "reparam"], [1, 2], [3, B], binary_batch(), **FAST, threads=1
+    )
+    assert set(frame["batch_size"]) == {3, B}
+    skipped = frame[frame["status"] == "skipped"]
+    assert set(zip(skipped["estimator"], skipped["num_samples"], strict=True)) == {("reinforce-loo", 1)}
+    assert len(skipped) == 2 and skipped["reason"].str.contains("K >= 2").all()
+    assert skipped["step_s_median"].isna().all()
+    measured = frame[frame["status"] == "ok"]
+    assert len(measured) == 2 * (1 + 3)  # per batch size: reference, loo K=2, reparam K=1 and K=2
+    assert (measured["estimator"] == "reference").sum() == 2
+    for _, row in measured.iterrows():
+        assert_figures(row)
+
+
+def test_study_skips_reference_for_deeper_models_and_rejects_bad_input():
+    deep = lambda: GaussianVAE(D, Z, hidden=(H, H), likelihood="bernoulli")  # noqa: E731
+    frame = throughput_study(deep, ["reparam"], [1], [B], binary_batch(), **FAST)
+    reference = frame[frame["estimator"] == "reference"].iloc[0]
+    assert reference["status"] == "skipped" and "one-hidden-layer" in reference["reason"]
+    with pytest.raises(VaebenchError, match="unknown estimator"):
+        throughput_study(small_model, ["nope"], [1], [B], binary_batch())
+    with pytest.raises(VaebenchError, match="rows of x"):
+        throughput_study(small_model, ["reparam"], [1], [B + 1], binary_batch())
+
+
+def test_measuring_leaves_callers_objects_unchanged():
+    model, estimator = small_model(), make_estimator("reinforce-ma")
+    before = [p.detach().clone() for p in model.parameters()]
+    frame = measure_throughput(model, estimator, binary_batch(), 2, **FAST)
+    assert frame.iloc[0]["estimator"] == "reinforce-ma"
+    for old, new in zip(before, model.parameters(), strict=True):
+        assert torch.equal(old, new)
+    assert int(estimator.steps) == 0 and float(estimator.baseline) == 0.0
+    assert estimator.training  # untouched flag
+
+
+def test_options_are_labelled():
+    x = binary_batch()
+    no_step = measure_throughput(small_model(), "stl", x, 1, **FAST, optimizer_step=False).iloc[0]
+    assert no_step["optimizer"] == "none"
+    compiled = measure_throughput(small_model(), "reparam", x, 2, repeats=2, warmup=1, compile="eager").iloc[
+        0
+    ]
+    assert compiled["compiled"] and compiled["variant"] == "compiled"
+    assert_figures(compiled)
+
+
+def test_bad_input_raises_clear_errors():
+    x = binary_batch()
+    with pytest.raises(VaebenchError, match="K\\) must be an integer >= 2"):
+        measure_throughput(small_model(), "reinforce-loo", x, 1, **FAST)
+    with pytest.raises(VaebenchError, match="repeats"):
+        measure_throughput(small_model(), "reparam", x, 1, repeats=0)
+    with pytest.raises(VaebenchError, match="warmup"):
+        measure_throughput(small_model(), "reparam", x, 1, warmup=-1)
+    with pytest.raises(VaebenchError, match="CUDA only"):
+        measure_throughput(small_model(), "reparam", x, 1, amp=True, device="cpu")
+    with pytest.raises(VaebenchError, match="threads"):
+        measure_throughput(small_model(), "reparam", x, 1, threads=0)
+    with pytest.raises(VaebenchError, match=r"\[B, D\]"):
+        measure_throughput(small_model(), "reparam", x[0], 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(VaebenchError, match="no CUDA GPU"):
+        measure_throughput(small_model(), "reparam", binary_batch(), 1, device="cuda")
+
+
+def test_summarize_times_order_statistics():
+    times = np.array([4.0, 1.0, 3.0, 2.0, 5.0])
+    summary = summarize_times(times)
+    assert summary["step_s_median"] == 3.0 and summary["step_s_min"] == 1.0
+    assert (summary["step_s_p25"], summary["step_s_p75"], summary["step_s_iqr"]) == (2.0, 4.0, 2.0)
+    assert 1.0 <= summary["step_s_low"] <= 3.0 <= summary["step_s_high"] <= 5.0
+    single = summarize_times(np.array([2.0]))
+    assert single["step_s_median"] == 2.0 and math.isnan(single["step_s_low"])
+
+
+def test_matmul_ceiling_is_cached_and_positive():
+    first = matmul_ceiling("cpu", size=64)
+    assert math.isfinite(first) and first > 0
+    assert matmul_ceiling("cpu", size=64) == first
+
+
+def test_reference_loss_is_bce_plus_analytic_kl():
+    torch.manual_seed(0)
+    model, x = ReferenceVAE(D, H, Z), binary_batch()
+    recon, mu, logvar = model(x)
+    expected_kl = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum()
+    bce = -(x * recon.log() + (1 - x) * (1 - recon).log()).sum()
+    torch.testing.assert_close(reference_loss(recon, x, mu, logvar), bce + expected_kl)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    weight = model.fc1.weight.detach().clone()
+    assert math.isfinite(reference_step(model, optimizer, x))
+    assert not torch.equal(weight, model.fc1.weight)  # it stepped
+
+
+def test_reference_row():
+    row = measure_reference(binary_batch(), hidden=H, z_dim=Z, **FAST).iloc[0]
+    assert (row["estimator"], row["num_samples"], row["optimizer"]) == ("reference", 1, "adam-default")
+    assert row["flops_per_step"] == 3 * (2 * B * (D * H + 2 * H * Z) + 2 * B * (Z * H + H * D))
+    assert_figures(row)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_rows_use_cuda_memory_and_amp():
+    frame = throughput_study(
+        small_model, ["reparam"], [2], [B], binary_batch(), device="cuda", amp=True, **FAST
+    )
+    measured = frame[frame["estimator"] == "reparam"]
+    assert set(measured["variant"]) == {"eager", "amp-bf16"}
+    assert (measured["device_type"] == "cuda").all() and (
+        measured["memory_kind"] == "cuda_max_allocated"
+    ).all()
+    for _, row in frame.iterrows():
+        assert_figures(row)
