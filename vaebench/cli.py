@@ -1,35 +1,241 @@
-"""Command line: ``python -m vaebench {run,report,list}``. Wiring only; the logic lives in the library."""
+"""Command line: ``python -m vaebench {run,report,list}``. Wiring only; the logic lives in the library.
+
+``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`) and runs the
+suite (:mod:`vaebench.suite`); ``report DIR`` rebuilds a results folder's report from its CSVs; ``list``
+prints the estimators, data sets and presets. Bad input exits with status 2 and a one-line message, never a
+traceback; an interrupted run exits with 130 after saving what was finished; a run with failed units with 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from pathlib import Path
 
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED_UNITS = 1
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vaebench.config import PRESET_DESCRIPTIONS
+
     parser = argparse.ArgumentParser(prog="vaebench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the registered estimators with their references")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list}")
+
+    run = sub.add_parser(
+        "run",
+        help="run the benchmark suite (default: every estimator x K in {1, 10} x 3 seeds on digits)",
+        description="Run the suite: gradient variance, convergence with test log-likelihood, and throughput. "
+        "Options are applied in order: --preset, then --config, then the other flags.",
+    )
+    run.add_argument("--config", metavar="FILE", help="TOML file of settings (see README: Configuration)")
+    run.add_argument(
+        "--preset",
+        choices=list(PRESET_DESCRIPTIONS),
+        help="base settings: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items()),
+    )
+    run.add_argument("--estimators", metavar="NAMES", help="comma-separated estimator names, or 'all'")
+    run.add_argument("--samples", metavar="KS", help="comma-separated K values, e.g. 1,10")
+    run.add_argument("--seeds", metavar="SEEDS", help="comma-separated seeds, e.g. 0,1,2")
+    run.add_argument("--dataset", metavar="NAME", help="digits, fashion-mnist, mnist or synthetic")
+    run.add_argument("--data-dir", metavar="DIR", help="folder with the IDX files of fashion-mnist / mnist")
+    run.add_argument("--steps", metavar="N", help="training steps per run")
+    run.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto")
+    run.add_argument("--threads", metavar="N", help="torch CPU threads (0: torch's default)")
+    run.add_argument("--name", help="run name (the default folder is results/<timestamp>-<name>)")
+    run.add_argument("--out", metavar="DIR", help="results folder (default: results/<timestamp>-<name>)")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the run in --out, skipping finished units"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no per-unit lines")
+
+    report = sub.add_parser("report", help="rebuild a results folder's report (tables, plots, report.md)")
+    report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+
+    sub.add_parser("list", help="list the estimators (with references), data sets and presets")
     return parser
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    width = max(map(len, ESTIMATORS))
-    for name, cls in ESTIMATORS.items():
-        print(f"{name:<{width}}  [{cls.objective}] {cls.summary}  ({cls.reference})")
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
+
+
+def _ints(flag: str, text: str) -> list[int]:
+    try:
+        return [int(part) for part in _split(text)]
+    except ValueError:
+        raise VaebenchError(
+            f"{flag} takes comma-separated integers, e.g. {flag} 1,10; got {text!r}"
+        ) from None
+
+
+def _int(flag: str, text: str) -> int:
+    (value,) = _ints(flag, text) or [None]
+    if value is None:
+        raise VaebenchError(f"{flag} takes an integer, got {text!r}")
+    return value
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The nested config overrides (as in the TOML) that the flags of ``run`` ask for."""
+    from vaebench.estimators import ESTIMATORS
+
+    over: dict = {}
+    if args.estimators is not None:
+        names = _split(args.estimators)
+        over["estimators"] = list(ESTIMATORS) if names == ["all"] else names
+    if args.samples is not None:
+        over["samples"] = _ints("--samples", args.samples)
+    if args.seeds is not None:
+        over["seeds"] = _ints("--seeds", args.seeds)
+    if args.device is not None:
+        over["device"] = args.device
+    if args.threads is not None:
+        over["threads"] = _int("--threads", args.threads)
+    if args.name is not None:
+        over["name"] = args.name
+    if args.dataset is not None:
+        over.setdefault("data", {})["name"] = args.dataset
+    if args.data_dir is not None:
+        if not Path(args.data_dir).is_dir():
+            raise VaebenchError(f"--data-dir {args.data_dir!r} is not a folder")
+        over.setdefault("data", {})["root"] = args.data_dir
+    if args.steps is not None:
+        over.setdefault("train", {})["steps"] = _int("--steps", args.steps)
+    return over
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vaebench.config import resolve, validate
+    from vaebench.report.tables import summary_markdown
+    from vaebench.suite import default_out, run_suite, saved_config
+
+    overrides = overrides_from(args)
+    if args.resume and args.out is None:
+        raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
+    if args.resume and args.preset is None and args.config is None and not overrides:
+        config = saved_config(args.out)  # plain `--resume --out DIR`: the run's own settings
+        notes = validate(config)
+    else:
+        config, notes = resolve(preset_name=args.preset, config_file=args.config, overrides=overrides)
+    out = Path(args.out) if args.out is not None else default_out(config)
+    quiet = args.quiet
+    for note in notes:
+        if not quiet:
+            print(f"vaebench: note: {note}", file=sys.stderr)
+    with _sigterm_as_interrupt():
+        try:
+            result = run_suite(
+                config,
+                out,
+                resume=args.resume,
+                notes=notes,
+                progress=False if quiet else None,
+                log=(lambda line: None) if quiet else None,
+                argv=args.argv,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"vaebench: interrupted; finished units are saved in {out}. Continue with:\n"
+                f"  python -m vaebench run --resume --out {out}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+    summary = out / "summary.csv"
+    if summary.is_file() and not quiet:
+        import pandas as pd
+
+        print(summary_markdown(pd.read_csv(summary)))
+    print(f"{result.status}: {out / 'report.md'} ({result.wall_time_s:.0f} s)")
+    if result.failed:
+        for unit, error in result.failed.items():
+            print(f"vaebench: unit {unit} failed: {error}", file=sys.stderr)
+        print(
+            f"vaebench: retry the failed units with: python -m vaebench run --resume --out {out}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_UNITS
     return 0
 
 
-COMMANDS = {"list": cmd_list}
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaebench.report.writer import write_report
+    from vaebench.suite import store
+
+    out = Path(args.dir)
+    if not out.is_dir():
+        raise VaebenchError(f"{args.dir!r} is not a folder")
+    if not any((out / f"{kind}.csv").is_file() for kind in store.KINDS) and not (out / "units").is_dir():
+        raise VaebenchError(
+            f"{args.dir!r} holds no results (no units/ and no variance/convergence/throughput.csv)"
+        )
+    store.combine(out)
+    print(write_report(out))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from vaebench.config import PRESET_DESCRIPTIONS
+    from vaebench.data import DATASETS
+    from vaebench.estimators import ESTIMATORS
+
+    print("estimators:")
+    width = max(map(len, ESTIMATORS))
+    for name, cls in ESTIMATORS.items():
+        k = f", K >= {cls.min_samples}" if cls.min_samples > 1 else ""
+        print(f"  {name:<{width}}  [{cls.objective}{k}] {cls.summary}  ({cls.reference})")
+    print("data sets:")
+    width = max(map(len, DATASETS))
+    for name, text in DATASETS.items():
+        print(f"  {name:<{width}}  {text}")
+    print("presets:")
+    for name, text in PRESET_DESCRIPTIONS.items():
+        print(f"  {name:<{width}}  {text}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Treat SIGTERM (a `kill`) like Ctrl-C, so the finished units are kept and run.json says so."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit status (argparse errors return 2 instead of raising SystemExit)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # bad flags (argparse printed why) or --help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except VaebenchError as err:
         print(f"vaebench: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT

@@ -1,0 +1,238 @@
+"""Plots of the suite's tidy frames; every function takes ``ax=None``, draws one panel and returns the axes.
+
+Colours are keyed by estimator name in one place (:func:`estimator_color`), so an estimator has the same
+colour in every figure. Every point comes with its interval: error bars for variance, SNR and step time (the
+``_low`` / ``_high`` columns), and a band over seeds for the learning curves (95% Student-t interval of the
+mean, from :func:`vaebench.stats.mean_interval`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vaebench.estimators import ESTIMATORS
+
+_PALETTE = matplotlib.colormaps["tab10"].colors
+COLORS: dict[str, tuple[float, float, float]] = {
+    name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(ESTIMATORS)
+}
+"""Colour of each registered estimator (registry order through tab10)."""
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def estimator_color(name: str) -> tuple[float, float, float]:
+    """The colour of an estimator in every plot (a stable hash for names outside the registry)."""
+    if name in COLORS:
+        return COLORS[name]
+    return matplotlib.colormaps["tab20b"].colors[zlib.crc32(name.encode()) % 20]
+
+
+def estimator_marker(name: str) -> str:
+    """A marker per estimator, so curves stay apart in greyscale print."""
+    order = list(ESTIMATORS)
+    index = order.index(name) if name in order else zlib.crc32(name.encode())
+    return MARKERS[index % len(MARKERS)]
+
+
+def figure(ncols: int = 1, *, panel: tuple[float, float] = (5.0, 3.8)) -> tuple[Figure, list[Axes]]:
+    """A figure with a row of ``ncols`` panels.
+
+    It is a bare ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot): no display is needed, no global
+    backend is switched, and nothing is kept alive by pyplot's figure registry.
+    """
+    fig = Figure(figsize=(panel[0] * ncols, panel[1]), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float] = (5.5, 4.0)) -> Axes:
+    if ax is None:
+        ax = Figure(figsize=figsize, layout="constrained").subplots()
+    return ax
+
+
+def _ordered(names) -> list[str]:
+    """Estimators in registry order, unknown names after them."""
+    names = list(dict.fromkeys(names))
+    known = [n for n in ESTIMATORS if n in names]
+    return known + sorted(n for n in names if n not in ESTIMATORS)
+
+
+def plot_against_k(
+    frame: pd.DataFrame, metric: str, *, ax: Axes | None = None, ylabel: str | None = None, title: str = ""
+) -> Axes:
+    """``metric`` against K on log-log axes, one line per estimator, with ``metric_low``/``metric_high`` bars.
+
+    Args:
+        frame: one row per (estimator, num_samples): columns ``estimator``, ``num_samples``, ``metric`` and,
+            if present, ``{metric}_low`` and ``{metric}_high`` (e.g. :func:`vaebench.report.tables.variance_by_k`).
+        metric: the column to plot, e.g. ``trace_var`` or ``snr``.
+        ax: axes to draw on; a new figure when None.
+        ylabel: y-axis label (default: the metric's name).
+        title: panel title.
+    """
+    ax = _axes(ax)
+    for name in _ordered(frame["estimator"]):
+        rows = frame[(frame["estimator"] == name) & np.isfinite(frame[metric]) & (frame[metric] > 0)]
+        rows = rows.sort_values("num_samples")
+        if rows.empty:
+            continue
+        y = rows[metric].to_numpy(float)
+        yerr = None
+        if f"{metric}_low" in rows and f"{metric}_high" in rows:
+            low = np.clip(rows[f"{metric}_low"].to_numpy(float), 1e-300, None)
+            high = rows[f"{metric}_high"].to_numpy(float)
+            yerr = np.nan_to_num(np.vstack([y - low, high - y]).clip(min=0))
+        ax.errorbar(
+            rows["num_samples"],
+            y,
+            yerr=yerr,
+            label=name,
+            color=estimator_color(name),
+            marker=estimator_marker(name),
+            capsize=3,
+            linewidth=1.4,
+            markersize=5,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ks = sorted(frame["num_samples"].unique())
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("K (latent samples per datapoint)")
+    ax.set_ylabel(ylabel or metric)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def curve_bands(frame: pd.DataFrame, metric: str = "test_elbo", level: float = 0.95) -> pd.DataFrame:
+    """Mean over seeds of one metric per (estimator, num_samples, step), with its interval and wall-clock.
+
+    The rows of :func:`vaebench.measures.convergence.summarize_curves` for ``metric``: columns
+    ``estimator, num_samples, step, wall_time_s`` (mean over seeds), ``value``, ``value_low``,
+    ``value_high`` (Student-t interval over seeds; NaN with one seed), ``n_seeds``.
+    """
+    from vaebench.measures.convergence import summarize_curves
+
+    rows = frame[frame["metric"] == metric]
+    if rows.empty:
+        return pd.DataFrame(columns=["estimator", "num_samples", "step", "wall_time_s", "value"])
+    return summarize_curves(rows, level)
+
+
+def plot_curves(
+    convergence: pd.DataFrame,
+    *,
+    num_samples: int,
+    x: str = "step",
+    metric: str = "test_elbo",
+    ax: Axes | None = None,
+    title: str = "",
+) -> Axes:
+    """A learning curve per estimator at one K: the mean over seeds, with the seeds' 95% band.
+
+    Args:
+        convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step,
+            wall_time_s, metric, value``; ``diverged`` optional).
+        num_samples: which K to draw.
+        x: ``step`` or ``wall_time_s`` (the wall-clock averaged over seeds at each evaluation step).
+        metric: the metric to draw (``test_elbo`` by default: the plain ELBO for every estimator).
+        ax: axes to draw on; a new figure when None.
+        title: panel title.
+    """
+    ax = _axes(ax)
+    bands = curve_bands(convergence[convergence["num_samples"] == num_samples], metric)
+    finals = []
+    for name in _ordered(bands["estimator"]):
+        b = bands[bands["estimator"] == name].sort_values("step")
+        color = estimator_color(name)
+        ax.plot(b[x], b["value"], color=color, label=name, linewidth=1.4)
+        ax.fill_between(b[x], b["value_low"], b["value_high"], color=color, alpha=0.2, linewidth=0)
+        finals.append(b["value"].iloc[len(b) // 4 :])
+    if "diverged" in convergence:
+        div = convergence[(convergence["num_samples"] == num_samples) & convergence["diverged"].astype(bool)]
+        for (name, _), g in div[div["metric"] == metric].groupby(["estimator", "seed"]):
+            last = g.sort_values("step").iloc[-1]
+            ax.plot(last[x], last["value"], "x", color=estimator_color(name), markersize=8)
+    if finals:
+        # Early ELBOs are orders of magnitude below the final ones: frame the last three quarters.
+        tail = pd.concat(finals).to_numpy(float)
+        tail = tail[np.isfinite(tail)]
+        if tail.size:
+            low, high = np.quantile(tail, [0.0, 1.0])
+            pad = 0.05 * (high - low) if high > low else 1.0
+            ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel({"step": "optimizer steps", "wall_time_s": "training wall-clock (s)"}.get(x, x))
+    ax.set_ylabel({"test_elbo": "test ELBO (nats)"}.get(metric, metric))
+    ax.set_title(title or f"K = {num_samples}")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: str = "") -> Axes:
+    """Median training-step time per estimator, one bar per K, with the median's interval as error bars.
+
+    Args:
+        throughput: rows with ``estimator, num_samples, step_s_median`` and optionally ``step_s_low`` /
+            ``step_s_high``.
+        ax: axes to draw on; a new figure when None.
+        title: panel title.
+    """
+    ax = _axes(ax, figsize=(8.0, 4.0))
+    names = _ordered(throughput["estimator"])
+    ks = sorted(throughput["num_samples"].unique())
+    width = 0.8 / max(len(ks), 1)
+    hatches = ("", "//", "..", "xx", "\\\\")
+    for j, k in enumerate(ks):
+        rows = throughput[throughput["num_samples"] == k].set_index("estimator")
+        xs, heights, errs, colors = [], [], [], []
+        for i, name in enumerate(names):
+            if name not in rows.index:
+                continue
+            row = rows.loc[name]
+            median = 1e3 * float(row["step_s_median"])
+            low = 1e3 * float(row.get("step_s_low", np.nan))
+            high = 1e3 * float(row.get("step_s_high", np.nan))
+            xs.append(i - 0.4 + width * (j + 0.5))
+            heights.append(median)
+            errs.append((max(median - low, 0), max(high - median, 0)))
+            colors.append(estimator_color(name))
+        err = np.nan_to_num(np.array(errs).T) if errs else None
+        ax.bar(xs, heights, width=width, color=colors, yerr=err, capsize=2, edgecolor="black",
+               linewidth=0.5, hatch=hatches[j % len(hatches)], label=f"K = {k}")  # fmt: skip
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("training step (ms, median)")
+    ax.set_title(title or "Cost of one training step")
+    legend = ax.legend(title="bars", loc="upper left")
+    for patch in legend.get_patches():
+        patch.set_facecolor("white")
+    ax.grid(True, axis="y", alpha=0.3)
+    return ax
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Save a figure as PNG (small: 100 dpi)."""
+    path = Path(path)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def legend_outside(fig: Figure, axes) -> None:
+    """One legend for a row of panels, placed right of them (labels of all panels, deduplicated)."""
+    handles, labels = {}, []
+    for ax in np.atleast_1d(axes):
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
+    fig.legend([handles[label] for label in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -1,0 +1,345 @@
+"""Tables of the suite's tidy frames: pivots to one row per (estimator, K), and their markdown.
+
+The comparison table (:func:`summary_table`) joins, per estimator and K:
+
+- gradient variance of the encoder (trace of the covariance of the minibatch gradient estimate) and its
+  signal-to-noise ratio, at one checkpoint of the shared reference run, with intervals;
+- final test ELBO and test log-likelihood (importance-sampled, k samples), mean over seeds with a Student-t
+  interval;
+- the median training-step time and its interval;
+- work-normalised variance (variance x seconds per estimate: lower wins at equal compute), with interval;
+- the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
+  training objective is not comparable with the ELBO rows even though the test ELBO and log-likelihood are.
+
+Where a figure was measured for several seeds, the seeds are pooled with
+:func:`vaebench.stats.pooled_mean_interval`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from vaebench.estimators import ESTIMATORS
+from vaebench.stats import pooled_mean_interval
+
+KEYS = ["estimator", "num_samples"]
+VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "snr_norm")
+"""Variance columns carried into the tables (with their `_low`/`_high` where the frame has them)."""
+
+
+def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by registry order of the estimator, then K."""
+    rank = {name: i for i, name in enumerate(ESTIMATORS)}
+    key = frame["estimator"].map(lambda n: rank.get(n, len(rank)))
+    return (
+        frame.assign(_rank=key)
+        .sort_values(["_rank", "estimator", "num_samples"])
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def _measured(variance: pd.DataFrame) -> pd.DataFrame:
+    """Variance rows that hold a measurement (not the records of skipped combinations)."""
+    rows = variance
+    if "skipped" in rows:
+        rows = rows[~rows["skipped"].fillna(False).astype(bool)]
+    if "status" in rows:
+        rows = rows[rows["status"].fillna("ok").isin(["ok", "measured"])]
+    return rows
+
+
+def variance_by_k(
+    variance: pd.DataFrame, *, group: str = "encoder", checkpoint: str | None = None, level: float = 0.95
+) -> pd.DataFrame:
+    """One row per (estimator, K) of the variance measure at one checkpoint and parameter group.
+
+    Args:
+        variance: tidy rows of the variance study (``estimator, num_samples, seed, group, checkpoint,
+            trace_var, trace_var_low, trace_var_high, snr, ...``).
+        group: ``encoder``, ``decoder`` or ``all``.
+        checkpoint: which checkpoint; None keeps all rows (when the frame has one checkpoint).
+        level: interval level when pooling seeds.
+
+    Returns:
+        Columns ``estimator, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
+        present, with ``_low``/``_high``.
+    """
+    rows = _measured(variance)
+    rows = rows[rows["group"] == group]
+    if checkpoint is not None and "checkpoint" in rows:
+        rows = rows[rows["checkpoint"] == checkpoint]
+    out = []
+    for (name, k), g in rows.groupby(KEYS, sort=False):
+        rec: dict = {"estimator": name, "num_samples": k}
+        for col in ("objective", "reference"):
+            if col in g:
+                rec[col] = g[col].iloc[0]
+        rec["seeds"] = g["seed"].nunique() if "seed" in g else len(g)
+        for metric in VARIANCE_METRICS:
+            if metric not in g:
+                continue
+            lows = g.get(f"{metric}_low", pd.Series(np.nan, index=g.index))
+            highs = g.get(f"{metric}_high", pd.Series(np.nan, index=g.index))
+            mean, low, high = pooled_mean_interval(g[metric], lows, highs, level)
+            rec[metric], rec[f"{metric}_low"], rec[f"{metric}_high"] = mean, max(low, 0.0), high
+        out.append(rec)
+    frame = pd.DataFrame(out, columns=None if out else KEYS)
+    return order_estimators(frame) if out else frame
+
+
+def variance_by_checkpoint(
+    variance: pd.DataFrame,
+    *,
+    metric: str = "trace_var",
+    group: str = "encoder",
+    checkpoints: Sequence[str] = (),
+) -> pd.DataFrame:
+    """``metric`` pooled over seeds, one row per (estimator, K), one column per checkpoint (in order)."""
+    rows = _measured(variance)
+    rows = rows[rows["group"] == group]
+    labels = [c for c in checkpoints if c in set(rows["checkpoint"])] or list(
+        dict.fromkeys(rows["checkpoint"])
+    )
+    frames = []
+    for label in labels:
+        part = variance_by_k(rows, group=group, checkpoint=label)
+        if metric in part:
+            frames.append(part[[*KEYS, metric]].rename(columns={metric: label}))
+    if not frames:
+        return pd.DataFrame(columns=KEYS)
+    table = frames[0]
+    for part in frames[1:]:
+        table = table.merge(part, on=KEYS, how="outer")
+    return order_estimators(table)
+
+
+def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Final test ELBO and test log-likelihood per (estimator, K): mean over seeds with a Student-t interval.
+
+    A pivot of :func:`vaebench.measures.convergence.summarize_convergence` (diverged runs are left out of
+    the means and counted).
+
+    Returns:
+        Columns ``estimator, num_samples, objective, runs, diverged``, ``train_time_s`` (mean training
+        seconds) and, for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
+        synthetic data ``exact_log_likelihood``, ``ll_gap``...), the mean with ``_low``/``_high``.
+    """
+    from vaebench.measures.convergence import summarize_convergence
+
+    long = summarize_convergence(convergence, level)
+    if long.empty:
+        return pd.DataFrame(columns=KEYS)
+    out = []
+    for (name, k), g in long.groupby(KEYS, sort=False):
+        rec: dict = {"estimator": name, "num_samples": k, "objective": g["objective"].iloc[0]}
+        rec["runs"] = int(g["n_seeds"].max() + g["n_diverged"].max())
+        rec["diverged"] = int(g["n_diverged"].max())
+        rec["train_time_s"] = g["wall_time_s"].iloc[0]
+        for _, row in g.iterrows():
+            m = row["metric"]
+            rec[m], rec[f"{m}_low"], rec[f"{m}_high"] = row["value"], row["value_low"], row["value_high"]
+        out.append(rec)
+    return order_estimators(pd.DataFrame(out))
+
+
+def _registry_objective(name: str) -> str:
+    cls = ESTIMATORS.get(name)
+    return cls.objective if cls is not None else ""
+
+
+def throughput_by_k(throughput: pd.DataFrame, batch_size: int | None = None) -> pd.DataFrame:
+    """Step time in milliseconds per (estimator, K) at one batch size (the largest measured by default).
+
+    Returns:
+        Columns ``estimator, num_samples, batch_size, step_ms, step_ms_low, step_ms_high`` and, when
+        present, ``datapoints_per_s`` and ``ceiling_fraction``.
+    """
+    rows = throughput
+    if "skipped" in rows:
+        rows = rows[~rows["skipped"].fillna(False).astype(bool)]
+    if "compiled" in rows:
+        rows = rows[~rows["compiled"].fillna(False).astype(bool)]
+    if "amp" in rows:
+        rows = rows[~rows["amp"].fillna(False).astype(bool)]
+    rows = rows[np.isfinite(rows["step_s_median"].astype(float))]
+    if rows.empty:
+        return pd.DataFrame(columns=KEYS)
+    if "batch_size" in rows:
+        size = batch_size if batch_size is not None else rows["batch_size"].max()
+        rows = rows[rows["batch_size"] == size]
+    rows = rows.groupby(KEYS, sort=False).first().reset_index()
+    out = rows[[c for c in [*KEYS, "batch_size"] if c in rows]].copy()
+    out["step_ms"] = 1e3 * rows["step_s_median"]
+    out["step_ms_low"] = 1e3 * rows.get("step_s_low", np.nan)
+    out["step_ms_high"] = 1e3 * rows.get("step_s_high", np.nan)
+    for col in ("datapoints_per_s", "ceiling_fraction"):
+        if col in rows:
+            out[col] = rows[col]
+    return order_estimators(out)
+
+
+def summary_table(
+    variance: pd.DataFrame | None,
+    convergence: pd.DataFrame | None,
+    throughput: pd.DataFrame | None,
+    *,
+    checkpoint: str | None = None,
+    group: str = "encoder",
+    batch_size: int | None = None,
+) -> pd.DataFrame:
+    """The comparison table: one row per (estimator, K) joining the three measures (outer join).
+
+    Args:
+        variance, convergence, throughput: the tidy frames (None or empty when not measured).
+        checkpoint: the variance checkpoint reported; None when the frame has only one.
+        group: the parameter group reported (``encoder`` by default: where the estimators differ).
+        batch_size: the throughput batch size reported (default: the largest measured).
+
+    Returns:
+        Columns ``estimator, num_samples, objective`` then, where measured: ``trace_var, snr,
+        final_test_elbo, test_log_likelihood, step_ms, work_normalized_var`` each with ``_low``/``_high``,
+        and ``runs, diverged, variance_reference, variance_checkpoint, variance_group``.
+    """
+    parts = []
+    if variance is not None and not variance.empty:
+        v = variance_by_k(variance, group=group, checkpoint=checkpoint)
+        keep = [c for c in v if c in KEYS or c.startswith(("trace_var", "snr", "work_normalized_var"))]
+        keep = [c for c in keep if not c.startswith("snr_norm")]
+        v = v[[*keep, *[c for c in ("objective", "reference") if c in v]]]
+        v = v.rename(columns={"reference": "variance_reference", "objective": "objective_v"})
+        v["variance_checkpoint"] = checkpoint
+        v["variance_group"] = group
+        parts.append(v)
+    if convergence is not None and not convergence.empty:
+        parts.append(convergence_by_k(convergence))
+    if throughput is not None and not throughput.empty:
+        t = throughput_by_k(throughput, batch_size)
+        parts.append(t[[c for c in t if c in KEYS or c.startswith("step_ms")]])
+    if not parts:
+        return pd.DataFrame(columns=[*KEYS, "objective"])
+    table = parts[0]
+    for part in parts[1:]:
+        table = table.merge(part, on=KEYS, how="outer")
+    if "objective_v" in table:
+        objective = table["objective"] if "objective" in table else pd.Series(np.nan, index=table.index)
+        table["objective"] = objective.fillna(table.pop("objective_v"))
+    if "objective" not in table:
+        table["objective"] = table["estimator"].map(_registry_objective)
+    table["objective"] = table["objective"].fillna(table["estimator"].map(_registry_objective))
+    order = [*KEYS, "objective"]
+    for metric in (
+        "trace_var",
+        "snr",
+        "final_test_elbo",
+        "test_log_likelihood",
+        "step_ms",
+        "work_normalized_var",
+    ):
+        order += [c for c in (metric, f"{metric}_low", f"{metric}_high") if c in table]
+    order += [c for c in table if c not in order]
+    return order_estimators(table[order])
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+
+
+def fmt_number(value: float, digits: int = 3) -> str:
+    """A number in ``digits`` significant figures; scientific notation outside [1e-3, 1e5)."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e5 or magnitude < 1e-3:
+        return f"{value:.{digits - 1}e}"
+    decimals = max(digits - 1 - math.floor(math.log10(magnitude)), 0)
+    return f"{value:.{decimals}f}"
+
+
+def fmt_interval(value: float, low: float, high: float, digits: int = 3, symmetric: bool = False) -> str:
+    """``value ± half`` for symmetric intervals (means), ``value [low, high]`` otherwise."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return fmt_number(value, digits)
+    if symmetric:
+        half = (high - low) / 2
+        decimals = max(0, -math.floor(math.log10(half)) + 1) if half > 0 else 2
+        return f"{value:.{decimals}f} ± {half:.{decimals}f}"
+    return f"{fmt_number(value, digits)} [{fmt_number(low, 2)}, {fmt_number(high, 2)}]"
+
+
+def markdown(frame: pd.DataFrame, columns: Sequence[tuple[str, Callable[[pd.Series], str]]]) -> str:
+    """A GitHub markdown table: one (header, row -> cell text) pair per column."""
+    lines = [
+        "| " + " | ".join(h for h, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for _, row in frame.iterrows():
+        cells = [str(cell(row)).replace("|", "\\|") for _, cell in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _interval_cell(metric: str, symmetric: bool = False) -> Callable[[pd.Series], str]:
+    def cell(row: pd.Series) -> str:
+        return fmt_interval(
+            row.get(metric, np.nan), row.get(f"{metric}_low", np.nan), row.get(f"{metric}_high", np.nan),
+            symmetric=symmetric,
+        )  # fmt: skip
+
+    return cell
+
+
+SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
+    # (column, header, meaning, symmetric interval)
+    ("trace_var", "encoder grad variance", "trace of the encoder gradient's covariance (lower is better)", False),
+    ("snr", "encoder SNR", "mean over coordinates of |E g| / std g (Rainforth et al. 2018; higher is better)", False),
+    ("final_test_elbo", "test ELBO", "plain ELBO of the test set at the end of training (nats; higher is better)", True),
+    ("test_log_likelihood", "test log p(x)", "importance-sampled log-likelihood of the test set (nats; higher is better)", True),
+    ("step_ms", "step (ms)", "median time of one training step: estimator, backward, optimizer", False),
+    ("work_normalized_var", "variance x time", "encoder variance x seconds per estimate: lower wins at equal compute", False),
+]  # fmt: skip
+"""The comparison table's columns, their headers in report.md and what they mean."""
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The comparison table as markdown (only the columns that were measured)."""
+    cols: list[tuple[str, Callable[[pd.Series], str]]] = [
+        ("estimator", lambda r: f"`{r['estimator']}`"),
+        ("K", lambda r: str(int(r["num_samples"]))),
+        ("objective", lambda r: str(r.get("objective", ""))),
+    ]
+    for column, header, _, symmetric in SUMMARY_COLUMNS:
+        if column in summary and summary[column].notna().any():
+            cols.append((header, _interval_cell(column, symmetric)))
+    if "diverged" in summary and summary["diverged"].fillna(0).any():
+        cols.append(
+            (
+                "diverged",
+                lambda r: f"{int(r['diverged'])}/{int(r['runs'])}" if np.isfinite(r["runs"]) else "–",
+            )
+        )
+    return markdown(summary, cols)
+
+
+def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
+    """One bullet per column of :func:`summary_markdown`: what it measures."""
+    lines = [
+        "- **objective**: what the estimator's training maximises; `iwae` rows optimise the importance-weighted "
+        "bound IWAE_K, so their training objective is a different number (their test ELBO and log p(x) are "
+        "comparable)."
+    ]
+    for column, header, meaning, _ in SUMMARY_COLUMNS:
+        if column in summary and summary[column].notna().any():
+            lines.append(f"- **{header}**: {meaning}.")
+    lines.append(
+        f"- Intervals are {level:.0%}: `x ± h` is a Student-t interval of a mean over seeds, `x [low, high]` a "
+        "chi-square / bootstrap / order-statistic interval (pooled over seeds where there are several)."
+    )
+    return "\n".join(lines)

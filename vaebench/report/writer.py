@@ -1,0 +1,475 @@
+"""The report of a results folder: ``summary.csv``, the plots, and ``report.md`` with a reading of the numbers.
+
+Everything is rebuilt from the folder's CSVs and run.json, so ``python -m vaebench report DIR`` reproduces it,
+and a partial run (interrupted, or with failed units) gets a partial report that says so.
+
+The reading is generated from the summary table: each sentence is computed (which estimator is lowest, by
+how much, whether the intervals overlap), so it cannot contradict the table next to it. Nothing in it is a
+fixed claim about estimators in general.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
+from vaebench.estimators import ESTIMATORS, Reinforce
+from vaebench.provenance import read_json
+from vaebench.report import plots, tables
+from vaebench.report.tables import fmt_interval, fmt_number
+
+FIGURES = {
+    "variance": "variance_snr_vs_k.png",
+    "steps": "elbo_vs_steps.png",
+    "wallclock": "elbo_vs_wallclock.png",
+    "throughput": "throughput.png",
+}
+"""File names of the report's plots."""
+
+
+def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A results folder's run.json (empty if missing) and its combined CSVs (empty frames if missing)."""
+    out = Path(out)
+    run = read_json(out / "run.json") if (out / "run.json").is_file() else {}
+    frames = {}
+    for kind in ("variance", "convergence", "throughput"):
+        path = out / f"{kind}.csv"
+        try:
+            frames[kind] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        except pd.errors.EmptyDataError:
+            frames[kind] = pd.DataFrame()
+    return run, frames
+
+
+def write_report(out: str | Path, level: float = 0.95) -> Path:
+    """Write summary.csv, the PNG plots and report.md into ``out`` from its CSVs; return report.md's path."""
+    out = Path(out)
+    run, frames = load(out)
+    config = from_dict(run["config"]) if "config" in run else SuiteConfig()
+    checkpoint = _summary_checkpoint(frames["variance"], config)
+    summary = tables.summary_table(
+        frames["variance"],
+        frames["convergence"],
+        _estimator_rows(frames["throughput"]),
+        checkpoint=checkpoint,
+        batch_size=config.throughput.batch_size,
+    )
+    summary.to_csv(out / "summary.csv", index=False)
+    figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
+    text = render(run, config, summary, frames, figures, checkpoint=checkpoint, level=level)
+    path = out / "report.md"
+    path.write_text(text)
+    return path
+
+
+def _estimator_rows(throughput: pd.DataFrame) -> pd.DataFrame:
+    if throughput.empty or "estimator" not in throughput:
+        return throughput
+    return throughput[throughput["estimator"] != "reference"]
+
+
+def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | None:
+    if variance.empty or "checkpoint" not in variance:
+        return None
+    measured = set(tables._measured(variance)["checkpoint"])
+    wanted = config.variance.summary_checkpoint
+    if wanted in measured:
+        return wanted
+    ordered = [c for c in CHECKPOINTS if c in measured]  # an interrupted run: the latest one measured
+    return ordered[-1] if ordered else None
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def write_plots(
+    out: Path, frames: dict[str, pd.DataFrame], *, checkpoint: str | None, batch_size: int | None
+) -> dict[str, str]:
+    """Draw every plot the data allow; return {figure key: file name}."""
+    written = {}
+    variance, convergence, throughput = frames["variance"], frames["convergence"], frames["throughput"]
+    if not variance.empty:
+        by_k = tables.variance_by_k(variance, checkpoint=checkpoint)
+        if not by_k.empty:
+            fig, (left, right) = plots.figure(2)
+            where = f" ({checkpoint} checkpoint)" if checkpoint else ""
+            plots.plot_against_k(by_k, "trace_var", ax=left, ylabel="trace of covariance", title=f"Encoder gradient variance{where}")  # fmt: skip
+            if "snr" in by_k:
+                plots.plot_against_k(by_k, "snr", ax=right, ylabel="mean |E g| / std g", title=f"Encoder gradient SNR{where}")  # fmt: skip
+            plots.legend_outside(fig, [left, right])
+            written["variance"] = plots.save(fig, out / FIGURES["variance"]).name
+    if not convergence.empty:
+        ks = sorted(convergence["num_samples"].unique())
+        for key, x in (("steps", "step"), ("wallclock", "wall_time_s")):
+            fig, axes = plots.figure(len(ks))
+            for ax, k in zip(axes, ks, strict=True):
+                plots.plot_curves(convergence, num_samples=k, x=x, ax=ax)
+            plots.legend_outside(fig, axes)
+            written[key] = plots.save(fig, out / FIGURES[key]).name
+    if not throughput.empty and "step_s_median" in throughput:
+        rows = throughput
+        if "status" in rows:
+            rows = rows[rows["status"].fillna("ok") == "ok"]
+        if "variant" in rows:
+            rows = rows[rows["variant"].fillna("eager") == rows["variant"].fillna("eager").iloc[0]]
+        if batch_size is not None and "batch_size" in rows and (rows["batch_size"] == batch_size).any():
+            rows = rows[rows["batch_size"] == batch_size]
+        if not rows.empty:
+            fig, (ax,) = plots.figure(1, panel=(9.0, 4.0))
+            plots.plot_throughput(rows, ax=ax)
+            written["throughput"] = plots.save(fig, out / FIGURES["throughput"]).name
+    return written
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def _name(row: pd.Series) -> str:
+    return f"`{row['estimator']}`"
+
+
+def _iv(row: pd.Series, metric: str, symmetric: bool = False) -> str:
+    return fmt_interval(
+        row.get(metric), row.get(f"{metric}_low"), row.get(f"{metric}_high"), symmetric=symmetric
+    )
+
+
+def _overlap(a: pd.Series, b: pd.Series, metric: str) -> bool | None:
+    """Whether two rows' intervals of ``metric`` overlap (None when an interval is missing)."""
+    lo_a, hi_a, lo_b, hi_b = (r.get(f"{metric}_{s}") for r in (a, b) for s in ("low", "high"))
+    if not all(v is not None and np.isfinite(v) for v in (lo_a, hi_a, lo_b, hi_b)):
+        return None
+    return bool(lo_a <= hi_b and lo_b <= hi_a)
+
+
+def _times(ratio: float) -> str:
+    return f"{fmt_number(ratio, 2)}×" if np.isfinite(ratio) else "–"
+
+
+def _separation(a: pd.Series, b: pd.Series, metric: str) -> str:
+    overlap = _overlap(a, b, metric)
+    if overlap is None:
+        return ""
+    return " (the intervals overlap)" if overlap else " (the intervals do not overlap)"
+
+
+def _score_function(name: str) -> bool:
+    cls = ESTIMATORS.get(name)
+    return cls is not None and issubclass(cls, Reinforce)
+
+
+def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoint: str | None) -> list[str]:
+    """Sentences computed from the summary table (and the throughput reference row); see the module docstring."""
+    lines: list[str] = []
+    ks = sorted(summary["num_samples"].dropna().unique()) if not summary.empty else []
+    where = f" (at the {checkpoint} checkpoint)" if checkpoint else ""
+    if "trace_var" in summary:
+        for k in ks:
+            rows = summary[(summary["num_samples"] == k) & np.isfinite(summary["trace_var"])]
+            if len(rows) < 2:
+                continue
+            lo, hi = rows.loc[rows["trace_var"].idxmin()], rows.loc[rows["trace_var"].idxmax()]
+            lines.append(
+                f"Lowest encoder gradient variance at K={k}{where}: {_name(lo)}, {_iv(lo, 'trace_var')}; "
+                f"the highest, {_name(hi)} ({_iv(hi, 'trace_var')}), is "
+                f"{_times(hi['trace_var'] / lo['trace_var'])} larger{_separation(lo, hi, 'trace_var')}."
+            )
+            base = rows[rows["estimator"] == "reparam"]
+            score = rows[rows["estimator"].map(_score_function)]
+            if not base.empty and not score.empty:
+                ratios = score["trace_var"] / base["trace_var"].iloc[0]
+                names = ", ".join(f"`{n}`" for n in score["estimator"])
+                span = (
+                    f"{_times(ratios.min())} to {_times(ratios.max())}"
+                    if len(score) > 1
+                    else _times(ratios.iloc[0])
+                )
+                lines.append(
+                    f"At K={k} the score-function estimators ({names}) have {span} the encoder variance "
+                    "of `reparam`."
+                )
+    if "trace_var" in summary and len(ks) > 1:
+        k0, k1 = ks[0], ks[-1]
+        changes = []
+        for name, g in summary.groupby("estimator", sort=False):
+            g = g.set_index("num_samples")
+            if k0 in g.index and k1 in g.index and np.isfinite(g.loc[[k0, k1], "trace_var"]).all():
+                changes.append((name, g.loc[k1, "trace_var"] / g.loc[k0, "trace_var"]))
+        if changes:
+            text = ", ".join(f"`{n}` {_times(r)}" for n, r in changes)
+            lines.append(
+                f"From K={k0} to K={k1} the encoder variance changes by: {text} (1/K would be {_times(k0 / k1)})."
+            )
+        if "snr" in summary:
+            falling = []
+            for name, g in summary.groupby("estimator", sort=False):
+                g = g.set_index("num_samples")
+                if k0 in g.index and k1 in g.index and g.loc[k1, "snr"] < g.loc[k0, "snr"]:
+                    separated = _overlap(g.loc[k0], g.loc[k1], "snr") is False
+                    falling.append(f"`{name}` ({fmt_number(g.loc[k0, 'snr'])} → {fmt_number(g.loc[k1, 'snr'])}"
+                                   + (", outside the intervals)" if separated else ", within the intervals)"))  # fmt: skip
+            if falling:
+                lines.append(
+                    f"Encoder SNR falls as K grows from {k0} to {k1} for: " + "; ".join(falling) + "."
+                )
+            else:
+                lines.append(f"No estimator's encoder SNR falls from K={k0} to K={k1}.")
+    for metric, what in (
+        ("test_log_likelihood", "test log-likelihood"),
+        ("final_test_elbo", "final test ELBO"),
+    ):
+        if metric not in summary:
+            continue
+        for k in ks:
+            rows = summary[(summary["num_samples"] == k) & np.isfinite(summary[metric])]
+            if rows.empty:
+                continue
+            rows = rows.sort_values(metric, ascending=False)
+            best = rows.iloc[0]
+            tied = [r for _, r in rows.iloc[1:].iterrows() if _overlap(best, r, metric)]
+            text = f"Best {what} at K={k}: {_name(best)}, {_iv(best, metric, True)} nats"
+            if len(rows) > 1:
+                second = rows.iloc[1]
+                text += f"; runner-up {_name(second)}, {_iv(second, metric, True)}"
+                if tied:
+                    text += (
+                        f"; not separated from the best by the intervals: {', '.join(_name(r) for r in tied)}"
+                    )
+                else:
+                    text += "; the best is separated from all others by the intervals"
+            lines.append(text + ".")
+    if "test_log_likelihood" in summary and "step_ms" in summary:
+        rows = summary[np.isfinite(summary["test_log_likelihood"])]
+        if len(rows) > 1:
+            best = rows.loc[rows["test_log_likelihood"].idxmax()]
+            tied = rows[
+                [bool(_overlap(best, r, "test_log_likelihood")) or r.equals(best) for _, r in rows.iterrows()]
+            ]
+            tied = tied[np.isfinite(tied["step_ms"])]
+            if not tied.empty:
+                cheap = tied.loc[tied["step_ms"].idxmin()]
+                lines.append(
+                    f"Recommendation for this model and data: of the estimator x K settings whose test "
+                    f"log-likelihood is not separated from the best ({len(tied)} of {len(rows)}), the cheapest per "
+                    f"step is {_name(cheap)} at K={int(cheap['num_samples'])} "
+                    f"({fmt_number(cheap['step_ms'])} ms per step, test log p(x) {_iv(cheap, 'test_log_likelihood', True)})."
+                )
+    if "step_ms" in summary:
+        for k in ks:
+            rows = summary[(summary["num_samples"] == k) & np.isfinite(summary["step_ms"])]
+            if len(rows) < 2:
+                continue
+            fast, slow = rows.loc[rows["step_ms"].idxmin()], rows.loc[rows["step_ms"].idxmax()]
+            lines.append(
+                f"Fastest training step at K={k}: {_name(fast)}, {fmt_number(fast['step_ms'])} ms; slowest "
+                f"{_name(slow)}, {fmt_number(slow['step_ms'])} ms ({_times(slow['step_ms'] / fast['step_ms'])})."
+            )
+        ref = frames.get("throughput", pd.DataFrame())
+        if not ref.empty and "estimator" in ref and (ref["estimator"] == "reference").any():
+            ref_ms = 1e3 * float(ref[ref["estimator"] == "reference"]["step_s_median"].iloc[0])
+            mine = summary[
+                (summary["estimator"] == "reparam") & (summary["num_samples"] == (ks[0] if ks else 1))
+            ]
+            if np.isfinite(ref_ms) and not mine.empty and np.isfinite(mine["step_ms"].iloc[0]):
+                lines.append(
+                    f"A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
+                    f"{fmt_number(ref_ms)} ms; the suite's `reparam` step at K={ks[0]} takes "
+                    f"{_times(mine['step_ms'].iloc[0] / ref_ms)} that."
+                )
+    if "work_normalized_var" in summary:
+        for k in ks:
+            rows = summary[(summary["num_samples"] == k) & np.isfinite(summary["work_normalized_var"])]
+            if len(rows) < 2:
+                continue
+            best = rows.loc[rows["work_normalized_var"].idxmin()]
+            others = rows[rows["estimator"] != best["estimator"]]
+            second = others.loc[others["work_normalized_var"].idxmin()]
+            lines.append(
+                f"At equal compute (variance × seconds per estimate, K={k}) {_name(best)} wins: "
+                f"{_iv(best, 'work_normalized_var')}, {_times(second['work_normalized_var'] / best['work_normalized_var'])} "
+                f"below the next, {_name(second)}{_separation(best, second, 'work_normalized_var')}."
+            )
+    if "diverged" in summary:
+        runs = int(np.nansum(summary.get("runs", pd.Series(dtype=float))))
+        bad = summary[summary["diverged"].fillna(0) > 0]
+        if bad.empty:
+            lines.append(f"No training run diverged ({runs} runs).")
+        else:
+            which = ", ".join(
+                f"{_name(r)} K={int(r['num_samples'])} ({int(r['diverged'])}/{int(r['runs'])})"
+                for _, r in bad.iterrows()
+            )
+            lines.append(
+                f"{int(bad['diverged'].sum())} of {runs} training runs diverged (NaN/Inf loss or gradient; left "
+                f"out of the means): {which}."
+            )
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+
+
+def render(
+    run: dict,
+    config: SuiteConfig,
+    summary: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    figures: dict[str, str],
+    *,
+    checkpoint: str | None,
+    level: float = 0.95,
+) -> str:
+    """The text of report.md."""
+    md = [f"# vaebench report: {config.name}", ""]
+    md += _status(run)
+    md += ["## Setup", "", _setup(run, config, checkpoint), ""]
+    lines = reading(summary, frames, checkpoint=checkpoint)
+    if lines:
+        md += ["## Reading", "", "Computed from the table below (95% intervals).", ""]
+        md += [f"- {line}" for line in lines] + [""]
+    md += ["## Comparison", ""]
+    if summary.empty:
+        md += ["No unit has finished yet.", ""]
+    else:
+        md += [tables.summary_markdown(summary), "", tables.legend_markdown(summary, level), ""]
+        notes = _table_notes(summary)
+        md += notes + ([""] if notes else [])
+    if "variance" in figures:
+        md += [
+            "## Gradient variance and SNR against K",
+            "",
+            f"![variance and SNR against K]({figures['variance']})",
+            "",
+        ]
+    variance = frames["variance"]
+    if not variance.empty and "checkpoint" in variance and variance["checkpoint"].nunique() > 1:
+        pivot = tables.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
+        labels = [c for c in pivot.columns if c not in tables.KEYS]
+        steps = variance.groupby("checkpoint")["step"].first().to_dict() if "step" in variance else {}
+        cols = [("estimator", lambda r: f"`{r['estimator']}`"), ("K", lambda r: str(int(r["num_samples"])))]
+        cols += [(f"{c} (step {steps.get(c, '?')})", lambda r, c=c: fmt_number(r[c])) for c in labels]
+        md += [
+            "### Encoder gradient variance along the reference run",
+            "",
+            f"Trace of the covariance at each checkpoint of the `{config.variance.reference_estimator}` reference "
+            "run (the same parameters for every estimator):",
+            "",
+            tables.markdown(pivot, cols),
+            "",
+        ]
+    if "steps" in figures:
+        md += ["## Learning curves", "", "Test ELBO (the plain ELBO for every estimator) over seeds: mean and 95% band; × marks a diverged run.", ""]  # fmt: skip
+        md += [f"![test ELBO against steps]({figures['steps']})", "", f"![test ELBO against wall-clock]({figures['wallclock']})", ""]  # fmt: skip
+    if "throughput" in figures:
+        md += ["## Cost per training step", "", f"![step time]({figures['throughput']})", ""]
+    md += _notes(run, frames)
+    md += [
+        "## Files",
+        "",
+        "`summary.csv` (this table, with every interval bound), `variance.csv`, `convergence.csv`, "
+        "`throughput.csv` (tidy rows: every row carries `estimator`, `num_samples`, `seed`), `run.json` "
+        "(configuration, versions, device, git revision). Rebuild this report with "
+        "`python -m vaebench report <this folder>`.",
+        "",
+    ]
+    return "\n".join(md)
+
+
+def _status(run: dict) -> list[str]:
+    status = run.get("status", "unknown")
+    units = run.get("units", {})
+    seconds = _wall_clock(run)
+    env = run.get("environment", {})
+    git = run.get("git") or {}
+    rev = (
+        f"{git.get('commit', '')[:10]}{' (with uncommitted edits)' if git.get('dirty') else ''}"
+        if git
+        else "unknown"
+    )
+    torch_version = run.get("versions", {}).get("torch", "?")
+    head = (
+        f"Run {run.get('started', '?')}, {status}: {units.get('finished', '?')} of {units.get('total', '?')} "
+        f"units; wall-clock {seconds:.0f} s. Device {env.get('device_name', env.get('device', '?'))} "
+        f"({env.get('threads', '?')} threads), torch {torch_version}, vaebench revision {rev}."
+        if seconds is not None
+        else f"Run {run.get('started', '?')}, {status}."
+    )
+    lines = [head, ""]
+    if status in ("interrupted", "running"):
+        lines += [
+            "**Partial report**: the run stopped before finishing every unit; continue it with "
+            "`python -m vaebench run --resume --out <this folder>`.",
+            "",
+        ]
+    elif status == "failed":
+        lines += ["**Some units failed** (listed under Notes); `--resume` retries them.", ""]
+    return lines
+
+
+def _wall_clock(run: dict) -> float | None:
+    """Seconds of all invocations of the run (a resumed run counts each invocation's time)."""
+    from datetime import datetime
+
+    total, counted = 0.0, False
+    for inv in run.get("invocations", []):
+        if inv.get("started") and inv.get("ended"):
+            total += (
+                datetime.fromisoformat(inv["ended"]) - datetime.fromisoformat(inv["started"])
+            ).total_seconds()
+            counted = True
+    return total if counted else None
+
+
+def _setup(run: dict, config: SuiteConfig, checkpoint: str | None) -> str:
+    c = config
+    d, m, t, v, tp = c.data, c.model, c.train, c.variance, c.throughput
+    data = (
+        d.name
+        + (f", binarize={d.binarize}" if d.binarize != "none" else "")
+        + (", dequantized" if d.dequantize else "")
+    )
+    hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
+    text = (
+        f"Data: {data}. Model: GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, "
+        f"{m.likelihood if m.likelihood != 'auto' else 'the data set natural'} likelihood. "
+        f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
+        f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
+        f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
+        f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
+    )
+    if v.enabled:
+        text += (
+            f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
+            f"{v.batch_size}, at checkpoints {', '.join(v.checkpoints)} of a `{v.reference_estimator}` K=1 run "
+            f"(the table reports {checkpoint or v.summary_checkpoint})."
+        )
+    if tp.enabled:
+        text += f" Step time: median of {tp.repeats} steps after {tp.warmup} warm-up steps, batch {tp.batch_size}."
+    return text
+
+
+def _table_notes(summary: pd.DataFrame) -> list[str]:
+    notes = []
+    if "variance_reference" in summary and summary["variance_reference"].notna().any():
+        refs = sorted(set(summary["variance_reference"].dropna().astype(str)))
+        notes.append(f"Bias and cosine in variance.csv are measured against: {', '.join(refs)}.")
+    return notes
+
+
+def _notes(run: dict, frames: dict[str, pd.DataFrame]) -> list[str]:
+    notes = list(run.get("notes", []))
+    for kind, frame in frames.items():
+        if not frame.empty and "status" in frame:
+            skipped = frame[frame["status"].fillna("ok") == "skipped"]
+            for _, row in skipped.drop_duplicates(["estimator", "num_samples"]).iterrows():
+                reason = row.get("reason", "")
+                notes.append(f"{kind}: skipped `{row['estimator']}` at K={int(row['num_samples'])}" + (f" ({reason})" if isinstance(reason, str) and reason else ""))  # fmt: skip
+    for unit, error in run.get("failed", {}).items():
+        notes.append(f"unit {unit} failed: {error}")
+    notes = list(dict.fromkeys(notes))
+    if not notes:
+        return []
+    return ["## Notes", "", *[f"- {n}" for n in notes], ""]

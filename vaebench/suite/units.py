@@ -1,0 +1,306 @@
+"""Units of work of the suite: what they are, in which order they run, and how each one is computed.
+
+A unit is the smallest piece of the suite that is saved on its own as soon as it finishes:
+
+- ``reference``: one training run of the reference estimator (K = 1, the first seed) that keeps checkpoints
+  at the fractions of `vaebench.config.CHECKPOINTS` (init, early, middle, end): every estimator's gradient
+  variance is measured at these same parameters, so estimators are compared on equal footing;
+- ``variance/<checkpoint>``: every estimator x K x seed at one checkpoint (`variance_study`);
+- ``convergence/<estimator>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood
+  (`measure_convergence`), self-contained and deterministic given its arguments;
+- ``throughput/<estimator>-K<k>`` and ``throughput/reference``: the training-step time
+  (`measure_throughput`; the hand-written pytorch/examples step as the reference row).
+
+Each unit has a relative cost (``weight``), from which the progress bar's ETA is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from vaebench.config import CHECKPOINTS, SuiteConfig
+from vaebench.data import Dataset, load_dataset
+from vaebench.estimators import ESTIMATORS, make_estimator
+from vaebench.model import GaussianVAE
+from vaebench.suite import store
+
+REFERENCE_FILE = Path("units") / "reference" / "checkpoints.pt"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work.
+
+    Attributes:
+        kind: ``reference``, ``variance``, ``convergence`` or ``throughput``.
+        name: unique within its kind, used as the file name.
+        estimator: the estimator (convergence, throughput), else None.
+        num_samples: K (convergence, throughput), else None.
+        seed: the seed (convergence), else None.
+        checkpoint: the checkpoint label (variance), else None.
+        weight: relative cost, for the ETA.
+    """
+
+    kind: str
+    name: str
+    estimator: str | None = None
+    num_samples: int | None = None
+    seed: int | None = None
+    checkpoint: str | None = None
+    weight: float = 1.0
+
+    @property
+    def path(self) -> Path:
+        """Where the unit's result goes, relative to the results folder."""
+        if self.kind == "reference":
+            return REFERENCE_FILE
+        return Path("units") / self.kind / f"{self.name}.csv"
+
+    @property
+    def error_path(self) -> Path:
+        """Where a failure of the unit is recorded, relative to the results folder."""
+        return self.path.with_suffix(".error")
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def pairs(config: SuiteConfig) -> list[tuple[str, int]]:
+    """The (estimator, K) combinations that can run (K >= the estimator's minimum)."""
+    return [
+        (name, k) for name in config.estimators for k in config.samples if k >= ESTIMATORS[name].min_samples
+    ]
+
+
+def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
+    """Checkpoint label -> step of the reference run."""
+    return {label: round(CHECKPOINTS[label] * config.train.steps) for label in config.variance.checkpoints}
+
+
+def plan(config: SuiteConfig) -> list[Unit]:
+    """All units of a run, in execution order: reference, variance, convergence, throughput.
+
+    Weights are rough costs in "training steps at K = 1" so that the ETA is sensible from the first unit.
+    """
+    units: list[Unit] = []
+    steps = config.train.steps
+    ll_cost = config.train.ll_samples * (config.train.ll_points or 360) / (50 * config.train.batch_size)
+    if config.variance.enabled:
+        units.append(Unit("reference", "checkpoints", weight=steps))
+        per_checkpoint = sum(2 + 0.2 * k for _, k in pairs(config)) * len(config.seeds)
+        per_checkpoint *= config.variance.replicates * config.variance.batch_size / 2000
+        for label in config.variance.checkpoints:
+            units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
+    for name, k in pairs(config):
+        for seed in config.seeds:
+            cost = steps * (1 + 0.15 * (k - 1)) * (2.5 if "nvil" in name else 1.0) + ll_cost
+            units.append(Unit("convergence", f"{name}-K{k}-s{seed}", name, k, seed, weight=cost))
+    if config.throughput.enabled:
+        reps = (config.throughput.repeats + config.throughput.warmup) * config.throughput.batch_size / 100
+        if len(config.model.hidden) == 1:
+            units.append(Unit("throughput", "reference", "reference", 1, weight=reps))
+        for name, k in pairs(config):
+            units.append(Unit("throughput", f"{name}-K{k}", name, k, weight=reps * (1 + 0.15 * (k - 1))))
+    return units
+
+
+class Context:
+    """What the units of one run share: the data set and how to build the model (loaded lazily, once)."""
+
+    def __init__(self, config: SuiteConfig, out: str | Path):
+        self.config = config
+        self.out = Path(out)
+        self.device = torch.device(config.device)
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        d = self.config.data
+        return load_dataset(
+            d.name,
+            d.root,
+            binarize=None if d.binarize == "none" else d.binarize,
+            dequantize=d.dequantize,
+            seed=d.seed,
+        )
+
+    @property
+    def likelihood(self) -> str:
+        chosen = self.config.model.likelihood
+        return self.dataset.likelihood if chosen == "auto" else chosen
+
+    def model_factory(self, seed: int = 0) -> GaussianVAE:
+        """A fresh model, initialised from ``seed``."""
+        m = self.config.model
+        return GaussianVAE(
+            self.dataset.x_dim,
+            m.z_dim,
+            hidden=m.hidden,
+            likelihood=self.likelihood,
+            decoder_scale=m.decoder_scale,
+            activation=m.activation,
+            min_scale=m.min_scale,
+            seed=seed,
+        )
+
+    def train_options(self) -> dict:
+        t = self.config.train
+        return {
+            "steps": t.steps,
+            "batch_size": t.batch_size,
+            "lr": t.lr,
+            "optimizer": t.optimizer,
+            "eval_every": t.eval_every,
+            "eval_samples": t.eval_samples,
+            "eval_points": t.eval_points or None,
+            "device": self.device,
+        }
+
+
+# ------------------------------------------------------------------------------------------------ execution
+
+
+def execute(unit: Unit, ctx: Context) -> pd.DataFrame | dict:
+    """Compute one unit: a tidy frame, or for the reference unit the checkpoints to save."""
+    return RUNNERS[unit.kind](unit, ctx)
+
+
+def _reference(unit: Unit, ctx: Context) -> dict:
+    from vaebench.training import train
+
+    config = ctx.config
+    seed = config.seeds[0]
+    steps = checkpoint_steps(config)
+    options = ctx.train_options()
+    result = train(
+        ctx.model_factory(seed),
+        config.variance.reference_estimator,
+        ctx.dataset,
+        num_samples=1,
+        seed=seed,
+        checkpoint_at=sorted(set(steps.values())),
+        **options,
+    )
+    checkpoints = {
+        label: {"step": step, "state": result.checkpoints[step]}
+        for label, step in steps.items()
+        if step in result.checkpoints
+    }
+    return {
+        "estimator": config.variance.reference_estimator,
+        "seed": seed,
+        "diverged_step": result.diverged_step,
+        "checkpoints": checkpoints,
+    }
+
+
+def load_reference(ctx: Context) -> dict:
+    """The reference run's checkpoints saved by the reference unit."""
+    return torch.load(ctx.out / REFERENCE_FILE, map_location="cpu", weights_only=True)
+
+
+def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
+    from vaebench.measures.variance import variance_study
+
+    config = ctx.config
+    reference = load_reference(ctx)
+    if unit.checkpoint not in reference["checkpoints"]:
+        raise RuntimeError(
+            f"the reference run ({reference['estimator']}) diverged at step {reference['diverged_step']} "
+            f"before the {unit.checkpoint!r} checkpoint"
+        )
+    saved = reference["checkpoints"][unit.checkpoint]
+    frame = variance_study(
+        {unit.checkpoint: (saved["step"], saved["state"])},
+        lambda: ctx.model_factory(reference["seed"]),
+        list(config.estimators),
+        list(config.samples),
+        ctx.dataset,
+        replicates=config.variance.replicates,
+        seeds=list(config.seeds),
+        batch_size=config.variance.batch_size,
+        device=ctx.device,
+    )
+    return frame
+
+
+def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
+    from vaebench.measures.convergence import measure_convergence
+
+    t = ctx.config.train
+    return measure_convergence(
+        ctx.model_factory,
+        unit.estimator,
+        ctx.dataset,
+        num_samples=unit.num_samples,
+        seed=unit.seed,
+        ll_samples=t.ll_samples,
+        ll_points=t.ll_points or None,
+        **ctx.train_options(),
+    )
+
+
+def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
+    from vaebench.measures import throughput
+
+    config = ctx.config
+    t = config.throughput
+    seed = config.seeds[0]
+    x = ctx.dataset.train[: t.batch_size]
+    if ctx.dataset.binarize == "dynamic":
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+    common = {"repeats": t.repeats, "warmup": t.warmup, "device": ctx.device, "seed": seed}
+    if unit.estimator == "reference":
+        model = ctx.model_factory(seed)
+        return throughput.measure_reference(x, hidden=model.hidden[0], z_dim=model.z_dim, **common)
+    model = ctx.model_factory(seed)
+    return throughput.measure_throughput(model, make_estimator(unit.estimator), x, unit.num_samples, **common)
+
+
+RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
+    "reference": _reference,
+    "variance": _variance,
+    "convergence": _convergence,
+    "throughput": _throughput,
+}
+
+
+def save(unit: Unit, result: pd.DataFrame | dict, out: Path) -> None:
+    """Write a finished unit's result atomically and clear any earlier failure record."""
+    if unit.kind == "reference":
+        store.write_torch(out / unit.path, result)
+    else:
+        store.write_csv(out / unit.path, _with_keys(unit, result))
+    (out / unit.error_path).unlink(missing_ok=True)
+
+
+def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
+    """Make sure every row carries estimator, num_samples and seed (the house data contract)."""
+    frame = frame.copy()
+    for column, value in (
+        ("estimator", unit.estimator),
+        ("num_samples", unit.num_samples),
+        ("seed", unit.seed),
+    ):
+        if column not in frame and value is not None:
+            frame.insert(0, column, value)
+    return frame
+
+
+def describe(config: SuiteConfig) -> dict[str, int]:
+    """How many units of each kind a config makes."""
+    counts: dict[str, int] = {}
+    for unit in plan(config):
+        counts[unit.kind] = counts.get(unit.kind, 0) + 1
+    return counts
+
+
+def total_weight(units: list[Unit]) -> float:
+    return math.fsum(u.weight for u in units)
