@@ -68,8 +68,9 @@ HISTORY_COLUMNS: tuple[str, ...] = (
 DEFAULT_EVAL_SAMPLES = 10  # samples per test point for the test ELBO: its MC error is tiny next to the gaps
 _EVAL_CHUNK = 1024  # test points per evaluation pass, so memory stays bounded on large test sets
 _DEFAULT_EVALS = 20  # evaluations per run when eval_every is not given and the length is known in steps
-# Independent random streams derived from the seed (the data order has its own, inside vaebench.data).
-_STREAM = {"train": 101, "eval": 102}
+STREAMS: dict[str, int] = {"train": 101, "eval": 102}
+"""Random streams of the seed (see `seeded_generator`): latent noise of training, noise of the test ELBO. The
+data order has its own, inside vaebench.data; other measures pick numbers outside these."""
 
 
 @dataclass
@@ -80,7 +81,8 @@ class TrainResult:
         history: tidy DataFrame, one row per recorded step per metric, columns `HISTORY_COLUMNS`: ``step``
             (optimizer updates so far), ``epoch`` (fraction of epochs done, float), ``wall_time_s``,
             ``grad_evals``, ``latent_samples``, ``metric`` (``train_objective`` or ``test_elbo``), ``value``,
-            ``objective`` (``"elbo"`` or ``"iwae"``: the objective the value estimates).
+            ``objective`` (``"elbo"`` or ``"iwae"``: the objective the run trains, on every row; the metric
+            name says what each value is, and ``test_elbo`` is always the plain ELBO).
         diverged_step: the update at which the loss or a gradient was NaN/Inf (that update was not applied),
             or None.
         checkpoints: step -> copy of the model's ``state_dict`` (on the CPU) after that many updates, for the
@@ -252,7 +254,7 @@ def train(
     est.to(device)
     params = _unique([*model.parameters(), *est.parameters()])
     opt = OPTIMIZERS[optimizer](params, lr=lr)
-    train_gen = seeded_generator(seed, _STREAM["train"], device)
+    train_gen = seeded_generator(seed, STREAMS["train"], device)
 
     rows: list[tuple] = []
     checkpoints: dict[int, dict[str, Tensor]] = {}
@@ -267,9 +269,9 @@ def train(
         if window:
             rows.append((*cost, "train_objective", float(np.mean(window)), est.objective))
             window.clear()
-        gen = seeded_generator(seed, _STREAM["eval"], device)
+        gen = seeded_generator(seed, STREAMS["eval"], device)
         elbo = evaluate_elbo(model, test, num_samples=eval_samples, generator=gen).mean().item()
-        rows.append((*cost, "test_elbo", elbo, "elbo"))
+        rows.append((*cost, "test_elbo", elbo, est.objective))
         last_elbo[0] = elbo
 
     def snapshot() -> None:
