@@ -64,7 +64,7 @@ def test_digits_shapes_ranges_and_split() -> None:
 
 def test_digits_public_loader_fallback_gives_the_same_data(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = load_dataset("digits")
-    monkeypatch.setattr(data, "_digits_csv", lambda: None)  # as if scikit-learn moved its CSV
+    monkeypatch.setattr(data.datasets, "_digits_csv", lambda: None)  # as if scikit-learn moved its CSV
     slow = load_dataset("digits")
     assert torch.equal(fast.train, slow.train) and torch.equal(fast.test, slow.test)
 
@@ -277,7 +277,7 @@ def test_mismatched_image_shapes(tmp_path: Path) -> None:
 
 
 def test_missing_files_list_every_folder_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     (tmp_path / "given").mkdir()
     (tmp_path / "given" / TRAIN).write_bytes(b"")  # half a data set
     monkeypatch.setenv("VAEBENCH_DATA", str(tmp_path / "env"))
