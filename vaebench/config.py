@@ -47,9 +47,7 @@ class DataConfig:
     """Which data set, and how it is preprocessed (see :func:`vaebench.data.load_dataset`)."""
 
     name: str = "digits"  # one of vaebench.data.DATASETS; digits ships with scikit-learn, nothing to download
-    root: str | None = (
-        None  # folder of the IDX files for fashion-mnist / mnist; None searches the usual places
-    )
+    root: str | None = None  # folder of the fashion-mnist / mnist IDX files; None: the usual places
     binarize: str = "none"  # "none" keeps grey levels; "dynamic" redraws Bernoulli pixels every batch
     dequantize: bool = False  # add one grey level of uniform noise, so a Gaussian density is a proper one
     seed: int = 0  # seed of the preprocessing noise (and of the synthetic model), fixed across runs

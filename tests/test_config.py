@@ -1,0 +1,194 @@
+"""Tests for vaebench.config: presets, strict TOML and overrides, validation messages that name the problem."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaebench.config import (
+    CHECKPOINTS,
+    PRESET_DESCRIPTIONS,
+    SuiteConfig,
+    differences,
+    from_dict,
+    load_config,
+    merge,
+    preset,
+    resolve,
+    to_dict,
+    validate,
+)
+from vaebench.data import DATASETS
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS
+
+
+def toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", list(PRESET_DESCRIPTIONS))
+def test_presets_validate_and_round_trip(name: str) -> None:
+    config = preset(name)
+    notes = validate(config)
+    assert all("reinforce-loo" in n for n in notes)  # the only estimator with a minimum K
+    assert from_dict(to_dict(config)) == config
+    assert config.name == name
+
+
+def test_default_preset_is_the_issue_suite() -> None:
+    config = preset("default")
+    assert config.estimators == tuple(ESTIMATORS)
+    assert config.samples == (1, 10)
+    assert len(config.seeds) == 3
+    assert config.data.name == "digits"
+
+
+def test_paper_preset_is_the_iwae_architecture() -> None:
+    config = preset("paper")
+    assert config.data.name in ("fashion-mnist", "mnist") and config.data.binarize == "dynamic"
+    assert config.model.hidden == (200, 200) and config.model.z_dim == 50
+    assert config.model.activation == "tanh" and config.model.likelihood == "bernoulli"
+    assert config.train.steps > preset("default").train.steps
+
+
+def test_unknown_preset_lists_the_valid_ones() -> None:
+    with pytest.raises(VaebenchError, match=r"unknown preset 'fast'.*quick, default, paper"):
+        preset("fast")
+
+
+def test_toml_merges_over_the_preset(tmp_path: Path) -> None:
+    path = toml(
+        tmp_path,
+        'preset = "quick"\nestimators = ["reparam", "stl"]\nsamples = [1, 5]\n'
+        "[train]\nsteps = 7\nlr = 1\n[model]\nhidden = [16, 16]\n",
+    )
+    config = load_config(path)
+    assert config.estimators == ("reparam", "stl")
+    assert config.samples == (1, 5)
+    assert config.train.steps == 7
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)  # an integer is a valid number
+    assert config.model.hidden == (16, 16)
+    assert config.train.batch_size == preset("quick").train.batch_size  # untouched keys keep the preset's
+    assert load_config(path, base="default").variance == preset("default").variance  # --preset wins
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("stepz = 3\n", r"unknown config key 'stepz'; valid keys: name, estimators, samples"),
+        (
+            "[train]\nstepz = 3\n",
+            r"unknown config key 'train.stepz'; valid keys in \[train\]: steps, batch_size",
+        ),
+        ("[train]\nsteps = '100'\n", r"'train.steps' must be an integer, got string '100'"),
+        ("[train]\nsteps = 1.5\n", r"'train.steps' must be an integer, got number 1.5"),
+        ("[train]\nsteps = true\n", r"'train.steps' must be an integer, got boolean True"),
+        ("[train]\nlr = 'fast'\n", r"'train.lr' must be a number, got string 'fast'"),
+        ("samples = 10\n", r"'samples' must be a list of integers, got integer 10"),
+        ("samples = [1, 'ten']\n", r"'samples\[1\]' must be an integer, got string 'ten'"),
+        ("[variance]\nenabled = 1\n", r"'variance.enabled' must be a boolean"),
+        ("train = 3\n", r"config key 'train' must be a table, got integer 3"),
+        ("[data]\nname = ['digits']\n", r"'data.name' must be a string, got list"),
+        ("preset = 3\n", r"'preset' must be a string"),
+    ],
+)
+def test_toml_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(VaebenchError, match=message):
+        load_config(toml(tmp_path, text))
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(VaebenchError, match="is not valid TOML"):
+        load_config(toml(tmp_path, "samples = [1,\n"))
+    with pytest.raises(VaebenchError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_overrides_are_as_strict_as_the_file() -> None:
+    with pytest.raises(VaebenchError, match=r"'data\.nam'"):
+        resolve(overrides={"data": {"nam": "digits"}})
+    config, _ = resolve(preset_name="quick", overrides={"seeds": [4], "data": {"name": "synthetic"}})
+    assert config.seeds == (4,) and config.data.name == "synthetic"
+    assert config.model == preset("quick").model
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"estimators": ["nope"]}, "unknown estimator 'nope'; valid names: " + ", ".join(ESTIMATORS)),
+        ({"samples": [0]}, r"samples \(K\) must be integers >= 1.*got 0"),
+        ({"samples": []}, "samples must not be empty"),
+        ({"samples": [1, 1]}, "samples lists 1 more than once"),
+        ({"seeds": [-1]}, "seeds must be integers >= 0"),
+        ({"data": {"name": "cifar"}}, "unknown data set 'cifar'; valid names: " + ", ".join(DATASETS)),
+        ({"data": {"binarize": "yes"}}, "data.binarize 'yes' is not valid; choose one of: none, dynamic"),
+        ({"model": {"activation": "gelu"}}, "model.activation 'gelu' is not valid"),
+        ({"train": {"steps": 0}}, "train.steps must be > 0"),
+        ({"train": {"optimizer": "lbfgs"}}, "train.optimizer 'lbfgs' is not valid"),
+        ({"variance": {"replicates": 1}}, "variance.replicates must be >= 2"),
+        ({"variance": {"checkpoints": ["late"]}}, "checkpoints entry 'late' is not valid; choose one of: " + ", ".join(CHECKPOINTS)),
+        ({"variance": {"checkpoints": ["init"]}}, "variance.summary_checkpoint 'end' is not valid; choose one of: init"),
+        ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda, cuda:N or auto"),
+        ({"estimators": ["reinforce-loo"], "samples": [1]}, r"'reinforce-loo' needs K >= 2 but samples are \[1\]"),
+    ],
+)  # fmt: skip
+def test_validation_errors_name_the_problem(overrides: dict, message: str) -> None:
+    with pytest.raises(VaebenchError, match=message):
+        resolve(overrides=overrides)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when CUDA is missing")
+def test_cuda_without_a_gpu_is_a_clear_error() -> None:
+    with pytest.raises(VaebenchError, match="no CUDA device; use --device cpu"):
+        resolve(overrides={"device": "cuda"})
+    config, _ = resolve(overrides={"device": "auto"})
+    assert config.device == "cpu"
+
+
+def test_reinforce_loo_at_k1_is_skipped_with_a_note_from_the_default_list() -> None:
+    _, notes = resolve()
+    assert notes == ["skipping reinforce-loo at K=1: it needs K >= 2"]
+    _, notes = resolve(overrides={"samples": [1]})
+    assert notes == ["skipping reinforce-loo entirely: it needs K >= 2, samples are [1]"]
+    _, notes = resolve(overrides={"estimators": ["reinforce-loo", "reparam"], "samples": [1, 3]})
+    assert notes == ["skipping reinforce-loo at K=1: it needs K >= 2"]
+
+
+def test_differences_names_dotted_keys() -> None:
+    a = preset("default")
+    b = dataclasses.replace(a, seeds=(0,), train=dataclasses.replace(a.train, steps=5))
+    assert differences(a, b) == ["seeds: [0, 1, 2] -> [0]", "train.steps: 1000 -> 5"]
+    assert differences(a, a) == []
+
+
+def test_merge_returns_a_new_frozen_config() -> None:
+    a = SuiteConfig()
+    b = merge(a, {"train": {"steps": 3}})
+    assert a.train.steps == 1000 and b.train.steps == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.name = "x"  # type: ignore[misc]
+
+
+def test_every_default_has_a_comment() -> None:
+    """House style: one comment per default, so the config block documents itself."""
+    source = Path(__import__("vaebench.config").config.__file__).read_text()
+    for cls in (
+        "DataConfig",
+        "ModelConfig",
+        "TrainConfig",
+        "VarianceConfig",
+        "ThroughputConfig",
+        "SuiteConfig",
+    ):
+        body = source.split(f"class {cls}:")[1].split("\n\n\n")[0]
+        for line in body.splitlines():
+            if " = " in line and line.startswith("    ") and ":" in line.split("=")[0]:
+                assert "#" in line or "field(default_factory" in line, (
+                    f"{cls}: no comment on {line.strip()!r}"
+                )
