@@ -1,0 +1,257 @@
+"""Tests for vaebench.report: pivots to the comparison table, plots, and a reading that matches the numbers.
+
+The frames here are built by hand with the columns the measures produce, so the numbers (and therefore
+every sentence of the reading) are known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+
+from vaebench.report import plots, tables
+from vaebench.report.writer import FIGURES, reading, write_report
+from vaebench.stats import pooled_mean_interval
+from vaebench.suite import store
+
+NAMES = ["reparam", "reinforce", "iwae"]
+KS = [1, 10]
+SEEDS = [0, 1]
+# Encoder trace variance at K=1 (divided by K at K=10) and final test log-likelihood per estimator.
+VARIANCE = {"reparam": 1.0, "reinforce": 100.0, "iwae": 2.0}
+LOGLIK = {"reparam": -30.0, "reinforce": -40.0, "iwae": -25.0}
+STEP_S = {"reparam": 0.001, "reinforce": 0.0012, "iwae": 0.0015}
+OBJECTIVE = {"reparam": "elbo", "reinforce": "elbo", "iwae": "iwae"}
+
+
+def variance_frame() -> pd.DataFrame:
+    rows = []
+    for name in NAMES:
+        for k in KS:
+            for seed in SEEDS:
+                for checkpoint, step in (("init", 0), ("end", 20)):
+                    for group, scale in (("encoder", 1.0), ("decoder", 0.5), ("all", 1.5)):
+                        v = (
+                            VARIANCE[name]
+                            / k
+                            * scale
+                            * (1 + 0.01 * seed)
+                            * (2.0 if checkpoint == "init" else 1.0)
+                        )
+                        snr = 1.0 / np.sqrt(v)
+                        rows.append(
+                            dict(estimator=name, num_samples=k, seed=seed, checkpoint=checkpoint, step=step,
+                                 group=group, trace_var=v, trace_var_low=0.9 * v, trace_var_high=1.1 * v,
+                                 snr=snr, snr_low=0.9 * snr, snr_high=1.1 * snr, snr_norm=snr,
+                                 work_normalized_var=v * STEP_S[name], work_normalized_var_low=0.9 * v * STEP_S[name],
+                                 work_normalized_var_high=1.1 * v * STEP_S[name], objective=OBJECTIVE[name],
+                                 reference="reparam-1000", status="ok")
+                        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def convergence_frame() -> pd.DataFrame:
+    rows = []
+    for name in NAMES:
+        for k in KS:
+            for seed in SEEDS:
+                diverged = name == "reinforce" and k == 1 and seed == 1
+                last = 10 if diverged else 20
+                for step in range(0, last + 1, 10):
+                    elbo = LOGLIK[name] - 5 - 50 / (1 + step) + 0.1 * seed
+                    for metric, value in (("test_elbo", elbo), ("train_objective", elbo)):
+                        if metric == "train_objective" and step == 0:
+                            continue
+                        obj = "elbo" if metric == "test_elbo" else OBJECTIVE[name]
+                        rows.append((name, k, seed, step, step / 10, 0.01 * step, step, 100 * k * step, metric, value, obj, diverged))  # fmt: skip
+                final = LOGLIK[name] + 0.1 * seed + (0.5 if k == 10 else 0.0)
+                for metric, value in (("final_test_elbo", final - 5), ("test_log_likelihood", final)):
+                    rows.append((name, k, seed, last, last / 10, 0.01 * last, last, 100 * k * last, metric, value, OBJECTIVE[name], diverged))  # fmt: skip
+    cols = ["estimator", "num_samples", "seed", "step", "epoch", "wall_time_s", "grad_evals", "latent_samples",
+            "metric", "value", "objective", "diverged"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def throughput_frame() -> pd.DataFrame:
+    rows = [
+        dict(estimator="reference", num_samples=1, seed=0, batch_size=100, status="ok", variant="eager",
+             step_s_median=0.0009, step_s_low=0.00085, step_s_high=0.00095)
+    ]  # fmt: skip
+    for name in NAMES:
+        for k in KS:
+            t = STEP_S[name] * (1 + 0.1 * (k - 1))
+            rows.append(dict(estimator=name, num_samples=k, seed=0, batch_size=100, status="ok", variant="eager",
+                             step_s_median=t, step_s_low=0.95 * t, step_s_high=1.05 * t))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, pd.DataFrame]:
+    return {
+        "variance": variance_frame(),
+        "convergence": convergence_frame(),
+        "throughput": throughput_frame(),
+    }
+
+
+@pytest.fixture(scope="module")
+def summary(frames) -> pd.DataFrame:
+    throughput = frames["throughput"][frames["throughput"]["estimator"] != "reference"]
+    return tables.summary_table(frames["variance"], frames["convergence"], throughput, checkpoint="end")
+
+
+def test_summary_has_one_row_per_estimator_and_k(summary: pd.DataFrame) -> None:
+    assert list(zip(summary["estimator"], summary["num_samples"], strict=True)) == [
+        (n, k) for n in NAMES for k in KS
+    ]
+    for metric in (
+        "trace_var",
+        "snr",
+        "final_test_elbo",
+        "test_log_likelihood",
+        "step_ms",
+        "work_normalized_var",
+    ):
+        for column in (metric, f"{metric}_low", f"{metric}_high"):
+            assert column in summary, column
+            # one interval is missing: reinforce at K=1 has a single finished seed
+            assert summary[column].notna().sum() >= len(summary) - 1, column
+    assert summary.set_index("estimator")["objective"].to_dict() == OBJECTIVE
+
+
+def test_summary_pools_seeds_at_the_chosen_checkpoint(summary: pd.DataFrame, frames) -> None:
+    row = summary[(summary["estimator"] == "reinforce") & (summary["num_samples"] == 10)].iloc[0]
+    v = frames["variance"]
+    part = v[(v["estimator"] == "reinforce") & (v["num_samples"] == 10) & (v["checkpoint"] == "end") & (v["group"] == "encoder")]  # fmt: skip
+    expected = pooled_mean_interval(part["trace_var"], part["trace_var_low"], part["trace_var_high"])
+    assert row["trace_var"] == pytest.approx(expected[0])
+    assert (row["trace_var_low"], row["trace_var_high"]) == pytest.approx(expected[1:])
+    assert row["trace_var"] == pytest.approx(100.0 / 10 * 1.005)  # mean over the seeds' 1.00x and 1.01x
+    assert row["step_ms"] == pytest.approx(1e3 * 0.0012 * 1.9)
+
+
+def test_diverged_runs_are_counted_and_left_out_of_the_means(summary: pd.DataFrame) -> None:
+    row = summary[(summary["estimator"] == "reinforce") & (summary["num_samples"] == 1)].iloc[0]
+    assert (row["runs"], row["diverged"]) == (2, 1)
+    assert row["test_log_likelihood"] == pytest.approx(LOGLIK["reinforce"])  # seed 0 only
+    assert np.isnan(row["test_log_likelihood_low"])  # one finished seed: no interval
+    assert summary["diverged"].sum() == 1
+
+
+def test_reading_matches_the_table(summary: pd.DataFrame, frames) -> None:
+    lines = reading(summary, frames, checkpoint="end")
+    text = "\n".join(lines)
+    # Every claim is checked against the numbers built above.
+    assert "Lowest encoder gradient variance at K=1 (at the end checkpoint): `reparam`" in text
+    assert "the highest, `reinforce`" in text and "is 100× larger (the intervals do not overlap)" in text
+    assert "score-function estimators (`reinforce`) have 100× the encoder variance of `reparam`" in text
+    assert (
+        "From K=1 to K=10 the encoder variance changes by: `reparam` 0.10×, `reinforce` 0.10×, `iwae` 0.10×"
+        in text
+    )
+    assert "Best test log-likelihood at K=1: `iwae`" in text
+    assert "Best test log-likelihood at K=10: `iwae`" in text
+    assert "Fastest training step at K=1: `reparam`, 1.00 ms; slowest `iwae`, 1.50 ms (1.5×)" in text
+    assert "takes 1.1× that" in text  # reparam 1.0 ms vs the 0.9 ms reference
+    assert "At equal compute (variance × seconds per estimate, K=1) `reparam` wins" in text
+    assert "1 of 12 training runs diverged" in text and "`reinforce` K=1 (1/2)" in text
+    # Best log p(x): iwae K=10; iwae K=1 is within its interval and cheaper per step.
+    assert "not separated from the best (2 of 6), the cheapest per step is `iwae` at K=1" in text
+
+
+def test_reading_says_when_intervals_overlap() -> None:
+    close = pd.DataFrame(
+        dict(estimator=["reparam", "stl"], num_samples=[1, 1], trace_var=[1.0, 1.05], trace_var_low=[0.8, 0.85],
+             trace_var_high=[1.2, 1.25], test_log_likelihood=[-30.0, -30.1], test_log_likelihood_low=[-31.0, -31.1],
+             test_log_likelihood_high=[-29.0, -29.1])
+    )  # fmt: skip
+    text = "\n".join(reading(close, {}, checkpoint=None))
+    assert "1.1× larger (the intervals overlap)" in text
+    assert "not separated from the best by the intervals: `stl`" in text
+
+
+def test_plots_take_and_return_axes(frames, summary: pd.DataFrame) -> None:
+    by_k = tables.variance_by_k(frames["variance"], checkpoint="end")
+    ax = plots.plot_against_k(by_k, "trace_var")
+    assert isinstance(ax, Axes) and ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert len(ax.get_lines()) >= len(NAMES)
+    _, (left, right) = plots.figure(2)
+    assert plots.plot_curves(frames["convergence"], num_samples=1, ax=left) is left
+    assert plots.plot_curves(frames["convergence"], num_samples=1, x="wall_time_s", ax=right) is right
+    assert plots.plot_throughput(frames["throughput"]) is not None
+    assert plots.estimator_color("reparam") == plots.estimator_color("reparam")
+    assert plots.estimator_color("reparam") != plots.estimator_color("reinforce")
+    assert len(plots.estimator_color("my-new-estimator")) >= 3
+
+
+def write_folder(tmp_path: Path, frames, status: str = "complete") -> Path:
+    for kind, frame in frames.items():
+        store.write_csv(tmp_path / f"{kind}.csv", frame)
+    run = {"status": status, "started": "2026-01-01T00:00:00+00:00", "units": {"total": 9, "finished": 5},
+           "invocations": [{"started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:40+00:00"}],
+           "environment": {"device": "cpu", "threads": 1}, "versions": {"torch": "2.x"}, "git": None,
+           "notes": ["skipping reinforce-loo at K=1: it needs K >= 2"]}  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    return tmp_path
+
+
+def test_write_report_makes_every_file(tmp_path: Path, frames) -> None:
+    out = write_folder(tmp_path, frames)
+    path = write_report(out)
+    assert path == out / "report.md"
+    for name in FIGURES.values():
+        assert (out / name).stat().st_size > 1000, name
+    text = path.read_text()
+    assert (
+        "| estimator | K | objective | encoder grad variance | encoder SNR | test ELBO | test log p(x)"
+        in text
+    )
+    for name in NAMES:
+        assert f"| `{name}` | 1 |" in text
+    assert "wall-clock 100 s" in text and "## Reading" in text and "Partial report" not in text
+    assert "skipping reinforce-loo at K=1" in text
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(NAMES) * len(KS)
+
+
+def test_partial_report_says_so(tmp_path: Path, frames) -> None:
+    partial = {"convergence": frames["convergence"].query("estimator == 'reparam'")}
+    out = write_folder(tmp_path, partial, status="interrupted")
+    text = write_report(out).read_text()
+    assert "**Partial report**" in text and "--resume" in text
+    assert (out / FIGURES["steps"]).is_file() and not (out / FIGURES["variance"]).exists()
+
+
+def test_empty_folder_gives_a_report_without_numbers(tmp_path: Path) -> None:
+    text = write_report(tmp_path).read_text()
+    assert "No unit has finished yet." in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((1234.5,), "1234"),
+        ((0.012345,), "0.0123"),
+        ((2.5e7,), "2.50e+07"),
+        ((float("nan"),), "–"),
+        ((0.0,), "0"),
+    ],
+)
+def test_fmt_number(args, expected) -> None:
+    assert tables.fmt_number(*args) == expected
+
+
+def test_fmt_interval() -> None:
+    assert tables.fmt_interval(-25.31, -25.73, -24.89, symmetric=True) == "-25.31 ± 0.42"
+    assert tables.fmt_interval(1200.0, 1100.0, 1400.0) == "1200 [1100, 1400]"
+    assert tables.fmt_interval(3.0, float("nan"), float("nan")) == "3.00"
+
+
+def test_markdown_escapes_pipes() -> None:
+    frame = pd.DataFrame({"a": ["x|y"]})
+    assert tables.markdown(frame, [("a", lambda r: r["a"])]).splitlines()[-1] == "| x\\|y |"
