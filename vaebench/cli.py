@@ -78,10 +78,10 @@ def _ints(flag: str, text: str) -> list[int]:
 
 
 def _int(flag: str, text: str) -> int:
-    (value,) = _ints(flag, text) or [None]
-    if value is None:
-        raise VaebenchError(f"{flag} takes an integer, got {text!r}")
-    return value
+    try:
+        return int(text)
+    except ValueError:
+        raise VaebenchError(f"{flag} takes an integer, got {text!r}") from None
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
