@@ -1,0 +1,274 @@
+"""The convergence measure: the importance-sampled log-likelihood against exact answers, one unit end to end,
+the summaries over seeds, divergence handling, and the pytorch/examples recipe.
+
+Statistical checks use fixed seeds and one-sided z-tests over test points with a Bonferroni correction, at a
+family-wise false-alarm rate FALSE_ALARM per test (the chance, over the seed, that a correct implementation
+fails); standard errors are measured from the points, never assumed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import Tensor
+
+from vaebench.data import load_dataset
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS, Reparam
+from vaebench.exact import exact_log_marginal
+from vaebench.measures.convergence import (
+    FINAL_METRICS,
+    PYTORCH_EXAMPLES_MNIST_TEST_LOSS,
+    UNIT_COLUMNS,
+    estimate_log_likelihood,
+    measure_convergence,
+    pytorch_examples_recipe,
+    run_recipe,
+    summarize_convergence,
+    summarize_curves,
+)
+from vaebench.model import GaussianVAE
+from vaebench.stats import bonferroni_threshold, mean_interval
+
+FALSE_ALARM = 1e-3
+SIGMA = 0.5  # observation noise of the exact-posterior model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a busy machine threads waiting for each other
+    # make these tests many times slower; the previous count is restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _inverse_softplus(y: Tensor) -> Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+def exact_posterior_model(x_dim=6, z_dim=2, seed=0) -> GaussianVAE:
+    """A linear-Gaussian VAE whose encoder is its exact posterior, so log p(x,z) - log q(z|x) = log p(x).
+
+    With W's columns orthogonal and isotropic noise σ, the posterior is N(S Wᵀ(x - b)/σ², S) with the
+    diagonal S = (I + WᵀW/σ²)⁻¹, which the affine encoder represents exactly.
+    """
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(x_dim, z_dim, generator=g))
+    weight = q * torch.tensor([1.5, 0.7])[:z_dim]
+    bias = torch.randn(x_dim, generator=g)
+    model = GaussianVAE(x_dim, z_dim, hidden=(), seed=seed)
+    cov = 1 / (1 + weight.pow(2).sum(0) / SIGMA**2)  # diagonal of S, [Z]
+    gain = cov[:, None] * weight.T / SIGMA**2  # [Z, D]
+    floor = model.decoder.min_scale
+    with torch.no_grad():
+        model.decoder.net[0].weight.copy_(weight)
+        model.decoder.net[0].bias.copy_(bias)
+        model.decoder.raw_scale.fill_(_inverse_softplus(torch.tensor(SIGMA - floor)).item())
+        enc = model.encoder.net[0]
+        enc.weight.zero_()
+        enc.weight[:z_dim].copy_(gain)
+        enc.bias[:z_dim].copy_(-gain @ bias)
+        enc.bias[z_dim:].copy_(_inverse_softplus(cov.sqrt() - floor))
+    return model
+
+
+def model_samples(model, n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, model.z_dim, generator=g)
+    loc, scale = model.decoder(z)
+    return loc + scale * torch.randn(loc.shape, generator=g)
+
+
+@pytest.mark.parametrize(("k", "chunk_size"), [(1, None), (37, 5), (500, None), (500, 1000)])
+def test_exact_posterior_proposal_gives_the_exact_log_likelihood(k, chunk_size):
+    # Every importance weight equals p(x), so the estimate is exact whatever k and the chunking.
+    model = exact_posterior_model()
+    x = model_samples(model, 50)
+    estimate = estimate_log_likelihood(model, x, k, chunk_size=chunk_size, generator=torch.Generator())
+    assert torch.allclose(estimate, exact_log_marginal(model, x), atol=1e-3)
+
+
+def test_log_likelihood_is_below_the_truth_and_the_gap_shrinks_with_k():
+    model = exact_posterior_model()
+    x = model_samples(model, 400)
+    with torch.no_grad():  # a poor proposal (shifted), so the gap to log p(x) closes slowly with k
+        model.encoder.net[0].bias[:2] += 1.5
+        model.encoder.net[0].bias[2:] += 0.3
+    exact = exact_log_marginal(model, x).double().detach()
+    ks = (1, 10, 100, 1000)
+    gaps = {
+        k: exact - estimate_log_likelihood(model, x, k, generator=torch.Generator().manual_seed(k)).double()
+        for k in ks
+    }
+    threshold = bonferroni_threshold(2 * FALSE_ALARM, len(ks) + len(ks) - 1)  # one-sided, all checks at once
+
+    def z(values):
+        return (values.mean() / (values.std() / math.sqrt(values.numel()))).item()
+
+    for k in ks:  # E[L_k] <= log p(x): the mean gap is not significantly negative
+        assert z(gaps[k]) > -threshold
+    for small, large in itertools.pairwise(ks):  # and it shrinks significantly as k grows
+        assert z(gaps[small] - gaps[large]) > threshold
+
+
+def test_estimate_is_reproducible_with_a_generator_and_rejects_bad_input():
+    model = exact_posterior_model()
+    x = model_samples(model, 10)
+    a, b = (
+        estimate_log_likelihood(model, x, 20, generator=torch.Generator().manual_seed(3)) for _ in range(2)
+    )
+    assert torch.equal(a, b)
+    with pytest.raises(VaebenchError, match="k"):
+        estimate_log_likelihood(model, x, 0)
+    with pytest.raises(VaebenchError, match="chunk_size"):
+        estimate_log_likelihood(model, x, 5, chunk_size=0)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return load_dataset("synthetic", n_train=500, n_test=100, x_dim=6, z_dim=2)
+
+
+def linear_factory(seed):
+    return GaussianVAE(6, 2, hidden=(), seed=seed)
+
+
+def run_unit(dataset, name="reparam", seed=0, **options):
+    options = {"num_samples": 2, "steps": 30, "eval_every": 10, "ll_samples": 200, **options}
+    return measure_convergence(linear_factory, name, dataset, seed=seed, **options)
+
+
+def test_unit_on_synthetic_has_every_record_and_the_exact_answers(synthetic):
+    frame = run_unit(synthetic)
+    assert list(frame.columns) == list(UNIT_COLUMNS)
+    assert (frame[["estimator", "num_samples", "seed"]] == ["reparam", 2, 0]).all().all()
+    assert not frame["diverged"].any() and frame["value"].notna().all()
+    final = frame[frame["metric"].isin(FINAL_METRICS)].set_index("metric")
+    assert set(final.index) == set(FINAL_METRICS)
+    assert (final["step"] == 30).all()
+    v = final["value"]
+    x = synthetic.test
+    assert v["exact_log_likelihood"] == pytest.approx(synthetic.exact_log_marginal(x).mean().item())
+    assert v["ll_gap"] == pytest.approx(v["exact_log_likelihood"] - v["test_log_likelihood"])
+    assert v["bound_gap"] == pytest.approx(v["model_log_likelihood"] - v["test_log_likelihood"])
+    curve = frame[frame["metric"] == "test_elbo"]
+    assert list(curve["step"]) == [0, 10, 20, 30]
+    # Deterministic given its arguments: the same frame again, up to the wall-clock.
+    again = run_unit(synthetic)
+    assert again.drop(columns="wall_time_s").equals(frame.drop(columns="wall_time_s"))
+
+
+def test_unit_on_digits_restricts_points_and_has_no_exact_rows():
+    digits = load_dataset("digits")
+    frame = measure_convergence(
+        lambda s: GaussianVAE(64, 3, hidden=(16,), seed=s),
+        "iwae",
+        digits,
+        num_samples=3,
+        seed=2,
+        steps=10,
+        ll_samples=50,
+        ll_points=30,
+    )
+    metrics = set(frame["metric"])
+    assert {"final_test_elbo", "test_log_likelihood", "train_objective", "test_elbo"} <= metrics
+    assert not metrics & {"exact_log_likelihood", "ll_gap", "model_log_likelihood", "bound_gap"}
+    assert set(frame["objective"]) == {"iwae"}
+    skipped = measure_convergence(
+        lambda s: GaussianVAE(64, 3, hidden=(16,), seed=s),
+        "reparam",
+        digits,
+        num_samples=1,
+        seed=0,
+        steps=2,
+        ll_samples=0,
+    )
+    assert "test_log_likelihood" not in set(skipped["metric"])
+
+
+class NaNAtThirdStep(Reparam):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def estimate(self, model, x, num_samples, generator):
+        out = super().estimate(model, x, num_samples, generator)
+        self.calls += 1
+        return out if self.calls < 3 else type(out)(out.surrogate * math.nan, out.elbo, out.objective)
+
+
+def test_a_diverged_unit_is_marked_and_the_summary_counts_it(synthetic, monkeypatch):
+    monkeypatch.setitem(ESTIMATORS, "nan-at-3", NaNAtThirdStep)
+    bad = run_unit(synthetic, "nan-at-3", seed=0)
+    assert bad["diverged"].all() and bad["step"].max() == 2
+    assert {"final_test_elbo", "test_log_likelihood"} <= set(bad["metric"])
+    good = [run_unit(synthetic, "nan-at-3", seed=s, steps=2) for s in (1, 2)]  # stop before the NaN
+    summary = summarize_convergence(pd.concat([bad, *good])).set_index("metric")
+    row = summary.loc["final_test_elbo"]
+    assert row["n_diverged"] == 1 and row["n_seeds"] == 2
+    kept = [g.query("metric == 'final_test_elbo'")["value"].item() for g in good]
+    assert row["value"] == pytest.approx(np.mean(kept))
+
+
+def fake_units(values, metric="final_test_elbo", diverged=()):
+    rows = []
+    for seed, value in enumerate(values):
+        for step, v in ((0, value - 10), (5, value)):
+            rows.append(
+                ("reparam", 1, seed, step, step / 5, step * 0.1, step, step * 100, "test_elbo", v, "elbo")
+            )
+        rows.append(("reparam", 1, seed, 5, 1.0, 0.5, 5, 500, metric, value, "elbo"))
+    frame = pd.DataFrame(rows, columns=list(UNIT_COLUMNS[:-1]))
+    frame["diverged"] = frame["seed"].isin(diverged)
+    return frame
+
+
+def test_summaries_give_the_mean_over_seeds_with_a_student_t_interval():
+    values = [-30.0, -31.5, -29.0]
+    summary = summarize_convergence(fake_units(values))
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    low, high = mean_interval(np.array(values))
+    assert row["value"] == pytest.approx(np.mean(values))
+    assert (row["value_low"], row["value_high"]) == pytest.approx((low, high))
+    assert row["n_seeds"] == 3 and row["n_diverged"] == 0 and row["wall_time_s"] == pytest.approx(0.5)
+    curves = summarize_curves(fake_units(values))
+    assert list(curves["step"]) == [0, 5] and (curves["n_seeds"] == 3).all()
+    assert curves["value"].tolist() == pytest.approx([np.mean(values) - 10, np.mean(values)])
+    assert curves["latent_samples"].tolist() == [0, 500]
+    with pytest.raises(VaebenchError, match="missing column"):
+        summarize_convergence(pd.DataFrame({"value": [1.0]}))
+
+
+def test_reserved_train_options_are_refused(synthetic):
+    with pytest.raises(VaebenchError, match="checkpoint_at"):
+        run_unit(synthetic, checkpoint_at=[1])
+    with pytest.raises(VaebenchError, match="ll_samples"):
+        run_unit(synthetic, ll_samples=-1)
+
+
+def test_pytorch_examples_recipe_settings_and_a_short_run(monkeypatch, tmp_path):
+    recipe = pytorch_examples_recipe()
+    assert recipe.reference_test_loss == PYTORCH_EXAMPLES_MNIST_TEST_LOSS == 105.56
+    assert recipe.estimator == "reparam-analytic-kl" and recipe.num_samples == 1
+    assert recipe.train_options == {"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam"}
+    assert recipe.dataset_options["binarize"] is None
+    model = recipe.model_factory(784)(0)
+    assert model.hidden == (400,) and model.z_dim == 20 and model.likelihood == "bernoulli"
+    assert model.encoder.net[1].__class__.__name__ == "ReLU"
+    assert pytorch_examples_recipe("fashion-mnist").reference_test_loss is None
+    # The same recipe on the embedded digits, one epoch: it runs and learns.
+    frame = run_recipe(pytorch_examples_recipe("digits", epochs=1))
+    curve = frame.query("metric == 'test_elbo'")["value"].tolist()
+    assert len(curve) == 2 and curve[1] > curve[0]
+    # MNIST is read from a folder the user names; a wrong one is an error that says what to do.
+    monkeypatch.delenv("VAEBENCH_DATA", raising=False)
+    with pytest.raises(VaebenchError, match="mnist"):
+        run_recipe(pytorch_examples_recipe("mnist"), root=tmp_path)
