@@ -15,6 +15,7 @@ Not a pytest-benchmark file: it is a script, run by hand (minutes on a CPU).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default="results/reference", help="folder for the json, csv and md files")
+    parser.add_argument("--note", action="append", default=[], help="a remark for the md file (repeatable)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         "model_options": recipe.model_options,
         "train_options": recipe.train_options,
         "dataset_options": recipe.dataset_options,
-        "command": " ".join(
+        "command": shlex.join(
             ["python", "benchmarks/reproduce_recipe.py", *(sys.argv[1:] if argv is None else argv)]
         ),
         "started": started,
         "versions": provenance.versions(),
         "environment": provenance.device_info(args.device),
         "git": provenance.git_revision(),
+        "notes": args.note,
     }
     provenance.write_json(stem.with_suffix(".json"), record)
     curve.to_csv(stem.with_suffix(".csv"), index=False)
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _markdown(r: dict, curve) -> str:
     env, v, git = r["environment"], r["versions"], r["git"] or {}
+    notes = "".join(f"- {note}\n" for note in r["notes"])
     rows = "\n".join(
         f"| {row.epoch:.0f} | {row.step} | {row.test_loss:.2f} | {row.wall_time_s:.0f} |"
         for row in curve.itertuples()
@@ -124,7 +128,7 @@ sum (Adam is invariant to that scale up to its ε); the test ELBO averages 10 sa
 - torch {v["torch"]}, numpy {v["numpy"]}, python {v["python"]}; vaebench commit {git.get("commit", "?")}
   {"(with uncommitted edits)" if git.get("dirty") else ""}
 - diverged: {r["diverged"]}
-
+{notes}
 ## Test loss per epoch
 
 | epoch | step | test loss | training s |

@@ -25,6 +25,7 @@ from vaebench.measures.convergence import (
     FINAL_METRICS,
     PYTORCH_EXAMPLES_MNIST_TEST_LOSS,
     UNIT_COLUMNS,
+    convergence_study,
     estimate_log_likelihood,
     measure_convergence,
     pytorch_examples_recipe,
@@ -245,6 +246,19 @@ def test_summaries_give_the_mean_over_seeds_with_a_student_t_interval():
     assert curves["latent_samples"].tolist() == [0, 500]
     with pytest.raises(VaebenchError, match="missing column"):
         summarize_convergence(pd.DataFrame({"value": [1.0]}))
+
+
+def test_study_runs_every_valid_unit_and_skips_k_below_the_minimum(synthetic):
+    frame = convergence_study(
+        linear_factory, ["reparam", "reinforce-loo"], [1, 2], [0, 1], synthetic, steps=3, ll_samples=10
+    )
+    units = set(frame.groupby(["estimator", "num_samples", "seed"]).groups)
+    assert units == {("reparam", 1, 0), ("reparam", 1, 1), ("reparam", 2, 0), ("reparam", 2, 1)} | {
+        ("reinforce-loo", 2, 0),
+        ("reinforce-loo", 2, 1),
+    }
+    with pytest.raises(VaebenchError, match="unknown estimator"):
+        convergence_study(linear_factory, ["nope"], [1], [0], synthetic, steps=1)
 
 
 def test_reserved_train_options_are_refused(synthetic):
