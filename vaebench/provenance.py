@@ -96,7 +96,7 @@ def collect(
     started: str,
     ended: str | None = None,
     status: str = "running",
-    argv: list[str] | None = None,
+    command: str | None = None,
     units: dict[str, int] | None = None,
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def collect(
         started: ISO start time of this invocation.
         ended: ISO end time, None while running.
         status: "running", "complete", "interrupted" or "failed".
-        argv: the command line (defaults to sys.argv).
+        command: the command line (defaults to sys.argv).
         units: counts of units of work by state (e.g. done, failed, total).
         notes: remarks for the reader (skipped combinations, resumed runs).
     """
@@ -116,7 +116,7 @@ def collect(
         "status": status,
         "started": started,
         "ended": ended,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]] if argv is None else argv),
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "config": config,
         "versions": versions(),
         "environment": device_info(device),

@@ -465,7 +465,7 @@ def _notes(run: dict, frames: dict[str, pd.DataFrame]) -> list[str]:
         if not frame.empty and "status" in frame:
             skipped = frame[frame["status"].fillna("ok") == "skipped"]
             for _, row in skipped.drop_duplicates(["estimator", "num_samples"]).iterrows():
-                reason = row.get("reason", "")
+                reason = row.get("reason", row.get("skip_reason", ""))
                 notes.append(f"{kind}: skipped `{row['estimator']}` at K={int(row['num_samples'])}" + (f" ({reason})" if isinstance(reason, str) and reason else ""))  # fmt: skip
     for unit, error in run.get("failed", {}).items():
         notes.append(f"unit {unit} failed: {error}")

@@ -137,7 +137,8 @@ def run_suite(
 
     def write_run_json(status: str, ended: str | None = None) -> None:
         data = collect(
-            to_dict(config), device=config.device, started=first_start, ended=ended, status=status, argv=argv,
+            to_dict(config), device=config.device, started=first_start, ended=ended, status=status,
+            command=_command(argv),
             units={"total": result.total, "finished": _finished(out, plan), "failed": len(result.failed)},
             notes=notes,
         )  # fmt: skip
@@ -217,7 +218,9 @@ def _finished(out: Path, plan: list[Unit]) -> int:
 
 
 def _command(argv: list[str] | None) -> str:
-    return " ".join(["vaebench", *argv] if argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]])
+    return " ".join(
+        ["python -m vaebench", *argv] if argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+    )
 
 
 @contextlib.contextmanager
