@@ -52,6 +52,8 @@ from torch.distributions import Normal, kl_divergence
 
 from vaebench.errors import VaebenchError
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
 
 @dataclass(frozen=True)
 class EstimatorOutput:
@@ -123,6 +125,11 @@ def check_num_samples(num_samples: int, minimum: int = 1, name: str = "") -> int
     return num_samples
 
 
+def _first_step_zero(steps: Tensor, decay: float, dtype: torch.dtype) -> Tensor:
+    """``decay`` once ``steps`` > 0, else 0 (the first update sets a running average outright); a 0-d tensor."""
+    return torch.where(steps > 0, decay, 0.0).to(dtype)
+
+
 def sample_posterior(q: Normal, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
     """Reparameterized draws z = μ + σ ⊙ ε from q with batch shape [B, Z] -> [K, B, Z]."""
     loc = q.loc
@@ -131,8 +138,13 @@ def sample_posterior(q: Normal, num_samples: int, generator: torch.Generator | N
 
 
 def log_density(q: Normal, z: Tensor) -> Tensor:
-    """log q(z) summed over the latent dimension: z [K, B, Z] -> [K, B]."""
-    return q.log_prob(z).sum(-1)
+    """log q(z) summed over the latent dimension: z [K, B, Z] -> [K, B].
+
+    Σ_j [-(z_j - μ_j)² / (2σ_j²) - log σ_j] - (Z/2) log 2π, written out rather than ``q.log_prob(z).sum(-1)``:
+    the same density with a third of the autograd nodes, and Σ log σ taken once over [B, Z], not per sample.
+    """
+    z_score = (z - q.loc) / q.scale
+    return -0.5 * z_score.square().sum(-1) - (q.scale.log().sum(-1) + z.shape[-1] * _HALF_LOG_2PI)
 
 
 def stop_gradient(q: Normal) -> Normal:
@@ -244,7 +256,8 @@ class ReinforceMovingAverage(Reinforce):
         if self.training:
             with torch.no_grad():
                 # The first batch sets the baseline outright, so a zero start does not bias early steps' scale.
-                decay = self.decay if self.steps > 0 else 0.0
+                # The choice is made on the device (no host sync, which would stall a GPU every step).
+                decay = _first_step_zero(self.steps, self.decay, self.baseline.dtype)
                 self.baseline.mul_(decay).add_((1 - decay) * f.mean().to(self.baseline.dtype))
                 self.steps.add_(1)
         return signal
@@ -309,7 +322,11 @@ class ReinforceNVIL(Reinforce):
 
     @property
     def encoder_scale(self) -> float:
-        return 1.0 / max(1.0, math.sqrt(float(self.variance))) if self.normalize else 1.0
+        return float(self._scale()) if self.normalize else 1.0
+
+    def _scale(self) -> Tensor:
+        """1 / max(1, √v) as a 0-d tensor on the buffers' device (reading it as a float would sync a GPU)."""
+        return self.variance.sqrt().clamp(min=1.0).reciprocal()
 
     def estimate(self, model, x, num_samples, generator):
         self.prepare(model, x)
@@ -319,7 +336,8 @@ class ReinforceNVIL(Reinforce):
         log_p = model.log_joint(x, z)
         f = log_p - log_q
         b = self.baseline_net(x).squeeze(-1)  # [B]
-        center, scale = self.center.to(f.dtype).clone(), self.encoder_scale
+        center = self.center.to(f.dtype).clone()
+        scale = self._scale().to(f.dtype) if self.normalize else 1.0
         residual = f.detach() - b.detach()  # r = f - b(x), [K, B]
         signal = (residual - center) * scale
         # Gradient only: θ pathwise and unscaled; every φ term scaled by 1/max(1, √v); ψ regresses f - c.
@@ -331,7 +349,7 @@ class ReinforceNVIL(Reinforce):
 
     @torch.no_grad()
     def _update(self, residual: Tensor) -> None:
-        decay = self.decay if self.steps > 0 else 0.0
+        decay = _first_step_zero(self.steps, self.decay, self.center.dtype)
         mean = residual.mean().to(self.center.dtype)
         var = residual.var(unbiased=False).to(self.variance.dtype) if residual.numel() > 1 else 0.0
         self.center.mul_(decay).add_((1 - decay) * mean)
