@@ -1,0 +1,223 @@
+"""Fixtures of the pytest-benchmark suite, and the table of target ratios printed after it.
+
+Run it (about 1 to 2 minutes on 2 CPU cores; every figure comes from this one session):
+
+    pytest benchmarks/ --benchmark-only                               # the table, then the target ratios
+    pytest benchmarks/ --benchmark-only --benchmark-json=steps.json   # save; later runs add
+        --benchmark-compare=steps.json (or --benchmark-autosave and --benchmark-compare)
+    pytest benchmarks/ --benchmark-only --vaebench-device=cuda        # on a GPU
+
+The model is the pytorch/examples VAE's size, 784-400-20 (``GaussianVAE(784, 20, hidden=(400,),
+likelihood="bernoulli", activation="relu")``), on a batch of B = 128 Fashion-MNIST images (binarized once with
+a fixed seed) when the IDX files are installed, else seeded random binary images of the same shape.
+
+Threads: ``torch.set_num_threads(2)`` (``--vaebench-threads``) is set once when pytest starts, for every
+benchmark file: the targets are stated for 2 CPU threads, and a fixed count keeps runs comparable across
+machines with more cores.
+
+The ratios (``reparam-K1 / reference`` and the others of issue 6) are computed from the medians of the
+benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% bootstrap intervals of
+the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS
+from vaebench.measures.throughput import matmul_ceiling, synchronize
+from vaebench.measures.throughput.timing import device_name, resolve_device
+from vaebench.model import GaussianVAE
+from vaebench.stats import bootstrap_interval
+
+X_DIM, HIDDEN, Z_DIM, BATCH_SIZE = 784, 400, 20, 128
+WARMUP_STEPS = 5  # untimed steps before pytest-benchmark's rounds: allocator caches, lazy init, compilation
+_TIMINGS = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vaebench", "vaebench benchmarks")
+    group.addoption("--vaebench-device", default="cpu", help="device to benchmark on: cpu (default) or cuda")
+    group.addoption(
+        "--vaebench-threads", type=int, default=2, help="torch CPU threads (default 2, the targets' setting)"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(config.getoption("--vaebench-threads", 2))
+    config.stash[_TIMINGS] = {}
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> torch.device:
+    """The benchmark device (``--vaebench-device``); a clear error when CUDA is asked for and absent."""
+    try:
+        return resolve_device(pytestconfig.getoption("--vaebench-device"))
+    except VaebenchError as error:
+        pytest.exit(str(error), returncode=4)
+
+
+@pytest.fixture(scope="session")
+def vae_factory(device: torch.device) -> Callable[[], GaussianVAE]:
+    """Builds the 784-400-20 Bernoulli VAE with ReLU (the pytorch/examples size), seeded, on the device."""
+
+    def build(seed: int = 0) -> GaussianVAE:
+        model = GaussianVAE(
+            X_DIM, Z_DIM, hidden=(HIDDEN,), likelihood="bernoulli", activation="relu", seed=seed
+        )
+        return model.to(device)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def batch(device: torch.device) -> torch.Tensor:
+    """B = 128 binary images [128, 784]: Fashion-MNIST if installed, else seeded Bernoulli(0.5) pixels."""
+    from vaebench.data import load_dataset
+
+    try:
+        x = load_dataset("fashion-mnist", binarize="fixed", seed=0).train[:BATCH_SIZE]
+    except VaebenchError:
+        x = torch.bernoulli(torch.full((BATCH_SIZE, X_DIM), 0.5), generator=torch.Generator().manual_seed(0))
+    return x.to(device)
+
+
+@pytest.fixture(scope="session")
+def ceiling_flops(device: torch.device) -> float:
+    """The matmul ceiling (FLOP/s) measured in this session (cached per device, dtype and threads)."""
+    return matmul_ceiling(device)
+
+
+@pytest.fixture
+def time_step(benchmark, device: torch.device, ceiling_flops: float, pytestconfig: pytest.Config):
+    """Benchmark one training step under a readable name; records its times for the ratio table.
+
+    Call it as ``time_step(name, step, info)`` with ``info["flops_per_step"]`` (as from ``build_step``): it
+    warms up, runs pytest-benchmark on the step (synchronized on CUDA), and stores the FLOPs and the achieved
+    fraction of the matmul ceiling in the benchmark's ``extra_info`` (kept in ``--benchmark-json``).
+    """
+
+    def run(name: str, step: Callable[[], object], info: dict, group: str) -> None:
+        def synchronized() -> None:
+            step()
+            synchronize(device)
+
+        for _ in range(WARMUP_STEPS):
+            synchronized()
+        benchmark.group = group
+        flops = int(info["flops_per_step"])
+        benchmark.extra_info.update(
+            name=name,
+            device=device_name(device),
+            threads=torch.get_num_threads(),
+            flops_per_step=flops,
+            matmul_ceiling_flops=ceiling_flops,
+            optimizer=info.get("optimizer", ""),
+        )
+        benchmark(synchronized)
+        if benchmark.stats is None:  # --benchmark-disable: the step ran once, untimed
+            return
+        times = np.asarray(benchmark.stats.stats.data, dtype=float)
+        median = float(np.median(times))
+        benchmark.extra_info["ceiling_fraction"] = flops / median / ceiling_flops
+        pytestconfig.stash[_TIMINGS][name] = {"times": times, "flops": flops}
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------- target ratios
+
+
+def _median_interval(times: np.ndarray, level: float) -> tuple[float, float, float]:
+    low, high = bootstrap_interval(np.median, times, level=level, resamples=500, seed=0)
+    return float(np.median(times)), low, high
+
+
+def target_ratios(timings: dict[str, dict], ceiling: float) -> list[dict]:
+    """The issue's ratios from the recorded step times: value, 95% interval, target, whether it is met.
+
+    A ratio's interval divides the 97.5% intervals of the two medians (Bonferroni: both hold with >= 95%).
+    """
+
+    def ratio(numerator: str, denominator: str, target: float | None, note: str = "") -> dict | None:
+        if numerator not in timings or denominator not in timings:
+            return None
+        a = _median_interval(timings[numerator]["times"], 0.975)
+        b = _median_interval(timings[denominator]["times"], 0.975)
+        value = a[0] / b[0]
+        return {
+            "ratio": f"{numerator} / {denominator}",
+            "value": value,
+            "low": a[1] / b[2],
+            "high": a[2] / b[1],
+            "target": target,
+            "met": None if target is None else value <= target,
+            "note": note,
+        }
+
+    rows = [ratio("reparam-K1", "reference", 1.0, "the suite's step vs the hand-written one")]
+    for name, cls in ESTIMATORS.items():
+        if cls.min_samples > 1:
+            rows.append(
+                ratio(f"{name}-K10", "reinforce-K1", 3.0, f"{name} cannot run K=1; plain REINFORCE's K=1")
+            )
+        else:
+            rows.append(ratio(f"{name}-K10", f"{name}-K1", 3.0, "vectorized over K"))
+    rows.append(ratio("reinforce-ma-K1", "reparam-K1", 1.3, "score function vs pathwise"))
+    rows.append(ratio("reinforce-ma-K10", "reparam-K10", None, "the same at K=10, for information"))
+    rows = [row for row in rows if row is not None]
+    for name in ("reference", "reparam-K1", "reparam-K10"):
+        if name in timings:
+            median = float(np.median(timings[name]["times"]))
+            rows.append(
+                {
+                    "ratio": f"{name} FLOP/s / matmul ceiling",
+                    "value": timings[name]["flops"] / median / ceiling,
+                    "low": math.nan,
+                    "high": math.nan,
+                    "target": None,
+                    "met": None,
+                    "note": f"ceiling {ceiling / 1e9:.0f} GFLOP/s measured in this session",
+                }
+            )
+    return rows
+
+
+def _format(rows: list[dict]) -> list[str]:
+    lines = [f"{'ratio':50} {'value':>7} {'95% interval':>17} {'target':>8}  {'':6} note"]
+    for row in rows:
+        interval = "" if math.isnan(row["low"]) else f"[{row['low']:.2f}, {row['high']:.2f}]"
+        target = "" if row["target"] is None else f"<= {row['target']:.1f}"
+        verdict = {None: "", True: "met", False: "MISSED"}[row["met"]]
+        unit = "x" if "ceiling" not in row["ratio"] else ""
+        lines.append(
+            f"{row['ratio']:50} {row['value']:6.2f}{unit or ' '} {interval:>17} {target:>8}  {verdict:6} {row['note']}"
+        )
+    return lines
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    timings = config.stash.get(_TIMINGS, {})
+    if not timings:
+        return
+    device = resolve_device(config.getoption("--vaebench-device"))
+    rows = target_ratios(timings, matmul_ceiling(device))
+    terminalreporter.section(
+        f"vaebench target ratios ({device_name(device)}, {torch.get_num_threads()} threads, medians of this run)"
+    )
+    for line in _format(rows):
+        terminalreporter.write_line(line)
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    timings = config.stash.get(_TIMINGS, {})
+    if timings:
+        device = resolve_device(config.getoption("--vaebench-device"))
+        output_json["vaebench_ratios"] = target_ratios(timings, matmul_ceiling(device))

@@ -1,0 +1,63 @@
+"""Training-step benchmarks: every registered estimator at K = 1 and K = 10, and the hand-written reference.
+
+One benchmark per estimator x K, read from the registry, with ids like ``reparam-K1`` and
+``reinforce-loo-K10`` (stable across runs, so ``--benchmark-compare`` lines them up). A step is what
+:func:`vaebench.measures.throughput.build_step` builds and the throughput measure times: the estimator's
+forward, backward and a fused Adam step, on the 784-400-20 VAE with B = 128 (see ``conftest.py``).
+
+``test_reference_step`` times the pytorch/examples VAE step written out plainly in the same session (first,
+next to ``reparam-K1``, so that drifting machine load affects their ratio least);
+``test_matmul`` times the large matmul whose FLOP/s is the ceiling the steps are compared with. The ratios of
+issue 6 are printed after the table (``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vaebench.estimators import ESTIMATORS
+from vaebench.measures.throughput import build_reference_step, build_step, count_linear_flops
+
+SAMPLES = (1, 10)
+MATMUL_SIZE = 1024
+
+
+def _cases():
+    for name, cls in ESTIMATORS.items():
+        for k in SAMPLES:
+            skip = k < cls.min_samples
+            marks = [pytest.mark.skip(reason=f"{name} needs K >= {cls.min_samples}")] if skip else []
+            yield pytest.param(name, k, id=f"{name}-K{k}", marks=marks)
+
+
+def test_reference_step(batch, device, time_step):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        step, model, _ = build_reference_step(batch)
+        with count_linear_flops(model) as forward_flops:
+            step()
+    info = {"flops_per_step": 3 * forward_flops[0], "optimizer": "adam-default"}
+    time_step("reference", step, info, group="step K=1")
+
+
+@pytest.mark.parametrize(("name", "num_samples"), list(_cases()))
+def test_step(name, num_samples, vae_factory, batch, device, time_step):
+    step, info = build_step(vae_factory(), name, batch, num_samples, device=device, seed=0)
+    time_step(f"{name}-K{num_samples}", step, info, group=f"step K={num_samples}")
+
+
+def test_matmul(benchmark, device):
+    generator = torch.Generator(device).manual_seed(0)
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator, device=device)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator, device=device)
+    out = torch.empty_like(a)
+
+    def product() -> None:
+        torch.mm(a, b, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    benchmark.group = "matmul ceiling"
+    benchmark.extra_info["flops"] = 2 * MATMUL_SIZE**3
+    benchmark(product)
