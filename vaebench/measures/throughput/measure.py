@@ -1,0 +1,317 @@
+"""One measurement: build a training step (:func:`build_step`), time it, and turn the times into a row.
+
+The maths of the figures is in the package docstring (:mod:`vaebench.measures.throughput`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from vaebench.errors import VaebenchError
+from vaebench.estimators import Estimator, make_estimator
+from vaebench.measures.throughput.reference import (
+    build_reference_step,
+)
+from vaebench.measures.throughput.timing import (
+    count_linear_flops,
+    device_name,
+    matmul_ceiling,
+    num_threads,
+    resolve_device,
+    summarize_times,
+    time_steps,
+    track_peak_memory,
+)
+
+
+def make_optimizer(parameters: Iterable[nn.Parameter], lr: float = 1e-3) -> tuple[torch.optim.Adam, str]:
+    """Adam with the fastest implementation torch offers for these parameters; returns (optimizer, label).
+
+    The fused kernel (one pass over every parameter, CPU and CUDA since torch 2.4) when available, else the
+    multi-tensor ``foreach`` version. The label (``"adam-fused"`` or ``"adam-foreach"``) goes into the row.
+    """
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True), "adam-fused"
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(parameters, lr=lr, foreach=True), "adam-foreach"
+
+
+def variant_label(compiled: bool, amp: bool) -> str:
+    """``"eager"``, ``"compiled"``, ``"amp-bf16"`` or ``"compiled+amp-bf16"``: how a row was run."""
+    parts = (["compiled"] if compiled else []) + (["amp-bf16"] if amp else [])
+    return "+".join(parts) or "eager"
+
+
+def build_step(
+    model: nn.Module,
+    estimator: Estimator | str,
+    x: Tensor,
+    num_samples: int,
+    *,
+    device: str | torch.device | None = None,
+    compile: bool | str = False,
+    amp: bool = False,
+    optimizer_step: bool = True,
+    seed: int = 0,
+    lr: float = 1e-3,
+) -> tuple[Callable[[], None], dict[str, object]]:
+    """One training step as a callable, on deep copies of ``model`` and ``estimator`` moved to ``device``.
+
+    The caller's model and estimator are left as they were. The estimator runs in training mode; stateful
+    estimators are prepared with ``x`` before the optimizer is built. One eager step runs here (untimed): it
+    counts the linear layers' FLOPs and raises any error (a K the estimator cannot take) before timing starts.
+
+    Args:
+        model, estimator, x, num_samples: as in :func:`measure_throughput`.
+        device: where to run; None: x's device.
+        compile: ``torch.compile`` the forward pass (True: inductor; a string: that backend). Compiled graphs
+            take no ``torch.Generator``, so compiled steps draw from torch's global RNG.
+        amp: bf16 autocast around the forward pass (CUDA only).
+        optimizer_step: include the Adam step.
+        seed: seeds the sampling noise (a ``torch.Generator`` on the device).
+        lr: Adam's learning rate.
+
+    Returns:
+        ``(step, info)``: ``step()`` runs one step (it does not synchronize the device); ``info`` holds
+        ``estimator`` (the name), ``flops_per_step``, ``optimizer`` (label), ``objective``, ``device``
+        (a ``torch.device``), ``batch_size``, ``num_samples``, ``compiled``, ``amp``.
+    """
+    if isinstance(estimator, str):
+        estimator = make_estimator(estimator)
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise VaebenchError(
+            f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    device = resolve_device(device, x)
+    if amp and device.type != "cuda":
+        raise VaebenchError(
+            "amp=True (bf16 autocast) is measured on CUDA only: most CPUs emulate bf16 matmuls, so the row "
+            "would time the emulation; use device='cuda' or amp=False"
+        )
+    model = copy.deepcopy(model).to(device)
+    estimator = copy.deepcopy(estimator).to(device).train()
+    x = x.to(device)
+    estimator.prepare(model, x)
+    optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], lr)
+    generator = torch.Generator(device).manual_seed(seed)
+    with count_linear_flops(model, estimator) as forward_flops:
+        estimator(model, x, num_samples=num_samples, generator=generator).surrogate.backward()
+    optimizer.zero_grad(set_to_none=True)
+
+    def loss() -> Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = estimator(model, x, num_samples=num_samples, generator=None if compile else generator)
+        return out.surrogate
+
+    forward = _compile(loss, compile) if compile else loss
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        forward().backward()
+        if optimizer_step:
+            optimizer.step()
+
+    info = {
+        "estimator": estimator.name or type(estimator).__name__,
+        "flops_per_step": 3 * forward_flops[0],
+        "optimizer": optimizer_label if optimizer_step else "none",
+        "objective": estimator.objective,
+        "device": device,
+        "batch_size": x.shape[0],
+        "num_samples": num_samples,
+        "compiled": bool(compile),
+        "amp": amp,
+    }
+    return step, info
+
+
+def measure_throughput(
+    model: nn.Module,
+    estimator: Estimator | str,
+    x: Tensor,
+    num_samples: int,
+    *,
+    repeats: int = 30,
+    warmup: int = 5,
+    device: str | torch.device | None = None,
+    compile: bool | str = False,
+    amp: bool = False,
+    optimizer_step: bool = True,
+    threads: int | None = None,
+    seed: int = 0,
+    lr: float = 1e-3,
+) -> pd.DataFrame:
+    """Time the training step of one estimator at one K and batch size.
+
+    The model and estimator are deep-copied onto ``device`` first (:func:`build_step`), so the caller's
+    objects are left as they were; the timed steps train the copies, as training would.
+
+    Args:
+        model: the VAE (anything with ``posterior`` and ``log_joint``).
+        estimator: an :class:`~vaebench.estimators.Estimator` or a registered name.
+        x: the batch [B, D]; B is the row's batch size.
+        num_samples: K.
+        repeats: timed steps (the median is over these).
+        warmup: untimed steps first (enough for ``torch.compile`` to finish compiling).
+        device: where to run; None: x's device. CUDA rows are timed with CUDA events.
+        compile: ``torch.compile`` the forward pass: True (inductor) or a backend name; the row is labelled.
+        amp: bf16 autocast around the forward pass (CUDA only); the row is labelled and its ceiling is the bf16
+            matmul ceiling.
+        optimizer_step: include the Adam step (False: forward and backward only).
+        threads: torch CPU threads for the measurement (None: leave as is); recorded in ``threads``.
+        seed: seeds the sampling noise and the bootstrap of the interval.
+        lr: Adam's learning rate.
+
+    Returns:
+        One row: ``estimator, num_samples, batch_size, seed, device, device_type, threads, variant, compiled,
+        amp, optimizer, repeats, warmup, status, reason, step_s_median, step_s_p25, step_s_p75, step_s_iqr,
+        step_s_min, step_s_low, step_s_high, datapoints_per_s(_low/_high), latent_samples_per_s(_low/_high),
+        peak_memory_bytes, memory_baseline_bytes, memory_kind, flops_per_step, achieved_flops,
+        matmul_ceiling_flops, ceiling_fraction(_low/_high), objective``.
+
+    Raises:
+        VaebenchError: a K this estimator cannot take, bad counts, a device that is not there.
+    """
+    _check_counts(repeats, warmup)
+    device = resolve_device(device, x if isinstance(x, Tensor) else None)
+    with num_threads(threads), _forked_rng(device, seed):
+        step, info = build_step(
+            model,
+            estimator,
+            x,
+            num_samples,
+            device=device,
+            compile=compile,
+            amp=amp,
+            optimizer_step=optimizer_step,
+            seed=seed,
+            lr=lr,
+        )
+        row = _base_row(info, seed, repeats, warmup)
+        row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
+    return pd.DataFrame([row])
+
+
+def measure_reference(
+    x: Tensor,
+    *,
+    hidden: int = 400,
+    z_dim: int = 20,
+    repeats: int = 30,
+    warmup: int = 5,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The reference row (``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
+
+    Same columns as :func:`measure_throughput`; ``optimizer`` is ``"adam-default"`` (the recipe's
+    ``optim.Adam(model.parameters(), lr=1e-3)``), ``objective`` is ``"elbo"``.
+    """
+    _check_counts(repeats, warmup)
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise VaebenchError(
+            f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    device = resolve_device(device, x)
+    with num_threads(threads), _forked_rng(device, seed):
+        step, model, _ = build_reference_step(x.to(device), hidden, z_dim)
+        with count_linear_flops(model) as forward_flops:
+            step()
+        info = {
+            "estimator": "reference",
+            "flops_per_step": 3 * forward_flops[0],
+            "optimizer": "adam-default",
+            "objective": "elbo",
+            "device": device,
+            "batch_size": x.shape[0],
+            "num_samples": 1,
+            "compiled": False,
+            "amp": False,
+        }
+        row = _base_row(info, seed, repeats, warmup)
+        row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
+    return pd.DataFrame([row])
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _compile(function: Callable, compile: bool | str) -> Callable:
+    backend = "inductor" if compile is True else compile
+    try:
+        return torch.compile(function, backend=backend)
+    except Exception as error:  # an unknown backend surfaces as several exception types
+        raise VaebenchError(f"torch.compile with backend {backend!r} failed: {error}") from error
+
+
+def _check_counts(repeats: int, warmup: int) -> None:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise VaebenchError(f"repeats must be a positive integer, got {repeats!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise VaebenchError(f"warmup must be a non-negative integer, got {warmup!r}")
+
+
+@contextlib.contextmanager
+def _forked_rng(device: torch.device, seed: int):
+    """Fork torch's global RNG (restored on exit) and seed it: model init and compiled steps draw from it."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: int, seed: int) -> dict:
+    """Time ``step`` and turn the times into the row's figures (shared by estimators and the reference)."""
+    device = info["device"]
+    with track_peak_memory(device) as memory:
+        times = time_steps(step, device, repeats, warmup)
+    row: dict[str, object] = summarize_times(times, seed=seed)
+    ceiling = matmul_ceiling(device, torch.bfloat16 if info["amp"] else torch.float32)
+    median, low, high = row["step_s_median"], row["step_s_low"], row["step_s_high"]
+    batch_size, flops = info["batch_size"], info["flops_per_step"]
+    for name, work in (
+        ("datapoints_per_s", batch_size),
+        ("latent_samples_per_s", batch_size * info["num_samples"]),
+    ):
+        row[name], row[f"{name}_low"], row[f"{name}_high"] = work / median, work / high, work / low
+    row.update(
+        peak_memory_bytes=memory["bytes"],
+        memory_baseline_bytes=memory["baseline"],
+        memory_kind=memory["kind"],
+        flops_per_step=int(flops),
+        achieved_flops=flops / median,
+        matmul_ceiling_flops=ceiling,
+        ceiling_fraction=flops / median / ceiling,
+        ceiling_fraction_low=flops / high / ceiling,
+        ceiling_fraction_high=flops / low / ceiling,
+        objective=info["objective"],
+    )
+    return row
+
+
+def _base_row(info: dict, seed: int, repeats: int, warmup: int) -> dict[str, object]:
+    device = info["device"]
+    return {
+        "estimator": info["estimator"],
+        "num_samples": info["num_samples"],
+        "batch_size": info["batch_size"],
+        "seed": seed,
+        "device": device_name(device),
+        "device_type": device.type,
+        "threads": torch.get_num_threads(),
+        "variant": variant_label(info["compiled"], info["amp"]),
+        "compiled": info["compiled"],
+        "amp": info["amp"],
+        "optimizer": info["optimizer"],
+        "repeats": repeats,
+        "warmup": warmup,
+        "status": "ok",
+        "reason": "",
+    }
