@@ -1,0 +1,454 @@
+"""The gradient-variance harness: exact engines, honest intervals, and the orderings theory guarantees.
+
+Exactness checks (tiled == naive per replicate) feed every engine the same noise and compare to rounding.
+Statistical checks use fixed seeds and intervals at level 1 - FALSE_ALARM, so a correct harness fails one
+with probability about FALSE_ALARM over the choice of seed; comparisons of two independent estimates use a
+z-test on their log-ratio with standard errors read off their intervals.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import vaebench.estimators as estimators_module
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS, Estimator, Reparam, make_estimator
+from vaebench.exact import exact_elbo
+from vaebench.measures.variance import (
+    CHECKPOINT_LABELS,
+    Checkpoint,
+    as_checkpoints,
+    decompose_noise,
+    engines,
+    gradient_sample,
+    layout,
+    measure_variance,
+    reference_gradient,
+    variance_along_runs,
+    variance_study,
+    warm_up,
+)
+from vaebench.measures.variance.engines import resolve_method
+from vaebench.model import GaussianVAE
+from vaebench.stats import normal_quantile
+from vaebench.verify import exact_gradient, gradient_draws, linear_gaussian, trace_variance
+
+FALSE_ALARM = 1e-3
+LEVEL = 1 - FALSE_ALARM
+Z = normal_quantile(LEVEL)
+
+
+def small_vae(likelihood: str = "bernoulli", hidden=(6,), seed: int = 0) -> tuple[GaussianVAE, torch.Tensor]:
+    model = GaussianVAE(7, 3, hidden=hidden, likelihood=likelihood, activation="relu", seed=seed).double()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(5, 7, generator=gen, dtype=torch.float64)
+    if likelihood == "bernoulli":
+        x = (x < 0.4).double()
+    return model, x
+
+
+@pytest.fixture
+def pooled_noise(monkeypatch):
+    """Every estimator draws ε from one pool, row by row, so all engines see the same noise per replicate.
+
+    Row i of the pool goes to the i-th datapoint row asked for: the tiled engine's one call on R·B rows and
+    the naive engine's R calls on B rows each then give replicate r, datapoint b the same ε.
+    """
+    pool = torch.randn(4000, 4, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    state = {"row": 0}
+
+    def sample(q, num_samples, generator=None):
+        rows = q.loc.shape[0]
+        start = state["row"]
+        state["row"] += rows
+        eps = pool[start : start + rows, :num_samples, : q.loc.shape[-1]].transpose(0, 1)
+        return q.loc + q.scale * eps
+
+    monkeypatch.setattr(estimators_module, "sample_posterior", sample)
+    # The tiled engine's probe replays a generator state, which a shared pool cannot do; it is tested apart.
+    monkeypatch.setattr(engines, "tiled_is_exact", lambda *args: True)
+    return state
+
+
+def ready(name: str, model, x, k: int) -> Estimator:
+    est = make_estimator(name)
+    warm_up(est, model, x, num_samples=max(k, est.min_samples), baseline_steps=20, calls=5)
+    return est.to(x.dtype)
+
+
+# --- the engines ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+@pytest.mark.parametrize(
+    ("likelihood", "hidden", "k"), [("bernoulli", (6,), 1), ("gaussian", (6,), 3), ("gaussian", (), 2)]
+)
+def test_tiled_equals_naive_replicate_by_replicate(pooled_noise, name, likelihood, hidden, k):
+    # Tiling is valid because, in eval mode, every estimator treats datapoints independently: with the same
+    # noise per (replicate, datapoint) the per-replicate gradients must agree to rounding, chunked or not.
+    model, x = small_vae(likelihood, hidden)
+    est = ready(name, model, x, k)
+    k = max(k, est.min_samples)
+    out = {}
+    for method, chunk in (("naive", None), ("tiled", None), ("tiled", 3)):
+        pooled_noise["row"] = 0
+        out[method, chunk] = gradient_sample(model, est, x, k, 7, method=method, chunk_size=chunk).flat()
+    reference = out["naive", None]
+    assert torch.isfinite(reference).all()
+    torch.testing.assert_close(out["tiled", None], reference, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(out["tiled", 3], reference, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["reparam", "reinforce-nvil", "dreg"])
+def test_vmap_engine_is_exact(pooled_noise, name):
+    # Under vmap the pooled sampler runs once for all replicates, so each must equal the naive first one.
+    model, x = small_vae("gaussian")
+    est = ready(name, model, x, 2)
+    pooled_noise["row"] = 0
+    naive = gradient_sample(model, est, x, 2, 1, method="naive").flat()
+    pooled_noise["row"] = 0
+    vmapped = gradient_sample(model, est, x, 2, 4, method="vmap").flat()
+    torch.testing.assert_close(vmapped, naive.expand_as(vmapped), rtol=1e-9, atol=1e-11)
+
+
+def test_nvil_rescaling_is_undone_on_the_encoder_only():
+    model, x = small_vae()
+    est = ready("reinforce-nvil", model, x, 1)
+    est.variance.fill_(9.0)  # as after a noisy warm-up: NVIL divides its encoder gradient by √v = 3
+    assert est.encoder_scale == pytest.approx(1 / 3)
+    raw = gradient_sample(model, est, x, 1, 3, rescale=False)
+    scaled = gradient_sample(model, est, x, 1, 3)
+    lay = raw.layout
+    for i, (a, b) in enumerate(zip(raw.blocks, scaled.blocks, strict=True)):
+        factor = 1 / est.encoder_scale if i in lay.encoder else 1.0
+        torch.testing.assert_close(b, a * factor)
+
+
+class _FreeWeights(torch.nn.Module):
+    """A linear-Gaussian model written with bare parameters (no nn.Linear): the tiled engine cannot see it."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.enc = torch.nn.Parameter(0.3 * torch.randn(4, 5, generator=gen, dtype=torch.float64))
+        self.dec = torch.nn.Parameter(0.3 * torch.randn(5, 2, generator=gen, dtype=torch.float64))
+
+    def posterior(self, x):
+        loc, raw = (x @ self.enc.T).chunk(2, -1)
+        return torch.distributions.Normal(loc, torch.nn.functional.softplus(raw) + 0.1)
+
+    def log_joint(self, x, z):
+        log_lik = torch.distributions.Normal(z @ self.dec.T, 1.0).log_prob(x).sum(-1)
+        return log_lik + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+
+
+def test_models_without_linear_layers_fall_back_to_vmap():
+    model = _FreeWeights()
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert resolve_method(model, layout(model), "batched") == "vmap"
+    with pytest.raises(VaebenchError, match="method='vmap'"):
+        resolve_method(model, layout(model), "tiled")
+    frame = measure_variance(model, make_estimator("reparam"), x, 2, 50, timing_repeats=1)
+    assert list(frame["group"]) == ["all"] and (frame["method"] == "vmap").all()
+    assert frame["trace_var"].iloc[0] > 0
+
+
+def test_the_tiled_probe_catches_parameters_read_outside_their_layers():
+    # The closed-form ELBO reads the decoder's weight directly: hooks on nn.Linear cannot see that use.
+    model, x = linear_gaussian()
+    with pytest.raises(VaebenchError, match="does not reproduce"):
+        gradient_sample(model, ExactGradient(), x, 1, 3, method="tiled")
+    sample = gradient_sample(model, ExactGradient(), x, 1, 3)
+    assert sample.method == "vmap"
+    torch.testing.assert_close(sample.flat(), exact_gradient_in_layout(model, x).expand(3, -1))
+
+
+def exact_gradient_in_layout(model, x) -> torch.Tensor:
+    lay = layout(model)
+    grads = torch.autograd.grad(-exact_elbo(model, x).mean(), lay.params)
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+# --- agreement with brute force ------------------------------------------------------------------------------
+
+
+def se_from_interval(frame: pd.DataFrame, name: str, group: str, level: float) -> tuple[float, float]:
+    """(estimate, standard error) of a figure from its interval, read as estimate ± z·se."""
+    row = frame.set_index("group").loc[group]
+    return float(row[name]), float(row[f"{name}_high"] - row[f"{name}_low"]) / (2 * normal_quantile(level))
+
+
+def test_linear_gaussian_reparam_variance_matches_a_brute_force_loop():
+    # A plain loop of .backward() calls (vaebench.verify) with many draws is the ground truth; its own
+    # standard error is accounted for in the z-test.
+    model, x = linear_gaussian()
+    est = make_estimator("reparam")
+    frame = measure_variance(model, est, x, 3, 300, level=0.95, seed=3, timing_repeats=1)
+    truth, truth_se = trace_variance(gradient_draws(model, est, x, 3, 2000, seed=8))
+    value, se = se_from_interval(frame, "trace_var", "all", 0.95)
+    assert abs(value - truth) < Z * math.hypot(se, truth_se)
+    # The interval itself, at level 1 - FALSE_ALARM, covers the truth.
+    wide = measure_variance(model, est, x, 3, 300, level=LEVEL, seed=3, timing_repeats=1)
+    row = wide.set_index("group").loc["all"]
+    slack = Z * truth_se
+    assert row["trace_var_low"] - slack <= truth <= row["trace_var_high"] + slack
+
+
+@pytest.mark.parametrize("name", ["reparam", "reinforce"])
+def test_batched_and_naive_agree_within_intervals_on_a_vae(name):
+    model, x = small_vae()
+    est = make_estimator(name).double()
+    frames = {
+        m: measure_variance(model, est, x, 1, 200, method=m, seed=i, level=0.95, timing_repeats=1)
+        for i, m in enumerate(("batched", "naive"))
+    }
+    assert frames["batched"]["method"].iloc[0] == "tiled"
+    for group in ("encoder", "decoder", "all"):
+        for figure in ("trace_var", "snr_norm"):
+            a, b = (se_from_interval(frames[m], figure, group, 0.95) for m in ("batched", "naive"))
+            assert abs(math.log(a[0] / b[0])) < Z * math.hypot(a[1] / a[0], b[1] / b[0]), (group, figure)
+
+
+# --- orderings and identities --------------------------------------------------------------------------------
+
+
+def test_identities_hold_exactly():
+    model, x = linear_gaussian()
+    frame = measure_variance(model, make_estimator("reparam"), x, 2, 60, reference="auto", timing_repeats=1)
+    rows = frame.set_index("group")
+    n = 60
+    for g in ("encoder", "decoder", "all"):
+        r = rows.loc[g]
+        # E||g||² = ||E g||² + tr Cov, so the sample versions obey mean_sq >= (n-1)/n trace_var.
+        assert r["mean_sq_norm"] >= (n - 1) / n * r["trace_var"]
+        assert r["work_normalized_var"] == pytest.approx(r["trace_var"] * r["seconds_per_estimate"])
+        for f in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "cosine", "work_normalized_var"):
+            assert r[f"{f}_low"] <= r[f] <= r[f"{f}_high"], f
+        assert r["reference"] == "exact" and r["nan_fraction"] == 0 and r["replicates_used"] == n
+    # Traces and squared norms add over groups.
+    assert rows.loc["all", "trace_var"] == pytest.approx(
+        rows.loc["encoder", "trace_var"] + rows.loc["decoder", "trace_var"]
+    )
+    assert rows.loc["all", "num_params"] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("iw", "elbo"), [("iwae", "reparam"), ("dreg", "stl")])
+def test_iw_estimators_at_k1_measure_like_their_elbo_counterparts(iw, elbo):
+    # IWAE_1 = ELBO and the same noise stream: every figure must coincide.
+    model, x = small_vae("gaussian")
+    a, b = (
+        measure_variance(model, make_estimator(n), x, 1, 40, reference="auto", timing_repeats=1)
+        for n in (iw, elbo)
+    )
+    assert a["reference"].iloc[0] == b["reference"].iloc[0] == "reparam-4096"
+    for f in ("trace_var", "snr", "snr_norm", "bias_norm", "cosine", "trace_var_high"):
+        torch.testing.assert_close(torch.tensor(a[f].values), torch.tensor(b[f].values))
+
+
+def log_ratio(a: pd.DataFrame, b: pd.DataFrame, figure: str = "trace_var", group: str = "encoder"):
+    (va, sa), (vb, sb) = se_from_interval(a, figure, group, 0.95), se_from_interval(b, figure, group, 0.95)
+    return math.log(va / vb), math.hypot(sa / va, sb / vb)
+
+
+def test_variance_falls_as_one_over_k_and_snr_norm_grows_as_root_k():
+    model, x = linear_gaussian()
+    est = make_estimator("reparam")
+    one, ten = (measure_variance(model, est, x, k, 300, seed=k, timing_repeats=1) for k in (1, 10))
+    r, se = log_ratio(one, ten, "trace_var", "all")
+    assert abs(r - math.log(10)) < Z * se
+    r, se = log_ratio(ten, one, "snr_norm", "all")
+    assert abs(r - 0.5 * math.log(10)) < Z * se
+
+
+@pytest.mark.parametrize(
+    ("worse", "better", "k"), [("reinforce", "reparam", 1), ("reinforce", "reinforce-ma", 1)]
+)
+def test_encoder_variance_orderings(worse, better, k):
+    model, x = linear_gaussian()
+    a, b = (
+        measure_variance(model, ready(n, model, x, k), x, k, 200, timing_repeats=1) for n in (worse, better)
+    )
+    r, se = log_ratio(a, b)
+    assert r - Z * se > 0
+
+
+def test_bias_is_zero_for_an_unbiased_estimator_and_caught_for_a_biased_one():
+    class ScaleBlocked(Reparam):  # no gradient through σ: a biased encoder gradient
+        def estimate(self, model, x, num_samples, generator):
+            q = model.posterior(x)
+            eps = torch.randn((num_samples, *q.loc.shape), generator=generator, dtype=x.dtype)
+            z = q.loc + q.scale.detach() * eps
+            return self._output((model.log_joint(x, z) - q.log_prob(z).sum(-1)).mean(0))
+
+    model, x = linear_gaussian()
+    exact = reference_gradient(model, x)
+    torch.testing.assert_close(exact[0], exact_gradient(model, x))
+    fair = measure_variance(model, make_estimator("reparam"), x, 2, 300, reference=exact, level=LEVEL)
+    biased = measure_variance(model, ScaleBlocked(), x, 2, 300, reference=exact, level=LEVEL)
+    assert (fair["bias_norm_low"] == 0).all()  # the interval reaches 0
+    assert biased.set_index("group").loc["encoder", "bias_norm_low"] > 0
+    assert (fair["mean_error_norm"] < 3 * fair["bias_floor"]).all()
+
+
+# --- bad input and NaN ---------------------------------------------------------------------------------------
+
+
+def test_nan_replicates_are_dropped_and_counted(pooled_noise):
+    class SometimesNaN(Reparam):  # a datapoint whose noise ε_1 exceeds 1.5 poisons its replicate
+        def estimate(self, model, x, num_samples, generator):
+            q = model.posterior(x)
+            z = estimators_module.sample_posterior(q, num_samples, generator)
+            f = (model.log_joint(x, z) - q.log_prob(z).sum(-1)).mean(0)
+            eps = (z[0, :, 0] - q.loc[:, 0]) / q.scale[:, 0]
+            poison = torch.where(eps.detach() > 1.5, float("nan"), 1.0)  # per row: no 0·NaN leaking across
+            return self._output(f * poison)
+
+    model, x = linear_gaussian()
+    frames = {}
+    for method in ("naive", "tiled"):
+        pooled_noise["row"] = 0
+        frames[method] = measure_variance(model, SometimesNaN(), x, 1, 40, method=method, timing_repeats=1)
+    naive, tiled = frames["naive"], frames["tiled"]
+    assert 0 < naive["nan_fraction"].iloc[0] < 1
+    pd.testing.assert_series_equal(naive["replicates_used"], tiled["replicates_used"])
+    torch.testing.assert_close(
+        torch.tensor(naive["trace_var"].values), torch.tensor(tiled["trace_var"].values)
+    )
+    assert naive["trace_var"].notna().all()
+
+    class AlwaysNaN(Reparam):
+        def estimate(self, model, x, num_samples, generator):
+            q = model.posterior(x)
+            return self._output(q.loc.sum(-1) * float("nan"))
+
+    dead = measure_variance(model, AlwaysNaN(), x, 1, 5, timing_repeats=1)
+    assert (dead["nan_fraction"] == 1).all() and dead["trace_var"].isna().all()
+
+
+def test_bad_input_is_named():
+    model, x = linear_gaussian()
+    est = make_estimator("reparam")
+    with pytest.raises(VaebenchError, match=r"replicates must be an integer >= 2"):
+        measure_variance(model, est, x, 1, 1)
+    with pytest.raises(VaebenchError, match=r"num_samples.*>= 2 for reinforce-loo"):
+        measure_variance(model, make_estimator("reinforce-loo"), x, 1, 10)
+    with pytest.raises(VaebenchError, match=r"unknown method 'fast'"):
+        measure_variance(model, est, x, 1, 10, method="fast")
+    with pytest.raises(VaebenchError, match=r"'exact' is the ELBO gradient.*IWAE_3"):
+        measure_variance(model, make_estimator("iwae"), x, 3, 10, reference=reference_gradient(model, x))
+    with pytest.raises(VaebenchError, match=r"shape \[5, 5\]|shape \[B, D\]"):
+        measure_variance(model, est, x[0], 1, 10)
+    with pytest.raises(VaebenchError, match=r"at least 2 minibatches"):
+        decompose_noise(model, est, [x], 1, 10)
+
+
+# --- warm-up, noise decomposition, the driver ----------------------------------------------------------------
+
+
+def test_warm_up_sets_baselines_without_touching_the_model():
+    model, x = linear_gaussian()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ma = warm_up(make_estimator("reinforce-ma"), model, x, num_samples=2)
+    assert not ma.training and ma.steps > 0 and ma.baseline != 0
+    nvil = warm_up(
+        make_estimator("reinforce-nvil"), model, x.float().double(), num_samples=2, baseline_steps=30
+    )
+    assert not nvil.training and nvil.variance != 1 and all(p.grad is None for p in nvil.parameters())
+    assert any(p.abs().sum() > 0 for p in nvil.baseline_net[-1].parameters())  # b(x) was fitted
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert all(p.grad is None for p in model.parameters())
+
+
+class ExactGradient(Estimator):
+    """The exact ELBO gradient as an 'estimator': no Monte Carlo noise at all."""
+
+    def estimate(self, model, x, num_samples, generator):
+        return self._output(exact_elbo(model, x))
+
+
+def test_noise_decomposition_separates_the_two_sources():
+    model, _ = linear_gaussian()
+    gen = torch.Generator().manual_seed(4)
+    batches = [torch.randn(4, 5, generator=gen, dtype=torch.float64) for _ in range(12)]
+    # No MC noise: the Monte Carlo part is 0 and the minibatch part is the spread of the exact gradients.
+    exact = decompose_noise(model, ExactGradient(), batches, 1, 3).set_index("group")
+    grads = torch.stack([exact_gradient(model, b) for b in batches])
+    assert exact.loc["all", "mc_var"] == pytest.approx(0, abs=1e-12)
+    assert exact.loc["all", "minibatch_var"] == pytest.approx(float(grads.var(0).sum()))
+    # One batch repeated: no minibatch noise, and the correction for the means' MC noise must see that.
+    same = decompose_noise(model, make_estimator("reparam"), [batches[0]] * 12, 1, 30, level=LEVEL)
+    for _, row in same.iterrows():
+        assert row["minibatch_var_low"] <= 0 <= row["minibatch_var_high"]
+        assert row["mc_var"] > 0 and row["mc_var_low"] <= row["mc_var"] <= row["mc_var_high"]
+        assert row["total_var"] == pytest.approx(row["mc_var"] + row["minibatch_var"])
+
+
+def perturbed_states(model: GaussianVAE, steps=(0, 10, 20, 30)) -> dict[int, dict]:
+    gen = torch.Generator().manual_seed(2)
+    states = {}
+    for s in steps:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        states[s] = {k: v.clone() for k, v in model.state_dict().items()}
+    return states
+
+
+def test_checkpoints_in_every_form():
+    model, _ = linear_gaussian()
+    states = perturbed_states(model)
+    points = as_checkpoints(states)
+    assert [p.label for p in points] == list(CHECKPOINT_LABELS) and [p.step for p in points] == [
+        0,
+        10,
+        20,
+        30,
+    ]
+    assert [p.label for p in as_checkpoints({0: states[0], 30: states[30]})] == ["init", "end"]
+    assert as_checkpoints({"middle": (20, states[20])})[0] == Checkpoint("middle", 20, states[20])
+    assert as_checkpoints({"end": {"step": 30, "state": states[30]}})[0].step == 30
+    with pytest.raises(VaebenchError, match="checkpoint 'end'"):
+        as_checkpoints({"end": 3})
+
+
+def test_variance_study_measures_every_combination_at_the_same_parameters():
+    model, x = linear_gaussian()
+    states = perturbed_states(model, steps=(0, 30))
+
+    def factory():
+        return GaussianVAE(x_dim=5, z_dim=2, hidden=()).double()
+
+    frame = variance_study(
+        states,
+        factory,
+        ["reparam", "reinforce-loo", "iwae"],
+        [1, 2],
+        x,
+        replicates=20,
+        seeds=[0, 1],
+        reference_samples=200,
+        resamples=200,
+    )
+    assert len(frame) == 2 * 2 * 3 * 2 * 3  # checkpoints x seeds x estimators x K x groups
+    skipped = frame[frame["status"] == "skipped"]
+    assert set(skipped["estimator"]) == {"reinforce-loo"} and set(skipped["num_samples"]) == {1}
+    assert skipped["skip_reason"].str.contains("K >= 2").all()
+    ok = frame[frame["status"] == "ok"]
+    assert ok["trace_var"].notna().all() and set(ok["checkpoint"]) == {"init", "end"}
+    assert set(ok["run"]) == {"shared"} and set(ok["seed"]) == {0, 1}
+    assert set(ok[ok["estimator"] == "iwae"].query("num_samples == 2")["reference"]) == {"iwae2-200"}
+    assert set(ok[ok["estimator"] == "reparam"]["reference"]) == {"exact"}
+    # The same parameters and batch: reparam's gradient mean does not depend on which study measured it.
+    again = variance_along_runs(
+        {"reparam": {"end": (30, states[30])}}, factory, [1], x, replicates=20, resamples=200
+    )
+    first = ok.query("estimator == 'reparam' and num_samples == 1 and seed == 0 and checkpoint == 'end'")
+    assert set(again["run"]) == {"own"}
+    pd.testing.assert_series_equal(
+        first["trace_var"].reset_index(drop=True), again["trace_var"].reset_index(drop=True)
+    )

@@ -1,0 +1,74 @@
+r"""Gradient variance of the estimators, measured at the same parameters, with an interval on every figure.
+
+Why: variance is what separates the pathwise gradient from REINFORCE and what every variance-reduction method
+claims to lower. The measure fixes everything but the estimator's noise: the parameters (checkpoints of one
+reference training run, see :func:`variance_study`), the minibatch, and the estimator's state (frozen in eval
+mode after a :func:`warm_up`).
+
+For a minibatch x and the estimator's gradient estimate g (of the surrogate loss, the negative objective;
+NVIL's encoder part divided by its known ``encoder_scale``), with R independent replicates g_1..g_R:
+
+- ``trace_var`` = tr Cov[g | x] = Σ_p Var(g_p), and ``mean_sq_norm`` = E||g||² = ||E g||² + tr Cov;
+- ``snr``: Rainforth et al. 2018 (arXiv:1802.04537), |E g_p| / sd(g_p) averaged over coordinates p, and
+  ``snr_norm`` = ||E g|| / √tr Cov;
+- ``bias_norm`` = ||ḡ - g*|| and ``cosine`` = E cos(g, g*) against a reference g*: the exact gradient on the
+  linear-Gaussian model, else a high-sample pathwise estimate of the same objective (column ``reference``);
+- ``work_normalized_var`` = trace_var x seconds per estimate: the variance at equal compute (averaging n
+  estimates divides the variance by n and multiplies the time by n), the figure that decides which estimator
+  wins for a fixed budget;
+- :func:`decompose_noise`, over several minibatches, the law of total variance,
+  tr Cov[g] = E_x[tr Cov[g | x]] (Monte Carlo) + tr Cov_x[E[g | x]] (minibatch).
+
+Every figure comes with a percentile-bootstrap interval over replicates (``<figure>_low``/``_high``). The
+replicates are computed batched (:mod:`~vaebench.measures.variance.engines`): one pass over R x K x B rows
+with per-replicate gradients from per-layer batched matmuls, or ``torch.func.vmap`` for models not built of
+linear layers, chunked to bound memory.
+
+Modules: ``engines`` (the replicate gradients), ``summary`` (the figures and their intervals), ``measure``
+(:func:`measure_variance`, :func:`reference_gradient`, :func:`warm_up`), ``study`` (:func:`decompose_noise`,
+the driver :func:`variance_study`).
+"""
+
+from vaebench.measures.variance.engines import (
+    METHODS,
+    GradientSample,
+    Layout,
+    gradient_sample,
+    layout,
+    replicate_gradients,
+)
+from vaebench.measures.variance.measure import (
+    COLUMNS,
+    measure_variance,
+    reference_gradient,
+    time_estimate,
+    warm_up,
+)
+from vaebench.measures.variance.study import (
+    CHECKPOINT_LABELS,
+    Checkpoint,
+    as_checkpoints,
+    decompose_noise,
+    variance_along_runs,
+    variance_study,
+)
+
+__all__ = [
+    "CHECKPOINT_LABELS",
+    "COLUMNS",
+    "METHODS",
+    "Checkpoint",
+    "GradientSample",
+    "Layout",
+    "as_checkpoints",
+    "decompose_noise",
+    "gradient_sample",
+    "layout",
+    "measure_variance",
+    "reference_gradient",
+    "replicate_gradients",
+    "time_estimate",
+    "variance_along_runs",
+    "variance_study",
+    "warm_up",
+]

@@ -1,0 +1,399 @@
+r"""The variance study: every estimator x K at the same checkpoints, and the noise decomposition over minibatches.
+
+Comparing estimators is fair only at the same parameters: :func:`variance_study` takes checkpoints of one
+reference training run (initialisation, early, middle, end), loads each into a fresh model, and measures every
+estimator x K there on the same minibatch(es), each stateful estimator warmed up at those parameters first.
+:func:`variance_along_runs` measures each estimator along its own run instead.
+
+:func:`decompose_noise` splits the variance of one gradient estimate on a random minibatch x by the law of
+total variance,
+
+    tr Cov[g] = E_x[ tr Cov[g | x] ] + tr Cov_x[ E[g | x] ]      (Monte Carlo part + minibatch part)
+
+estimated from R replicates on each of M minibatches: the Monte Carlo part is the mean over batches of the
+within-batch trace variance T_j; the minibatch part is the trace of the covariance of the batch means ḡ_j,
+minus mean_j T_j / R_j, the Monte Carlo noise that each ḡ_j still carries (so it is unbiased, and may come
+out slightly negative when the minibatch part is small). Intervals: percentile bootstrap over batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS, Estimator, check_num_samples, make_estimator
+from vaebench.measures.variance.engines import gradient_sample, layout, resolve_method
+from vaebench.measures.variance.measure import (
+    COLUMNS,
+    DEFAULT_REFERENCE_SAMPLES,
+    _check_int,
+    _reference,
+    measure_variance,
+    stream_seed,
+    warm_up,
+)
+from vaebench.measures.variance.summary import finite_rows, percentile, resample_counts
+
+CHECKPOINT_LABELS = ("init", "early", "middle", "end")
+"""Labels given to four unlabelled checkpoints, in step order."""
+
+STUDY_COLUMNS = ("checkpoint", "step", "run", "status", "skip_reason", *COLUMNS)
+"""Columns of `variance_study`'s frame: where it was measured, whether it was, and `COLUMNS`."""
+
+NOISE_FIGURES = ("mc_var", "minibatch_var", "total_var", "mc_fraction")
+"""Figures of `decompose_noise`, each with ``_low``/``_high``."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Model parameters to measure at: a label (e.g. ``"middle"``), the training step, the ``state_dict``."""
+
+    label: str
+    step: int
+    state: Mapping[str, Tensor]
+
+
+def as_checkpoints(checkpoints) -> list[Checkpoint]:
+    """Checkpoints from any of the forms the suite produces.
+
+    Accepted: a sequence of :class:`Checkpoint`; ``{step: state_dict}`` (``TrainResult.checkpoints``; labels
+    from `CHECKPOINT_LABELS` when there are four, else ``init``, ``step-<n>``, ``end``); ``{label: (step,
+    state_dict)}``; ``{label: {"step": step, "state": state_dict}}``.
+    """
+    if isinstance(checkpoints, Checkpoint):
+        return [checkpoints]
+    if isinstance(checkpoints, Mapping):
+        items = list(checkpoints.items())
+        if all(isinstance(k, int) and not isinstance(k, bool) for k, _ in items):
+            steps = sorted(checkpoints)
+            labels = _default_labels(steps)
+            return [Checkpoint(labels[i], s, checkpoints[s]) for i, s in enumerate(steps)]
+        out = []
+        for label, value in items:
+            if isinstance(value, Mapping) and "state" in value:
+                out.append(Checkpoint(str(label), int(value.get("step", -1)), value["state"]))
+            elif isinstance(value, tuple | list) and len(value) == 2:
+                out.append(Checkpoint(str(label), int(value[0]), value[1]))
+            else:
+                raise VaebenchError(
+                    f"checkpoint {label!r}: expected (step, state_dict) or {{'step': ..., 'state': ...}}, "
+                    f"got {type(value).__name__}"
+                )
+        return out
+    if isinstance(checkpoints, Sequence) and all(isinstance(c, Checkpoint) for c in checkpoints):
+        return list(checkpoints)
+    raise VaebenchError(
+        "checkpoints must be Checkpoint objects, {step: state_dict} or {label: (step, state_dict)}, "
+        f"got {type(checkpoints).__name__}"
+    )
+
+
+def _default_labels(steps: list[int]) -> list[str]:
+    if len(steps) == len(CHECKPOINT_LABELS) and steps[0] == 0:
+        return list(CHECKPOINT_LABELS)
+    labels = [f"step-{s}" for s in steps]
+    if steps and steps[0] == 0:
+        labels[0] = "init"
+    if len(steps) > 1:
+        labels[-1] = "end"
+    return labels
+
+
+def variance_study(
+    checkpoints,
+    model_factory: Callable[[], nn.Module],
+    estimators: Sequence[str],
+    samples: Sequence[int],
+    data,
+    *,
+    replicates: int = 100,
+    seeds: Sequence[int] = (0,),
+    batch_size: int = 128,
+    reference: str | None = "auto",
+    reference_samples: int = DEFAULT_REFERENCE_SAMPLES,
+    warmup: bool = True,
+    estimator_options: Mapping[str, Mapping] | None = None,
+    chunk_size: int | None = None,
+    level: float = 0.95,
+    method: str = "batched",
+    resamples: int = 1000,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    run: str = "shared",
+) -> pd.DataFrame:
+    """Measure every estimator x K at each checkpoint, on the same minibatch per seed.
+
+    For each checkpoint, a model from ``model_factory()`` is loaded with its state; for each seed, one
+    minibatch is drawn (or taken) and one reference gradient per objective is computed and shared by all
+    estimators of that objective; then each estimator is built, warmed up at those parameters
+    (:func:`~vaebench.measures.variance.measure.warm_up`) and measured with
+    :func:`~vaebench.measures.variance.measure.measure_variance`. Combinations that cannot run (K below
+    an estimator's minimum, e.g. ``reinforce-loo`` at K = 1) are recorded with ``status="skipped"`` and the
+    reason, not raised.
+
+    Args:
+        checkpoints: see :func:`as_checkpoints`.
+        model_factory: builds a model of the checkpoints' architecture.
+        estimators: registered estimator names.
+        samples: values of K.
+        data: a :class:`~vaebench.data.Dataset` (seed s measures on the first minibatch of
+            ``data.batches(batch_size, seed=s)``), one minibatch [B, D], or a sequence of minibatches (seed i
+            takes the i-th, cycling).
+        replicates: independent estimates per measurement.
+        seeds: one measurement per seed (its own minibatch, noise and bootstrap).
+        batch_size: minibatch size when ``data`` is a Dataset.
+        reference: ``"auto"`` (exact or high-sample, see ``reference_gradient``) or None.
+        reference_samples: estimates averaged into a sampled reference.
+        warmup: warm up stateful estimators at each checkpoint before measuring.
+        estimator_options: estimator name -> options for ``make_estimator``.
+        chunk_size, level, method, resamples: as in ``measure_variance``.
+        device: where to measure (default: CPU).
+        progress: show a tqdm progress bar.
+        run: value of the ``run`` column (``"shared"`` checkpoints, or ``"own"`` from
+            :func:`variance_along_runs`).
+
+    Returns:
+        Tidy rows, columns `STUDY_COLUMNS`: one per checkpoint x seed x estimator x K x group.
+    """
+    points = as_checkpoints(checkpoints)
+    names = list(estimators)
+    for name in names:
+        if name not in ESTIMATORS:
+            raise VaebenchError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}")
+    for k in samples:
+        check_num_samples(k)
+    _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
+    if reference not in (None, "auto"):
+        raise VaebenchError(f"reference must be 'auto' or None, got {reference!r}")
+    options = dict(estimator_options or {})
+    device = torch.device(device or "cpu")
+    total = len(points) * len(seeds) * len(names) * len(samples)
+    bar = _progress(total, progress)
+    frames = []
+    try:
+        for point in points:
+            model = model_factory()
+            model.load_state_dict(point.state)
+            model.to(device)
+            groups = list(layout(model).groups)
+            for i, seed in enumerate(seeds):
+                x = _minibatch(data, batch_size, seed, i).to(device)
+                references: dict[tuple[str, int], tuple] = {}
+                for name in names:
+                    for k in samples:
+                        bar.update(1)
+                        if k < ESTIMATORS[name].min_samples:
+                            reason = f"{name} needs K >= {ESTIMATORS[name].min_samples}"
+                            frame = _skipped(name, k, seed, groups, reason)
+                        else:
+                            est = make_estimator(name, **options.get(name, {}))
+                            if warmup:
+                                warm_up(est, model, x, num_samples=k, seed=seed)
+                            ref = None
+                            if reference is not None:
+                                key = ("iwae", k) if est.objective == "iwae" and k > 1 else ("elbo", 1)
+                                if key not in references:
+                                    references[key] = _reference(model, x, *key, reference_samples, seed)
+                                ref = references[key]
+                            frame = measure_variance(
+                                model,
+                                est,
+                                x,
+                                k,
+                                replicates,
+                                reference=ref,
+                                seed=seed,
+                                chunk_size=chunk_size,
+                                level=level,
+                                method=method,
+                                resamples=resamples,
+                            ).assign(status="ok", skip_reason="")
+                        frames.append(frame.assign(checkpoint=point.label, step=point.step))
+    finally:
+        bar.close()
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(STUDY_COLUMNS))
+    out["run"] = run
+    return out[list(STUDY_COLUMNS)]
+
+
+def variance_along_runs(
+    runs: Mapping[str, object],
+    model_factory: Callable[[], nn.Module],
+    samples: Sequence[int],
+    data,
+    **options,
+) -> pd.DataFrame:
+    """Each estimator measured along its own training run: ``runs`` maps estimator name -> its checkpoints.
+
+    The counterpart of :func:`variance_study` (which compares at shared parameters): here each estimator is
+    measured where its own optimisation took it; rows carry ``run="own"``. Options as in
+    :func:`variance_study`.
+    """
+    frames = [
+        variance_study(checkpoints, model_factory, [name], samples, data, run="own", **options)
+        for name, checkpoints in runs.items()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(STUDY_COLUMNS))
+
+
+def decompose_noise(
+    model: nn.Module,
+    estimator: Estimator,
+    batches: Sequence[Tensor],
+    num_samples: int,
+    replicates: int,
+    *,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    level: float = 0.95,
+    method: str = "batched",
+    resamples: int = 1000,
+) -> pd.DataFrame:
+    """Monte Carlo noise and minibatch noise of one gradient estimate, by the law of total variance.
+
+    Args:
+        model: the model at the parameters to measure.
+        estimator: the estimator (warmed up if stateful; measured in eval mode, its mode restored after).
+        batches: M >= 2 minibatches [B, D] drawn from the data (at least 10 for useful intervals).
+        num_samples: K.
+        replicates: R >= 2 independent estimates per minibatch.
+        seed: seeds the noise (each batch its own stream) and the bootstrap.
+        chunk_size, level, method, resamples: as in ``measure_variance``.
+
+    Returns:
+        One row per group with ``mc_var`` (E_x tr Cov[g|x]), ``minibatch_var`` (tr Cov_x E[g|x]),
+        ``total_var`` (their sum) and ``mc_fraction``, each with ``_low``/``_high`` (bootstrap over batches),
+        plus ``estimator, objective, num_samples, seed, num_batches, batch_size, replicates, nan_fraction``.
+    """
+    batches = list(batches)
+    if len(batches) < 2:
+        raise VaebenchError(
+            f"decompose_noise needs at least 2 minibatches to see minibatch noise, got {len(batches)}"
+        )
+    _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
+    name = estimator.name or type(estimator).__name__
+    check_num_samples(num_samples, estimator.min_samples, name)
+    lay = layout(model)
+    resolve_method(model, lay, method)  # a bad method fails before any work
+    was_training = estimator.training
+    estimator.eval()
+    trace = {g: [] for g in lay.groups}  # T_j
+    means = {g: [] for g in lay.groups}  # ḡ_j
+    used = []
+    try:
+        for j, x in enumerate(batches):
+            sample = gradient_sample(
+                model,
+                estimator,
+                x,
+                num_samples,
+                replicates,
+                seed=stream_seed(seed * 100_003 + j, "replicates"),
+                chunk_size=chunk_size,
+                method=method,
+            )
+            keep = finite_rows(sample)
+            used.append(int(keep.sum()))
+            if used[-1] < 2:
+                continue
+            for group in lay.groups:
+                g = sample.flat(group)[keep].double()
+                mean = g.mean(0)
+                trace[group].append(float((g - mean).pow(2).sum()) / (used[-1] - 1))
+                means[group].append(mean)
+    finally:
+        estimator.train(was_training)
+    ok = [n for n in used if n >= 2]
+    counts = resample_counts(len(ok), resamples, seed) if len(ok) >= 2 else None
+    rows = []
+    for group in lay.groups:
+        row = {
+            "estimator": name,
+            "objective": estimator.objective,
+            "num_samples": num_samples,
+            "seed": seed,
+            "group": group,
+            "num_batches": len(ok),
+            "batch_size": batches[0].shape[0],
+            "replicates": replicates,
+            "nan_fraction": 1 - sum(used) / (replicates * len(batches)),
+        }
+        row |= _decompose(trace[group], means[group], ok, counts, level)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _decompose(trace: list[float], means: list[Tensor], used: list[int], counts, level: float) -> dict:
+    out = {}
+    if counts is None:
+        for f in NOISE_FIGURES:
+            out[f] = out[f"{f}_low"] = out[f"{f}_high"] = float("nan")
+        return out
+    m = len(trace)
+    t = torch.tensor(trace, dtype=torch.float64)
+    t_over_n = t / torch.tensor(used, dtype=torch.float64)
+    centred = torch.stack(means)
+    centred = centred - centred.mean(0)
+    gram = centred @ centred.T
+    w = torch.from_numpy(counts)
+    between = (w @ gram.diagonal() - ((w @ gram) * w).sum(1) / m) / (m - 1)
+    draws = {"mc_var": (w @ t) / m}
+    draws["minibatch_var"] = between - (w @ t_over_n) / m
+    draws["total_var"] = draws["mc_var"] + draws["minibatch_var"]
+    draws["mc_fraction"] = draws["mc_var"] / draws["total_var"]
+    out["mc_var"] = float(t.mean())
+    out["minibatch_var"] = float(gram.diagonal().sum()) / (m - 1) - float(t_over_n.mean())
+    out["total_var"] = out["mc_var"] + out["minibatch_var"]
+    out["mc_fraction"] = out["mc_var"] / out["total_var"] if out["total_var"] else float("nan")
+    for f in NOISE_FIGURES:
+        out[f"{f}_low"], out[f"{f}_high"] = percentile(draws[f].numpy(), level)
+    return out
+
+
+def _minibatch(data, batch_size: int, seed: int, index: int) -> Tensor:
+    if isinstance(data, Tensor):
+        if data.dim() != 2:
+            raise VaebenchError(f"a minibatch must have shape [B, D], got {list(data.shape)}")
+        return data
+    if hasattr(data, "batches"):
+        return next(iter(data.batches(batch_size, seed=seed)))
+    if isinstance(data, Sequence) and data and all(isinstance(b, Tensor) for b in data):
+        return _minibatch(data[index % len(data)], batch_size, seed, index)
+    raise VaebenchError(
+        f"data must be a Dataset, a minibatch tensor [B, D] or a list of them, got {type(data).__name__}"
+    )
+
+
+def _skipped(name: str, k: int, seed: int, groups: list[str], reason: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "estimator": name,
+            "objective": ESTIMATORS[name].objective,
+            "num_samples": k,
+            "seed": seed,
+            "group": groups,
+            "status": "skipped",
+            "skip_reason": reason,
+        }
+    )
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="variance", unit="measurement")

@@ -1,0 +1,262 @@
+r"""The figures of the variance measure, computed from R replicate gradients g_1..g_R of one parameter group.
+
+With ḡ the replicate mean, c_r = g_r - ḡ, and g* a reference gradient (when there is one):
+
+    trace_var        = Σ_p Var(g_p) = Σ_r ||c_r||² / (R-1)     trace of the covariance of one estimate
+    mean_sq_norm     = (1/R) Σ_r ||g_r||²                      E||g||² = ||E g||² + trace_var
+    snr              = mean over coordinates p of |ḡ_p| / s_p  (Rainforth et al. 2018, arXiv:1802.04537)
+    snr_norm         = √((||ḡ||² - trace_var/R) / trace_var)   ||E g|| over the noise's norm √tr Cov
+    bias_norm        = √(||ḡ - g*||² - trace_var/R - V*)        ||E g - g*||, V* the reference's own variance
+    mean_error_norm  = ||ḡ - g*||,     cosine = (1/R) Σ_r cos(g_r, g*)
+
+``snr`` is Rainforth et al.'s plain estimator: it skips coordinates whose gradient never varies (s_p = 0, e.g.
+dead ReLU units), and for a coordinate with zero mean it is not 0 but about √(2/(πR)), reported as
+``snr_floor``. The two norm figures subtract the noise that the replicate mean still carries (squared
+estimates unbiased, floored at 0), so an unbiased estimator shows ``bias_norm`` near 0 while its raw
+``mean_error_norm`` sits near ``bias_floor`` = √(trace_var/R + V*).
+
+Intervals: a percentile bootstrap over replicates (the replicates are i.i.d., so resampling them is the
+textbook bootstrap), all figures from the same resamples. It stays cheap for large P because each resampled
+figure is a function of the R x R Gram matrix of the centred replicates and of R-vectors, never of a resampled
+copy of G. The per-coordinate ``snr`` is the exception: resampling it costs resamples x P operations (minutes
+for a 650k-parameter VAE), so its interval is a delete-a-group jackknife over `JACKKNIFE_GROUPS` groups of
+replicates (Student-t with G-1 degrees of freedom, floored at 0), which needs only per-group sums. Sums run on
+the centred replicates, so no figure loses precision to cancellation when the mean dominates the noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from vaebench.measures.variance.engines import GradientSample
+
+FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine")
+"""The figures that carry a ``_low``/``_high`` interval."""
+
+JACKKNIFE_GROUPS = 10  # groups of replicates left out in turn for the per-coordinate SNR's interval
+
+
+def finite_rows(sample: GradientSample) -> Tensor:
+    """[R] bool: replicates whose gradient is finite in every coordinate (one float64 row sum per block)."""
+    keep = torch.ones(sample.replicates, dtype=torch.bool, device=sample.blocks[0].device)
+    for block in sample.blocks:
+        keep &= torch.isfinite(block.sum(1, dtype=torch.float64))
+    return keep
+
+
+def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[resamples, n] bootstrap counts: how often each replicate is drawn in each resample (rows sum to n)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+
+
+def percentile(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap draws (NaN draws ignored)."""
+    draws = np.asarray(draws, dtype=float)
+    if not np.isfinite(draws).any():
+        return float("nan"), float("nan")
+    low, high = np.nanquantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+    return float(low), float(high)
+
+
+def jackknife_interval(estimate: float, leave_outs: np.ndarray, level: float) -> tuple[float, float]:
+    """Delete-a-group jackknife interval: estimate ± t_{G-1} √((G-1)/G Σ_j (θ_-j - mean θ_-j)²), floored at 0."""
+    leave_outs = np.asarray(leave_outs, dtype=float)
+    g = leave_outs.size
+    if g < 2 or not np.isfinite(leave_outs).all() or not math.isfinite(estimate):
+        return float("nan"), float("nan")
+    se = math.sqrt((g - 1) / g * float(np.sum((leave_outs - leave_outs.mean()) ** 2)))
+    half = float(stats.t.ppf(0.5 + level / 2, g - 1)) * se
+    return max(estimate - half, 0.0), estimate + half
+
+
+@dataclass
+class Partial:
+    """Sums over some coordinates that the figures need (c_r: centred replicate r, m: the replicate mean).
+
+    Every field is a sum over coordinates, so the partial of a group is the sum of its blocks' partials.
+    """
+
+    gram: Tensor  # [n, n] c_r · c_s
+    along_mean: Tensor  # [n] c_r · m
+    along_ref: Tensor  # [n] c_r · g*
+    mean_sq: float = 0.0  # ||m||²
+    ref_sq: float = 0.0  # ||g*||²
+    mean_dot_ref: float = 0.0  # m · g*
+    snr_sum: float = 0.0  # Σ_p |m_p| / s_p over varying coordinates
+    snr_count: int = 0
+    loo_sum: Tensor | None = None  # [G] the same with replicate group j left out
+    loo_count: Tensor | None = None
+
+    def __add__(self, other: Partial) -> Partial:
+        return Partial(
+            self.gram + other.gram,
+            self.along_mean + other.along_mean,
+            self.along_ref + other.along_ref,
+            self.mean_sq + other.mean_sq,
+            self.ref_sq + other.ref_sq,
+            self.mean_dot_ref + other.mean_dot_ref,
+            self.snr_sum + other.snr_sum,
+            self.snr_count + other.snr_count,
+            self.loo_sum + other.loo_sum,
+            self.loo_count + other.loo_count,
+        )
+
+
+def block_partial(block: Tensor, reference: Tensor | None = None, scratch: Tensor | None = None) -> Partial:
+    """The :class:`Partial` of one block [n, numel] of finite replicates (and its reference [numel]).
+
+    Large reductions run in the block's dtype (sums of n <= a few thousand centred terms lose nothing that
+    matters); their [numel] results and everything after are float64.
+
+    Args:
+        block: replicate gradients of one parameter, left unchanged.
+        reference: the reference gradient on the same coordinates, or None.
+        scratch: a buffer of at least ``2 * block.numel()`` entries to work in (saves allocations).
+    """
+    n, numel = block.shape
+    f64 = torch.float64
+    mean32 = block.mean(0)
+    if scratch is None:
+        scratch = block.new_empty(2 * block.numel())
+    centred = scratch[: block.numel()].view(n, numel)
+    squares = scratch[block.numel() : 2 * block.numel()].view(n, numel)
+    torch.sub(block, mean32, out=centred)
+    torch.square(centred, out=squares)
+    vectors = torch.stack(
+        [mean32, torch.zeros_like(mean32) if reference is None else reference.to(block.dtype)], 1
+    )
+    along = (centred @ vectors).to(f64)  # [n, 2]: c_r · m, c_r · g*
+    mean = mean32.to(f64)
+    sq_sum = squares.sum(0).to(f64)  # Σ_r c_rp²
+    snr_sum, snr_count = _snr(mean, sq_sum, n)
+    # Delete-a-group jackknife: G groups of `size` consecutive replicates (a remainder of fewer than G
+    # replicates is never left out). Centred replicates sum to zero, so the kept ones sum to -s1_j.
+    groups, size = min(n, JACKKNIFE_GROUPS), n // min(n, JACKKNIFE_GROUPS)
+    # In the block's dtype: these [G, numel] terms are the measure's largest elementwise work.
+    s1 = centred[: groups * size].view(groups, size, numel).sum(1)  # [G, numel]
+    s2 = squares[: groups * size].view(groups, size, numel).sum(1)
+    kept = n - size
+    kept_sq = s2.neg_().add_(sq_sum.to(block.dtype)).sub_(s1.square().div_(kept))  # Σ_kept (c - c̄_kept)²
+    loo_sum, loo_count = _snr(s1.div_(-kept).add_(mean32), kept_sq, kept)
+    ref = None if reference is None else reference.to(f64)
+    return Partial(
+        gram=(centred @ centred.T).to(f64),
+        along_mean=along[:, 0],
+        along_ref=along[:, 1],
+        mean_sq=float(mean @ mean),
+        ref_sq=0.0 if ref is None else float(ref @ ref),
+        mean_dot_ref=0.0 if ref is None else float(mean @ ref),
+        snr_sum=float(snr_sum),
+        snr_count=int(snr_count),
+        loo_sum=loo_sum,
+        loo_count=loo_count,
+    )
+
+
+def _snr(mean: Tensor, sq_sum: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Σ_p |mean_p| / s_p over coordinates with s_p > 0 (s² = sq_sum / (n-1)) and their count, over the last
+    dimension: [..., numel] -> ([...], [...])."""
+    varies = sq_sum > 0
+    ratio = mean.abs().div_(sq_sum.clamp_min(torch.finfo(sq_sum.dtype).tiny).div_(n - 1).sqrt_())
+    ratio = torch.where(varies, ratio, 0.0)
+    return ratio.sum(-1, dtype=torch.float64), varies.sum(-1).to(torch.float64)
+
+
+def figures(
+    partial: Partial,
+    n: int,
+    *,
+    has_reference: bool = False,
+    reference_var: float = 0.0,
+    level: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The figures of a group from the sum of its blocks' partials, with intervals.
+
+    Args:
+        partial: sum of :func:`block_partial` over the group's blocks.
+        n: finite replicates (>= 2).
+        has_reference: whether the partials carry a reference (bias and cosine figures).
+        reference_var: trace of the covariance of the reference itself (0 for an exact one).
+        level: interval level.
+        resamples: bootstrap resamples.
+        seed: seeds the resampling.
+
+    Returns:
+        Figure name -> value, with ``<figure>_low`` and ``<figure>_high`` for each of `FIGURES`, and
+        ``snr_floor``, ``snr_coordinates``, ``bias_floor``.
+    """
+    w = torch.from_numpy(resample_counts(n, resamples, seed))
+    gram, mean_sq = partial.gram, partial.mean_sq
+    sq_c = gram.diagonal()  # ||c_r||²
+    wgw = ((w @ gram) * w).sum(1)  # ||Σ_r w_r c_r||² per resample
+    # A resample repeats replicates, which shrinks its spread by (n-1)/n on average: undo that.
+    tv_draws = (w @ sq_c - wgw / n) / (n - 1) * n / (n - 1)
+    trace_var = float(sq_c.sum()) / (n - 1)
+    sq_norms = mean_sq + 2 * partial.along_mean + sq_c  # ||g_r||²
+    mean_w_sq = mean_sq + 2 * (w @ partial.along_mean) / n + wgw / n**2  # ||resampled mean||²
+    snr = partial.snr_sum / partial.snr_count if partial.snr_count else float("nan")
+    # ||ḡ||² over-estimates ||E g||² by the noise of the mean, trace_var / n: remove it.
+    signal_sq = mean_sq - trace_var / n
+    out: dict[str, float] = {
+        "trace_var": trace_var,
+        "mean_sq_norm": float(sq_norms.mean()),
+        "snr": snr,
+        "snr_norm": math.sqrt(max(signal_sq, 0.0) / trace_var) if trace_var > 0 else float("nan"),
+        "snr_floor": math.sqrt(2 / (math.pi * n)),
+        "snr_coordinates": partial.snr_count,
+        "bias_norm": float("nan"),
+        "mean_error_norm": float("nan"),
+        "bias_floor": float("nan"),
+        "cosine": float("nan"),
+    }
+    intervals = {
+        "trace_var": percentile(tv_draws.numpy(), level),
+        "mean_sq_norm": percentile(((w @ sq_norms) / n).numpy(), level),
+        "snr_norm": _root(
+            centred_percentile(((mean_w_sq - tv_draws / n) / tv_draws).numpy(), signal_sq / trace_var, level)
+        ),
+        "snr": jackknife_interval(snr, (partial.loo_sum / partial.loo_count).numpy(), level),
+    }
+    if has_reference and partial.ref_sq > 0:
+        err_sq = mean_sq - 2 * partial.mean_dot_ref + partial.ref_sq  # ||ḡ - g*||²
+        bias_sq = err_sq - trace_var / n - reference_var  # unbiased for ||E g - g*||²
+        err_w_sq = err_sq + 2 * (w @ (partial.along_mean - partial.along_ref)) / n + wgw / n**2
+        cos = (partial.mean_dot_ref + partial.along_ref) / (
+            sq_norms.clamp_min(0).sqrt() * math.sqrt(partial.ref_sq)
+        )
+        out |= {
+            "bias_norm": math.sqrt(max(bias_sq, 0.0)),
+            "mean_error_norm": math.sqrt(max(err_sq, 0.0)),
+            "bias_floor": math.sqrt(trace_var / n + reference_var),
+            "cosine": float(cos.mean()),
+        }
+        bias_draws = err_w_sq - tv_draws / n - reference_var
+        intervals["bias_norm"] = _root(centred_percentile(bias_draws.numpy(), bias_sq, level))
+        intervals["cosine"] = percentile(((w @ cos) / n).numpy(), level)
+    for name in FIGURES:
+        out[f"{name}_low"], out[f"{name}_high"] = intervals.get(name, (float("nan"), float("nan")))
+    return out
+
+
+def centred_percentile(draws: np.ndarray, estimate: float, level: float) -> tuple[float, float]:
+    """Percentile interval of draws shifted so that their mean sits on ``estimate``.
+
+    For the noise-corrected squared norms: a resampled mean carries the noise of resampling on top of the
+    noise the correction removes, so the raw draws sit too high by about trace_var / n.
+    """
+    low, high = percentile(draws, level)
+    shift = float(np.nanmean(draws)) - estimate
+    return low - shift, high - shift
+
+
+def _root(interval: tuple[float, float]) -> tuple[float, float]:
+    return tuple(math.sqrt(max(v, 0.0)) if math.isfinite(v) else float("nan") for v in interval)
