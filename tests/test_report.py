@@ -160,8 +160,19 @@ def test_reading_matches_the_table(summary: pd.DataFrame, frames) -> None:
     assert "takes 1.1× that" in text  # reparam 1.0 ms vs the 0.9 ms reference
     assert "At equal compute (variance × seconds per estimate, K=1) `reparam` wins" in text
     assert "1 of 12 training runs diverged" in text and "`reinforce` K=1 (1/2)" in text
-    # Best log p(x): iwae K=10; iwae K=1 is within its interval and cheaper per step.
-    assert "not separated from the best (2 of 6), the cheapest per step is `iwae` at K=1" in text
+    # Paired by seed: iwae beats both others at every K (differences of exactly 5 and 15 nats, every seed).
+    assert "Best test log-likelihood at K=10: `iwae`, -24.45 ± 0.64 nats; paired by seed" in text
+    assert "it is ahead of 2 of the other 2." in text
+    # reinforce at K=1 has one finished seed: no paired interval, so it is not separated from the best.
+    assert (
+        "Best final test ELBO at K=1: `iwae`" in text
+        and "ahead of 1 of the other 2; not separated from it: `reinforce`" in text
+    )
+    assert (
+        "Recommendation for this model and data: `iwae` at K=10, the best test log-likelihood of all 6 settings "
+        "(the 2nd-lowest encoder variance of the 3 at K=10). At K=1, 1.9× cheaper per step, the best is `iwae` "
+        "(the 2nd-lowest encoder variance of the 3 at K=1): -0.500 [-0.500, -0.500] nats from it, paired over 2 seeds."
+    ) in text
 
 
 def test_reading_says_when_intervals_overlap() -> None:
@@ -172,7 +183,7 @@ def test_reading_says_when_intervals_overlap() -> None:
     )  # fmt: skip
     text = "\n".join(reading(close, {}, checkpoint=None))
     assert "1.1× larger (the intervals overlap)" in text
-    assert "not separated from the best by the intervals: `stl`" in text
+    assert "Best test log-likelihood at K=1: `reparam`, -30.0 ± 1.0 nats." in text
 
 
 def test_plots_take_and_return_axes(frames, summary: pd.DataFrame) -> None:
@@ -255,3 +266,13 @@ def test_fmt_interval() -> None:
 def test_markdown_escapes_pipes() -> None:
     frame = pd.DataFrame({"a": ["x|y"]})
     assert tables.markdown(frame, [("a", lambda r: r["a"])]).splitlines()[-1] == "| x\\|y |"
+
+
+def test_paired_difference_pairs_runs_by_seed(frames) -> None:
+    conv = frames["convergence"]
+    diff, low, high, n = tables.paired_difference(conv, "test_log_likelihood", ("iwae", 10), ("reparam", 1))
+    assert (diff, n) == (pytest.approx(5.5), 2)
+    assert (low, high) == (pytest.approx(5.5), pytest.approx(5.5))  # the seeds' offsets cancel exactly
+    # a diverged seed is left out: one pair remains, so there is no interval
+    diff, low, _, n = tables.paired_difference(conv, "test_log_likelihood", ("reparam", 1), ("reinforce", 1))
+    assert (diff, n) == (pytest.approx(10.0), 1) and np.isnan(low)

@@ -70,15 +70,15 @@ class ModelConfig:
 class TrainConfig:
     """The shared training loop and the end-of-run evaluation (one convergence unit)."""
 
-    steps: int = 1000  # optimizer steps per run: ~70 epochs of digits at batch 100
+    steps: int = 500  # optimizer steps per run: 35 epochs of digits at batch 100
     batch_size: int = 100  # examples per minibatch
     lr: float = 1e-3  # Adam's default step size, the usual VAE setting
     optimizer: str = "adam"  # a key of vaebench.training.OPTIMIZERS
-    eval_every: int = 100  # steps between test-ELBO evaluations (the curves' resolution)
+    eval_every: int = 25  # steps between test-ELBO evaluations (the curves' resolution)
     eval_samples: int = 10  # pathwise samples per test point for the test ELBO of the curves
     eval_points: int = 0  # test points for the curves' test ELBO; 0 uses the whole test set
     ll_samples: int = 5000  # importance samples per test point for the test log-likelihood (Burda et al.)
-    ll_points: int = 0  # test points for the log-likelihood; 0 uses the whole test set
+    ll_points: int = 100  # test points (the first, the same for all runs) for the log-likelihood; 0: all
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ class VarianceConfig:
     checkpoints: tuple[str, ...] = ("init", "early", "middle", "end")  # keys of CHECKPOINTS
     replicates: int = 100  # independent gradient estimates per (estimator, K, checkpoint, seed)
     batch_size: int = 100  # minibatch the gradients are taken on (held fixed within a measurement)
+    seeds: tuple[int, ...] = (0,)  # one minibatch and noise stream per seed, the same for every estimator
+    reference_samples: int = 256  # estimates averaged into the reference gradient (bias, cosine); 0: none
     reference_estimator: str = "reparam"  # trains the one run whose checkpoints everybody is measured at
     summary_checkpoint: str = "end"  # which checkpoint the summary table reports
 
@@ -142,7 +144,9 @@ def _presets() -> dict[str, SuiteConfig]:
         seeds=(0, 1),
         model=ModelConfig(z_dim=4, hidden=(32,)),
         train=TrainConfig(steps=60, eval_every=20, ll_samples=200, ll_points=100),
-        variance=VarianceConfig(checkpoints=("init", "end"), replicates=10, batch_size=50),
+        variance=VarianceConfig(
+            checkpoints=("init", "end"), replicates=10, batch_size=50, reference_samples=16
+        ),
         throughput=ThroughputConfig(batch_size=50, repeats=3, warmup=1),
     )
     # Burda, Grosse & Salakhutdinov 2015: 2 x 200 tanh units, 50 latents, Bernoulli decoder on dynamically
@@ -154,15 +158,15 @@ def _presets() -> dict[str, SuiteConfig]:
         samples=(1, 5, 50),
         data=DataConfig(name="fashion-mnist", binarize="dynamic", dequantize=False),
         model=ModelConfig(z_dim=50, hidden=(200, 200), likelihood="bernoulli", activation="tanh"),
-        train=TrainConfig(steps=200_000, batch_size=100, eval_every=5_000, ll_samples=5000),
-        variance=VarianceConfig(replicates=200),
+        train=TrainConfig(steps=200_000, batch_size=100, eval_every=5_000, ll_samples=5000, ll_points=0),
+        variance=VarianceConfig(replicates=200, seeds=(0, 1, 2), reference_samples=4096),
     )
     return {"quick": quick, "default": default, "paper": paper}
 
 
 PRESET_DESCRIPTIONS: dict[str, str] = {
     "quick": "a smoke test in well under a minute: a tiny VAE, 60 steps, K in {1, 4}, 2 seeds",
-    "default": "every estimator x K in {1, 10} x 3 seeds on digits, 64-200-8 VAE, 1000 steps (minutes on a CPU)",
+    "default": "every estimator x K in {1, 10} x 3 seeds on digits, 64-200-8 VAE, 500 steps (minutes on a CPU)",
     "paper": "Fashion-MNIST (or MNIST), dynamic binarization, Burda et al.'s 2x200 tanh, z=50, 200k steps",
 }
 
@@ -426,6 +430,15 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     if v.replicates < 2:
         raise VaebenchError(f"variance.replicates must be >= 2 to estimate a variance, got {v.replicates}")
     _positive("variance.batch_size", v.batch_size)
+    _nonempty("variance.seeds", v.seeds)
+    for s in v.seeds:
+        if s < 0:
+            raise VaebenchError(f"variance.seeds must be integers >= 0, got {s}")
+    _unique("variance.seeds", v.seeds)
+    if v.reference_samples == 1 or v.reference_samples < 0:
+        raise VaebenchError(
+            f"variance.reference_samples must be 0 (no reference) or >= 2, got {v.reference_samples}"
+        )
     _choice("variance.reference_estimator", v.reference_estimator, tuple(ESTIMATORS))
     t = c.throughput
     for key in ("batch_size", "repeats"):

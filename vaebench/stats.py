@@ -68,18 +68,22 @@ def normal_quantile(level: float) -> float:
 
 
 def pooled_mean_interval(
-    values: np.ndarray, lows: np.ndarray, highs: np.ndarray, level: float = 0.95
+    values: np.ndarray, lows: np.ndarray, highs: np.ndarray
 ) -> tuple[float, float, float]:
-    """Mean of S independent estimates that each carry their own interval, with an interval for the mean.
+    """Average of S estimates that each carry their own interval (a fixed-effects pool), with its interval.
 
-    Two routes to the mean's uncertainty, of which the wider is kept (conservative):
+    Meant for estimates of S *different* quantities whose average is the target: e.g. a gradient's Monte
+    Carlo variance on S minibatches, the same S minibatches for every estimator compared. The interval
+    reflects each estimate's own error and keeps its asymmetry: with d⁻_s = value_s - low_s and
+    d⁺_s = high_s - value_s,
 
-    - between estimates: the Student-t interval over the S values (it sees every source of spread, e.g.
-      different minibatches per seed, but is loose for small S);
-    - within estimates: half-widths h_s = (high_s - low_s) / 2 combined as √(Σ h_s²) / S, the interval of a
-      mean of independent, roughly normal errors (it is all there is when S = 1).
+        low = mean - √(Σ (d⁻_s)²) / S,    high = mean + √(Σ (d⁺_s)²) / S,
 
-    NaN estimates are dropped; an estimate with a NaN interval contributes only to the between route.
+    (the errors of independent estimates add in quadrature). It does not widen for the spread between the
+    S quantities, which is part of the target, not an error; with S = 1 it returns the estimate's interval.
+    The result's level is that of the inputs' intervals.
+
+    NaN estimates are dropped; if any remaining estimate lacks an interval, the interval is NaN.
 
     Returns:
         (mean, low, high); all NaN when no finite value is left.
@@ -90,15 +94,8 @@ def pooled_mean_interval(
     if values.size == 0:
         return float("nan"), float("nan"), float("nan")
     mean = float(values.mean())
-    half = (highs - lows) / 2
-    within = (
-        float(np.sqrt(np.sum(half[np.isfinite(half)] ** 2)) / values.size) if np.isfinite(half).any() else 0.0
-    )
-    between = 0.0
-    if values.size > 1:
-        low, high = mean_interval(values, level)
-        between = float(high - low) / 2
-    if values.size == 1 and not np.isfinite(half).all():
+    below, above = values - lows, highs - values
+    if not (np.isfinite(below).all() and np.isfinite(above).all()):
         return mean, float("nan"), float("nan")
-    width = max(within, between)
-    return mean, mean - width, mean + width
+    n = values.size
+    return mean, mean - float(np.sqrt(np.sum(below**2))) / n, mean + float(np.sqrt(np.sum(above**2))) / n

@@ -11,8 +11,9 @@ The comparison table (:func:`summary_table`) joins, per estimator and K:
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
   training objective is not comparable with the ELBO rows even though the test ELBO and log-likelihood are.
 
-Where a figure was measured for several seeds, the seeds are pooled with
-:func:`vaebench.stats.pooled_mean_interval`.
+Variance figures measured for several seeds (each seed: its own minibatch, the same for every estimator)
+are averaged over the seeds with :func:`vaebench.stats.pooled_mean_interval`: the target is the average over
+those minibatches, and the interval is the Monte Carlo error of that average.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS
-from vaebench.stats import pooled_mean_interval
+from vaebench.stats import mean_interval, pooled_mean_interval
 
 KEYS = ["estimator", "num_samples"]
 VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "snr_norm")
@@ -63,7 +64,7 @@ def variance_by_k(
             trace_var, trace_var_low, trace_var_high, snr, ...``).
         group: ``encoder``, ``decoder`` or ``all``.
         checkpoint: which checkpoint; None keeps all rows (when the frame has one checkpoint).
-        level: interval level when pooling seeds.
+        level: unused (the pooled interval has the level of the measure's own intervals).
 
     Returns:
         Columns ``estimator, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
@@ -85,7 +86,7 @@ def variance_by_k(
                 continue
             lows = g.get(f"{metric}_low", pd.Series(np.nan, index=g.index))
             highs = g.get(f"{metric}_high", pd.Series(np.nan, index=g.index))
-            mean, low, high = pooled_mean_interval(g[metric], lows, highs, level)
+            mean, low, high = pooled_mean_interval(g[metric], lows, highs)
             rec[metric], rec[f"{metric}_low"], rec[f"{metric}_high"] = mean, max(low, 0.0), high
         out.append(rec)
     frame = pd.DataFrame(out, columns=None if out else KEYS)
@@ -145,6 +146,39 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
             rec[m], rec[f"{m}_low"], rec[f"{m}_high"] = row["value"], row["value_low"], row["value_high"]
         out.append(rec)
     return order_estimators(pd.DataFrame(out))
+
+
+def paired_difference(
+    convergence: pd.DataFrame, metric: str, a: tuple[str, int], b: tuple[str, int], level: float = 0.95
+) -> tuple[float, float, float, int]:
+    """Mean over seeds of ``metric`` of run ``a`` minus run ``b``, paired by seed, with a Student-t interval.
+
+    Runs of one seed share the model's initialisation and the data order, so the per-seed difference
+    removes that shared variation: a much sharper comparison than two separate intervals. Seeds where
+    either run diverged are left out.
+
+    Args:
+        convergence: tidy rows of the convergence measure.
+        metric: a final metric, e.g. ``test_log_likelihood``.
+        a, b: (estimator, K) of the two runs.
+        level: interval level.
+
+    Returns:
+        (mean difference, low, high, number of seeds); NaN interval with fewer than two seeds.
+    """
+    rows = convergence[convergence["metric"] == metric]
+
+    def per_seed(name: str, k: int) -> pd.Series:
+        r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k)]
+        if "diverged" in r:
+            r = r[~r["diverged"].astype(bool)]
+        return r.groupby("seed")["value"].last()
+
+    diff = (per_seed(*a) - per_seed(*b)).dropna()
+    if diff.empty:
+        return math.nan, math.nan, math.nan, 0
+    low, high = mean_interval(diff.to_numpy(float), level) if len(diff) > 1 else (math.nan, math.nan)
+    return float(diff.mean()), float(low), float(high), len(diff)
 
 
 def _registry_objective(name: str) -> str:
@@ -339,7 +373,9 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
         if column in summary and summary[column].notna().any():
             lines.append(f"- **{header}**: {meaning}.")
     lines.append(
-        f"- Intervals are {level:.0%}: `x ± h` is a Student-t interval of a mean over seeds, `x [low, high]` a "
-        "chi-square / bootstrap / order-statistic interval (pooled over seeds where there are several)."
+        f"- Intervals are {level:.0%}. `x ± h`: Student-t interval of the mean over training seeds. "
+        "`x [low, high]`: percentile bootstrap over gradient replicates (variance, SNR) or over timed steps "
+        "(step time); variance figures are averaged over the variance seeds' minibatches (the same ones for "
+        "every estimator) and their interval is the Monte Carlo error of that average."
     )
     return "\n".join(lines)

@@ -156,6 +156,76 @@ def _separation(a: pd.Series, b: pd.Series, metric: str) -> str:
     return " (the intervals overlap)" if overlap else " (the intervals do not overlap)"
 
 
+def _variance_rank(summary: pd.DataFrame, row: pd.Series) -> str:
+    """'the 2nd-lowest encoder variance of the 9 at K=10' (or '' when variance was not measured)."""
+    if "trace_var" not in summary or not np.isfinite(row.get("trace_var", np.nan)):
+        return ""
+    peers = summary[(summary["num_samples"] == row["num_samples"]) & np.isfinite(summary["trace_var"])]
+    rank = int((peers["trace_var"] < row["trace_var"]).sum()) + 1
+    place = "the lowest" if rank == 1 else f"the {_ordinal(rank)}-lowest"
+    return f"{place} encoder variance of the {len(peers)} at K={int(row['num_samples'])}"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str]:
+    """The best setting by test log-likelihood, and the best at the cheapest K with its paired deficit."""
+    rows = summary[np.isfinite(summary["test_log_likelihood"])]
+    if rows.empty:
+        return []
+    best = rows.loc[rows["test_log_likelihood"].idxmax()]
+    k_min = rows["num_samples"].min()
+    cheap = rows[rows["num_samples"] == k_min]
+    cheap_best = cheap.loc[cheap["test_log_likelihood"].idxmax()]
+    why = _variance_rank(summary, best)
+    text = (
+        f"Recommendation for this model and data: {_name(best)} at K={int(best['num_samples'])}, the best test "
+        f"log-likelihood of all {len(rows)} settings" + (f" ({why})" if why else "")
+    )
+    if cheap_best.name == best.name:
+        return [text + ", at the cheapest K."]
+    diff, low, high, n = tables.paired_difference(
+        convergence,
+        "test_log_likelihood",
+        (cheap_best["estimator"], int(cheap_best["num_samples"])),
+        (best["estimator"], int(best["num_samples"])),
+    )
+    cost = ""
+    if (
+        "step_ms" in summary
+        and np.isfinite([best.get("step_ms", np.nan), cheap_best.get("step_ms", np.nan)]).all()
+    ):
+        cost = f", {_times(best['step_ms'] / cheap_best['step_ms'])} cheaper per step"
+    interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else ""
+    why = _variance_rank(summary, cheap_best)
+    return [
+        text + f". At K={int(k_min)}{cost}, the best is {_name(cheap_best)}" + (f" ({why})" if why else "")
+        + f": {fmt_number(diff)}{interval} nats from it, paired over {n} seeds."
+    ]  # fmt: skip
+
+
+def _tied(convergence: pd.DataFrame, metric: str, best: pd.Series, others: pd.DataFrame) -> list[pd.Series]:
+    """Rows of ``others`` whose paired difference to ``best`` has an interval containing 0 (or none)."""
+    tied = []
+    key = (best["estimator"], int(best["num_samples"]))
+    for _, row in others.iterrows():
+        _, low, _, _ = tables.paired_difference(
+            convergence, metric, key, (row["estimator"], int(row["num_samples"]))
+        )
+        if not (np.isfinite(low) and low > 0):
+            tied.append(row)
+    return tied
+
+
+def _names(rows: list, limit: int = 4) -> str:
+    """Estimator names (with K when the rows mix K values), at most ``limit`` then a count."""
+    mixed = len({int(r["num_samples"]) for r in rows}) > 1
+    names = [f"`{r['estimator']}`" + (f" K={int(r['num_samples'])}" if mixed else "") for r in rows]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _score_function(name: str) -> bool:
     cls = ESTIMATORS.get(name)
     return cls is not None and issubclass(cls, Reinforce)
@@ -217,6 +287,7 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
                 )
             else:
                 lines.append(f"No estimator's encoder SNR falls from K={k0} to K={k1}.")
+    convergence = frames.get("convergence", pd.DataFrame())
     for metric, what in (
         ("test_log_likelihood", "test log-likelihood"),
         ("final_test_elbo", "final test ELBO"),
@@ -227,36 +298,20 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
             rows = summary[(summary["num_samples"] == k) & np.isfinite(summary[metric])]
             if rows.empty:
                 continue
-            rows = rows.sort_values(metric, ascending=False)
-            best = rows.iloc[0]
-            tied = [r for _, r in rows.iloc[1:].iterrows() if _overlap(best, r, metric)]
+            best = rows.loc[rows[metric].idxmax()]
             text = f"Best {what} at K={k}: {_name(best)}, {_iv(best, metric, True)} nats"
-            if len(rows) > 1:
-                second = rows.iloc[1]
-                text += f"; runner-up {_name(second)}, {_iv(second, metric, True)}"
-                if tied:
-                    text += (
-                        f"; not separated from the best by the intervals: {', '.join(_name(r) for r in tied)}"
-                    )
-                else:
-                    text += "; the best is separated from all others by the intervals"
-            lines.append(text + ".")
-    if "test_log_likelihood" in summary and "step_ms" in summary:
-        rows = summary[np.isfinite(summary["test_log_likelihood"])]
-        if len(rows) > 1:
-            best = rows.loc[rows["test_log_likelihood"].idxmax()]
-            tied = rows[
-                [bool(_overlap(best, r, "test_log_likelihood")) or r.equals(best) for _, r in rows.iterrows()]
-            ]
-            tied = tied[np.isfinite(tied["step_ms"])]
-            if not tied.empty:
-                cheap = tied.loc[tied["step_ms"].idxmin()]
-                lines.append(
-                    f"Recommendation for this model and data: of the estimator x K settings whose test "
-                    f"log-likelihood is not separated from the best ({len(tied)} of {len(rows)}), the cheapest per "
-                    f"step is {_name(cheap)} at K={int(cheap['num_samples'])} "
-                    f"({fmt_number(cheap['step_ms'])} ms per step, test log p(x) {_iv(cheap, 'test_log_likelihood', True)})."
+            others = rows[rows["estimator"] != best["estimator"]]
+            if not others.empty and not convergence.empty:
+                tied = _tied(convergence, metric, best, others)
+                text += (
+                    f"; paired by seed (same initialisation and data order), it is ahead of "
+                    f"{len(others) - len(tied)} of the other {len(others)}"
                 )
+                if tied:
+                    text += f"; not separated from it: {_names(tied)}"
+            lines.append(text + ".")
+    if "test_log_likelihood" in summary and not convergence.empty:
+        lines += _recommendation(summary, convergence)
     if "step_ms" in summary:
         for k in ks:
             rows = summary[(summary["num_samples"] == k) & np.isfinite(summary["step_ms"])]

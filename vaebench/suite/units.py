@@ -95,7 +95,7 @@ def plan(config: SuiteConfig) -> list[Unit]:
     ll_cost = config.train.ll_samples * (config.train.ll_points or 360) / (50 * config.train.batch_size)
     if config.variance.enabled:
         units.append(Unit("reference", "checkpoints", weight=steps))
-        per_checkpoint = sum(2 + 0.2 * k for _, k in pairs(config)) * len(config.seeds)
+        per_checkpoint = sum(2 + 0.2 * k for _, k in pairs(config)) * len(config.variance.seeds)
         per_checkpoint *= config.variance.replicates * config.variance.batch_size / 2000
         for label in config.variance.checkpoints:
             units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
@@ -224,8 +224,10 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
         list(config.samples),
         ctx.dataset,
         replicates=config.variance.replicates,
-        seeds=list(config.seeds),
+        seeds=list(config.variance.seeds),
         batch_size=config.variance.batch_size,
+        reference="auto" if config.variance.reference_samples else None,
+        reference_samples=max(config.variance.reference_samples, 2),
         device=ctx.device,
     )
     return frame
