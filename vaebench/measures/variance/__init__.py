@@ -24,26 +24,16 @@ replicates are computed batched (:mod:`~vaebench.measures.variance.engines`): on
 with per-replicate gradients from per-layer batched matmuls, or ``torch.func.vmap`` for models not built of
 linear layers, chunked to bound memory.
 
-Modules: ``engines`` (the replicate gradients), ``summary`` (the figures and their intervals), ``measure``
-(:func:`measure_variance`, :func:`reference_gradient`, :func:`warm_up`), ``study`` (:func:`decompose_noise`,
-the driver :func:`variance_study`).
+Modules: ``layout`` (parameter order and groups), ``engines`` and ``tiled`` (the replicate gradients),
+``summary`` (the figures and their intervals), ``reference`` (:func:`reference_gradient`), ``measure``
+(:func:`measure_variance`, :func:`warm_up`), ``study`` (:func:`decompose_noise`, the driver
+:func:`variance_study`).
 """
 
-from vaebench.measures.variance.engines import (
-    METHODS,
-    GradientSample,
-    Layout,
-    gradient_sample,
-    layout,
-    replicate_gradients,
-)
-from vaebench.measures.variance.measure import (
-    COLUMNS,
-    measure_variance,
-    reference_gradient,
-    time_estimate,
-    warm_up,
-)
+from vaebench.measures.variance.engines import METHODS, gradient_sample, replicate_gradients
+from vaebench.measures.variance.layout import GradientSample, Layout, layout
+from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
+from vaebench.measures.variance.reference import reference_gradient
 from vaebench.measures.variance.study import (
     CHECKPOINT_LABELS,
     Checkpoint,

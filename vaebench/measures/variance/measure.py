@@ -1,37 +1,23 @@
 """`measure_variance`: the variance figures of one estimator at one K, parameters and minibatch.
 
-Also the pieces it needs: the reference gradient (exact or high-sample), the warm-up of stateful estimators,
-and the timing of one ordinary gradient estimate.
+Also the warm-up of stateful estimators and the timing of one ordinary gradient estimate.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import statistics
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from vaebench.errors import VaebenchError
-from vaebench.estimators import IWAE, Estimator, Reparam, check_num_samples
-from vaebench.exact import exact_elbo
-from vaebench.measures.variance.engines import (
-    ROW_BUDGET,
-    GradientSample,
-    Layout,
-    gradient_sample,
-    layout,
-    resolve_method,
-)
+from vaebench.estimators import Estimator, check_num_samples
+from vaebench.measures.variance.engines import gradient_sample, resolve_method
+from vaebench.measures.variance.layout import GradientSample, Layout, layout
+from vaebench.measures.variance.reference import _check_int, _resolve_reference, stream_generator, stream_seed
 from vaebench.measures.variance.summary import FIGURES, block_partial, figures, finite_rows
-
-DEFAULT_REFERENCE_SAMPLES = 4096  # independent estimates averaged into a sampled reference gradient
-STREAMS = {"replicates": 0, "reference": 1, "timing": 2, "warm_up": 3}
-"""Independent random streams of one seed, so the reference's noise never correlates with the replicates'."""
 
 COLUMNS = (
     "estimator",
@@ -60,17 +46,6 @@ COLUMNS = (
     "level",
 )
 """Columns of `measure_variance`'s frame, in order."""
-
-
-def stream_generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator for one independent stream (a key of `STREAMS`) of ``seed``."""
-    state = np.random.SeedSequence([seed, STREAMS[stream]]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def stream_seed(seed: int, stream: str) -> int:
-    """An integer seed for one independent stream of ``seed`` (for engines that take a seed)."""
-    return int(np.random.SeedSequence([seed, STREAMS[stream]]).generate_state(1, dtype=np.uint32)[0])
 
 
 def measure_variance(
@@ -229,115 +204,6 @@ def summarize(
     return rows
 
 
-def reference_gradient(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    objective: str = "elbo",
-    num_samples: int = 1,
-    samples: int = DEFAULT_REFERENCE_SAMPLES,
-    seed: int = 0,
-) -> tuple[Tensor, str]:
-    """The gradient the estimators are compared with: exact where possible, else a high-sample estimate.
-
-    The gradient of the surrogate loss -mean_b objective, flattened in the order of
-    :func:`~vaebench.measures.variance.engines.layout`. For the ELBO (and IWAE_1, which is the ELBO) of a
-    linear-Gaussian model it is exact (autograd through :func:`vaebench.exact.exact_elbo`, label ``"exact"``);
-    otherwise it is the mean of ``samples`` independent pathwise estimates of the same objective at the same
-    K: ``reparam`` for the ELBO (label ``"reparam-<samples>"``), ``iwae`` at K for IWAE_K (label
-    ``"iwae<K>-<samples>"``).
-
-    Args:
-        model: the model at the parameters to measure.
-        x: the minibatch [B, D].
-        objective: ``"elbo"`` or ``"iwae"``.
-        num_samples: K of the IWAE_K objective (ignored for the ELBO).
-        samples: independent estimates averaged for a sampled reference.
-        seed: seeds the sampled reference (its own stream, independent of the replicates').
-
-    Returns:
-        (gradient [P], label).
-    """
-    flat, label, _ = _reference(model, x, objective, num_samples, samples, seed)
-    return flat, label
-
-
-def _reference(model, x, objective, num_samples, samples, seed) -> tuple[Tensor, str, dict[str, float]]:
-    """(flat gradient, label, per-group trace of the reference's own covariance)."""
-    if objective not in ("elbo", "iwae"):
-        raise VaebenchError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
-    check_num_samples(num_samples)
-    _check_int("samples", samples, 2)
-    lay = layout(model)
-    iwae = objective == "iwae" and num_samples > 1
-    if not iwae and getattr(model, "is_linear_gaussian", False):
-        with torch.enable_grad():
-            grads = torch.autograd.grad(-exact_elbo(model, x).mean(), lay.params, allow_unused=True)
-        return _flat(grads, lay.params), "exact", dict.fromkeys(lay.groups, 0.0)
-    estimator = IWAE() if iwae else Reparam()
-    k = num_samples if iwae else 1
-    chunks = max(
-        8, math.ceil(samples * k * x.shape[0] / ROW_BUDGET)
-    )  # >= 8 chunk means to estimate its noise
-    sizes = [samples // chunks + (i < samples % chunks) for i in range(chunks)]
-    gen = stream_generator(seed, "reference", x.device)
-    means = []
-    for size in sizes:
-        out = estimator(model, x.repeat(size, 1), num_samples=k, generator=gen)  # mean of `size` estimates
-        grads = torch.autograd.grad(out.surrogate, lay.params, allow_unused=True)
-        means.append(_flat(grads, lay.params))
-    means = torch.stack(means)  # [chunks, P]
-    weights = torch.tensor(sizes, dtype=means.dtype, device=means.device) / samples
-    flat = weights @ means
-    # Var(chunk mean) ≈ Var(g)/size; the chunk means' spread estimates Var(g), the reference's is Var(g)/samples.
-    scaled = (means - flat) * torch.tensor(sizes, dtype=means.dtype, device=means.device).sqrt()[:, None]
-    per_coord = scaled.pow(2).sum(0) / (chunks - 1) / samples
-    offsets = _offsets(lay)
-    ref_var = {
-        group: float(sum(per_coord[offsets[i] : offsets[i] + lay.params[i].numel()].sum() for i in members))
-        for group, members in lay.groups.items()
-    }
-    label = f"iwae{num_samples}-{samples}" if iwae else f"reparam-{samples}"
-    return flat.detach(), label, ref_var
-
-
-def _resolve_reference(reference, model, x, estimator, num_samples, seed):
-    """(flat or None, label, per-group variance) from the ``reference`` argument of measure_variance."""
-    if reference is None:
-        return None, "none", None
-    if isinstance(reference, str):
-        if reference != "auto":
-            raise VaebenchError(
-                f"reference must be None, 'auto', a tensor or (tensor, label), got {reference!r}"
-            )
-        return _reference(model, x, estimator.objective, num_samples, DEFAULT_REFERENCE_SAMPLES, seed)
-    if isinstance(reference, tuple):
-        flat, label, ref_var = (*reference, None)[:3]
-    else:
-        flat, label, ref_var = reference, "given", None
-    size = layout(model).size
-    if not isinstance(flat, Tensor) or flat.shape != (size,):
-        raise VaebenchError(
-            f"the reference gradient must be a flat tensor of shape [{size}], got {getattr(flat, 'shape', flat)!r}"
-        )
-    wants = f"IWAE_{num_samples}" if estimator.objective == "iwae" and num_samples > 1 else "ELBO"
-    match = re.fullmatch(r"iwae(\d+)-\d+", label)
-    has = (
-        f"IWAE_{match.group(1)}"
-        if match
-        else "ELBO"
-        if label == "exact" or label.startswith("reparam-")
-        else None
-    )
-    if has is not None and has != wants:
-        raise VaebenchError(
-            f"reference {label!r} is the {has} gradient but {estimator.name or 'the estimator'} estimates the "
-            f"{wants} gradient; use reference_gradient(model, x, objective={estimator.objective!r}, "
-            f"num_samples={num_samples})"
-        )
-    return flat.to(device=x.device, dtype=x.dtype), label, ref_var
-
-
 def warm_up(
     estimator: Estimator,
     model: nn.Module,
@@ -425,27 +291,5 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _flat(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Tensor:
-    """Gradients (None for unused parameters) concatenated into one detached flat vector."""
-    parts = [
-        (torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads, strict=True)
-    ]
-    return torch.cat(parts).detach()
-
-
 def _split(flat: Tensor, lay: Layout) -> list[Tensor]:
     return list(flat.split([p.numel() for p in lay.params]))
-
-
-def _offsets(lay: Layout) -> list[int]:
-    offsets, start = [], 0
-    for p in lay.params:
-        offsets.append(start)
-        start += p.numel()
-    return offsets
-
-
-def _check_int(name: str, value, minimum: int, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        reason = f" ({why})" if why else ""
-        raise VaebenchError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")

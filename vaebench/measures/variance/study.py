@@ -27,15 +27,14 @@ from torch import Tensor, nn
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Estimator, check_num_samples, make_estimator
-from vaebench.measures.variance.engines import gradient_sample, layout, resolve_method
-from vaebench.measures.variance.measure import (
-    COLUMNS,
+from vaebench.measures.variance.engines import gradient_sample, resolve_method
+from vaebench.measures.variance.layout import layout
+from vaebench.measures.variance.measure import COLUMNS, measure_variance, warm_up
+from vaebench.measures.variance.reference import (
     DEFAULT_REFERENCE_SAMPLES,
     _check_int,
     _reference,
-    measure_variance,
     stream_seed,
-    warm_up,
 )
 from vaebench.measures.variance.summary import finite_rows, percentile, resample_counts
 

@@ -34,7 +34,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from vaebench.measures.variance.engines import GradientSample
+from vaebench.measures.variance.layout import GradientSample
 
 FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine")
 """The figures that carry a ``_low``/``_high`` interval."""
