@@ -101,8 +101,8 @@ class ThroughputConfig:
 
     enabled: bool = True  # measure step time at all
     batch_size: int = 100  # examples per timed step (the training batch size by default)
-    repeats: int = 20  # timed steps; the median and its interval are reported
-    warmup: int = 3  # untimed steps first (allocator, caches, lazy initialisation)
+    repeats: int = 50  # timed steps; the median and its interval are reported
+    warmup: int = 5  # untimed steps first (allocator, caches, lazy initialisation)
 
 
 def _all_estimators() -> tuple[str, ...]:

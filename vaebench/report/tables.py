@@ -259,12 +259,13 @@ def summary_table(
     table = parts[0]
     for part in parts[1:]:
         table = table.merge(part, on=KEYS, how="outer")
-    if "objective_v" in table:
-        objective = table["objective"] if "objective" in table else pd.Series(np.nan, index=table.index)
-        table["objective"] = objective.fillna(table.pop("objective_v"))
-    if "objective" not in table:
-        table["objective"] = table["estimator"].map(_registry_objective)
-    table["objective"] = table["objective"].fillna(table["estimator"].map(_registry_objective))
+    # The objective from the convergence rows, else the variance rows, else the registry.
+    objective = table["estimator"].map(_registry_objective).astype(object)
+    for column in ("objective_v", "objective"):
+        if column in table:
+            found = table.pop(column).astype(object)
+            objective = found.where(found.notna(), objective)
+    table["objective"] = objective
     order = [*KEYS, "objective"]
     for metric in (
         "trace_var",

@@ -1,0 +1,289 @@
+"""End-to-end tests of ``python -m vaebench``: the quick preset, interrupt and resume, and bad options.
+
+Everything runs in-process through ``cli.main`` (exit codes are returned, not raised). The quick preset's
+run is shared by the tests that read its folder (module-scoped fixture); the interrupt test uses an even
+smaller configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vaebench import cli
+from vaebench.estimators import ESTIMATORS
+from vaebench.report.writer import FIGURES
+from vaebench.suite import units
+
+ROW_KEYS = {"estimator", "num_samples", "seed"}
+
+
+@pytest.fixture(autouse=True)
+def _no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests must not depend on the developer's $VAEBENCH_DATA."""
+    monkeypatch.delenv("VAEBENCH_DATA", raising=False)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    out = tmp_path_factory.mktemp("quick") / "run"
+    status = cli.main(["run", "--preset", "quick", "--out", str(out), "--quiet"])
+    return out, status
+
+
+def test_quick_preset_writes_every_file(quick_run) -> None:
+    out, status = quick_run
+    assert status == 0
+    for name in ("variance.csv", "convergence.csv", "throughput.csv", "summary.csv", "report.md", "run.json"):
+        assert (out / name).is_file(), name
+    for name in FIGURES.values():
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_quick_preset_csv_columns(quick_run) -> None:
+    out, _ = quick_run
+    variance = pd.read_csv(out / "variance.csv")
+    convergence = pd.read_csv(out / "convergence.csv")
+    throughput = pd.read_csv(out / "throughput.csv")
+    assert ROW_KEYS | {"trace_var", "trace_var_low", "trace_var_high", "snr", "snr_low", "snr_high", "group",
+                       "checkpoint", "step", "work_normalized_var"} <= set(variance)  # fmt: skip
+    assert ROW_KEYS | {"step", "wall_time_s", "metric", "value", "objective", "diverged"} <= set(convergence)
+    assert ROW_KEYS | {"step_s_median", "step_s_low", "step_s_high", "batch_size", "device"} <= set(
+        throughput
+    )
+    for frame in (variance, convergence, throughput):
+        assert frame[list(ROW_KEYS)].notna().all().all()
+    assert set(convergence["metric"]) >= {
+        "train_objective",
+        "test_elbo",
+        "final_test_elbo",
+        "test_log_likelihood",
+    }
+    # every registered estimator at every K it can take, every seed
+    pairs = {(n, k) for n in ESTIMATORS for k in (1, 4) if k >= ESTIMATORS[n].min_samples}
+    assert set(zip(convergence["estimator"], convergence["num_samples"], strict=True)) == pairs
+    assert set(convergence["seed"]) == {0, 1}
+    measured = throughput[throughput["estimator"] != "reference"]
+    assert set(zip(measured["estimator"], measured["num_samples"], strict=True)) == pairs
+
+
+def test_quick_preset_summary_and_report(quick_run) -> None:
+    out, _ = quick_run
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(ESTIMATORS) * 2 - 1  # reinforce-loo skips K=1
+    for metric in (
+        "trace_var",
+        "snr",
+        "final_test_elbo",
+        "test_log_likelihood",
+        "step_ms",
+        "work_normalized_var",
+    ):
+        for column in (metric, f"{metric}_low", f"{metric}_high"):
+            assert column in summary, column
+    assert set(summary["objective"]) == {"elbo", "iwae"}
+    assert {"runs", "diverged"} <= set(summary)
+    report = (out / "report.md").read_text()
+    for name in ESTIMATORS:
+        assert f"`{name}`" in report
+    assert "## Reading" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
+
+
+def test_quick_preset_run_json(quick_run) -> None:
+    out, _ = quick_run
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete"
+    assert run["config"]["name"] == "quick" and run["config"]["samples"] == [1, 4]
+    assert run["versions"]["torch"] and run["versions"]["numpy"] and run["versions"]["vaebench"]
+    assert run["environment"]["device"] == "cpu" and run["environment"]["threads"] >= 1
+    assert "git" in run and run["started"] and run["ended"]
+    assert run["command"].startswith("python -m vaebench run --preset quick")
+    assert run["units"]["finished"] == run["units"]["total"]
+
+
+def test_report_command_rebuilds_the_report(quick_run, capsys) -> None:
+    out, _ = quick_run
+    before = pd.read_csv(out / "summary.csv")
+    (out / "report.md").unlink()
+    (out / "summary.csv").unlink()
+    assert cli.main(["report", str(out)]) == 0
+    assert (out / "report.md").is_file()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), before)
+
+
+def test_a_finished_folder_is_not_overwritten(quick_run, capsys) -> None:
+    out, _ = quick_run
+    assert cli.main(["run", "--preset", "quick", "--out", str(out)]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    # resuming a finished run does nothing and succeeds
+    assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
+
+
+SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo", "--samples", "2", "--seeds", "0", "--steps", "20", "--quiet"]  # fmt: skip
+
+
+def test_interrupt_then_resume_redoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    out = tmp_path / "run"
+    real = units.execute
+    calls: list[str] = []
+
+    def interrupt_after_four(unit, ctx):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(f"{unit.kind}/{unit.name}")
+        return real(unit, ctx)
+
+    monkeypatch.setattr(units, "execute", interrupt_after_four)
+    assert cli.main(["run", *SMALL, "--out", str(out)]) == 130
+    assert "--resume --out" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["units"]["finished"] == 4
+    finished = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "units").rglob("*.*")}
+    assert len(finished) == 4
+    assert (out / "report.md").is_file()  # a partial report
+    assert "Partial report" in (out / "report.md").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(
+        units, "execute", lambda unit, ctx: calls.append(f"{unit.kind}/{unit.name}") or real(unit, ctx)
+    )
+    assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
+    total = run["units"]["total"]
+    assert len(calls) == total - 4  # only the unfinished units ran
+    for path, (mtime, content) in finished.items():  # finished units were not rewritten
+        assert (path.stat().st_mtime_ns, path.read_bytes()) == (mtime, content), path
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["units"]["finished"] == total
+    assert [i["status"] for i in run["invocations"]] == ["interrupted", "complete"]
+    convergence = pd.read_csv(out / "convergence.csv")
+    assert set(convergence["estimator"]) == {"reparam", "reinforce-loo"}
+
+
+def test_a_failing_unit_is_recorded_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    out = tmp_path / "run"
+    real = units.execute
+
+    def broken(unit, ctx):
+        if unit.kind == "convergence":
+            raise RuntimeError("boom")
+        return real(unit, ctx)
+
+    small = [a for a in SMALL if a != "reparam,reinforce-loo"]
+    small[small.index("--estimators") + 1 : small.index("--estimators") + 1] = ["reparam"]
+    monkeypatch.setattr(units, "execute", broken)
+    assert cli.main(["run", *small, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "unit convergence/reparam-K2-s0 failed: RuntimeError: boom" in err
+    assert "boom" in (out / "units" / "convergence" / "reparam-K2-s0.error").read_text()
+    assert "Some units failed" in (out / "report.md").read_text()
+    monkeypatch.setattr(units, "execute", real)
+    assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
+    assert not (out / "units" / "convergence" / "reparam-K2-s0.error").exists()
+
+
+def test_sigterm_becomes_an_interrupt() -> None:
+    with pytest.raises(KeyboardInterrupt), cli._sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def bad_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--estimators", "reparam,nope"], "unknown estimator 'nope'; valid names: reparam, "),
+        (["--samples", "0"], r"samples \(K\) must be integers >= 1"),
+        (["--samples", "1,x"], "--samples takes comma-separated integers"),
+        (["--seeds", "-1"], "seeds must be integers >= 0"),
+        (
+            ["--dataset", "cifar"],
+            "unknown data set 'cifar'; valid names: digits, fashion-mnist, mnist, synthetic",
+        ),
+        (["--estimators", "reinforce-loo", "--samples", "1"], "'reinforce-loo' needs K >= 2"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--steps", "ten"], "--steps takes an integer"),
+        (
+            ["--config", "CONFIG:[train]\nstepz = 3\n"],
+            r"unknown config key 'train.stepz'; valid keys in \[train\]",
+        ),
+        (
+            ["--config", "CONFIG:samples = ['1']\n"],
+            r"config key 'samples\[0\]' must be an integer, got string '1'",
+        ),
+        (["--config", "missing.toml"], "config file 'missing.toml' does not exist"),
+        (["--resume"], "--resume needs --out DIR"),
+        (["--preset", "fast"], "invalid choice: 'fast'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    args = [bad_config(tmp_path, a[7:]) if a.startswith("CONFIG:") else a for a in args]
+    assert (
+        cli.main(["run", *args, "--out", str(tmp_path / "out")] if args != ["--resume"] else ["run", *args])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing written for bad input
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [
+        "run",
+        "--preset",
+        "quick",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(empty),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "mnist" in err and "Traceback" not in err
+    args[args.index(str(empty))] = str(tmp_path / "nope")
+    assert cli.main(args) == 2
+    assert "--data-dir" in (err := capsys.readouterr().err) and "is not a folder" in err
+
+
+def test_resume_with_other_options_names_the_difference(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    from vaebench.config import preset, to_dict
+
+    (out / "run.json").write_text(json.dumps({"config": to_dict(preset("quick"))}))
+    assert cli.main(["run", "--preset", "quick", "--seeds", "5", "--resume", "--out", str(out)]) == 2
+    assert "seeds: [0, 1] -> [5]" in capsys.readouterr().err
+
+
+def test_report_of_a_folder_without_results(tmp_path: Path, capsys) -> None:
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "holds no results" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
+
+
+def test_list_prints_estimators_data_sets_and_presets(capsys) -> None:
+    assert cli.main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name, cls in ESTIMATORS.items():
+        assert name in text and cls.reference in text
+    for name in ("digits", "fashion-mnist", "synthetic", "quick", "default", "paper"):
+        assert name in text
