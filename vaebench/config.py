@@ -64,6 +64,8 @@ class ModelConfig:
     decoder_scale: str = "learned"  # Gaussian σ_x: one learned value per pixel, or "network" (per z)
     activation: str = "tanh"  # tanh is smooth and bounded, which keeps score-function runs from blowing up
     min_scale: float = 1e-3  # floor on every σ so log σ stays finite on constant pixels
+    init_decoder_scale: float = 0.1  # σ_x near where training takes it on digits: from 1, Adam spends
+    # hundreds of steps shrinking σ_x (at ~lr per step) and every estimator's curve looks the same
 
 
 @dataclass(frozen=True)
@@ -411,6 +413,7 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     _choice("model.decoder_scale", c.model.decoder_scale, DECODER_SCALES)
     _choice("model.activation", c.model.activation, tuple(ACTIVATIONS))
     _positive("model.min_scale", c.model.min_scale)
+    _positive("model.init_decoder_scale", c.model.init_decoder_scale)
     for key in ("steps", "batch_size", "eval_every", "ll_samples"):
         _positive(f"train.{key}", getattr(c.train, key))
     _positive("train.lr", c.train.lr)

@@ -283,21 +283,25 @@ def summary_table(
 # ------------------------------------------------------------------------------------------------ markdown
 
 
-def fmt_number(value: float, digits: int = 3) -> str:
-    """A number in ``digits`` significant figures; scientific notation outside [1e-3, 1e5)."""
+def _scientific(value: float) -> bool:
+    magnitude = abs(value)
+    return magnitude != 0 and (magnitude >= 1e5 or magnitude < 1e-3)
+
+
+def fmt_number(value: float, digits: int = 3, scientific: bool | None = None) -> str:
+    """A number in ``digits`` significant figures; scientific notation outside [1e-3, 1e5) (or as told)."""
     if value is None or not np.isfinite(value):
         return "–"
     if value == 0:
         return "0"
-    magnitude = abs(value)
-    if magnitude >= 1e5 or magnitude < 1e-3:
+    if scientific if scientific is not None else _scientific(value):
         return f"{value:.{digits - 1}e}"
-    decimals = max(digits - 1 - math.floor(math.log10(magnitude)), 0)
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
     return f"{value:.{decimals}f}"
 
 
 def fmt_interval(value: float, low: float, high: float, digits: int = 3, symmetric: bool = False) -> str:
-    """``value ± half`` for symmetric intervals (means), ``value [low, high]`` otherwise."""
+    """``value ± half`` for symmetric intervals (means), ``value [low, high]`` otherwise (same notation)."""
     if value is None or not np.isfinite(value):
         return "–"
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
@@ -306,7 +310,8 @@ def fmt_interval(value: float, low: float, high: float, digits: int = 3, symmetr
         half = (high - low) / 2
         decimals = max(0, -math.floor(math.log10(half)) + 1) if half > 0 else 2
         return f"{value:.{decimals}f} ± {half:.{decimals}f}"
-    return f"{fmt_number(value, digits)} [{fmt_number(low, 2)}, {fmt_number(high, 2)}]"
+    sci = _scientific(value)
+    return f"{fmt_number(value, digits, sci)} [{fmt_number(low, 2, sci)}, {fmt_number(high, 2, sci)}]"
 
 
 def markdown(frame: pd.DataFrame, columns: Sequence[tuple[str, Callable[[pd.Series], str]]]) -> str:

@@ -147,6 +147,7 @@ class Context:
             decoder_scale=m.decoder_scale,
             activation=m.activation,
             min_scale=m.min_scale,
+            init_decoder_scale=m.init_decoder_scale,
             seed=seed,
         )
 
