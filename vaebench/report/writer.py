@@ -489,7 +489,7 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None) -> str:
     hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
     text = (
         f"Data: {data}. Model: GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, "
-        f"{m.likelihood if m.likelihood != 'auto' else 'the data set natural'} likelihood. "
+        f"{_likelihood(c)}. "
         f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
         f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
         f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
@@ -504,6 +504,16 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None) -> str:
     if tp.enabled:
         text += f" Step time: median of {tp.repeats} steps after {tp.warmup} warm-up steps, batch {tp.batch_size}."
     return text
+
+
+def _likelihood(c: SuiteConfig) -> str:
+    likelihood = c.model.likelihood
+    if likelihood == "auto":  # as vaebench.data does: Bernoulli for binarized data, else Gaussian
+        likelihood = "bernoulli" if c.data.binarize != "none" else "gaussian"
+    if likelihood == "bernoulli":
+        return "Bernoulli likelihood"
+    scale = "one learned σ_x per pixel" if c.model.decoder_scale == "learned" else "σ_x(z) from the decoder"
+    return f"Gaussian likelihood ({scale}, initialised at {c.model.init_decoder_scale:g})"
 
 
 def _table_notes(summary: pd.DataFrame) -> list[str]:
