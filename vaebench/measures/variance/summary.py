@@ -43,10 +43,13 @@ JACKKNIFE_GROUPS = 10  # groups of replicates left out in turn for the per-coord
 
 
 def finite_rows(sample: GradientSample) -> Tensor:
-    """[R] bool: replicates whose gradient is finite in every coordinate (one float64 row sum per block)."""
+    """[R] bool: replicates whose gradient is finite in every coordinate.
+
+    One matrix-vector product per block: a NaN or Inf anywhere in a row makes its sum non-finite.
+    """
     keep = torch.ones(sample.replicates, dtype=torch.bool, device=sample.blocks[0].device)
     for block in sample.blocks:
-        keep &= torch.isfinite(block.sum(1, dtype=torch.float64))
+        keep &= torch.isfinite(block @ block.new_ones(block.shape[1]))
     return keep
 
 
@@ -122,7 +125,15 @@ def block_partial(block: Tensor, reference: Tensor | None = None, scratch: Tenso
     """
     n, numel = block.shape
     f64 = torch.float64
-    mean32 = block.mean(0)
+    # Reductions over replicates are matrix products (BLAS reads the block once, row-major, with no copy):
+    # rows of `sums` select the G jackknife groups of `size` consecutive replicates, and all of them (a
+    # remainder of fewer than G replicates is never left out).
+    groups, size = min(n, JACKKNIFE_GROUPS), n // min(n, JACKKNIFE_GROUPS)
+    sums = block.new_zeros(groups + 1, n)
+    for j in range(groups):
+        sums[j, j * size : (j + 1) * size] = 1.0
+    sums[groups] = 1.0
+    mean32 = (sums[groups:] @ block)[0].div_(n)
     if scratch is None:
         scratch = block.new_empty(2 * block.numel())
     centred = scratch[: block.numel()].view(n, numel)
@@ -133,17 +144,15 @@ def block_partial(block: Tensor, reference: Tensor | None = None, scratch: Tenso
         [mean32, torch.zeros_like(mean32) if reference is None else reference.to(block.dtype)], 1
     )
     along = (centred @ vectors).to(f64)  # [n, 2]: c_r · m, c_r · g*
+    s1 = sums[:groups] @ centred  # [G, numel]: Σ_{r in group j} c_r
+    sq = sums @ squares  # [G+1, numel]: Σ_{r in group j} c_r², then over all replicates
+    s2, sq_sum = sq[:groups], sq[groups]
     mean = mean32.to(f64)
-    sq_sum = squares.sum(0).to(f64)  # Σ_r c_rp²
-    snr_sum, snr_count = _snr(mean, sq_sum, n)
-    # Delete-a-group jackknife: G groups of `size` consecutive replicates (a remainder of fewer than G
-    # replicates is never left out). Centred replicates sum to zero, so the kept ones sum to -s1_j.
-    groups, size = min(n, JACKKNIFE_GROUPS), n // min(n, JACKKNIFE_GROUPS)
-    # In the block's dtype: these [G, numel] terms are the measure's largest elementwise work.
-    s1 = centred[: groups * size].view(groups, size, numel).sum(1)  # [G, numel]
-    s2 = squares[: groups * size].view(groups, size, numel).sum(1)
+    snr_sum, snr_count = _snr(mean, sq_sum.to(f64), n)
+    # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j. These [G, numel]
+    # terms stay in the block's dtype: they are the measure's largest elementwise work.
     kept = n - size
-    kept_sq = s2.neg_().add_(sq_sum.to(block.dtype)).sub_(s1.square().div_(kept))  # Σ_kept (c - c̄_kept)²
+    kept_sq = s2.neg_().add_(sq_sum).sub_(s1.square().div_(kept))  # Σ_kept (c - c̄_kept)²
     loo_sum, loo_count = _snr(s1.div_(-kept).add_(mean32), kept_sq, kept)
     ref = None if reference is None else reference.to(f64)
     return Partial(
