@@ -452,3 +452,26 @@ def test_variance_study_measures_every_combination_at_the_same_parameters():
     pd.testing.assert_series_equal(
         first["trace_var"].reset_index(drop=True), again["trace_var"].reset_index(drop=True)
     )
+
+
+def test_frozen_parameters_are_left_out():
+    model, x = linear_gaussian()
+    for p in model.decoder.parameters():
+        p.requires_grad_(False)
+    frame = measure_variance(model, make_estimator("reparam"), x, 1, 20, timing_repeats=1).set_index("group")
+    assert frame.loc["decoder", "num_params"] == 0 and math.isnan(frame.loc["decoder", "trace_var"])
+    assert frame.loc["all", "trace_var"] == frame.loc["encoder", "trace_var"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_engines_agree():
+    model, x = small_vae()
+    model, x = model.cuda(), x.cuda()
+    est = make_estimator("reparam").double()
+    frames = {
+        m: measure_variance(model, est, x, 1, 200, method=m, seed=i, level=0.95, timing_repeats=1)
+        for i, m in enumerate(("batched", "naive"))
+    }
+    assert frames["batched"]["method"].iloc[0] == "tiled"
+    a, b = (se_from_interval(frames[m], "trace_var", "all", 0.95) for m in ("batched", "naive"))
+    assert abs(math.log(a[0] / b[0])) < Z * math.hypot(a[1] / a[0], b[1] / b[0])

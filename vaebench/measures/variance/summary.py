@@ -62,9 +62,10 @@ def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
 def percentile(draws: np.ndarray, level: float) -> tuple[float, float]:
     """The central ``level`` interval of bootstrap draws (NaN draws ignored)."""
     draws = np.asarray(draws, dtype=float)
-    if not np.isfinite(draws).any():
+    draws = draws[np.isfinite(draws)]  # a resample of identical replicates has no spread: its ratios are 0/0
+    if draws.size == 0:
         return float("nan"), float("nan")
-    low, high = np.nanquantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+    low, high = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
     return float(low), float(high)
 
 
@@ -263,7 +264,10 @@ def centred_percentile(draws: np.ndarray, estimate: float, level: float) -> tupl
     noise the correction removes, so the raw draws sit too high by about trace_var / n.
     """
     low, high = percentile(draws, level)
-    shift = float(np.nanmean(draws)) - estimate
+    finite = np.asarray(draws, dtype=float)[np.isfinite(draws)]
+    if finite.size == 0 or not math.isfinite(estimate):
+        return float("nan"), float("nan")
+    shift = float(finite.mean()) - estimate
     return low - shift, high - shift
 
 

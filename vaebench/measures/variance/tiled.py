@@ -160,6 +160,8 @@ def tiled(model, estimator, x, num_samples, dest, lay, gen) -> None:
 
     def widen(rule):
         def hook(module, inputs, output):
+            if not output[rule.index].requires_grad:  # a frozen parameter: nothing to measure
+                return output
             wide = output[rule.index].expand(output[0].shape)  # one copy per row keeps rows' gradients apart
             widened.append((rule, wide))
             return (*output[: rule.index], wide, *output[rule.index + 1 :])
