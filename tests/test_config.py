@@ -192,3 +192,10 @@ def test_every_default_has_a_comment() -> None:
                 assert "#" in line or "field(default_factory" in line, (
                     f"{cls}: no comment on {line.strip()!r}"
                 )
+
+
+def test_the_readme_toml_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config, _ = resolve(config_file=toml(tmp_path, example))
+    assert config.data.name == "fashion-mnist" and config.samples == (1, 10, 50)
