@@ -98,11 +98,12 @@ def test_variance_speed(case, what, benchmark, request, vae_factory, batch, devi
     target = TARGET_SPEEDUP if case == "vae784" and what == "batched" else None
     benchmark.extra_info.update(speedup_vs_naive=value, speedup_low=low, speedup_high=high, target=target)
     verdict = "" if target is None else f"  target >= {target}x: {'met' if value >= target else 'MISSED'}"
+    line = f"{name}: {value:.2f}x faster than the naive loop, 95% interval [{low:.2f}, {high:.2f}]{verdict}"
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"\n{name}: {value:.2f}x faster than the naive loop, 95% interval [{low:.2f}, {high:.2f}]{verdict}"
-        )
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # past pytest's output capture, onto the terminal
+            reporter.write_line("\n" + line)
 
 
 def speedup(reference: np.ndarray, times: np.ndarray) -> tuple[float, float, float]:
