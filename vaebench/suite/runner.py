@@ -127,7 +127,7 @@ def run_suite(
     check_resume(out, config, resume)
     ctx = Context(config, out)
     ctx.dataset  # noqa: B018 -- load now: missing data is an error before anything is written
-    plan = units.plan(config)
+    plan = units.plan(config, test_points=len(ctx.dataset.test))
     todo = [u for u in plan if not (out / u.path).is_file()]
     result = SuiteResult(out=out, total=len(plan), skipped=len(plan) - len(todo))
     history = read_json(out / "run.json") if resume else {}

@@ -85,23 +85,29 @@ def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
     return {label: round(CHECKPOINTS[label] * config.train.steps) for label in config.variance.checkpoints}
 
 
-def plan(config: SuiteConfig) -> list[Unit]:
+def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
     """All units of a run, in execution order: reference, variance, convergence, throughput.
 
-    Weights are rough costs in "training steps at K = 1" so that the ETA is sensible from the first unit.
+    ``test_points`` (the test set's size) only scales the weight of the log-likelihood evaluation.
+
+    Weights are rough costs (about 300 per second on one CPU core, calibrated on the default preset) so that
+    the progress bar's ETA is sensible from the first unit.
     """
     units: list[Unit] = []
     steps = config.train.steps
-    ll_cost = config.train.ll_samples * (config.train.ll_points or 360) / (50 * config.train.batch_size)
+    points = min(config.train.ll_points or test_points, test_points)
+    ll_cost = config.train.ll_samples * points / (50 * config.train.batch_size)
     if config.variance.enabled:
-        units.append(Unit("reference", "checkpoints", weight=steps))
-        per_checkpoint = sum(2 + 0.2 * k for _, k in pairs(config)) * len(config.variance.seeds)
-        per_checkpoint *= config.variance.replicates * config.variance.batch_size / 2000
-        for label in config.variance.checkpoints:
+        units.append(Unit("reference", "checkpoints", weight=1.6 * steps))
+        v = config.variance
+        per_checkpoint = len(v.seeds) * sum(
+            50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (k - 1)) for _, k in pairs(config)
+        )
+        for label in v.checkpoints:
             units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
     for name, k in pairs(config):
         for seed in config.seeds:
-            cost = steps * (1 + 0.15 * (k - 1)) * (2.5 if "nvil" in name else 1.0) + ll_cost
+            cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if "nvil" in name else 1.0) + ll_cost
             units.append(Unit("convergence", f"{name}-K{k}-s{seed}", name, k, seed, weight=cost))
     if config.throughput.enabled:
         reps = (config.throughput.repeats + config.throughput.warmup) * config.throughput.batch_size / 100
@@ -295,14 +301,6 @@ def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
         if column not in frame and value is not None:
             frame.insert(0, column, value)
     return frame
-
-
-def describe(config: SuiteConfig) -> dict[str, int]:
-    """How many units of each kind a config makes."""
-    counts: dict[str, int] = {}
-    for unit in plan(config):
-        counts[unit.kind] = counts.get(unit.kind, 0) + 1
-    return counts
 
 
 def total_weight(units: list[Unit]) -> float:
