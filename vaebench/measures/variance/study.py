@@ -170,6 +170,7 @@ def variance_study(
     if reference not in (None, "auto"):
         raise VaebenchError(f"reference must be 'auto' or None, got {reference!r}")
     options = dict(estimator_options or {})
+    measure_options = {"chunk_size": chunk_size, "level": level, "method": method, "resamples": resamples}
     device = torch.device(device or "cpu")
     total = len(points) * len(seeds) * len(names) * len(samples)
     bar = _progress(total, progress)
@@ -182,7 +183,7 @@ def variance_study(
             groups = list(layout(model).groups)
             for i, seed in enumerate(seeds):
                 x = _minibatch(data, batch_size, seed, i).to(device)
-                references: dict[tuple[str, int], tuple] = {}
+                references: dict[tuple[str, int], tuple] = {}  # one per objective, shared
                 for name in names:
                     for k in samples:
                         bar.update(1)
@@ -200,17 +201,7 @@ def variance_study(
                                     references[key] = _reference(model, x, *key, reference_samples, seed)
                                 ref = references[key]
                             frame = measure_variance(
-                                model,
-                                est,
-                                x,
-                                k,
-                                replicates,
-                                reference=ref,
-                                seed=seed,
-                                chunk_size=chunk_size,
-                                level=level,
-                                method=method,
-                                resamples=resamples,
+                                model, est, x, k, replicates, reference=ref, seed=seed, **measure_options
                             ).assign(status="ok", skip_reason="")
                         frames.append(frame.assign(checkpoint=point.label, step=point.step))
     finally:
