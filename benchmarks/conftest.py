@@ -3,8 +3,9 @@
 Run it (about 1 to 2 minutes on 2 CPU cores; every figure comes from this one session):
 
     pytest benchmarks/ --benchmark-only                               # the table, then the target ratios
-    pytest benchmarks/ --benchmark-only --benchmark-json=steps.json   # save; later runs add
-        --benchmark-compare=steps.json (or --benchmark-autosave and --benchmark-compare)
+    pytest benchmarks/ --benchmark-only --benchmark-autosave          # save under .benchmarks/; a later run
+    pytest benchmarks/ --benchmark-only --benchmark-compare           # compares itself with the last one
+    pytest benchmarks/ --benchmark-only --benchmark-json=steps.json   # or JSON: pytest-benchmark compare a b
     pytest benchmarks/ --benchmark-only --vaebench-device=cuda        # on a GPU
 
 The model is the pytorch/examples VAE's size, 784-400-20 (``GaussianVAE(784, 20, hidden=(400,),
