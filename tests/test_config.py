@@ -177,7 +177,7 @@ def test_merge_returns_a_new_frozen_config() -> None:
 
 def test_every_default_has_a_comment() -> None:
     """House style: one comment per default, so the config block documents itself."""
-    source = Path(__import__("vaebench.config").config.__file__).read_text()
+    source = Path(__import__("vaebench.config.schema").config.schema.__file__).read_text()
     for cls in (
         "DataConfig",
         "ModelConfig",

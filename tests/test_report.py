@@ -15,7 +15,8 @@ import pytest
 from matplotlib.axes import Axes
 
 from vaebench.report import plots, tables
-from vaebench.report.writer import FIGURES, reading, write_report
+from vaebench.report.reading import reading
+from vaebench.report.writer import FIGURES, write_report
 from vaebench.stats import pooled_mean_interval
 from vaebench.suite import store
 

@@ -1,0 +1,151 @@
+"""The suite's configuration schema: frozen dataclasses (one comment per default) and the three presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS
+
+CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end": 1.0}
+"""Where the shared variance checkpoints sit, as fractions of the reference training run's steps."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, and how it is preprocessed (see :func:`vaebench.data.load_dataset`)."""
+
+    name: str = "digits"  # one of vaebench.data.DATASETS; digits ships with scikit-learn, nothing to download
+    root: str | None = None  # folder of the fashion-mnist / mnist IDX files; None: the usual places
+    binarize: str = "none"  # "none" keeps grey levels; "dynamic" redraws Bernoulli pixels every batch
+    dequantize: bool = True  # uniform noise over one grey level: digits has 3 constant pixels whose σ would
+    # otherwise collapse to the floor and add ~6 nats each to every Gaussian ELBO (Theis et al. 2016)
+    seed: int = 0  # seed of the preprocessing noise (and of the synthetic model), fixed across runs
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shared `GaussianVAE` (see :class:`vaebench.model.GaussianVAE`); x_dim comes from the data."""
+
+    z_dim: int = 8  # latent dimension Z: small enough for digits' 64 pixels, large enough to matter
+    hidden: tuple[int, ...] = (200,)  # hidden widths (decoder mirrors them); () is the linear-Gaussian model
+    likelihood: str = "auto"  # "auto": bernoulli when the data are binarized, else gaussian
+    decoder_scale: str = "learned"  # Gaussian σ_x: one learned value per pixel, or "network" (per z)
+    activation: str = "tanh"  # tanh is smooth and bounded, which keeps score-function runs from blowing up
+    min_scale: float = 1e-3  # floor on every σ so log σ stays finite on constant pixels
+    init_decoder_scale: float = 0.1  # σ_x near where training takes it on digits: from 1, Adam spends
+    # hundreds of steps shrinking σ_x (at ~lr per step) and every estimator's curve looks the same
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared training loop and the end-of-run evaluation (one convergence unit)."""
+
+    steps: int = 500  # optimizer steps per run: 35 epochs of digits at batch 100
+    batch_size: int = 100  # examples per minibatch
+    lr: float = 1e-3  # Adam's default step size, the usual VAE setting
+    optimizer: str = "adam"  # a key of vaebench.training.OPTIMIZERS
+    eval_every: int = 25  # steps between test-ELBO evaluations (the curves' resolution)
+    eval_samples: int = 10  # pathwise samples per test point for the test ELBO of the curves
+    eval_points: int = 0  # test points for the curves' test ELBO; 0 uses the whole test set
+    ll_samples: int = 5000  # importance samples per test point for the test log-likelihood (Burda et al.)
+    ll_points: int = 100  # test points (the first, the same for all runs) for the log-likelihood; 0: all
+
+
+@dataclass(frozen=True)
+class VarianceConfig:
+    """Gradient variance, measured for every estimator x K at the same parameters."""
+
+    enabled: bool = True  # measure gradient variance at all
+    checkpoints: tuple[str, ...] = ("init", "early", "middle", "end")  # keys of CHECKPOINTS
+    replicates: int = 100  # independent gradient estimates per (estimator, K, checkpoint, seed)
+    batch_size: int = 100  # minibatch the gradients are taken on (held fixed within a measurement)
+    seeds: tuple[int, ...] = (0,)  # one minibatch and noise stream per seed, the same for every estimator
+    reference_samples: int = 256  # estimates averaged into the reference gradient (bias, cosine); 0: none
+    reference_estimator: str = "reparam"  # trains the one run whose checkpoints everybody is measured at
+    summary_checkpoint: str = "end"  # which checkpoint the summary table reports
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    """Training-step time per estimator x K (forward, backward and optimizer step)."""
+
+    enabled: bool = True  # measure step time at all
+    batch_size: int = 100  # examples per timed step (the training batch size by default)
+    repeats: int = 50  # timed steps; the median and its interval are reported
+    warmup: int = 5  # untimed steps first (allocator, caches, lazy initialisation)
+
+
+def _all_estimators() -> tuple[str, ...]:
+    return tuple(ESTIMATORS)
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Everything one `python -m vaebench run` does."""
+
+    name: str = "default"  # names the output folder results/<timestamp>-<name>/
+    estimators: tuple[str, ...] = field(default_factory=_all_estimators)  # keys of ESTIMATORS
+    samples: tuple[int, ...] = (1, 10)  # K values; combinations an estimator cannot do are skipped, noted
+    seeds: tuple[int, ...] = (0, 1, 2)  # seeds of model initialisation, data order and Monte Carlo draws
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N", or "auto" (cuda when available)
+    threads: int = 1  # torch CPU threads (0: torch's default); see the note on threads below
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    variance: VarianceConfig = field(default_factory=VarianceConfig)
+    throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
+
+
+# ------------------------------------------------------------------------------------------------ presets
+
+# A note on threads: the default model's matrices are small (batch 100 x a few hundred units), where an OpenMP
+# parallel region costs about as much as it saves; and when the machine is busy, a second spinning thread
+# that gets descheduled stalls every operation (measured on a loaded 2-core machine: 300 ms vs 1.5 ms per
+# step for a 64-32-4 VAE). One thread is the robust default for the digits presets; `paper` uses torch's
+# default (all cores), where the 784-200-200-50 model's matrices are large enough to share.
+
+
+def _presets() -> dict[str, SuiteConfig]:
+    default = SuiteConfig()
+    quick = dataclasses.replace(
+        default,
+        name="quick",
+        samples=(1, 4),
+        seeds=(0, 1),
+        model=ModelConfig(z_dim=4, hidden=(32,)),
+        train=TrainConfig(steps=60, eval_every=20, ll_samples=200, ll_points=100),
+        variance=VarianceConfig(
+            checkpoints=("init", "end"), replicates=10, batch_size=50, reference_samples=16
+        ),
+        throughput=ThroughputConfig(batch_size=50, repeats=3, warmup=1),
+    )
+    # Burda, Grosse & Salakhutdinov 2015: 2 x 200 tanh units, 50 latents, Bernoulli decoder on dynamically
+    # binarized images, K in {1, 5, 50}; a long schedule (~330 epochs of 60,000 images at batch 100).
+    paper = dataclasses.replace(
+        default,
+        name="paper",
+        threads=0,
+        samples=(1, 5, 50),
+        data=DataConfig(name="fashion-mnist", binarize="dynamic", dequantize=False),
+        model=ModelConfig(z_dim=50, hidden=(200, 200), likelihood="bernoulli", activation="tanh"),
+        train=TrainConfig(steps=200_000, batch_size=100, eval_every=5_000, ll_samples=5000, ll_points=0),
+        variance=VarianceConfig(replicates=200, seeds=(0, 1, 2), reference_samples=4096),
+    )
+    return {"quick": quick, "default": default, "paper": paper}
+
+
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "quick": "a smoke test in well under a minute: a tiny VAE, 60 steps, K in {1, 4}, 2 seeds",
+    "default": "every estimator x K in {1, 10} x 3 seeds on digits, 64-200-8 VAE, 500 steps (minutes on a CPU)",
+    "paper": "Fashion-MNIST (or MNIST), dynamic binarization, Burda et al.'s 2x200 tanh, z=50, 200k steps",
+}
+
+
+def preset(name: str) -> SuiteConfig:
+    """The named preset (`quick`, `default` or `paper`)."""
+    presets = _presets()
+    if name not in presets:
+        raise VaebenchError(f"unknown preset {name!r}; valid presets: {', '.join(presets)}")
+    return presets[name]

@@ -1,0 +1,198 @@
+"""Strict (de)serialisation of configs: every key is known and every value has the declared type.
+
+`merge` is the one code path for TOML files, command-line overrides and a saved run.json, so all three give
+the same messages: an unknown key names itself and the valid keys of its table, a wrong type names the key,
+what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaebench.config.schema import SuiteConfig, preset
+from vaebench.config.validate import validate
+from vaebench.errors import VaebenchError
+
+
+def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    """A copy of the dataclass `config` with the keys of `data` replaced, checked strictly.
+
+    Args:
+        config: a config dataclass instance (e.g. a `SuiteConfig`).
+        data: nested mapping like the TOML file; tables map to sub-dataclasses, lists to tuples.
+        prefix: dotted path of `config` for error messages.
+
+    Raises:
+        VaebenchError: an unknown key (listing the valid ones) or a value of the wrong type.
+    """
+    if not isinstance(data, dict):
+        raise VaebenchError(f"config key {_where(prefix)} must be a table, got {_describe(data)}")
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise VaebenchError(f"unknown config key {path!r}; valid keys{_of(prefix)}: {', '.join(names)}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = merge(current, value, prefix=f"{path}.")
+        else:
+            changes[key] = _coerce(value, hints[key], path)
+    return dataclasses.replace(config, **changes)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain JSON-able data (tuples become lists); :func:`from_dict` inverts it."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def from_dict(data: dict[str, Any]) -> SuiteConfig:
+    """Rebuild a `SuiteConfig` from :func:`to_dict` output (e.g. a saved run.json), strictly."""
+    return merge(SuiteConfig(), data)
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two configs differ, each as 'key: a -> b'."""
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            out += differences(x, y, f"{prefix}{f.name}.")
+        elif x != y:
+            out.append(f"{prefix}{f.name}: {_show(x)} -> {_show(y)}")
+    return out
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp` (int, float, str, bool, X | None, tuple[X, ...])."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise VaebenchError(
+                f"config key {path!r} must be a list of {_type_name(args[0])}s, got {_describe(value)}"
+            )
+        return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise VaebenchError(
+            f"config key {path!r} must be {_type_name(tp, article=True)}, got {_describe(value)}"
+        )
+    return value
+
+
+def _type_name(tp: Any, article: bool = False) -> str:
+    name = {int: "integer", float: "number", str: "string", bool: "boolean (true or false)"}.get(tp, str(tp))
+    if not article:
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
+
+
+def _show(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _where(prefix: str) -> str:
+    return repr(prefix.rstrip(".")) if prefix else "(top level)"
+
+
+def _of(prefix: str) -> str:
+    return f" in [{prefix.rstrip('.')}]" if prefix else ""
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file (tomllib on Python 3.11+, the `tomli` package on 3.10)."""
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+        except ModuleNotFoundError:
+            raise VaebenchError(
+                "reading a --config file needs Python 3.11+ or the 'tomli' package: pip install tomli"
+            ) from None
+    path = Path(path)
+    if not path.is_file():
+        raise VaebenchError(f"config file {str(path)!r} does not exist")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise VaebenchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+
+
+def load_config(path: str | Path, base: str | None = None) -> SuiteConfig:
+    """Read a TOML config on top of a preset (not yet validated; see :func:`resolve`).
+
+    Args:
+        path: the TOML file.
+        base: preset to start from; None uses the file's own `preset` key, else "default".
+    """
+    return _merge_file(read_toml(path), base)
+
+
+def _merge_file(data: dict[str, Any], base: str | None) -> SuiteConfig:
+    data = dict(data)
+    named = data.pop("preset", None)
+    if named is not None and not isinstance(named, str):
+        raise VaebenchError(f"config key 'preset' must be a string, got {_describe(named)}")
+    return merge(preset(base or named or "default"), data)
+
+
+def resolve(
+    *, preset_name: str | None = None, config_file: str | Path | None = None, overrides: dict | None = None
+) -> tuple[SuiteConfig, list[str]]:
+    """Build and validate the configuration of a run: preset, then file, then overrides.
+
+    Args:
+        preset_name: quick, default or paper; None uses the file's `preset` key, else "default".
+        config_file: optional TOML file.
+        overrides: nested mapping (like the TOML) from command-line flags.
+
+    Returns:
+        The validated config (with `device="auto"` resolved) and notes for the user (skipped combinations).
+    """
+    data = read_toml(config_file) if config_file is not None else {}
+    config = _merge_file(data, preset_name)
+    overrides = overrides or {}
+    config = merge(config, overrides)
+    notes = validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
+    if config.device == "auto":
+        config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
+    return config, notes

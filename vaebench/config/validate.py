@@ -1,0 +1,150 @@
+"""Checks of a config's values beyond their types, with messages that name the key and the valid choices."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vaebench.config.schema import CHECKPOINTS, SuiteConfig
+from vaebench.data import BINARIZE_MODES, DATASETS
+from vaebench.errors import VaebenchError
+from vaebench.estimators import ESTIMATORS
+from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
+from vaebench.training import OPTIMIZERS
+
+
+def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str]:
+    """Check values beyond their types; return notes on the (estimator, K) pairs that will be skipped.
+
+    An estimator that needs more samples than some K (reinforce-loo needs K >= 2) skips that K with a note.
+    If it can run at none of the requested K it is an error when the user named it, and a note when it came
+    from the default list of all estimators.
+
+    Raises:
+        VaebenchError: naming the key, the bad value and the valid choices.
+    """
+    c = config
+    _nonempty("estimators", c.estimators)
+    for name in c.estimators:
+        if name not in ESTIMATORS:
+            raise VaebenchError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}")
+    _unique("estimators", c.estimators)
+    _nonempty("samples", c.samples)
+    for k in c.samples:
+        if k < 1:
+            raise VaebenchError(f"samples (K) must be integers >= 1 (latent draws per datapoint), got {k}")
+    _unique("samples", c.samples)
+    _nonempty("seeds", c.seeds)
+    for s in c.seeds:
+        if s < 0:
+            raise VaebenchError(f"seeds must be integers >= 0, got {s}")
+    _unique("seeds", c.seeds)
+    _check_device(c.device)
+    if c.threads < 0:
+        raise VaebenchError(f"threads must be >= 0 (0 keeps torch's default), got {c.threads}")
+    if c.data.name not in DATASETS:
+        raise VaebenchError(f"unknown data set {c.data.name!r}; valid names: {', '.join(DATASETS)}")
+    _choice("data.binarize", c.data.binarize, ("none", *BINARIZE_MODES))
+    if c.data.binarize != "none" and c.data.dequantize:
+        raise VaebenchError(
+            f"data.binarize {c.data.binarize!r} needs data.dequantize = false (dequantization is for grey "
+            "levels; the digits presets turn it on)"
+        )
+    _positive("model.z_dim", c.model.z_dim)
+    for h in c.model.hidden:
+        _positive("model.hidden widths", h)
+    _choice("model.likelihood", c.model.likelihood, ("auto", *LIKELIHOODS))
+    if c.model.likelihood == "bernoulli" and c.data.name == "synthetic":
+        raise VaebenchError(
+            "model.likelihood 'bernoulli' needs data in [0, 1]; synthetic data are real-valued"
+        )
+    _choice("model.decoder_scale", c.model.decoder_scale, DECODER_SCALES)
+    _choice("model.activation", c.model.activation, tuple(ACTIVATIONS))
+    _positive("model.min_scale", c.model.min_scale)
+    _positive("model.init_decoder_scale", c.model.init_decoder_scale)
+    for key in ("steps", "batch_size", "eval_every", "ll_samples"):
+        _positive(f"train.{key}", getattr(c.train, key))
+    _positive("train.lr", c.train.lr)
+    _choice("train.optimizer", c.train.optimizer, tuple(OPTIMIZERS))
+    _positive("train.eval_samples", c.train.eval_samples)
+    for key in ("ll_points", "eval_points"):
+        if getattr(c.train, key) < 0:
+            raise VaebenchError(
+                f"train.{key} must be >= 0 (0: the whole test set), got {getattr(c.train, key)}"
+            )
+    v = c.variance
+    _nonempty("variance.checkpoints", v.checkpoints)
+    for label in v.checkpoints:
+        _choice("variance.checkpoints entry", label, tuple(CHECKPOINTS))
+    _unique("variance.checkpoints", v.checkpoints)
+    _choice("variance.summary_checkpoint", v.summary_checkpoint, v.checkpoints)
+    if v.replicates < 2:
+        raise VaebenchError(f"variance.replicates must be >= 2 to estimate a variance, got {v.replicates}")
+    _positive("variance.batch_size", v.batch_size)
+    _nonempty("variance.seeds", v.seeds)
+    for s in v.seeds:
+        if s < 0:
+            raise VaebenchError(f"variance.seeds must be integers >= 0, got {s}")
+    _unique("variance.seeds", v.seeds)
+    if v.reference_samples == 1 or v.reference_samples < 0:
+        raise VaebenchError(
+            f"variance.reference_samples must be 0 (no reference) or >= 2, got {v.reference_samples}"
+        )
+    _choice("variance.reference_estimator", v.reference_estimator, tuple(ESTIMATORS))
+    t = c.throughput
+    for key in ("batch_size", "repeats"):
+        _positive(f"throughput.{key}", getattr(t, key))
+    if t.warmup < 0:
+        raise VaebenchError(f"throughput.warmup must be >= 0, got {t.warmup}")
+
+    notes = []
+    for name in c.estimators:
+        need = ESTIMATORS[name].min_samples
+        bad = [k for k in c.samples if k < need]
+        if len(bad) == len(c.samples) and explicit_estimators:
+            raise VaebenchError(
+                f"estimator {name!r} needs K >= {need} but samples are {list(c.samples)}; "
+                f"add a K >= {need} (e.g. --samples {','.join(map(str, [*c.samples, max(need, 10)]))})"
+            )
+        if len(bad) == len(c.samples):
+            notes.append(f"skipping {name} entirely: it needs K >= {need}, samples are {list(c.samples)}")
+        elif bad:
+            notes.append(f"skipping {name} at K={','.join(map(str, bad))}: it needs K >= {need}")
+    return notes
+
+
+def _check_device(device: str) -> None:
+    if device in ("cpu", "auto"):
+        return
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise VaebenchError(
+                f"device {device!r} requested but torch sees no CUDA device; use --device cpu (or auto)"
+            )
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise VaebenchError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return
+    raise VaebenchError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise VaebenchError(f"{key} {value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise VaebenchError(f"{key} must be > 0, got {value!r}")
+
+
+def _nonempty(key: str, values: tuple) -> None:
+    if not values:
+        raise VaebenchError(f"{key} must not be empty")
+
+
+def _unique(key: str, values: tuple) -> None:
+    seen = {v for v in values if list(values).count(v) > 1}
+    if seen:
+        raise VaebenchError(f"{key} lists {', '.join(map(str, sorted(seen)))} more than once")

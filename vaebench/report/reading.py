@@ -1,0 +1,301 @@
+"""The reading of a report: sentences computed from the comparison table, never a template.
+
+Each sentence states what the numbers show (which estimator is lowest and by how much, whether intervals
+overlap, who is ahead when runs are paired by seed, what is fastest, what wins at equal compute, which runs
+diverged), so it cannot contradict the table it sits next to. A sentence whose inputs were not measured is
+left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vaebench.estimators import ESTIMATORS, Reinforce
+from vaebench.report import tables
+from vaebench.report.tables import fmt_interval, fmt_number
+
+
+def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoint: str | None) -> list[str]:
+    """Sentences computed from the summary table and the measures' frames (convergence, throughput).
+
+    Args:
+        summary: :func:`vaebench.report.tables.summary_table`.
+        frames: the tidy frames by kind (``convergence`` for paired comparisons, ``throughput`` for the
+            hand-written reference step); missing kinds drop their sentences.
+        checkpoint: the variance checkpoint the table reports, for the wording.
+    """
+    if summary.empty:
+        return []
+    ks = sorted(summary["num_samples"].dropna().unique())
+    convergence = frames.get("convergence", pd.DataFrame())
+    throughput = frames.get("throughput", pd.DataFrame())
+    lines = _variance(summary, ks, checkpoint) + _k_effect(summary, ks)
+    lines += _quality(summary, ks, convergence)
+    if "test_log_likelihood" in summary and not convergence.empty:
+        lines += _recommendation(summary, convergence)
+    return lines + _speed(summary, ks, throughput) + _equal_compute(summary, ks) + _divergence(summary)
+
+
+def _rows(summary: pd.DataFrame, k, metric: str) -> pd.DataFrame:
+    return summary[(summary["num_samples"] == k) & np.isfinite(summary[metric])]
+
+
+def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[str]:
+    if "trace_var" not in summary:
+        return []
+    lines = []
+    where = f" (at the {checkpoint} checkpoint)" if checkpoint else ""
+    for k in ks:
+        rows = _rows(summary, k, "trace_var")
+        if len(rows) < 2:
+            continue
+        lo, hi = rows.loc[rows["trace_var"].idxmin()], rows.loc[rows["trace_var"].idxmax()]
+        lines.append(
+            f"Lowest encoder gradient variance at K={k}{where}: {_name(lo)}, {_iv(lo, 'trace_var')}; "
+            f"the highest, {_name(hi)} ({_iv(hi, 'trace_var')}), is "
+            f"{_times(hi['trace_var'] / lo['trace_var'])} larger{_separation(lo, hi, 'trace_var')}."
+        )
+        base = rows[rows["estimator"] == "reparam"]
+        score = rows[rows["estimator"].map(_score_function)]
+        if not base.empty and not score.empty:
+            ratios = score["trace_var"] / base["trace_var"].iloc[0]
+            names = ", ".join(f"`{n}`" for n in score["estimator"])
+            span = (
+                f"{_times(ratios.min())} to {_times(ratios.max())}"
+                if len(score) > 1
+                else _times(ratios.iloc[0])
+            )
+            lines.append(
+                f"At K={k} the score-function estimators ({names}) have {span} the encoder variance of `reparam`."
+            )
+    return lines
+
+
+def _k_effect(summary: pd.DataFrame, ks: list) -> list[str]:
+    """How the variance and the SNR change from the smallest to the largest K."""
+    if "trace_var" not in summary or len(ks) < 2:
+        return []
+    k0, k1 = ks[0], ks[-1]
+    both = []
+    for name, g in summary.groupby("estimator", sort=False):
+        g = g.set_index("num_samples")
+        if k0 in g.index and k1 in g.index and np.isfinite(g.loc[[k0, k1], "trace_var"]).all():
+            both.append((name, g))
+    lines = []
+    if both:
+        text = ", ".join(f"`{n}` {_times(g.loc[k1, 'trace_var'] / g.loc[k0, 'trace_var'])}" for n, g in both)
+        lines.append(
+            f"From K={k0} to K={k1} the encoder variance changes by: {text} (1/K would be {_times(k0 / k1)})."
+        )
+    if "snr" in summary:
+        falling = []
+        for name, g in both:
+            a, b = g.loc[k0], g.loc[k1]
+            if b["snr"] < a["snr"]:
+                where = "outside" if _overlap(a, b, "snr") is False else "within"
+                falling.append(
+                    f"`{name}` ({fmt_number(a['snr'])} → {fmt_number(b['snr'])}, {where} the intervals)"
+                )
+        if falling:
+            lines.append(f"Encoder SNR falls as K grows from {k0} to {k1} for: " + "; ".join(falling) + ".")
+        else:
+            lines.append(f"No estimator's encoder SNR falls from K={k0} to K={k1}.")
+    return lines
+
+
+def _quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list[str]:
+    """The best test log-likelihood and final test ELBO per K, and whom it beats when paired by seed."""
+    lines = []
+    for metric, what in (
+        ("test_log_likelihood", "test log-likelihood"),
+        ("final_test_elbo", "final test ELBO"),
+    ):
+        if metric not in summary:
+            continue
+        for k in ks:
+            rows = _rows(summary, k, metric)
+            if rows.empty:
+                continue
+            best = rows.loc[rows[metric].idxmax()]
+            text = f"Best {what} at K={k}: {_name(best)}, {_iv(best, metric, True)} nats"
+            others = rows[rows["estimator"] != best["estimator"]]
+            if not others.empty and not convergence.empty:
+                tied = _tied(convergence, metric, best, others)
+                text += (
+                    f"; paired by seed (same initialisation and data order), it is ahead of "
+                    f"{len(others) - len(tied)} of the other {len(others)}"
+                )
+                if tied:
+                    text += f"; not separated from it: {_names(tied)}"
+            lines.append(text + ".")
+    return lines
+
+
+def _speed(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame) -> list[str]:
+    if "step_ms" not in summary:
+        return []
+    lines = []
+    for k in ks:
+        rows = _rows(summary, k, "step_ms")
+        if len(rows) < 2:
+            continue
+        fast, slow = rows.loc[rows["step_ms"].idxmin()], rows.loc[rows["step_ms"].idxmax()]
+        lines.append(
+            f"Fastest training step at K={k}: {_name(fast)}, {fmt_number(fast['step_ms'])} ms; slowest "
+            f"{_name(slow)}, {fmt_number(slow['step_ms'])} ms ({_times(slow['step_ms'] / fast['step_ms'])})."
+        )
+    if not throughput.empty and "estimator" in throughput and (throughput["estimator"] == "reference").any():
+        ref_ms = 1e3 * float(throughput[throughput["estimator"] == "reference"]["step_s_median"].iloc[0])
+        mine = summary[(summary["estimator"] == "reparam") & (summary["num_samples"] == ks[0])]
+        if np.isfinite(ref_ms) and not mine.empty and np.isfinite(mine["step_ms"].iloc[0]):
+            lines.append(
+                f"A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
+                f"{fmt_number(ref_ms)} ms; the suite's `reparam` step at K={ks[0]} takes "
+                f"{_times(mine['step_ms'].iloc[0] / ref_ms)} that."
+            )
+    return lines
+
+
+def _equal_compute(summary: pd.DataFrame, ks: list) -> list[str]:
+    if "work_normalized_var" not in summary:
+        return []
+    lines = []
+    for k in ks:
+        rows = _rows(summary, k, "work_normalized_var")
+        if len(rows) < 2:
+            continue
+        best = rows.loc[rows["work_normalized_var"].idxmin()]
+        others = rows[rows["estimator"] != best["estimator"]]
+        second = others.loc[others["work_normalized_var"].idxmin()]
+        ratio = _times(second["work_normalized_var"] / best["work_normalized_var"])
+        lines.append(
+            f"At equal compute (variance × seconds per estimate, K={k}) {_name(best)} wins: "
+            f"{_iv(best, 'work_normalized_var')}, {ratio} below the next, "
+            f"{_name(second)}{_separation(best, second, 'work_normalized_var')}."
+        )
+    return lines
+
+
+def _divergence(summary: pd.DataFrame) -> list[str]:
+    if "diverged" not in summary:
+        return []
+    runs = int(np.nansum(summary.get("runs", pd.Series(dtype=float))))
+    bad = summary[summary["diverged"].fillna(0) > 0]
+    if bad.empty:
+        return [f"No training run diverged ({runs} runs)."]
+    which = ", ".join(
+        f"{_name(r)} K={int(r['num_samples'])} ({int(r['diverged'])}/{int(r['runs'])})"
+        for _, r in bad.iterrows()
+    )
+    return [
+        f"{int(bad['diverged'].sum())} of {runs} training runs diverged (NaN/Inf loss or gradient; left out of "
+        f"the means): {which}."
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _name(row: pd.Series) -> str:
+    return f"`{row['estimator']}`"
+
+
+def _iv(row: pd.Series, metric: str, symmetric: bool = False) -> str:
+    return fmt_interval(
+        row.get(metric), row.get(f"{metric}_low"), row.get(f"{metric}_high"), symmetric=symmetric
+    )
+
+
+def _overlap(a: pd.Series, b: pd.Series, metric: str) -> bool | None:
+    """Whether two rows' intervals of ``metric`` overlap (None when an interval is missing)."""
+    lo_a, hi_a, lo_b, hi_b = (r.get(f"{metric}_{s}") for r in (a, b) for s in ("low", "high"))
+    if not all(v is not None and np.isfinite(v) for v in (lo_a, hi_a, lo_b, hi_b)):
+        return None
+    return bool(lo_a <= hi_b and lo_b <= hi_a)
+
+
+def _times(ratio: float) -> str:
+    return f"{fmt_number(ratio, 2)}×" if np.isfinite(ratio) else "–"
+
+
+def _separation(a: pd.Series, b: pd.Series, metric: str) -> str:
+    overlap = _overlap(a, b, metric)
+    if overlap is None:
+        return ""
+    return " (the intervals overlap)" if overlap else " (the intervals do not overlap)"
+
+
+def _variance_rank(summary: pd.DataFrame, row: pd.Series) -> str:
+    """'the 2nd-lowest encoder variance of the 9 at K=10' (or '' when variance was not measured)."""
+    if "trace_var" not in summary or not np.isfinite(row.get("trace_var", np.nan)):
+        return ""
+    peers = summary[(summary["num_samples"] == row["num_samples"]) & np.isfinite(summary["trace_var"])]
+    rank = int((peers["trace_var"] < row["trace_var"]).sum()) + 1
+    place = "the lowest" if rank == 1 else f"the {_ordinal(rank)}-lowest"
+    return f"{place} encoder variance of the {len(peers)} at K={int(row['num_samples'])}"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str]:
+    """The best setting by test log-likelihood, and the best at the cheapest K with its paired deficit."""
+    rows = summary[np.isfinite(summary["test_log_likelihood"])]
+    if rows.empty:
+        return []
+    best = rows.loc[rows["test_log_likelihood"].idxmax()]
+    k_min = rows["num_samples"].min()
+    cheap = rows[rows["num_samples"] == k_min]
+    cheap_best = cheap.loc[cheap["test_log_likelihood"].idxmax()]
+    why = _variance_rank(summary, best)
+    text = (
+        f"Recommendation for this model and data: {_name(best)} at K={int(best['num_samples'])}, the best test "
+        f"log-likelihood of all {len(rows)} settings" + (f" ({why})" if why else "")
+    )
+    if cheap_best.name == best.name:
+        return [text + ", at the cheapest K."]
+    diff, low, high, n = tables.paired_difference(
+        convergence,
+        "test_log_likelihood",
+        (cheap_best["estimator"], int(cheap_best["num_samples"])),
+        (best["estimator"], int(best["num_samples"])),
+    )
+    cost = ""
+    if (
+        "step_ms" in summary
+        and np.isfinite([best.get("step_ms", np.nan), cheap_best.get("step_ms", np.nan)]).all()
+    ):
+        cost = f", {_times(best['step_ms'] / cheap_best['step_ms'])} cheaper per step"
+    interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else ""
+    why = _variance_rank(summary, cheap_best)
+    return [
+        text + f". At K={int(k_min)}{cost}, the best is {_name(cheap_best)}" + (f" ({why})" if why else "")
+        + f": {fmt_number(diff)}{interval} nats from it, paired over {n} seeds."
+    ]  # fmt: skip
+
+
+def _tied(convergence: pd.DataFrame, metric: str, best: pd.Series, others: pd.DataFrame) -> list[pd.Series]:
+    """Rows of ``others`` whose paired difference to ``best`` has an interval containing 0 (or none)."""
+    tied = []
+    key = (best["estimator"], int(best["num_samples"]))
+    for _, row in others.iterrows():
+        _, low, _, _ = tables.paired_difference(
+            convergence, metric, key, (row["estimator"], int(row["num_samples"]))
+        )
+        if not (np.isfinite(low) and low > 0):
+            tied.append(row)
+    return tied
+
+
+def _names(rows: list, limit: int = 4) -> str:
+    """Estimator names (with K when the rows mix K values), at most ``limit`` then a count."""
+    mixed = len({int(r["num_samples"]) for r in rows}) > 1
+    names = [f"`{r['estimator']}`" + (f" K={int(r['num_samples'])}" if mixed else "") for r in rows]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _score_function(name: str) -> bool:
+    cls = ESTIMATORS.get(name)
+    return cls is not None and issubclass(cls, Reinforce)
