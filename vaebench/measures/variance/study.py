@@ -121,6 +121,7 @@ def variance_study(
     level: float = 0.95,
     method: str = "batched",
     resamples: int = 1000,
+    timing_repeats: int = 5,
     device: torch.device | str | None = None,
     progress: bool = False,
     run: str = "shared",
@@ -150,7 +151,7 @@ def variance_study(
         reference_samples: estimates averaged into a sampled reference.
         warmup: warm up stateful estimators at each checkpoint before measuring.
         estimator_options: estimator name -> options for ``make_estimator``.
-        chunk_size, level, method, resamples: as in ``measure_variance``.
+        chunk_size, level, method, resamples, timing_repeats: as in ``measure_variance``.
         device: where to measure (default: CPU).
         progress: show a tqdm progress bar.
         run: value of the ``run`` column (``"shared"`` checkpoints, or ``"own"`` from
@@ -170,7 +171,13 @@ def variance_study(
     if reference not in (None, "auto"):
         raise VaebenchError(f"reference must be 'auto' or None, got {reference!r}")
     options = dict(estimator_options or {})
-    measure_options = {"chunk_size": chunk_size, "level": level, "method": method, "resamples": resamples}
+    measure_options = {
+        "chunk_size": chunk_size,
+        "level": level,
+        "method": method,
+        "resamples": resamples,
+        "timing_repeats": timing_repeats,
+    }
     device = torch.device(device or "cpu")
     total = len(points) * len(seeds) * len(names) * len(samples)
     bar = _progress(total, progress)
@@ -253,7 +260,7 @@ def decompose_noise(
         num_samples: K.
         replicates: R >= 2 independent estimates per minibatch.
         seed: seeds the noise (each batch its own stream) and the bootstrap.
-        chunk_size, level, method, resamples: as in ``measure_variance``.
+        chunk_size, level, method, resamples, timing_repeats: as in ``measure_variance``.
 
     Returns:
         One row per group with ``mc_var`` (E_x tr Cov[g|x]), ``minibatch_var`` (tr Cov_x E[g|x]),
