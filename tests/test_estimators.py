@@ -222,3 +222,14 @@ def test_mismatched_shapes():
         make_estimator("reparam")(model, torch.zeros(3, 7, dtype=torch.float64), num_samples=2)
     with pytest.raises(VaebenchError, match=r"z must have shape \[K, B, Z\]"):
         model.log_joint(torch.zeros(3, 5, dtype=torch.float64), torch.zeros(2, 4, 2, dtype=torch.float64))
+
+
+def test_stateful_estimators_are_deterministic():
+    # NVIL's baseline network is initialised from its own seed, not torch's global generator.
+    model, x = linear_gaussian()
+    a, b = make_estimator("reinforce-nvil"), make_estimator("reinforce-nvil")
+    torch.manual_seed(1)
+    a.prepare(model, x)
+    torch.manual_seed(2)
+    b.prepare(model, x)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

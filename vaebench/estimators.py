@@ -296,18 +296,19 @@ class ReinforceNVIL(Reinforce):
         hidden: width of b_ψ's hidden layer (100 tanh units in the paper).
         decay: α of the running averages (0.8 in the paper).
         normalize: divide by max(1, √v) (the paper's variance normalisation).
+        seed: seeds the initial weights of b_ψ (drawn from a forked generator; torch's global state is untouched).
     """
 
     summary = "score function with NVIL's learned baseline b(x), centring and variance normalisation"
     reference = "Mnih & Gregor 2014, arXiv:1402.0030"
 
-    def __init__(self, hidden: int = 100, decay: float = 0.8, normalize: bool = True):
+    def __init__(self, hidden: int = 100, decay: float = 0.8, normalize: bool = True, seed: int = 0):
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise VaebenchError(f"decay must lie in [0, 1), got {decay!r}")
         if not isinstance(hidden, int) or hidden < 1:
             raise VaebenchError(f"hidden must be a positive integer, got {hidden!r}")
-        self.hidden, self.decay, self.normalize = hidden, decay, normalize
+        self.hidden, self.decay, self.normalize, self.seed = hidden, decay, normalize, seed
         self.baseline_net: nn.Module | None = None
         self.register_buffer("center", torch.zeros(()))
         self.register_buffer("variance", torch.ones(()))
@@ -315,7 +316,9 @@ class ReinforceNVIL(Reinforce):
 
     def prepare(self, model, x):
         if self.baseline_net is None:
-            net = nn.Sequential(nn.Linear(x.shape[-1], self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                net = nn.Sequential(nn.Linear(x.shape[-1], self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1))
             nn.init.zeros_(net[-1].weight)  # start at b(x) = 0: plain centred REINFORCE
             nn.init.zeros_(net[-1].bias)
             self.baseline_net = net.to(device=x.device, dtype=x.dtype)
