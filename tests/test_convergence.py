@@ -40,16 +40,6 @@ FALSE_ALARM = 1e-3
 SIGMA = 0.5  # observation noise of the exact-posterior model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models gain nothing from intra-op threads, and on a busy machine threads waiting for each other
-    # make these tests many times slower; the previous count is restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inverse_softplus(y: Tensor) -> Tensor:
     return y + torch.log(-torch.expm1(-y))
 
