@@ -128,12 +128,15 @@ def matmul_ceiling(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     size: int | None = None,
-    repeats: int = 5,
+    repeats: int = 10,
+    warmup_s: float = 0.5,
 ) -> float:
     """Measured matrix-multiply ceiling in FLOP/s: the best of ``repeats`` timed [size, size] @ [size, size].
 
-    Cached per (device, dtype, torch threads, size) for the life of the process, so every row of a run shares
-    one ceiling. ``size`` defaults to 1024 on the CPU (2 GFLOP a product) and 8192 on CUDA.
+    The products run for ``warmup_s`` seconds first: a CPU (or a virtual one) reaches its sustained clock and
+    wakes its second core only after a few hundred milliseconds of work, and a ceiling taken cold reads about
+    half of it. Cached per (device, dtype, torch threads, size) for the life of the process, so every row of a
+    run shares one ceiling. ``size`` defaults to 1024 on the CPU (2 GFLOP a product) and 8192 on CUDA.
     """
     device = resolve_device(device)
     size = size or (8192 if device.type == "cuda" else 1024)
@@ -143,7 +146,14 @@ def matmul_ceiling(
         a = torch.randn(size, size, generator=generator, device=device).to(dtype)
         b = torch.randn(size, size, generator=generator, device=device).to(dtype)
         out = torch.empty(size, size, device=device, dtype=dtype)
-        times = time_steps(lambda: torch.mm(a, b, out=out), device, repeats=repeats, warmup=2)
+        product = lambda: torch.mm(a, b, out=out)  # noqa: E731
+        warm_until = time.perf_counter() + warmup_s
+        while True:
+            product()
+            synchronize(device)
+            if time.perf_counter() >= warm_until:
+                break
+        times = time_steps(product, device, repeats=repeats, warmup=1)
         _CEILING_CACHE[key] = 2.0 * size**3 / float(times.min())
     return _CEILING_CACHE[key]
 
