@@ -270,10 +270,12 @@ def _forked_rng(device: torch.device, seed: int):
 def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: int, seed: int) -> dict:
     """Time ``step`` and turn the times into the row's figures (shared by estimators and the reference)."""
     device = info["device"]
+    # The ceiling first: measured once per process, its half second of warm-up also brings a cold CPU to its
+    # sustained clock before the first row is timed.
+    ceiling = matmul_ceiling(device, torch.bfloat16 if info["amp"] else torch.float32)
     with track_peak_memory(device) as memory:
         times = time_steps(step, device, repeats, warmup)
     row: dict[str, object] = summarize_times(times, seed=seed)
-    ceiling = matmul_ceiling(device, torch.bfloat16 if info["amp"] else torch.float32)
     median, low, high = row["step_s_median"], row["step_s_low"], row["step_s_high"]
     batch_size, flops = info["batch_size"], info["flops_per_step"]
     for name, work in (
