@@ -2,10 +2,12 @@
 
 Every figure the suite reports comes with an interval from here:
 
-- a mean: Student-t interval, mean ± t_{1-α/2, n-1} s / √n;
-- a variance of n Gaussian-ish draws: the chi-square interval (n-1) s² / χ²_{1∓α/2, n-1}, exact for normal
-  data and optimistic for heavy tails, which is why :func:`bootstrap_interval` exists too;
-- anything else (a ratio, an SNR): a percentile bootstrap over replicates with a seeded generator.
+- a mean: Student-t interval, mean ± t_{1-α/2, n-1} s / √n (:func:`mean_interval`, and
+  :func:`pooled_mean_interval` for a mean of estimates that carry their own intervals);
+- anything else (a variance, a ratio, a step time): a percentile bootstrap over replicates with a seeded
+  generator (:func:`bootstrap_interval`, or :func:`percentile_interval` of draws made elsewhere);
+- a figure too costly to bootstrap (a per-coordinate SNR over many parameters): the delete-a-group
+  jackknife (:func:`jackknife_interval`).
 
 For tests over many coordinates at once, :func:`bonferroni_threshold` turns a family-wise false-alarm rate
 into a per-coordinate two-sided z threshold.
@@ -13,6 +15,7 @@ into a per-coordinate two-sided z threshold.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -31,14 +34,28 @@ def mean_interval(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tup
     return mean - half, mean + half
 
 
-def variance_interval(variance: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Chi-square interval for a variance estimated (with ddof=1) from n independent draws."""
-    if n < 2:
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap draws, ignoring non-finite ones; NaN if none is finite.
+
+    A resample of identical replicates has no spread, so ratios over it are 0/0: those draws are dropped.
+    """
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
         return float("nan"), float("nan")
-    dof = n - 1
-    low = dof * variance / stats.chi2.ppf(0.5 + level / 2, dof)
-    high = dof * variance / stats.chi2.ppf(0.5 - level / 2, dof)
+    low, high = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
     return float(low), float(high)
+
+
+def jackknife_interval(estimate: float, leave_outs: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Delete-a-group jackknife interval: estimate ± t_{G-1} √((G-1)/G Σ_j (θ_-j - mean θ_-j)²), floored at 0."""
+    leave_outs = np.asarray(leave_outs, dtype=float)
+    g = leave_outs.size
+    if g < 2 or not np.isfinite(leave_outs).all() or not math.isfinite(estimate):
+        return float("nan"), float("nan")
+    se = math.sqrt((g - 1) / g * float(np.sum((leave_outs - leave_outs.mean()) ** 2)))
+    half = float(stats.t.ppf(0.5 + level / 2, g - 1)) * se
+    return max(estimate - half, 0.0), estimate + half
 
 
 def bootstrap_interval(
@@ -53,8 +70,7 @@ def bootstrap_interval(
     rng = np.random.default_rng(seed)
     n = data.shape[0]
     draws = np.array([statistic(data[rng.integers(0, n, n)]) for _ in range(resamples)])
-    low, high = np.nanquantile(draws, [0.5 - level / 2, 0.5 + level / 2])
-    return float(low), float(high)
+    return percentile_interval(draws, level)
 
 
 def bonferroni_threshold(false_alarm: float, tests: int) -> float:

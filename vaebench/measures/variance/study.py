@@ -36,7 +36,8 @@ from vaebench.measures.variance.reference import (
     _reference,
     stream_seed,
 )
-from vaebench.measures.variance.summary import finite_rows, percentile, resample_counts
+from vaebench.measures.variance.summary import finite_rows, resample_counts
+from vaebench.stats import percentile_interval
 
 CHECKPOINT_LABELS = ("init", "early", "middle", "end")
 """Labels given to four unlabelled checkpoints, in step order."""
@@ -348,7 +349,7 @@ def _decompose(trace: list[float], means: list[Tensor], used: list[int], counts,
     out["total_var"] = out["mc_var"] + out["minibatch_var"]
     out["mc_fraction"] = out["mc_var"] / out["total_var"] if out["total_var"] else float("nan")
     for f in NOISE_FIGURES:
-        out[f"{f}_low"], out[f"{f}_high"] = percentile(draws[f].numpy(), level)
+        out[f"{f}_low"], out[f"{f}_high"] = percentile_interval(draws[f].numpy(), level)
     return out
 
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
 from vaebench.measures.variance.layout import GradientSample
+from vaebench.stats import jackknife_interval, percentile_interval
 
 FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine")
 """The figures that carry a ``_low``/``_high`` interval."""
@@ -57,27 +57,6 @@ def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     """[resamples, n] bootstrap counts: how often each replicate is drawn in each resample (rows sum to n)."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-
-
-def percentile(draws: np.ndarray, level: float) -> tuple[float, float]:
-    """The central ``level`` interval of bootstrap draws (NaN draws ignored)."""
-    draws = np.asarray(draws, dtype=float)
-    draws = draws[np.isfinite(draws)]  # a resample of identical replicates has no spread: its ratios are 0/0
-    if draws.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
-    return float(low), float(high)
-
-
-def jackknife_interval(estimate: float, leave_outs: np.ndarray, level: float) -> tuple[float, float]:
-    """Delete-a-group jackknife interval: estimate ± t_{G-1} √((G-1)/G Σ_j (θ_-j - mean θ_-j)²), floored at 0."""
-    leave_outs = np.asarray(leave_outs, dtype=float)
-    g = leave_outs.size
-    if g < 2 or not np.isfinite(leave_outs).all() or not math.isfinite(estimate):
-        return float("nan"), float("nan")
-    se = math.sqrt((g - 1) / g * float(np.sum((leave_outs - leave_outs.mean()) ** 2)))
-    half = float(stats.t.ppf(0.5 + level / 2, g - 1)) * se
-    return max(estimate - half, 0.0), estimate + half
 
 
 @dataclass
@@ -229,8 +208,8 @@ def figures(
         "cosine": float("nan"),
     }
     intervals = {
-        "trace_var": percentile(tv_draws.numpy(), level),
-        "mean_sq_norm": percentile(((w @ sq_norms) / n).numpy(), level),
+        "trace_var": percentile_interval(tv_draws.numpy(), level),
+        "mean_sq_norm": percentile_interval(((w @ sq_norms) / n).numpy(), level),
         "snr_norm": _root(
             centred_percentile(((mean_w_sq - tv_draws / n) / tv_draws).numpy(), signal_sq / trace_var, level)
         ),
@@ -251,7 +230,7 @@ def figures(
         }
         bias_draws = err_w_sq - tv_draws / n - reference_var
         intervals["bias_norm"] = _root(centred_percentile(bias_draws.numpy(), bias_sq, level))
-        intervals["cosine"] = percentile(((w @ cos) / n).numpy(), level)
+        intervals["cosine"] = percentile_interval(((w @ cos) / n).numpy(), level)
     for name in FIGURES:
         out[f"{name}_low"], out[f"{name}_high"] = intervals.get(name, (float("nan"), float("nan")))
     return out
@@ -263,7 +242,7 @@ def centred_percentile(draws: np.ndarray, estimate: float, level: float) -> tupl
     For the noise-corrected squared norms: a resampled mean carries the noise of resampling on top of the
     noise the correction removes, so the raw draws sit too high by about trace_var / n.
     """
-    low, high = percentile(draws, level)
+    low, high = percentile_interval(draws, level)
     finite = np.asarray(draws, dtype=float)[np.isfinite(draws)]
     if finite.size == 0 or not math.isfinite(estimate):
         return float("nan"), float("nan")
