@@ -364,6 +364,68 @@ def test_warm_up_sets_baselines_without_touching_the_model():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_the_study_never_warms_up_on_the_measured_minibatch(monkeypatch):
+    # A baseline fitted on the batch it is measured on learns that batch's f (NVIL's b(x) reached R^2 = 0.97
+    # there) and flatters its variance 30x; the study must warm up on other rows only.
+    import vaebench.measures.variance.study as study_module
+    from vaebench.data import load_dataset
+
+    data = load_dataset("digits")
+    seen = []
+
+    def spy(est, model, batches, **kwargs):
+        seen.append((est.name, batches))
+        return warm_up(est, model, batches, baseline_steps=5, calls=3, **kwargs)
+
+    monkeypatch.setattr(study_module, "warm_up", spy)
+    model = GaussianVAE(data.x_dim, 2, hidden=(8,), seed=0)
+    frame = variance_study(
+        {"end": (0, model.state_dict())},
+        lambda: GaussianVAE(data.x_dim, 2, hidden=(8,)),
+        ["reparam", "reinforce-ma", "reinforce-nvil"],
+        [2],
+        data,
+        replicates=4,
+        seeds=[0, 1],
+        batch_size=50,
+        reference=None,
+        resamples=10,
+        timing_repeats=1,
+    )
+    stateful = [(name, b) for name, b in seen if name != "reparam"]  # in order: seed 0 (ma, nvil), seed 1
+    for seed in (0, 1):
+        measured = {tuple(row.tolist()) for row in next(iter(data.batches(50, seed=seed)))}
+        batches = [b for _, group in stateful[2 * seed : 2 * seed + 2] for b in _as_list(group)]
+        assert not measured & {tuple(row.tolist()) for b in batches for row in b}
+        assert len(batches) == 2 * study_module.WARM_UP_BATCHES
+    assert len(stateful) == len(seen) == 4  # stateless estimators are not warmed up at all
+    warmed = frame.groupby("estimator")["warm_up_batches"].max().to_dict()
+    assert warmed == {"reparam": 0, "reinforce-ma": 10, "reinforce-nvil": 10}
+
+
+def _as_list(batches) -> list[torch.Tensor]:
+    return [batches] if isinstance(batches, torch.Tensor) else list(batches)
+
+
+def test_a_single_minibatch_needs_other_batches_to_warm_up_on():
+    model, x = linear_gaussian()
+    states = {"end": (0, model.state_dict())}
+    options = dict(replicates=4, reference=None, resamples=10, timing_repeats=1)
+
+    def factory():
+        return GaussianVAE(x_dim=5, z_dim=2, hidden=()).double()
+
+    with pytest.raises(VaebenchError, match=r"minibatches other than the measured one.*warmup_data="):
+        variance_study(states, factory, ["reinforce-ma"], [2], x, **options)
+    with pytest.raises(VaebenchError, match="warmup_data contains the measured minibatch"):
+        variance_study(states, factory, ["reinforce-ma"], [2], x, warmup_data=[x + 1, x], **options)
+    frame = variance_study(states, factory, ["reinforce-ma"], [2], x, warmup_data=x + 1, **options)
+    assert (frame["warm_up_batches"] == 1).all() and frame["trace_var"].notna().all()
+    # A list of minibatches: each measured one is warmed up on the others.
+    frame = variance_study(states, factory, ["reinforce-ma"], [2], [x, x + 1, x - 1], **options)
+    assert (frame["warm_up_batches"] == 2).all()
+
+
 class ExactGradient(Estimator):
     """The exact ELBO gradient as an 'estimator': no Monte Carlo noise at all."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -71,7 +72,7 @@ def measure_variance(
 
     The estimator is measured in eval mode (its running statistics frozen; the previous mode is restored
     after). Stateful estimators (``reinforce-ma``, ``reinforce-nvil``) must be warmed up at these parameters
-    first (:func:`warm_up`), or their baselines are zero and the comparison is unfair. Encoder gradients are
+    first, on other minibatches than ``x`` (:func:`warm_up`), or the comparison is unfair. Encoder gradients are
     divided by ``estimator.encoder_scale`` (NVIL's known rescaling; the ``encoder_scale`` column records the
     factor), so every estimator is on the scale of the gradient of its objective. Gradients are those of the
     surrogate loss, the negative objective.
@@ -204,33 +205,51 @@ def summarize(
     return rows
 
 
+WARM_UP_CALLS = 20  # train-mode calls that let running statistics settle
+WARM_UP_BASELINE_STEPS = 200  # Adam steps on an estimator's own parameters (NVIL's baseline network)
+
+
+def is_stateful(estimator: Estimator) -> bool:
+    """Whether the estimator carries state that :func:`warm_up` sets (buffers, parameters, a ``prepare``)."""
+    return (
+        any(True for _ in estimator.buffers())
+        or any(True for _ in estimator.parameters())
+        or type(estimator).prepare is not Estimator.prepare
+    )
+
+
 def warm_up(
     estimator: Estimator,
     model: nn.Module,
-    x: Tensor,
+    batches: Tensor | Sequence[Tensor],
     *,
     num_samples: int,
-    calls: int = 20,
-    baseline_steps: int = 200,
+    calls: int = WARM_UP_CALLS,
+    baseline_steps: int = WARM_UP_BASELINE_STEPS,
     lr: float = 1e-2,
     seed: int = 0,
 ) -> Estimator:
     """Bring a stateful estimator to a fair state at the model's current parameters; return it in eval mode.
 
-    Baselines start at zero: REINFORCE with a zero moving average is plain REINFORCE, and NVIL's untrained
-    b(x) and unit variance normaliser are not what a trained run would use. So, without touching the model:
+    Baselines start from one draw at the parameters they are prepared at, and NVIL's b(x) starts at zero:
+    not what a trained run would use. So, without touching the model:
 
-    1. estimators with their own parameters (NVIL's baseline network) fit them for ``baseline_steps`` Adam
-       steps on ``x`` (the estimator's own loss, the regression of f on b(x));
-    2. ``calls`` train-mode calls without any optimizer step let running statistics (moving averages, NVIL's
-       centre and variance) settle.
+    1. the estimator is prepared on the first batch (its statistics set from an independent draw);
+    2. estimators with their own parameters (NVIL's baseline network) fit them for ``baseline_steps`` Adam
+       steps (the estimator's own loss, the regression of f on b(x)), cycling through ``batches``;
+    3. ``calls`` train-mode calls without any optimizer step, cycling through ``batches``, let running
+       statistics (moving averages, NVIL's centre and variance) settle.
 
+    Warm up on minibatches *other than the one you then measure*: a baseline fitted on the measured batch
+    learns that batch's f and makes the measured variance look far lower than in training, where each batch
+    is new (NVIL's b(x), fitted on the measured batch, showed 30x less variance than a scalar baseline;
+    fitted elsewhere, about 1x). :func:`~vaebench.measures.variance.study.variance_study` does so.
     Stateless estimators are only prepared and put in eval mode. Call this before :func:`measure_variance`.
 
     Args:
         estimator: the estimator (updated in place).
         model: the model at the parameters to measure (left unchanged, gradients included).
-        x: the minibatch [B, D].
+        batches: one minibatch [B, D] or several, to warm up on (not the measured one).
         num_samples: K to use in the warm-up calls.
         calls: train-mode calls for the running statistics.
         baseline_steps: optimizer steps on the estimator's own parameters.
@@ -241,6 +260,10 @@ def warm_up(
         The estimator, in eval mode.
     """
     check_num_samples(num_samples, estimator.min_samples, estimator.name)
+    batches = [batches] if isinstance(batches, Tensor) else list(batches)
+    if not batches or not all(isinstance(b, Tensor) and b.dim() == 2 for b in batches):
+        raise VaebenchError("warm_up needs one minibatch [B, D] or a non-empty list of them")
+    x = batches[0]
     estimator.prepare(model, x)
     estimator.to(x.device)
     params = [p for p in estimator.parameters() if p.requires_grad]
@@ -250,8 +273,9 @@ def warm_up(
     estimator.train()
     if params and baseline_steps > 0:
         opt = torch.optim.Adam(params, lr=lr)
-        for _ in range(baseline_steps):
-            surrogate = estimator(model, x, num_samples=num_samples, generator=gen).surrogate
+        for step in range(baseline_steps):
+            batch = batches[step % len(batches)]
+            surrogate = estimator(model, batch, num_samples=num_samples, generator=gen).surrogate
             grads = torch.autograd.grad(surrogate, params, allow_unused=True)
             for p, g in zip(params, grads, strict=True):
                 p.grad = g
@@ -259,8 +283,8 @@ def warm_up(
         for p in params:
             p.grad = None
     with torch.no_grad():
-        for _ in range(calls):
-            estimator(model, x, num_samples=num_samples, generator=gen)
+        for call in range(calls):
+            estimator(model, batches[call % len(batches)], num_samples=num_samples, generator=gen)
     return estimator.eval()
 
 

@@ -2,7 +2,8 @@ r"""The variance study: every estimator x K at the same checkpoints, and the noi
 
 Comparing estimators is fair only at the same parameters: :func:`variance_study` takes checkpoints of one
 reference training run (initialisation, early, middle, end), loads each into a fresh model, and measures every
-estimator x K there on the same minibatch(es), each stateful estimator warmed up at those parameters first.
+estimator x K there on the same minibatch(es), each stateful estimator warmed up at those parameters first on
+*other* minibatches (a baseline fitted on the measured batch would learn that batch and flatter its variance).
 :func:`variance_along_runs` measures each estimator along its own run instead.
 
 :func:`decompose_noise` splits the variance of one gradient estimate on a random minibatch x by the law of
@@ -29,7 +30,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Estimator, check_num_samples, make_estimator
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import layout
-from vaebench.measures.variance.measure import COLUMNS, measure_variance, warm_up
+from vaebench.measures.variance.measure import COLUMNS, is_stateful, measure_variance, warm_up
 from vaebench.measures.variance.reference import (
     DEFAULT_REFERENCE_SAMPLES,
     _check_int,
@@ -42,8 +43,12 @@ from vaebench.stats import percentile_interval
 CHECKPOINT_LABELS = ("init", "early", "middle", "end")
 """Labels given to four unlabelled checkpoints, in step order."""
 
-STUDY_COLUMNS = ("checkpoint", "step", "run", "status", "skip_reason", *COLUMNS)
-"""Columns of `variance_study`'s frame: where it was measured, whether it was, and `COLUMNS`."""
+STUDY_COLUMNS = ("checkpoint", "step", "run", "status", "skip_reason", "warm_up_batches", *COLUMNS)
+"""Columns of `variance_study`'s frame: where it was measured, whether it was, how many minibatches (none of
+them the measured one) a stateful estimator was warmed up on (0: stateless or not warmed up), and `COLUMNS`."""
+
+WARM_UP_BATCHES = 10
+"""Minibatches, other than the measured one, that each stateful estimator is warmed up on (at most)."""
 
 NOISE_FIGURES = ("mc_var", "minibatch_var", "total_var", "mc_fraction")
 """Figures of `decompose_noise`, each with ``_low``/``_high``."""
@@ -117,6 +122,7 @@ def variance_study(
     reference: str | None = "auto",
     reference_samples: int = DEFAULT_REFERENCE_SAMPLES,
     warmup: bool = True,
+    warmup_data: Tensor | Sequence[Tensor] | None = None,
     estimator_options: Mapping[str, Mapping] | None = None,
     chunk_size: int | None = None,
     level: float = 0.95,
@@ -131,8 +137,8 @@ def variance_study(
 
     For each checkpoint, a model from ``model_factory()`` is loaded with its state; for each seed, one
     minibatch is drawn (or taken) and one reference gradient per objective is computed and shared by all
-    estimators of that objective; then each estimator is built, warmed up at those parameters
-    (:func:`~vaebench.measures.variance.measure.warm_up`) and measured with
+    estimators of that objective; then each estimator is built, warmed up at those parameters on minibatches
+    other than the measured one (:func:`~vaebench.measures.variance.measure.warm_up`) and measured with
     :func:`~vaebench.measures.variance.measure.measure_variance`. Combinations that cannot run (K below
     an estimator's minimum, e.g. ``reinforce-loo`` at K = 1) are recorded with ``status="skipped"`` and the
     reason, not raised.
@@ -143,14 +149,19 @@ def variance_study(
         estimators: registered estimator names.
         samples: values of K.
         data: a :class:`~vaebench.data.Dataset` (seed s measures on the first minibatch of
-            ``data.batches(batch_size, seed=s)``), one minibatch [B, D], or a sequence of minibatches (seed i
-            takes the i-th, cycling).
+            ``data.batches(batch_size, seed=s)`` and warms stateful estimators up on the next
+            `WARM_UP_BATCHES` of that epoch: disjoint rows), a sequence of minibatches (seed i measures on the
+            i-th, cycling, and warms up on the others), or one minibatch [B, D] (then stateful estimators need
+            ``warmup_data``).
         replicates: independent estimates per measurement.
         seeds: one measurement per seed (its own minibatch, noise and bootstrap).
         batch_size: minibatch size when ``data`` is a Dataset.
         reference: ``"auto"`` (exact or high-sample, see ``reference_gradient``) or None.
         reference_samples: estimates averaged into a sampled reference.
         warmup: warm up stateful estimators at each checkpoint before measuring.
+        warmup_data: minibatches to warm stateful estimators up on instead of the automatic choice; required
+            when ``data`` is a single minibatch and a stateful estimator is measured. It must not contain the
+            measured minibatch.
         estimator_options: estimator name -> options for ``make_estimator``.
         chunk_size, level, method, resamples, timing_repeats: as in ``measure_variance``.
         device: where to measure (default: CPU).
@@ -160,6 +171,10 @@ def variance_study(
 
     Returns:
         Tidy rows, columns `STUDY_COLUMNS`: one per checkpoint x seed x estimator x K x group.
+
+    Raises:
+        VaebenchError: an unknown estimator, a bad K or replicate count, or no minibatch other than the
+            measured one to warm a stateful estimator up on.
     """
     points = as_checkpoints(checkpoints)
     names = list(estimators)
@@ -172,6 +187,7 @@ def variance_study(
     if reference not in (None, "auto"):
         raise VaebenchError(f"reference must be 'auto' or None, got {reference!r}")
     options = dict(estimator_options or {})
+    stateful = warmup and any(is_stateful(make_estimator(n, **options.get(n, {}))) for n in names)
     measure_options = {
         "chunk_size": chunk_size,
         "level": level,
@@ -191,6 +207,8 @@ def variance_study(
             groups = list(layout(model).groups)
             for i, seed in enumerate(seeds):
                 x = _minibatch(data, batch_size, seed, i).to(device)
+                others = _warm_up_batches(data, batch_size, seed, i, warmup_data) if stateful else []
+                others = [b.to(device) for b in others]
                 references: dict[tuple[str, int], tuple] = {}  # one per objective, shared
                 for name in names:
                     for k in samples:
@@ -200,8 +218,9 @@ def variance_study(
                             frame = _skipped(name, k, seed, groups, reason)
                         else:
                             est = make_estimator(name, **options.get(name, {}))
-                            if warmup:
-                                warm_up(est, model, x, num_samples=k, seed=seed)
+                            warmed = stateful and is_stateful(est)
+                            if warmed:
+                                warm_up(est, model, others, num_samples=k, seed=seed)
                             ref = None
                             if reference is not None:
                                 key = ("iwae", k) if est.objective == "iwae" and k > 1 else ("elbo", 1)
@@ -210,7 +229,9 @@ def variance_study(
                                 ref = references[key]
                             frame = measure_variance(
                                 model, est, x, k, replicates, reference=ref, seed=seed, **measure_options
-                            ).assign(status="ok", skip_reason="")
+                            ).assign(
+                                status="ok", skip_reason="", warm_up_batches=len(others) if warmed else 0
+                            )
                         frames.append(frame.assign(checkpoint=point.label, step=point.step))
     finally:
         bar.close()
@@ -364,6 +385,38 @@ def _minibatch(data, batch_size: int, seed: int, index: int) -> Tensor:
         return _minibatch(data[index % len(data)], batch_size, seed, index)
     raise VaebenchError(
         f"data must be a Dataset, a minibatch tensor [B, D] or a list of them, got {type(data).__name__}"
+    )
+
+
+def _warm_up_batches(data, batch_size: int, seed: int, index: int, given) -> list[Tensor]:
+    """Minibatches to warm stateful estimators up on: never the measured one (see `variance_study`)."""
+    measured = _minibatch(data, batch_size, seed, index)
+    if given is not None:
+        batches = [given] if isinstance(given, Tensor) else list(given)
+        if not batches or not all(isinstance(b, Tensor) and b.dim() == 2 for b in batches):
+            raise VaebenchError("warmup_data must be a minibatch [B, D] or a non-empty list of them")
+        if any(b.shape == measured.shape and torch.equal(b, measured) for b in batches):
+            raise VaebenchError(
+                "warmup_data contains the measured minibatch: a baseline fitted on it flatters its variance; "
+                "pass other minibatches"
+            )
+        return batches
+    if hasattr(data, "batches"):
+        batches = data.batches(batch_size, seed=seed)
+        next(batches)  # the measured one; the rest of the epoch holds other rows
+        out = [b for _, b in zip(range(WARM_UP_BATCHES), batches, strict=False)]
+        if not out:
+            raise VaebenchError(
+                f"the training set holds one minibatch of {batch_size}, so there is none other than the measured "
+                "one to warm stateful estimators up on; use a smaller variance batch_size"
+            )
+        return out
+    if isinstance(data, Sequence) and not isinstance(data, Tensor) and len(data) > 1:
+        own = index % len(data)
+        return [b for j, b in enumerate(data) if j != own][:WARM_UP_BATCHES]
+    raise VaebenchError(
+        "a stateful estimator is warmed up on minibatches other than the measured one, and data holds only "
+        "that one: pass a Dataset, a list of minibatches (each is warmed up on the others) or warmup_data="
     )
 
 
