@@ -121,7 +121,7 @@ def test_epochs_and_default_evaluation_schedule(digits):
 
 
 class Exploding(Reparam):
-    """Reparam whose loss (or only its gradient) turns NaN at a given call."""
+    """Reparam whose loss (or only its gradient) turns NaN, or absurd but finite, at a given call."""
 
     def __init__(self, at: int, where: str):
         super().__init__()
@@ -134,12 +134,17 @@ class Exploding(Reparam):
             return out
         if self.where == "loss":
             return type(out)(out.surrogate * math.nan, out.elbo, out.objective)
-        # d sqrt(u)/du at u = 0 is inf, times 0: a NaN gradient under a finite loss (sqrt(0) = 0).
         weight = model.decoder.net[0].weight
+        if self.where == "huge loss":  # ~-1e18 nats: finite, as a huge learning rate once produced
+            return type(out)(out.surrogate * 1e15, out.elbo, out.objective)
+        if self.where == "huge gradient":  # the loss is sane, the gradient 1e14 per coordinate
+            shift = 1e14 * (weight.sum() - weight.sum().detach())
+            return type(out)(out.surrogate + shift, out.elbo, out.objective)
+        # d sqrt(u)/du at u = 0 is inf, times 0: a NaN gradient under a finite loss (sqrt(0) = 0).
         return type(out)(out.surrogate + torch.sqrt(0 * weight.sum()), out.elbo, out.objective)
 
 
-@pytest.mark.parametrize("where", ["loss", "gradient"])
+@pytest.mark.parametrize("where", ["loss", "gradient", "huge loss", "huge gradient"])
 def test_divergence_stops_the_run_before_the_bad_update(digits, where):
     result = train(
         small_vae(digits),
@@ -156,6 +161,15 @@ def test_divergence_stops_the_run_before_the_bad_update(digits, where):
     # The bad update was not applied: the final state is the finite state after step 7.
     assert all(torch.isfinite(v).all() for v in result.final_state.values())
     assert all(torch.equal(result.checkpoints[7][k], v) for k, v in result.final_state.items())
+
+
+def test_the_divergence_bound_is_an_argument(digits):
+    # This small VAE starts near -70 nats: with a bound of 10 the very first step counts as diverged.
+    result = train(small_vae(digits), "reparam", digits, num_samples=1, steps=5, divergence_bound=10.0)
+    assert result.diverged_step == 1 and result.steps == 0
+    assert not train(small_vae(digits), "reparam", digits, num_samples=1, steps=5).diverged
+    with pytest.raises(VaebenchError, match="divergence_bound must be a positive number"):
+        train(small_vae(digits), "reparam", digits, num_samples=1, steps=5, divergence_bound=0)
 
 
 @pytest.mark.parametrize(
