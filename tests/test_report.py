@@ -7,6 +7,7 @@ every sentence of the reading) are known in advance.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -169,11 +170,14 @@ def test_reading_matches_the_table(summary: pd.DataFrame, frames) -> None:
         "Best final test ELBO at K=1: `iwae`" in text
         and "ahead of 1 of the other 2; not separated from it: `reinforce`" in text
     )
+    # ... and for the same reason no setting can be recommended: the best is not separated from every other.
     assert (
-        "Recommendation for this model and data: `iwae` at K=10, the best test log-likelihood of all 6 settings "
-        "(the 2nd-lowest encoder variance of the 3 at K=10). At K=1, 1.9× cheaper per step, the best is `iwae` "
-        "(the 2nd-lowest encoder variance of the 3 at K=1): -0.500 [-0.500, -0.500] nats from it, paired over 2 seeds."
+        "No estimator is separated from the best by test log-likelihood: `iwae` at K=10 has the highest "
+        "(-24.45 ± 0.64 nats), but paired by seed it is not separated from `reinforce` K=1, so these runs do "
+        "not single out one setting."
     ) in text
+    assert "Recommendation" not in text
+    assert "beyond 1e10; left out of the means" in text
 
 
 def test_reading_says_when_intervals_overlap() -> None:
@@ -231,6 +235,22 @@ def test_write_report_makes_every_file(tmp_path: Path, frames) -> None:
     assert len(summary) == len(NAMES) * len(KS)
 
 
+def test_the_report_says_how_stateful_estimators_were_prepared(tmp_path: Path, frames) -> None:
+    nvil = frames["variance"].query("estimator == 'reinforce'").assign(estimator="reinforce-nvil")
+    variance = pd.concat([frames["variance"], nvil], ignore_index=True)
+    variance["warm_up_batches"] = np.where(variance["estimator"] == "reinforce-nvil", 10, 0)
+    text = write_report(write_folder(tmp_path / "new", {**frames, "variance": variance})).read_text()
+    assert (
+        "Stateful estimators (`reinforce-nvil`) were warmed up at each checkpoint on 10 minibatches other than "
+        "the measured one, never on it: statistics set from an independent draw, a learned baseline (NVIL's "
+        "b(x)) fitted for 200 Adam steps, then 20 training-mode calls"
+    ) in text
+    old = write_folder(tmp_path / "old", {**frames, "variance": variance.drop(columns="warm_up_batches")})
+    assert "does not record how the stateful estimators (`reinforce-nvil`) were warmed up" in (
+        write_report(old).read_text()
+    )
+
+
 def test_partial_report_says_so(tmp_path: Path, frames) -> None:
     partial = {"convergence": frames["convergence"].query("estimator == 'reparam'")}
     out = write_folder(tmp_path, partial, status="interrupted")
@@ -277,3 +297,136 @@ def test_paired_difference_pairs_runs_by_seed(frames) -> None:
     # a diverged seed is left out: one pair remains, so there is no interval
     diff, low, _, n = tables.paired_difference(conv, "test_log_likelihood", ("reparam", 1), ("reinforce", 1))
     assert (diff, n) == (pytest.approx(10.0), 1) and np.isnan(low)
+
+
+# --- what the numbers cannot show: noise floor, unconverged curves, diverged runs, no separation -------------
+
+
+def runs_frame(settings: dict, steps: int = 100, every: int = 10) -> pd.DataFrame:
+    """Convergence rows of 3 seeds per setting: (estimator, K) -> dict(ll=[per seed], slope=nats per step over
+    the last quarter (each seed x (0.9, 1.0, 1.1)), diverged=[seeds])."""
+    rows = []
+    for (name, k), spec in settings.items():
+        for seed, ll in enumerate(spec["ll"]):
+            diverged = seed in spec.get("diverged", ())
+            slope = spec.get("slope", 0.0) * (0.9 + 0.1 * seed)
+            for step in range(0, steps + 1, every):
+                elbo = ll - 5 + slope * (step - steps)  # exactly linear: its fitted rise is known
+                rows.append((name, k, seed, step, step / 10, 0.01 * step, step, 100 * k * step, "test_elbo", elbo, "elbo", diverged))  # fmt: skip
+            for metric, value in (("final_test_elbo", ll - 5), ("test_log_likelihood", ll)):
+                rows.append((name, k, seed, steps, steps / 10, 0.01 * steps, steps, 100 * k * steps, metric, value, "elbo", diverged))  # fmt: skip
+    cols = ["estimator", "num_samples", "seed", "step", "epoch", "wall_time_s", "grad_evals", "latent_samples",
+            "metric", "value", "objective", "diverged"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def read(convergence: pd.DataFrame, variance: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+    summary = tables.summary_table(variance, convergence, None)
+    return summary, "\n".join(reading(summary, {"convergence": convergence}, checkpoint=None))
+
+
+SEPARATED = {
+    ("reparam", 1): dict(ll=[-30.0, -29.0, -28.0], slope=0.4),  # rises 9, 10, 11 nats over the last quarter
+    ("stl", 1): dict(ll=[-31.0, -30.2, -28.8]),  # flat; reparam - stl = 1.0, 1.2, 0.8 per seed
+}
+
+
+def test_a_recommendation_needs_separation_and_says_when_runs_had_not_converged():
+    summary, text = read(runs_frame(SEPARATED))
+    row = summary.set_index("estimator").loc["reparam"]
+    # rises 9, 10, 11: mean 10, Student-t half-width t(0.975, 2) * 1 / sqrt(3) = 2.48
+    assert row["test_elbo_rise"] == pytest.approx(10.0)
+    assert (row["test_elbo_rise_low"], row["test_elbo_rise_high"]) == pytest.approx((7.516, 12.484), abs=1e-3)
+    assert row["converged"] is False and summary.set_index("estimator").loc["stl", "converged"] is True
+    assert (row["rise_from_step"], row["rise_to_step"]) == (80.0, 100.0)
+    assert (
+        "Not converged: over the last quarter of training (steps 80–100) the test ELBO of 1 of 2 settings "
+        "moved by more than 1 nat or could not be shown to move by less (mean change 10.0 to 10.0 nats; "
+        "`reparam` K=1). The test figures below compare early training, not converged models"
+    ) in text
+    # reparam - stl paired: 1.0 ± 0.50 (t(2) x 0.2 / sqrt(3)): separated, so it is recommended, with the caveat.
+    assert (
+        "Recommendation for this model and data: `reparam` at K=1, the best test log-likelihood of all 2 "
+        "settings and separated from every other when paired by seed, at the cheapest K. This rests on runs that "
+        "had not converged (`reparam`'s test ELBO still moved by 10.0 ± 2.5 nats over the last quarter of "
+        "training): it ranks early training, not converged models."
+    ) in text
+    assert "| ELBO rise, last quarter |" in tables.summary_markdown(summary)
+
+
+def test_levelled_off_curves_are_said_to_be():
+    flat = {key: {**spec, "slope": 0.0} for key, spec in SEPARATED.items()}
+    _, text = read(runs_frame(flat))
+    assert "Every setting's test ELBO changed by less than 1 nat over the last quarter of training" in text
+    assert "Not converged" not in text and "had not converged" not in text
+    # The best levelled off, another did not: the recommendation still says what it rests on.
+    mixed = {("reparam", 1): flat[("reparam", 1)], ("stl", 1): {**SEPARATED[("stl", 1)], "slope": 0.4}}
+    _, text = read(runs_frame(mixed))
+    assert (
+        "This rests on runs that had not converged (the test ELBO of 1 of the 2 settings still moved by more "
+        "than 1 nat over the last quarter of training)"
+    ) in text
+
+
+def test_no_recommendation_without_separation():
+    tied = {**SEPARATED, ("dreg", 1): dict(ll=[-30.5, -28.7, -28.4])}  # reparam - dreg: 0.5, -0.3, 0.4
+    _, text = read(runs_frame(tied))
+    assert "Recommendation" not in text
+    assert (
+        "No estimator is separated from the best by test log-likelihood: `reparam` at K=1 has the highest "
+        "(-29.0 ± 2.5 nats), but paired by seed it is not separated from `dreg` K=1, so these runs do not single "
+        "out one setting. This rests on runs that had not converged"
+    ) in text
+
+
+def test_an_estimator_with_diverged_runs_is_never_best_unannounced():
+    # stl's mean over its two finished seeds beats everything, but its third run diverged.
+    spec = {**SEPARATED, ("stl", 1): dict(ll=[-20.0, -21.0, -500.0], diverged=[2])}
+    _, text = read(runs_frame(spec))
+    assert (
+        "Best test log-likelihood at K=1: `stl`, -20.5 ± 6.4 nats (but 1 of 3 of its runs diverged and are "
+        "left out of this mean)"
+    ) in text
+    assert (
+        "`stl` at K=1 has the highest mean test log-likelihood, but 1 of 3 of its runs diverged (left out of "
+        "that mean), so it is not recommended. No estimator is separated from the best"
+    ) in text
+
+
+def test_snr_at_the_noise_floor_is_flagged_and_not_ranked():
+    # R = 100 replicates: floor sqrt(2 / (100 pi)) = 0.0798. reinforce's SNR interval reaches it at K=1 only.
+    floor = math.sqrt(2 / (math.pi * 100))
+    rows = []
+    for name, k, snr, low, high in [
+        ("reparam", 1, 0.9, 0.8, 1.0),
+        ("reparam", 10, 0.5, 0.45, 0.55),
+        ("reinforce", 1, 0.084, 0.039, 0.13),
+        ("reinforce", 10, 0.06, 0.03, 0.09),
+        ("stl", 1, 0.3, 0.25, 0.35),
+        ("stl", 10, 0.2, 0.15, 0.25),
+    ]:
+        rows.append(dict(estimator=name, num_samples=k, seed=0, checkpoint="end", group="encoder", trace_var=1.0,
+                         trace_var_low=0.9, trace_var_high=1.1, snr=snr, snr_low=low, snr_high=high,
+                         snr_floor=floor, objective="elbo", status="ok"))  # fmt: skip
+    summary = tables.summary_table(pd.DataFrame(rows), None, None)
+    flagged = summary[summary["snr_at_floor"].astype(bool)]
+    assert list(zip(flagged["estimator"], flagged["num_samples"], strict=True)) == [
+        ("reinforce", 1),
+        ("reinforce", 10),
+    ]
+    assert summary["snr_floor"].iloc[0] == pytest.approx(0.0798, abs=1e-4)
+    table = tables.summary_markdown(summary)
+    assert "| `reinforce` | 1 | elbo | 1.00 [0.90, 1.1] | 0.0840 [0.039, 0.13] (noise floor) |" in table
+    assert "| `reparam` | 1 | elbo | 1.00 [0.90, 1.1] | 0.900 [0.80, 1.0] |" in table
+    assert "its interval reaches √(2/(πR)) = 0.0798" in tables.legend_markdown(summary)
+    text = "\n".join(reading(summary, {}, checkpoint="end"))
+    assert (
+        "Encoder SNR indistinguishable from no signal (its interval reaches √(2/(πR)) = 0.0798, the SNR a "
+        "gradient of mean zero shows with R replicates): `reinforce` K=1, `reinforce` K=10; these SNRs are not "
+        "ranked."
+    ) in text
+    # Falling SNR is reported only between measured signals: reparam and stl, not reinforce.
+    assert (
+        "Encoder SNR falls as K grows from 1 to 10 for: `reparam`" in text and "`stl` (0.300 → 0.200" in text
+    )
+    assert "`reinforce` (0.0840" not in text

@@ -4,6 +4,11 @@ Each sentence states what the numbers show (which estimator is lowest and by how
 overlap, who is ahead when runs are paired by seed, what is fastest, what wins at equal compute, which runs
 diverged), so it cannot contradict the table it sits next to. A sentence whose inputs were not measured is
 left out.
+
+It also says what the numbers cannot show: an SNR whose interval reaches the noise floor is named as no
+measured signal and not ranked; when the test-ELBO curves had not levelled off, it says that the comparison is
+of early training; an estimator with diverged runs is never called best without saying so; and a setting is
+recommended only when, paired by seed, it is separated from every other (else the reading says that none is).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS, Reinforce
+from vaebench.measures.plateau import TOLERANCE
 from vaebench.report import tables
-from vaebench.report.tables import fmt_interval, fmt_number
+from vaebench.report.tables import fmt_interval, fmt_number, truth
+from vaebench.training import DIVERGENCE_BOUND
 
 
 def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoint: str | None) -> list[str]:
@@ -31,7 +38,7 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
     convergence = frames.get("convergence", pd.DataFrame())
     throughput = frames.get("throughput", pd.DataFrame())
     lines = _variance(summary, ks, checkpoint) + _k_effect(summary, ks)
-    lines += _quality(summary, ks, convergence)
+    lines += _levelled_off(summary) + _quality(summary, ks, convergence)
     if "test_log_likelihood" in summary and not convergence.empty:
         lines += _recommendation(summary, convergence)
     return lines + _speed(summary, ks, throughput) + _equal_compute(summary, ks) + _divergence(summary)
@@ -89,9 +96,12 @@ def _k_effect(summary: pd.DataFrame, ks: list) -> list[str]:
             f"From K={k0} to K={k1} the encoder variance changes by: {text} (1/K would be {_times(k0 / k1)})."
         )
     if "snr" in summary:
+        lines += _snr_floor(summary)
         falling = []
         for name, g in both:
             a, b = g.loc[k0], g.loc[k1]
+            if _at_floor(a) or _at_floor(b):
+                continue  # no measured signal to compare
             if b["snr"] < a["snr"]:
                 where = "outside" if _overlap(a, b, "snr") is False else "within"
                 falling.append(
@@ -100,8 +110,50 @@ def _k_effect(summary: pd.DataFrame, ks: list) -> list[str]:
         if falling:
             lines.append(f"Encoder SNR falls as K grows from {k0} to {k1} for: " + "; ".join(falling) + ".")
         else:
-            lines.append(f"No estimator's encoder SNR falls from K={k0} to K={k1}.")
+            above = " above the noise floor" if summary.apply(_at_floor, axis=1).any() else ""
+            lines.append(f"No estimator's encoder SNR{above} falls from K={k0} to K={k1}.")
     return lines
+
+
+def _snr_floor(summary: pd.DataFrame) -> list[str]:
+    """The SNRs whose interval reaches the noise floor: indistinguishable from a gradient of mean zero."""
+    rows = summary[summary.apply(_at_floor, axis=1)] if not summary.empty else summary
+    if rows.empty:
+        return []
+    floor = fmt_number(float(rows["snr_floor"].max()))
+    return [
+        f"Encoder SNR indistinguishable from no signal (its interval reaches √(2/(πR)) = {floor}, the SNR a "
+        f"gradient of mean zero shows with R replicates): {_names(list(rows.itertuples()), limit=6, k=True)}; "
+        "these SNRs are not ranked."
+    ]
+
+
+def _levelled_off(summary: pd.DataFrame) -> list[str]:
+    """Whether the test-ELBO curves had levelled off over the last quarter of training."""
+    if "converged" not in summary:
+        return []
+    judged = summary[summary["converged"].map(lambda v: truth(v) is not None)]
+    if judged.empty:
+        return []
+    moving = judged[judged["converged"].map(lambda v: truth(v) is False)]
+    window = (
+        f"steps {judged['rise_from_step'].min():.0f}–{judged['rise_to_step'].max():.0f}"
+        if {"rise_from_step", "rise_to_step"} <= set(judged)
+        else "the last quarter"
+    )
+    if moving.empty:
+        return [
+            f"Every setting's test ELBO changed by less than {TOLERANCE:g} nat over the last quarter of "
+            f"training ({window}), interval included: the curves had levelled off."
+        ]
+    rise = moving["test_elbo_rise"]
+    return [
+        f"Not converged: over the last quarter of training ({window}) the test ELBO of {len(moving)} of "
+        f"{len(judged)} settings moved by more than {TOLERANCE:g} nat or could not be shown to move by "
+        f"less (mean change {fmt_number(rise.min())} to {fmt_number(rise.max())} nats; {_names(list(moving.itertuples()), k=True)}). "
+        "The test figures below compare early training, not converged models; train longer before concluding "
+        "about converged ones."
+    ]  # fmt: skip
 
 
 def _quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list[str]:
@@ -118,7 +170,9 @@ def _quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list
             if rows.empty:
                 continue
             best = rows.loc[rows[metric].idxmax()]
-            text = f"Best {what} at K={k}: {_name(best)}, {_iv(best, metric, True)} nats"
+            text = f"Best {what} at K={k}: {_name(best)}, {_iv(best, metric, True)} nats" + _diverged_note(
+                best
+            )
             others = rows[rows["estimator"] != best["estimator"]]
             if not others.empty and not convergence.empty:
                 tied = _tied(convergence, metric, best, others)
@@ -189,8 +243,8 @@ def _divergence(summary: pd.DataFrame) -> list[str]:
         for _, r in bad.iterrows()
     )
     return [
-        f"{int(bad['diverged'].sum())} of {runs} training runs diverged (NaN/Inf loss or gradient; left out of "
-        f"the means): {which}."
+        f"{int(bad['diverged'].sum())} of {runs} training runs diverged (a NaN or Inf, or a loss or gradient norm "
+        f"beyond {_power_of_ten(DIVERGENCE_BOUND)}; left out of the means): {which}."
     ]
 
 
@@ -241,21 +295,43 @@ def _ordinal(n: int) -> str:
 
 
 def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str]:
-    """The best setting by test log-likelihood, and the best at the cheapest K with its paired deficit."""
+    """The best setting by test log-likelihood if it is separated from every other, and the best at the
+    cheapest K with its paired deficit; settings with diverged runs are not recommended."""
     rows = summary[np.isfinite(summary["test_log_likelihood"])]
     if rows.empty:
         return []
-    best = rows.loc[rows["test_log_likelihood"].idxmax()]
-    k_min = rows["num_samples"].min()
-    cheap = rows[rows["num_samples"] == k_min]
+    top = rows.loc[rows["test_log_likelihood"].idxmax()]
+    clean = rows[rows.apply(lambda r: _diverged_runs(r) == 0, axis=1)]
+    lead = ""
+    if _diverged_runs(top):
+        lead = (
+            f"{_name(top)} at K={int(top['num_samples'])} has the highest mean test log-likelihood, but "
+            f"{_diverged_runs(top)} of {int(top['runs'])} of its runs diverged (left out of that mean), so it is "
+            "not recommended. "
+        )
+    if clean.empty:
+        return [lead + "Every setting had diverged runs: there is no recommendation."]
+    best = clean.loc[clean["test_log_likelihood"].idxmax()]
+    tied = _tied(convergence, "test_log_likelihood", best, rows.drop(index=best.name))
+    caveat = _unconverged_note(rows, best)
+    if tied:
+        return [
+            lead + f"No estimator is separated from the best by test log-likelihood: {_name(best)} at "
+            f"K={int(best['num_samples'])} has the highest ({_iv(best, 'test_log_likelihood', True)} nats), but "
+            f"paired by seed it is not separated from {_names(tied, k=True)}, so these runs do not single out one "
+            f"setting.{caveat}"
+        ]  # fmt: skip
+    k_min = clean["num_samples"].min()
+    cheap = clean[clean["num_samples"] == k_min]
     cheap_best = cheap.loc[cheap["test_log_likelihood"].idxmax()]
     why = _variance_rank(summary, best)
     text = (
-        f"Recommendation for this model and data: {_name(best)} at K={int(best['num_samples'])}, the best test "
-        f"log-likelihood of all {len(rows)} settings" + (f" ({why})" if why else "")
+        lead + f"Recommendation for this model and data: {_name(best)} at K={int(best['num_samples'])}, the "
+        f"best test log-likelihood of all {len(rows)} settings and separated from every other when paired by "
+        "seed" + (f" ({why})" if why else "")
     )
     if cheap_best.name == best.name:
-        return [text + ", at the cheapest K."]
+        return [text + f", at the cheapest K.{caveat}"]
     diff, low, high, n = tables.paired_difference(
         convergence,
         "test_log_likelihood",
@@ -272,7 +348,7 @@ def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[st
     why = _variance_rank(summary, cheap_best)
     return [
         text + f". At K={int(k_min)}{cost}, the best is {_name(cheap_best)}" + (f" ({why})" if why else "")
-        + f": {fmt_number(diff)}{interval} nats from it, paired over {n} seeds."
+        + f": {fmt_number(diff)}{interval} nats from it, paired over {n} seeds.{caveat}"
     ]  # fmt: skip
 
 
@@ -289,11 +365,54 @@ def _tied(convergence: pd.DataFrame, metric: str, best: pd.Series, others: pd.Da
     return tied
 
 
-def _names(rows: list, limit: int = 4) -> str:
-    """Estimator names (with K when the rows mix K values), at most ``limit`` then a count."""
-    mixed = len({int(r["num_samples"]) for r in rows}) > 1
-    names = [f"`{r['estimator']}`" + (f" K={int(r['num_samples'])}" if mixed else "") for r in rows]
+def _names(rows: list, limit: int = 4, k: bool | None = None) -> str:
+    """Estimator names (with K when the rows mix K values, or when ``k``), at most ``limit`` then a count.
+
+    Rows are Series or the named tuples of ``DataFrame.itertuples``.
+    """
+    get = [r if isinstance(r, pd.Series) else r._asdict() for r in rows]
+    with_k = k if k is not None else len({int(r["num_samples"]) for r in get}) > 1
+    names = [f"`{r['estimator']}`" + (f" K={int(r['num_samples'])}" if with_k else "") for r in get]
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _power_of_ten(value: float) -> str:
+    return f"{value:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
+def _at_floor(row) -> bool:
+    """Whether the row's SNR interval reaches the noise floor (False when unknown)."""
+    return truth(row.get("snr_at_floor")) is True
+
+
+def _diverged_runs(row: pd.Series) -> int:
+    value = row.get("diverged", 0)
+    return int(value) if value is not None and np.isfinite(value) else 0
+
+
+def _diverged_note(row: pd.Series) -> str:
+    """'; but 1 of 3 of its runs diverged ...' for a setting with diverged runs, else ''."""
+    d = _diverged_runs(row)
+    if not d:
+        return ""
+    return f" (but {d} of {int(row['runs'])} of its runs diverged and are left out of this mean)"
+
+
+def _unconverged_note(rows: pd.DataFrame, best: pd.Series) -> str:
+    """A sentence when some compared settings had not levelled off (or '' when all had, or none was judged)."""
+    if "converged" not in rows:
+        return ""
+    moving = rows[rows["converged"].map(lambda v: truth(v) is False)]
+    if moving.empty:
+        return ""
+    if best.name in moving.index:
+        which = f"`{best['estimator']}`'s test ELBO still moved by {_iv(best, 'test_elbo_rise', True)} nats"
+    else:
+        which = f"the test ELBO of {len(moving)} of the {len(rows)} settings still moved by more than {TOLERANCE:g} nat"
+    return (
+        f" This rests on runs that had not converged ({which} over the last quarter of training): it ranks early "
+        "training, not converged models."
+    )
 
 
 def _score_function(name: str) -> bool:

@@ -3,9 +3,12 @@
 The comparison table (:func:`summary_table`) joins, per estimator and K:
 
 - gradient variance of the encoder (trace of the covariance of the minibatch gradient estimate) and its
-  signal-to-noise ratio, at one checkpoint of the shared reference run, with intervals;
+  signal-to-noise ratio, at one checkpoint of the shared reference run, with intervals; ``snr_at_floor`` flags
+  an SNR whose interval reaches ``snr_floor`` = √(2/(πR)), the SNR a zero-mean gradient shows with R
+  replicates (no signal measured);
 - final test ELBO and test log-likelihood (importance-sampled, k samples), mean over seeds with a Student-t
-  interval;
+  interval; the rise of the test ELBO over the last quarter of training and whether it had levelled off
+  (``converged``, see :mod:`vaebench.measures.plateau`);
 - the median training-step time and its interval;
 - work-normalised variance (variance x seconds per estimate: lower wins at equal compute), with interval;
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
@@ -81,6 +84,8 @@ def variance_by_k(
             if col in g:
                 rec[col] = g[col].iloc[0]
         rec["seeds"] = g["seed"].nunique() if "seed" in g else len(g)
+        if "snr_floor" in g:
+            rec["snr_floor"] = float(g["snr_floor"].mean())  # the floor of the seeds' mean SNR
         for metric in VARIANCE_METRICS:
             if metric not in g:
                 continue
@@ -123,14 +128,17 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
     """Final test ELBO and test log-likelihood per (estimator, K): mean over seeds with a Student-t interval.
 
     A pivot of :func:`vaebench.measures.convergence.summarize_convergence` (diverged runs are left out of
-    the means and counted).
+    the means and counted), joined with :func:`vaebench.measures.plateau.plateau`.
 
     Returns:
         Columns ``estimator, num_samples, objective, runs, diverged``, ``train_time_s`` (mean training
-        seconds) and, for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
-        synthetic data ``exact_log_likelihood``, ``ll_gap``...), the mean with ``_low``/``_high``.
+        seconds), for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
+        synthetic data ``exact_log_likelihood``, ``ll_gap``...) the mean with ``_low``/``_high``, and where
+        the curves allow it ``test_elbo_rise`` (with ``_low``/``_high``), ``rise_from_step``,
+        ``rise_to_step`` and ``converged``.
     """
     from vaebench.measures.convergence import summarize_convergence
+    from vaebench.measures.plateau import plateau
 
     long = summarize_convergence(convergence, level)
     if long.empty:
@@ -145,7 +153,12 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
             m = row["metric"]
             rec[m], rec[f"{m}_low"], rec[f"{m}_high"] = row["value"], row["value_low"], row["value_high"]
         out.append(rec)
-    return order_estimators(pd.DataFrame(out))
+    table = pd.DataFrame(out)
+    levelled = plateau(convergence, level=level).drop(columns="rise_seeds")
+    if not levelled.empty:
+        table = table.merge(levelled, on=KEYS, how="left")
+        table["converged"] = table["converged"].map(truth).astype(object)
+    return order_estimators(table)
 
 
 def paired_difference(
@@ -236,8 +249,10 @@ def summary_table(
 
     Returns:
         Columns ``estimator, num_samples, objective`` then, where measured: ``trace_var, snr,
-        final_test_elbo, test_log_likelihood, step_ms, work_normalized_var`` each with ``_low``/``_high``,
-        and ``runs, diverged, variance_reference, variance_checkpoint, variance_group``.
+        final_test_elbo, test_log_likelihood, test_elbo_rise, step_ms, work_normalized_var`` each with
+        ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
+        measured), ``converged`` (the test ELBO had levelled off), and ``runs, diverged,
+        variance_reference, variance_checkpoint, variance_group``.
     """
     parts = []
     if variance is not None and not variance.empty:
@@ -259,6 +274,10 @@ def summary_table(
     table = parts[0]
     for part in parts[1:]:
         table = table.merge(part, on=KEYS, how="outer")
+    if {"snr_low", "snr_floor"} <= set(table):
+        measured = np.isfinite(table["snr_low"]) & np.isfinite(table["snr_floor"])
+        at_floor = (table["snr_low"] <= table["snr_floor"]).map(bool).astype(object)
+        table["snr_at_floor"] = at_floor.where(measured, None)
     # The objective from the convergence rows, else the variance rows, else the registry.
     objective = table["estimator"].map(_registry_objective).astype(object)
     for column in ("objective_v", "objective"):
@@ -272,10 +291,12 @@ def summary_table(
         "snr",
         "final_test_elbo",
         "test_log_likelihood",
+        "test_elbo_rise",
         "step_ms",
         "work_normalized_var",
     ):
         order += [c for c in (metric, f"{metric}_low", f"{metric}_high") if c in table]
+    order += [c for c in ("snr_floor", "snr_at_floor", "converged") if c in table]
     order += [c for c in table if c not in order]
     return order_estimators(table[order])
 
@@ -326,6 +347,30 @@ def markdown(frame: pd.DataFrame, columns: Sequence[tuple[str, Callable[[pd.Seri
     return "\n".join(lines)
 
 
+def truth(value) -> bool | None:
+    """A flag column's cell as True, False or None (unknown): it may hold bools, numpy bools, 0/1 or NaN."""
+    if value is None or isinstance(value, str):
+        return None
+    try:
+        return None if np.isnan(value) else bool(value)
+    except TypeError:
+        return None
+
+
+def _at_floor(summary: pd.DataFrame) -> pd.Series:
+    """Rows whose SNR interval reaches the noise floor (False where unknown)."""
+    if "snr_at_floor" not in summary:
+        return pd.Series(False, index=summary.index)
+    return summary["snr_at_floor"].map(lambda v: truth(v) is True).astype(bool)
+
+
+def _flagged(cell: Callable[[pd.Series], str], flag: str, note: str) -> Callable[[pd.Series], str]:
+    def flagged(row: pd.Series) -> str:
+        return f"{cell(row)} {note}" if truth(row.get(flag)) is True else cell(row)
+
+    return flagged
+
+
 def _interval_cell(metric: str, symmetric: bool = False) -> Callable[[pd.Series], str]:
     def cell(row: pd.Series) -> str:
         return fmt_interval(
@@ -342,6 +387,7 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
     ("snr", "encoder SNR", "mean over coordinates of |E g| / std g (Rainforth et al. 2018; higher is better)", False),
     ("final_test_elbo", "test ELBO", "plain ELBO of the test set at the end of training (nats; higher is better)", True),
     ("test_log_likelihood", "test log p(x)", "importance-sampled log-likelihood of the test set (nats; higher is better)", True),
+    ("test_elbo_rise", "ELBO rise, last quarter", "change of the test ELBO over the last quarter of training, each seed's curve fitted by least squares (nats; within ±1 nat: levelled off, else not converged)", True),
     ("step_ms", "step (ms)", "median time of one training step: estimator, backward, optimizer", False),
     ("work_normalized_var", "variance x time", "encoder variance x seconds per estimate: lower wins at equal compute", False),
 ]  # fmt: skip
@@ -357,7 +403,10 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     ]
     for column, header, _, symmetric in SUMMARY_COLUMNS:
         if column in summary and summary[column].notna().any():
-            cols.append((header, _interval_cell(column, symmetric)))
+            cell = _interval_cell(column, symmetric)
+            if column == "snr" and "snr_at_floor" in summary:
+                cell = _flagged(cell, "snr_at_floor", "(noise floor)")
+            cols.append((header, cell))
     if "diverged" in summary and summary["diverged"].fillna(0).any():
         cols.append(
             (
@@ -378,6 +427,13 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
     for column, header, meaning, _ in SUMMARY_COLUMNS:
         if column in summary and summary[column].notna().any():
             lines.append(f"- **{header}**: {meaning}.")
+            if column == "snr" and _at_floor(summary).any():
+                floor = summary.loc[_at_floor(summary), "snr_floor"]
+                lines[-1] = lines[-1][:-1] + (
+                    f"; *(noise floor)*: its interval reaches √(2/(πR)) = {fmt_number(floor.max())}, the SNR "
+                    "that a gradient of mean zero shows with R replicates: no signal is measured, so these SNRs "
+                    "are not ranked."
+                )
     lines.append(
         f"- Intervals are {level:.0%}. `x ± h`: Student-t interval of the mean over training seeds. "
         "`x [low, high]`: percentile bootstrap over gradient replicates (variance, SNR) or over timed steps "

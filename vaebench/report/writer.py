@@ -139,7 +139,7 @@ def render(
     """The text of report.md."""
     md = [f"# vaebench report: {config.name}", ""]
     md += _status(run)
-    md += ["## Setup", "", _setup(run, config, checkpoint), ""]
+    md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
     lines = reading(summary, frames, checkpoint=checkpoint)
     if lines:
         md += ["## Reading", "", "Computed from the table below (95% intervals).", ""]
@@ -237,7 +237,7 @@ def _wall_clock(run: dict) -> float | None:
     return total if counted else None
 
 
-def _setup(run: dict, config: SuiteConfig, checkpoint: str | None) -> str:
+def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.DataFrame) -> str:
     c = config
     d, m, t, v, tp = c.data, c.model, c.train, c.variance, c.throughput
     data = (
@@ -259,10 +259,41 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None) -> str:
             f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
             f"{v.batch_size}, at checkpoints {', '.join(v.checkpoints)} of a `{v.reference_estimator}` K=1 run "
             f"(the table reports {checkpoint or v.summary_checkpoint})."
-        )
+        ) + _warm_up(variance)
     if tp.enabled:
         text += f" Step time: median of {tp.repeats} steps after {tp.warmup} warm-up steps, batch {tp.batch_size}."
     return text
+
+
+def _warm_up(variance: pd.DataFrame) -> str:
+    """How the stateful estimators of the variance rows were prepared, from the rows themselves."""
+    if variance.empty or "estimator" not in variance:
+        return ""
+    from vaebench.estimators import ESTIMATORS, make_estimator
+    from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS, is_stateful
+
+    names = [
+        n for n in dict.fromkeys(variance["estimator"]) if n in ESTIMATORS and is_stateful(make_estimator(n))
+    ]
+    if not names:
+        return ""
+    listed = ", ".join(f"`{n}`" for n in names)
+    if "warm_up_batches" not in variance:
+        return (
+            f" This folder does not record how the stateful estimators ({listed}) were warmed up: runs before "
+            "that was recorded warmed them up on the measured minibatch itself, which flatters their variance."
+        )
+    counts = variance.loc[variance["estimator"].isin(names), "warm_up_batches"].dropna()
+    counts = sorted({int(c) for c in counts if c > 0})
+    if not counts:
+        return f" The stateful estimators ({listed}) were measured without a warm-up."
+    batches = " or ".join(map(str, counts))
+    return (
+        f" Stateful estimators ({listed}) were warmed up at each checkpoint on {batches} minibatches other than "
+        f"the measured one, never on it: statistics set from an independent draw, a learned baseline (NVIL's b(x)) "
+        f"fitted for {WARM_UP_BASELINE_STEPS} Adam steps, then {WARM_UP_CALLS} training-mode calls for the running "
+        "statistics, the model left unchanged."
+    )
 
 
 def _likelihood(c: SuiteConfig) -> str:

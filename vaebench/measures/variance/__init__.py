@@ -3,7 +3,7 @@ r"""Gradient variance of the estimators, measured at the same parameters, with a
 Why: variance is what separates the pathwise gradient from REINFORCE and what every variance-reduction method
 claims to lower. The measure fixes everything but the estimator's noise: the parameters (checkpoints of one
 reference training run, see :func:`variance_study`), the minibatch, and the estimator's state (frozen in eval
-mode after a :func:`warm_up`).
+mode after a :func:`warm_up` on other minibatches than the measured one).
 
 For a minibatch x and the estimator's gradient estimate g (of the surrogate loss, the negative objective;
 NVIL's encoder part divided by its known ``encoder_scale``), with R independent replicates g_1..g_R:

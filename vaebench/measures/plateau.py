@@ -1,0 +1,110 @@
+r"""Whether training had levelled off: the change of the test ELBO over the last quarter of each run.
+
+Final numbers compare converged models only if the learning curves have stopped moving; otherwise they
+compare early training, where the fastest starter wins. For each run (estimator, K, seed) that did not
+diverge, the test-ELBO points in the last `FRACTION` of its steps (from step (1 - FRACTION)·S to its last
+step S) are fitted by least squares, value ≈ a + s·step, and the change over that window is
+
+    rise = s · FRACTION · S       (nats per datapoint; positive while the curve still climbs)
+
+Runs of one (estimator, K) are pooled: the mean rise over seeds with a Student-t interval (a single seed
+gets the interval of its own fitted slope, from the residuals, when it has three points or more). A setting
+counts as **converged** when that interval lies within ±`TOLERANCE` nats: another quarter of training at the
+same pace would then move its test ELBO by less than that. When the interval reaches beyond, the curve has
+not been shown to have levelled off, and the setting counts as not converged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from vaebench.stats import mean_interval
+
+FRACTION = 0.25
+"""The last fraction of a run's steps whose slope is measured."""
+
+TOLERANCE = 1.0
+"""Change of the test ELBO over that window (nats per datapoint) below which a curve counts as levelled off:
+the size of the differences that published comparisons of VAE estimators turn on."""
+
+PLATEAU_COLUMNS = (
+    "estimator",
+    "num_samples",
+    "test_elbo_rise",
+    "test_elbo_rise_low",
+    "test_elbo_rise_high",
+    "rise_from_step",
+    "rise_to_step",
+    "rise_seeds",
+    "converged",
+)
+"""Columns of `plateau`'s frame."""
+
+
+def plateau(
+    convergence: pd.DataFrame,
+    *,
+    fraction: float = FRACTION,
+    tolerance: float = TOLERANCE,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """The rise of each (estimator, K)'s test-ELBO curve over the last ``fraction`` of its runs; levelled off?
+
+    Args:
+        convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step, metric,
+            value``, and ``diverged``, whose runs are left out).
+        fraction: the window, as a fraction of each run's steps.
+        tolerance: |rise| in nats below which the curve counts as levelled off.
+        level: level of the interval.
+
+    Returns:
+        One row per (estimator, K) with a curve, columns `PLATEAU_COLUMNS`: the mean rise with its interval,
+        the window (mean first and last step), the seeds pooled, and ``converged`` (True when the interval
+        lies within ±tolerance, False otherwise, None when there is no interval: one seed with fewer than
+        three points in the window).
+    """
+    rows = convergence[convergence["metric"] == "test_elbo"]
+    if "diverged" in rows:
+        rows = rows[~rows["diverged"].astype(bool)]
+    out = []
+    for (name, k), setting in rows.groupby(["estimator", "num_samples"], sort=False):
+        rises, spans, fits = [], [], []
+        for _, run in setting.groupby("seed"):
+            run = run.sort_values("step")
+            last = float(run["step"].max())
+            window = run[run["step"] >= (1 - fraction) * last]
+            if len(window) < 2 or last <= 0:
+                continue
+            span = fraction * last
+            fit = stats.linregress(window["step"].to_numpy(float), window["value"].to_numpy(float))
+            rises.append(fit.slope * span)
+            spans.append((float(window["step"].min()), last))
+            fits.append((fit, len(window), span))
+        if not rises:
+            continue
+        rise = float(np.mean(rises))
+        if len(rises) > 1:
+            low, high = (float(v) for v in mean_interval(np.asarray(rises), level))
+        elif fits[0][1] > 2:
+            fit, n, span = fits[0]
+            half = stats.t.ppf(0.5 + level / 2, n - 2) * fit.stderr * span
+            low, high = rise - half, rise + half
+        else:
+            low = high = float("nan")
+        converged = None if np.isnan(low) else bool(-tolerance < low and high < tolerance)
+        out.append(
+            {
+                "estimator": name,
+                "num_samples": k,
+                "test_elbo_rise": rise,
+                "test_elbo_rise_low": low,
+                "test_elbo_rise_high": high,
+                "rise_from_step": float(np.mean([a for a, _ in spans])),
+                "rise_to_step": float(np.mean([b for _, b in spans])),
+                "rise_seeds": len(rises),
+                "converged": converged,
+            }
+        )
+    return pd.DataFrame(out, columns=list(PLATEAU_COLUMNS))
