@@ -276,3 +276,50 @@ def test_pytorch_examples_recipe_settings_and_a_short_run(monkeypatch, tmp_path)
     monkeypatch.delenv("VAEBENCH_DATA", raising=False)
     with pytest.raises(VaebenchError, match="mnist"):
         run_recipe(pytorch_examples_recipe("mnist"), root=tmp_path)
+
+
+# --- whether training had levelled off -----------------------------------------------------------------------
+
+
+def curve_rows(
+    seed_slopes: dict[int, float], steps=range(0, 101, 10), noise=None, diverged=()
+) -> pd.DataFrame:
+    rows = []
+    for seed, slope in seed_slopes.items():
+        for i, step in enumerate(steps):
+            value = slope * step + (0.0 if noise is None else noise[i])
+            rows.append(dict(estimator="reparam", num_samples=1, seed=seed, step=step, metric="test_elbo",
+                             value=value, diverged=seed in diverged))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_plateau_measures_the_last_quarter_and_pools_seeds():
+    from vaebench.measures.plateau import plateau
+
+    # Slopes 0.3, 0.4, 0.5 nats/step over the last 25 steps: rises 7.5, 10, 12.5; seed 3 diverged (left out).
+    row = plateau(curve_rows({0: 0.3, 1: 0.4, 2: 0.5, 3: 9.0}, diverged=(3,))).iloc[0]
+    low, high = mean_interval(np.array([7.5, 10.0, 12.5]))
+    assert row["test_elbo_rise"] == pytest.approx(10.0) and row["rise_seeds"] == 3
+    assert (row["test_elbo_rise_low"], row["test_elbo_rise_high"]) == pytest.approx((low, high))
+    assert (row["rise_from_step"], row["rise_to_step"]) == (80.0, 100.0) and not row["converged"]
+    # Flat curves have levelled off; a wider tolerance accepts a slow rise.
+    assert plateau(curve_rows({0: 0.0, 1: 0.0})).iloc[0]["converged"]
+    assert plateau(curve_rows({0: 0.01, 1: 0.012}), tolerance=1.0).iloc[0]["converged"]
+
+
+def test_plateau_of_a_single_seed_uses_its_own_fit():
+    from scipy import stats
+
+    from vaebench.measures.plateau import plateau
+
+    # One seed: the interval is that of the fitted slope (three points in the window, one degree of freedom).
+    noise = [0.0] * 8 + [0.1, -0.2, 0.1]
+    row = plateau(curve_rows({0: 0.0}, noise=noise)).iloc[0]
+    fit = stats.linregress([80, 90, 100], noise[-3:])
+    half = stats.t.ppf(0.975, 1) * fit.stderr * 25
+    assert row["test_elbo_rise"] == pytest.approx(fit.slope * 25)
+    assert row["test_elbo_rise_high"] - row["test_elbo_rise"] == pytest.approx(half)
+    assert row["converged"] == (abs(fit.slope * 25) + half < 1.0)
+    # Two points in the window and one seed: no interval, so no verdict.
+    assert plateau(curve_rows({0: 0.5}, steps=[0, 50, 80, 100])).iloc[0]["converged"] is None
+    assert plateau(curve_rows({0: 0.5}, steps=[0, 50, 100])).empty  # one point: no slope at all
