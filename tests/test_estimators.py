@@ -279,6 +279,19 @@ def test_statistics_come_from_an_independent_draw_before_first_use(name):
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
+def test_loaded_statistics_that_were_never_set_are_set_before_use():
+    model, x = linear_gaussian()
+    est = make_estimator("reinforce-ma").double()
+    est.prepare(model, x)
+    est.load_state_dict({"baseline": torch.zeros(()), "steps": torch.zeros((), dtype=torch.long)})
+    est.eval()(model, x, num_samples=2)
+    torch.testing.assert_close(est.baseline, independent_objective(model, x, seed=0).mean())
+    trained = {"baseline": torch.tensor(-3.0, dtype=torch.float64), "steps": torch.tensor(7)}
+    est.load_state_dict(trained)  # statistics that were set are kept as loaded
+    est(model, x, num_samples=2)
+    assert est.baseline == -3.0 and est.steps == 7
+
+
 def test_running_statistics_update_after_use():
     # The step's signal is centred by the baseline before the step's own update (what keeps it unbiased).
     model, x = linear_gaussian()

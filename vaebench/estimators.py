@@ -85,6 +85,10 @@ class Estimator(nn.Module):
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
 
+    def __init__(self):
+        super().__init__()
+        self.register_load_state_dict_post_hook(_loaded)
+
     def forward(
         self, model: nn.Module, x: Tensor, num_samples: int = 1, generator: torch.Generator | None = None
     ) -> EstimatorOutput:
@@ -123,6 +127,11 @@ class Estimator(nn.Module):
             score = score.mean()
             total = total + (score - score.detach())
         return EstimatorOutput(surrogate=-total, elbo=objective.detach(), objective=self.objective)
+
+
+def _loaded(module: Estimator, incompatible_keys) -> None:
+    """After ``load_state_dict``: check at the next call whether the loaded statistics were ever set."""
+    module._prepared = False
 
 
 def check_num_samples(num_samples: int, minimum: int = 1, name: str = "") -> int:
@@ -250,10 +259,13 @@ class Reinforce(Estimator):
 
     Options:
         score_term: also keep the φ-gradient of f at fixed z, -(1/K) Σ_k ∇_φ log q_φ(z_k|x). Its expectation
-            is 0 (E_q[∇_φ log q] = 0), so both choices are unbiased, but it equals shifting every baseline
-            by one nat and adds variance (measured on digits: reinforce-loo at K=10 has 17% less encoder
-            variance without it); dropped by default, as in black-box VI (Ranganath et al. 2014, Pyro's
-            ``TraceGraph_ELBO``). Every estimator of this family takes this option.
+            is 0 (E_q[∇_φ log q] = 0), so both choices are unbiased; it turns the weight of ∇_φ log q from
+            f - b into f - b - 1, a baseline shifted by one nat. Dropped by default, as in black-box VI
+            (Ranganath et al. 2014; Pyro's ``TraceGraph_ELBO``). Neither is better everywhere: keeping it
+            changes the variance by E[(1 - 2(f - b)) ||∇_φ log q||²], so dropping it helps when the centred
+            signal is mostly below 1/2 nat where the score is large. Measured at the end of the default
+            digits run: reinforce-loo at K=10, encoder variance 47.4 without it against 57.3 with it (-17%);
+            plain reinforce, whose f sits above 0 there, +5%. Every estimator of this family takes it.
     """
 
     summary = "score function (REINFORCE), no baseline"
