@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 
-from vaebench.report import plots, tables
+from vaebench.report import formatting, plots, tables
 from vaebench.report.reading import reading
 from vaebench.report.writer import FIGURES, write_report
 from vaebench.stats import pooled_mean_interval
@@ -275,18 +275,18 @@ def test_empty_folder_gives_a_report_without_numbers(tmp_path: Path) -> None:
     ],
 )
 def test_fmt_number(args, expected) -> None:
-    assert tables.fmt_number(*args) == expected
+    assert formatting.fmt_number(*args) == expected
 
 
 def test_fmt_interval() -> None:
-    assert tables.fmt_interval(-25.31, -25.73, -24.89, symmetric=True) == "-25.31 ± 0.42"
-    assert tables.fmt_interval(1200.0, 1100.0, 1400.0) == "1200 [1100, 1400]"
-    assert tables.fmt_interval(3.0, float("nan"), float("nan")) == "3.00"
+    assert formatting.fmt_interval(-25.31, -25.73, -24.89, symmetric=True) == "-25.31 ± 0.42"
+    assert formatting.fmt_interval(1200.0, 1100.0, 1400.0) == "1200 [1100, 1400]"
+    assert formatting.fmt_interval(3.0, float("nan"), float("nan")) == "3.00"
 
 
 def test_markdown_escapes_pipes() -> None:
     frame = pd.DataFrame({"a": ["x|y"]})
-    assert tables.markdown(frame, [("a", lambda r: r["a"])]).splitlines()[-1] == "| x\\|y |"
+    assert formatting.markdown(frame, [("a", lambda r: r["a"])]).splitlines()[-1] == "| x\\|y |"
 
 
 def test_paired_difference_pairs_runs_by_seed(frames) -> None:

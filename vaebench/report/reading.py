@@ -19,7 +19,7 @@ import pandas as pd
 from vaebench.estimators import ESTIMATORS, Reinforce
 from vaebench.measures.plateau import TOLERANCE
 from vaebench.report import tables
-from vaebench.report.tables import fmt_interval, fmt_number, truth
+from vaebench.report.formatting import fmt_interval, fmt_number, truth
 from vaebench.training import DIVERGENCE_BOUND
 
 

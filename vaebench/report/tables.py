@@ -16,7 +16,8 @@ The comparison table (:func:`summary_table`) joins, per estimator and K:
 
 Variance figures measured for several seeds (each seed: its own minibatch, the same for every estimator)
 are averaged over the seeds with :func:`vaebench.stats.pooled_mean_interval`: the target is the average over
-those minibatches, and the interval is the Monte Carlo error of that average.
+those minibatches, and the interval is the Monte Carlo error of that average. Number formatting and the
+markdown primitives live in :mod:`vaebench.report.formatting`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS
+from vaebench.report.formatting import (
+    at_floor,
+    flagged_cell,
+    fmt_number,
+    interval_cell,
+    markdown,
+    truth,
+)
 from vaebench.stats import mean_interval, pooled_mean_interval
 
 KEYS = ["estimator", "num_samples"]
@@ -303,84 +312,6 @@ def summary_table(
 
 # ------------------------------------------------------------------------------------------------ markdown
 
-
-def _scientific(value: float) -> bool:
-    magnitude = abs(value)
-    return magnitude != 0 and (magnitude >= 1e5 or magnitude < 1e-3)
-
-
-def fmt_number(value: float, digits: int = 3, scientific: bool | None = None) -> str:
-    """A number in ``digits`` significant figures; scientific notation outside [1e-3, 1e5) (or as told)."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    if value == 0:
-        return "0"
-    if scientific if scientific is not None else _scientific(value):
-        return f"{value:.{digits - 1}e}"
-    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
-    return f"{value:.{decimals}f}"
-
-
-def fmt_interval(value: float, low: float, high: float, digits: int = 3, symmetric: bool = False) -> str:
-    """``value ± half`` for symmetric intervals (means), ``value [low, high]`` otherwise (same notation)."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return fmt_number(value, digits)
-    if symmetric:
-        half = (high - low) / 2
-        decimals = max(0, -math.floor(math.log10(half)) + 1) if half > 0 else 2
-        return f"{value:.{decimals}f} ± {half:.{decimals}f}"
-    sci = _scientific(value)
-    return f"{fmt_number(value, digits, sci)} [{fmt_number(low, 2, sci)}, {fmt_number(high, 2, sci)}]"
-
-
-def markdown(frame: pd.DataFrame, columns: Sequence[tuple[str, Callable[[pd.Series], str]]]) -> str:
-    """A GitHub markdown table: one (header, row -> cell text) pair per column."""
-    lines = [
-        "| " + " | ".join(h for h, _ in columns) + " |",
-        "|" + "|".join("---" for _ in columns) + "|",
-    ]
-    for _, row in frame.iterrows():
-        cells = [str(cell(row)).replace("|", "\\|") for _, cell in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def truth(value) -> bool | None:
-    """A flag column's cell as True, False or None (unknown): it may hold bools, numpy bools, 0/1 or NaN."""
-    if value is None or isinstance(value, str):
-        return None
-    try:
-        return None if np.isnan(value) else bool(value)
-    except TypeError:
-        return None
-
-
-def _at_floor(summary: pd.DataFrame) -> pd.Series:
-    """Rows whose SNR interval reaches the noise floor (False where unknown)."""
-    if "snr_at_floor" not in summary:
-        return pd.Series(False, index=summary.index)
-    return summary["snr_at_floor"].map(lambda v: truth(v) is True).astype(bool)
-
-
-def _flagged(cell: Callable[[pd.Series], str], flag: str, note: str) -> Callable[[pd.Series], str]:
-    def flagged(row: pd.Series) -> str:
-        return f"{cell(row)} {note}" if truth(row.get(flag)) is True else cell(row)
-
-    return flagged
-
-
-def _interval_cell(metric: str, symmetric: bool = False) -> Callable[[pd.Series], str]:
-    def cell(row: pd.Series) -> str:
-        return fmt_interval(
-            row.get(metric, np.nan), row.get(f"{metric}_low", np.nan), row.get(f"{metric}_high", np.nan),
-            symmetric=symmetric,
-        )  # fmt: skip
-
-    return cell
-
-
 SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
     # (column, header, meaning, symmetric interval)
     ("trace_var", "encoder grad variance", "trace of the encoder gradient's covariance (lower is better)", False),
@@ -403,9 +334,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     ]
     for column, header, _, symmetric in SUMMARY_COLUMNS:
         if column in summary and summary[column].notna().any():
-            cell = _interval_cell(column, symmetric)
+            cell = interval_cell(column, symmetric)
             if column == "snr" and "snr_at_floor" in summary:
-                cell = _flagged(cell, "snr_at_floor", "(noise floor)")
+                cell = flagged_cell(cell, "snr_at_floor", "(noise floor)")
             cols.append((header, cell))
     if "diverged" in summary and summary["diverged"].fillna(0).any():
         cols.append(
@@ -427,8 +358,8 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
     for column, header, meaning, _ in SUMMARY_COLUMNS:
         if column in summary and summary[column].notna().any():
             lines.append(f"- **{header}**: {meaning}.")
-            if column == "snr" and _at_floor(summary).any():
-                floor = summary.loc[_at_floor(summary), "snr_floor"]
+            if column == "snr" and at_floor(summary).any():
+                floor = summary.loc[at_floor(summary), "snr_floor"]
                 lines[-1] = lines[-1][:-1] + (
                     f"; *(noise floor)*: its interval reaches √(2/(πR)) = {fmt_number(floor.max())}, the SNR "
                     "that a gradient of mean zero shows with R replicates: no signal is measured, so these SNRs "

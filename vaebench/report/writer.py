@@ -17,8 +17,8 @@ import pandas as pd
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.provenance import read_json
 from vaebench.report import plots, tables
+from vaebench.report.formatting import fmt_number, markdown
 from vaebench.report.reading import reading
-from vaebench.report.tables import fmt_number
 
 FIGURES = {
     "variance": "variance_snr_vs_k.png",
@@ -171,7 +171,7 @@ def render(
             f"Trace of the covariance at each checkpoint of the `{config.variance.reference_estimator}` reference "
             "run (the same parameters for every estimator):",
             "",
-            tables.markdown(pivot, cols),
+            markdown(pivot, cols),
             "",
         ]
     if "steps" in figures:
