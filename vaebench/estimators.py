@@ -13,8 +13,9 @@ differ in how they handle ∇_φ, where q_φ is also the sampling distribution:
 
 where any baseline b independent of z leaves the score-function form unbiased (E_q[∇_φ log q] = 0). The last
 term is E_q[-∇_φ log q_φ(z|x)] = 0: it changes no expectation, but it acts like shifting the baseline by one
-nat and costs variance, so the score-function estimators drop it by default, as black-box VI does (Ranganath,
-Gerrish & Blei 2014; Pyro's ``TraceGraph_ELBO``); ``score_term=True`` keeps it.
+nat and often costs variance, so the score-function estimators drop it by default, as black-box VI does
+(Ranganath, Gerrish & Blei 2014; Pyro's ``TraceGraph_ELBO``); ``score_term=True`` keeps it (see
+:class:`Reinforce` for when each is better).
 
 The contract. ``est = make_estimator(name, **options)``; then ``out = est(model, x, num_samples=K)`` with
 x [B, D] returns an :class:`EstimatorOutput`:
@@ -35,8 +36,9 @@ Stateful estimators (moving averages, learned baselines) are ``nn.Module``\ s: o
 the model's, call :meth:`Estimator.prepare` with a batch before building the optimizer (it builds learned
 parts and sets running statistics from that batch with the estimator's own noise; an estimator called without
 it prepares itself on the first call's batch), and note that their running statistics update only in training
-mode (``est.train()``) so that measuring them (``est.eval()``) does not change them. An estimator may rescale its encoder gradient by a known positive scalar (an adaptive
-step size, as NVIL's variance normalisation does); it reports that factor as ``encoder_scale``.
+mode (``est.train()``) so that measuring them (``est.eval()``) does not change them. An estimator may rescale
+its encoder gradient by a known positive scalar (an adaptive step size, as NVIL's variance normalisation
+does); it reports that factor as ``encoder_scale``.
 
 To add an estimator: subclass :class:`Estimator`, implement ``estimate``, give it a docstring with its
 gradient formula and reference, and add one line to ``ESTIMATORS`` at the bottom; the CLI choices and the
@@ -362,10 +364,10 @@ class ReinforceNVIL(Reinforce):
     encoder gradient by the known factor max(1, √v), an adaptive step size (reported as ``encoder_scale``):
     the direction is unbiased, the scale is that of the ELBO gradient over max(1, √v). :meth:`prepare` sets c
     and v from one batch at the current parameters, drawn with the estimator's own noise, before their first
-    use (starting from c = 0, v = 1 made the first encoder gradient ~1000x any later one, and Adam's second
-    moment remembered it for the whole run); after each training-mode step they update with decay α, after
-    use, so step t's signal depends only on earlier and independent samples. Mnih & Gregor 2014, "Neural
-    Variational Inference and Learning in Belief Networks".
+    use (starting from c = 0, v = 1 made the first encoder gradient hundreds of times any later one, and
+    Adam's second moment remembered it for the whole run); after each training-mode step they update with
+    decay α, after use, so step t's signal depends only on earlier and independent samples. Mnih & Gregor
+    2014, "Neural Variational Inference and Learning in Belief Networks".
 
     Options:
         hidden: width of b_ψ's hidden layer (100 tanh units in the paper).

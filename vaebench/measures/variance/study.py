@@ -402,7 +402,7 @@ def _warm_up_batches(data, batch_size: int, seed: int, index: int, given) -> lis
             )
         return batches
     if hasattr(data, "batches"):
-        batches = data.batches(batch_size, seed=seed)
+        batches = iter(data.batches(batch_size, seed=seed))
         next(batches)  # the measured one; the rest of the epoch holds other rows
         out = [b for _, b in zip(range(WARM_UP_BATCHES), batches, strict=False)]
         if not out:
