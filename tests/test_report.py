@@ -239,13 +239,13 @@ def test_the_report_says_how_stateful_estimators_were_prepared(tmp_path: Path, f
     nvil = frames["variance"].query("estimator == 'reinforce'").assign(estimator="reinforce-nvil")
     variance = pd.concat([frames["variance"], nvil], ignore_index=True)
     variance["warm_up_batches"] = np.where(variance["estimator"] == "reinforce-nvil", 10, 0)
-    text = write_report(write_folder(tmp_path / "new", {**frames, "variance": variance})).read_text()
+    text = write_report(write_folder(tmp_path / "new", {"variance": variance})).read_text()
     assert (
         "Stateful estimators (`reinforce-nvil`) were warmed up at each checkpoint on 10 minibatches other than "
         "the measured one, never on it: statistics set from an independent draw, a learned baseline (NVIL's "
         "b(x)) fitted for 200 Adam steps, then 20 training-mode calls"
     ) in text
-    old = write_folder(tmp_path / "old", {**frames, "variance": variance.drop(columns="warm_up_batches")})
+    old = write_folder(tmp_path / "old", {"variance": variance.drop(columns="warm_up_batches")})
     assert "does not record how the stateful estimators (`reinforce-nvil`) were warmed up" in (
         write_report(old).read_text()
     )
