@@ -430,3 +430,12 @@ def test_snr_at_the_noise_floor_is_flagged_and_not_ranked():
         "Encoder SNR falls as K grows from 1 to 10 for: `reparam`" in text and "`stl` (0.300 → 0.200" in text
     )
     assert "`reinforce` (0.0840" not in text
+
+
+def test_curves_are_framed_by_the_runs_that_did_not_diverge():
+    conv = runs_frame(SEPARATED)
+    bad = (conv["estimator"] == "stl") & (conv["seed"] == 2)
+    conv.loc[bad, "diverged"] = True
+    conv.loc[bad & (conv["metric"] == "test_elbo") & (conv["step"] == 100), "value"] = -1e10  # absurd, finite
+    ax = plots.plot_curves(conv, num_samples=1)
+    assert ax.get_ylim()[0] > -100

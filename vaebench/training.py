@@ -24,8 +24,9 @@ data loading, evaluation and recording are excluded so the clock measures the es
 Divergence: after every backward pass the loss and the norm of all gradients are checked (one read of two
 scalars, which also gives the recorded loss). A NaN or Inf, or a loss or gradient norm beyond
 `DIVERGENCE_BOUND` (finite but absurd: a huge learning rate once gave test ELBOs of -1e18 that passed as
-finite), ends the run *before* that update is applied, so ``final_state`` is the last sane model and the
-history stops at the step before.
+finite), ends the run *before* that update is applied: the history stops at the step before, and
+``final_state`` holds the parameters at which the bad value was seen, finite, but after an out-of-bound loss as
+absurd as that loss (summaries leave diverged runs out of their means).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class TrainResult:
             (that update was not applied), or None.
         checkpoints: step -> copy of the model's ``state_dict`` (on the CPU) after that many updates, for the
             steps of ``checkpoint_at`` that the run reached; step 0 is the initialisation.
-        final_state: the model's ``state_dict`` (CPU copy) at the end: the last sane state if it diverged.
+        final_state: the model's ``state_dict`` (CPU copy) at the end; for a diverged run, the parameters at
+            which the bad loss or gradient was seen (finite: the bad update was not applied).
         wall_time_s: training seconds (see the module docstring for what the clock includes).
         steps: optimizer updates done.
         grad_evals: gradient estimates computed and applied.

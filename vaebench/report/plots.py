@@ -164,6 +164,16 @@ def plot_curves(
         for (name, _), g in div[div["metric"] == metric].groupby(["estimator", "seed"]):
             last = g.sort_values("step").iloc[-1]
             ax.plot(last[x], last["value"], "x", color=estimator_color(name), markersize=8)
+    if "diverged" in convergence:
+        # A run that diverged on an absurd but finite loss may end on an absurd value: frame the others.
+        steady = convergence[
+            (convergence["num_samples"] == num_samples) & ~convergence["diverged"].astype(bool)
+        ]
+        steady = curve_bands(steady, metric)
+        if not steady.empty:
+            finals = [
+                g.sort_values("step")["value"].iloc[len(g) // 4 :] for _, g in steady.groupby("estimator")
+            ]
     if finals:
         # Early ELBOs are orders of magnitude below the final ones: frame the last three quarters.
         tail = pd.concat(finals).to_numpy(float)
