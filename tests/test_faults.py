@@ -171,6 +171,8 @@ def test_sigkill_anywhere_then_resume_gives_the_same_tables(baseline: Path, tmp_
         args = ["run", "--resume", "--out", str(out), "--quiet"]
         if fault == "unit#4:SIGKILL":  # the reference data file without a manifest was redone, and said so
             assert "reference/checkpoints (a data file without its manifest" in done.stderr
+            assert report(out, capsys)[0] == 0  # a partial report that does not claim the run is running
+            assert "stopped (killed: run.json still says running)" in (out / "report.md").read_text()
     assert len(finished(out)) == 8
     assert report(out, capsys)[0] == 0
     assert_same_tables(out, baseline)

@@ -73,7 +73,9 @@ def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
 _FIX = "restore it, move it away, or rebuild the folder with `python -m vaebench run --resume --out <folder>`"
 
 
-def write_report(out: str | Path, level: float = 0.95, *, units: dict | None = None) -> Path:
+def write_report(
+    out: str | Path, level: float = 0.95, *, units: dict | None = None, status: str | None = None
+) -> Path:
     """Write summary.csv, the PNG plots and report.md into ``out`` from its CSVs; return report.md's path.
 
     Args:
@@ -81,6 +83,7 @@ def write_report(out: str | Path, level: float = 0.95, *, units: dict | None = N
         level: confidence level of the intervals.
         units: what the folder's check found, overriding run.json's counts: ``total``, ``finished`` and
             ``left_out`` ('kind/unit' -> why its rows are not in the tables).
+        status: overrides run.json's status (a killed run's run.json still says ``running``).
 
     Every file is written atomically, report.md last, so an interrupted report leaves each file whole (old or
     new) and ``python -m vaebench report`` rebuilds it.
@@ -93,6 +96,8 @@ def write_report(out: str | Path, level: float = 0.95, *, units: dict | None = N
         raise VaebenchError(f"{out / 'run.json'}: {err}") from None
     if units is not None:
         run = {**run, "units": {**run.get("units", {}), **units}}
+    if status is not None:
+        run = {**run, "status": status}
     checkpoint = _summary_checkpoint(frames["variance"], config)
     summary = tables.summary_table(
         frames["variance"],
@@ -261,7 +266,7 @@ def _status(run: dict) -> list[str]:
     )
     lines = [head, ""]
     left_out = units.get("left_out") or {}
-    if status in ("interrupted", "running", "aborted"):
+    if status in ("interrupted", "running", "aborted", KILLED):
         lines += [
             "**Partial report**: the run stopped before finishing every unit; continue it with "
             "`python -m vaebench run --resume --out <this folder>`.",
@@ -276,6 +281,10 @@ def _status(run: dict) -> list[str]:
         more = f", and {len(left_out) - 8} more" if len(left_out) > 8 else ""
         lines += [f"Not in these tables ({len(left_out)} units): " + "; ".join(shown) + more + ".", ""]
     return lines
+
+
+KILLED = "stopped (killed: run.json still says running)"
+"""The status a rebuilt report gives a run whose process died without a word (SIGKILL, a crash)."""
 
 
 def _wall_clock(run: dict) -> float | None:

@@ -30,7 +30,7 @@ def rebuild_report(out: str | Path, warn: Callable[[str], None] | None = None) -
             run.json that are not vaebench's.
         StorageError: the folder cannot be written.
     """
-    from vaebench.report.writer import write_report
+    from vaebench.report.writer import KILLED, write_report
 
     warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
     out = Path(out)
@@ -42,7 +42,9 @@ def rebuild_report(out: str | Path, warn: Callable[[str], None] | None = None) -
         )
     with ownership.hold(out, create=False):
         units = _verified_units(out, warn) if (out / "units").is_dir() else None
-        return write_report(out, units=units)
+        # we hold the lock, so no run is writing here: a run.json that says "running" outlived its process
+        killed = load_run(out).get("status") == "running"
+        return write_report(out, units=units, status=KILLED if killed else None)
 
 
 def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
