@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 
 from vaebench import cli
+from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 from vaebench.report.writer import FIGURES
-from vaebench.suite import units
+from vaebench.suite import interrupts, units
 
 ROW_KEYS = {"estimator", "num_samples", "seed"}
 
@@ -147,7 +148,7 @@ def test_interrupt_then_resume_redoes_nothing(
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["units"]["finished"] == 4
     finished = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "units").rglob("*.*")}
-    assert len(finished) == 4
+    assert len([p for p in finished if p.suffix != ".json"]) == 4  # each with its manifest
     assert (out / "report.md").is_file()  # a partial report
     assert "Partial report" in (out / "report.md").read_text()
 
@@ -191,9 +192,110 @@ def test_a_failing_unit_is_recorded_and_retried(
     assert not (out / "units" / "convergence" / "reparam-K2-s0.error").exists()
 
 
+def test_a_failed_reference_is_named_by_the_variance_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    real = units.execute
+
+    def broken(unit, ctx):
+        if unit.kind == "reference":
+            raise RuntimeError("boom")
+        return real(unit, ctx)
+
+    monkeypatch.setattr(units, "execute", broken)
+    out = tmp_path / "run"
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text("[throughput]\nenabled = false\n")
+    assert cli.main(["run", *SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    cause = "not run: the reference unit (reference/checkpoints) failed: RuntimeError: boom"
+    assert f"unit variance/init failed: {cause}" in err and f"unit variance/end failed: {cause}" in err
+    assert "FileNotFoundError" not in err and "retry the failed units" in err
+
+
+def test_an_error_that_recurs_is_not_offered_as_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    def bad(unit, ctx):
+        raise VaebenchError("this setting cannot work")
+
+    monkeypatch.setattr(units, "execute", bad)
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text("[throughput]\nenabled = false\n[variance]\nenabled = false\n")
+    args = [*SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(tmp_path / "run")]
+    assert cli.main(["run", *args]) == 1
+    err = capsys.readouterr().err
+    assert "this setting cannot work (this fails the same way every time: fix the configuration)" in err
+    assert "retry the failed units" not in err
+
+
+def test_a_diverged_reference_run_is_a_note_not_a_failure(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"  # plain SGD at lr 1000 overflows within a few steps
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text('[train]\noptimizer = "sgd"\nlr = 1000.0\n[throughput]\nenabled = false\n')
+    assert cli.main(["run", *SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and not run["failed"]
+    (note,) = [n for n in run["notes"] if n.startswith("variance/end")]
+    assert re.fullmatch(
+        r"variance/end: not measured: the reference run \(reparam, K=1, seed 0\) diverged at step \d+, "
+        r"before the 'end' checkpoint \(step 20\)",
+        note,
+    ), note
+    assert note in (out / "report.md").read_text()
+    assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0  # nothing to retry
+
+
+SHRINK = """estimators = ["reparam"]
+samples = [2]
+seeds = [0]
+[train]
+steps = 4
+eval_every = 2
+batch_size = 20
+ll_samples = 4
+ll_points = 8
+eval_points = 8
+[variance]
+checkpoints = ["init", "end"]
+replicates = 2
+reference_samples = 2
+batch_size = 10
+seeds = [0]
+[throughput]
+repeats = 1
+warmup = 0
+batch_size = 10
+"""
+
+
+@pytest.mark.parametrize("name", ["quick", "default", "paper"])
+def test_synthetic_data_run_end_to_end_under_every_preset(name: str, tmp_path: Path, capsys) -> None:
+    shrink = tmp_path / "shrink.toml"
+    shrink.write_text(SHRINK)
+    out = tmp_path / "run"
+    argv = ["run", "--preset", name, "--dataset", "synthetic", "--config", str(shrink), "--out", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "synthetic data are real-valued, so the preset's pixel settings give way" in err
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["config"]["data"]["name"] == "synthetic"
+    assert not run["config"]["data"]["dequantize"] and run["config"]["data"]["binarize"] == "none"
+    throughput = pd.read_csv(out / "throughput.csv")
+    reference = throughput[throughput["estimator"] == "reference"]
+    if name == "paper":  # two hidden layers: no pytorch/examples reference row at all
+        assert reference.empty and run["config"]["model"]["likelihood"] == "auto"
+    else:  # the reference step's Bernoulli loss needs data in [0, 1]: skipped, with the reason, not failed
+        assert (
+            list(reference["status"]) == ["skipped"] and "needs data in [0, 1]" in reference["reason"].iloc[0]
+        )
+        assert "skipped `reference`" in (out / "report.md").read_text()
+
+
 def test_sigterm_becomes_an_interrupt() -> None:
-    with pytest.raises(KeyboardInterrupt), cli._sigterm_as_interrupt():
+    with pytest.raises(KeyboardInterrupt) as caught, interrupts.as_interrupts():
         os.kill(os.getpid(), signal.SIGTERM)
+    assert interrupts.exit_status(caught.value) == 143
 
 
 def bad_config(tmp_path: Path, text: str) -> str:

@@ -199,3 +199,10 @@ def test_the_readme_toml_example_is_valid(tmp_path: Path) -> None:
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     config, _ = resolve(config_file=toml(tmp_path, example))
     assert config.data.name == "fashion-mnist" and config.samples == (1, 10, 50)
+
+
+def test_a_data_dir_for_a_set_without_files_is_noted(tmp_path: Path) -> None:
+    _, notes = resolve(preset_name="quick", overrides={"data": {"root": str(tmp_path)}})
+    assert "data.root (--data-dir) is ignored: digits is not read from IDX files" in notes
+    _, notes = resolve(preset_name="quick", overrides={"data": {"name": "mnist", "root": str(tmp_path)}})
+    assert not any("ignored" in n for n in notes)

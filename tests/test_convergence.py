@@ -221,6 +221,12 @@ def fake_units(values, metric="final_test_elbo", diverged=()):
     return frame
 
 
+def test_a_diverged_value_makes_the_interval_nan_without_a_warning():
+    # filterwarnings = error: numpy's "invalid value encountered in subtract" would fail this test
+    low, high = mean_interval(np.array([[np.inf, 1.0], [-30.0, 2.0], [-31.0, 3.0]]))
+    assert np.isnan(low[0]) and np.isnan(high[0]) and low[1] < 2.0 < high[1]
+
+
 def test_summaries_give_the_mean_over_seeds_with_a_student_t_interval():
     values = [-30.0, -31.5, -29.0]
     summary = summarize_convergence(fake_units(values))

@@ -259,6 +259,17 @@ def test_partial_report_says_so(tmp_path: Path, frames) -> None:
     assert (out / FIGURES["steps"]).is_file() and not (out / FIGURES["variance"]).exists()
 
 
+def test_the_header_counts_finished_units_and_names_those_left_out(tmp_path: Path, frames) -> None:
+    out = write_folder(tmp_path, {"convergence": frames["convergence"]}, status="failed")
+    left_out = {"convergence/x-K1-s0": "failed: RuntimeError: boom", "variance/end": "not run"}
+    text = write_report(out, units={"total": 9, "finished": 7, "failed": 1, "left_out": left_out}).read_text()
+    assert "failed: 7 of 9 units finished, 1 failed;" in text  # not "failed: 7 of 9 units"
+    assert (
+        "Not in these tables (2 units): `convergence/x-K1-s0` (failed: RuntimeError: boom); `variance/end` (not run)."
+        in text
+    )
+
+
 def test_empty_folder_gives_a_report_without_numbers(tmp_path: Path) -> None:
     text = write_report(tmp_path).read_text()
     assert "No unit has finished yet." in text

@@ -1,9 +1,13 @@
 """Command line: ``python -m vaebench {run,report,list}``. Wiring only; the logic lives in the library.
 
 ``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`) and runs the
-suite (:mod:`vaebench.suite`); ``report DIR`` rebuilds a results folder's report from its CSVs; ``list``
-prints the estimators, data sets and presets. Bad input exits with status 2 and a one-line message, never a
-traceback; an interrupted run exits with 130 after saving what was finished; a run with failed units with 1.
+suite (:mod:`vaebench.suite`); ``report DIR`` rebuilds a results folder's report from its verified units (or
+its CSVs); ``list`` prints the estimators, data sets and presets.
+
+Exit status: 0 done; 1 some units failed (the others are saved; ``--resume`` retries); 2 bad input (a
+one-line message, never a traceback); 74 a write was refused (read-only folder, disk full, file-size limit;
+finished units are saved); 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (``kill``), after saving what
+was finished. SIGXFSZ is ignored, so a file-size limit is a refused write (74), not a crash.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import signal
 import sys
 from pathlib import Path
 
-from vaebench.errors import VaebenchError
+from vaebench.errors import StorageError, VaebenchError
+from vaebench.suite import faults, interrupts
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_UNITS = 1
+EXIT_STORAGE = 74
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,41 +124,62 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vaebench.config import resolve, validate
+    from vaebench.config import merge, resolve, validate
     from vaebench.report.tables import summary_markdown
-    from vaebench.suite import default_out, run_suite, saved_config
+    from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
     if args.resume and args.out is None:
         raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
-    if args.resume and args.preset is None and args.config is None and not overrides:
-        config = saved_config(args.out)  # plain `--resume --out DIR`: the run's own settings
-        notes = validate(config)
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise VaebenchError(f"--out {args.out!r} is a file, not a folder; choose another --out")
+    if args.resume and args.preset is None and args.config is None:
+        # the run's own settings; flags that repeat them are fine, flags that change them are refused
+        config = merge(saved_config(args.out), overrides)
+        notes = validate(config, explicit_estimators="estimators" in overrides)
     else:
         config, notes = resolve(preset_name=args.preset, config_file=args.config, overrides=overrides)
-    out = Path(args.out) if args.out is not None else default_out(config)
     quiet = args.quiet
     for note in notes:
         if not quiet:
             print(f"vaebench: note: {note}", file=sys.stderr)
-    with _sigterm_as_interrupt():
-        try:
-            result = run_suite(
-                config,
-                out,
-                resume=args.resume,
-                notes=notes,
-                progress=False if quiet else None,
-                log=(lambda line: None) if quiet else None,
-                argv=args.argv,
-            )
-        except KeyboardInterrupt:
+    if args.out is not None:
+        out, created = Path(args.out), not Path(args.out).exists()
+    else:
+        out, created = ownership.new_folder(default_out(config)), True
+    try:
+        result = run_suite(
+            config,
+            out,
+            resume=args.resume,
+            notes=notes,
+            progress=False if quiet else None,
+            log=(lambda line: None) if quiet else None,
+            argv=args.argv,
+        )
+    except KeyboardInterrupt as err:
+        if (out / "run.json").is_file():
             print(
                 f"vaebench: interrupted; finished units are saved in {out}. Continue with:\n"
                 f"  python -m vaebench run --resume --out {out}",
                 file=sys.stderr,
             )
-            return EXIT_INTERRUPTED
+        else:
+            _discard(out, created)
+            print("vaebench: interrupted before the run started; nothing was saved", file=sys.stderr)
+        return interrupts.exit_status(err)
+    except StorageError as err:
+        if (out / "run.json").is_file():
+            raise StorageError(
+                err.errno,
+                f"{err}; finished units are kept: continue with python -m vaebench run --resume --out {out}",
+            ) from None
+        _discard(out, created)
+        raise
+    except VaebenchError:
+        if not (out / "run.json").is_file():
+            _discard(out, created)
+        raise
     summary = out / "summary.csv"
     if summary.is_file() and not quiet:
         import pandas as pd
@@ -161,27 +189,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.failed:
         for unit, error in result.failed.items():
             print(f"vaebench: unit {unit} failed: {error}", file=sys.stderr)
-        print(
-            f"vaebench: retry the failed units with: python -m vaebench run --resume --out {out}",
-            file=sys.stderr,
-        )
+        if set(result.failed) - result.permanent:
+            print(
+                f"vaebench: retry the failed units with: python -m vaebench run --resume --out {out}",
+                file=sys.stderr,
+            )
         return EXIT_FAILED_UNITS
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from vaebench.report.writer import write_report
-    from vaebench.suite import store
+def _discard(out: Path, created: bool) -> None:
+    """Remove a results folder this command created if nothing was written into it."""
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
-    out = Path(args.dir)
-    if not out.is_dir():
-        raise VaebenchError(f"{args.dir!r} is not a folder")
-    if not any((out / f"{kind}.csv").is_file() for kind in store.KINDS) and not (out / "units").is_dir():
-        raise VaebenchError(
-            f"{args.dir!r} holds no results (no units/ and no variance/convergence/throughput.csv)"
-        )
-    store.combine(out)
-    print(write_report(out))
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaebench.suite.rebuild import rebuild_report
+
+    print(rebuild_report(args.dir))
     return 0
 
 
@@ -208,27 +235,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Treat SIGTERM (a `kill`) like Ctrl-C, so the finished units are kept and run.json says so."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (argparse errors return 2 instead of raising SystemExit)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    faults.reset()
+    if hasattr(signal, "SIGXFSZ") and interrupts._main_thread():
+        # past a file-size limit a write then fails with EFBIG (a clean message), instead of killing us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        with interrupts.as_interrupts():
+            faults.point("main")
+            return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt as err:  # during start-up or a command without its own handling
+        print("vaebench: interrupted", file=sys.stderr)
+        return interrupts.exit_status(err)
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # bad flags (argparse printed why) or --help
@@ -237,5 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except VaebenchError as err:
-        print(f"vaebench: error: {err}", file=sys.stderr)
+        print(f"vaebench: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageError as err:
+        print(f"vaebench: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_STORAGE
+
+
+def _one_line(err: Exception) -> str:
+    return str(err).strip()

@@ -8,6 +8,7 @@ line, start and end times, and whether the run completed or was interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from vaebench.errors import StorageError, VaebenchError
 
 PACKAGES = ("vaebench", "torch", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "tqdm")
 """Distributions whose versions go into run.json."""
@@ -127,13 +130,52 @@ def collect(
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: to a temporary file in the same folder, then `os.replace`."""
+    """Write JSON atomically: to a temporary file in the same folder, flushed, then `os.replace`.
+
+    Raises:
+        StorageError: the write was refused (read-only, disk full, file-size limit); ``path`` is unchanged.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w") as fh:
+            fh.write(json.dumps(data, indent=2, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise StorageError.from_os(err, path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    """Read a run.json."""
+    """Read a run.json (no checks; see :func:`load_run`)."""
     return json.loads(Path(path).read_text())
+
+
+def load_run(out: str | Path) -> dict[str, Any]:
+    """The run.json of a results folder as a dict; {} if there is none.
+
+    Raises:
+        VaebenchError: run.json exists but is unreadable, empty, not JSON, or not a JSON object.
+    """
+    path = Path(out) / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as err:
+        raise VaebenchError(f"{path}: cannot read it ({err.strerror})") from None
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        what = "is empty" if not path.read_bytes().strip() else f"is not valid JSON ({err})"
+        raise VaebenchError(
+            f"{path} {what}: not a vaebench run.json; restore it, or remove the folder and run again"
+        ) from None
+    if not isinstance(data, dict):
+        raise VaebenchError(
+            f"{path} holds a JSON {type(data).__name__}, not the object vaebench writes; restore it, or remove "
+            "the folder and run again"
+        )
+    return data

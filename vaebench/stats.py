@@ -23,15 +23,20 @@ from scipy import stats
 
 
 def mean_interval(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t interval for the mean along ``axis``; NaN where fewer than two values."""
+    """Student-t interval for the mean along ``axis``; NaN where fewer than two values or any is not finite.
+
+    A diverged run's Inf is a value like any other here: it makes that interval NaN, quietly (numpy's
+    "invalid value" warnings would reach the user's terminal and say nothing the NaN does not).
+    """
     values = np.asarray(values, dtype=float)
     n = values.shape[axis]
-    mean = values.mean(axis=axis)
-    if n < 2:
-        nan = np.full_like(mean, np.nan)
-        return nan, nan
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
-    return mean - half, mean + half
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = values.mean(axis=axis)
+        if n < 2:
+            nan = np.full_like(mean, np.nan)
+            return nan, nan
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
+        return mean - half, mean + half
 
 
 def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -133,6 +133,38 @@ def _of(prefix: str) -> str:
     return f" in [{prefix.rstrip('.')}]" if prefix else ""
 
 
+def _fit_synthetic(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
+    """Synthetic data are real-valued: preset settings made for pixels (dequantization, binarization, a
+    Bernoulli decoder) are turned off, with a note; the same settings asked for explicitly stay (and are
+    rejected by `validate`, naming the key)."""
+    if config.data.name != "synthetic":
+        return config, []
+
+    def explicit(section: str, key: str) -> bool:
+        return any(isinstance(layer.get(section), dict) and key in layer[section] for layer in layers)
+
+    data, model, changed = {}, {}, []
+    if config.data.dequantize and not explicit("data", "dequantize"):
+        data["dequantize"] = False
+        changed.append("data.dequantize = false")
+    if config.data.binarize != "none" and not explicit("data", "binarize"):
+        data["binarize"] = "none"
+        changed.append("data.binarize = 'none'")
+    if config.model.likelihood == "bernoulli" and not explicit("model", "likelihood"):
+        model["likelihood"] = "auto"
+        changed.append("model.likelihood = 'auto' (Gaussian)")
+    if not changed:
+        return config, []
+    config = dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, **data),
+        model=dataclasses.replace(config.model, **model),
+    )
+    return config, [
+        f"synthetic data are real-valued, so the preset's pixel settings give way: {', '.join(changed)}"
+    ]
+
+
 # ------------------------------------------------------------------------------------------------ loading
 
 
@@ -148,13 +180,21 @@ def read_toml(path: str | Path) -> dict[str, Any]:
                 "reading a --config file needs Python 3.11+ or the 'tomli' package: pip install tomli"
             ) from None
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise VaebenchError(f"config file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise VaebenchError(f"config file {str(path)!r} is not a file")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise VaebenchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise VaebenchError(
+            f"config file {str(path)!r} is not valid TOML: not UTF-8 text (byte {err.start}); is it a binary file?"
+        ) from None
+    except OSError as err:
+        raise VaebenchError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
 
 
 def load_config(path: str | Path, base: str | None = None) -> SuiteConfig:
@@ -192,7 +232,8 @@ def resolve(
     config = _merge_file(data, preset_name)
     overrides = overrides or {}
     config = merge(config, overrides)
-    notes = validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
+    config, fitted = _fit_synthetic(config, data, overrides)
+    notes = fitted + validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
     if config.device == "auto":
         config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
     return config, notes

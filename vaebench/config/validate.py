@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
 from vaebench.config.schema import CHECKPOINTS, SuiteConfig
-from vaebench.data import BINARIZE_MODES, DATASETS
+from vaebench.data import BINARIZE_MODES, DATASETS, Dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.training import OPTIMIZERS
+
+MAX_SEED = 2**63 - 1
+"""Largest seed: the largest TOML integer, and one that torch.manual_seed and an int64 CSV column take."""
+
+MAX_THREADS = 1024
+"""Most torch threads accepted: far above any CPU's core count, far below what makes thread creation fail."""
 
 
 def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str]:
@@ -25,6 +32,7 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
         VaebenchError: naming the key, the bad value and the valid choices.
     """
     c = config
+    _check_name(c.name)
     _nonempty("estimators", c.estimators)
     for name in c.estimators:
         if name not in ESTIMATORS:
@@ -37,12 +45,15 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     _unique("samples", c.samples)
     _nonempty("seeds", c.seeds)
     for s in c.seeds:
-        if s < 0:
-            raise VaebenchError(f"seeds must be integers >= 0, got {s}")
+        _seed("seeds", s)
     _unique("seeds", c.seeds)
     _check_device(c.device)
-    if c.threads < 0:
-        raise VaebenchError(f"threads must be >= 0 (0 keeps torch's default), got {c.threads}")
+    if not 0 <= c.threads <= MAX_THREADS:
+        raise VaebenchError(
+            f"threads must be between 0 (torch's default) and {MAX_THREADS}, got {c.threads} "
+            f"(this machine has {os.cpu_count()} CPU threads)"
+        )
+    _seed("data.seed", c.data.seed)
     if c.data.name not in DATASETS:
         raise VaebenchError(f"unknown data set {c.data.name!r}; valid names: {', '.join(DATASETS)}")
     _choice("data.binarize", c.data.binarize, ("none", *BINARIZE_MODES))
@@ -55,10 +66,17 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     for h in c.model.hidden:
         _positive("model.hidden widths", h)
     _choice("model.likelihood", c.model.likelihood, ("auto", *LIKELIHOODS))
-    if c.model.likelihood == "bernoulli" and c.data.name == "synthetic":
-        raise VaebenchError(
-            "model.likelihood 'bernoulli' needs data in [0, 1]; synthetic data are real-valued"
-        )
+    if c.data.name == "synthetic":
+        for key, bad, fix in (
+            ("model.likelihood", c.model.likelihood == "bernoulli", "'gaussian' or 'auto'"),
+            ("data.binarize", c.data.binarize != "none", "'none'"),
+            ("data.dequantize", c.data.dequantize, "false"),
+        ):
+            if bad:
+                raise VaebenchError(
+                    f"{key} {_show(key, c)} does not fit synthetic data, which are real-valued (not pixels in "
+                    f"[0, 1]); set {key} = {fix}"
+                )
     _choice("model.decoder_scale", c.model.decoder_scale, DECODER_SCALES)
     _choice("model.activation", c.model.activation, tuple(ACTIVATIONS))
     _positive("model.min_scale", c.model.min_scale)
@@ -84,14 +102,20 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     _positive("variance.batch_size", v.batch_size)
     _nonempty("variance.seeds", v.seeds)
     for s in v.seeds:
-        if s < 0:
-            raise VaebenchError(f"variance.seeds must be integers >= 0, got {s}")
+        _seed("variance.seeds", s)
     _unique("variance.seeds", v.seeds)
     if v.reference_samples == 1 or v.reference_samples < 0:
         raise VaebenchError(
             f"variance.reference_samples must be 0 (no reference) or >= 2, got {v.reference_samples}"
         )
     _choice("variance.reference_estimator", v.reference_estimator, tuple(ESTIMATORS))
+    if v.enabled and ESTIMATORS[v.reference_estimator].min_samples > 1:
+        usable = [name for name, cls in ESTIMATORS.items() if cls.min_samples <= 1]
+        raise VaebenchError(
+            f"variance.reference_estimator {v.reference_estimator!r} needs K >= "
+            f"{ESTIMATORS[v.reference_estimator].min_samples}, but the reference run trains at K = 1; choose one "
+            f"of: {', '.join(usable)}"
+        )
     t = c.throughput
     for key in ("batch_size", "repeats"):
         _positive(f"throughput.{key}", getattr(t, key))
@@ -99,6 +123,8 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
         raise VaebenchError(f"throughput.warmup must be >= 0, got {t.warmup}")
 
     notes = []
+    if c.data.root is not None and c.data.name not in ("fashion-mnist", "mnist"):
+        notes.append(f"data.root (--data-dir) is ignored: {c.data.name} is not read from IDX files")
     for name in c.estimators:
         need = ESTIMATORS[name].min_samples
         bad = [k for k in c.samples if k < need]
@@ -112,6 +138,55 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
         elif bad:
             notes.append(f"skipping {name} at K={','.join(map(str, bad))}: it needs K >= {need}")
     return notes
+
+
+def _show(key: str, config: SuiteConfig) -> str:
+    section, name = key.split(".")
+    value = getattr(getattr(config, section), name)
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def check_data(config: SuiteConfig, dataset: Dataset) -> None:
+    """Check the settings that depend on the loaded data (its size), before any unit runs.
+
+    Raises:
+        VaebenchError: a batch larger than the training set (which would silently shrink it).
+    """
+    n = dataset.train.shape[0]
+    for key, value in (
+        ("train.batch_size", config.train.batch_size),
+        ("variance.batch_size", config.variance.batch_size),
+        ("throughput.batch_size", config.throughput.batch_size),
+    ):
+        if value > n:
+            raise VaebenchError(
+                f"{key} {value} is larger than the training set ({n} examples of {dataset.name}); use at most {n}"
+            )
+
+
+def _check_name(name: str) -> None:
+    """The run's name becomes a folder name: one plain path component."""
+    bad = [ch for ch in name if ord(ch) < 32 or ord(ch) == 127 or ch in '/\\:*?"<>|']
+    if not name.strip():
+        why = "is empty"
+    elif name.startswith("."):
+        why = "starts with '.'"
+    elif len(name) > 100:
+        why = "is longer than 100 characters"
+    elif bad:
+        why = f"contains {bad[0]!r}"
+    else:
+        return
+    raise VaebenchError(
+        f"name {name!r} {why}: it names the folder results/<timestamp>-<name>, so use one plain folder name "
+        "(letters, digits, '-', '_'); --out DIR chooses the whole folder instead"
+    )
+
+
+def _seed(key: str, seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        what = "an integer" if key == "data.seed" else "integers"
+        raise VaebenchError(f"{key} must be {what} >= 0 and <= 2**63 - 1 = {MAX_SEED}, got {seed}")
 
 
 def _check_device(device: str) -> None:

@@ -225,7 +225,14 @@ def load_dataset(
         levels = 17
     else:
         folder = find_idx_dir(name, root)
-        train, test = (read_idx(require_idx(folder, IDX_FILES[s]), ndim=3) for s in ("train", "test"))
+        paths = [require_idx(folder, IDX_FILES[s]) for s in ("train", "test")]
+        train, test = (read_idx(path, ndim=3) for path in paths)
+        for path, images in zip(paths, (train, test), strict=True):
+            if images.shape[0] == 0 or math.prod(images.shape[1:]) == 0:
+                what = (
+                    "0 images" if images.shape[0] == 0 else "images of {}x{} pixels".format(*images.shape[1:])
+                )
+                raise VaebenchError(f"{path}: holds {what}; nothing to train or test on (replace the file)")
         if train.shape[1:] != test.shape[1:]:
             raise VaebenchError(
                 f"{folder}: train images are {train.shape[1:]} but test images {test.shape[1:]}"

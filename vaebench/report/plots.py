@@ -232,9 +232,11 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Save a figure as PNG (small: 100 dpi)."""
+    """Save a figure as PNG (small: 100 dpi), atomically (a stopped write leaves the old file or none)."""
+    from vaebench.suite.store import atomic_write
+
     path = Path(path)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
     return path
 
 

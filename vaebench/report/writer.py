@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
-from vaebench.provenance import read_json
+from vaebench.errors import VaebenchError
+from vaebench.provenance import load_run
 from vaebench.report import plots, tables
 from vaebench.report.formatting import fmt_number, markdown
 from vaebench.report.reading import reading
+from vaebench.suite import faults, store
 
 FIGURES = {
     "variance": "variance_snr_vs_k.png",
@@ -29,25 +31,73 @@ FIGURES = {
 """File names of the report's plots."""
 
 
+REQUIRED = {
+    "variance": ("estimator", "num_samples", "seed", "checkpoint", "group", "trace_var"),
+    "convergence": ("estimator", "num_samples", "seed", "step", "metric", "value"),
+    "throughput": ("estimator", "num_samples", "seed"),
+}
+"""Columns every combined CSV of a kind has (numeric after the first: estimator, and group/metric)."""
+
+
 def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """A results folder's run.json (empty if missing) and its combined CSVs (empty frames if missing)."""
+    """A results folder's run.json (empty if missing) and its combined CSVs (empty frames if missing).
+
+    Raises:
+        VaebenchError: run.json or a CSV is unreadable or not what vaebench writes (naming the file).
+    """
     out = Path(out)
-    run = read_json(out / "run.json") if (out / "run.json").is_file() else {}
+    run = load_run(out)
     frames = {}
-    for kind in ("variance", "convergence", "throughput"):
+    for kind, columns in REQUIRED.items():
         path = out / f"{kind}.csv"
         try:
             frames[kind] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         except pd.errors.EmptyDataError:
             frames[kind] = pd.DataFrame()
+        except (ValueError, UnicodeDecodeError, OSError) as err:  # ParserError is a ValueError
+            raise VaebenchError(f"{path} is not a readable CSV ({type(err).__name__}); {_FIX}") from None
+        frame = frames[kind]
+        if frame.empty:
+            continue
+        missing = [c for c in columns if c not in frame]
+        text = [
+            c for c in ("num_samples", "seed", "trace_var", "step", "value") if c in columns and c in frame
+        ]
+        text = [c for c in text if not pd.api.types.is_numeric_dtype(frame[c])]
+        if missing or text:
+            what = f"missing columns {', '.join(missing)}" if missing else f"non-numeric {', '.join(text)}"
+            raise VaebenchError(f"{path} is not a vaebench {kind} table ({what}); {_FIX}")
     return run, frames
 
 
-def write_report(out: str | Path, level: float = 0.95) -> Path:
-    """Write summary.csv, the PNG plots and report.md into ``out`` from its CSVs; return report.md's path."""
+_FIX = "restore it, move it away, or rebuild the folder with `python -m vaebench run --resume --out <folder>`"
+
+
+def write_report(
+    out: str | Path, level: float = 0.95, *, units: dict | None = None, status: str | None = None
+) -> Path:
+    """Write summary.csv, the PNG plots and report.md into ``out`` from its CSVs; return report.md's path.
+
+    Args:
+        out: the results folder.
+        level: confidence level of the intervals.
+        units: what the folder's check found, overriding run.json's counts: ``total``, ``finished`` and
+            ``left_out`` ('kind/unit' -> why its rows are not in the tables).
+        status: overrides run.json's status (a killed run's run.json still says ``running``).
+
+    Every file is written atomically, report.md last, so an interrupted report leaves each file whole (old or
+    new) and ``python -m vaebench report`` rebuilds it.
+    """
     out = Path(out)
     run, frames = load(out)
-    config = from_dict(run["config"]) if "config" in run else SuiteConfig()
+    try:
+        config = from_dict(run["config"]) if isinstance(run.get("config"), dict) else SuiteConfig()
+    except VaebenchError as err:
+        raise VaebenchError(f"{out / 'run.json'}: {err}") from None
+    if units is not None:
+        run = {**run, "units": {**run.get("units", {}), **units}}
+    if status is not None:
+        run = {**run, "status": status}
     checkpoint = _summary_checkpoint(frames["variance"], config)
     summary = tables.summary_table(
         frames["variance"],
@@ -56,11 +106,12 @@ def write_report(out: str | Path, level: float = 0.95) -> Path:
         checkpoint=checkpoint,
         batch_size=config.throughput.batch_size,
     )
-    summary.to_csv(out / "summary.csv", index=False)
+    store.write_csv(out / "summary.csv", summary)
+    faults.point("report")
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
     text = render(run, config, summary, frames, figures, checkpoint=checkpoint, level=level)
     path = out / "report.md"
-    path.write_text(text)
+    store.write_text(path, text)
     return path
 
 
@@ -204,15 +255,18 @@ def _status(run: dict) -> list[str]:
         else "unknown"
     )
     torch_version = run.get("versions", {}).get("torch", "?")
+    failed = units.get("failed") or len(run.get("failed", {}))
     head = (
         f"Run {run.get('started', '?')}, {status}: {units.get('finished', '?')} of {units.get('total', '?')} "
-        f"units; wall-clock {seconds:.0f} s. Device {env.get('device_name', env.get('device', '?'))} "
+        f"units finished{f', {failed} failed' if failed else ''}; wall-clock {seconds:.0f} s. "
+        f"Device {env.get('device_name', env.get('device', '?'))} "
         f"({env.get('threads', '?')} threads), torch {torch_version}, vaebench revision {rev}."
         if seconds is not None
         else f"Run {run.get('started', '?')}, {status}."
     )
     lines = [head, ""]
-    if status in ("interrupted", "running"):
+    left_out = units.get("left_out") or {}
+    if status in ("interrupted", "running", "aborted", KILLED):
         lines += [
             "**Partial report**: the run stopped before finishing every unit; continue it with "
             "`python -m vaebench run --resume --out <this folder>`.",
@@ -220,7 +274,17 @@ def _status(run: dict) -> list[str]:
         ]
     elif status == "failed":
         lines += ["**Some units failed** (listed under Notes); `--resume` retries them.", ""]
+    elif left_out:
+        lines += ["**Partial report**: some units are not in the tables; `--resume` runs them.", ""]
+    if left_out:
+        shown = [f"`{key}` ({why})" for key, why in list(left_out.items())[:8]]
+        more = f", and {len(left_out) - 8} more" if len(left_out) > 8 else ""
+        lines += [f"Not in these tables ({len(left_out)} units): " + "; ".join(shown) + more + ".", ""]
     return lines
+
+
+KILLED = "stopped (killed: run.json still says running)"
+"""The status a rebuilt report gives a run whose process died without a word (SIGKILL, a crash)."""
 
 
 def _wall_clock(run: dict) -> float | None:

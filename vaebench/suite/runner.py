@@ -2,12 +2,20 @@
 
 Robustness rules:
 
-- a unit's file is written atomically the moment the unit finishes (:mod:`vaebench.suite.store`), so Ctrl-C
-  or a kill loses at most the unit in progress, and ``resume=True`` skips every unit whose file exists;
+- one process per folder: the folder is locked for the run (:mod:`vaebench.suite.ownership`);
+- everything that can be checked is checked before the first unit runs: the configuration, the data, and
+  the configuration against the data (batch sizes);
+- a unit's data file and then its manifest are written atomically the moment the unit finishes
+  (:mod:`vaebench.suite.store`), so Ctrl-C or a kill loses at most the unit in progress. ``resume=True``
+  skips every *verified* unit and re-runs the others, naming those that were damaged
+  (:mod:`vaebench.suite.integrity`); files that belong to no unit are ignored and named;
 - resuming checks that the saved configuration (run.json) equals the requested one, naming any difference;
 - a unit that raises is recorded (``units/<kind>/<unit>.error``), reported, and retried on resume; the rest
-  of the suite carries on. A diverged training run is not an error at all: it is rows with ``diverged``;
-- on Ctrl-C the combined CSVs and a partial report are still written, and run.json says ``interrupted``.
+  of the suite carries on. A diverged training run is not an error at all: it is rows with ``diverged``; a
+  variance checkpoint the diverged reference run never reached is a note, not a failure;
+- SIGINT or SIGTERM at any moment (:mod:`vaebench.suite.interrupts`), or a write the disk refuses, ends with
+  the combined CSVs rebuilt from the verified units, run.json saying ``interrupted`` or ``aborted``, and (for
+  a signal) a partial report; a signal during the report leaves run.json ``interrupted``.
 """
 
 from __future__ import annotations
@@ -21,12 +29,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from vaebench.config import SuiteConfig, differences, from_dict, to_dict
-from vaebench.errors import VaebenchError
-from vaebench.provenance import collect, now, read_json, write_json
-from vaebench.suite import store, units
+from vaebench.config import SuiteConfig, to_dict
+from vaebench.config.validate import check_data
+from vaebench.errors import StorageError, VaebenchError
+from vaebench.provenance import collect, load_run, now, write_json
+from vaebench.suite import faults, integrity, interrupts, ownership, store, units
+from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
+from vaebench.suite.progress import bar as progress_bar
 from vaebench.suite.units import Context, Unit
 
 
@@ -36,11 +48,14 @@ class SuiteResult:
 
     Attributes:
         out: the results folder.
-        status: ``complete``, ``interrupted`` or ``failed`` (some units raised).
+        status: ``complete``, ``failed`` (some units raised), ``interrupted`` or ``aborted`` (a write failed).
         total: units in the plan.
-        skipped: units already finished before this invocation (resume).
+        skipped: units already finished (verified) before this invocation (resume).
         done: units finished by this invocation.
         failed: 'kind/unit' -> error message, for units that raised.
+        permanent: the failed units whose error will recur on a retry (a configuration problem).
+        repaired: 'kind/unit' -> why it was re-run although its file existed (damaged or unfinished).
+        strays: files under units/ that belong to no unit of the run (ignored).
         wall_time_s: seconds this invocation took.
     """
 
@@ -50,47 +65,15 @@ class SuiteResult:
     skipped: int = 0
     done: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    permanent: set[str] = field(default_factory=set)
+    repaired: dict[str, str] = field(default_factory=dict)
+    strays: list[Path] = field(default_factory=list)
     wall_time_s: float = 0.0
 
 
 def default_out(config: SuiteConfig, root: str | Path = "results") -> Path:
-    """``results/<timestamp>-<name>``."""
+    """``results/<timestamp>-<name>`` (not created; :func:`vaebench.suite.ownership.new_folder` claims it)."""
     return Path(root) / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{config.name}"
-
-
-def saved_config(out: str | Path) -> SuiteConfig:
-    """The configuration a results folder was run with (from its run.json)."""
-    path = Path(out) / "run.json"
-    if not path.is_file():
-        raise VaebenchError(f"{str(out)!r} has no run.json: nothing to resume or report there")
-    try:
-        return from_dict(read_json(path)["config"])
-    except (KeyError, ValueError) as err:
-        raise VaebenchError(f"{path}: not a vaebench run.json ({err})") from None
-
-
-def check_resume(out: Path, config: SuiteConfig, resume: bool) -> None:
-    """Refuse to mix two runs in one folder; on resume, require the same configuration."""
-    if not (out / "run.json").is_file():
-        if resume:
-            raise VaebenchError(
-                f"--resume: {str(out)!r} holds no run to resume (no run.json); drop --resume to start one"
-            )
-        if out.is_dir() and any(out.iterdir()):
-            raise VaebenchError(f"{str(out)!r} exists and is not empty; choose another --out")
-        return
-    if not resume:
-        raise VaebenchError(
-            f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
-        )
-    saved = saved_config(out)
-    diffs = differences(saved, config)
-    if diffs:
-        raise VaebenchError(
-            f"--resume: the configuration differs from the one saved in {out / 'run.json'}: "
-            + "; ".join(diffs)
-            + " (resume with the same options, or pass only --resume --out to reuse the saved ones)"
-        )
 
 
 def run_suite(
@@ -101,6 +84,7 @@ def run_suite(
     notes: list[str] | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
     report: bool = True,
 ) -> SuiteResult:
@@ -108,11 +92,12 @@ def run_suite(
 
     Args:
         config: a validated configuration (:func:`vaebench.config.resolve`).
-        out: results folder (created).
-        resume: continue a run in ``out``, skipping its finished units.
+        out: results folder (created if missing).
+        resume: continue a run in ``out``: keep its verified units, re-run the others.
         notes: remarks to keep in run.json and the report (e.g. skipped combinations).
         progress: show the progress bar (None: only when stderr is a terminal).
         log: where one line per finished unit goes (default: stderr); pass ``lambda s: None`` to silence.
+        warn: where warnings go (damaged units re-run, stray files ignored; default: stderr).
         argv: the command line for run.json (default: sys.argv).
         report: write summary.csv, report.md and the plots at the end.
 
@@ -120,42 +105,146 @@ def run_suite(
         A :class:`SuiteResult`; status ``failed`` when some units raised (their errors are in ``failed``).
 
     Raises:
-        VaebenchError: the folder holds another run, or a resumed configuration differs; missing data.
-        KeyboardInterrupt: after saving what was finished (run.json says ``interrupted``).
+        VaebenchError: the folder holds another run or is in use, a resumed configuration differs, the data
+            are missing or do not fit the configuration.
+        StorageError: a write was refused (read-only folder, disk full, file-size limit); run.json says
+            ``aborted`` where it could still be written.
+        KeyboardInterrupt: (:class:`~vaebench.suite.interrupts.Interrupted` for SIGINT/SIGTERM) after saving
+            what was finished; run.json says ``interrupted``.
     """
     out = Path(out)
-    check_resume(out, config, resume)
     ctx = Context(config, out)
-    ctx.dataset  # noqa: B018 -- load now: missing data is an error before anything is written
+    ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
+    check_data(config, ctx.dataset)
     plan = units.plan(config, test_points=len(ctx.dataset.test))
-    todo = [u for u in plan if not (out / u.path).is_file()]
-    result = SuiteResult(out=out, total=len(plan), skipped=len(plan) - len(todo))
-    history = read_json(out / "run.json") if resume else {}
-    first_start = history.get("started") or now()
-    invocations = [*history.get("invocations", []), {"started": now(), "command": _command(argv)}]
-    notes = list(dict.fromkeys([*history.get("notes", []), *(notes or [])]))
+    if resume:
+        ownership.check_resume(out, config, resume)  # before creating anything; again below, under the lock
+    with ownership.hold(out, create=not resume):
+        faults.point("start")
+        ownership.check_resume(out, config, resume)
+        run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume)
+        with _threads(config.threads):
+            return run.run(progress, report)
 
-    def write_run_json(status: str, ended: str | None = None) -> None:
+
+class _Run:
+    """One invocation of the suite on a locked folder."""
+
+    def __init__(self, config, out, ctx, plan, notes, argv, log, warn, resume):
+        self.config, self.out, self.ctx, self.plan, self.argv, self.log = config, out, ctx, plan, argv, log
+        self.warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
+        self.digest = integrity.config_hash(config)
+        history = load_run(out) if resume else {}
+        self.first_start = history.get("started") or now()
+        command = _command(argv)
+        self.invocations = [*history.get("invocations", []), {"started": now(), "command": command}]
+        self.notes = list(dict.fromkeys([*history.get("notes", []), *notes]))
+        self.result = SuiteResult(out=out, total=len(plan))
+        self.finished = 0
+
+    def write_run_json(self, status: str, ended: str | None = None, error: str | None = None) -> None:
         data = collect(
-            to_dict(config), device=config.device, started=first_start, ended=ended, status=status,
-            command=_command(argv),
-            units={"total": result.total, "finished": _finished(out, plan), "failed": len(result.failed)},
-            notes=notes,
+            to_dict(self.config), device=self.config.device, started=self.first_start, ended=ended,
+            status=status, command=_command(self.argv),
+            units={"total": self.result.total, "finished": self.finished, "failed": len(self.result.failed)},
+            notes=self.notes,
         )  # fmt: skip
-        invocations[-1].update(ended=ended, status=status)
-        data["invocations"] = invocations
-        data["failed"] = {**store.failures(out), **result.failed}
-        write_json(out / "run.json", data)
+        self.invocations[-1].update(ended=ended, status=status)
+        data["invocations"] = self.invocations
+        data["failed"] = self.result.failed
+        if error:
+            data["error"] = error
+        write_json(self.out / "run.json", data)
 
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with _threads(config.threads):
-        write_run_json("running")
-        bar = _bar(plan, todo, progress)
+    def record(self, status: str, error: str | None = None) -> None:
+        """Write the final status even if a second signal arrives meanwhile; a refused write is let go."""
+        with interrupts.deferred(), contextlib.suppress(OSError):
+            self.write_run_json(status, now(), error)
+
+    def run(self, progress: bool | None, report: bool) -> SuiteResult:
+        out, result = self.out, self.result
+        start = time.perf_counter()
+        interrupt: KeyboardInterrupt | None = None
+        storage: StorageError | None = None
+        try:
+            state = self.inspect()
+            self.write_run_json("running")
+            self.loop(state, progress)
+        except KeyboardInterrupt as err:
+            interrupt = err
+        except OSError as err:
+            storage = _storage(err)
+        except Exception as err:  # a bug: still leave run.json truthful
+            self.record("aborted", f"{type(err).__name__}: {err}")
+            raise
+        try:
+            result.wall_time_s = time.perf_counter() - start
+            state = integrity.verify(out, self.plan, self.digest)
+            result.failed = integrity.failures(out, self.plan, state)
+            self.finished = len(state.keys(VERIFIED))
+            result.status = "failed" if result.failed else "complete"
+            result.status = "aborted" if storage else result.status
+            result.status = "interrupted" if interrupt else result.status
+            store.combine(out, state.frames(self.plan))
+            with interrupts.deferred():
+                self.write_run_json(result.status, now(), str(storage) if storage else None)
+            if report and not storage:
+                from vaebench.report.writer import write_report
+
+                left_out = state.reasons(MISSING, UNFINISHED, DAMAGED)
+                left_out |= {k: f"failed: {why}" for k, why in result.failed.items() if k in left_out}
+                write_report(
+                    out, units={"total": result.total, "finished": self.finished, "left_out": left_out}
+                )
+        except KeyboardInterrupt as err:
+            interrupt = interrupt or err
+            result.status = "interrupted"
+            self.record("interrupted")
+        except OSError as err:
+            storage = storage or _storage(err)
+            if not interrupt:
+                result.status = "aborted"
+                self.record("aborted", str(storage))
+        result.wall_time_s = time.perf_counter() - start
+        if interrupt is not None:
+            raise interrupt
+        if storage is not None:
+            raise storage
+        return result
+
+    def inspect(self) -> integrity.FolderState:
+        """Check the folder's units; clear leftovers of killed writes and stale error records; say what is off."""
+        out, result = self.out, self.result
+        state = integrity.verify(out, self.plan, self.digest)
+        for path in [*store.temporary_files(out), *state.stale_errors]:
+            path.unlink(missing_ok=True)
+        result.skipped = self.finished = len(state.keys(VERIFIED))
+        result.repaired = state.reasons(DAMAGED, UNFINISHED)
+        result.strays = state.strays
+        if result.repaired:
+            self.warn(
+                f"re-running {len(result.repaired)} unit(s) whose files are not verified: "
+                + integrity.describe(result.repaired)
+            )
+            self.invocations[-1]["repaired"] = result.repaired
+        if state.strays:
+            names = [str(p.relative_to(out)) for p in state.strays]
+            self.warn(
+                f"ignoring {len(names)} file(s) under units/ that belong to no unit of this run: "
+                + ", ".join(names[:6])
+                + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            )
+            self.invocations[-1]["ignored"] = names
+        return state
+
+    def loop(self, state: integrity.FolderState, progress: bool | None) -> None:
+        out, result = self.out, self.result
+        todo = [u for u in self.plan if state.verdicts[u.key].state != VERIFIED]
+        bar = progress_bar(self.plan, todo, progress)
 
         def say(line: str) -> None:
-            if log is not None:
-                log(line)
+            if self.log is not None:
+                self.log(line)
             elif getattr(bar, "disable", True):
                 print(line, file=sys.stderr, flush=True)
             else:
@@ -163,58 +252,83 @@ def run_suite(
 
         if result.skipped:
             say(f"resuming {out}: {result.skipped} of {result.total} units already finished")
+        reference = None
         try:
-            for unit in todo:
+            for unit in self.plan:
+                # checked again now, not from `state`: a re-run reference invalidates variance units measured at the old one
+                verdict = integrity.check(out, unit, self.digest, reference)
+                if verdict.state == VERIFIED:
+                    reference = verdict.sha256 if unit.kind == "reference" else reference
+                    continue
+                faults.point("unit")
                 bar.set_postfix_str(unit.label, refresh=True)
                 tick = time.perf_counter()
-                try:
-                    units.save(unit, units.execute(unit, ctx), out)
-                    remark = _remark(unit, out)
-                except Exception as err:  # a unit's bug or numerical failure must not lose the others
-                    why = f"{type(err).__name__}: {err}"
-                    result.failed[f"{unit.kind}/{unit.name}"] = why
-                    store.write_text(out / unit.error_path, f"{why}\n\n{traceback.format_exc()}")
-                    remark = f"FAILED ({why})"
+                sha, remark = self.execute(unit, reference)
+                if unit.kind == "reference" and sha is not None:
+                    reference = sha
                 result.done += 1
                 bar.update(unit.weight)
                 seconds = time.perf_counter() - tick
                 say(
                     f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds:.1f}s {remark}".rstrip()
                 )
-            result.status = "failed" if result.failed else "complete"
-        except KeyboardInterrupt:
-            result.status = "interrupted"
-            raise
         finally:
             bar.close()
-            result.wall_time_s = time.perf_counter() - start
-            result.failed = {**store.failures(out), **result.failed}
-            status = result.status if result.status != "running" else "failed"
-            try:
-                store.combine(out)
-                write_run_json(status, now())
-                if report:
-                    from vaebench.report.writer import write_report
 
-                    write_report(out)
-            except KeyboardInterrupt:
-                pass
-    return result
+    def execute(self, unit: Unit, reference: str | None) -> tuple[str | None, str]:
+        """Run and save one unit, or record why it failed; return (its data's SHA-256 or None, a remark)."""
+        out, result = self.out, self.result
+        inputs = {"reference": reference} if unit.kind == "variance" else None
+        try:
+            if unit.kind == "variance" and reference is None:
+                raise _Blocked(self.reference_problem())
+            value = units.execute(unit, self.ctx)
+        except units.Skipped as why:
+            value = pd.DataFrame()
+            self.notes = list(dict.fromkeys([*self.notes, f"{unit.key}: {why}"]))
+            remark = f"({why})"
+        except Exception as err:  # a unit's bug or numerical failure must not lose the others
+            permanent = isinstance(err, VaebenchError)
+            why = str(err) if isinstance(err, _Blocked) else f"{type(err).__name__}: {err}"
+            if permanent:
+                why += " (this fails the same way every time: fix the configuration)"
+                result.permanent.add(unit.key)
+            result.failed[unit.key] = why
+            detail = "" if isinstance(err, _Blocked) else "\n\n" + traceback.format_exc()
+            store.write_text(out / unit.error_path, f"{why}{detail}")
+            return None, f"FAILED ({why})"
+        else:
+            remark = _remark(unit, value)
+        sha = units.save(unit, value, out, self.digest, inputs)
+        self.finished += 1
+        return sha, remark
+
+    def reference_problem(self) -> str:
+        key = next(u.key for u in self.plan if u.kind == "reference")
+        error = self.result.failed.get(key)
+        if error is None and (self.out / units.REFERENCE_FILE).with_suffix(".error").is_file():
+            error = (self.out / units.REFERENCE_FILE).with_suffix(".error").read_text().splitlines()[0]
+        if error:
+            return f"not run: the reference unit ({key}) failed: {error}"
+        return f"not run: the reference unit ({key}) has not finished"
 
 
-def _remark(unit: Unit, out: Path) -> str:
+class _Blocked(Exception):
+    """A unit that cannot run because a unit it depends on did not finish."""
+
+
+def _storage(err: OSError) -> StorageError:
+    return err if isinstance(err, StorageError) else StorageError.from_os(err)
+
+
+def _remark(unit: Unit, frame: pd.DataFrame | dict) -> str:
     """A note on a finished unit worth a glance (a diverged run)."""
-    if unit.kind != "convergence":
+    if unit.kind != "convergence" or not isinstance(frame, pd.DataFrame):
         return ""
-    frame = store.read_csv(out / unit.path)
     if "diverged" in frame and frame["diverged"].astype(bool).any():
         steps = frame["step"].max() if "step" in frame else "?"
         return f"(diverged after step {steps})"
     return ""
-
-
-def _finished(out: Path, plan: list[Unit]) -> int:
-    return sum((out / u.path).is_file() for u in plan)
 
 
 def _command(argv: list[str] | None) -> str:
@@ -233,33 +347,3 @@ def _threads(threads: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class _Quiet:
-    def update(self, n: float = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(plan: list[Unit], todo: list[Unit], progress: bool | None):
-    """One bar over the whole suite, advanced by unit weights, so its ETA covers every remaining unit."""
-    if progress is False:
-        return _Quiet()
-    from tqdm.auto import tqdm
-
-    total = units.total_weight(plan)
-    bar = tqdm(
-        total=total,
-        initial=total - units.total_weight(todo),
-        file=sys.stderr,
-        disable=None if progress is None else not progress,
-        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
-        desc="vaebench",
-        dynamic_ncols=True,
-    )
-    return bar

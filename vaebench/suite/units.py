@@ -16,6 +16,8 @@ Each unit has a relative cost (``weight``), from which the progress bar's ETA is
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +73,16 @@ class Unit:
     @property
     def label(self) -> str:
         return f"{self.kind} {self.name}"
+
+    @property
+    def key(self) -> str:
+        """``kind/name``: how messages, manifests and run.json name the unit."""
+        return f"{self.kind}/{self.name}"
+
+
+class Skipped(Exception):
+    """A unit that cannot be measured, for a reason that would recur on every retry (it is saved, with no rows,
+    and its reason becomes a note of the run rather than a failure)."""
 
 
 def pairs(config: SuiteConfig) -> list[tuple[str, int]]:
@@ -219,9 +231,10 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
     config = ctx.config
     reference = load_reference(ctx)
     if unit.checkpoint not in reference["checkpoints"]:
-        raise RuntimeError(
-            f"the reference run ({reference['estimator']}) diverged at step {reference['diverged_step']} "
-            f"before the {unit.checkpoint!r} checkpoint"
+        step = checkpoint_steps(config)[unit.checkpoint]
+        raise Skipped(
+            f"not measured: the reference run ({reference['estimator']}, K=1, seed {reference['seed']}) "
+            f"diverged at step {reference['diverged_step']}, before the {unit.checkpoint!r} checkpoint (step {step})"
         )
     saved = reference["checkpoints"][unit.checkpoint]
     frame = variance_study(
@@ -267,11 +280,21 @@ def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
         x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
     common = {"repeats": t.repeats, "warmup": t.warmup, "device": ctx.device, "seed": seed}
     if unit.estimator == "reference":
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            return pd.DataFrame([{
+                "estimator": "reference", "num_samples": 1, "seed": seed, "batch_size": int(x.shape[0]),
+                "device": str(ctx.device), "status": "skipped", "reason": REFERENCE_STEP_NEEDS,
+            }])  # fmt: skip
         model = ctx.model_factory(seed)
         return throughput.measure_reference(x, hidden=model.hidden[0], z_dim=model.z_dim, **common)
     model = ctx.model_factory(seed)
     return throughput.measure_throughput(model, make_estimator(unit.estimator), x, unit.num_samples, **common)
 
+
+REFERENCE_STEP_NEEDS = (
+    "the pytorch/examples reference step has a Bernoulli likelihood (binary cross-entropy), which needs data "
+    "in [0, 1]; this data set is not"
+)
 
 RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
     "reference": _reference,
@@ -281,13 +304,34 @@ RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
 }
 
 
-def save(unit: Unit, result: pd.DataFrame | dict, out: Path) -> None:
-    """Write a finished unit's result atomically and clear any earlier failure record."""
+def save(unit: Unit, result: pd.DataFrame | dict, out: Path, digest: str, inputs: dict | None = None) -> str:
+    """Write a finished unit atomically: its data file, then its manifest; clear any earlier failure record.
+
+    Args:
+        unit: the unit.
+        result: what :func:`execute` returned.
+        out: the results folder.
+        digest: the configuration's hash (:func:`vaebench.suite.integrity.config_hash`).
+        inputs: what the result depends on ({"reference": sha256} for a variance unit).
+
+    Returns:
+        The SHA-256 of the data file.
+    """
+    from vaebench.suite import faults, integrity
+
     if unit.kind == "reference":
-        store.write_torch(out / unit.path, result)
+        buffer = io.BytesIO()
+        torch.save(result, buffer)
+        payload, rows = buffer.getvalue(), len(result["checkpoints"])
     else:
-        store.write_csv(out / unit.path, _with_keys(unit, result))
+        frame = _with_keys(unit, result)
+        payload, rows = frame.to_csv(index=False).encode(), len(frame)
+    store.write_bytes(out / unit.path, payload)
+    faults.point("saved")
+    record = integrity.manifest(unit, payload, rows, digest, inputs)
+    store.write_text(out / integrity.manifest_path(unit), record)
     (out / unit.error_path).unlink(missing_ok=True)
+    return json.loads(record)["sha256"]
 
 
 def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,155 @@
+"""Bad input, as an adversarial user would give it: each exits with status 2 and one line naming the problem.
+
+Every case builds what it needs in a temporary folder and returns the command line; the test runs it
+in-process through ``cli.main`` and checks the exit status, that stderr is exactly one ``vaebench: error:``
+line matching the expected text, that no traceback was printed, and that ``run`` created no results folder.
+Everything is rejected before a unit runs (most before the data are loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vaebench import cli
+from vaebench.config import preset, to_dict
+
+QUICK = ["run", "--preset", "quick", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VAEBENCH_DATA", raising=False)
+
+
+def toml(text: str) -> Callable[[Path], list[str]]:
+    """A `run --config FILE` case."""
+
+    def build(tmp: Path) -> list[str]:
+        (tmp / "c.toml").write_text(text)
+        return [*QUICK, "--config", str(tmp / "c.toml")]
+
+    return build
+
+
+def flags(*args: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: [*QUICK, *args]
+
+
+def idx(images: tuple[int, int, int], test: tuple[int, int, int] = (2, 2, 2)) -> Callable[[Path], list[str]]:
+    """`run --dataset mnist` on IDX files of the given shapes [N, H, W] (train, test)."""
+
+    def write(path: Path, shape: tuple[int, int, int]) -> None:
+        n, h, w = shape
+        path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", n, h, w) + bytes(n * h * w))
+
+    def build(tmp: Path) -> list[str]:
+        write(tmp / "train-images-idx3-ubyte", images)
+        write(tmp / "t10k-images-idx3-ubyte", test)
+        return [*QUICK, "--dataset", "mnist", "--data-dir", str(tmp)]
+
+    return build
+
+
+def saved(
+    run_json: bytes | str | None, *args: str, config: dict | None = None
+) -> Callable[[Path], list[str]]:
+    """`run --resume --out DIR` (or, with args starting with "report", `report DIR`) on a folder with this run.json."""
+
+    def build(tmp: Path) -> list[str]:
+        folder = tmp / "folder"
+        folder.mkdir()
+        text = (
+            run_json if run_json is not None else json.dumps({"config": config or to_dict(preset("quick"))})
+        )
+        (folder / "run.json").write_bytes(text.encode() if isinstance(text, str) else text)
+        (folder / "convergence.csv").write_text("estimator,num_samples,seed,step,metric,value\n")
+        if args[:1] == ("report",):
+            return ["report", str(folder), *args[1:]]
+        return ["run", "--resume", "--out", str(folder), "--quiet", *args]
+
+    return build
+
+
+def report_of(files: dict[str, bytes]) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+        return ["report", str(tmp)]
+
+    return build
+
+
+def out_is_a_file(tmp: Path) -> list[str]:
+    (tmp / "afile").write_text("x")
+    return [*QUICK, "--out", str(tmp / "afile")]
+
+
+def config_is_a_folder(tmp: Path) -> list[str]:
+    return [*QUICK, "--config", str(tmp)]
+
+
+CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    # item 6
+    "--out is a file": (out_is_a_file, r"--out '.*afile' is a file, not a folder"),
+    "binary TOML": (lambda t: (t / "b.toml").write_bytes(b"\xff\xfe\x00\x01\x89PNG") and [*QUICK, "--config", str(t / "b.toml")], "is not valid TOML: not UTF-8 text"),
+    "TOML is a folder": (config_is_a_folder, "is not a file"),
+    "data.seed = -1": (toml("[data]\nseed = -1\n"), r"data.seed must be an integer >= 0 and <= 2\*\*63 - 1"),
+    "IDX with 0 images": (idx((0, 28, 28)), r"train-images-idx3-ubyte: holds 0 images"),
+    "--threads 100000": (flags("--threads", "100000"), "threads must be between 0 .* and 1024, got 100000"),
+    "--threads -1": (flags("--threads", "-1"), "threads must be between 0"),
+    "report: unrelated CSV": (report_of({"variance.csv": b"a,b\n1,2\n"}), r"variance.csv is not a vaebench variance table \(missing columns estimator"),
+    "report: binary CSV": (report_of({"convergence.csv": b"\xff\xfe\x00\x01\x02\n\x00\xff"}), "convergence.csv is not a"),
+    "report: text in a number column": (report_of({"convergence.csv": b"estimator,num_samples,seed,step,metric,value\nx,one,0,1,m,2\n"}), "non-numeric num_samples"),
+    "report: run.json empty": (saved(b"", "report"), r"run.json is empty"),
+    "report: run.json invalid JSON": (saved(b'{"status": ', "report"), r"run.json is not valid JSON"),
+    "report: run.json a list": (saved(b"[1, 2]", "report"), r"run.json holds a JSON list"),
+    "report: run.json with a bad config": (saved(None, "report", config={"steps": 3}), r"run.json: unknown config key 'steps'"),
+    "report: not a folder": (lambda t: ["report", str(t / "nope")], "is not a folder"),
+    "report: units without run.json": (report_of({"units/convergence/x.csv": b"a\n"}), "has no run.json"),
+    # item 7
+    "huge seed": (flags("--seeds", "99999999999999999999"), r"seeds must be integers >= 0 and <= 2\*\*63 - 1"),
+    "huge variance seed": (toml("[variance]\nseeds = [9223372036854775808]\n"), r"variance.seeds must be integers"),
+    "IDX of 0x0 images": (idx((5, 0, 0)), r"train-images-idx3-ubyte: holds images of 0x0 pixels"),
+    "IDX test set empty": (idx((2, 2, 2), (0, 2, 2)), r"t10k-images-idx3-ubyte: holds 0 images"),
+    "reinforce-loo as reference": (toml('[variance]\nreference_estimator = "reinforce-loo"\n'), r"variance.reference_estimator 'reinforce-loo' needs K >= 2, but the reference run trains at K = 1"),
+    # item 8
+    "synthetic, dequantize asked for": (toml('[data]\nname = "synthetic"\ndequantize = true\n'), r"data.dequantize true does not fit synthetic data.*set data.dequantize = false"),
+    "synthetic, Bernoulli asked for": (toml('[data]\nname = "synthetic"\n[model]\nlikelihood = "bernoulli"\n'), r"model.likelihood 'bernoulli' does not fit synthetic data"),
+    "synthetic, binarize asked for": (toml('[data]\nname = "synthetic"\nbinarize = "dynamic"\ndequantize = false\n'), r"data.binarize 'dynamic' does not fit synthetic"),
+    # item 9
+    "batch larger than the data": (toml("[train]\nbatch_size = 5000\n"), r"train.batch_size 5000 is larger than the training set \(1437 examples of digits\)"),
+    "variance batch larger than the data": (toml("[variance]\nbatch_size = 1438\n"), r"variance.batch_size 1438 is larger"),
+    "throughput batch larger than the data": (toml("[throughput]\nbatch_size = 2000\n"), r"throughput.batch_size 2000 is larger"),
+    "--name ../../../x": (flags("--name", "../../../x"), r"name '../../../x' starts with '.'"),
+    "--name a/b": (flags("--name", "a/b"), r"name 'a/b' contains '/'"),
+    "--name empty": (flags("--name", ""), "name '' is empty"),
+    "--name with a control character": (flags("--name", "a\x07b"), r"name 'a\\x07b' contains '\\x07'"),
+    "resume: a changed value": (saved(None, "--steps", "30"), r"saved in .*run.json: train.steps: 60 -> 30 \(resume with"),
+    "resume: run.json empty": (saved(b""), r"run.json is empty"),
+    "resume: run.json invalid JSON": (saved(b"{nope"), r"run.json is not valid JSON"),
+    "resume: run.json a list": (saved(b"[]"), r"run.json holds a JSON list"),
+    "resume: run.json without config": (saved(b'{"status": "complete"}'), r"not a vaebench run.json \(no 'config' table\)"),
+    "resume: not a run folder": (lambda t: ["run", "--resume", "--out", str(t)], "has no run.json: nothing to resume"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path, capsys) -> None:
+    build, message = CASES[case]
+    argv = build(tmp_path)
+    if argv[0] == "run" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaebench: error: "), err
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing written for bad input
