@@ -23,7 +23,6 @@ from vaebench.measures.variance import (
     Checkpoint,
     as_checkpoints,
     decompose_noise,
-    engines,
     gradient_sample,
     layout,
     measure_variance,
@@ -69,8 +68,6 @@ def pooled_noise(monkeypatch):
         return q.loc + q.scale * eps
 
     monkeypatch.setattr(estimators_module, "sample_posterior", sample)
-    # The tiled engine's probe replays a generator state, which a shared pool cannot do; it is tested apart.
-    monkeypatch.setattr(engines, "tiled_is_exact", lambda *args: True)
     return state
 
 

@@ -17,7 +17,14 @@ from vaebench.estimators import Estimator, check_num_samples
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, Layout, layout
 from vaebench.measures.variance.reference import _check_int, _resolve_reference, stream_generator, stream_seed
-from vaebench.measures.variance.summary import FIGURES, block_partial, figures, finite_rows
+from vaebench.measures.variance.summary import (
+    FIGURES,
+    block_partial,
+    figures,
+    finite_rows,
+    resample_counts,
+    summary_tile,
+)
 
 COLUMNS = (
     "estimator",
@@ -174,9 +181,12 @@ def summarize(
     partials = []
     if used >= 2:
         largest = max(b.shape[1] for b in sample.blocks)
-        scratch = sample.blocks[0].new_empty(2 * used * largest)  # one work buffer for every block
+        tile = min(largest, summary_tile(used, sample.blocks[0]))
+        scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every block
         for block, ref in zip(sample.blocks, refs, strict=True):
-            partials.append(block_partial(block[keep] if used < sample.replicates else block, ref, scratch))
+            block = block[keep] if used < sample.replicates else block
+            partials.append(block_partial(block, ref, scratch, tile))
+    counts = resample_counts(used, resamples, seed) if used >= 2 else None  # the same draws for every group
     rows = []
     for group, members in lay.groups.items():
         row: dict = {
@@ -199,6 +209,7 @@ def summarize(
                 level=level,
                 resamples=resamples,
                 seed=seed,
+                counts=counts,
             )
         rows.append(row)
     return rows

@@ -40,6 +40,7 @@ FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine"
 """The figures that carry a ``_low``/``_high`` interval."""
 
 JACKKNIFE_GROUPS = 10  # groups of replicates left out in turn for the per-coordinate SNR's interval
+CPU_TILE_BYTES = 1 << 22  # work arrays of one step of the summary on a CPU: a few MB, in cache
 
 
 def finite_rows(sample: GradientSample) -> Tensor:
@@ -54,9 +55,14 @@ def finite_rows(sample: GradientSample) -> Tensor:
 
 
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
-    """[resamples, n] bootstrap counts: how often each replicate is drawn in each resample (rows sum to n)."""
+    """[resamples, n] bootstrap counts: how often each replicate is drawn in each resample (rows sum to n).
+
+    Each resample draws n indices uniformly with replacement and counts them (one ``bincount`` for all
+    resamples: three times faster than ``Generator.multinomial`` at n = 100).
+    """
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    draws = rng.integers(0, n, size=(resamples, n)) + n * np.arange(resamples)[:, None]
+    return np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
 
 
 @dataclass
@@ -92,60 +98,90 @@ class Partial:
         )
 
 
-def block_partial(block: Tensor, reference: Tensor | None = None, scratch: Tensor | None = None) -> Partial:
+def summary_tile(replicates: int, like: Tensor) -> int:
+    """Columns per step of :func:`block_partial` for blocks like ``like``: on a CPU, as many as keep the two
+    work arrays [n, tile] within `CPU_TILE_BYTES` (in cache); on a GPU, whole blocks (one launch per step)."""
+    if like.device.type != "cpu":
+        return like.shape[1]
+    return max(256, CPU_TILE_BYTES // (2 * replicates * like.element_size()))
+
+
+def block_partial(
+    block: Tensor, reference: Tensor | None = None, scratch: Tensor | None = None, tile: int | None = None
+) -> Partial:
     """The :class:`Partial` of one block [n, numel] of finite replicates (and its reference [numel]).
 
-    Large reductions run in the block's dtype (sums of n <= a few thousand centred terms lose nothing that
-    matters); their [numel] results and everything after are float64.
+    The block is reduced ``tile`` columns at a time: every sum is over coordinates, so tiles add up, and a
+    tile small enough to stay in cache is read from memory once however many reductions use it. Large
+    reductions run in the block's dtype (sums of n <= a few thousand centred terms lose nothing that
+    matters); their results are accumulated in float64.
 
     Args:
         block: replicate gradients of one parameter, left unchanged.
         reference: the reference gradient on the same coordinates, or None.
-        scratch: a buffer of at least ``2 * block.numel()`` entries to work in (saves allocations).
+        scratch: a buffer of at least ``2 * n * tile`` entries to work in (saves allocations).
+        tile: columns per step (default: all of them).
     """
     n, numel = block.shape
+    tile = numel if tile is None else max(1, min(tile, numel))
     f64 = torch.float64
-    # Reductions over replicates are matrix products (BLAS reads the block once, row-major, with no copy):
-    # rows of `sums` select the G jackknife groups of `size` consecutive replicates, and all of them (a
-    # remainder of fewer than G replicates is never left out).
+    # The G jackknife groups are `size` consecutive replicates each (a remainder of fewer than G replicates
+    # is never left out).
     groups, size = min(n, JACKKNIFE_GROUPS), n // min(n, JACKKNIFE_GROUPS)
-    sums = block.new_zeros(groups + 1, n)
-    for j in range(groups):
-        sums[j, j * size : (j + 1) * size] = 1.0
-    sums[groups] = 1.0
-    mean32 = (sums[groups:] @ block)[0].div_(n)
+    grouped = groups * size
     if scratch is None:
-        scratch = block.new_empty(2 * block.numel())
-    centred = scratch[: block.numel()].view(n, numel)
-    squares = scratch[block.numel() : 2 * block.numel()].view(n, numel)
-    torch.sub(block, mean32, out=centred)
-    torch.square(centred, out=squares)
-    vectors = torch.stack(
-        [mean32, torch.zeros_like(mean32) if reference is None else reference.to(block.dtype)], 1
-    )
-    along = (centred @ vectors).to(f64)  # [n, 2]: c_r · m, c_r · g*
-    s1 = sums[:groups] @ centred  # [G, numel]: Σ_{r in group j} c_r
-    sq = sums @ squares  # [G+1, numel]: Σ_{r in group j} c_r², then over all replicates
-    s2, sq_sum = sq[:groups], sq[groups]
-    mean = mean32.to(f64)
-    snr_sum, snr_count = _snr(mean, sq_sum.to(f64), n)
-    # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j. These [G, numel]
-    # terms stay in the block's dtype: they are the measure's largest elementwise work.
+        scratch = block.new_empty(2 * n * tile)
     kept = n - size
-    kept_sq = s2.neg_().add_(sq_sum).sub_(s1.square().div_(kept))  # Σ_kept (c - c̄_kept)²
-    loo_sum, loo_count = _snr(s1.div_(-kept).add_(mean32), kept_sq, kept)
-    ref = None if reference is None else reference.to(f64)
+    gram = block.new_zeros(n, n, dtype=f64)
+    along = block.new_zeros(2, n, dtype=f64)  # m · c_r, g* · c_r
+    scalars = block.new_zeros(5, dtype=f64)  # ||m||², ||g*||², m · g*, Σ snr, varying coordinates
+    loo = block.new_zeros(2, groups, dtype=f64)  # the same Σ snr and count with group j left out
+    for lo in range(0, numel, tile):
+        cols = block[:, lo : lo + tile]
+        width = cols.shape[1]
+        work = scratch[: 2 * n * width].view(2, n, width)
+        centred, squares = work[0], work[1]
+        mean32 = cols.sum(0).div_(n)
+        torch.sub(cols, mean32, out=centred)
+        torch.square(centred, out=squares)
+        ref32 = None if reference is None else reference[lo : lo + width].to(block.dtype)
+        vectors = torch.stack([mean32, torch.zeros_like(mean32) if ref32 is None else ref32])
+        along += vectors @ centred.T  # [2, n]: a product with two columns is slow in BLAS, two rows are not
+        gram += centred @ centred.T
+        # Per group Σ c_r and Σ c_r² (sums over consecutive rows: no matrix product needed).
+        s1, s2 = work[:, :grouped].view(2, groups, size, width).sum(2)  # [G, width] each
+        sq_sum = s2.sum(0) if grouped == n else s2.sum(0) + squares[grouped:].sum(0)
+        mean = mean32.to(f64)
+        snr_sum, snr_count = _snr(mean, sq_sum.to(f64), n)
+        # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j. These [G, width]
+        # terms stay in the block's dtype: they are the measure's largest elementwise work.
+        kept_sq = s2.neg_().add_(sq_sum).sub_(s1.square().div_(kept))  # Σ_kept (c - c̄_kept)²
+        loo_sum, loo_count = _snr(s1.div_(-kept).add_(mean32), kept_sq, kept)
+        ref = None if ref32 is None else reference[lo : lo + width].to(f64)
+        zero = mean.new_zeros(())
+        scalars += torch.stack(
+            [
+                mean @ mean,
+                zero if ref is None else ref @ ref,
+                zero if ref is None else mean @ ref,
+                snr_sum,
+                snr_count,
+            ]
+        )
+        loo += torch.stack([loo_sum, loo_count])
+    mean_sq, ref_sq, mean_dot_ref, snr_sum, snr_count = scalars.tolist()
+    gram, along, loo = gram.cpu(), along.cpu(), loo.cpu()  # small; the figures are computed on the CPU
     return Partial(
-        gram=(centred @ centred.T).to(f64),
-        along_mean=along[:, 0],
-        along_ref=along[:, 1],
-        mean_sq=float(mean @ mean),
-        ref_sq=0.0 if ref is None else float(ref @ ref),
-        mean_dot_ref=0.0 if ref is None else float(mean @ ref),
-        snr_sum=float(snr_sum),
+        gram=gram,
+        along_mean=along[0],
+        along_ref=along[1],
+        mean_sq=mean_sq,
+        ref_sq=ref_sq,
+        mean_dot_ref=mean_dot_ref,
+        snr_sum=snr_sum,
         snr_count=int(snr_count),
-        loo_sum=loo_sum,
-        loo_count=loo_count,
+        loo_sum=loo[0],
+        loo_count=loo[1],
     )
 
 
@@ -167,6 +203,7 @@ def figures(
     level: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
+    counts: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The figures of a group from the sum of its blocks' partials, with intervals.
 
@@ -178,12 +215,14 @@ def figures(
         level: interval level.
         resamples: bootstrap resamples.
         seed: seeds the resampling.
+        counts: the bootstrap counts [resamples, n] to use (default: ``resample_counts(n, resamples, seed)``;
+            pass them to share one set of draws between groups).
 
     Returns:
         Figure name -> value, with ``<figure>_low`` and ``<figure>_high`` for each of `FIGURES`, and
         ``snr_floor``, ``snr_coordinates``, ``bias_floor``.
     """
-    w = torch.from_numpy(resample_counts(n, resamples, seed))
+    w = torch.from_numpy(resample_counts(n, resamples, seed) if counts is None else counts)
     gram, mean_sq = partial.gram, partial.mean_sq
     sq_c = gram.diagonal()  # ||c_r||²
     wgw = ((w @ gram) * w).sum(1)  # ||Σ_r w_r c_r||² per resample
