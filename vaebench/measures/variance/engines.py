@@ -77,7 +77,8 @@ def gradient_sample(
         chunk = chunk_size
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise VaebenchError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    blocks = [torch.empty(replicates, p.numel(), dtype=x.dtype, device=x.device) for p in lay.params]
+    data = torch.empty(replicates, lay.size, dtype=x.dtype, device=x.device)
+    blocks = list(data.split([p.numel() for p in lay.params], dim=1))  # column ranges of one array
     starts = range(0, replicates, chunk)
     if method == "tiled":
         gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -102,7 +103,7 @@ def gradient_sample(
     if rescale and estimator.encoder_scale != 1.0:
         for i in lay.encoder:
             blocks[i].div_(estimator.encoder_scale)
-    return GradientSample(blocks, lay, method)
+    return GradientSample(blocks, lay, method, data)
 
 
 def replicate_gradients(

@@ -50,11 +50,17 @@ def layout(model: nn.Module) -> Layout:
 
 @dataclass(frozen=True)
 class GradientSample:
-    """R independent gradient estimates, one block [R, numel] per parameter of ``layout``."""
+    """R independent gradient estimates, one block [R, numel] per parameter of ``layout``.
+
+    The engines allocate one array [R, P] and hand out its column ranges as the blocks (``data``); the
+    summary then reduces runs of adjacent parameters in one go. A sample built from separate blocks (``data``
+    None) works too.
+    """
 
     blocks: list[Tensor]
     layout: Layout
     method: str = ""  # the engine that computed it: tiled, vmap or naive
+    data: Tensor | None = None  # [R, P]: the blocks are its column ranges, in order
 
     @property
     def replicates(self) -> int:
@@ -67,3 +73,24 @@ class GradientSample:
     def flat(self, group: str = "all") -> Tensor:
         """[R, P_group] concatenated (a copy)."""
         return torch.cat(self.group(group), dim=1)
+
+    def segments(self) -> list[tuple[Tensor, list[int]]]:
+        """The sample as column ranges [R, width] of adjacent parameters that belong to the same groups, each
+        with the indices of its parameters: one range per group for a VAE (encoder, decoder) when the blocks
+        share one array, else one per block."""
+        groups = [
+            frozenset(g for g, members in self.layout.groups.items() if i in members)
+            for i in range(len(self.blocks))
+        ]
+        runs: list[list[int]] = []
+        for i, member_of in enumerate(groups):
+            if self.data is not None and runs and groups[runs[-1][-1]] == member_of:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        if self.data is None:
+            return [(self.blocks[run[0]], run) for run in runs]
+        offsets = [0]
+        for block in self.blocks:
+            offsets.append(offsets[-1] + block.shape[1])
+        return [(self.data[:, offsets[run[0]] : offsets[run[-1] + 1]], run) for run in runs]

@@ -5,6 +5,7 @@ Also the warm-up of stateful estimators and the timing of one ordinary gradient 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, check_num_samples
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
-from vaebench.measures.variance.layout import GradientSample, Layout, layout
+from vaebench.measures.variance.layout import GradientSample, layout
 from vaebench.measures.variance.reference import _check_int, _resolve_reference, stream_generator, stream_seed
 from vaebench.measures.variance.summary import (
     FIGURES,
@@ -171,21 +172,20 @@ def summarize(
 ) -> list[dict]:
     """Per-group figures of a gradient sample (finite replicates only), one dict per group.
 
-    Each block is reduced once to its :class:`~vaebench.measures.variance.summary.Partial`; a group's
-    figures come from the sum of its blocks' partials.
+    Each run of adjacent parameters in the same groups (:meth:`GradientSample.segments`) is reduced once to
+    its :class:`~vaebench.measures.variance.summary.Partial`; a group's figures come from the sum of its
+    runs' partials.
     """
-    keep = finite_rows(sample)
-    used = int(keep.sum())
     lay = sample.layout
-    refs = [None] * len(lay.params) if reference is None else _split(reference, lay)
-    partials = []
-    if used >= 2:
-        largest = max(b.shape[1] for b in sample.blocks)
-        tile = min(largest, summary_tile(used, sample.blocks[0]))
-        scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every block
-        for block, ref in zip(sample.blocks, refs, strict=True):
-            block = block[keep] if used < sample.replicates else block
-            partials.append(block_partial(block, ref, scratch, tile))
+    refs = None if reference is None else list(reference.split([p.numel() for p in lay.params]))
+    # Reduce every replicate first: a replicate with a NaN or Inf anywhere makes the Gram matrix non-finite,
+    # and only then is the sample read once more to find it and the finite ones reduced again.
+    keep, used = None, sample.replicates
+    partials = _partials(sample, refs, keep)
+    if not all(_finite(p) for p in partials if p is not None):
+        keep = finite_rows(sample)
+        used = int(keep.sum())
+        partials = _partials(sample, refs, keep) if used >= 2 else [None] * len(lay.params)
     counts = resample_counts(used, resamples, seed) if used >= 2 else None  # the same draws for every group
     rows = []
     for group, members in lay.groups.items():
@@ -197,10 +197,11 @@ def summarize(
         }
         for name in FIGURES:  # NaN unless measured below
             row[name] = row[f"{name}_low"] = row[f"{name}_high"] = float("nan")
-        if partials and members:
-            total = partials[members[0]]
-            for i in members[1:]:
-                total = total + partials[i]
+        parts = [partials[i] for i in members if partials[i] is not None]
+        if parts:
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
             row |= figures(
                 total,
                 used,
@@ -213,6 +214,26 @@ def summarize(
             )
         rows.append(row)
     return rows
+
+
+def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | None) -> list:
+    """The partial of each segment of ``sample`` (rows ``keep``, or all), at its first parameter's index."""
+    partials = [None] * len(sample.layout.params)
+    used = sample.replicates if keep is None else int(keep.sum())
+    segments = sample.segments()
+    tile = min(max(cols.shape[1] for cols, _ in segments), summary_tile(used, sample.blocks[0]))
+    scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every segment
+    for cols, members in segments:
+        cols = cols if keep is None or used == sample.replicates else cols[keep]
+        ref = None if refs is None else torch.cat([refs[i] for i in members])
+        partials[members[0]] = block_partial(cols, ref, scratch, tile)
+    return partials
+
+
+def _finite(partial) -> bool:
+    return bool(torch.isfinite(partial.gram).all()) and all(
+        math.isfinite(v) for v in (partial.mean_sq, partial.snr_sum)
+    )
 
 
 def warm_up(
@@ -300,7 +321,3 @@ def time_estimate(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _split(flat: Tensor, lay: Layout) -> list[Tensor]:
-    return list(flat.split([p.numel() for p in lay.params]))

@@ -143,7 +143,7 @@ def block_partial(
         centred, squares = work[0], work[1]
         mean32 = cols.sum(0).div_(n)
         torch.sub(cols, mean32, out=centred)
-        torch.square(centred, out=squares)
+        torch.mul(centred, centred, out=squares)  # (mul is faster than square, a pow, on CPU)
         ref32 = None if reference is None else reference[lo : lo + width].to(block.dtype)
         vectors = torch.stack([mean32, torch.zeros_like(mean32) if ref32 is None else ref32])
         along += vectors @ centred.T  # [2, n]: a product with two columns is slow in BLAS, two rows are not
@@ -152,11 +152,11 @@ def block_partial(
         s1, s2 = work[:, :grouped].view(2, groups, size, width).sum(2)  # [G, width] each
         sq_sum = s2.sum(0) if grouped == n else s2.sum(0) + squares[grouped:].sum(0)
         mean = mean32.to(f64)
-        snr_sum, snr_count = _snr(mean, sq_sum.to(f64), n)
+        snr_sum, snr_count = _snr(mean32.to(f64, copy=True), sq_sum.to(f64, copy=True), n)
         # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j. These [G, width]
         # terms stay in the block's dtype: they are the measure's largest elementwise work.
-        kept_sq = s2.neg_().add_(sq_sum).sub_(s1.square().div_(kept))  # Σ_kept (c - c̄_kept)²
-        loo_sum, loo_count = _snr(s1.div_(-kept).add_(mean32), kept_sq, kept)
+        kept_sq = torch.sub(sq_sum, s2, out=s2).addcmul_(s1, s1, value=-1.0 / kept)  # Σ_kept (c - c̄_kept)²
+        loo_sum, loo_count = _snr(torch.add(mean32, s1, alpha=-1.0 / kept, out=s1), kept_sq, kept)
         ref = None if ref32 is None else reference[lo : lo + width].to(f64)
         zero = mean.new_zeros(())
         scalars += torch.stack(
@@ -187,11 +187,15 @@ def block_partial(
 
 def _snr(mean: Tensor, sq_sum: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Σ_p |mean_p| / s_p over coordinates with s_p > 0 (s² = sq_sum / (n-1)) and their count, over the last
-    dimension: [..., numel] -> ([...], [...])."""
-    varies = sq_sum > 0
-    ratio = mean.abs().div_(sq_sum.clamp_min(torch.finfo(sq_sum.dtype).tiny).div_(n - 1).sqrt_())
-    ratio = torch.where(varies, ratio, 0.0)
-    return ratio.sum(-1, dtype=torch.float64), varies.sum(-1).to(torch.float64)
+    dimension: [..., numel] -> ([...], [...]). Overwrites ``mean`` and ``sq_sum`` (temporaries of the caller):
+    this is the summary's largest elementwise work, so it makes as few passes as it can."""
+    still = sq_sum <= 0
+    ratio = (
+        sq_sum.clamp_min_(torch.finfo(sq_sum.dtype).tiny).rsqrt_().mul_(mean.abs_()).masked_fill_(still, 0.0)
+    )
+    count = torch.count_nonzero(still.logical_not_(), -1).to(torch.float64)
+    # Sums over one tile in the tile's dtype (a float64 sum converts the whole tile first); tiles add in float64.
+    return ratio.sum(-1).to(torch.float64) * math.sqrt(n - 1), count
 
 
 def figures(

@@ -45,6 +45,7 @@ from vaebench.measures.variance.layout import Layout, layout
 from vaebench.model import Decoder, positive_scale
 
 CHECK_REPLICATES = 2  # replicates of the first pass, whose summed gradient is checked against autograd's
+NARROW = 32  # layers with fewer inputs than this (and more outputs) get their weight gradients as aᵀd
 
 
 def tileable(model: nn.Module, lay: Layout | None = None) -> bool:
@@ -242,14 +243,14 @@ def _weight_grads(d: Tensor, a: Tensor, out: Tensor | None) -> Tensor:
     """Σ_l d[l, r]ᵀ a[l, r] for every replicate r: d [L, n, B, out], a [L, n, B, in] -> [n, out, in].
 
     BLAS is slow when the product's inner output dimension is narrow (a [200, B] @ [B, 8] runs at a fifth of
-    the speed of its transpose on a CPU), so a layer with fewer inputs than outputs is computed as aᵀd and
-    transposed into place.
+    the speed of its transpose on a CPU), so a layer with few inputs (under `NARROW`) and more outputs is
+    computed as aᵀd and transposed into place (a strided copy: too dear to pay for wider layers).
     """
     lead, n, _, out_f = d.shape
     in_f = a.shape[-1]
     if out is None:
         out = d.new_empty(n, out_f, in_f)
-    if in_f >= out_f:
+    if in_f >= min(out_f, NARROW):
         torch.bmm(d[0].transpose(1, 2), a[0], out=out)
         for j in range(1, lead):
             out.baddbmm_(d[j].transpose(1, 2), a[j])
