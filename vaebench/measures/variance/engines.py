@@ -35,8 +35,9 @@ from vaebench.measures.variance.tiled import tileable, tiled
 METHODS = ("batched", "tiled", "vmap", "naive")
 """Valid ``method`` values: ``batched`` = ``tiled`` when the model allows it, else ``vmap``."""
 
-ROW_BUDGET = 65_536  # latent rows (chunk x K x B) per pass on a GPU: ~0.5 GB of activations for 784-400-20
-CPU_BUDGET = 1 << 20  # rows x widest layer per pass on a CPU: ~4 MB per activation in float32, in cache
+ROW_BUDGET = 65_536  # latent rows (chunk x K x B) per vmap or naive pass on a GPU
+CPU_BUDGET = 1 << 20  # numbers in a tiled pass's largest activation on a CPU: ~4 MB in float32, in cache
+GPU_BUDGET = 1 << 26  # the same on a GPU: ~256 MB in float32, passes large enough to keep it busy
 
 
 def gradient_sample(
@@ -60,7 +61,8 @@ def gradient_sample(
         num_samples: K.
         replicates: R, the number of independent estimates.
         seed: seeds the noise; the same seed gives the same sample for a given method and chunk size.
-        chunk_size: replicates per pass (default: as many as keep chunk x K x B under `ROW_BUDGET`).
+        chunk_size: replicates per pass (default: by device; see `default_chunk` and, for the tiled engine,
+            :func:`~vaebench.measures.variance.tiled.tiled`).
         method: one of `METHODS`.
         rescale: divide the encoder's blocks by ``estimator.encoder_scale``.
 
@@ -71,18 +73,20 @@ def gradient_sample(
         raise VaebenchError(f"replicates must be a positive integer, got {replicates!r}")
     lay = layout(model)
     requested, method = method, resolve_method(model, lay, method)
-    if chunk_size is None:
-        chunk = default_chunk(replicates, num_samples, x.shape[0], x.device, _widest(model, x))
-    else:
-        chunk = chunk_size
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+    ):
         raise VaebenchError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk = chunk_size or default_chunk(replicates, num_samples, x.shape[0], x.device, _widest(model, x))
     data = torch.empty(replicates, lay.size, dtype=x.dtype, device=x.device)
     blocks = list(data.split([p.numel() for p in lay.params], dim=1))  # column ranges of one array
     starts = range(0, replicates, chunk)
     if method == "tiled":
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        if not tiled(model, estimator, x, num_samples, blocks, lay, gen, chunk, check=True):
+        budget = CPU_BUDGET if x.device.type == "cpu" else GPU_BUDGET
+        if not tiled(
+            model, estimator, x, num_samples, blocks, lay, gen, chunk_size, check=True, budget=budget
+        ):
             if requested == "tiled":
                 raise VaebenchError(
                     "method='tiled' does not reproduce this estimator's gradient: it uses parameters outside "
@@ -130,13 +134,13 @@ def resolve_method(model: nn.Module, lay: Layout, method: str) -> str:
 def default_chunk(
     replicates: int, num_samples: int, batch_size: int, device: torch.device | str = "cpu", width: int = 1
 ) -> int:
-    """Replicates per pass, chosen by device.
+    """Replicates per pass of the vmap and naive engines, chosen by device (the tiled engine sizes its passes
+    by the activations it records).
 
     On a GPU, as many as keep chunk x K x B under `ROW_BUDGET` rows: large passes keep it busy. On a CPU, as
     many as keep one activation (chunk x K x B rows x ``width``, the widest layer) under `CPU_BUDGET`
     numbers: a pass whose activations fall out of the cache runs at memory speed, and tensors of tens of MB
-    are new pages from the operating system at every call (measured on 2 cores: the 64-200-8 VAE at K = 10
-    is 1.6x slower with 65,536-row passes than with 4,000-row ones).
+    are fresh pages from the operating system at every call.
     """
     device = torch.device(device)
     rows = ROW_BUDGET if device.type != "cpu" else max(1, CPU_BUDGET // max(1, width))

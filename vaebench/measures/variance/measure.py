@@ -135,7 +135,9 @@ def measure_variance(
             chunk_size=chunk_size,
             method=method,
         )
-        seconds = time_estimate(model, estimator, x, num_samples, repeats=timing_repeats, seed=seed)
+        seconds = time_estimate(
+            model, estimator, x, num_samples, repeats=timing_repeats, seed=seed, warm=True
+        )
         encoder_scale = float(estimator.encoder_scale)
     finally:
         estimator.train(was_training)
@@ -297,23 +299,31 @@ def warm_up(
 
 
 def time_estimate(
-    model: nn.Module, estimator: Estimator, x: Tensor, num_samples: int, *, repeats: int = 5, seed: int = 0
+    model: nn.Module,
+    estimator: Estimator,
+    x: Tensor,
+    num_samples: int,
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    warm: bool = False,
 ) -> float:
     """Median seconds of one ordinary gradient estimate (forward + backward) at this batch, after a warm-up.
 
     Gradients are taken for the model's and the estimator's parameters, as in a training step, without
-    accumulating them; the device is synchronised before each clock read.
+    accumulating them; the device is synchronised before each clock read. ``warm``: the estimator has just
+    run on this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first.
     """
     params = [p for p in (*model.parameters(), *estimator.parameters()) if p.requires_grad]
     gen = stream_generator(seed, "timing", x.device)
     times = []
-    for i in range(repeats + 1):
+    for i in range(repeats + (not warm)):
         _sync(x.device)
         start = time.perf_counter()
         surrogate = estimator(model, x, num_samples=num_samples, generator=gen).surrogate
         torch.autograd.grad(surrogate, params, allow_unused=True)
         _sync(x.device)
-        if i > 0:  # the first call warms up caches and allocators
+        if warm or i > 0:  # a first call warms up caches and allocators
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 

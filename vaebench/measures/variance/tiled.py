@@ -151,7 +151,16 @@ def _widening(rules: list[_BroadcastRule], widened: list):
 
 
 def tiled(
-    model, estimator, x, num_samples, dest, lay, gen, chunk_size: int | None = None, check: bool = False
+    model,
+    estimator,
+    x,
+    num_samples,
+    dest,
+    lay,
+    gen,
+    chunk_size: int | None = None,
+    check: bool = False,
+    budget: int | None = None,
 ) -> bool:
     """Fill ``dest`` (one block [R, numel] per parameter of ``lay``) with R per-replicate gradients.
 
@@ -165,23 +174,29 @@ def tiled(
         model, estimator, x, num_samples: as in :func:`~vaebench.measures.variance.engines.gradient_sample`.
         dest: the destination blocks, in the order of ``lay.params``.
         lay: the layout.
-        gen: the generator the estimator draws its noise from, chunk after chunk.
-        chunk_size: replicates per estimator call (default: all of them at once).
+        gen: the generator the estimator draws its noise from, pass after pass.
+        chunk_size: replicates per pass; default: after a first pass of `CHECK_REPLICATES`, as many as keep
+            the largest activation a pass records (the estimator's own sample dimensions included: DReG runs
+            the decoder on 2K samples) under ``budget`` numbers.
         check: check the first pass as above.
+        budget: numbers in the largest activation of a pass, when ``chunk_size`` is None (default: all
+            replicates in one pass after the first).
 
     Returns:
         False if the check failed (``dest`` is then incomplete), else True.
     """
     replicates, batch = dest[0].shape[0], x.shape[0]
-    chunk = replicates if chunk_size is None else min(chunk_size, replicates)
     index = {id(p): i for i, p in enumerate(lay.params)}
     linears, rules = _linears(model), _broadcast_rules(model)
     derivatives = {id(rule): rule.derivative() for rule in rules}
-    tiled_x = x.repeat(chunk, 1)
-    starts = [0, *range(min(CHECK_REPLICATES, chunk) if check else chunk, replicates, chunk)]
-    for start, end in zip(starts, [*starts[1:], replicates], strict=True):
-        n = end - start
-        rows = n * batch
+    chunk = None if chunk_size is None else min(chunk_size, replicates)
+    first = min(CHECK_REPLICATES, replicates) if check or chunk is None else chunk
+    start, tiled_x = 0, x.repeat(first, 1)
+    while start < replicates:
+        n = first if start == 0 else min(chunk, replicates - start)
+        end, rows = start + n, n * batch
+        if start > 0 and tiled_x.shape[0] < rows:
+            tiled_x = x.repeat(chunk, 1)
         calls: list = []
         widened: list = []
         proxy = _Proxy(model, x, n, linears)
@@ -217,6 +232,10 @@ def tiled(
             write.dest[i].zero_()
         if checking and not _sums_match(write.dest, grads[len(targets) :], lay):
             return False
+        if chunk is None:  # size the passes after the first by what it recorded
+            largest = max((t.numel() for _, a, o in calls for t in (a, o)), default=rows) // n
+            chunk = max(1, min(replicates, (budget or largest * replicates) // max(1, largest)))
+        start = end
     return True
 
 
