@@ -126,51 +126,54 @@ def block_partial(
     tile = numel if tile is None else max(1, min(tile, numel))
     f64 = torch.float64
     # The G jackknife groups are `size` consecutive replicates each (a remainder of fewer than G replicates
-    # is never left out).
+    # is never left out); kept = the replicates left when one group is out.
     groups, size = min(n, JACKKNIFE_GROUPS), n // min(n, JACKKNIFE_GROUPS)
-    grouped = groups * size
+    grouped, kept = groups * size, n - size
     if scratch is None:
         scratch = block.new_empty(2 * n * tile)
-    kept = n - size
+    means = block.new_empty(numel)  # m, kept for the float64 scalars at the end
     gram = block.new_zeros(n, n, dtype=f64)
     along = block.new_zeros(2, n, dtype=f64)  # m · c_r, g* · c_r
-    scalars = block.new_zeros(5, dtype=f64)  # ||m||², ||g*||², m · g*, Σ snr, varying coordinates
-    loo = block.new_zeros(2, groups, dtype=f64)  # the same Σ snr and count with group j left out
+    # Per-coordinate SNR terms, one row per jackknife group left out and a last row with every replicate:
+    # numerators (means) and sums of squares about them; their |m| / s summed over coordinates, and counted.
+    tops, squares_about = (block.new_empty(groups + 1, tile) for _ in range(2))
+    snr_sums = block.new_zeros(2, groups + 1, dtype=f64)
     for lo in range(0, numel, tile):
         cols = block[:, lo : lo + tile]
         width = cols.shape[1]
         work = scratch[: 2 * n * width].view(2, n, width)
         centred, squares = work[0], work[1]
-        mean32 = cols.sum(0).div_(n)
-        torch.sub(cols, mean32, out=centred)
+        mean = torch.sum(cols, 0, out=means[lo : lo + width]).div_(n)
+        torch.sub(cols, mean, out=centred)
         torch.mul(centred, centred, out=squares)  # (mul is faster than square, a pow, on CPU)
-        ref32 = None if reference is None else reference[lo : lo + width].to(block.dtype)
-        vectors = torch.stack([mean32, torch.zeros_like(mean32) if ref32 is None else ref32])
-        along += vectors @ centred.T  # [2, n]: a product with two columns is slow in BLAS, two rows are not
+        if reference is None:
+            along[0] += mean @ centred.T
+        else:  # a product with two columns is slow in BLAS, two rows are not
+            along += torch.stack([mean, reference[lo : lo + width].to(block.dtype)]) @ centred.T
         gram += centred @ centred.T
         # Per group Σ c_r and Σ c_r² (sums over consecutive rows: no matrix product needed).
         s1, s2 = work[:, :grouped].view(2, groups, size, width).sum(2)  # [G, width] each
-        sq_sum = s2.sum(0) if grouped == n else s2.sum(0) + squares[grouped:].sum(0)
-        mean = mean32.to(f64)
-        snr_sum, snr_count = _snr(mean32.to(f64, copy=True), sq_sum.to(f64, copy=True), n)
-        # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j. These [G, width]
-        # terms stay in the block's dtype: they are the measure's largest elementwise work.
-        kept_sq = torch.sub(sq_sum, s2, out=s2).addcmul_(s1, s1, value=-1.0 / kept)  # Σ_kept (c - c̄_kept)²
-        loo_sum, loo_count = _snr(torch.add(mean32, s1, alpha=-1.0 / kept, out=s1), kept_sq, kept)
-        ref = None if ref32 is None else reference[lo : lo + width].to(f64)
-        zero = mean.new_zeros(())
-        scalars += torch.stack(
-            [
-                mean @ mean,
-                zero if ref is None else ref @ ref,
-                zero if ref is None else mean @ ref,
-                snr_sum,
-                snr_count,
-            ]
-        )
-        loo += torch.stack([loo_sum, loo_count])
-    mean_sq, ref_sq, mean_dot_ref, snr_sum, snr_count = scalars.tolist()
-    gram, along, loo = gram.cpu(), along.cpu(), loo.cpu()  # small; the figures are computed on the CPU
+        top, about = tops[:, :width], squares_about[:, :width]
+        torch.sum(s2, 0, out=about[groups])
+        if grouped < n:
+            about[groups] += squares[grouped:].sum(0)
+        top[groups] = mean
+        # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j.
+        torch.add(mean, s1, alpha=-1.0 / kept, out=top[:groups])
+        torch.sub(about[groups], s2, out=about[:groups]).addcmul_(s1, s1, value=-1.0 / kept)
+        snr_sums += _snr(top, about)
+    scale = torch.tensor([math.sqrt(kept - 1)] * groups + [math.sqrt(n - 1)], dtype=f64)  # s = √(Σ/(n-1))
+    snr_sums = snr_sums.cpu()
+    loo_sum, snr_sum = (snr_sums[0] * scale).split([groups, 1])
+    loo_count, snr_count = snr_sums[1].split([groups, 1])
+    mean = means.to(f64)
+    ref = None if reference is None else reference.to(f64)
+    zero = mean.new_zeros(())
+    scalars = torch.stack(
+        [mean @ mean, zero if ref is None else ref @ ref, zero if ref is None else mean @ ref]
+    )
+    mean_sq, ref_sq, mean_dot_ref = scalars.tolist()
+    gram, along = gram.cpu(), along.cpu()  # small; the figures are computed on the CPU
     return Partial(
         gram=gram,
         along_mean=along[0],
@@ -178,24 +181,24 @@ def block_partial(
         mean_sq=mean_sq,
         ref_sq=ref_sq,
         mean_dot_ref=mean_dot_ref,
-        snr_sum=snr_sum,
+        snr_sum=float(snr_sum),
         snr_count=int(snr_count),
-        loo_sum=loo[0],
-        loo_count=loo[1],
+        loo_sum=loo_sum,
+        loo_count=loo_count,
     )
 
 
-def _snr(mean: Tensor, sq_sum: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Σ_p |mean_p| / s_p over coordinates with s_p > 0 (s² = sq_sum / (n-1)) and their count, over the last
-    dimension: [..., numel] -> ([...], [...]). Overwrites ``mean`` and ``sq_sum`` (temporaries of the caller):
-    this is the summary's largest elementwise work, so it makes as few passes as it can."""
-    still = sq_sum <= 0
-    ratio = (
-        sq_sum.clamp_min_(torch.finfo(sq_sum.dtype).tiny).rsqrt_().mul_(mean.abs_()).masked_fill_(still, 0.0)
+def _snr(tops: Tensor, squares_about: Tensor) -> Tensor:
+    """[2, rows]: Σ_p |top_p| / √(squares_about_p) over coordinates that vary (squares_about > 0), and their
+    count, for each row of [rows, numel]; overwrites both (temporaries of the caller). This is the summary's
+    largest elementwise work, so it makes as few passes as it can; sums over one tile run in its dtype (a
+    float64 sum converts the whole tile first), tiles add up in float64."""
+    still = squares_about <= 0
+    ratio = squares_about.clamp_min_(torch.finfo(squares_about.dtype).tiny).rsqrt_().mul_(tops.abs_())
+    ratio.masked_fill_(still, 0.0)
+    return torch.stack(
+        [ratio.sum(-1).to(torch.float64), torch.count_nonzero(still.logical_not_(), -1).to(torch.float64)]
     )
-    count = torch.count_nonzero(still.logical_not_(), -1).to(torch.float64)
-    # Sums over one tile in the tile's dtype (a float64 sum converts the whole tile first); tiles add in float64.
-    return ratio.sum(-1).to(torch.float64) * math.sqrt(n - 1), count
 
 
 def figures(
