@@ -1,22 +1,24 @@
 r"""Many independent gradient estimates at fixed parameters: the replicate sample G [R, P].
 
 Every figure of the variance measure is a statistic of G, whose row r is the gradient of one call of the
-estimator on the same minibatch x [B, D] with fresh noise. G is kept as one block [R, numel] per parameter
-(no concatenated copy), in the order of :func:`~vaebench.measures.variance.layout.layout` (encoder first).
-Three engines compute it, with equal results in distribution:
+estimator on the same minibatch x [B, D] with fresh noise. G is one array [R, P] whose column ranges are the
+blocks [R, numel] of the parameters, in the order of :func:`~vaebench.measures.variance.layout.layout`
+(encoder first). Three engines compute it, with equal results in distribution:
 
 ``naive``
     R calls of the estimator, one backward pass each: the reference, and what users write by hand.
 ``tiled`` (the fast route, for models built of ``nn.Linear`` layers)
-    One pass over R x K x B rows with per-replicate gradients from per-layer batched matmuls; see
+    A few passes over n x K x B rows with per-replicate gradients from per-layer batched matmuls; see
     :mod:`vaebench.measures.variance.tiled`.
 ``vmap`` (the generic fallback, any model)
     ``torch.func.vmap(grad(functional_call(...)), randomness="different")`` over replicates; the noise comes
     from torch's global generator inside a forked RNG state, so the caller's random state is untouched.
 
-``batched`` picks ``tiled`` when every trainable parameter is covered and a two-replicate probe confirms it
-reproduces the ordinary gradient, and ``vmap`` otherwise. Replicates are processed ``chunk_size`` at a time,
-which bounds the working memory (about chunk x K x B rows of activations); G itself takes R x P numbers.
+``batched`` picks ``tiled`` when every trainable parameter is covered and its first pass (two replicates)
+reproduces autograd's ordinary gradient of the same call, and ``vmap`` otherwise. Replicates are processed a
+chunk at a time, which bounds the working memory (about chunk x K x B rows of activations); the chunk is
+chosen by device: small on a CPU, where activations that stay in cache run several times faster, large on a
+GPU. G itself takes R x P numbers.
 Encoder blocks are divided by ``estimator.encoder_scale`` (NVIL divides its encoder gradient by a known
 factor), so every estimator is on the ELBO-gradient scale. Rows are gradients of the surrogate loss, i.e. of
 the *negative* objective.

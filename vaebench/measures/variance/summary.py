@@ -22,6 +22,10 @@ copy of G. The per-coordinate ``snr`` is the exception: resampling it costs resa
 for a 650k-parameter VAE), so its interval is a delete-a-group jackknife over `JACKKNIFE_GROUPS` groups of
 replicates (Student-t with G-1 degrees of freedom, floored at 0), which needs only per-group sums. Sums run on
 the centred replicates, so no figure loses precision to cancellation when the mean dominates the noise.
+
+Cost: every sum is over coordinates, so the replicate matrix is reduced a tile of columns at a time (a few MB
+on a CPU, which stay in cache while a dozen reductions read them; whole blocks on a GPU) and read from memory
+once; the Gram matrix, R² P multiply-adds, is most of the work.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-r"""The tiled engine: R per-replicate gradients from forward/backward passes over chunks of n x K x B rows.
+r"""The tiled engine: R per-replicate gradients from a few forward/backward passes over n x K x B rows each.
 
-Each chunk of n replicates is one call of the estimator on the batch tiled n times, x̃ = [x; x; ...; x]
+A pass over n replicates is one call of the estimator on the batch tiled n times, x̃ = [x; x; ...; x]
 [n·B, D], and one backward pass. Estimators draw independent noise per row and, in eval mode, treat datapoints
 independently (every registered one does: baselines are per datapoint or frozen scalars), so rows
 r·B..(r+1)·B-1 carry replicate r exactly; the surrogate being a mean over n·B rows, replicate r's gradient is n
@@ -10,24 +10,25 @@ Forward hooks keep each linear layer's input a; backward gives the gradient δ o
 as [L, n, rows of r, ·] (L: leading sample dimensions such as K), batched matmuls give the per-replicate weight
 gradients Σ_l δ_{l,r}ᵀ a_{l,r}, written straight into the sample, and sums the bias gradients (the
 per-example-gradient identity of Goodfellow 2015, arXiv:1510.01799, summed per replicate). The summed weight
-gradients of an ordinary backward pass are never formed. Savings on top:
+gradients of an ordinary backward pass are never formed, nor any copy of the activations. Savings on top:
 
-- the encoder sees the same x in every replicate, so it runs once, on B rows, for all R replicates; each
-  chunk keeps only the cotangents of q's parameters [n, B, Z] (tiled as leaves), and at the end they go back
-  through the encoder's retained graph in a few batched backward passes (``is_grads_batched``); every
-  replicate shares each encoder layer's input a [B, in], so its weight gradients are one batched product
-  against a broadcast a, with no copies;
+- the encoder sees the same x in every replicate: it runs on the B rows of x, and the output of its first
+  linear layer (reading x) is expanded, without a copy, to [n, B, ·]; its product is computed once per pass,
+  everything after it carries the replicates apart, and that layer's weight gradients are one batched
+  product against the shared input;
 - parameters every row uses identically (the learned decoder scale σ_x of
   :class:`~vaebench.model.GaussianVAE`) are widened to one copy per row, their row gradients summed per
   replicate and multiplied by the map's elementwise derivative.
 
-Chunks bound the working memory to about n x K x B rows of activations; on a CPU they are kept small enough to
-stay in cache (see :func:`~vaebench.measures.variance.engines.default_chunk`).
+A pass's working memory is its activations, about n x K x B rows: after a first pass of two replicates, the
+passes take as many replicates as keep the largest activation under a budget chosen by device (a few MB on a
+CPU, to stay in cache and avoid fresh pages from the operating system at every call; hundreds of MB on a GPU,
+to keep it busy; see :mod:`~vaebench.measures.variance.engines`).
 
-Hooks see a parameter only through its layer's forward pass. With ``check``, the first pass (two replicates)
-also asks autograd for its ordinary gradient and compares it with the sum of its replicates' gradients, so an
-estimator that reads a weight directly (the closed-form ELBO does) falls back to ``vmap`` instead of losing
-part of its gradient.
+Hooks see a parameter only through its layer's forward pass. With ``check``, the first pass also asks
+autograd for its ordinary gradient and compares it with the sum of its replicates' gradients, so an estimator
+that reads a weight directly (the closed-form ELBO does) falls back to ``vmap`` instead of losing part of its
+gradient.
 """
 
 from __future__ import annotations
