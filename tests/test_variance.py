@@ -22,6 +22,7 @@ from vaebench.exact import exact_elbo
 from vaebench.measures.variance import (
     CHECKPOINT_LABELS,
     Checkpoint,
+    GradientSample,
     as_checkpoints,
     decompose_noise,
     gradient_sample,
@@ -33,6 +34,7 @@ from vaebench.measures.variance import (
     warm_up,
 )
 from vaebench.measures.variance import measure as measure_module
+from vaebench.measures.variance import tiled as tiled_module
 from vaebench.measures.variance.engines import resolve_method
 from vaebench.measures.variance.measure import summarize
 from vaebench.measures.variance.summary import resample_counts
@@ -88,16 +90,20 @@ def ready(name: str, model, x, k: int) -> Estimator:
 @pytest.mark.parametrize(
     ("likelihood", "hidden", "k"), [("bernoulli", (6,), 1), ("gaussian", (6,), 3), ("gaussian", (), 2)]
 )
-def test_tiled_equals_naive_replicate_by_replicate(pooled_noise, name, likelihood, hidden, k):
+def test_tiled_equals_naive_replicate_by_replicate(pooled_noise, monkeypatch, name, likelihood, hidden, k):
     # Tiling is valid because, in eval mode, every estimator treats datapoints independently: with the same
-    # noise per (replicate, datapoint) the per-replicate gradients must agree to rounding, chunked or not.
+    # noise per (replicate, datapoint) the per-replicate gradients must agree to rounding, chunked or not,
+    # and with the encoder's first weight kept as factors (forced here: at this size they would not pay).
+    monkeypatch.setattr(tiled_module, "factors_pay", lambda *shape: True)
     model, x = small_vae(likelihood, hidden)
     est = ready(name, model, x, k)
     k = max(k, est.min_samples)
     out = {}
-    for method, chunk in (("naive", None), ("tiled", None), ("tiled", 3)):
+    for method, chunk, factored in (("naive", None, False), ("tiled", None, False), ("tiled", 3, True)):
         pooled_noise["row"] = 0
-        out[method, chunk] = gradient_sample(model, est, x, k, 7, method=method, chunk_size=chunk).flat()
+        sample = gradient_sample(model, est, x, k, 7, method=method, chunk_size=chunk, factored=factored)
+        assert bool(sample.factors) == factored
+        out[method, chunk] = sample.flat()
     reference = out["naive", None]
     assert torch.isfinite(reference).all()
     torch.testing.assert_close(out["tiled", None], reference, rtol=1e-9, atol=1e-11)
@@ -276,6 +282,29 @@ def test_summary_equals_the_figures_written_out(monkeypatch, dtype):
                 name,
             )
             assert math.isclose(got[f"{name}_high"], high, rel_tol=tol["rtol"], abs_tol=tol["abs_tol"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
+    # The encoder's first weight kept as factors (a, δ): a Gram matrix from K = a aᵀ and per-coordinate sums
+    # over gradients formed a few units at a time must equal the reduction of the formed block, interval for
+    # interval (tiles of a few columns, so units split across tiles).
+    monkeypatch.setattr(tiled_module, "factors_pay", lambda *shape: True)
+    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    model, x = small_vae("gaussian")
+    model, x = model.to(dtype), x.to(dtype)
+    est = make_estimator("reinforce").to(dtype)
+    sample = gradient_sample(model, est, x, 2, 40, factored=True)
+    assert list(sample.factors) == [0]
+    formed = GradientSample([sample.block(i) for i in range(len(sample.blocks))], sample.layout)
+    ref = reference_gradient(model, x, samples=64)[0]
+    got, want = (summarize(s, reference=ref, level=0.9, resamples=200, seed=5) for s in (sample, formed))
+    rtol = 1e-9 if dtype == torch.float64 else 1e-4
+    for a, b in zip(got, want, strict=True):
+        for name in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine"):
+            for f in (name, f"{name}_low", f"{name}_high"):
+                assert math.isclose(a[f], b[f], rel_tol=rtol, abs_tol=1e-9), (a["group"], f)
+        assert a["snr_coordinates"] == b["snr_coordinates"]
 
 
 # --- orderings and identities --------------------------------------------------------------------------------

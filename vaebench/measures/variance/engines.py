@@ -53,6 +53,7 @@ def gradient_sample(
     chunk_size: int | None = None,
     method: str = "batched",
     rescale: bool = True,
+    factored: bool = False,
 ) -> GradientSample:
     """R independent gradient estimates of the surrogate at fixed parameters, on the same batch.
 
@@ -67,6 +68,9 @@ def gradient_sample(
             :func:`~vaebench.measures.variance.tiled.tiled`).
         method: one of `METHODS`.
         rescale: divide the encoder's blocks by ``estimator.encoder_scale``.
+        factored: let the tiled engine keep the weights of layers whose input is the same in every replicate
+            (the encoder's first) as factors (a, δ) instead of blocks (:class:`GradientSample`); the summary of
+            :func:`~vaebench.measures.variance.measure_variance` reduces them without forming them.
 
     Returns:
         The :class:`GradientSample`, blocks in x's dtype and on its device.
@@ -86,9 +90,9 @@ def gradient_sample(
     if method == "tiled":
         gen = torch.Generator(device=x.device).manual_seed(seed)
         budget = CPU_BUDGET if x.device.type == "cpu" else GPU_BUDGET
-        if not tiled(
-            model, estimator, x, num_samples, blocks, lay, gen, chunk_size, check=True, budget=budget
-        ):
+        factors = {} if factored else None
+        if not tiled(model, estimator, x, num_samples, blocks, lay, gen, chunk_size, True, budget, factors):
+            factors = None
             if requested == "tiled":
                 raise VaebenchError(
                     "method='tiled' does not reproduce this estimator's gradient: it uses parameters outside "
@@ -106,10 +110,11 @@ def gradient_sample(
         gen = torch.Generator(device=x.device).manual_seed(seed)
         for start in starts:
             _naive(model, estimator, x, num_samples, [b[start : start + chunk] for b in blocks], lay, gen)
+    factors = (factors or {}) if method == "tiled" else {}
     if rescale and estimator.encoder_scale != 1.0:
         for i in lay.encoder:
-            blocks[i].div_(estimator.encoder_scale)
-    return GradientSample(blocks, lay, method, data)
+            (factors[i][1] if i in factors else blocks[i]).div_(estimator.encoder_scale)
+    return GradientSample(blocks, lay, method, data, factors)
 
 
 def replicate_gradients(

@@ -21,6 +21,7 @@ from vaebench.measures.variance.reference import _check_int, _resolve_reference,
 from vaebench.measures.variance.summary import (
     FIGURES,
     block_partial,
+    factored_partial,
     figures,
     finite_rows,
     resample_counts,
@@ -134,6 +135,7 @@ def measure_variance(
             seed=stream_seed(seed, "replicates"),
             chunk_size=chunk_size,
             method=method,
+            factored=True,
         )
         seconds = time_estimate(
             model, estimator, x, num_samples, repeats=timing_repeats, seed=seed, warm=True
@@ -223,12 +225,19 @@ def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | 
     partials = [None] * len(sample.layout.params)
     used = sample.replicates if keep is None else int(keep.sum())
     segments = sample.segments()
-    tile = min(max(cols.shape[1] for cols, _ in segments), summary_tile(used, sample.blocks[0]))
+    widest = max(sample.blocks[run[0]].shape[1] if cols is None else cols.shape[1] for cols, run in segments)
+    tile = min(widest, summary_tile(used, sample.blocks[0]))
     scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every segment
+    every = keep is None or used == sample.replicates
     for cols, members in segments:
-        cols = cols if keep is None or used == sample.replicates else cols[keep]
         ref = None if refs is None else torch.cat([refs[i] for i in members])
-        partials[members[0]] = block_partial(cols, ref, scratch, tile)
+        if cols is None:  # a weight kept as factors (a, δ): reduced without forming its block
+            shared, deltas = sample.factors[members[0]]
+            partials[members[0]] = factored_partial(
+                shared, deltas if every else deltas[keep], ref, scratch, tile
+            )
+        else:
+            partials[members[0]] = block_partial(cols if every else cols[keep], ref, scratch, tile)
     return partials
 
 

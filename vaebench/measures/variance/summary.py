@@ -53,7 +53,10 @@ def finite_rows(sample: GradientSample) -> Tensor:
     One matrix-vector product per block: a NaN or Inf anywhere in a row makes its sum non-finite.
     """
     keep = torch.ones(sample.replicates, dtype=torch.bool, device=sample.blocks[0].device)
-    for block in sample.blocks:
+    for i, block in enumerate(sample.blocks):
+        if i in sample.factors:  # δ_rᵀ a is finite when δ_r and a (the layer's input) are
+            shared, block = sample.factors[i][0], sample.factors[i][1].flatten(1)
+            keep &= torch.isfinite(shared).all()
         keep &= torch.isfinite(block @ block.new_ones(block.shape[1]))
     return keep
 
@@ -110,6 +113,68 @@ def summary_tile(replicates: int, like: Tensor) -> int:
     return max(256, CPU_TILE_BYTES // (2 * replicates * like.element_size()))
 
 
+class _Coordinates:
+    """Per-coordinate sums of a block, a tile of columns at a time: the means, and the per-coordinate SNR of all
+    replicates and of each leave-one-group-out (rows of ``tops``/``about``: group j left out, then all)."""
+
+    def __init__(self, like: Tensor, n: int, numel: int, tile: int):
+        # The G jackknife groups are `size` consecutive replicates each (a remainder of fewer than G
+        # replicates is never left out); kept = the replicates left when one group is out.
+        self.n, self.groups = n, min(n, JACKKNIFE_GROUPS)
+        self.size = n // self.groups
+        self.kept = n - self.size
+        self.means = like.new_empty(numel)  # m, kept for the float64 scalars at the end
+        self.tops, self.about = (like.new_empty(self.groups + 1, tile) for _ in range(2))
+        self.sums = like.new_zeros(2, self.groups + 1, dtype=torch.float64)  # Σ |m| / s and count per row
+
+    def add(self, work: Tensor, lo: int) -> None:
+        """Columns lo.. of the block: ``work`` [2, n, width] holds the centred replicates c and c², and
+        ``means[lo : lo + width]`` their mean."""
+        groups, size, width = self.groups, self.size, work.shape[-1]
+        grouped = groups * size
+        mean = self.means[lo : lo + width]
+        # Per group Σ c_r and Σ c_r² (sums over consecutive rows: no matrix product needed).
+        s1, s2 = work[:, :grouped].view(2, groups, size, width).sum(2)  # [G, width] each
+        top, about = self.tops[:, :width], self.about[:, :width]
+        torch.sum(s2, 0, out=about[groups])
+        if grouped < self.n:
+            about[groups] += work[1, grouped:].sum(0)
+        top[groups] = mean
+        # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j.
+        torch.add(mean, s1, alpha=-1.0 / self.kept, out=top[:groups])
+        torch.sub(about[groups], s2, out=about[:groups]).addcmul_(s1, s1, value=-1.0 / self.kept)
+        self.sums += _snr(top, about)
+
+    def partial(self, gram: Tensor, along: Tensor, reference: Tensor | None) -> Partial:
+        """The :class:`Partial`, given the Gram matrix [n, n] and ``along`` [2, n] (m · c_r, g* · c_r)."""
+        f64 = torch.float64
+        # s = √(Σ (c - c̄)² / (replicates - 1)): the ratios were summed without that factor.
+        scale = torch.tensor([math.sqrt(self.kept - 1)] * self.groups + [math.sqrt(self.n - 1)], dtype=f64)
+        sums = self.sums.cpu()
+        loo_sum, snr_sum = (sums[0] * scale).split([self.groups, 1])
+        loo_count, snr_count = sums[1].split([self.groups, 1])
+        mean = self.means.to(f64)
+        ref = None if reference is None else reference.to(f64)
+        zero = mean.new_zeros(())
+        scalars = torch.stack(
+            [mean @ mean, zero if ref is None else ref @ ref, zero if ref is None else mean @ ref]
+        )
+        mean_sq, ref_sq, mean_dot_ref = scalars.tolist()
+        gram, along = gram.cpu(), along.cpu()  # small; the figures are computed on the CPU
+        return Partial(
+            gram=gram,
+            along_mean=along[0],
+            along_ref=along[1],
+            mean_sq=mean_sq,
+            ref_sq=ref_sq,
+            mean_dot_ref=mean_dot_ref,
+            snr_sum=float(snr_sum),
+            snr_count=int(snr_count),
+            loo_sum=loo_sum,
+            loo_count=loo_count,
+        )
+
+
 def block_partial(
     block: Tensor, reference: Tensor | None = None, scratch: Tensor | None = None, tile: int | None = None
 ) -> Partial:
@@ -128,26 +193,17 @@ def block_partial(
     """
     n, numel = block.shape
     tile = numel if tile is None else max(1, min(tile, numel))
-    f64 = torch.float64
-    # The G jackknife groups are `size` consecutive replicates each (a remainder of fewer than G replicates
-    # is never left out); kept = the replicates left when one group is out.
-    groups, size = min(n, JACKKNIFE_GROUPS), n // min(n, JACKKNIFE_GROUPS)
-    grouped, kept = groups * size, n - size
     if scratch is None:
         scratch = block.new_empty(2 * n * tile)
-    means = block.new_empty(numel)  # m, kept for the float64 scalars at the end
-    gram = block.new_zeros(n, n, dtype=f64)
-    along = block.new_zeros(2, n, dtype=f64)  # m · c_r, g* · c_r
-    # Per-coordinate SNR terms, one row per jackknife group left out and a last row with every replicate:
-    # numerators (means) and sums of squares about them; their |m| / s summed over coordinates, and counted.
-    tops, squares_about = (block.new_empty(groups + 1, tile) for _ in range(2))
-    snr_sums = block.new_zeros(2, groups + 1, dtype=f64)
+    coords = _Coordinates(block, n, numel, tile)
+    gram = block.new_zeros(n, n, dtype=torch.float64)
+    along = block.new_zeros(2, n, dtype=torch.float64)  # m · c_r, g* · c_r
     for lo in range(0, numel, tile):
         cols = block[:, lo : lo + tile]
         width = cols.shape[1]
         work = scratch[: 2 * n * width].view(2, n, width)
         centred, squares = work[0], work[1]
-        mean = torch.sum(cols, 0, out=means[lo : lo + width]).div_(n)
+        mean = torch.sum(cols, 0, out=coords.means[lo : lo + width]).div_(n)
         torch.sub(cols, mean, out=centred)
         torch.mul(centred, centred, out=squares)  # (mul is faster than square, a pow, on CPU)
         if reference is None:
@@ -155,41 +211,64 @@ def block_partial(
         else:  # a product with two columns is slow in BLAS, two rows are not
             along += torch.stack([mean, reference[lo : lo + width].to(block.dtype)]) @ centred.T
         gram += centred @ centred.T
-        # Per group Σ c_r and Σ c_r² (sums over consecutive rows: no matrix product needed).
-        s1, s2 = work[:, :grouped].view(2, groups, size, width).sum(2)  # [G, width] each
-        top, about = tops[:, :width], squares_about[:, :width]
-        torch.sum(s2, 0, out=about[groups])
-        if grouped < n:
-            about[groups] += squares[grouped:].sum(0)
-        top[groups] = mean
-        # Leave group j out: centred replicates sum to zero, so the kept ones sum to -s1_j.
-        torch.add(mean, s1, alpha=-1.0 / kept, out=top[:groups])
-        torch.sub(about[groups], s2, out=about[:groups]).addcmul_(s1, s1, value=-1.0 / kept)
-        snr_sums += _snr(top, about)
-    scale = torch.tensor([math.sqrt(kept - 1)] * groups + [math.sqrt(n - 1)], dtype=f64)  # s = √(Σ/(n-1))
-    snr_sums = snr_sums.cpu()
-    loo_sum, snr_sum = (snr_sums[0] * scale).split([groups, 1])
-    loo_count, snr_count = snr_sums[1].split([groups, 1])
-    mean = means.to(f64)
-    ref = None if reference is None else reference.to(f64)
-    zero = mean.new_zeros(())
-    scalars = torch.stack(
-        [mean @ mean, zero if ref is None else ref @ ref, zero if ref is None else mean @ ref]
-    )
-    mean_sq, ref_sq, mean_dot_ref = scalars.tolist()
-    gram, along = gram.cpu(), along.cpu()  # small; the figures are computed on the CPU
-    return Partial(
-        gram=gram,
-        along_mean=along[0],
-        along_ref=along[1],
-        mean_sq=mean_sq,
-        ref_sq=ref_sq,
-        mean_dot_ref=mean_dot_ref,
-        snr_sum=float(snr_sum),
-        snr_count=int(snr_count),
-        loo_sum=loo_sum,
-        loo_count=loo_count,
-    )
+        coords.add(work, lo)
+    return coords.partial(gram, along, reference)
+
+
+def factored_partial(
+    shared: Tensor,
+    deltas: Tensor,
+    reference: Tensor | None = None,
+    scratch: Tensor | None = None,
+    tile: int | None = None,
+) -> Partial:
+    """The :class:`Partial` of a weight block given as factors: replicate r's gradient is δ_rᵀ a [out, in].
+
+    For a layer whose input a [B, in] is the same in every replicate (the encoder's first, reading x), the
+    engine keeps δ [n, B, out] instead of the n x out x in block (see :class:`GradientSample`). Centring δ
+    centres the gradients exactly (they are linear in δ), and the Gram matrix needs no gradient at all: with
+    K = a aᵀ [B, B], c_r · c_s = Σ_bb' K_bb' (δ̃_r δ̃_sᵀ)_bb' = vec(δ̃_r) · vec(K δ̃_s), which costs
+    n B (B + n) out multiply-adds instead of n² out in (the "ghost norm" identity of per-example gradient
+    clipping, Goodfellow 2015, arXiv:1510.01799; Li et al. 2022, arXiv:2110.05679). The per-coordinate sums
+    (means, SNR, its jackknife) are exact too: the gradients are formed a tile of output units at a time, in
+    cache, and reduced at once, never written to memory.
+
+    Args:
+        shared: a [B, in], the layer's input.
+        deltas: δ [n, B, out] of the finite replicates (left unchanged).
+        reference: the reference gradient of the weight, flattened [out * in], or None.
+        scratch: a buffer of at least ``2 * n * tile`` entries to work in.
+        tile: columns per step (rounded down to whole output units, at least one).
+    """
+    n, batch, out_f = deltas.shape
+    in_f = shared.shape[1]
+    numel = out_f * in_f
+    units = max(1, min(out_f, (numel if tile is None else tile) // in_f))
+    if scratch is None or scratch.numel() < 2 * n * units * in_f:
+        scratch = deltas.new_empty(2 * n * units * in_f)
+    coords = _Coordinates(deltas, n, numel, units * in_f)
+    centred = deltas - deltas.mean(0)  # δ̃ [n, B, out]
+    torch.mm(deltas.mean(0).T, shared, out=coords.means.view(out_f, in_f))  # m = δ̄ᵀ a
+    flat = centred.view(n, -1)
+    gram = (flat @ torch.matmul(shared @ shared.T, centred).view(n, -1).T).double()
+    vectors = [coords.means.view(out_f, in_f)]
+    if reference is not None:
+        vectors.append(reference.to(deltas.dtype).view(out_f, in_f))
+    # c_r · v = Σ_{b,o} δ̃_r[b, o] (a vᵀ)[b, o] for v = m and g*.
+    along = deltas.new_zeros(2, n, dtype=torch.float64)
+    along[: len(vectors)] = (torch.stack([(shared @ v.T).reshape(-1) for v in vectors]) @ flat.T).double()
+    # Unit-major δ̃ [out, n, B], so that a tile of u units is one product [u·n, B] @ [B, in] (tall enough for
+    # BLAS, unlike n products of u rows), then reordered replicate-major into the work array.
+    by_unit = centred.permute(2, 0, 1).contiguous()
+    products = deltas.new_empty(units * n, in_f)
+    for unit in range(0, out_f, units):
+        u = min(units, out_f - unit)
+        work = scratch[: 2 * n * u * in_f].view(2, n, u * in_f)
+        torch.mm(by_unit[unit : unit + u].view(u * n, batch), shared, out=products[: u * n])
+        work[0].view(n, u, in_f).copy_(products[: u * n].view(u, n, in_f).transpose(0, 1))
+        torch.mul(work[0], work[0], out=work[1])
+        coords.add(work, unit * in_f)
+    return coords.partial(gram, along, reference)
 
 
 def _snr(tops: Tensor, squares_about: Tensor) -> Tensor:
