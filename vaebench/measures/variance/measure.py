@@ -220,33 +220,6 @@ def summarize(
     return rows
 
 
-def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | None) -> list:
-    """The partial of each segment of ``sample`` (rows ``keep``, or all), at its first parameter's index."""
-    partials = [None] * len(sample.layout.params)
-    used = sample.replicates if keep is None else int(keep.sum())
-    segments = sample.segments()
-    widest = max(sample.blocks[run[0]].shape[1] if cols is None else cols.shape[1] for cols, run in segments)
-    tile = min(widest, summary_tile(used, sample.blocks[0]))
-    scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every segment
-    every = keep is None or used == sample.replicates
-    for cols, members in segments:
-        ref = None if refs is None else torch.cat([refs[i] for i in members])
-        if cols is None:  # a weight kept as factors (a, δ): reduced without forming its block
-            shared, deltas = sample.factors[members[0]]
-            partials[members[0]] = factored_partial(
-                shared, deltas if every else deltas[keep], ref, scratch, tile
-            )
-        else:
-            partials[members[0]] = block_partial(cols if every else cols[keep], ref, scratch, tile)
-    return partials
-
-
-def _finite(partial) -> bool:
-    return bool(torch.isfinite(partial.gram).all()) and all(
-        math.isfinite(v) for v in (partial.mean_sq, partial.snr_sum)
-    )
-
-
 def warm_up(
     estimator: Estimator,
     model: nn.Module,
@@ -340,3 +313,30 @@ def time_estimate(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | None) -> list:
+    """The partial of each segment of ``sample`` (rows ``keep``, or all), at its first parameter's index."""
+    partials = [None] * len(sample.layout.params)
+    used = sample.replicates if keep is None else int(keep.sum())
+    segments = sample.segments()
+    widest = max(sample.blocks[run[0]].shape[1] if cols is None else cols.shape[1] for cols, run in segments)
+    tile = min(widest, summary_tile(used, sample.blocks[0]))
+    scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every segment
+    every = keep is None or used == sample.replicates
+    for cols, members in segments:
+        ref = None if refs is None else torch.cat([refs[i] for i in members])
+        if cols is None:  # a weight kept as factors (a, δ): reduced without forming its block
+            shared, deltas = sample.factors[members[0]]
+            partials[members[0]] = factored_partial(
+                shared, deltas if every else deltas[keep], ref, scratch, tile
+            )
+        else:
+            partials[members[0]] = block_partial(cols if every else cols[keep], ref, scratch, tile)
+    return partials
+
+
+def _finite(partial) -> bool:
+    return bool(torch.isfinite(partial.gram).all()) and all(
+        math.isfinite(v) for v in (partial.mean_sq, partial.snr_sum)
+    )
