@@ -1,6 +1,7 @@
 """Fixtures of the pytest-benchmark suite, and the table of target ratios printed after it.
 
-Run it (about 1 to 2 minutes on 2 CPU cores; every figure comes from this one session):
+Run it (about 1 to 2 minutes on 2 CPU cores for the steps, 3 more for the variance harness; every figure
+comes from this one session):
 
     pytest benchmarks/ --benchmark-only                               # the table, then the target ratios
     pytest benchmarks/ --benchmark-only --benchmark-autosave          # save under .benchmarks/; a later run
