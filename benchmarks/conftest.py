@@ -1,6 +1,7 @@
 """Fixtures of the pytest-benchmark suite, and the table of target ratios printed after it.
 
-Run it (about 1 to 2 minutes on 2 CPU cores; every figure comes from this one session):
+Run it (about 1 to 2 minutes on 2 CPU cores for the steps, 3 more for the variance harness; every figure
+comes from this one session):
 
     pytest benchmarks/ --benchmark-only                               # the table, then the target ratios
     pytest benchmarks/ --benchmark-only --benchmark-autosave          # save under .benchmarks/; a later run
@@ -18,7 +19,8 @@ machines with more cores.
 
 The ratios (``reparam-K1 / reference`` and the others of issue 6) are computed from the medians of the
 benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% bootstrap intervals of
-the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``.
+the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``;
+``test_variance_speed.py``'s speed-ups over the plain loop likewise, under ``"vaebench_variance_speedups"``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ X_DIM, HIDDEN, Z_DIM, BATCH_SIZE = 784, 400, 20, 128
 WARMUP_STEPS = 5  # untimed steps before pytest-benchmark's rounds: allocator caches, lazy init, compilation
 _TIMINGS = pytest.StashKey[dict]()
 _CEILING = pytest.StashKey[float]()
+_VARIANCE = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +58,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(config.getoption("--vaebench-threads", 2))
     config.stash[_TIMINGS] = {}
+    config.stash[_VARIANCE] = []
+
+
+@pytest.fixture(scope="session")
+def variance_speedups(pytestconfig: pytest.Config) -> list[dict]:
+    """Rows of the variance harness's speed-ups over the plain loop, printed after the table."""
+    return pytestconfig.stash[_VARIANCE]
 
 
 @pytest.fixture(scope="session")
@@ -235,8 +245,31 @@ def _format(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _format_speedups(rows: list[dict]) -> list[str]:
+    lines = [
+        f"{'case':22} {'plain loop':>11} {'harness':>10} {'speed-up':>9} {'95% interval':>15} {'target':>8}"
+    ]
+    for row in rows:
+        target = "" if row["target"] is None else f">= {row['target']:.1f}x"
+        verdict = {None: "", True: "met", False: "MISSED"}[row["met"]]
+        lines.append(
+            f"{row['case']:22} {row['loop']:10.3f}s {row['harness']:9.3f}s {row['value']:8.2f}x "
+            f"[{row['low']:5.2f}, {row['high']:5.2f}] {target:>8}  {verdict}"
+        )
+    return lines
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    speedups = config.stash.get(_VARIANCE, [])
+    if speedups:
+        device = resolve_device(config.getoption("--vaebench-device"))
+        timer = config.getoption("benchmark_timer", "time.perf_counter")
+        terminalreporter.section(
+            f"variance harness vs plain loop ({device_name(device)}, 1 thread, {timer}, medians of this run)"
+        )
+        for line in _format_speedups(speedups):
+            terminalreporter.write_line(line)
     timings = config.stash.get(_TIMINGS, {})
     if not timings:
         return
@@ -252,6 +285,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    if config.stash.get(_VARIANCE, []):
+        output_json["vaebench_variance_speedups"] = config.stash[_VARIANCE]
     timings = config.stash.get(_TIMINGS, {})
     if timings:
         device = resolve_device(config.getoption("--vaebench-device"))

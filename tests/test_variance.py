@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -21,9 +22,9 @@ from vaebench.exact import exact_elbo
 from vaebench.measures.variance import (
     CHECKPOINT_LABELS,
     Checkpoint,
+    GradientSample,
     as_checkpoints,
     decompose_noise,
-    engines,
     gradient_sample,
     layout,
     measure_variance,
@@ -32,9 +33,13 @@ from vaebench.measures.variance import (
     variance_study,
     warm_up,
 )
+from vaebench.measures.variance import measure as measure_module
+from vaebench.measures.variance import tiled as tiled_module
 from vaebench.measures.variance.engines import resolve_method
+from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.summary import resample_counts
 from vaebench.model import GaussianVAE
-from vaebench.stats import normal_quantile
+from vaebench.stats import jackknife_interval, normal_quantile, percentile_interval
 from vaebench.verify import exact_gradient, gradient_draws, linear_gaussian, trace_variance
 
 FALSE_ALARM = 1e-3
@@ -69,8 +74,6 @@ def pooled_noise(monkeypatch):
         return q.loc + q.scale * eps
 
     monkeypatch.setattr(estimators_module, "sample_posterior", sample)
-    # The tiled engine's probe replays a generator state, which a shared pool cannot do; it is tested apart.
-    monkeypatch.setattr(engines, "tiled_is_exact", lambda *args: True)
     return state
 
 
@@ -87,16 +90,20 @@ def ready(name: str, model, x, k: int) -> Estimator:
 @pytest.mark.parametrize(
     ("likelihood", "hidden", "k"), [("bernoulli", (6,), 1), ("gaussian", (6,), 3), ("gaussian", (), 2)]
 )
-def test_tiled_equals_naive_replicate_by_replicate(pooled_noise, name, likelihood, hidden, k):
+def test_tiled_equals_naive_replicate_by_replicate(pooled_noise, monkeypatch, name, likelihood, hidden, k):
     # Tiling is valid because, in eval mode, every estimator treats datapoints independently: with the same
-    # noise per (replicate, datapoint) the per-replicate gradients must agree to rounding, chunked or not.
+    # noise per (replicate, datapoint) the per-replicate gradients must agree to rounding, chunked or not,
+    # and with the encoder's first weight kept as factors (forced here: at this size they would not pay).
+    monkeypatch.setattr(tiled_module, "factors_pay", lambda *shape: True)
     model, x = small_vae(likelihood, hidden)
     est = ready(name, model, x, k)
     k = max(k, est.min_samples)
     out = {}
-    for method, chunk in (("naive", None), ("tiled", None), ("tiled", 3)):
+    for method, chunk, factored in (("naive", None, False), ("tiled", None, False), ("tiled", 3, True)):
         pooled_noise["row"] = 0
-        out[method, chunk] = gradient_sample(model, est, x, k, 7, method=method, chunk_size=chunk).flat()
+        sample = gradient_sample(model, est, x, k, 7, method=method, chunk_size=chunk, factored=factored)
+        assert bool(sample.factors) == factored
+        out[method, chunk] = sample.flat()
     reference = out["naive", None]
     assert torch.isfinite(reference).all()
     torch.testing.assert_close(out["tiled", None], reference, rtol=1e-9, atol=1e-11)
@@ -211,6 +218,93 @@ def test_batched_and_naive_agree_within_intervals_on_a_vae(name):
         for figure in ("trace_var", "snr_norm"):
             a, b = (se_from_interval(frames[m], figure, group, 0.95) for m in ("batched", "naive"))
             assert abs(math.log(a[0] / b[0])) < Z * math.hypot(a[1] / a[0], b[1] / b[0]), (group, figure)
+
+
+def brute_force_figures(g: np.ndarray, ref: np.ndarray, counts: np.ndarray, level: float) -> dict:
+    """The figures of `summary`, written out on the replicate matrix g [n, P] with explicit resampled copies."""
+    n = g.shape[0]
+    mean = g.mean(0)
+    tv = float(g.var(0, ddof=1).sum())
+    sd = g.std(0, ddof=1)
+    varies = sd > 0
+    groups, size = 10, n // 10
+    loo = []
+    for j in range(groups):
+        kept = np.delete(g, np.s_[j * size : (j + 1) * size], axis=0)
+        s = kept.std(0, ddof=1)
+        loo.append(float(np.mean(np.abs(kept.mean(0))[s > 0] / s[s > 0])))
+    snr = float(np.mean(np.abs(mean)[varies] / sd[varies]))
+    draws = []
+    for w in counts:  # a resample: replicate r taken w_r times; its trace variance, corrected by n / (n - 1)
+        mw = (w[:, None] * g).sum(0) / n
+        draws.append(float((w[:, None] * (g - mw) ** 2).sum()) / (n - 1) * n / (n - 1))
+    cos = g @ ref / (np.linalg.norm(g, axis=1) * np.linalg.norm(ref))
+    return {
+        "trace_var": tv,
+        "trace_var_interval": percentile_interval(np.array(draws), level),
+        "mean_sq_norm": float((g**2).sum(1).mean()),
+        "snr": snr,
+        "snr_interval": jackknife_interval(snr, np.array(loo), level),
+        "snr_norm": math.sqrt(max(float(mean @ mean) - tv / n, 0.0) / tv),
+        "bias_norm": math.sqrt(max(float((mean - ref) @ (mean - ref)) - tv / n, 0.0)),
+        "cosine": float(cos.mean()),
+    }
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_summary_equals_the_figures_written_out(monkeypatch, dtype):
+    # The summary reduces the sample in cache-sized column tiles, by runs of parameters, with one bootstrap
+    # Gram matrix; forcing tiles of a few columns (so tiles split parameters and runs) must not change a figure.
+    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    model, x = small_vae("gaussian")
+    model, x = model.to(dtype), x.to(dtype)
+    est = make_estimator("reparam").to(dtype)
+    sample = gradient_sample(model, est, x, 2, 40, method="naive")
+    ref = reference_gradient(model, x, samples=64)[0]
+    rows = {r["group"]: r for r in summarize(sample, reference=ref, level=0.9, resamples=200, seed=5)}
+    counts = resample_counts(40, 200, 5)
+    tol = {"rtol": 1e-9, "abs_tol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-4, "abs_tol": 1e-6}
+    lay = sample.layout
+    for group, members in lay.groups.items():
+        g = sample.flat(group).double().numpy()
+        offsets = np.cumsum([0] + [p.numel() for p in lay.params])
+        r = np.concatenate([ref[offsets[i] : offsets[i + 1]].double().numpy() for i in members])
+        want, got = brute_force_figures(g, r, counts, 0.9), rows[group]
+        for name in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine"):
+            assert math.isclose(got[name], want[name], rel_tol=tol["rtol"], abs_tol=tol["abs_tol"]), (
+                group,
+                name,
+            )
+        for name in ("trace_var", "snr"):
+            low, high = want[f"{name}_interval"]
+            assert math.isclose(got[f"{name}_low"], low, rel_tol=tol["rtol"], abs_tol=tol["abs_tol"]), (
+                group,
+                name,
+            )
+            assert math.isclose(got[f"{name}_high"], high, rel_tol=tol["rtol"], abs_tol=tol["abs_tol"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
+    # The encoder's first weight kept as factors (a, δ): a Gram matrix from K = a aᵀ and per-coordinate sums
+    # over gradients formed a few units at a time must equal the reduction of the formed block, interval for
+    # interval (tiles of a few columns, so units split across tiles).
+    monkeypatch.setattr(tiled_module, "factors_pay", lambda *shape: True)
+    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    model, x = small_vae("gaussian")
+    model, x = model.to(dtype), x.to(dtype)
+    est = make_estimator("reinforce").to(dtype)
+    sample = gradient_sample(model, est, x, 2, 40, factored=True)
+    assert list(sample.factors) == [0]
+    formed = GradientSample([sample.block(i) for i in range(len(sample.blocks))], sample.layout)
+    ref = reference_gradient(model, x, samples=64)[0]
+    got, want = (summarize(s, reference=ref, level=0.9, resamples=200, seed=5) for s in (sample, formed))
+    rtol = 1e-9 if dtype == torch.float64 else 1e-4
+    for a, b in zip(got, want, strict=True):
+        for name in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine"):
+            for f in (name, f"{name}_low", f"{name}_high"):
+                assert math.isclose(a[f], b[f], rel_tol=rtol, abs_tol=1e-9), (a["group"], f)
+        assert a["snr_coordinates"] == b["snr_coordinates"]
 
 
 # --- orderings and identities --------------------------------------------------------------------------------

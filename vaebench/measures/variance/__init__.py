@@ -20,9 +20,9 @@ NVIL's encoder part divided by its known ``encoder_scale``), with R independent 
   tr Cov[g] = E_x[tr Cov[g | x]] (Monte Carlo) + tr Cov_x[E[g | x]] (minibatch).
 
 Every figure comes with a percentile-bootstrap interval over replicates (``<figure>_low``/``_high``). The
-replicates are computed batched (:mod:`~vaebench.measures.variance.engines`): one pass over R x K x B rows
-with per-replicate gradients from per-layer batched matmuls, or ``torch.func.vmap`` for models not built of
-linear layers, chunked to bound memory.
+replicates are computed batched (:mod:`~vaebench.measures.variance.engines`): a few passes over chunks of the
+R x K x B rows with per-replicate gradients from per-layer batched matmuls (chunks sized by device: in cache
+on a CPU, large on a GPU), or ``torch.func.vmap`` for models not built of linear layers.
 
 Modules: ``layout`` (parameter order and groups), ``engines`` and ``tiled`` (the replicate gradients),
 ``summary`` (the figures and their intervals), ``reference`` (:func:`reference_gradient`), ``measure``

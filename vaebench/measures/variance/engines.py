@@ -1,22 +1,24 @@
 r"""Many independent gradient estimates at fixed parameters: the replicate sample G [R, P].
 
 Every figure of the variance measure is a statistic of G, whose row r is the gradient of one call of the
-estimator on the same minibatch x [B, D] with fresh noise. G is kept as one block [R, numel] per parameter
-(no concatenated copy), in the order of :func:`~vaebench.measures.variance.layout.layout` (encoder first).
-Three engines compute it, with equal results in distribution:
+estimator on the same minibatch x [B, D] with fresh noise. G is one array [R, P] whose column ranges are the
+blocks [R, numel] of the parameters, in the order of :func:`~vaebench.measures.variance.layout.layout`
+(encoder first). Three engines compute it, with equal results in distribution:
 
 ``naive``
     R calls of the estimator, one backward pass each: the reference, and what users write by hand.
 ``tiled`` (the fast route, for models built of ``nn.Linear`` layers)
-    One pass over R x K x B rows with per-replicate gradients from per-layer batched matmuls; see
+    A few passes over n x K x B rows with per-replicate gradients from per-layer batched matmuls; see
     :mod:`vaebench.measures.variance.tiled`.
 ``vmap`` (the generic fallback, any model)
     ``torch.func.vmap(grad(functional_call(...)), randomness="different")`` over replicates; the noise comes
     from torch's global generator inside a forked RNG state, so the caller's random state is untouched.
 
-``batched`` picks ``tiled`` when every trainable parameter is covered and a two-replicate probe confirms it
-reproduces the ordinary gradient, and ``vmap`` otherwise. Replicates are processed ``chunk_size`` at a time,
-which bounds the working memory (about chunk x K x B rows of activations); G itself takes R x P numbers.
+``batched`` picks ``tiled`` when every trainable parameter is covered and its first pass (two replicates)
+reproduces autograd's ordinary gradient of the same call, and ``vmap`` otherwise. Replicates are processed a
+chunk at a time, which bounds the working memory (about chunk x K x B rows of activations); the chunk is
+chosen by device: small on a CPU, where activations that stay in cache run several times faster, large on a
+GPU. G itself takes R x P numbers.
 Encoder blocks are divided by ``estimator.encoder_scale`` (NVIL divides its encoder gradient by a known
 factor), so every estimator is on the ELBO-gradient scale. Rows are gradients of the surrogate loss, i.e. of
 the *negative* objective.
@@ -30,12 +32,14 @@ from torch import Tensor, nn
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator
 from vaebench.measures.variance.layout import GradientSample, Layout, layout
-from vaebench.measures.variance.tiled import tileable, tiled, tiled_is_exact
+from vaebench.measures.variance.tiled import tileable, tiled
 
 METHODS = ("batched", "tiled", "vmap", "naive")
 """Valid ``method`` values: ``batched`` = ``tiled`` when the model allows it, else ``vmap``."""
 
-ROW_BUDGET = 65_536  # latent rows (chunk x K x B) per tiled pass: ~0.5 GB of activations for 784-400-20
+ROW_BUDGET = 65_536  # latent rows (chunk x K x B) per vmap or naive pass on a GPU
+CPU_BUDGET = 1 << 20  # numbers in a tiled pass's largest activation on a CPU: ~4 MB in float32, in cache
+GPU_BUDGET = 1 << 26  # the same on a GPU: ~256 MB in float32, passes large enough to keep it busy
 
 
 def gradient_sample(
@@ -49,6 +53,7 @@ def gradient_sample(
     chunk_size: int | None = None,
     method: str = "batched",
     rescale: bool = True,
+    factored: bool = False,
 ) -> GradientSample:
     """R independent gradient estimates of the surrogate at fixed parameters, on the same batch.
 
@@ -59,9 +64,13 @@ def gradient_sample(
         num_samples: K.
         replicates: R, the number of independent estimates.
         seed: seeds the noise; the same seed gives the same sample for a given method and chunk size.
-        chunk_size: replicates per pass (default: as many as keep chunk x K x B under `ROW_BUDGET`).
+        chunk_size: replicates per pass (default: by device; see `default_chunk` and, for the tiled engine,
+            :func:`~vaebench.measures.variance.tiled.tiled`).
         method: one of `METHODS`.
         rescale: divide the encoder's blocks by ``estimator.encoder_scale``.
+        factored: let the tiled engine keep the weights of layers whose input is the same in every replicate
+            (the encoder's first) as factors (a, δ) instead of blocks (:class:`GradientSample`); the summary of
+            :func:`~vaebench.measures.variance.measure_variance` reduces them without forming them.
 
     Returns:
         The :class:`GradientSample`, blocks in x's dtype and on its device.
@@ -70,33 +79,42 @@ def gradient_sample(
         raise VaebenchError(f"replicates must be a positive integer, got {replicates!r}")
     lay = layout(model)
     requested, method = method, resolve_method(model, lay, method)
-    if method == "tiled" and not tiled_is_exact(model, estimator, x, num_samples, lay):
-        if requested == "tiled":
-            raise VaebenchError(
-                "method='tiled' does not reproduce this estimator's gradient: it uses parameters outside the "
-                "forward pass of their nn.Linear layers (as the closed-form ELBO does); use method='vmap'"
-            )
-        method = "vmap"
-    chunk = default_chunk(replicates, num_samples, x.shape[0]) if chunk_size is None else chunk_size
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+    ):
         raise VaebenchError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    blocks = [torch.empty(replicates, p.numel(), dtype=x.dtype, device=x.device) for p in lay.params]
+    chunk = chunk_size or default_chunk(replicates, num_samples, x.shape[0], x.device, _widest(model, x))
+    data = torch.empty(replicates, lay.size, dtype=x.dtype, device=x.device)
+    blocks = list(data.split([p.numel() for p in lay.params], dim=1))  # column ranges of one array
     starts = range(0, replicates, chunk)
+    if method == "tiled":
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        budget = CPU_BUDGET if x.device.type == "cpu" else GPU_BUDGET
+        factors = {} if factored else None
+        if not tiled(model, estimator, x, num_samples, blocks, lay, gen, chunk_size, True, budget, factors):
+            factors = None
+            if requested == "tiled":
+                raise VaebenchError(
+                    "method='tiled' does not reproduce this estimator's gradient: it uses parameters outside "
+                    "the forward pass of their nn.Linear layers (as the closed-form ELBO does); use "
+                    "method='vmap'"
+                )
+            method = "vmap"
     if method == "vmap":
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
             for start in starts:
                 dest = [b[start : start + chunk] for b in blocks]
                 _vmap(model, estimator, x, num_samples, dest, lay)
-    else:
+    elif method == "naive":
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        engine = tiled if method == "tiled" else _naive
         for start in starts:
-            engine(model, estimator, x, num_samples, [b[start : start + chunk] for b in blocks], lay, gen)
+            _naive(model, estimator, x, num_samples, [b[start : start + chunk] for b in blocks], lay, gen)
+    factors = (factors or {}) if method == "tiled" else {}
     if rescale and estimator.encoder_scale != 1.0:
         for i in lay.encoder:
-            blocks[i].div_(estimator.encoder_scale)
-    return GradientSample(blocks, lay, method)
+            (factors[i][1] if i in factors else blocks[i]).div_(estimator.encoder_scale)
+    return GradientSample(blocks, lay, method, data, factors)
 
 
 def replicate_gradients(
@@ -120,9 +138,29 @@ def resolve_method(model: nn.Module, lay: Layout, method: str) -> str:
     return method
 
 
-def default_chunk(replicates: int, num_samples: int, batch_size: int) -> int:
-    """Replicates per pass so that chunk x K x B stays under `ROW_BUDGET`."""
-    return max(1, min(replicates, ROW_BUDGET // max(1, num_samples * batch_size)))
+def default_chunk(
+    replicates: int, num_samples: int, batch_size: int, device: torch.device | str = "cpu", width: int = 1
+) -> int:
+    """Replicates per pass of the vmap and naive engines, chosen by device (the tiled engine sizes its passes
+    by the activations it records).
+
+    On a GPU, as many as keep chunk x K x B under `ROW_BUDGET` rows: large passes keep it busy. On a CPU, as
+    many as keep one activation (chunk x K x B rows x ``width``, the widest layer) under `CPU_BUDGET`
+    numbers: a pass whose activations fall out of the cache runs at memory speed, and tensors of tens of MB
+    are fresh pages from the operating system at every call.
+    """
+    device = torch.device(device)
+    rows = ROW_BUDGET if device.type != "cpu" else max(1, CPU_BUDGET // max(1, width))
+    return max(1, min(replicates, rows // max(1, num_samples * batch_size)))
+
+
+def _widest(model: nn.Module, x: Tensor) -> int:
+    """The widest activation a row carries through the model's linear layers (or the data's dimension)."""
+    widths = [x.shape[-1]]
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            widths += [m.in_features, m.out_features]
+    return max(widths)
 
 
 def _naive(model, estimator, x, num_samples, dest, lay, gen) -> None:

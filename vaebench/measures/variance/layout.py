@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -50,20 +50,66 @@ def layout(model: nn.Module) -> Layout:
 
 @dataclass(frozen=True)
 class GradientSample:
-    """R independent gradient estimates, one block [R, numel] per parameter of ``layout``."""
+    """R independent gradient estimates, one block [R, numel] per parameter of ``layout``.
+
+    The engines allocate one array [R, P] and hand out its column ranges as the blocks (``data``); the
+    summary then reduces runs of adjacent parameters in one go. A sample built from separate blocks (``data``
+    None) works too. A weight in ``factors`` (index -> (a [B, in], δ [R, B, out]), asked for with
+    ``gradient_sample(factored=True)``) is kept as factors instead: replicate r's gradient is δ_rᵀ a, its
+    block is left unwritten, and :meth:`block` forms it when asked.
+    """
 
     blocks: list[Tensor]
     layout: Layout
     method: str = ""  # the engine that computed it: tiled, vmap or naive
+    data: Tensor | None = None  # [R, P]: the blocks are its column ranges, in order
+    factors: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
     @property
     def replicates(self) -> int:
         return self.blocks[0].shape[0]
 
+    def block(self, i: int) -> Tensor:
+        """Parameter i's block [R, numel] (formed from its factors if it has them)."""
+        if i not in self.factors:
+            return self.blocks[i]
+        shared, deltas = self.factors[i]
+        return torch.matmul(deltas.transpose(1, 2), shared).reshape(deltas.shape[0], -1)
+
     def group(self, name: str) -> list[Tensor]:
         """The blocks of one group."""
-        return [self.blocks[i] for i in self.layout.groups[name]]
+        return [self.block(i) for i in self.layout.groups[name]]
 
     def flat(self, group: str = "all") -> Tensor:
         """[R, P_group] concatenated (a copy)."""
         return torch.cat(self.group(group), dim=1)
+
+    def segments(self) -> list[tuple[Tensor | None, list[int]]]:
+        """The sample as column ranges [R, width] of adjacent parameters that belong to the same groups, each
+        with the indices of its parameters: one range per group for a VAE (encoder, decoder) when the blocks
+        share one array, else one per block. A factored weight is a range of its own, given as None."""
+        groups = [
+            frozenset(g for g, members in self.layout.groups.items() if i in members)
+            for i in range(len(self.blocks))
+        ]
+        runs: list[list[int]] = []
+        for i, member_of in enumerate(groups):
+            joins = runs and runs[-1][-1] not in self.factors and groups[runs[-1][-1]] == member_of
+            if self.data is not None and i not in self.factors and joins:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        offsets = [0]
+        for block in self.blocks:
+            offsets.append(offsets[-1] + block.shape[1])
+        return [
+            (
+                None
+                if run[0] in self.factors
+                else self.blocks[run[0]]
+                if self.data is None
+                else self.data[:, offsets[run[0]] : offsets[run[-1] + 1]],
+                run,
+            )
+            for run in runs
+        ]

@@ -5,6 +5,7 @@ Also the warm-up of stateful estimators and the timing of one ordinary gradient 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,9 +17,17 @@ from torch import Tensor, nn
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, check_num_samples
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
-from vaebench.measures.variance.layout import GradientSample, Layout, layout
+from vaebench.measures.variance.layout import GradientSample, layout
 from vaebench.measures.variance.reference import _check_int, _resolve_reference, stream_generator, stream_seed
-from vaebench.measures.variance.summary import FIGURES, block_partial, figures, finite_rows
+from vaebench.measures.variance.summary import (
+    FIGURES,
+    block_partial,
+    factored_partial,
+    figures,
+    finite_rows,
+    resample_counts,
+    summary_tile,
+)
 
 COLUMNS = (
     "estimator",
@@ -127,8 +136,11 @@ def measure_variance(
             seed=stream_seed(seed, "replicates"),
             chunk_size=chunk_size,
             method=method,
+            factored=True,
         )
-        seconds = time_estimate(model, estimator, x, num_samples, repeats=timing_repeats, seed=seed)
+        seconds = time_estimate(
+            model, estimator, x, num_samples, repeats=timing_repeats, seed=seed, warm=True
+        )
         encoder_scale = float(estimator.encoder_scale)
     finally:
         estimator.train(was_training)
@@ -165,19 +177,21 @@ def summarize(
 ) -> list[dict]:
     """Per-group figures of a gradient sample (finite replicates only), one dict per group.
 
-    Each block is reduced once to its :class:`~vaebench.measures.variance.summary.Partial`; a group's
-    figures come from the sum of its blocks' partials.
+    Each run of adjacent parameters in the same groups (:meth:`GradientSample.segments`) is reduced once to
+    its :class:`~vaebench.measures.variance.summary.Partial`; a group's figures come from the sum of its
+    runs' partials.
     """
-    keep = finite_rows(sample)
-    used = int(keep.sum())
     lay = sample.layout
-    refs = [None] * len(lay.params) if reference is None else _split(reference, lay)
-    partials = []
-    if used >= 2:
-        largest = max(b.shape[1] for b in sample.blocks)
-        scratch = sample.blocks[0].new_empty(2 * used * largest)  # one work buffer for every block
-        for block, ref in zip(sample.blocks, refs, strict=True):
-            partials.append(block_partial(block[keep] if used < sample.replicates else block, ref, scratch))
+    refs = None if reference is None else list(reference.split([p.numel() for p in lay.params]))
+    # Reduce every replicate first: a replicate with a NaN or Inf anywhere makes the Gram matrix non-finite,
+    # and only then is the sample read once more to find it and the finite ones reduced again.
+    keep, used = None, sample.replicates
+    partials = _partials(sample, refs, keep)
+    if not all(_finite(p) for p in partials if p is not None):
+        keep = finite_rows(sample)
+        used = int(keep.sum())
+        partials = _partials(sample, refs, keep) if used >= 2 else [None] * len(lay.params)
+    counts = resample_counts(used, resamples, seed) if used >= 2 else None  # the same draws for every group
     rows = []
     for group, members in lay.groups.items():
         row: dict = {
@@ -188,10 +202,11 @@ def summarize(
         }
         for name in FIGURES:  # NaN unless measured below
             row[name] = row[f"{name}_low"] = row[f"{name}_high"] = float("nan")
-        if partials and members:
-            total = partials[members[0]]
-            for i in members[1:]:
-                total = total + partials[i]
+        parts = [partials[i] for i in members if partials[i] is not None]
+        if parts:
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
             row |= figures(
                 total,
                 used,
@@ -200,6 +215,7 @@ def summarize(
                 level=level,
                 resamples=resamples,
                 seed=seed,
+                counts=counts,
             )
         rows.append(row)
     return rows
@@ -290,23 +306,31 @@ def warm_up(
 
 
 def time_estimate(
-    model: nn.Module, estimator: Estimator, x: Tensor, num_samples: int, *, repeats: int = 5, seed: int = 0
+    model: nn.Module,
+    estimator: Estimator,
+    x: Tensor,
+    num_samples: int,
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    warm: bool = False,
 ) -> float:
     """Median seconds of one ordinary gradient estimate (forward + backward) at this batch, after a warm-up.
 
     Gradients are taken for the model's and the estimator's parameters, as in a training step, without
-    accumulating them; the device is synchronised before each clock read.
+    accumulating them; the device is synchronised before each clock read. ``warm``: the estimator has just
+    run on this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first.
     """
     params = [p for p in (*model.parameters(), *estimator.parameters()) if p.requires_grad]
     gen = stream_generator(seed, "timing", x.device)
     times = []
-    for i in range(repeats + 1):
+    for i in range(repeats + (not warm)):
         _sync(x.device)
         start = time.perf_counter()
         surrogate = estimator(model, x, num_samples=num_samples, generator=gen).surrogate
         torch.autograd.grad(surrogate, params, allow_unused=True)
         _sync(x.device)
-        if i > 0:  # the first call warms up caches and allocators
+        if warm or i > 0:  # a first call warms up caches and allocators
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -316,5 +340,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _split(flat: Tensor, lay: Layout) -> list[Tensor]:
-    return list(flat.split([p.numel() for p in lay.params]))
+def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | None) -> list:
+    """The partial of each segment of ``sample`` (rows ``keep``, or all), at its first parameter's index."""
+    partials = [None] * len(sample.layout.params)
+    used = sample.replicates if keep is None else int(keep.sum())
+    segments = sample.segments()
+    widest = max(sample.blocks[run[0]].shape[1] if cols is None else cols.shape[1] for cols, run in segments)
+    tile = min(widest, summary_tile(used, sample.blocks[0]))
+    scratch = sample.blocks[0].new_empty(2 * used * tile)  # one work buffer for every segment
+    every = keep is None or used == sample.replicates
+    for cols, members in segments:
+        ref = None if refs is None else torch.cat([refs[i] for i in members])
+        if cols is None:  # a weight kept as factors (a, δ): reduced without forming its block
+            shared, deltas = sample.factors[members[0]]
+            partials[members[0]] = factored_partial(
+                shared, deltas if every else deltas[keep], ref, scratch, tile
+            )
+        else:
+            partials[members[0]] = block_partial(cols if every else cols[keep], ref, scratch, tile)
+    return partials
+
+
+def _finite(partial) -> bool:
+    return bool(torch.isfinite(partial.gram).all()) and all(
+        math.isfinite(v) for v in (partial.mean_sq, partial.snr_sum)
+    )
