@@ -22,6 +22,7 @@ from vaebench.measures.variance.summary import FIGURES, block_partial, figures, 
 
 COLUMNS = (
     "estimator",
+    "sampler",
     "objective",
     "num_samples",
     "seed",
@@ -138,6 +139,7 @@ def measure_variance(
     for row in rows:
         row.update(
             estimator=name,
+            sampler=estimator.sampler,
             objective=estimator.objective,
             num_samples=num_samples,
             seed=seed,
