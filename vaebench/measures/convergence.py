@@ -265,6 +265,8 @@ def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
     _require_columns(df, ("estimator", "num_samples", "seed", "metric", "value", "diverged", "objective"))
     setting = setting_keys(df)
     runs = df.groupby([*setting, "seed"], sort=False)["diverged"].any()
+    diverged = runs.groupby(level=list(range(len(setting))), sort=False).sum()
+    diverged = dict(zip(diverged.index, diverged.to_numpy(), strict=True))  # setting tuple -> diverged runs
     rows = []
     final = df[df["metric"].isin(FINAL_METRICS)]
     for key, part in final.groupby([*setting, "objective", "metric"], sort=False):
@@ -281,7 +283,7 @@ def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
                 "value_low": float(low),
                 "value_high": float(high),
                 "n_seeds": len(values),
-                "n_diverged": int(runs.loc[tuple(values_of_setting)].sum()),
+                "n_diverged": int(diverged[tuple(values_of_setting)]),
                 "wall_time_s": done["wall_time_s"].mean() if len(values) else np.nan,
             }
         )

@@ -18,10 +18,15 @@ KEYS = ["estimator", "sampler", "num_samples"]
 
 
 def with_sampler(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """``frame`` with a ``sampler`` column: rows written before samplers existed drew iid samples."""
-    if frame is None or frame.empty or "sampler" in frame:
+    """``frame`` with a ``sampler`` on every row: rows written before samplers existed drew iid samples.
+
+    A resumed older folder mixes both kinds of unit files, so missing values are filled too.
+    """
+    if frame is None or frame.empty:
         return frame
-    return frame.assign(sampler="iid")
+    if "sampler" not in frame:
+        return frame.assign(sampler="iid")
+    return frame.assign(sampler=frame["sampler"].fillna("iid")) if frame["sampler"].isna().any() else frame
 
 
 def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
