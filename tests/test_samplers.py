@@ -17,6 +17,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     ESTIMATORS,
     SAMPLERS,
+    Reparam,
     make_estimator,
     scrambled_sobol,
     standard_normal,
@@ -24,8 +25,17 @@ from vaebench.estimators import (
 )
 from vaebench.measures.variance import gradient_sample, measure_variance
 from vaebench.model import GaussianVAE
-from vaebench.stats import normal_quantile
-from vaebench.verify import encoder_mask, gradient_draws, linear_gaussian, log_ratio, trace_variance
+from vaebench.stats import bonferroni_threshold, normal_quantile
+from vaebench.verify import (
+    budget,
+    encoder_mask,
+    exact_gradient,
+    gradient_draws,
+    linear_gaussian,
+    log_ratio,
+    max_z,
+    trace_variance,
+)
 
 FALSE_ALARM = 1e-3
 Z_LEVEL = normal_quantile(1 - FALSE_ALARM)
@@ -88,6 +98,20 @@ def test_rqmc_is_reproducible_from_the_generator_and_fresh_per_call():
     assert not torch.equal(first, second)
     torch.testing.assert_close(standard_normal("rqmc", 8, (4, 2), gen(3)), first)
     assert torch.isfinite(first).all()
+
+
+def test_rqmc_without_a_fresh_scramble_per_call_is_caught_as_biased():
+    # A negative control: the same scramble at every call (a generator reseeded inside the estimator) makes
+    # every estimate the same QMC sum at fixed points, not an unbiased estimate; the exact-gradient test must
+    # reject it (its draws have no spread, so any error beyond rounding is significant).
+    class FrozenScramble(Reparam):
+        def estimate(self, model, x, num_samples, generator):
+            return super().estimate(model, x, num_samples, torch.Generator().manual_seed(0))
+
+    model, x = linear_gaussian()
+    est = FrozenScramble(sampler="rqmc").eval()
+    g = gradient_draws(model, est, x, 3, *budget("reparam"), seed=1)
+    assert max_z(g, exact_gradient(model, x)) > bonferroni_threshold(FALSE_ALARM, g.shape[1])
 
 
 def test_rqmc_rejects_a_latent_dimension_beyond_sobols():

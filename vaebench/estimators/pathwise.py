@@ -87,10 +87,12 @@ class ReparamCV(Estimator):
 
     with ε̄ = (1/K) Σ_k ε_k. Both control variates have mean zero for any sampler whose ε_k are N(0, I), so
     the estimator is unbiased; it removes the part of the noise that is linear in ε (all of the μ-gradient's
-    noise when log p is quadratic in z, as in the linear-Gaussian model). For the scale the paper also uses
-    the zero-order term: the first-order one needs diag H (Z more Hessian-vector products per datapoint) for
-    its mean, and Geffner & Domke 2020 (arXiv:2010.07220) show how little it adds for a diagonal Gaussian.
-    The decoder gradient (θ) is that of :class:`Reparam`. Control-variate coefficient 1 (the full variate).
+    noise when log p is quadratic in z, as in the linear-Gaussian model). For the scale the paper's practical
+    form is this zero-order one: a first-order term would need diag H (Z more Hessian-vector products per
+    datapoint) for its mean. Geffner & Domke 2020 (arXiv:2010.07220) note that the zero-order scale term does
+    little, and that for a diagonal Gaussian most of the variance sits in the mean's gradient, which the
+    first-order term controls. The decoder gradient (θ) is that of :class:`Reparam`. Control-variate
+    coefficient 1 (the full variate).
 
     Cost per step, on top of :class:`Reparam`'s: one gradient ∇_z log p(x, μ) and one Hessian-vector product
     H(μ) v (double backward), both at the B posterior means, whatever K: about four more decoder passes over

@@ -251,17 +251,18 @@ class VarGrad(Estimator):
 
     So, draw by draw, the encoder gradient of VarGrad is exactly twice that of :class:`ReinforceLeaveOneOut`
     with its default ``score_term=False`` (the leave-one-out baseline (1/(K-1)) Σ_{j≠k} f_j and the sample
-    mean with the K/(K-1) correction are the same estimator); in expectation 2 ∇_φ KL(q || p(z|x)), the
-    paper's Proposition 1. With ``score_term=True`` reinforce-loo adds -(1/K) Σ_k ∇_φ log q(z_k), a zero-mean
-    term that VarGrad never has. The factor 2 is reported as ``encoder_scale`` (the variance measures divide
-    by it), so on the ELBO-gradient scale VarGrad's variance *equals* reinforce-loo's; with Adam, which is
-    invariant to a constant factor, the two train identically. The value of this entry is the log-variance
-    view (the loss V̂ itself, a divergence that stays defined for r ≠ q), not a new gradient. The decoder
-    (θ) takes the pathwise ELBO gradient (1/K) Σ_k ∇_θ log p_θ(x, z_k): θ's gradient of V̂ would only align
-    p(x, ·) with q up to a constant, not fit the data. K >= 2; independent samples only.
+    mean with the K/(K-1) correction are the same estimator); in expectation 2 ∇_φ KL(q || p(z|x)), as the
+    paper shows for the log-variance loss at r = q. With ``score_term=True`` reinforce-loo adds
+    -(1/K) Σ_k ∇_φ log q(z_k), a zero-mean term that VarGrad never has. The factor 2 is reported as
+    ``encoder_scale`` (the variance measures divide by it), so on the ELBO-gradient scale VarGrad's variance
+    *equals* reinforce-loo's; Adam, whose step ignores a constant factor on a coordinate's gradient (up to its
+    ε), trains the two identically. What this entry adds is the log-variance view (the loss V̂ itself, a
+    divergence that stays defined for r ≠ q), not a new gradient. The decoder (θ) takes the pathwise ELBO
+    gradient (1/K) Σ_k ∇_θ log p_θ(x, z_k): θ's gradient of V̂ would only align p(x, ·) with q up to a
+    constant, not fit the data. K >= 2; independent samples only.
 
-    Richter et al. 2020, "VarGrad: A Low-Variance Gradient Estimator for Variational Inference",
-    arXiv:2010.10436; Nüsken & Richter 2021 (the log-variance loss).
+    Richter, Boustati, Nüsken, Ruiz & Akyildiz 2020, "VarGrad: A Low-Variance Gradient Estimator for
+    Variational Inference", arXiv:2010.10436.
     """
 
     family = "score-function"
