@@ -193,3 +193,28 @@ def test_the_vmap_engine_runs_them(name, sampler):
     vmapped = gradient_sample(model, est, x, 4, 300, seed=2, method="vmap").flat()
     r, se = log_ratio(trace_variance(vmapped), trace_variance(naive))
     assert abs(r) < Z_LEVEL * se
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_estimator_and_sampler_runs_on_cuda_from_a_cuda_generator():
+    model, x = linear_gaussian()
+    model, x = model.cuda(), x.cuda()
+    for name, cls in ESTIMATORS.items():
+        for sampler in cls.samplers:
+            est = make_estimator(name, sampler=sampler)
+            est.prepare(model, x)
+            est.to(x.dtype)
+            grads = []
+            for _ in range(2):  # the same generator state gives the same gradient
+                model.zero_grad(set_to_none=True)
+                out = est(model, x, num_samples=4, generator=torch.Generator("cuda").manual_seed(0))
+                out.surrogate.backward()
+                grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+            assert torch.isfinite(grads[0]).all() and torch.equal(grads[0], grads[1]), (name, sampler)
+    u = scrambled_sobol(16, 5, 8, torch.Generator("cuda").manual_seed(0), device="cuda")
+    cells = (u * 16).floor().long().sort(0).values.cpu()
+    assert torch.equal(cells, torch.arange(16)[:, None, None].expand(16, 5, 8))
+    for name, sampler in (("reparam-cv", "iid"), ("reparam", "rqmc")):
+        frame = measure_variance(model, make_estimator(name, sampler=sampler), x, 4, 50, timing_repeats=1)
+        assert frame["method"].iloc[0] == "tiled" and frame["trace_var"].notna().all()
