@@ -16,6 +16,7 @@ from scipy import stats
 from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     ESTIMATORS,
+    FAMILIES,
     SAMPLERS,
     Reparam,
     make_estimator,
@@ -218,3 +219,13 @@ def test_every_estimator_and_sampler_runs_on_cuda_from_a_cuda_generator():
     for name, sampler in (("reparam-cv", "iid"), ("reparam", "rqmc")):
         frame = measure_variance(model, make_estimator(name, sampler=sampler), x, 4, 50, timing_repeats=1)
         assert frame["method"].iloc[0] == "tiled" and frame["trace_var"].notna().all()
+
+
+def test_every_estimator_declares_what_it_is():
+    # family, objective, minimum K and samplers are what `python -m vaebench list` and the planners read.
+    for name, cls in ESTIMATORS.items():
+        assert cls.family in FAMILIES and cls.objective in ("elbo", "iwae"), name
+        assert cls.samplers[0] == "iid" and set(cls.samplers) <= set(SAMPLERS), name
+        assert (cls.iid_only != "") == (cls.samplers != tuple(SAMPLERS)), name  # a refusal says why
+        assert cls.summary and cls.reference, name
+    assert [n for n, c in ESTIMATORS.items() if c.bias] == ["iwae-stl"]
