@@ -214,6 +214,11 @@ def target_ratios(timings: dict[str, dict], ceiling: float) -> list[dict]:
             rows.append(ratio(f"{name}-K10", f"{name}-K1", 3.0, "vectorized over K"))
     rows.append(ratio("reinforce-ma-K1", "reparam-K1", 1.3, "score function vs pathwise"))
     rows.append(ratio("reinforce-ma-K10", "reparam-K10", None, "the same at K=10, for information"))
+    rows.append(
+        ratio("reparam-cv-K1", "reparam-K1", None, "the control variate's gradient and HVP at the means")
+    )
+    for sampler in ("antithetic", "rqmc"):
+        rows.append(ratio(f"reparam-{sampler}-K10", "reparam-K10", None, f"{sampler} draws vs iid ones"))
     rows = [row for row in rows if row is not None]
     for name in ("reference", "reparam-K1", "reparam-K10"):
         if name in timings:

@@ -1,7 +1,8 @@
 """Training-step benchmarks: every registered estimator at K = 1 and K = 10, and the hand-written reference.
 
 One benchmark per estimator x K, read from the registry, with ids like ``reparam-K1`` and
-``reinforce-loo-K10`` (stable across runs, so ``--benchmark-compare`` lines them up). A step is what
+``reinforce-loo-K10`` (stable across runs, so ``--benchmark-compare`` lines them up), and the samplers other
+than iid on the pathwise estimators at K = 10 (``reparam-rqmc-K10``: what a step pays for its draws). A step is what
 :func:`vaebench.measures.throughput.build_step` builds and the throughput measure times: the estimator's
 forward, backward and a fused Adam step, on the 784-400-20 VAE with B = 128 (see ``conftest.py``).
 
@@ -16,11 +17,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaebench.estimators import ESTIMATORS
+from vaebench.estimators import ESTIMATORS, make_estimator
 from vaebench.measures.throughput import build_reference_step, build_step, count_linear_flops
 
 SAMPLES = (1, 10)
 MATMUL_SIZE = 1024
+SAMPLER_CASES = [("reparam", "antithetic", 10), ("reparam", "rqmc", 10), ("stl", "rqmc", 10)]
 
 
 def _cases():
@@ -45,6 +47,15 @@ def test_reference_step(batch, device, time_step):
 def test_step(name, num_samples, vae_factory, batch, device, time_step):
     step, info = build_step(vae_factory(), name, batch, num_samples, device=device, seed=0)
     time_step(f"{name}-K{num_samples}", step, info, group=f"step K={num_samples}")
+
+
+@pytest.mark.parametrize(
+    ("name", "sampler", "num_samples"), SAMPLER_CASES, ids=[f"{n}-{s}-K{k}" for n, s, k in SAMPLER_CASES]
+)
+def test_step_with_sampler(name, sampler, num_samples, vae_factory, batch, device, time_step):
+    estimator = make_estimator(name, sampler=sampler)
+    step, info = build_step(vae_factory(), estimator, batch, num_samples, device=device, seed=0)
+    time_step(f"{name}-{sampler}-K{num_samples}", step, info, group=f"step K={num_samples}")
 
 
 def test_matmul(benchmark, device):

@@ -22,7 +22,7 @@ from vaebench.estimators import ESTIMATORS
 from vaebench.report.writer import FIGURES
 from vaebench.suite import interrupts, units
 
-ROW_KEYS = {"estimator", "num_samples", "seed"}
+ROW_KEYS = {"estimator", "sampler", "num_samples", "seed"}
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +77,7 @@ def test_quick_preset_csv_columns(quick_run) -> None:
 def test_quick_preset_summary_and_report(quick_run) -> None:
     out, _ = quick_run
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == len(ESTIMATORS) * 2 - 1  # reinforce-loo skips K=1
+    assert len(summary) == sum(k >= c.min_samples for c in ESTIMATORS.values() for k in (1, 4))
     for metric in (
         "trace_var",
         "snr",
@@ -94,6 +94,8 @@ def test_quick_preset_summary_and_report(quick_run) -> None:
     for name in ESTIMATORS:
         assert f"`{name}`" in report
     assert "## Reading" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
+    assert "| estimator | K | objective |" in report  # every row iid: no sampler column
+    assert "`iwae-stl` † | 4 |" in report and "†: `iwae-stl` is biased for the IWAE_K gradient" in report
 
 
 def test_quick_preset_run_json(quick_run) -> None:
@@ -292,6 +294,25 @@ def test_synthetic_data_run_end_to_end_under_every_preset(name: str, tmp_path: P
         assert "skipped `reference`" in (out / "report.md").read_text()
 
 
+def test_a_run_with_samplers_keys_every_row_by_its_sampler(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert cli.main(["run", *SMALL, "--samplers", "iid,rqmc", "--out", str(out)]) == 0
+    names = {p.stem for p in (out / "units" / "convergence").glob("*.csv")}
+    assert names == {"reparam-K2-s0", "reparam@rqmc-K2-s0", "reinforce-loo-K2-s0"}  # iid names unchanged
+    assert {p.stem for p in (out / "units" / "throughput").glob("*.csv")} >= {"reparam-K2", "reparam@rqmc-K2"}
+    for kind in ("variance", "convergence", "throughput"):
+        assert pd.read_csv(out / f"{kind}.csv")["sampler"].notna().all(), kind
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(zip(summary["estimator"], summary["sampler"], strict=True)) == {
+        ("reparam", "iid"),
+        ("reparam", "rqmc"),
+        ("reinforce-loo", "iid"),
+    }
+    report = (out / "report.md").read_text()
+    assert "| estimator | sampler | K | objective |" in report and "`reparam (rqmc)`" in report
+    assert "skipping reinforce-loo with sampler rqmc: they are unbiased only with iid samples" in report
+
+
 def test_sigterm_becomes_an_interrupt() -> None:
     with pytest.raises(KeyboardInterrupt) as caught, interrupts.as_interrupts():
         os.kill(os.getpid(), signal.SIGTERM)
@@ -317,6 +338,10 @@ def bad_config(tmp_path: Path, text: str) -> str:
         ),
         (["--estimators", "reinforce-loo", "--samples", "1"], "'reinforce-loo' needs K >= 2"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (
+            ["--samplers", "iid,sobol"],
+            "samplers entry 'sobol' is not valid; choose one of: iid, antithetic, rqmc",
+        ),
         (["--steps", "ten"], "--steps takes an integer"),
         (
             ["--config", "CONFIG:[train]\nstepz = 3\n"],
@@ -385,7 +410,16 @@ def test_report_of_a_folder_without_results(tmp_path: Path, capsys) -> None:
 def test_list_prints_estimators_data_sets_and_presets(capsys) -> None:
     assert cli.main(["list"]) == 0
     text = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and line.split()}
     for name, cls in ESTIMATORS.items():
-        assert name in text and cls.reference in text
+        assert cls.reference in lines[name]
+        assert lines[name].split()[1:5] == [
+            cls.family,
+            cls.objective,
+            str(cls.min_samples),
+            ",".join(cls.samplers),
+        ]
+    assert "[biased for the IWAE_K gradient when K > 1]" in lines["iwae-stl"]
+    assert {"iid", "antithetic", "rqmc"} <= set(lines)
     for name in ("digits", "fashion-mnist", "synthetic", "quick", "default", "paper"):
         assert name in text

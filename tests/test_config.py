@@ -36,7 +36,8 @@ def toml(tmp_path: Path, text: str) -> Path:
 def test_presets_validate_and_round_trip(name: str) -> None:
     config = preset(name)
     notes = validate(config)
-    assert all("reinforce-loo" in n for n in notes)  # the only estimator with a minimum K
+    needs_two = [n for n, c in ESTIMATORS.items() if c.min_samples > 1]
+    assert all(any(n in note for n in needs_two) for note in notes)  # the estimators with a minimum K
     assert from_dict(to_dict(config)) == config
     assert config.name == name
 
@@ -136,6 +137,10 @@ def test_overrides_are_as_strict_as_the_file() -> None:
         ({"variance": {"checkpoints": ["init"]}}, "variance.summary_checkpoint 'end' is not valid; choose one of: init"),
         ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda, cuda:N or auto"),
         ({"estimators": ["reinforce-loo"], "samples": [1]}, r"'reinforce-loo' needs K >= 2 but samples are \[1\]"),
+        ({"samplers": ["sobol"]}, "samplers entry 'sobol' is not valid; choose one of: iid, antithetic, rqmc"),
+        ({"samplers": []}, "samplers must not be empty"),
+        ({"samplers": ["iid", "iid"]}, "samplers lists iid more than once"),
+        ({"samplers": ["antithetic"], "samples": [1, 3]}, r"no estimator can run at samples \[1, 3\] with samplers \['antithetic'\]"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_the_problem(overrides: dict, message: str) -> None:
@@ -152,12 +157,28 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
 
 
 def test_reinforce_loo_at_k1_is_skipped_with_a_note_from_the_default_list() -> None:
+    needs_two = ("reinforce-loo", "vargrad", "vimco")
     _, notes = resolve()
-    assert notes == ["skipping reinforce-loo at K=1: it needs K >= 2"]
+    assert notes == [f"skipping {n} at K=1: it needs K >= 2" for n in needs_two]
     _, notes = resolve(overrides={"samples": [1]})
-    assert notes == ["skipping reinforce-loo entirely: it needs K >= 2, samples are [1]"]
+    assert notes == [f"skipping {n} entirely: it needs K >= 2, samples are [1]" for n in needs_two]
     _, notes = resolve(overrides={"estimators": ["reinforce-loo", "reparam"], "samples": [1, 3]})
     assert notes == ["skipping reinforce-loo at K=1: it needs K >= 2"]
+
+
+def test_samplers_an_estimator_cannot_use_are_skipped_with_a_note() -> None:
+    config, notes = resolve(
+        overrides={"estimators": ["reparam", "reinforce-loo", "iwae"], "samples": [1, 4], "samplers": ["iid", "antithetic", "rqmc"]}
+    )  # fmt: skip
+    assert config.samplers == ("iid", "antithetic", "rqmc")
+    assert notes[1:] == [
+        "skipping reinforce-loo, iwae with sampler antithetic: they are unbiased only with iid samples "
+        "(see `python -m vaebench list`)",
+        "skipping sampler antithetic at K=1: it needs an even K",
+        "skipping reinforce-loo, iwae with sampler rqmc: they are unbiased only with iid samples "
+        "(see `python -m vaebench list`)",
+    ]
+    assert resolve()[0].samplers == ("iid",)  # the default: plain Monte Carlo, as before samplers existed
 
 
 def test_differences_names_dotted_keys() -> None:

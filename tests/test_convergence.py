@@ -213,9 +213,22 @@ def fake_units(values, metric="final_test_elbo", diverged=()):
     for seed, value in enumerate(values):
         for step, v in ((0, value - 10), (5, value)):
             rows.append(
-                ("reparam", 1, seed, step, step / 5, step * 0.1, step, step * 100, "test_elbo", v, "elbo")
+                (
+                    "reparam",
+                    "iid",
+                    1,
+                    seed,
+                    step,
+                    step / 5,
+                    step * 0.1,
+                    step,
+                    step * 100,
+                    "test_elbo",
+                    v,
+                    "elbo",
+                )
             )
-        rows.append(("reparam", 1, seed, 5, 1.0, 0.5, 5, 500, metric, value, "elbo"))
+        rows.append(("reparam", "iid", 1, seed, 5, 1.0, 0.5, 5, 500, metric, value, "elbo"))
     frame = pd.DataFrame(rows, columns=list(UNIT_COLUMNS[:-1]))
     frame["diverged"] = frame["seed"].isin(diverged)
     return frame
@@ -240,6 +253,10 @@ def test_summaries_give_the_mean_over_seeds_with_a_student_t_interval():
     assert list(curves["step"]) == [0, 5] and (curves["n_seeds"] == 3).all()
     assert curves["value"].tolist() == pytest.approx([np.mean(values) - 10, np.mean(values)])
     assert curves["latent_samples"].tolist() == [0, 500]
+    # Frames written before samplers existed have no sampler column: the same figures, keyed without it.
+    old = summarize_convergence(fake_units(values).drop(columns="sampler"))
+    assert "sampler" not in old and old["value"].tolist() == summary["value"].tolist()
+    assert summary["sampler"].tolist() == ["iid"]
     with pytest.raises(VaebenchError, match="missing column"):
         summarize_convergence(pd.DataFrame({"value": [1.0]}))
 

@@ -18,23 +18,29 @@ from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     ESTIMATORS,
-    Reinforce,
     Reparam,
     independent_objective,
+    leave_one_out_bounds,
     make_estimator,
+    options_of,
     sample_posterior,
+    taylor_terms,
 )
 from vaebench.model import GaussianVAE
 from vaebench.stats import bonferroni_threshold, normal_quantile
 from vaebench.verify import (
+    IW_K,
     budget,
     encoder_mask,
     exact_gradient,
+    expected_unbiased,
     gradient_draws,
+    iwae_reference,
     linear_gaussian,
     log_ratio,
     max_z,
     ready,
+    settings,
     trace_variance,
     verify,
 )
@@ -44,20 +50,36 @@ ELBO_ESTIMATORS = [n for n, c in ESTIMATORS.items() if c.objective == "elbo"]
 IWAE_ESTIMATORS = [n for n, c in ESTIMATORS.items() if c.objective == "iwae"]
 
 
-SCORE_ESTIMATORS = [n for n, c in ESTIMATORS.items() if issubclass(c, Reinforce)]
-# Every estimator with its default options, and every option value that changes the gradient's form.
-OPTION_CASES = [(n, {}) for n in ELBO_ESTIMATORS + IWAE_ESTIMATORS] + [
-    (n, {"score_term": True}) for n in SCORE_ESTIMATORS
-]
+def option_cases() -> list[tuple[str, dict]]:
+    """Every estimator with its default options, every option value that changes the gradient's form
+    (``score_term=True``), and every sampler it offers. IWAE_K estimators that cannot use K = 1 (vimco) are
+    checked against the IWAE reference instead (below)."""
+    cases = []
+    for name, cls in ESTIMATORS.items():
+        if cls.objective == "iwae" and cls.min_samples > 1:
+            continue
+        cases.append((name, {}))
+        if "score_term" in options_of(cls):
+            cases.append((name, {"score_term": True}))
+        cases += [(name, {"sampler": s}) for s in cls.samplers if s != "iid"]
+    return cases
+
+
+OPTION_CASES = option_cases()
 
 
 @pytest.mark.parametrize(
-    ("name", "options"), OPTION_CASES, ids=[f"{n}{'-' if o else ''}{'-'.join(o)}" for n, o in OPTION_CASES]
+    ("name", "options"),
+    OPTION_CASES,
+    ids=[
+        f"{n}-{'-'.join(map(str, o.values())) or 'default'}".replace("-True", "-score_term")
+        for n, o in OPTION_CASES
+    ],
 )
 def test_mean_gradient_equals_exact_elbo_gradient(name, options):
     # IWAE_1 is the ELBO, so the IW estimators are checked against the exact ELBO gradient at K = 1.
     model, x = linear_gaussian()
-    k = 3 if ESTIMATORS[name].objective == "elbo" else 1
+    (k,) = [k for k in settings(name, options.get("sampler", "iid")) if k <= 4]
     est = ready(name, model, x, k, **options)
     draws, copies = budget(name)
     g = gradient_draws(model, est, x, k, draws, copies, seed=1)
@@ -81,19 +103,69 @@ def test_the_unbiasedness_check_catches_a_biased_estimator():
     assert max_z(g, exact_gradient(model, x)) > bonferroni_threshold(FALSE_ALARM, g.shape[1])
 
 
-def test_iw_estimators_agree_with_each_other_and_a_high_sample_reference():
+def test_dependent_samples_bias_a_leave_one_out_baseline_and_are_rejected():
+    # The negative control of the samplers: antithetic pairs fed to the leave-one-out baseline (bypassing the
+    # check at construction) put -ε_k into the baseline of sample k, so E[b_k ∇ log q(z_k)] ≠ 0. The
+    # exact-gradient test must catch it, and make_estimator must refuse the pair and say why.
     model, x = linear_gaussian()
-    k = 5
-    reference = gradient_draws(model, make_estimator("iwae").double(), x, k, 400, 200, seed=7)
-    ref_mean, ref_se = reference.mean(0), (reference.var(0) / reference.shape[0]).sqrt()
+    est = ready("reinforce-loo", model, x, 4)
+    est.sampler = "antithetic"
+    draws, copies = budget("reinforce-loo")
+    g = gradient_draws(model, est, x, 4, draws, copies, seed=1)
+    assert max_z(g, exact_gradient(model, x)) > bonferroni_threshold(FALSE_ALARM, g.shape[1])
+    for name in ("reinforce-loo", "vargrad", "vimco"):
+        for sampler in ("antithetic", "rqmc"):
+            with pytest.raises(
+                VaebenchError,
+                match=rf"estimator '{name}' cannot use sampler '{sampler}'.*"
+                r"baseline.*dependent.*biased; it takes sampler='iid'",
+            ):
+                make_estimator(name, sampler=sampler)
+    for name in ("iwae", "dreg", "iwae-stl"):
+        with pytest.raises(VaebenchError, match=r"cannot use sampler 'rqmc': the IWAE_K bound.*independent"):
+            make_estimator(name, sampler="rqmc")
+
+
+@pytest.fixture(scope="module")
+def iwae_k5():
+    """(K, mean, standard error) of the high-sample IWAE_5 reference gradient on the linear-Gaussian model."""
+    model, x = linear_gaussian()
+    return (IW_K, *iwae_reference(model, x, IW_K))
+
+
+def test_iw_estimators_agree_with_each_other_and_a_high_sample_reference(iwae_k5):
+    # IWAE_K's gradient has no closed form: the unbiased IW estimators (vimco included, which needs K >= 2)
+    # must match the mean of 80,000 pathwise IWAE_5 gradients, each z taking both standard errors.
+    k, ref_mean, ref_se = iwae_k5
+    model, x = linear_gaussian()
     threshold = bonferroni_threshold(FALSE_ALARM, ref_mean.numel())
-    draws = {
-        n: gradient_draws(model, make_estimator(n).double(), x, k, 300, 40, seed=3) for n in IWAE_ESTIMATORS
-    }
-    for g in draws.values():
-        assert max_z(g, ref_mean, ref_se) < threshold
+    draws = {}
+    for name in IWAE_ESTIMATORS:
+        if expected_unbiased(name, k):
+            g = gradient_draws(model, make_estimator(name), x, k, *budget(name), seed=3)
+            assert max_z(g, ref_mean, ref_se) < threshold, name
+            draws[name] = g
     iwae, dreg = draws["iwae"], draws["dreg"]
     assert max_z(iwae, dreg.mean(0), (dreg.var(0) / dreg.shape[0]).sqrt()) < threshold
+
+
+def test_iwae_stl_is_unbiased_at_k1_and_biased_for_the_iwae_gradient_at_k5(iwae_k5):
+    # The same max-|z| test read the other way: were iwae-stl unbiased at K = 5, max_z would exceed the
+    # Bonferroni threshold with probability at most FALSE_ALARM, so exceeding it detects the bias at that
+    # false-alarm rate (measured: max_z ≈ 230 against a threshold of 4.2, all of it in the encoder). Its
+    # decoder gradient is IWAE's and stays unbiased; at K = 1 it is STL (unbiased, in OPTION_CASES above).
+    k, ref_mean, ref_se = iwae_k5
+    model, x = linear_gaussian()
+    g = gradient_draws(model, make_estimator("iwae-stl"), x, k, *budget("iwae-stl"), seed=3)
+    mask = encoder_mask(model)
+    assert max_z(g[:, mask], ref_mean[mask], ref_se[mask]) > bonferroni_threshold(
+        FALSE_ALARM, int(mask.sum())
+    )
+    decoder = ~mask
+    assert max_z(g[:, decoder], ref_mean[decoder], ref_se[decoder]) < bonferroni_threshold(
+        FALSE_ALARM, int(decoder.sum())
+    )
+    assert ESTIMATORS["iwae-stl"].bias and not any(ESTIMATORS[n].bias for n in ESTIMATORS if n != "iwae-stl")
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
@@ -163,6 +235,7 @@ def test_reinforce_encoder_variance_exceeds_reparam(k):
         ("reinforce-loo", "reinforce", 10),  # per-datapoint baseline from the other samples
         ("reinforce-nvil", "reinforce-ma", 1),  # input-dependent baseline beats a scalar one once trained
         ("stl", "reparam", 1),
+        ("reparam-cv", "reparam", 1),  # log p is quadratic in z here: the μ-part of the noise vanishes
     ],
 )
 def test_variance_reduction_is_real(better, worse, k):
@@ -219,11 +292,99 @@ def test_iw_estimators_reduce_to_their_elbo_counterparts_at_k1(iw, elbo):
     torch.testing.assert_close(a, b)
 
 
-def test_verify_reports_every_estimator_unbiased():
-    table = verify(["reparam", "reinforce-loo"])
-    assert table["unbiased"].all() and (table["rel_error"] < 0.1).all()
-    assert table.loc[table.estimator == "reinforce-loo", "enc_var_ratio_K1"].isna().all()  # K=1 impossible
-    assert (table.loc[table.estimator == "reinforce-loo", "enc_var_ratio_K10_low"] > 1).all()
+def test_verify_reports_every_estimator_as_it_claims():
+    table = verify(["reinforce-loo", "iwae-stl"], samplers=["iid"]).set_index(["estimator", "k_tested"])
+    assert table["as_expected"].all()
+    assert table.loc[("reinforce-loo", 3), "unbiased"] and table.loc[("iwae-stl", 1), "unbiased"]
+    assert table.loc[("reinforce-loo", 3), "rel_error"] < 0.1
+    # iwae-stl at K = 5 is compared with the IWAE_5 reference and found biased, as it declares.
+    stl5 = table.loc[("iwae-stl", IW_K)]
+    assert stl5["expected"] == "biased" and not stl5["unbiased"] and stl5["reference"] == "iwae5-80000"
+    assert math.isnan(table.loc[("reinforce-loo", 3), "enc_var_ratio_K1"])  # K=1 impossible
+    assert table.loc[("reinforce-loo", 3), "enc_var_ratio_K10_low"] > 1
+
+
+# --- identities of the newer estimators ----------------------------------------------------------------------
+
+
+def grads_of(name: str, model, x, k: int, seed: int = 2, **options) -> torch.Tensor:
+    model.zero_grad(set_to_none=True)
+    est = make_estimator(name, **options)
+    est(model, x, num_samples=k, generator=torch.Generator().manual_seed(seed)).surrogate.backward()
+    g = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    return g
+
+
+def test_vargrad_is_twice_leave_one_out_on_the_encoder_draw_by_draw():
+    # ∇_φ of the sample log-variance = -2/(K-1) Σ (f_k - f̄) ∇ log q(z_k) = -2 x reinforce-loo's estimate;
+    # the decoder takes the same pathwise ELBO gradient. With the score term, reinforce-loo differs.
+    model, x = linear_gaussian()
+    mask = encoder_mask(model)
+    for k in (2, 5):
+        vargrad, loo = grads_of("vargrad", model, x, k), grads_of("reinforce-loo", model, x, k)
+        torch.testing.assert_close(vargrad[mask], 2 * loo[mask], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(vargrad[~mask], loo[~mask], rtol=1e-10, atol=1e-12)
+    assert make_estimator("vargrad").encoder_scale == 2.0
+    with_term = grads_of("reinforce-loo", model, x, 5, score_term=True)
+    assert not torch.allclose(vargrad[mask], 2 * with_term[mask])
+
+
+def test_vimco_baseline_replaces_one_log_weight_by_the_others_geometric_mean():
+    log_w = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = torch.empty_like(log_w)
+    for k in range(5):
+        others = torch.cat([log_w[:k], log_w[k + 1 :]])
+        replaced = torch.cat([others, others.mean(0, keepdim=True)])
+        expected[k] = torch.logsumexp(replaced, 0) - math.log(5)
+    torch.testing.assert_close(leave_one_out_bounds(log_w), expected)
+
+
+def test_vimco_gradient_matches_its_formula():
+    # Σ_k (L̂ - L̂_{-k}) ∇ log q(z_k) + Σ_k w̃_k ∇ log w_k (z fixed), written out with autograd on the same z.
+    model, x = linear_gaussian()
+    k = 4
+    z = sample_posterior(model.posterior(x), k, torch.Generator().manual_seed(2)).detach()
+    q = model.posterior(x)
+    log_q = q.log_prob(z).sum(-1)
+    log_w = model.log_joint(x, z) - log_q
+    bound = torch.logsumexp(log_w.detach(), 0) - math.log(k)
+    signal = bound - leave_one_out_bounds(log_w.detach())
+    weights = torch.softmax(log_w.detach(), 0)
+    surrogate = -((signal * log_q).sum(0) + (weights * log_w).sum(0)).mean()
+    model.zero_grad(set_to_none=True)
+    surrogate.backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(grads_of("vimco", model, x, k), expected)
+
+
+def test_the_taylor_terms_are_the_gradient_and_hessian_of_log_p():
+    # Linear-Gaussian: ∇_z log p(x, z) = Wᵀ Σ_x⁻¹ (x - Wz - b) - z and H = -Wᵀ Σ_x⁻¹ W - I, for every datapoint.
+    model, x = linear_gaussian()
+    layer = model.decoder.net[0]
+    w, b = layer.weight.detach(), layer.bias.detach()
+    precision = model.decoder(torch.zeros(1, 1, 2, dtype=x.dtype))[1].detach().pow(-2)
+    loc = model.posterior(x).loc.detach()
+    v = torch.randn(loc.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    grad, hvp = taylor_terms(model, x, loc, v)
+    hessian = -(w.T * precision) @ w - torch.eye(2, dtype=x.dtype)
+    torch.testing.assert_close(grad, ((x - loc @ w.T - b) * precision) @ w - loc)
+    torch.testing.assert_close(hvp, v @ hessian.T)
+
+
+def test_reparam_cv_removes_only_the_linear_part_of_the_noise():
+    # Antithetic pairs give ε̄ = 0: the control variate vanishes and reparam-cv equals reparam draw by draw.
+    model, x = linear_gaussian()
+    a = grads_of("reparam-cv", model, x, 4, sampler="antithetic")
+    torch.testing.assert_close(a, grads_of("reparam", model, x, 4, sampler="antithetic"))
+    # With independent draws, log p quadratic in z makes the first-order μ-part exact: the gradient through
+    # μ has no noise left, while reparam's does.
+    mu_noise = {}
+    for name in ("reparam", "reparam-cv"):
+        g = torch.stack([grads_of(name, model, x, 1, seed=s) for s in range(20)])
+        enc = g[:, encoder_mask(model)]
+        mu_noise[name] = float(enc[:, :10].var(0).sum())  # encoder weights of μ: rows 0-1 of the 4 x 5 matrix
+    assert mu_noise["reparam-cv"] < 1e-20 < mu_noise["reparam"]
 
 
 # --- running statistics: set before their first use ----------------------------------------------------------
@@ -315,7 +476,7 @@ def test_unknown_estimator_lists_valid_names():
 def test_unknown_option_is_named():
     with pytest.raises(VaebenchError, match=r"unknown option.*momentum.*decay"):
         make_estimator("reinforce-ma", momentum=0.9)
-    with pytest.raises(VaebenchError, match=r"unknown option\(s\) foo; it takes: no options$"):
+    with pytest.raises(VaebenchError, match=r"unknown option\(s\) foo; it takes: sampler$"):
         make_estimator("reparam", foo=1)
     with pytest.raises(VaebenchError, match="score_term must be True or False"):
         make_estimator("reinforce-loo", score_term="no")

@@ -450,3 +450,35 @@ def test_curves_are_framed_by_the_runs_that_did_not_diverge():
     conv.loc[bad & (conv["metric"] == "test_elbo") & (conv["step"] == 100), "value"] = -1e10  # absurd, finite
     ax = plots.plot_curves(conv, num_samples=1)
     assert ax.get_ylim()[0] > -100
+
+
+def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp_path: Path) -> None:
+    # reparam with RQMC draws: half the variance, 1 nat better; the older frames have no sampler column.
+    rqmc = {}
+    for kind, frame in frames.items():
+        mine = frame[frame["estimator"] == "reparam"].assign(sampler="rqmc")
+        if kind == "variance":
+            mine = mine.assign(**{c: mine[c] / 2 for c in ("trace_var", "trace_var_low", "trace_var_high")})
+        if kind == "convergence":
+            mine = mine.assign(value=mine["value"] + 1.0)
+        rqmc[kind] = pd.concat([frame, mine], ignore_index=True)
+    throughput = rqmc["throughput"][rqmc["throughput"]["estimator"] != "reference"]
+    summary = tables.summary_table(rqmc["variance"], rqmc["convergence"], throughput, checkpoint="end")
+    assert list(zip(summary["estimator"], summary["sampler"], summary["num_samples"], strict=True)) == [
+        (n, s, k) for n in NAMES for s in (("iid", "rqmc") if n == "reparam" else ("iid",)) for k in KS
+    ]
+    row = summary.set_index(["estimator", "sampler", "num_samples"]).loc[("reparam", "rqmc", 10)]
+    assert row["trace_var"] == pytest.approx(VARIANCE["reparam"] / 10 / 2 * 1.005)
+    diff, *_ = tables.paired_difference(
+        rqmc["convergence"], "test_log_likelihood", ("reparam", 1, "rqmc"), ("reparam", 1)
+    )
+    assert diff == pytest.approx(1.0)
+    assert "| estimator | sampler | K |" in tables.summary_markdown(summary)
+    text = "\n".join(reading(summary, {"convergence": rqmc["convergence"]}, checkpoint="end"))
+    assert "Lowest encoder gradient variance at K=1 (at the end checkpoint): `reparam (rqmc)`" in text
+    # An all-iid summary (the old frames) keeps its old table: no sampler column.
+    plain = tables.summary_table(frames["variance"], frames["convergence"], None, checkpoint="end")
+    assert set(plain["sampler"]) == {"iid"} and "| sampler |" not in tables.summary_markdown(plain)
+    # Plots name the sampler in the legend.
+    ax = plots.plot_against_k(tables.variance_by_k(rqmc["variance"], checkpoint="end"), "trace_var")
+    assert "reparam (rqmc)" in [t.get_text() for t in ax.legend().get_texts()]

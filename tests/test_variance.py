@@ -66,7 +66,7 @@ def pooled_noise(monkeypatch):
     pool = torch.randn(4000, 4, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     state = {"row": 0}
 
-    def sample(q, num_samples, generator=None):
+    def sample(q, num_samples, generator=None, sampler="iid"):
         rows = q.loc.shape[0]
         start = state["row"]
         state["row"] += rows
@@ -74,6 +74,7 @@ def pooled_noise(monkeypatch):
         return q.loc + q.scale * eps
 
     monkeypatch.setattr(estimators_module, "sample_posterior", sample)
+    monkeypatch.setattr(estimators_module.base, "sample_posterior", sample)  # what the estimators call
     return state
 
 

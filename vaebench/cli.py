@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--estimators", metavar="NAMES", help="comma-separated estimator names, or 'all'")
     run.add_argument("--samples", metavar="KS", help="comma-separated K values, e.g. 1,10")
+    run.add_argument("--samplers", metavar="NAMES", help="comma-separated samplers: iid, antithetic, rqmc")
     run.add_argument("--seeds", metavar="SEEDS", help="comma-separated seeds, e.g. 0,1,2")
     run.add_argument("--dataset", metavar="NAME", help="digits, fashion-mnist, mnist or synthetic")
     run.add_argument("--data-dir", metavar="DIR", help="folder with the IDX files of fashion-mnist / mnist")
@@ -101,6 +102,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         over["estimators"] = list(ESTIMATORS) if names == ["all"] else names
     if args.samples is not None:
         over["samples"] = _ints("--samples", args.samples)
+    if args.samplers is not None:
+        over["samplers"] = _split(args.samplers)
     if args.seeds is not None:
         over["seeds"] = _ints("--seeds", args.seeds)
     if args.device is not None:
@@ -215,13 +218,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from vaebench.config import PRESET_DESCRIPTIONS
     from vaebench.data import DATASETS
-    from vaebench.estimators import ESTIMATORS
+    from vaebench.estimators import ESTIMATORS, SAMPLERS
 
     print("estimators:")
     width = max(map(len, ESTIMATORS))
-    for name, cls in ESTIMATORS.items():
-        k = f", K >= {cls.min_samples}" if cls.min_samples > 1 else ""
-        print(f"  {name:<{width}}  [{cls.objective}{k}] {cls.summary}  ({cls.reference})")
+    rows = [("", "family", "objective", "min K", "samplers")] + [
+        (n, c.family, c.objective, str(c.min_samples), ",".join(c.samplers)) for n, c in ESTIMATORS.items()
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for i, (name, *cells) in enumerate(rows):
+        line = "  ".join(f"{v:<{w}}" for v, w in zip((name, *cells), widths, strict=True))
+        if i == 0:
+            print(f"  {line}  summary (reference)")
+            continue
+        cls = ESTIMATORS[name]
+        bias = f" [{cls.bias}]" if cls.bias else ""
+        print(f"  {line}  {cls.summary}{bias}  ({cls.reference})")
+    print("samplers (--samplers; an estimator takes those that keep it unbiased):")
+    for name, text in SAMPLERS.items():
+        print(f"  {name:<{width}}  {text}")
     print("data sets:")
     width = max(map(len, DATASETS))
     for name, text in DATASETS.items():

@@ -88,6 +88,8 @@ class SuiteConfig:
     name: str = "default"  # names the output folder results/<timestamp>-<name>/
     estimators: tuple[str, ...] = field(default_factory=_all_estimators)  # keys of ESTIMATORS
     samples: tuple[int, ...] = (1, 10)  # K values; combinations an estimator cannot do are skipped, noted
+    samplers: tuple[str, ...] = ("iid",)  # how the K draws of ε are made: iid, antithetic, rqmc (see
+    # vaebench.estimators.sampling); a sampler that would bias an estimator is skipped for it, noted
     seeds: tuple[int, ...] = (0, 1, 2)  # seeds of model initialisation, data order and Monte Carlo draws
     device: str = "cpu"  # "cpu", "cuda", "cuda:N", or "auto" (cuda when available)
     threads: int = 1  # torch CPU threads (0: torch's default); see the note on threads below

@@ -10,7 +10,7 @@ import torch
 from vaebench.config.schema import CHECKPOINTS, SuiteConfig
 from vaebench.data import BINARIZE_MODES, DATASETS, Dataset
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS
+from vaebench.estimators import ESTIMATORS, SAMPLERS, unsupported
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.training import OPTIMIZERS
 
@@ -43,6 +43,10 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
         if k < 1:
             raise VaebenchError(f"samples (K) must be integers >= 1 (latent draws per datapoint), got {k}")
     _unique("samples", c.samples)
+    _nonempty("samplers", c.samplers)
+    for sampler in c.samplers:
+        _choice("samplers entry", sampler, tuple(SAMPLERS))
+    _unique("samplers", c.samplers)
     _nonempty("seeds", c.seeds)
     for s in c.seeds:
         _seed("seeds", s)
@@ -137,6 +141,27 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
             notes.append(f"skipping {name} entirely: it needs K >= {need}, samples are {list(c.samples)}")
         elif bad:
             notes.append(f"skipping {name} at K={','.join(map(str, bad))}: it needs K >= {need}")
+    return notes + _sampler_notes(c)
+
+
+def _sampler_notes(c: SuiteConfig) -> list[str]:
+    """Notes on the (estimator, sampler) pairs that will be skipped; an error if nothing at all can run."""
+    notes = []
+    for sampler in (s for s in c.samplers if s != "iid"):
+        refused = [n for n in c.estimators if sampler not in ESTIMATORS[n].samplers]
+        if refused:
+            notes.append(
+                f"skipping {', '.join(refused)} with sampler {sampler}: they are unbiased only with iid "
+                "samples (see `python -m vaebench list`)"
+            )
+        odd = [k for k in c.samples if sampler == "antithetic" and k % 2]
+        if odd:
+            notes.append(f"skipping sampler antithetic at K={','.join(map(str, odd))}: it needs an even K")
+    if all(unsupported(n, k, s) for n in c.estimators for k in c.samples for s in c.samplers):
+        raise VaebenchError(
+            f"no estimator can run at samples {list(c.samples)} with samplers {list(c.samplers)}; "
+            "add a K or a sampler they take (e.g. --samplers iid)"
+        )
     return notes
 
 

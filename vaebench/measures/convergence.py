@@ -53,7 +53,7 @@ FINAL_METRICS: tuple[str, ...] = (
 and its gap to the estimate (exact - estimate); for linear-Gaussian models the model's exact log p_θ(x) and the
 bound's gap to it. All are means over test points, in nats per datapoint."""
 
-UNIT_COLUMNS: tuple[str, ...] = ("estimator", "num_samples", "seed", *HISTORY_COLUMNS, "diverged")
+UNIT_COLUMNS: tuple[str, ...] = ("estimator", "sampler", "num_samples", "seed", *HISTORY_COLUMNS, "diverged")
 """Columns of a `measure_convergence` frame, in order."""
 
 DEFAULT_LL_SAMPLES = 5000  # importance samples per test point (Burda et al. 2015)
@@ -195,6 +195,7 @@ def measure_convergence(
     frame = pd.concat([history, final_rows], ignore_index=True)
     frame.insert(0, "seed", seed)
     frame.insert(0, "num_samples", num_samples)
+    frame.insert(0, "sampler", estimator.sampler)
     frame.insert(0, "estimator", estimator_name)
     frame["diverged"] = result.diverged
     return frame[list(UNIT_COLUMNS)]
@@ -247,7 +248,7 @@ def convergence_study(
 
 
 def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Mean over seeds of each final metric per (estimator, K), with a Student-t interval.
+    """Mean over seeds of each final metric per (estimator, sampler, K), with a Student-t interval.
 
     Diverged runs are counted (``n_diverged``) and left out of the mean: their final numbers describe a
     model frozen at an arbitrary step. The interval needs at least two completed seeds (NaN otherwise).
@@ -257,30 +258,32 @@ def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
         level: confidence level of the interval.
 
     Returns:
-        Tidy frame with columns estimator, num_samples, objective, metric, value, value_low, value_high,
-        n_seeds (completed runs), n_diverged, wall_time_s (mean training seconds of the completed runs).
+        Tidy frame with columns estimator, sampler (when ``df`` has one: frames written before samplers
+        existed have none), num_samples, objective, metric, value, value_low, value_high, n_seeds (completed
+        runs), n_diverged, wall_time_s (mean training seconds of the completed runs).
     """
     _require_columns(df, ("estimator", "num_samples", "seed", "metric", "value", "diverged", "objective"))
-    runs = df.groupby(["estimator", "num_samples", "seed"], sort=False)["diverged"].any()
+    setting = setting_keys(df)
+    runs = df.groupby([*setting, "seed"], sort=False)["diverged"].any()
+    diverged = runs.groupby(level=list(range(len(setting))), sort=False).sum()
+    diverged = dict(zip(diverged.index, diverged.to_numpy(), strict=True))  # setting tuple -> diverged runs
     rows = []
     final = df[df["metric"].isin(FINAL_METRICS)]
-    for (name, k, objective, metric), part in final.groupby(
-        ["estimator", "num_samples", "objective", "metric"], sort=False
-    ):
+    for key, part in final.groupby([*setting, "objective", "metric"], sort=False):
+        *values_of_setting, objective, metric = key
         done = part[~part["diverged"]]
         values = done["value"].to_numpy(dtype=float)
         low, high = mean_interval(values, level) if len(values) else (np.nan, np.nan)
         rows.append(
             {
-                "estimator": name,
-                "num_samples": k,
+                **dict(zip(setting, values_of_setting, strict=True)),
                 "objective": objective,
                 "metric": metric,
                 "value": values.mean() if len(values) else np.nan,
                 "value_low": float(low),
                 "value_high": float(high),
                 "n_seeds": len(values),
-                "n_diverged": int(runs.loc[(name, k)].sum()),
+                "n_diverged": int(diverged[tuple(values_of_setting)]),
                 "wall_time_s": done["wall_time_s"].mean() if len(values) else np.nan,
             }
         )
@@ -288,7 +291,7 @@ def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
 
 
 def summarize_curves(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Learning curves over seeds: per (estimator, K, metric, step) the mean and a Student-t band.
+    """Learning curves over seeds: per (estimator, sampler, K, metric, step) the mean and a Student-t band.
 
     Runs are aligned by step (the same ``eval_every`` gives the same steps); a run that stopped early
     (divergence, a wall-clock budget) contributes up to its last step, and ``n_seeds`` says how many did.
@@ -298,13 +301,14 @@ def summarize_curves(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         level: confidence level of the band.
 
     Returns:
-        Tidy frame: estimator, num_samples, objective, metric, step, value, value_low, value_high, n_seeds,
-        and the mean cost columns epoch, wall_time_s, grad_evals, latent_samples.
+        Tidy frame: estimator, sampler (when ``df`` has one), num_samples, objective, metric, step, value,
+        value_low, value_high, n_seeds, and the mean cost columns epoch, wall_time_s, grad_evals,
+        latent_samples.
     """
-    _require_columns(df, UNIT_COLUMNS)
+    _require_columns(df, [c for c in UNIT_COLUMNS if c != "sampler"])
     curves = df[~df["metric"].isin(FINAL_METRICS)]
     rows = []
-    keys = ["estimator", "num_samples", "objective", "metric", "step"]
+    keys = [*setting_keys(df), "objective", "metric", "step"]
     for key, part in curves.groupby(keys, sort=True):
         values = part["value"].to_numpy(dtype=float)
         low, high = mean_interval(values, level)
@@ -313,6 +317,11 @@ def summarize_curves(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         row.update({c: part[c].mean() for c in ("epoch", "wall_time_s", "grad_evals", "latent_samples")})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def setting_keys(df: pd.DataFrame) -> list[str]:
+    """The columns that name one setting: estimator, sampler (if the frame has it), K."""
+    return [c for c in ("estimator", "sampler", "num_samples") if c in df]
 
 
 # The pytorch/examples VAE recipe, as a regression check of the whole pipeline.

@@ -31,6 +31,7 @@ the size of the differences that published comparisons of VAE estimators turn on
 
 PLATEAU_COLUMNS = (
     "estimator",
+    "sampler",
     "num_samples",
     "test_elbo_rise",
     "test_elbo_rise_low",
@@ -42,6 +43,8 @@ PLATEAU_COLUMNS = (
 )
 """Columns of `plateau`'s frame."""
 
+SETTING = ("estimator", "sampler", "num_samples")
+
 
 def plateau(
     convergence: pd.DataFrame,
@@ -50,7 +53,7 @@ def plateau(
     tolerance: float = TOLERANCE,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """The rise of each (estimator, K)'s test-ELBO curve over the last ``fraction`` of its runs; levelled off?
+    """The rise of each (estimator, sampler, K)'s test-ELBO curve over the last ``fraction`` of its runs; levelled off?
 
     Args:
         convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step, metric,
@@ -60,16 +63,17 @@ def plateau(
         level: level of the interval.
 
     Returns:
-        One row per (estimator, K) with a curve, columns `PLATEAU_COLUMNS`: the mean rise with its interval,
-        the window (mean first and last step), the seeds pooled, and ``converged`` (True when the interval
-        lies within ±tolerance, False otherwise, None when there is no interval: one seed with fewer than
-        three points in the window).
+        One row per (estimator, sampler, K) with a curve, columns `PLATEAU_COLUMNS` (no ``sampler`` for a
+        frame without one): the mean rise with its interval, the window (mean first and last step), the
+        seeds pooled, and ``converged`` (True when the interval lies within ±tolerance, False otherwise,
+        None when there is no interval: one seed with fewer than three points in the window).
     """
     rows = convergence[convergence["metric"] == "test_elbo"]
     if "diverged" in rows:
         rows = rows[~rows["diverged"].astype(bool)]
     out = []
-    for (name, k), setting in rows.groupby(["estimator", "num_samples"], sort=False):
+    keys = [c for c in SETTING if c in rows]  # frames from before samplers existed have no sampler column
+    for key, setting in rows.groupby(keys, sort=False):
         rises, spans, fits = [], [], []
         for _, run in setting.groupby("seed"):
             run = run.sort_values("step")
@@ -96,8 +100,7 @@ def plateau(
         converged = None if np.isnan(low) else bool(-tolerance < low and high < tolerance)
         out.append(
             {
-                "estimator": name,
-                "num_samples": k,
+                **dict(zip(keys, key, strict=True)),
                 "test_elbo_rise": rise,
                 "test_elbo_rise_low": low,
                 "test_elbo_rise_high": high,
@@ -107,4 +110,4 @@ def plateau(
                 "converged": converged,
             }
         )
-    return pd.DataFrame(out, columns=list(PLATEAU_COLUMNS))
+    return pd.DataFrame(out, columns=[c for c in PLATEAU_COLUMNS if c in keys or c not in SETTING])

@@ -1,7 +1,8 @@
 """Plots of the suite's tidy frames; every function takes ``ax=None``, draws one panel and returns the axes.
 
 Colours are keyed by estimator name in one place (:func:`estimator_color`), so an estimator has the same
-colour in every figure. Every point comes with its interval: error bars for variance, SNR and step time (the
+colour in every figure; a sampler other than iid keeps the estimator's colour and changes the line style
+(:data:`SAMPLER_STYLES`), and the legend names it. Every point comes with its interval: error bars for variance, SNR and step time (the
 ``_low`` / ``_high`` columns), and a band over seeds for the learning curves (95% Student-t interval of the
 mean, from :func:`vaebench.stats.mean_interval`).
 """
@@ -17,13 +18,17 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from vaebench.estimators import ESTIMATORS
+from vaebench.estimators import ESTIMATORS, SAMPLERS
+from vaebench.report.settings import setting_label, with_sampler
 
-_PALETTE = matplotlib.colormaps["tab10"].colors
+_PALETTE = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
 COLORS: dict[str, tuple[float, float, float]] = {
     name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(ESTIMATORS)
 }
-"""Colour of each registered estimator (registry order through tab10)."""
+"""Colour of each registered estimator (registry order through tab10, then Dark2)."""
+
+SAMPLER_STYLES = {"iid": "-", "antithetic": "--", "rqmc": ":"}
+"""Line style of each sampler (the estimator keeps its colour)."""
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
@@ -66,6 +71,20 @@ def _ordered(names) -> list[str]:
     return known + sorted(n for n in names if n not in ESTIMATORS)
 
 
+def _series(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(estimator, sampler, rows) per setting of ``frame``, estimators in registry order, then samplers."""
+    frame = with_sampler(frame)
+    out = []
+    for name in _ordered(frame["estimator"]):
+        mine = frame[frame["estimator"] == name]
+        present = list(dict.fromkeys(mine["sampler"]))
+        for sampler in [s for s in SAMPLERS if s in present] + sorted(
+            s for s in present if s not in SAMPLERS
+        ):
+            out.append((name, sampler, mine[mine["sampler"] == sampler]))
+    return out
+
+
 def plot_against_k(
     frame: pd.DataFrame, metric: str, *, ax: Axes | None = None, ylabel: str | None = None, title: str = ""
 ) -> Axes:
@@ -80,9 +99,8 @@ def plot_against_k(
         title: panel title.
     """
     ax = _axes(ax)
-    for name in _ordered(frame["estimator"]):
-        rows = frame[(frame["estimator"] == name) & np.isfinite(frame[metric]) & (frame[metric] > 0)]
-        rows = rows.sort_values("num_samples")
+    for name, sampler, rows in _series(frame):
+        rows = rows[np.isfinite(rows[metric]) & (rows[metric] > 0)].sort_values("num_samples")
         if rows.empty:
             continue
         y = rows[metric].to_numpy(float)
@@ -95,8 +113,9 @@ def plot_against_k(
             rows["num_samples"],
             y,
             yerr=yerr,
-            label=name,
+            label=setting_label(name, sampler),
             color=estimator_color(name),
+            linestyle=SAMPLER_STYLES.get(sampler, "-."),
             marker=estimator_marker(name),
             capsize=3,
             linewidth=1.4,
@@ -153,10 +172,13 @@ def plot_curves(
     ax = _axes(ax)
     bands = curve_bands(convergence[convergence["num_samples"] == num_samples], metric)
     finals = []
-    for name in _ordered(bands["estimator"]):
-        b = bands[bands["estimator"] == name].sort_values("step")
+    for name, sampler, b in _series(bands):
+        b = b.sort_values("step")
         color = estimator_color(name)
-        ax.plot(b[x], b["value"], color=color, label=name, linewidth=1.4)
+        style = SAMPLER_STYLES.get(sampler, "-.")
+        ax.plot(
+            b[x], b["value"], color=color, label=setting_label(name, sampler), linestyle=style, linewidth=1.4
+        )
         ax.fill_between(b[x], b["value_low"], b["value_high"], color=color, alpha=0.2, linewidth=0)
         finals.append(b["value"].iloc[len(b) // 4 :])
     if "diverged" in convergence:
@@ -171,9 +193,7 @@ def plot_curves(
         ]
         steady = curve_bands(steady, metric)
         if not steady.empty:
-            finals = [
-                g.sort_values("step")["value"].iloc[len(g) // 4 :] for _, g in steady.groupby("estimator")
-            ]
+            finals = [g.sort_values("step")["value"].iloc[len(g) // 4 :] for _, _, g in _series(steady)]
     if finals:
         # Early ELBOs are orders of magnitude below the final ones: frame the last three quarters.
         tail = pd.concat(finals).to_numpy(float)
@@ -199,17 +219,17 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
         title: panel title.
     """
     ax = _axes(ax, figsize=(8.0, 4.0))
-    names = _ordered(throughput["estimator"])
+    settings = [(name, sampler) for name, sampler, _ in _series(throughput)]
     ks = sorted(throughput["num_samples"].unique())
     width = 0.8 / max(len(ks), 1)
     hatches = ("", "//", "..", "xx", "\\\\")
     for j, k in enumerate(ks):
-        rows = throughput[throughput["num_samples"] == k].set_index("estimator")
+        rows = with_sampler(throughput[throughput["num_samples"] == k]).set_index(["estimator", "sampler"])
         xs, heights, errs, colors = [], [], [], []
-        for i, name in enumerate(names):
-            if name not in rows.index:
+        for i, (name, sampler) in enumerate(settings):
+            if (name, sampler) not in rows.index:
                 continue
-            row = rows.loc[name]
+            row = rows.loc[(name, sampler)]
             median = 1e3 * float(row["step_s_median"])
             low = 1e3 * float(row.get("step_s_low", np.nan))
             high = 1e3 * float(row.get("step_s_high", np.nan))
@@ -220,8 +240,8 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
         err = np.nan_to_num(np.array(errs).T) if errs else None
         ax.bar(xs, heights, width=width, color=colors, yerr=err, capsize=2, edgecolor="black",
                linewidth=0.5, hatch=hatches[j % len(hatches)], label=f"K = {k}")  # fmt: skip
-    labels = ["hand-written\nreference" if n == "reference" else n for n in names]
-    ax.set_xticks(range(len(names)), labels, rotation=30, ha="right")
+    labels = ["hand-written\nreference" if n == "reference" else setting_label(n, s) for n, s in settings]
+    ax.set_xticks(range(len(settings)), labels, rotation=30, ha="right")
     ax.set_ylabel("training step (ms, median)")
     ax.set_title(title or "Cost of one training step")
     legend = ax.legend(loc="upper left")

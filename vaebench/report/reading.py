@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.estimators import ESTIMATORS, Reinforce
+from vaebench.estimators import ESTIMATORS
 from vaebench.measures.plateau import TOLERANCE
 from vaebench.report import tables
 from vaebench.report.formatting import fmt_interval, fmt_number, truth
+from vaebench.report.settings import bias_note, setting_label, with_sampler
 from vaebench.training import DIVERGENCE_BOUND
 
 
@@ -34,6 +35,7 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
     """
     if summary.empty:
         return []
+    summary = with_sampler(summary)
     ks = sorted(summary["num_samples"].dropna().unique())
     convergence = frames.get("convergence", pd.DataFrame())
     throughput = frames.get("throughput", pd.DataFrame())
@@ -63,11 +65,11 @@ def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[s
             f"the highest, {_name(hi)} ({_iv(hi, 'trace_var')}), is "
             f"{_times(hi['trace_var'] / lo['trace_var'])} larger{_separation(lo, hi, 'trace_var')}."
         )
-        base = rows[rows["estimator"] == "reparam"]
+        base = rows[(rows["estimator"] == "reparam") & (rows["sampler"] == "iid")]
         score = rows[rows["estimator"].map(_score_function)]
         if not base.empty and not score.empty:
             ratios = score["trace_var"] / base["trace_var"].iloc[0]
-            names = ", ".join(f"`{n}`" for n in score["estimator"])
+            names = ", ".join(_name(r) for _, r in score.iterrows())
             span = (
                 f"{_times(ratios.min())} to {_times(ratios.max())}"
                 if len(score) > 1
@@ -75,6 +77,12 @@ def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[s
             )
             lines.append(
                 f"At K={k} the score-function estimators ({names}) have {span} the encoder variance of `reparam`."
+            )
+        biased = rows[[bool(bias_note(n, k)) for n in rows["estimator"]]]
+        if not biased.empty:
+            lines.append(
+                f"At K={k}, {_names(list(biased.itertuples()), k=False)} estimate(s) a gradient of the wrong mean "
+                f"({ESTIMATORS[biased['estimator'].iloc[0]].bias}): a low variance is no merit there."
             )
     return lines
 
@@ -85,10 +93,10 @@ def _k_effect(summary: pd.DataFrame, ks: list) -> list[str]:
         return []
     k0, k1 = ks[0], ks[-1]
     both = []
-    for name, g in summary.groupby("estimator", sort=False):
+    for (name, sampler), g in summary.groupby(["estimator", "sampler"], sort=False):
         g = g.set_index("num_samples")
         if k0 in g.index and k1 in g.index and np.isfinite(g.loc[[k0, k1], "trace_var"]).all():
-            both.append((name, g))
+            both.append((setting_label(name, sampler), g))
     lines = []
     if both:
         text = ", ".join(f"`{n}` {_times(g.loc[k1, 'trace_var'] / g.loc[k0, 'trace_var'])}" for n, g in both)
@@ -173,7 +181,7 @@ def _quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list
             text = f"Best {what} at K={k}: {_name(best)}, {_iv(best, metric, True)} nats" + _diverged_note(
                 best
             )
-            others = rows[rows["estimator"] != best["estimator"]]
+            others = rows.drop(index=best.name)
             if not others.empty and not convergence.empty:
                 tied = _tied(convergence, metric, best, others)
                 text += (
@@ -201,7 +209,11 @@ def _speed(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame) -> list[st
         )
     if not throughput.empty and "estimator" in throughput and (throughput["estimator"] == "reference").any():
         ref_ms = 1e3 * float(throughput[throughput["estimator"] == "reference"]["step_s_median"].iloc[0])
-        mine = summary[(summary["estimator"] == "reparam") & (summary["num_samples"] == ks[0])]
+        mine = summary[
+            (summary["estimator"] == "reparam")
+            & (summary["sampler"] == "iid")
+            & (summary["num_samples"] == ks[0])
+        ]
         if np.isfinite(ref_ms) and not mine.empty and np.isfinite(mine["step_ms"].iloc[0]):
             lines.append(
                 f"A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
@@ -220,7 +232,7 @@ def _equal_compute(summary: pd.DataFrame, ks: list) -> list[str]:
         if len(rows) < 2:
             continue
         best = rows.loc[rows["work_normalized_var"].idxmin()]
-        others = rows[rows["estimator"] != best["estimator"]]
+        others = rows.drop(index=best.name)
         second = others.loc[others["work_normalized_var"].idxmin()]
         ratio = _times(second["work_normalized_var"] / best["work_normalized_var"])
         lines.append(
@@ -252,7 +264,13 @@ def _divergence(summary: pd.DataFrame) -> list[str]:
 
 
 def _name(row: pd.Series) -> str:
-    return f"`{row['estimator']}`"
+    return f"`{setting_label(row['estimator'], row.get('sampler'))}`"
+
+
+def _key(row: pd.Series) -> tuple[str, int, str]:
+    """(estimator, K, sampler) of a summary row, as `tables.paired_difference` takes it."""
+    sampler = row.get("sampler")
+    return row["estimator"], int(row["num_samples"]), sampler if isinstance(sampler, str) else "iid"
 
 
 def _iv(row: pd.Series, metric: str, symmetric: bool = False) -> str:
@@ -335,8 +353,8 @@ def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[st
     diff, low, high, n = tables.paired_difference(
         convergence,
         "test_log_likelihood",
-        (cheap_best["estimator"], int(cheap_best["num_samples"])),
-        (best["estimator"], int(best["num_samples"])),
+        _key(cheap_best),
+        _key(best),
     )
     cost = ""
     if (
@@ -355,11 +373,8 @@ def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[st
 def _tied(convergence: pd.DataFrame, metric: str, best: pd.Series, others: pd.DataFrame) -> list[pd.Series]:
     """Rows of ``others`` whose paired difference to ``best`` has an interval containing 0 (or none)."""
     tied = []
-    key = (best["estimator"], int(best["num_samples"]))
     for _, row in others.iterrows():
-        _, low, _, _ = tables.paired_difference(
-            convergence, metric, key, (row["estimator"], int(row["num_samples"]))
-        )
+        _, low, _, _ = tables.paired_difference(convergence, metric, _key(best), _key(row))
         if not (np.isfinite(low) and low > 0):
             tied.append(row)
     return tied
@@ -372,7 +387,11 @@ def _names(rows: list, limit: int = 4, k: bool | None = None) -> str:
     """
     get = [r if isinstance(r, pd.Series) else r._asdict() for r in rows]
     with_k = k if k is not None else len({int(r["num_samples"]) for r in get}) > 1
-    names = [f"`{r['estimator']}`" + (f" K={int(r['num_samples'])}" if with_k else "") for r in get]
+    names = [
+        f"`{setting_label(r['estimator'], r.get('sampler'))}`"
+        + (f" K={int(r['num_samples'])}" if with_k else "")
+        for r in get
+    ]
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -417,4 +436,4 @@ def _unconverged_note(rows: pd.DataFrame, best: pd.Series) -> str:
 
 def _score_function(name: str) -> bool:
     cls = ESTIMATORS.get(name)
-    return cls is not None and issubclass(cls, Reinforce)
+    return cls is not None and cls.family == "score-function"

@@ -1,6 +1,7 @@
-"""Tables of the suite's tidy frames: pivots to one row per (estimator, K), and their markdown.
+"""Tables of the suite's tidy frames: pivots to one row per (estimator, sampler, K), and their markdown.
 
-The comparison table (:func:`summary_table`) joins, per estimator and K:
+A *setting* is an estimator with its sampler (``iid`` unless the run asked for others; frames written before
+samplers existed count as ``iid``) at one K. The comparison table (:func:`summary_table`) joins, per setting:
 
 - gradient variance of the encoder (trace of the covariance of the minibatch gradient estimate) and its
   signal-to-noise ratio, at one checkpoint of the shared reference run, with intervals; ``snr_at_floor`` flags
@@ -12,7 +13,8 @@ The comparison table (:func:`summary_table`) joins, per estimator and K:
 - the median training-step time and its interval;
 - work-normalised variance (variance x seconds per estimate: lower wins at equal compute), with interval;
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
-  training objective is not comparable with the ELBO rows even though the test ELBO and log-likelihood are.
+  training objective is not comparable with the ELBO rows even though the test ELBO and log-likelihood are;
+- ``biased``: the estimator's declared bias at this K (``iwae-stl`` for K > 1), empty for unbiased rows.
 
 Variance figures measured for several seeds (each seed: its own minibatch, the same for every estimator)
 are averaged over the seeds with :func:`vaebench.stats.pooled_mean_interval`: the target is the average over
@@ -23,7 +25,7 @@ markdown primitives live in :mod:`vaebench.report.formatting`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,23 +39,18 @@ from vaebench.report.formatting import (
     markdown,
     truth,
 )
+from vaebench.report.settings import (
+    KEYS,
+    all_iid,
+    bias_note,
+    order_estimators,
+    setting_columns,
+    with_sampler,
+)
 from vaebench.stats import mean_interval, pooled_mean_interval
 
-KEYS = ["estimator", "num_samples"]
 VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "snr_norm")
 """Variance columns carried into the tables (with their `_low`/`_high` where the frame has them)."""
-
-
-def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted by registry order of the estimator, then K."""
-    rank = {name: i for i, name in enumerate(ESTIMATORS)}
-    key = frame["estimator"].map(lambda n: rank.get(n, len(rank)))
-    return (
-        frame.assign(_rank=key)
-        .sort_values(["_rank", "estimator", "num_samples"])
-        .drop(columns="_rank")
-        .reset_index(drop=True)
-    )
 
 
 def _measured(variance: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +66,7 @@ def _measured(variance: pd.DataFrame) -> pd.DataFrame:
 def variance_by_k(
     variance: pd.DataFrame, *, group: str = "encoder", checkpoint: str | None = None, level: float = 0.95
 ) -> pd.DataFrame:
-    """One row per (estimator, K) of the variance measure at one checkpoint and parameter group.
+    """One row per (estimator, sampler, K) of the variance measure at one checkpoint and parameter group.
 
     Args:
         variance: tidy rows of the variance study (``estimator, num_samples, seed, group, checkpoint,
@@ -79,16 +76,16 @@ def variance_by_k(
         level: unused (the pooled interval has the level of the measure's own intervals).
 
     Returns:
-        Columns ``estimator, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
+        Columns ``estimator, sampler, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
         present, with ``_low``/``_high``.
     """
-    rows = _measured(variance)
+    rows = with_sampler(_measured(variance))
     rows = rows[rows["group"] == group]
     if checkpoint is not None and "checkpoint" in rows:
         rows = rows[rows["checkpoint"] == checkpoint]
     out = []
-    for (name, k), g in rows.groupby(KEYS, sort=False):
-        rec: dict = {"estimator": name, "num_samples": k}
+    for (name, sampler, k), g in rows.groupby(KEYS, sort=False):
+        rec: dict = {"estimator": name, "sampler": sampler, "num_samples": k}
         for col in ("objective", "reference"):
             if col in g:
                 rec[col] = g[col].iloc[0]
@@ -114,8 +111,8 @@ def variance_by_checkpoint(
     group: str = "encoder",
     checkpoints: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """``metric`` pooled over seeds, one row per (estimator, K), one column per checkpoint (in order)."""
-    rows = _measured(variance)
+    """``metric`` pooled over seeds, one row per (estimator, sampler, K), one column per checkpoint (in order)."""
+    rows = with_sampler(_measured(variance))
     rows = rows[rows["group"] == group]
     labels = [c for c in checkpoints if c in set(rows["checkpoint"])] or list(
         dict.fromkeys(rows["checkpoint"])
@@ -134,13 +131,13 @@ def variance_by_checkpoint(
 
 
 def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Final test ELBO and test log-likelihood per (estimator, K): mean over seeds with a Student-t interval.
+    """Final test ELBO and test log-likelihood per (estimator, sampler, K): mean over seeds, Student-t interval.
 
     A pivot of :func:`vaebench.measures.convergence.summarize_convergence` (diverged runs are left out of
     the means and counted), joined with :func:`vaebench.measures.plateau.plateau`.
 
     Returns:
-        Columns ``estimator, num_samples, objective, runs, diverged``, ``train_time_s`` (mean training
+        Columns ``estimator, sampler, num_samples, objective, runs, diverged``, ``train_time_s`` (mean training
         seconds), for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
         synthetic data ``exact_log_likelihood``, ``ll_gap``...) the mean with ``_low``/``_high``, and where
         the curves allow it ``test_elbo_rise`` (with ``_low``/``_high``), ``rise_from_step``,
@@ -149,12 +146,18 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
     from vaebench.measures.convergence import summarize_convergence
     from vaebench.measures.plateau import plateau
 
+    convergence = with_sampler(convergence)
     long = summarize_convergence(convergence, level)
     if long.empty:
         return pd.DataFrame(columns=KEYS)
     out = []
-    for (name, k), g in long.groupby(KEYS, sort=False):
-        rec: dict = {"estimator": name, "num_samples": k, "objective": g["objective"].iloc[0]}
+    for (name, sampler, k), g in long.groupby(KEYS, sort=False):
+        rec: dict = {
+            "estimator": name,
+            "sampler": sampler,
+            "num_samples": k,
+            "objective": g["objective"].iloc[0],
+        }
         rec["runs"] = int(g["n_seeds"].max() + g["n_diverged"].max())
         rec["diverged"] = int(g["n_diverged"].max())
         rec["train_time_s"] = g["wall_time_s"].iloc[0]
@@ -182,16 +185,16 @@ def paired_difference(
     Args:
         convergence: tidy rows of the convergence measure.
         metric: a final metric, e.g. ``test_log_likelihood``.
-        a, b: (estimator, K) of the two runs.
+        a, b: (estimator, K) or (estimator, K, sampler) of the two settings (the sampler defaults to iid).
         level: interval level.
 
     Returns:
         (mean difference, low, high, number of seeds); NaN interval with fewer than two seeds.
     """
-    rows = convergence[convergence["metric"] == metric]
+    rows = with_sampler(convergence[convergence["metric"] == metric])
 
-    def per_seed(name: str, k: int) -> pd.Series:
-        r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k)]
+    def per_seed(name: str, k: int, sampler: str = "iid") -> pd.Series:
+        r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k) & (rows["sampler"] == sampler)]
         if "diverged" in r:
             r = r[~r["diverged"].astype(bool)]
         return r.groupby("seed")["value"].last()
@@ -209,13 +212,13 @@ def _registry_objective(name: str) -> str:
 
 
 def throughput_by_k(throughput: pd.DataFrame, batch_size: int | None = None) -> pd.DataFrame:
-    """Step time in milliseconds per (estimator, K) at one batch size (the largest measured by default).
+    """Step time in milliseconds per (estimator, sampler, K) at one batch size (the largest by default).
 
     Returns:
-        Columns ``estimator, num_samples, batch_size, step_ms, step_ms_low, step_ms_high`` and, when
+        Columns ``estimator, sampler, num_samples, batch_size, step_ms, step_ms_low, step_ms_high`` and, when
         present, ``datapoints_per_s`` and ``ceiling_fraction``.
     """
-    rows = throughput
+    rows = with_sampler(throughput)
     if "skipped" in rows:
         rows = rows[~rows["skipped"].fillna(False).astype(bool)]
     if "compiled" in rows:
@@ -248,7 +251,7 @@ def summary_table(
     group: str = "encoder",
     batch_size: int | None = None,
 ) -> pd.DataFrame:
-    """The comparison table: one row per (estimator, K) joining the three measures (outer join).
+    """The comparison table: one row per (estimator, sampler, K) joining the three measures (outer join).
 
     Args:
         variance, convergence, throughput: the tidy frames (None or empty when not measured).
@@ -257,7 +260,7 @@ def summary_table(
         batch_size: the throughput batch size reported (default: the largest measured).
 
     Returns:
-        Columns ``estimator, num_samples, objective`` then, where measured: ``trace_var, snr,
+        Columns ``estimator, sampler, num_samples, objective, biased`` then, where measured: ``trace_var, snr,
         final_test_elbo, test_log_likelihood, test_elbo_rise, step_ms, work_normalized_var`` each with
         ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
         measured), ``converged`` (the test ELBO had levelled off), and ``runs, diverged,
@@ -294,7 +297,8 @@ def summary_table(
             found = table.pop(column).astype(object)
             objective = found.where(found.notna(), objective)
     table["objective"] = objective
-    order = [*KEYS, "objective"]
+    table["biased"] = [bias_note(n, k) for n, k in zip(table["estimator"], table["num_samples"], strict=True)]
+    order = [*KEYS, "objective", "biased"]
     for metric in (
         "trace_var",
         "snr",
@@ -327,11 +331,7 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
 
 def summary_markdown(summary: pd.DataFrame) -> str:
     """The comparison table as markdown (only the columns that were measured)."""
-    cols: list[tuple[str, Callable[[pd.Series], str]]] = [
-        ("estimator", lambda r: f"`{r['estimator']}`"),
-        ("K", lambda r: str(int(r["num_samples"]))),
-        ("objective", lambda r: str(r.get("objective", ""))),
-    ]
+    cols = [*setting_columns(summary), ("objective", lambda r: str(r.get("objective", "")))]
     for column, header, _, symmetric in SUMMARY_COLUMNS:
         if column in summary and summary[column].notna().any():
             cell = interval_cell(column, symmetric)
@@ -350,11 +350,24 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
     """One bullet per column of :func:`summary_markdown`: what it measures."""
-    lines = [
+    lines = []
+    if not all_iid(summary):
+        lines.append(
+            "- **sampler**: how the K draws of ε in z = μ + σ ε are made: `iid` (independent), `antithetic` "
+            "(pairs ε, -ε) or `rqmc` (scrambled Sobol points, a fresh scramble per datapoint and step); each "
+            "keeps its estimator unbiased (`python -m vaebench list` shows which estimator takes which)."
+        )
+    lines.append(
         "- **objective**: what the estimator's training maximises; `iwae` rows optimise the importance-weighted "
         "bound IWAE_K, so their training objective is a different number (their test ELBO and log p(x) are "
         "comparable)."
-    ]
+    )
+    biased = summary[summary.get("biased", pd.Series("", index=summary.index)).fillna("") != ""]
+    for name in dict.fromkeys(biased["estimator"]):
+        lines.append(
+            f"- †: `{name}` is {ESTIMATORS[name].bias}: its variance and SNR describe a gradient of the wrong "
+            "mean, so a low variance is no merit."
+        )
     for column, header, meaning, _ in SUMMARY_COLUMNS:
         if column in summary and summary[column].notna().any():
             lines.append(f"- **{header}**: {meaning}.")

@@ -214,7 +214,7 @@ def render(
         pivot = tables.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
         labels = [c for c in pivot.columns if c not in tables.KEYS]
         steps = variance.groupby("checkpoint")["step"].first().to_dict() if "step" in variance else {}
-        cols = [("estimator", lambda r: f"`{r['estimator']}`"), ("K", lambda r: str(int(r["num_samples"])))]
+        cols = tables.setting_columns(pivot)
         cols += [(f"{c} (step {steps.get(c, '?')})", lambda r, c=c: fmt_number(r[c])) for c in labels]
         md += [
             "### Encoder gradient variance along the reference run",
@@ -235,7 +235,7 @@ def render(
         "## Files",
         "",
         "`summary.csv` (this table, with every interval bound), `variance.csv`, `convergence.csv`, "
-        "`throughput.csv` (tidy rows: every row carries `estimator`, `num_samples`, `seed`), `run.json` "
+        "`throughput.csv` (tidy rows: every row carries `estimator`, `sampler`, `num_samples`, `seed`), `run.json` "
         "(configuration, versions, device, git revision). Rebuild this report with "
         "`python -m vaebench report <this folder>`.",
         "",
@@ -314,7 +314,8 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
         f"Data: {data}. Model: GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, "
         f"{_likelihood(c)}. "
         f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
-        f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
+        + (f"samplers {', '.join(c.samplers)}; " if tuple(c.samplers) != ("iid",) else "")
+        + f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
         f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
         f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
     )
@@ -383,6 +384,8 @@ def _notes(run: dict, frames: dict[str, pd.DataFrame]) -> list[str]:
     for kind, frame in frames.items():
         if not frame.empty and "status" in frame:
             skipped = frame[frame["status"].fillna("ok") == "skipped"]
+            if "sampler" in skipped:  # a sampler refused by an estimator: the run's notes say so once
+                skipped = skipped[skipped["sampler"].fillna("iid") == "iid"]
             for _, row in skipped.drop_duplicates(["estimator", "num_samples"]).iterrows():
                 reason = row.get("reason", row.get("skip_reason", ""))
                 notes.append(f"{kind}: skipped `{row['estimator']}` at K={int(row['num_samples'])}" + (f" ({reason})" if isinstance(reason, str) and reason else ""))  # fmt: skip

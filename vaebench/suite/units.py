@@ -6,9 +6,10 @@ A unit is the smallest piece of the suite that is saved on its own as soon as it
   at the fractions of `vaebench.config.CHECKPOINTS` (init, early, middle, end): every estimator's gradient
   variance is measured at these same parameters, so estimators are compared on equal footing;
 - ``variance/<checkpoint>``: every estimator x K x seed at one checkpoint (`variance_study`);
-- ``convergence/<estimator>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood
+- ``convergence/<estimator>-K<k>-s<seed>`` (``<estimator>@<sampler>-K<k>-s<seed>`` for a sampler other than
+  iid, so the names of older results folders stay valid): one training run and its final test ELBO and log-likelihood
   (`measure_convergence`), self-contained and deterministic given its arguments;
-- ``throughput/<estimator>-K<k>`` and ``throughput/reference``: the training-step time
+- ``throughput/<estimator>-K<k>`` (``<estimator>@<sampler>-K<k>``) and ``throughput/reference``: the training-step time
   (`measure_throughput`; the hand-written pytorch/examples step as the reference row).
 
 Each unit has a relative cost (``weight``), from which the progress bar's ETA is computed.
@@ -29,7 +30,7 @@ import torch
 
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.data import Dataset, load_dataset
-from vaebench.estimators import ESTIMATORS, make_estimator
+from vaebench.estimators import make_estimator, unsupported
 from vaebench.model import GaussianVAE
 from vaebench.suite import store
 
@@ -48,6 +49,7 @@ class Unit:
         seed: the seed (convergence), else None.
         checkpoint: the checkpoint label (variance), else None.
         weight: relative cost, for the ETA.
+        sampler: the estimator's sampler (convergence, throughput).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class Unit:
     seed: int | None = None
     checkpoint: str | None = None
     weight: float = 1.0
+    sampler: str = "iid"
 
     @property
     def path(self) -> Path:
@@ -85,11 +88,20 @@ class Skipped(Exception):
     and its reason becomes a note of the run rather than a failure)."""
 
 
-def pairs(config: SuiteConfig) -> list[tuple[str, int]]:
-    """The (estimator, K) combinations that can run (K >= the estimator's minimum)."""
+def pairs(config: SuiteConfig) -> list[tuple[str, int, str]]:
+    """The (estimator, K, sampler) combinations that can run (see `vaebench.estimators.unsupported`)."""
     return [
-        (name, k) for name in config.estimators for k in config.samples if k >= ESTIMATORS[name].min_samples
+        (name, k, sampler)
+        for name in config.estimators
+        for sampler in config.samplers
+        for k in config.samples
+        if not unsupported(name, k, sampler)
     ]
+
+
+def setting_name(name: str, sampler: str) -> str:
+    """The estimator's part of a unit name: ``name`` for iid draws, else ``name@sampler``."""
+    return name if sampler == "iid" else f"{name}@{sampler}"
 
 
 def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
@@ -113,20 +125,22 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
         units.append(Unit("reference", "checkpoints", weight=1.6 * steps))
         v = config.variance
         per_checkpoint = len(v.seeds) * sum(
-            50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (k - 1)) for _, k in pairs(config)
+            50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (k - 1)) for _, k, _ in pairs(config)
         )
         for label in v.checkpoints:
             units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
-    for name, k in pairs(config):
+    for name, k, sampler in pairs(config):
         for seed in config.seeds:
             cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if "nvil" in name else 1.0) + ll_cost
-            units.append(Unit("convergence", f"{name}-K{k}-s{seed}", name, k, seed, weight=cost))
+            label = f"{setting_name(name, sampler)}-K{k}-s{seed}"
+            units.append(Unit("convergence", label, name, k, seed, weight=cost, sampler=sampler))
     if config.throughput.enabled:
         reps = (config.throughput.repeats + config.throughput.warmup) * config.throughput.batch_size / 100
         if len(config.model.hidden) == 1:
             units.append(Unit("throughput", "reference", "reference", 1, weight=reps))
-        for name, k in pairs(config):
-            units.append(Unit("throughput", f"{name}-K{k}", name, k, weight=reps * (1 + 0.15 * (k - 1))))
+        for name, k, sampler in pairs(config):
+            label, cost = f"{setting_name(name, sampler)}-K{k}", reps * (1 + 0.15 * (k - 1))
+            units.append(Unit("throughput", label, name, k, weight=cost, sampler=sampler))
     return units
 
 
@@ -249,6 +263,7 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
         reference="auto" if config.variance.reference_samples else None,
         reference_samples=max(config.variance.reference_samples, 2),
         device=ctx.device,
+        samplers=list(config.samplers),
     )
     return frame
 
@@ -261,6 +276,7 @@ def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
         ctx.model_factory,
         unit.estimator,
         ctx.dataset,
+        estimator_options={"sampler": unit.sampler},
         num_samples=unit.num_samples,
         seed=unit.seed,
         ll_samples=t.ll_samples,
@@ -288,7 +304,8 @@ def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
         model = ctx.model_factory(seed)
         return throughput.measure_reference(x, hidden=model.hidden[0], z_dim=model.z_dim, **common)
     model = ctx.model_factory(seed)
-    return throughput.measure_throughput(model, make_estimator(unit.estimator), x, unit.num_samples, **common)
+    estimator = make_estimator(unit.estimator, sampler=unit.sampler)
+    return throughput.measure_throughput(model, estimator, x, unit.num_samples, **common)
 
 
 REFERENCE_STEP_NEEDS = (
@@ -335,9 +352,10 @@ def save(unit: Unit, result: pd.DataFrame | dict, out: Path, digest: str, inputs
 
 
 def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
-    """Make sure every row carries estimator, num_samples and seed (the house data contract)."""
+    """Make sure every row carries estimator, sampler, num_samples and seed (the house data contract)."""
     frame = frame.copy()
     for column, value in (
+        ("sampler", unit.sampler if unit.estimator is not None else None),
         ("estimator", unit.estimator),
         ("num_samples", unit.num_samples),
         ("seed", unit.seed),

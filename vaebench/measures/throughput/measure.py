@@ -80,7 +80,7 @@ def build_step(
 
     Returns:
         ``(step, info)``: ``step()`` runs one step (it does not synchronize the device); ``info`` holds
-        ``estimator`` (the name), ``flops_per_step``, ``optimizer`` (label), ``objective``, ``device``
+        ``estimator`` (the name), ``sampler``, ``flops_per_step``, ``optimizer`` (label), ``objective``, ``device``
         (a ``torch.device``), ``batch_size``, ``num_samples``, ``compiled``, ``amp``.
     """
     if isinstance(estimator, str):
@@ -120,6 +120,7 @@ def build_step(
 
     info = {
         "estimator": estimator.name or type(estimator).__name__,
+        "sampler": estimator.sampler,
         "flops_per_step": 3 * forward_flops[0],
         "optimizer": optimizer_label if optimizer_step else "none",
         "objective": estimator.objective,
@@ -170,8 +171,8 @@ def measure_throughput(
         lr: Adam's learning rate.
 
     Returns:
-        One row: ``estimator, num_samples, batch_size, seed, device, device_type, threads, variant, compiled,
-        amp, optimizer, repeats, warmup, status, reason, step_s_median, step_s_p25, step_s_p75, step_s_iqr,
+        One row: ``estimator, sampler, num_samples, batch_size, seed, device, device_type, threads, variant,
+        compiled, amp, optimizer, repeats, warmup, status, reason, step_s_median, step_s_p25, step_s_p75, step_s_iqr,
         step_s_min, step_s_low, step_s_high, datapoints_per_s(_low/_high), latent_samples_per_s(_low/_high),
         peak_memory_bytes, memory_baseline_bytes, memory_kind, flops_per_step, achieved_flops,
         matmul_ceiling_flops, ceiling_fraction(_low/_high), objective``.
@@ -302,6 +303,7 @@ def _base_row(info: dict, seed: int, repeats: int, warmup: int) -> dict[str, obj
     device = info["device"]
     return {
         "estimator": info["estimator"],
+        "sampler": info.get("sampler", "iid"),
         "num_samples": info["num_samples"],
         "batch_size": info["batch_size"],
         "seed": seed,

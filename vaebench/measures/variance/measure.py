@@ -31,6 +31,7 @@ from vaebench.measures.variance.summary import (
 
 COLUMNS = (
     "estimator",
+    "sampler",
     "objective",
     "num_samples",
     "seed",
@@ -150,6 +151,7 @@ def measure_variance(
     for row in rows:
         row.update(
             estimator=name,
+            sampler=estimator.sampler,
             objective=estimator.objective,
             num_samples=num_samples,
             seed=seed,

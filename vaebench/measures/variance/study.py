@@ -27,7 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, Estimator, check_num_samples, make_estimator
+from vaebench.estimators import (
+    ESTIMATORS,
+    SAMPLERS,
+    Estimator,
+    check_num_samples,
+    make_estimator,
+    unsupported,
+)
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import layout
 from vaebench.measures.variance.measure import COLUMNS, is_stateful, measure_variance, warm_up
@@ -132,6 +139,7 @@ def variance_study(
     device: torch.device | str | None = None,
     progress: bool = False,
     run: str = "shared",
+    samplers: Sequence[str] = ("iid",),
 ) -> pd.DataFrame:
     """Measure every estimator x K at each checkpoint, on the same minibatch per seed.
 
@@ -140,8 +148,8 @@ def variance_study(
     estimators of that objective; then each estimator is built, warmed up at those parameters on minibatches
     other than the measured one (:func:`~vaebench.measures.variance.measure.warm_up`) and measured with
     :func:`~vaebench.measures.variance.measure.measure_variance`. Combinations that cannot run (K below
-    an estimator's minimum, e.g. ``reinforce-loo`` at K = 1) are recorded with ``status="skipped"`` and the
-    reason, not raised.
+    an estimator's minimum, e.g. ``reinforce-loo`` at K = 1, or a sampler that would bias it) are recorded
+    with ``status="skipped"`` and the reason, not raised.
 
     Args:
         checkpoints: see :func:`as_checkpoints`.
@@ -168,9 +176,11 @@ def variance_study(
         progress: show a tqdm progress bar.
         run: value of the ``run`` column (``"shared"`` checkpoints, or ``"own"`` from
             :func:`variance_along_runs`).
+        samplers: samplers of every estimator (keys of :data:`~vaebench.estimators.SAMPLERS`); each
+            (estimator, sampler) pair is measured like a separate estimator.
 
     Returns:
-        Tidy rows, columns `STUDY_COLUMNS`: one per checkpoint x seed x estimator x K x group.
+        Tidy rows, columns `STUDY_COLUMNS`: one per checkpoint x seed x estimator x sampler x K x group.
 
     Raises:
         VaebenchError: an unknown estimator, a bad K or replicate count, or no minibatch other than the
@@ -183,6 +193,9 @@ def variance_study(
             raise VaebenchError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}")
     for k in samples:
         check_num_samples(k)
+    for sampler in samplers:
+        if sampler not in SAMPLERS:
+            raise VaebenchError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
     _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
     if reference not in (None, "auto"):
         raise VaebenchError(f"reference must be 'auto' or None, got {reference!r}")
@@ -196,7 +209,7 @@ def variance_study(
         "timing_repeats": timing_repeats,
     }
     device = torch.device(device or "cpu")
-    total = len(points) * len(seeds) * len(names) * len(samples)
+    total = len(points) * len(seeds) * len(names) * len(samplers) * len(samples)
     bar = _progress(total, progress)
     frames = []
     try:
@@ -210,14 +223,14 @@ def variance_study(
                 others = _warm_up_batches(data, batch_size, seed, i, warmup_data) if stateful else []
                 others = [b.to(device) for b in others]
                 references: dict[tuple[str, int], tuple] = {}  # one per objective, shared
-                for name in names:
+                for name, sampler in ((n, s) for n in names for s in samplers):
                     for k in samples:
                         bar.update(1)
-                        if k < ESTIMATORS[name].min_samples:
-                            reason = f"{name} needs K >= {ESTIMATORS[name].min_samples}"
-                            frame = _skipped(name, k, seed, groups, reason)
+                        reason = unsupported(name, k, sampler)
+                        if reason:
+                            frame = _skipped(name, k, seed, groups, reason, sampler)
                         else:
-                            est = make_estimator(name, **options.get(name, {}))
+                            est = make_estimator(name, sampler=sampler, **options.get(name, {}))
                             warmed = stateful and is_stateful(est)
                             if warmed:
                                 warm_up(est, model, others, num_samples=k, seed=seed)
@@ -420,10 +433,11 @@ def _warm_up_batches(data, batch_size: int, seed: int, index: int, given) -> lis
     )
 
 
-def _skipped(name: str, k: int, seed: int, groups: list[str], reason: str) -> pd.DataFrame:
+def _skipped(name: str, k: int, seed: int, groups: list[str], reason: str, sampler: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "estimator": name,
+            "sampler": sampler,
             "objective": ESTIMATORS[name].objective,
             "num_samples": k,
             "seed": seed,

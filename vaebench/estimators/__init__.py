@@ -1,0 +1,199 @@
+r"""Gradient estimators for variational inference, behind one contract.
+
+The objective. For data x, encoder q_φ(z|x) and model p_θ(x, z), with f(z) = log p_θ(x, z) - log q_φ(z|x):
+
+    ELBO(θ, φ) = E_{q_φ(z|x)}[f(z)]                                  (objective "elbo")
+    IWAE_K     = E_{z_1..K ~ q}[log (1/K) Σ_k exp f(z_k)]            (objective "iwae", Burda et al. 2015)
+
+The gradient in θ is pathwise for every estimator (the sampling of z does not depend on θ). The estimators
+differ in how they handle ∇_φ, where q_φ is also the sampling distribution:
+
+    pathwise (reparameterization): z = μ_φ + σ_φ ⊙ ε, ε ~ N(0, I),   ∇_φ E_q[f] = E_ε[∇_φ f(μ_φ + σ_φ ⊙ ε)]
+    score function (REINFORCE):    ∇_φ E_q[f] = E_q[(f(z) - b) ∇_φ log q_φ(z|x)] + E_q[∇_φ f(z)]|_z fixed
+
+where any baseline b independent of z leaves the score-function form unbiased (E_q[∇_φ log q] = 0). The last
+term is E_q[-∇_φ log q_φ(z|x)] = 0: it changes no expectation, but it acts like shifting the baseline by one
+nat and often costs variance, so the score-function estimators drop it by default, as black-box VI does
+(Ranganath, Gerrish & Blei 2014; Pyro's ``TraceGraph_ELBO``); ``score_term=True`` keeps it (see
+:class:`~vaebench.estimators.score_function.Reinforce` for when each is better).
+
+The contract. ``est = make_estimator(name, **options)``; then ``out = est(model, x, num_samples=K)`` with
+x [B, D] returns an :class:`EstimatorOutput`:
+
+- ``out.surrogate``: a scalar whose *value* is the negative batch-mean objective estimate and whose
+  *gradient* (``out.surrogate.backward()``) is this estimator's estimate of that quantity's gradient. It is
+  built as ``-(objective + (s - s.detach()))`` (the trick of Pyro's ``Trace_ELBO.differentiable_loss``), so
+  loss curves stay honest whatever the gradient estimator;
+- ``out.elbo``: the detached per-datapoint objective estimate [B];
+- ``out.objective``: ``"elbo"`` or ``"iwae"`` (also ``est.objective``), so no table mixes objectives silently.
+
+Estimators talk to the model only through ``posterior(x)`` (a ``Normal`` with batch shape [B, Z]) and
+``log_joint(x, z)`` ([K, B, Z] -> [K, B]); the closed-form-KL estimator also uses ``prior()`` and
+``log_likelihood(x, z)``. Every estimator is vectorised over the K samples. Randomness comes from the optional
+``generator`` argument (a ``torch.Generator`` on x's device), or torch's global generator when it is ``None``.
+
+Samplers. Every estimator draws z = μ + σ ⊙ ε; ``make_estimator(name, sampler=...)`` chooses how the K draws
+of ε are made: ``"iid"`` (the default), ``"antithetic"`` (pairs ε, -ε; even K) or ``"rqmc"`` (scrambled Sobol
+points, a fresh scramble per datapoint and call), see :mod:`vaebench.estimators.sampling`. An estimator lists
+the samplers that keep it unbiased in ``samplers``; asking for another is an error that says why.
+
+Each class declares what it is: ``objective``, ``family`` (``"pathwise"``: the encoder gradient flows through
+the sample z; ``"score-function"``: through ∇ log q), ``min_samples``, ``samplers``, and ``bias`` (empty for
+the unbiased ones; ``iwae-stl`` is biased for K > 1 and the reports mark it).
+
+Stateful estimators (moving averages, learned baselines) are ``nn.Module``\ s: optimise their parameters with
+the model's, call :meth:`Estimator.prepare` with a batch before building the optimizer (it builds learned
+parts and sets running statistics from that batch with the estimator's own noise; an estimator called without
+it prepares itself on the first call's batch), and note that their running statistics update only in training
+mode (``est.train()``) so that measuring them (``est.eval()``) does not change them. An estimator may rescale
+its encoder gradient by a known positive scalar (an adaptive step size, as NVIL's variance normalisation
+does; VarGrad's factor 2); it reports that factor as ``encoder_scale``.
+
+The modules: :mod:`~vaebench.estimators.base` (the contract's classes and shared helpers),
+:mod:`~vaebench.estimators.sampling` (the samplers), :mod:`~vaebench.estimators.pathwise`,
+:mod:`~vaebench.estimators.score_function`, :mod:`~vaebench.estimators.importance_weighted`, and the registry
+here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
+give it a docstring with its gradient formula and reference, and add one line to ``ESTIMATORS`` below; the CLI
+choices and the test parametrization read that dict.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from vaebench.errors import VaebenchError
+from vaebench.estimators.base import (
+    FAMILIES,
+    Estimator,
+    EstimatorOutput,
+    check_flag,
+    check_num_samples,
+    independent_objective,
+    log_density,
+    sample_posterior,
+    sampler_problem,
+    stop_gradient,
+)
+from vaebench.estimators.importance_weighted import IWAE, IWAESTL, VIMCO, DReG, leave_one_out_bounds
+from vaebench.estimators.pathwise import (
+    Reparam,
+    ReparamAnalyticKL,
+    ReparamCV,
+    StickingTheLanding,
+    taylor_terms,
+)
+from vaebench.estimators.sampling import SAMPLERS, check_sampler, scrambled_sobol, standard_normal
+from vaebench.estimators.score_function import (
+    Reinforce,
+    ReinforceLeaveOneOut,
+    ReinforceMovingAverage,
+    ReinforceNVIL,
+    VarGrad,
+)
+
+__all__ = [
+    "ESTIMATORS",
+    "FAMILIES",
+    "IWAE",
+    "IWAESTL",
+    "SAMPLERS",
+    "VIMCO",
+    "DReG",
+    "Estimator",
+    "EstimatorOutput",
+    "Reinforce",
+    "ReinforceLeaveOneOut",
+    "ReinforceMovingAverage",
+    "ReinforceNVIL",
+    "Reparam",
+    "ReparamAnalyticKL",
+    "ReparamCV",
+    "StickingTheLanding",
+    "VarGrad",
+    "check_flag",
+    "check_num_samples",
+    "check_sampler",
+    "independent_objective",
+    "leave_one_out_bounds",
+    "log_density",
+    "make_estimator",
+    "sample_posterior",
+    "sampler_problem",
+    "scrambled_sobol",
+    "standard_normal",
+    "stop_gradient",
+    "taylor_terms",
+    "unsupported",
+]
+
+ESTIMATORS: dict[str, type[Estimator]] = {
+    "reparam": Reparam,
+    "reparam-analytic-kl": ReparamAnalyticKL,
+    "stl": StickingTheLanding,
+    "reinforce": Reinforce,
+    "reinforce-ma": ReinforceMovingAverage,
+    "reinforce-loo": ReinforceLeaveOneOut,
+    "reinforce-nvil": ReinforceNVIL,
+    "iwae": IWAE,
+    "dreg": DReG,
+    "reparam-cv": ReparamCV,
+    "vargrad": VarGrad,
+    "iwae-stl": IWAESTL,
+    "vimco": VIMCO,
+}
+
+
+def make_estimator(name: str, **options) -> Estimator:
+    """Build a registered estimator by name.
+
+    Args:
+        name: a key of :data:`ESTIMATORS`.
+        **options: the estimator's own options (e.g. ``decay`` for ``reinforce-ma``, ``score_term`` for the
+            REINFORCE family, ``sampler`` for every estimator).
+
+    Raises:
+        VaebenchError: unknown name (the message lists the valid ones), an option it does not take, or a
+            sampler that would bias it (the message says why).
+    """
+    if name not in ESTIMATORS:
+        raise VaebenchError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}")
+    cls = ESTIMATORS[name]
+    accepted = options_of(cls)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no options"
+        raise VaebenchError(
+            f"estimator {name!r} got unknown option(s) {', '.join(unknown)}; it takes: {takes}"
+        )
+    problem = sampler_problem(cls, options.get("sampler", "iid"), f"estimator {name!r}")
+    if problem:
+        raise VaebenchError(problem)
+    estimator = cls(**options)
+    estimator.name = name
+    return estimator
+
+
+def options_of(cls: type[Estimator]) -> list[str]:
+    """The option names an estimator class takes (its constructor's keyword parameters)."""
+    return [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)  # nn.Module's *args, **kwargs
+    ]
+
+
+def unsupported(name: str, num_samples: int, sampler: str = "iid") -> str:
+    """Why the registered estimator ``name`` cannot run at K = ``num_samples`` with ``sampler`` ("" if it can).
+
+    The one rule the planners share: K below the estimator's minimum, a sampler that would bias it, or an
+    odd K for antithetic pairs.
+    """
+    cls = ESTIMATORS[name]
+    if num_samples < cls.min_samples:
+        return f"{name} needs K >= {cls.min_samples}"
+    problem = sampler_problem(cls, sampler, name)
+    if problem:
+        return problem
+    if sampler == "antithetic" and num_samples % 2:
+        return f"sampler 'antithetic' needs an even K, got K={num_samples}"
+    return ""

@@ -1,0 +1,159 @@
+r"""Estimators of the importance-weighted bound IWAE_K (objective "iwae", Burda et al. 2015).
+
+With log w_k = f(z_k) = log p_θ(x, z_k) - log q_φ(z_k|x) for K independent z_k ~ q and the self-normalised
+weights w̃ = softmax(log w):
+
+    IWAE_K = E[log (1/K) Σ_k w_k],      ∇ IWAE_K = E[Σ_k w̃_k ∇ log w_k]   (pathwise, z_k = μ + σ ⊙ ε_k).
+
+IWAE_1 is the ELBO; IWAE_K rises towards log p(x) as K grows. The bound is an expectation over *independent*
+samples: with antithetic or RQMC draws, E[log (1/K) Σ_k w_k] is a different bound (still below log p(x), since
+each w_k keeps mean p(x); Domke & Sheldon 2018), so its gradient would be biased for IWAE_K. These estimators
+therefore take only ``sampler="iid"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from vaebench.estimators.base import Estimator, log_density, stop_gradient
+
+DEPENDENT_BOUND = (
+    "the IWAE_K bound is an expectation over independent samples; with dependent (antithetic or RQMC) draws "
+    "E[log (1/K) Σ w_k] is a different bound (Domke & Sheldon 2018), so the gradient would be biased for IWAE_K"
+)
+"""Why the estimators of the IWAE bound take only independent samples."""
+
+
+class ImportanceWeighted(Estimator):
+    """Base of the IWAE_K estimators: objective "iwae", independent samples only."""
+
+    objective = "iwae"
+    samplers = ("iid",)
+    iid_only = DEPENDENT_BOUND
+
+
+class IWAE(ImportanceWeighted):
+    r"""Pathwise gradient of the importance-weighted bound IWAE_K (objective "iwae", not the ELBO).
+
+    log w_k = f(z_k),  IWAE_K ≈ log (1/K) Σ_k w_k,  ∇ ≈ Σ_k w̃_k ∇ log w_k  with w̃ = softmax(log w).
+    Equals the ELBO at K = 1; tightens towards log p(x) as K grows. Burda, Grosse & Salakhutdinov 2015.
+    """
+
+    summary = "importance-weighted bound, pathwise gradient (objective: IWAE_K, not the ELBO)"
+    reference = "Burda, Grosse & Salakhutdinov 2015, arXiv:1509.00519"
+
+    def estimate(self, model, x, num_samples, generator):
+        q = model.posterior(x)
+        z = self.sample(q, num_samples, generator)
+        log_w = model.log_joint(x, z) - log_density(q, z)
+        return self._output(torch.logsumexp(log_w, 0) - math.log(num_samples))
+
+
+class DReG(ImportanceWeighted):
+    r"""Doubly-reparameterized gradient of the IWAE bound (objective "iwae").
+
+        ∇_θ ≈ Σ_k w̃_k ∇_θ log w_k,     ∇_φ ≈ Σ_k w̃_k² ∂log w_k/∂z_k · ∂z_k/∂φ   (log q's parameters fixed)
+
+    Unbiased for the same gradient as :class:`IWAE`, with encoder variance that does not grow with K.
+    Built from one decoder pass over [z, stop_grad(z)]: the θ weights w̃² + (w̃ - w̃²) = w̃, the φ weight w̃².
+    Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152.
+    """
+
+    summary = "doubly-reparameterized IWAE gradient (objective: IWAE_K)"
+    reference = "Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
+
+    def estimate(self, model, x, num_samples, generator):
+        q = model.posterior(x)
+        z = self.sample(q, num_samples, generator)
+        log_joint = model.log_joint(x, torch.cat([z, z.detach()]))
+        path, fixed = log_joint[:num_samples], log_joint[num_samples:]
+        log_w = path - log_density(stop_gradient(q), z)  # [K, B]: φ only through z
+        weights = torch.softmax(log_w.detach(), 0)
+        squared = weights.pow(2)
+        score = (squared * log_w + (weights - squared) * fixed).sum(0)
+        bound = torch.logsumexp(log_w.detach(), 0) - math.log(num_samples)
+        return self._output(bound, score)
+
+
+class IWAESTL(ImportanceWeighted):
+    r"""IWAE with the score term of log q dropped ("IWAE-STL"): biased for the IWAE_K gradient when K > 1.
+
+        ∇_φ ≈ Σ_k w̃_k ∂/∂z [log p(x, z) - log q_{φ'}(z|x)]|_{φ'=φ fixed, z=z_k} · ∂z_k/∂φ,   ∇_θ as in IWAE
+
+    Roeder et al. 2017's sticking-the-landing idea applied to the IWAE bound, the estimator the DReG paper
+    compares with. At K = 1 it is :class:`~vaebench.estimators.pathwise.StickingTheLanding` and unbiased.
+    For K > 1 the dropped term -Σ_k w̃_k ∇_φ log q_φ(z_k)|_z no longer has mean zero (the weights depend on
+    z_k); by the identity behind DReG its mean is that of -Σ_k (w̃_k - w̃_k²) ∂log w_k/∂z_k · ∂z_k/∂φ, so
+
+        bias = E[Σ_k (w̃_k - w̃_k²) ∂log w_k/∂z_k · ∂z_k/∂φ],
+
+    zero at K = 1 (w̃ = 1) and when q is the exact posterior (∂log w/∂z = 0), nonzero otherwise. The
+    encoder gradient is biased, the decoder's is IWAE's. Reports mark its rows.
+
+    Roeder, Wu & Duvenaud 2017, arXiv:1703.09194; Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152.
+    """
+
+    bias = "biased for the IWAE_K gradient when K > 1"
+    summary = "IWAE with the score term of log q dropped (objective: IWAE_K)"
+    reference = "Roeder, Wu & Duvenaud 2017; Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
+
+    def estimate(self, model, x, num_samples, generator):
+        q = model.posterior(x)
+        z = self.sample(q, num_samples, generator)
+        log_w = model.log_joint(x, z) - log_density(stop_gradient(q), z)  # φ only through z
+        return self._output(torch.logsumexp(log_w, 0) - math.log(num_samples))
+
+
+class VIMCO(ImportanceWeighted):
+    r"""VIMCO: the score-function gradient of IWAE_K with a leave-one-out baseline per sample (K >= 2).
+
+    With z_k ~ q drawn without a path to φ, log w_k = log p_θ(x, z_k) - log q_φ(z_k|x),
+    L̂ = log (1/K) Σ_j w_j and w̃ = softmax(log w):
+
+        ∇ IWAE_K ≈ Σ_k (L̂ - L̂_{-k}) ∇_φ log q_φ(z_k|x) + Σ_k w̃_k ∇ log w_k      (z fixed in the last term)
+
+    where L̂_{-k} is L̂ with log w_k replaced by the mean of the others, (1/(K-1)) Σ_{j≠k} log w_j (the
+    geometric mean of the other weights). L̂_{-k} does not depend on z_k, so E[L̂_{-k} ∇_φ log q(z_k)] = 0 and
+    the estimator is unbiased for ∇ IWAE_K: the first term is the score-function part of ∇ E[L̂] with the
+    baseline subtracted per sample, the second the derivative of L̂ at fixed z (in θ, Σ_k w̃_k ∇_θ log p;
+    in φ, -Σ_k w̃_k ∇_φ log q(z_k)). The baseline needs the other samples independent of z_k: independent
+    samples only.
+
+    Mnih & Rezende 2016, "Variational Inference for Monte Carlo Objectives", arXiv:1602.06725.
+    """
+
+    family = "score-function"
+    min_samples = 2
+    iid_only = (
+        "its baseline for sample k is built from the other samples of the call, which antithetic and RQMC draws "
+        "make dependent on z_k, and the IWAE_K bound is defined over independent samples, so the gradient "
+        "would be biased"
+    )
+    summary = "score-function IWAE gradient, leave-one-out geometric-mean baseline per sample"
+    reference = "Mnih & Rezende 2016, arXiv:1602.06725"
+
+    def estimate(self, model, x, num_samples, generator):
+        q = model.posterior(x)
+        z = self.sample(q, num_samples, generator).detach()
+        log_q = log_density(q, z)  # [K, B], gradient to φ
+        log_w = model.log_joint(x, z) - log_q  # gradient to θ and φ at fixed z
+        fixed = log_w.detach()
+        bound = torch.logsumexp(fixed, 0) - math.log(num_samples)
+        signal = bound - leave_one_out_bounds(fixed)  # L̂ - L̂_{-k}, [K, B]
+        weights = torch.softmax(fixed, 0)
+        return self._output(bound, (weights * log_w).sum(0) + (signal * log_q).sum(0))
+
+
+def leave_one_out_bounds(log_w: Tensor) -> Tensor:
+    """L̂_{-k} = log (1/K) [Σ_{j≠k} w_j + exp(mean_{j≠k} log w_j)] for each k: [K, B] -> [K, B].
+
+    Built as a [K, K, B] array whose row k is log w with entry k replaced by the others' mean (K² B numbers).
+    """
+    k = log_w.shape[0]
+    others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # [K, B]
+    diagonal = torch.eye(k, dtype=torch.bool, device=log_w.device).unsqueeze(-1)
+    rows = torch.where(diagonal, others.unsqueeze(1), log_w.unsqueeze(0))  # [k, j, B]
+    return torch.logsumexp(rows, 1) - math.log(k)

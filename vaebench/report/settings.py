@@ -1,0 +1,73 @@
+"""What names one row of a table: the setting, an estimator with its sampler at one K.
+
+Frames written before samplers existed have no ``sampler`` column; their rows drew independent samples and
+count as ``iid`` (:func:`with_sampler`). Tables name the sampler only when some row is not iid, and mark with
+† an estimator at a K where it declares a bias (``iwae-stl`` for K > 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from vaebench.estimators import ESTIMATORS, SAMPLERS
+
+KEYS = ["estimator", "sampler", "num_samples"]
+"""The key columns of one setting."""
+
+
+def with_sampler(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``frame`` with a ``sampler`` on every row: rows written before samplers existed drew iid samples.
+
+    A resumed older folder mixes both kinds of unit files, so missing values are filled too.
+    """
+    if frame is None or frame.empty:
+        return frame
+    if "sampler" not in frame:
+        return frame.assign(sampler="iid")
+    return frame.assign(sampler=frame["sampler"].fillna("iid")) if frame["sampler"].isna().any() else frame
+
+
+def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by registry order of the estimator, then sampler (as in `SAMPLERS`), then K."""
+    rank = {name: i for i, name in enumerate(ESTIMATORS)}
+    samplers = {name: i for i, name in enumerate(SAMPLERS)}
+    frame = with_sampler(frame)
+    key = frame["estimator"].map(lambda n: rank.get(n, len(rank)))
+    second = frame["sampler"].map(lambda s: samplers.get(s, len(samplers)))
+    return (
+        frame.assign(_rank=key, _sampler=second)
+        .sort_values(["_rank", "estimator", "_sampler", "num_samples"])
+        .drop(columns=["_rank", "_sampler"])
+        .reset_index(drop=True)
+    )
+
+
+def all_iid(frame: pd.DataFrame) -> bool:
+    """Whether every row drew independent samples (then the tables need no sampler column)."""
+    return "sampler" not in frame or bool((frame["sampler"].fillna("iid") == "iid").all())
+
+
+def bias_note(name: str, k) -> str:
+    """The bias an estimator declares at this K ("" when it is unbiased there, or unknown)."""
+    cls = ESTIMATORS.get(name)
+    return cls.bias if cls is not None and cls.bias and k is not None and int(k) > 1 else ""
+
+
+def estimator_cell(row: pd.Series) -> str:
+    """The estimator's name as a table cell, marked † where it declares a bias at this K (see the legend)."""
+    return f"`{row['estimator']}`" + (" †" if bias_note(row["estimator"], row.get("num_samples")) else "")
+
+
+def setting_columns(frame: pd.DataFrame) -> list[tuple[str, Callable[[pd.Series], str]]]:
+    """The leading markdown columns that name a row: estimator, sampler (unless every row is iid), K."""
+    cols: list[tuple[str, Callable[[pd.Series], str]]] = [("estimator", estimator_cell)]
+    if not all_iid(frame):
+        cols.append(("sampler", lambda r: str(r["sampler"])))
+    return [*cols, ("K", lambda r: str(int(r["num_samples"])))]
+
+
+def setting_label(name: str, sampler: str | None) -> str:
+    """``name`` for iid draws, else ``name (sampler)``: the label of a setting in plots and sentences."""
+    return f"{name} ({sampler})" if isinstance(sampler, str) and sampler != "iid" else name
