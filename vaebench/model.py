@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -157,8 +158,7 @@ class GaussianVAE(nn.Module):
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
         self.likelihood = likelihood
         self.decoder_scale = decoder_scale
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with rng.seeded(seed, "init.model"):
             self.encoder = Encoder(x_dim, z_dim, hidden, activation, min_scale)
             self.decoder = Decoder(
                 x_dim,

@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, Reparam, check_num_samples, make_estimator
 
@@ -77,9 +78,6 @@ of 1e-3 with unit errors give ~4e8."""
 DEFAULT_EVAL_SAMPLES = 10  # samples per test point for the test ELBO: its MC error is tiny next to the gaps
 _EVAL_CHUNK = 1024  # test points per evaluation pass, so memory stays bounded on large test sets
 _DEFAULT_EVALS = 20  # evaluations per run when eval_every is not given and the length is known in steps
-STREAMS: dict[str, int] = {"train": 101, "eval": 102}
-"""Random streams of the seed (see `seeded_generator`): latent noise of training, noise of the test ELBO. The
-data order has its own, inside vaebench.data; other measures pick numbers outside these."""
 
 
 @dataclass
@@ -124,12 +122,6 @@ class TrainResult:
     def diverged(self) -> bool:
         """Whether the run stopped on a NaN/Inf or out-of-bound loss or gradient."""
         return self.diverged_step is not None
-
-
-def seeded_generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` for one independent stream of ``seed`` (numpy SeedSequence hashing)."""
-    state = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 @torch.no_grad()
@@ -271,7 +263,7 @@ def train(
     est.to(device)
     params = _unique([*model.parameters(), *est.parameters()])
     opt = OPTIMIZERS[optimizer](params, lr=lr)
-    train_gen = seeded_generator(seed, STREAMS["train"], device)
+    train_gen = rng.generator(seed, "train.noise", device=device)
 
     rows: list[tuple] = []
     checkpoints: dict[int, dict[str, Tensor]] = {}
@@ -286,7 +278,7 @@ def train(
         if window:
             rows.append((*cost, "train_objective", float(np.mean(window)), est.objective))
             window.clear()
-        gen = seeded_generator(seed, STREAMS["eval"], device)
+        gen = rng.generator(seed, "eval.elbo", device=device)
         elbo = evaluate_elbo(model, test, num_samples=eval_samples, generator=gen).mean().item()
         rows.append((*cost, "test_elbo", elbo, est.objective))
         last_elbo[0] = elbo

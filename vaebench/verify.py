@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from vaebench import rng
 from vaebench.estimators import ESTIMATORS, SAMPLERS, Estimator, make_estimator, unsupported
 from vaebench.exact import exact_elbo
 from vaebench.model import GaussianVAE
@@ -64,7 +65,7 @@ def gradient_draws(
     mask = encoder_mask(model)
     scale = torch.where(mask, 1.0 / estimator.encoder_scale, 1.0).to(x.dtype) if rescale else 1.0
     tiled = x.repeat(copies, 1)
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed, "verify.draws")
     out = torch.empty(draws, mask.numel(), dtype=x.dtype)
     for i in range(draws):
         model.zero_grad(set_to_none=True)
@@ -87,7 +88,7 @@ def trace_variance(draws: Tensor) -> tuple[float, float]:
 
 def linear_gaussian(seed: int = 0) -> tuple[GaussianVAE, Tensor]:
     """A small linear-Gaussian VAE in float64 (D=5, Z=2), moved away from its initialisation, and a batch [4, 5]."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed, "verify.model")
     model = GaussianVAE(x_dim=5, z_dim=2, hidden=(), init_decoder_scale=0.8, seed=seed).double()
     with torch.no_grad():
         for p in model.parameters():
@@ -101,7 +102,7 @@ def ready(name: str, model: GaussianVAE, x: Tensor, num_samples: int = 3, **opti
     est = make_estimator(name, **options)
     est.prepare(model, x)
     est.to(x.dtype)
-    gen = torch.Generator().manual_seed(123)
+    gen = rng.generator(0, "verify.state")
     with torch.no_grad():
         for p in est.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))

@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators.sampling import SAMPLERS, check_sampler, standard_normal
 
@@ -164,9 +164,6 @@ def check_flag(name: str, value) -> bool:
     return value
 
 
-_STATISTICS_STREAM = 7  # the stream of an estimator's seed that initialises its running statistics
-
-
 @torch.no_grad()
 def independent_objective(model: nn.Module, x: Tensor, seed: int) -> Tensor:
     """f = log p(x, z) - log q(z|x) at one z ~ q(z|x) per datapoint, from noise of the estimator's own: [1, B].
@@ -176,8 +173,7 @@ def independent_objective(model: nn.Module, x: Tensor, seed: int) -> Tensor:
     called with, so a baseline built from it does not depend on any step's samples and leaves the estimator
     unbiased (the paper's Algorithm 1 would update before use, with the same samples: slightly biased).
     """
-    state = np.random.SeedSequence([seed, _STATISTICS_STREAM]).generate_state(2, dtype=np.uint32)
-    gen = torch.Generator(device=x.device).manual_seed(int(state[0]) << 32 | int(state[1]))
+    gen = rng.generator(seed, "init.statistics", device=x.device)
     q = model.posterior(x)
     z = sample_posterior(q, 1, gen)
     return model.log_joint(x, z) - log_density(q, z)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators.base import Estimator, check_flag, independent_objective, log_density
 
@@ -188,8 +189,7 @@ class ReinforceNVIL(Reinforce):
 
     def prepare(self, model, x):
         if self.baseline_net is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
+            with rng.seeded(self.seed, "init.estimator"):
                 net = nn.Sequential(nn.Linear(x.shape[-1], self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1))
             nn.init.zeros_(net[-1].weight)  # start at b(x) = 0: plain centred REINFORCE
             nn.init.zeros_(net[-1].bias)

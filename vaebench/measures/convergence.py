@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, log_density, make_estimator, sample_posterior
 from vaebench.exact import exact_log_marginal
@@ -35,9 +36,7 @@ from vaebench.stats import mean_interval
 from vaebench.training import (
     DEFAULT_EVAL_SAMPLES,
     HISTORY_COLUMNS,
-    STREAMS,
     evaluate_elbo,
-    seeded_generator,
     train,
 )
 
@@ -60,7 +59,6 @@ DEFAULT_LL_SAMPLES = 5000  # importance samples per test point (Burda et al. 201
 # Floats in the widest activation of one chunk: on a CPU about the cache (4 MiB in float32; measured ~2x
 # faster than 16 MiB chunks), on a GPU large enough to fill the device.
 _MAX_ELEMENTS = {"cpu": 1 << 20, "cuda": 1 << 24}
-_STREAM_LL = 103  # the log-likelihood noise's stream of the seed (training uses 101 and 102)
 
 
 @torch.no_grad()
@@ -163,13 +161,13 @@ def measure_convergence(
     eval_samples = train_options.get("eval_samples", DEFAULT_EVAL_SAMPLES)
     final = {
         "final_test_elbo": evaluate_elbo(
-            model, x, num_samples=eval_samples, generator=seeded_generator(seed, STREAMS["eval"], x.device)
+            model, x, num_samples=eval_samples, generator=rng.generator(seed, "eval.elbo", device=x.device)
         )
         .mean()
         .item()
     }
     if ll_samples:
-        gen = seeded_generator(seed, _STREAM_LL, x.device)
+        gen = rng.generator(seed, "eval.log_likelihood", device=x.device)
         estimate = estimate_log_likelihood(model, x, ll_samples, generator=gen).double()
         final["test_log_likelihood"] = estimate.mean().item()
         if dataset.truth is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from vaebench import rng
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.data import Dataset, load_dataset
 from vaebench.estimators import make_estimator, unsupported
@@ -293,7 +294,7 @@ def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
     seed = config.seeds[0]
     x = ctx.dataset.train[: t.batch_size]
     if ctx.dataset.binarize == "dynamic":
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+        x = torch.bernoulli(x, generator=rng.generator(seed, "throughput.data"))
     common = {"repeats": t.repeats, "warmup": t.warmup, "device": ctx.device, "seed": seed}
     if unit.estimator == "reference":
         if x.numel() and (x.min() < 0 or x.max() > 1):

@@ -5,7 +5,6 @@ The maths of the figures is in the package docstring (:mod:`vaebench.measures.th
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable, Iterable
 
@@ -13,6 +12,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, make_estimator
 from vaebench.measures.throughput.reference import (
@@ -100,7 +100,7 @@ def build_step(
     x = x.to(device)
     estimator.prepare(model, x)
     optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], lr)
-    generator = torch.Generator(device).manual_seed(seed)
+    generator = rng.generator(seed, "throughput.noise", device=device)
     with count_linear_flops(model, estimator) as forward_flops:
         estimator(model, x, num_samples=num_samples, generator=generator).surrogate.backward()
     optimizer.zero_grad(set_to_none=True)
@@ -182,7 +182,7 @@ def measure_throughput(
     """
     _check_counts(repeats, warmup)
     device = resolve_device(device, x if isinstance(x, Tensor) else None)
-    with num_threads(threads), _forked_rng(device, seed):
+    with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
         step, info = build_step(
             model,
             estimator,
@@ -222,7 +222,7 @@ def measure_reference(
             f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
         )
     device = resolve_device(device, x)
-    with num_threads(threads), _forked_rng(device, seed):
+    with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
         step, model, _ = build_reference_step(x.to(device), hidden, z_dim)
         with count_linear_flops(model) as forward_flops:
             step()
@@ -258,14 +258,6 @@ def _check_counts(repeats: int, warmup: int) -> None:
         raise VaebenchError(f"repeats must be a positive integer, got {repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise VaebenchError(f"warmup must be a non-negative integer, got {warmup!r}")
-
-
-@contextlib.contextmanager
-def _forked_rng(device: torch.device, seed: int):
-    """Fork torch's global RNG (restored on exit) and seed it: model init and compiled steps draw from it."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: int, seed: int) -> dict:

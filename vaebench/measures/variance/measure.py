@@ -14,11 +14,12 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, check_num_samples
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, layout
-from vaebench.measures.variance.reference import _check_int, _resolve_reference, stream_generator, stream_seed
+from vaebench.measures.variance.reference import _check_int, _resolve_reference
 from vaebench.measures.variance.summary import (
     FIGURES,
     block_partial,
@@ -134,7 +135,7 @@ def measure_variance(
             x,
             num_samples,
             replicates,
-            seed=stream_seed(seed, "replicates"),
+            seed=seed,
             chunk_size=chunk_size,
             method=method,
             factored=True,
@@ -288,7 +289,7 @@ def warm_up(
     params = [p for p in estimator.parameters() if p.requires_grad]
     if not params and not list(estimator.buffers()):
         return estimator.eval()
-    gen = stream_generator(seed, "warm_up", x.device)
+    gen = rng.generator(seed, "variance.warm_up", device=x.device)
     estimator.train()
     if params and baseline_steps > 0:
         opt = torch.optim.Adam(params, lr=lr)
@@ -324,7 +325,7 @@ def time_estimate(
     run on this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first.
     """
     params = [p for p in (*model.parameters(), *estimator.parameters()) if p.requires_grad]
-    gen = stream_generator(seed, "timing", x.device)
+    gen = rng.generator(seed, "variance.timing", device=x.device)
     times = []
     for i in range(repeats + (not warm)):
         _sync(x.device)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import IWAE, Reparam, check_num_samples
 from vaebench.exact import exact_elbo
@@ -16,20 +16,6 @@ from vaebench.measures.variance.engines import ROW_BUDGET
 from vaebench.measures.variance.layout import Layout, layout
 
 DEFAULT_REFERENCE_SAMPLES = 4096  # independent estimates averaged into a sampled reference gradient
-
-STREAMS = {"replicates": 0, "reference": 1, "timing": 2, "warm_up": 3}
-"""Independent random streams of one seed, so the reference's noise never correlates with the replicates'."""
-
-
-def stream_generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator for one independent stream (a key of `STREAMS`) of ``seed``."""
-    state = np.random.SeedSequence([seed, STREAMS[stream]]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def stream_seed(seed: int, stream: str) -> int:
-    """An integer seed for one independent stream of ``seed`` (for engines that take a seed)."""
-    return int(np.random.SeedSequence([seed, STREAMS[stream]]).generate_state(1, dtype=np.uint32)[0])
 
 
 def reference_gradient(
@@ -83,7 +69,7 @@ def _reference(model, x, objective, num_samples, samples, seed) -> tuple[Tensor,
         8, math.ceil(samples * k * x.shape[0] / ROW_BUDGET)
     )  # >= 8 chunk means to estimate its noise
     sizes = [samples // chunks + (i < samples % chunks) for i in range(chunks)]
-    gen = stream_generator(seed, "reference", x.device)
+    gen = rng.generator(seed, "variance.baseline_gradient", device=x.device)
     means = []
     for size in sizes:
         out = estimator(model, x.repeat(size, 1), num_samples=k, generator=gen)  # mean of `size` estimates

@@ -42,7 +42,6 @@ from vaebench.measures.variance.reference import (
     DEFAULT_REFERENCE_SAMPLES,
     _check_int,
     _reference,
-    stream_seed,
 )
 from vaebench.measures.variance.summary import finite_rows, resample_counts
 from vaebench.stats import percentile_interval
@@ -325,7 +324,8 @@ def decompose_noise(
                 x,
                 num_samples,
                 replicates,
-                seed=stream_seed(seed * 100_003 + j, "replicates"),
+                seed=seed,
+                index=(j,),
                 chunk_size=chunk_size,
                 method=method,
             )
