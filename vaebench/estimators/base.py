@@ -49,6 +49,8 @@ class Estimator(nn.Module):
 
     - ``objective``: ``"elbo"`` or ``"iwae"``, the bound whose gradient it estimates;
     - ``family``: one of `FAMILIES`, how the encoder gradient is formed;
+    - ``stateful``: whether it carries state across calls (running statistics, a learned baseline) that
+      :meth:`prepare` sets and training updates; a variance measurement warms such an estimator up first;
     - ``min_samples``: the smallest K it can use;
     - ``samplers``: the samplers that leave it unbiased (see :mod:`vaebench.estimators.sampling`), and
       ``iid_only``: why the others would bias it, for the error message;
@@ -61,6 +63,7 @@ class Estimator(nn.Module):
 
     objective: ClassVar[str] = "elbo"
     family: ClassVar[str] = "pathwise"
+    stateful: ClassVar[bool] = False
     min_samples: ClassVar[int] = 1
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""

@@ -86,6 +86,7 @@ class ReinforceMovingAverage(Reinforce):
     """
 
     summary = "score function with a moving-average baseline"
+    stateful = True
     reference = "Williams 1992; Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(self, decay: float = 0.9, seed: int = 0, score_term: bool = False, sampler: str = "iid"):
@@ -164,6 +165,7 @@ class ReinforceNVIL(Reinforce):
     """
 
     summary = "score function with NVIL's learned baseline b(x), centring and variance normalisation"
+    stateful = True
     reference = "Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(

@@ -31,7 +31,7 @@ import torch
 from vaebench import rng
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.data import Dataset, load_dataset
-from vaebench.estimators import make_estimator, unsupported
+from vaebench.estimators import ESTIMATORS, make_estimator, unsupported
 from vaebench.model import GaussianVAE
 from vaebench.suite import store
 
@@ -132,7 +132,7 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
             units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
     for name, k, sampler in pairs(config):
         for seed in config.seeds:
-            cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if "nvil" in name else 1.0) + ll_cost
+            cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if ESTIMATORS[name].stateful else 1.0) + ll_cost
             label = f"{setting_name(name, sampler)}-K{k}-s{seed}"
             units.append(Unit("convergence", label, name, k, seed, weight=cost, sampler=sampler))
     if config.throughput.enabled:

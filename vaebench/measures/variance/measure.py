@@ -229,12 +229,8 @@ WARM_UP_BASELINE_STEPS = 200  # Adam steps on an estimator's own parameters (NVI
 
 
 def is_stateful(estimator: Estimator) -> bool:
-    """Whether the estimator carries state that :func:`warm_up` sets (buffers, parameters, a ``prepare``)."""
-    return (
-        any(True for _ in estimator.buffers())
-        or any(True for _ in estimator.parameters())
-        or type(estimator).prepare is not Estimator.prepare
-    )
+    """Whether the estimator carries state that :func:`warm_up` sets: its declared ``stateful``."""
+    return bool(estimator.stateful)
 
 
 def warm_up(
