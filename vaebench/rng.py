@@ -62,8 +62,7 @@ STREAMS: dict[str, int] = {
     "throughput.matmul": 42,  # the operands of the matrix-multiply ceiling
     # verification (vaebench.verify)
     "verify.model": 50,  # the perturbation of the small exact model and its batch
-    "verify.draws": 51,  # gradient draws compared with the exact gradient
-    "verify.state": 52,  # perturbing and warming an estimator's state
+    "verify.state": 51,  # perturbing and warming an estimator's state
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

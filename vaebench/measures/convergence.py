@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from vaebench import rng
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, log_density, make_estimator, sample_posterior
+from vaebench.estimators import log_density, make_estimator, sample_posterior
 from vaebench.exact import exact_log_marginal
 from vaebench.model import GaussianVAE
 from vaebench.stats import mean_interval
@@ -197,52 +197,6 @@ def measure_convergence(
     frame.insert(0, "estimator", estimator_name)
     frame["diverged"] = result.diverged
     return frame[list(UNIT_COLUMNS)]
-
-
-def convergence_study(
-    model_factory: Callable[[int], nn.Module],
-    estimators: list[str],
-    samples: list[int],
-    seeds: list[int],
-    dataset,
-    *,
-    progress: bool = False,
-    **options,
-) -> pd.DataFrame:
-    """`measure_convergence` for every (estimator, K, seed), concatenated; K below an estimator's minimum
-    (e.g. the leave-one-out baseline at K = 1) is skipped.
-
-    Args:
-        model_factory: ``seed -> model``.
-        estimators: registered estimator names.
-        samples: the K values.
-        seeds: the seeds (each unit's model, data order and noise).
-        dataset: a :class:`~vaebench.data.Dataset`.
-        progress: a progress bar over the units.
-        **options: passed to every `measure_convergence` call (``steps``, ``ll_samples``, ...).
-
-    Returns:
-        The units' frames, concatenated (columns `UNIT_COLUMNS`).
-    """
-    unknown = sorted(set(estimators) - set(ESTIMATORS))
-    if unknown:
-        raise VaebenchError(f"unknown estimator(s) {', '.join(unknown)}; valid: {', '.join(ESTIMATORS)}")
-    units = [
-        (name, k, seed)
-        for name in estimators
-        for k in samples
-        for seed in seeds
-        if k >= ESTIMATORS[name].min_samples
-    ]
-    if progress:
-        from tqdm.auto import tqdm
-
-        units = tqdm(units, desc="convergence", unit="run")
-    frames = [
-        measure_convergence(model_factory, name, dataset, num_samples=k, seed=seed, **options)
-        for name, k, seed in units
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(UNIT_COLUMNS))
 
 
 def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

@@ -31,7 +31,7 @@ import torch
 from vaebench import rng
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.data import Dataset, load_dataset
-from vaebench.estimators import ESTIMATORS, make_estimator, unsupported
+from vaebench.estimators import ESTIMATORS, make_estimator, runnable
 from vaebench.model import GaussianVAE
 from vaebench.suite import store
 
@@ -90,14 +90,8 @@ class Skipped(Exception):
 
 
 def pairs(config: SuiteConfig) -> list[tuple[str, int, str]]:
-    """The (estimator, K, sampler) combinations that can run (see `vaebench.estimators.unsupported`)."""
-    return [
-        (name, k, sampler)
-        for name in config.estimators
-        for sampler in config.samplers
-        for k in config.samples
-        if not unsupported(name, k, sampler)
-    ]
+    """The (estimator, K, sampler) combinations of ``config`` that can run (`vaebench.estimators.runnable`)."""
+    return runnable(config.estimators, config.samples, config.samplers)
 
 
 def setting_name(name: str, sampler: str) -> str:
