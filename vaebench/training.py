@@ -6,7 +6,7 @@ its surrogate (value = -mean objective, gradient = the estimator's gradient esti
 parameters and the estimator's own (NVIL's baseline network). Everything else is shared and fixed by
 arguments: the model and its initialisation (the caller builds it from its own seed), the data order
 (``dataset.batches(..., seed=seed, epoch=e)``), the optimizer, and the latent-noise stream (seeded from
-``seed``).
+``seed``). The step and the optimizer are :mod:`vaebench.step`'s, the very ones the throughput measure times.
 
 What is recorded, as one tidy row per (step, metric):
 
@@ -45,14 +45,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, Reparam, check_num_samples, make_estimator
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamax": torch.optim.Adamax,
-    "rmsprop": torch.optim.RMSprop,
-    "sgd": torch.optim.SGD,
-}
-"""Optimizers `train` accepts by name (default hyperparameters besides the learning rate)."""
+from vaebench.step import OPTIMIZERS, make_optimizer, out_of_bounds, surrogate_of, training_step
 
 BUDGET_KEYS: tuple[str, ...] = ("grad_evals", "latent_samples", "seconds")
 """Units of an equal-budget stop: gradient estimates, latent samples (Σ B·K), or training wall-clock seconds."""
@@ -262,7 +255,7 @@ def train(
     est.prepare(model, dataset.train[:batch_size].to(device))
     est.to(device)
     params = _unique([*model.parameters(), *est.parameters()])
-    opt = OPTIMIZERS[optimizer](params, lr=lr)
+    opt, _ = make_optimizer(params, lr, optimizer)
     train_gen = rng.generator(seed, "train.noise", device=device)
 
     rows: list[tuple] = []
@@ -302,15 +295,13 @@ def train(
                 break
             x = x.to(device, non_blocking=True)
             start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            out = est(model, x, num_samples=num_samples, generator=train_gen)
-            out.surrogate.backward()
-            # One read per step: the loss for the record and a divergence check of every gradient.
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
-            loss = out.surrogate.detach()
-            loss, grad_norm = torch.stack([loss, norm.to(device=loss.device, dtype=loss.dtype)]).tolist()
-            if not (abs(loss) <= divergence_bound and grad_norm <= divergence_bound):  # False for NaN too
+            loss = training_step(opt, surrogate_of(model, est, x, num_samples, train_gen), apply=False)
+            # One host read per step: the divergence check must come before the update it would refuse,
+            # and the same read brings the loss for the record.
+            bad, loss = torch.stack(
+                [out_of_bounds(loss, params, divergence_bound).to(loss.dtype), loss]
+            ).tolist()
+            if bad:
                 diverged_step, stop_reason = state["step"] + 1, "diverged"
                 break
             opt.step()

@@ -6,7 +6,7 @@ The maths of the figures is in the package docstring (:mod:`vaebench.measures.th
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -28,19 +28,7 @@ from vaebench.measures.throughput.timing import (
     time_steps,
     track_peak_memory,
 )
-
-
-def make_optimizer(parameters: Iterable[nn.Parameter], lr: float = 1e-3) -> tuple[torch.optim.Adam, str]:
-    """Adam with the fastest implementation torch offers for these parameters; returns (optimizer, label).
-
-    The fused kernel (one pass over every parameter, CPU and CUDA since torch 2.4) when available, else the
-    multi-tensor ``foreach`` version. The label (``"adam-fused"`` or ``"adam-foreach"``) goes into the row.
-    """
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=lr, fused=True), "adam-fused"
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(parameters, lr=lr, foreach=True), "adam-foreach"
+from vaebench.step import make_optimizer, surrogate_of, training_step
 
 
 def variant_label(compiled: bool, amp: bool) -> str:
@@ -105,18 +93,16 @@ def build_step(
         estimator(model, x, num_samples=num_samples, generator=generator).surrogate.backward()
     optimizer.zero_grad(set_to_none=True)
 
+    surrogate = surrogate_of(model, estimator, x, num_samples, None if compile else generator)
+
     def loss() -> Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = estimator(model, x, num_samples=num_samples, generator=None if compile else generator)
-        return out.surrogate
+            return surrogate()
 
     forward = _compile(loss, compile) if compile else loss
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        forward().backward()
-        if optimizer_step:
-            optimizer.step()
+        training_step(optimizer, forward, apply=optimizer_step)
 
     info = {
         "estimator": estimator.name or type(estimator).__name__,
