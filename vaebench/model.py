@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +111,19 @@ class Decoder(nn.Module):
             loc, raw = out.chunk(2, dim=-1)
             return loc, positive_scale(raw, self.min_scale)
         return out, positive_scale(self.raw_scale, self.min_scale)
+
+    def shared_outputs(self) -> list[tuple[int, nn.Parameter, Callable[[Tensor], Tensor]]]:
+        """Outputs computed from a parameter alone, the same for every row (an optional protocol).
+
+        Each entry ``(index, param, fn)`` says ``forward(z)[index] = fn(param)`` broadcast over the rows, with
+        ``fn`` elementwise. The tiled variance engine
+        (:func:`~vaebench.measures.variance.tiled.tiled`) reads it to give each row its own copy of that
+        output and so its own gradient for ``param``; a module without the method, or whose every
+        parameter sits in an ``nn.Linear``, needs nothing. Here: the learned σ_x = softplus(raw) + floor.
+        """
+        if self.likelihood != "gaussian" or self.scale != "learned":
+            return []
+        return [(1, self.raw_scale, lambda raw, floor=self.min_scale: positive_scale(raw, floor))]
 
 
 class GaussianVAE(nn.Module):

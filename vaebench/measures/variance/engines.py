@@ -135,8 +135,8 @@ def resolve_method(model: nn.Module, lay: Layout, method: str) -> str:
         return "tiled" if tileable(model, lay) else "vmap"
     if method == "tiled" and not tileable(model, lay):
         raise VaebenchError(
-            "method='tiled' needs every trainable parameter inside an nn.Linear (or GaussianVAE's learned "
-            "decoder scale); use method='vmap' for this model"
+            "method='tiled' needs every trainable parameter inside an nn.Linear or declared by its module's "
+            "shared_outputs() (as GaussianVAE's learned decoder scale is); use method='vmap' for this model"
         )
     return method
 
