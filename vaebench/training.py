@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, Reparam, check_num_samples, make_estimator
+from vaebench.progress import bar as progress_bar
 from vaebench.step import OPTIMIZERS, make_optimizer, out_of_bounds, surrogate_of, training_step
 
 BUDGET_KEYS: tuple[str, ...] = ("grad_evals", "latent_samples", "seconds")
@@ -283,7 +284,7 @@ def train(
 
     model.train()
     est.train()
-    bar = _progress_bar(total, progress)
+    bar = progress_bar(total, progress, unit="step", leave=False, desc="train")
     record()
     snapshot()
     diverged_step, stop_reason, epoch = None, "", 0
@@ -380,22 +381,3 @@ def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         k: v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else copy.deepcopy(v)
         for k, v in state.items()
     }
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int | None, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm  # imported here: only runs that ask for a bar pay for the import
-
-    return tqdm(total=total, unit="step", leave=False, desc="train")

@@ -44,6 +44,7 @@ from vaebench.measures.variance.reference import (
     _reference,
 )
 from vaebench.measures.variance.summary import finite_rows, resample_counts
+from vaebench.progress import bar as progress_bar
 from vaebench.stats import percentile_interval
 
 CHECKPOINT_LABELS = ("init", "early", "middle", "end")
@@ -209,7 +210,7 @@ def variance_study(
     }
     device = torch.device(device or "cpu")
     total = len(points) * len(seeds) * len(names) * len(samplers) * len(samples)
-    bar = _progress(total, progress)
+    bar = progress_bar(total, progress, desc="variance", unit="measurement")
     frames = []
     try:
         for point in points:
@@ -446,19 +447,3 @@ def _skipped(name: str, k: int, seed: int, groups: list[str], reason: str, sampl
             "skip_reason": reason,
         }
     )
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="variance", unit="measurement")
