@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from vaebench import rng
-from vaebench.errors import VaebenchError
+from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, check_num_samples
+from vaebench.measures.variance.baseline import resolve_baseline
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, layout
-from vaebench.measures.variance.reference import _check_int, _resolve_reference
 from vaebench.measures.variance.summary import (
     FIGURES,
     block_partial,
@@ -115,9 +115,9 @@ def measure_variance(
         VaebenchError: fewer than 2 replicates, an impossible K for this estimator, a bad level or method, or a
             reference of another objective.
     """
-    _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
-    _check_int("resamples", resamples, 1)
-    _check_int("timing_repeats", timing_repeats, 1)
+    check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
+    check_int("resamples", resamples, 1)
+    check_int("timing_repeats", timing_repeats, 1)
     if not 0 < level < 1:
         raise VaebenchError(f"level must lie strictly between 0 and 1, got {level!r}")
     if not isinstance(x, Tensor) or x.dim() != 2:
@@ -128,7 +128,7 @@ def measure_variance(
     was_training = estimator.training
     estimator.eval()
     try:
-        ref_flat, ref_label, ref_var = _resolve_reference(reference, model, x, estimator, num_samples, seed)
+        ref_flat, ref_label, ref_var = resolve_baseline(reference, model, x, estimator, num_samples, seed)
         sample = gradient_sample(
             model,
             estimator,

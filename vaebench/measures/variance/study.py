@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vaebench.errors import VaebenchError
+from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import (
     ESTIMATORS,
     SAMPLERS,
@@ -35,14 +35,13 @@ from vaebench.estimators import (
     make_estimator,
     unsupported,
 )
+from vaebench.measures.variance.baseline import (
+    DEFAULT_REFERENCE_SAMPLES,
+    sampled_baseline,
+)
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import layout
 from vaebench.measures.variance.measure import COLUMNS, is_stateful, measure_variance, warm_up
-from vaebench.measures.variance.reference import (
-    DEFAULT_REFERENCE_SAMPLES,
-    _check_int,
-    _reference,
-)
 from vaebench.measures.variance.summary import finite_rows, resample_counts
 from vaebench.progress import bar as progress_bar
 from vaebench.stats import percentile_interval
@@ -196,7 +195,7 @@ def variance_study(
     for sampler in samplers:
         if sampler not in SAMPLERS:
             raise VaebenchError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
-    _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
+    check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
     if reference not in (None, "auto"):
         raise VaebenchError(f"reference must be 'auto' or None, got {reference!r}")
     options = dict(estimator_options or {})
@@ -238,7 +237,9 @@ def variance_study(
                             if reference is not None:
                                 key = ("iwae", k) if est.objective == "iwae" and k > 1 else ("elbo", 1)
                                 if key not in references:
-                                    references[key] = _reference(model, x, *key, reference_samples, seed)
+                                    references[key] = sampled_baseline(
+                                        model, x, *key, reference_samples, seed
+                                    )
                                 ref = references[key]
                             frame = measure_variance(
                                 model, est, x, k, replicates, reference=ref, seed=seed, **measure_options
@@ -307,7 +308,7 @@ def decompose_noise(
         raise VaebenchError(
             f"decompose_noise needs at least 2 minibatches to see minibatch noise, got {len(batches)}"
         )
-    _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
+    check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
     name = estimator.name or type(estimator).__name__
     check_num_samples(num_samples, estimator.min_samples, name)
     lay = layout(model)
