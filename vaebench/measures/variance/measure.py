@@ -95,8 +95,8 @@ def measure_variance(
         num_samples: K.
         replicates: R >= 2 independent estimates.
         reference: the gradient to measure bias and cosine against: None (no bias figures, reference
-            ``"none"``), ``"auto"`` (:func:`reference_gradient` for the estimator's objective at this K), a
-            ``(flat gradient [P], label)`` pair as :func:`reference_gradient` returns, or a flat tensor
+            ``"none"``), ``"auto"`` (:func:`baseline_gradient` for the estimator's objective at this K), a
+            ``(flat gradient [P], label)`` pair as :func:`baseline_gradient` returns, or a flat tensor
             (label ``"given"``).
         seed: seeds the replicates' noise, the bootstrap and the reference.
         chunk_size: replicates per batched pass (bounds memory; default from the batch size and K).

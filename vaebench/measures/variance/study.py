@@ -150,7 +150,7 @@ def variance_study(
         replicates: independent estimates per measurement.
         seeds: one measurement per seed (its own minibatch, noise and bootstrap).
         batch_size: minibatch size when ``data`` is a Dataset.
-        reference: ``"auto"`` (exact or high-sample, see ``reference_gradient``) or None.
+        reference: ``"auto"`` (exact or high-sample, see ``baseline_gradient``) or None.
         reference_samples: estimates averaged into a sampled reference.
         warmup: warm up stateful estimators at each checkpoint before measuring.
         warmup_data: minibatches to warm stateful estimators up on instead of the automatic choice; required
