@@ -61,3 +61,15 @@ def test_bad_stream_or_seed_is_named():
         rng.generator(0, "nope")
     with pytest.raises(VaebenchError, match="seed must be a non-negative integer"):
         rng.generator(-1, "train.noise")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_seeded_leaves_every_cuda_generator_as_it_was():
+    before = torch.cuda.get_rng_state_all()
+    with rng.seeded(3, "init.model"):
+        torch.nn.Linear(4, 3)
+    with rng.seeded(3, "throughput.noise", device="cuda"):
+        a = torch.randn(4, device="cuda")
+    with rng.seeded(3, "throughput.noise", device="cuda"):
+        assert torch.equal(a, torch.randn(4, device="cuda"))
+    assert all(torch.equal(x, y) for x, y in zip(before, torch.cuda.get_rng_state_all(), strict=True))

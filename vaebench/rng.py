@@ -115,7 +115,13 @@ def seeded(seed: int, stream: str, *index: int, device: torch.device | str | Non
     that device's generator is forked and seeded too.
     """
     device = None if device is None else torch.device(device)
-    devices = [device] if device is not None and device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(derive_seed(seed, stream, *index))
+    cuda = device is not None and device.type == "cuda"
+    value = derive_seed(seed, stream, *index)
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        # Seed only the generators fork_rng restores: torch.manual_seed would also reseed every CUDA device
+        # and leave them so after the block.
+        torch.random.default_generator.manual_seed(value)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(value)
         yield
