@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Sequence
 
 import pandas as pd
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, check_num_samples
+from vaebench.measures.throughput.timing import time_steps
 from vaebench.measures.variance.baseline import resolve_baseline
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, layout
@@ -317,26 +317,19 @@ def time_estimate(
     """Median seconds of one ordinary gradient estimate (forward + backward) at this batch, after a warm-up.
 
     Gradients are taken for the model's and the estimator's parameters, as in a training step, without
-    accumulating them; the device is synchronised before each clock read. ``warm``: the estimator has just
-    run on this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first.
+    accumulating them, with the throughput measure's clock (``time_steps`` of
+    :mod:`vaebench.measures.throughput.timing`: CUDA events on a GPU, ``perf_counter`` on a CPU). ``warm``: the estimator has just run on
+    this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first (else one
+    does: it warms up caches and allocators).
     """
     params = [p for p in (*model.parameters(), *estimator.parameters()) if p.requires_grad]
     gen = rng.generator(seed, "variance.timing", device=x.device)
-    times = []
-    for i in range(repeats + (not warm)):
-        _sync(x.device)
-        start = time.perf_counter()
+
+    def estimate() -> None:
         surrogate = estimator(model, x, num_samples=num_samples, generator=gen).surrogate
         torch.autograd.grad(surrogate, params, allow_unused=True)
-        _sync(x.device)
-        if warm or i > 0:  # a first call warms up caches and allocators
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return float(statistics.median(time_steps(estimate, x.device, repeats, warmup=0 if warm else 1)))
 
 
 def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | None) -> list:
