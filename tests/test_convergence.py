@@ -17,15 +17,15 @@ import pytest
 import torch
 from torch import Tensor
 
+from vaebench.config import resolve
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, Reparam
+from vaebench.estimators import ESTIMATORS, Reparam, runnable
 from vaebench.exact import exact_log_marginal
 from vaebench.measures.convergence import (
     FINAL_METRICS,
     PYTORCH_EXAMPLES_MNIST_TEST_LOSS,
     UNIT_COLUMNS,
-    convergence_study,
     estimate_log_likelihood,
     measure_convergence,
     pytorch_examples_recipe,
@@ -35,6 +35,7 @@ from vaebench.measures.convergence import (
 )
 from vaebench.model import GaussianVAE
 from vaebench.stats import bonferroni_threshold, mean_interval
+from vaebench.suite.units import plan
 
 FALSE_ALARM = 1e-3
 SIGMA = 0.5  # observation noise of the exact-posterior model
@@ -261,17 +262,20 @@ def test_summaries_give_the_mean_over_seeds_with_a_student_t_interval():
         summarize_convergence(pd.DataFrame({"value": [1.0]}))
 
 
-def test_study_runs_every_valid_unit_and_skips_k_below_the_minimum(synthetic):
-    frame = convergence_study(
-        linear_factory, ["reparam", "reinforce-loo"], [1, 2], [0, 1], synthetic, steps=3, ll_samples=10
+def test_the_plan_trains_every_runnable_setting_and_seed_and_skips_k_below_the_minimum():
+    config, _ = resolve(
+        overrides={"estimators": ["reparam", "reinforce-loo"], "samples": [1, 2], "seeds": [0, 1]}
     )
-    units = set(frame.groupby(["estimator", "num_samples", "seed"]).groups)
+    units = {(u.estimator, u.num_samples, u.seed) for u in plan(config) if u.kind == "convergence"}
     assert units == {("reparam", 1, 0), ("reparam", 1, 1), ("reparam", 2, 0), ("reparam", 2, 1)} | {
         ("reinforce-loo", 2, 0),
         ("reinforce-loo", 2, 1),
     }
-    with pytest.raises(VaebenchError, match="unknown estimator"):
-        convergence_study(linear_factory, ["nope"], [1], [0], synthetic, steps=1)
+    assert runnable(["reparam", "reinforce-loo"], [1, 2]) == [
+        ("reparam", 1, "iid"),
+        ("reparam", 2, "iid"),
+        ("reinforce-loo", 2, "iid"),
+    ]
 
 
 def test_reserved_train_options_are_refused(synthetic):

@@ -229,3 +229,16 @@ def test_every_estimator_declares_what_it_is():
         assert (cls.iid_only != "") == (cls.samplers != tuple(SAMPLERS)), name  # a refusal says why
         assert cls.summary and cls.reference, name
     assert [n for n, c in ESTIMATORS.items() if c.bias] == ["iwae-stl"]
+
+
+def test_declared_statefulness_matches_the_state_an_estimator_keeps():
+    # `stateful` decides who is warmed up before a variance measurement; it must agree with what the
+    # estimator actually holds once prepared (buffers or parameters), so no stateful estimator is measured cold.
+    model = GaussianVAE(x_dim=5, z_dim=2, hidden=(), seed=0).double()
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for name, cls in ESTIMATORS.items():
+        est = make_estimator(name)
+        est.prepare(model, x)
+        holds = any(True for _ in est.buffers()) or any(True for _ in est.parameters())
+        assert cls.stateful == holds, name
+    assert sorted(n for n, c in ESTIMATORS.items() if c.stateful) == ["reinforce-ma", "reinforce-nvil"]

@@ -6,13 +6,16 @@ finite, and that the bookkeeping around them is right.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from vaebench.config import resolve
 from vaebench.errors import VaebenchError
 from vaebench.estimators import make_estimator
 from vaebench.measures.throughput import (
@@ -24,9 +27,9 @@ from vaebench.measures.throughput import (
     reference_loss,
     reference_step,
     summarize_times,
-    throughput_study,
 )
 from vaebench.model import GaussianVAE
+from vaebench.suite.units import plan
 
 D, Z, H, B = 10, 3, 7, 5
 FAST = {"repeats": 3, "warmup": 1}
@@ -134,31 +137,20 @@ def test_count_linear_flops_counts_leading_dimensions():
     assert total[0] == 2 * 3 * 2 * 6 * 4
 
 
-def test_study_records_skips_and_reference():
-    frame = throughput_study(
-        small_model, ["reinforce-loo", "reparam"], [1, 2], [3, B], binary_batch(), **FAST, threads=1
-    )
-    assert set(frame["batch_size"]) == {3, B}
-    skipped = frame[frame["status"] == "skipped"]
-    assert set(zip(skipped["estimator"], skipped["num_samples"], strict=True)) == {("reinforce-loo", 1)}
-    assert len(skipped) == 2 and skipped["reason"].str.contains("K >= 2").all()
-    assert skipped["step_s_median"].isna().all()
-    measured = frame[frame["status"] == "ok"]
-    assert len(measured) == 2 * (1 + 3)  # per batch size: reference, loo K=2, reparam K=1 and K=2
-    assert (measured["estimator"] == "reference").sum() == 2
-    for _, row in measured.iterrows():
-        assert_figures(row)
+def test_k_below_the_minimum_is_refused_and_the_suite_never_plans_it():
+    # The suite plans only what `runnable` allows; a direct call with a K the estimator cannot take is an error.
+    with pytest.raises(VaebenchError, match="K >= 2"):
+        measure_throughput(small_model(), make_estimator("reinforce-loo"), binary_batch(), 1, **FAST)
+    config, _ = resolve(overrides={"estimators": ["reinforce-loo", "reparam"], "samples": [1, 2]})
+    timed = {(u.estimator, u.num_samples) for u in plan(config) if u.kind == "throughput"}
+    assert timed == {("reference", 1), ("reinforce-loo", 2), ("reparam", 1), ("reparam", 2)}
 
 
-def test_study_skips_reference_for_deeper_models_and_rejects_bad_input():
-    deep = lambda: GaussianVAE(D, Z, hidden=(H, H), likelihood="bernoulli")  # noqa: E731
-    frame = throughput_study(deep, ["reparam"], [1], [B], binary_batch(), **FAST)
-    reference = frame[frame["estimator"] == "reference"].iloc[0]
-    assert reference["status"] == "skipped" and "one-hidden-layer" in reference["reason"]
-    with pytest.raises(VaebenchError, match="unknown estimator"):
-        throughput_study(small_model, ["nope"], [1], [B], binary_batch())
-    with pytest.raises(VaebenchError, match="rows of x"):
-        throughput_study(small_model, ["reparam"], [1], [B + 1], binary_batch())
+def test_the_reference_row_is_planned_for_one_hidden_layer_models_only():
+    config, _ = resolve(overrides={"estimators": ["reparam"], "samples": [1]})
+    assert any(u.estimator == "reference" for u in plan(config) if u.kind == "throughput")
+    deep = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=(H, H)))
+    assert not any(u.estimator == "reference" for u in plan(deep) if u.kind == "throughput")
 
 
 def test_measuring_leaves_callers_objects_unchanged():
@@ -243,13 +235,14 @@ def test_reference_row():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_rows_use_cuda_memory_and_amp():
-    frame = throughput_study(
-        small_model, ["reparam"], [2], [B], binary_batch(), device="cuda", amp=True, **FAST
-    )
-    measured = frame[frame["estimator"] == "reparam"]
-    assert set(measured["variant"]) == {"eager", "amp-bf16"}
-    assert (measured["device_type"] == "cuda").all() and (
-        measured["memory_kind"] == "cuda_max_allocated"
-    ).all()
+    rows = [
+        measure_throughput(
+            small_model(), make_estimator("reparam"), binary_batch(), 2, device="cuda", amp=amp, **FAST
+        )
+        for amp in (False, True)
+    ]
+    frame = pd.concat(rows, ignore_index=True)
+    assert set(frame["variant"]) == {"eager", "amp-bf16"}
+    assert (frame["device_type"] == "cuda").all() and (frame["memory_kind"] == "cuda_max_allocated").all()
     for _, row in frame.iterrows():
         assert_figures(row)

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from vaebench import rng
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Reparam
 from vaebench.model import GaussianVAE
 from vaebench.stats import normal_quantile
-from vaebench.training import HISTORY_COLUMNS, STREAMS, evaluate_elbo, seeded_generator, train
+from vaebench.training import HISTORY_COLUMNS, evaluate_elbo, train
 
 FALSE_ALARM = 1e-3
 BATCH = 100
@@ -36,7 +37,7 @@ def small_vae(dataset, seed=0):
 def per_point_elbo(dataset, state, seed):
     model = small_vae(dataset)
     model.load_state_dict(state)
-    gen = seeded_generator(seed, STREAMS["eval"])
+    gen = rng.generator(seed, "eval.elbo")
     return evaluate_elbo(model, dataset.test, num_samples=10, generator=gen)
 
 

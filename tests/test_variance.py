@@ -639,3 +639,42 @@ def test_on_cuda_the_engines_agree():
     assert frames["batched"]["method"].iloc[0] == "tiled"
     a, b = (se_from_interval(frames[m], "trace_var", "all", 0.95) for m in ("batched", "naive"))
     assert abs(math.log(a[0] / b[0])) < Z * math.hypot(a[1] / a[0], b[1] / b[0])
+
+
+def test_the_tiled_engine_asks_the_model_for_shared_outputs(pooled_noise):
+    # A model of our own whose Gaussian scale parameter lives outside any nn.Linear: tiled only by declaring it.
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.log_s = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+
+        def forward(self, loc):
+            return loc, self.log_s.exp()
+
+    class Model(torch.nn.Module):
+        def __init__(self, declare: bool):
+            super().__init__()
+            self.enc = torch.nn.Linear(5, 4).double()
+            self.dec = torch.nn.Linear(2, 5).double()
+            self.scale = Scale()
+            if declare:
+                self.scale.shared_outputs = lambda: [(1, self.scale.log_s, torch.exp)]
+
+        def posterior(self, x):
+            loc, raw = self.enc(x).chunk(2, -1)
+            return torch.distributions.Normal(loc, torch.nn.functional.softplus(raw) + 1e-3)
+
+        def log_joint(self, x, z):
+            loc, s = self.scale(self.dec(z))
+            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+            return prior + torch.distributions.Normal(loc, s).log_prob(x).sum(-1)
+
+    x = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(VaebenchError, match="shared_outputs"):
+        gradient_sample(Model(False), make_estimator("reparam"), x, 2, 4, method="tiled")
+    model, out = Model(True), {}
+    for method in ("naive", "tiled"):
+        pooled_noise["row"] = 0  # the same noise per (replicate, datapoint) in both engines
+        out[method] = gradient_sample(model, make_estimator("reparam").eval(), x, 2, 4, method=method).flat()
+    assert out["naive"][:, -5:].abs().sum() > 0  # the declared parameter's gradient is measured
+    torch.testing.assert_close(out["tiled"], out["naive"], rtol=1e-9, atol=1e-11)

@@ -53,3 +53,10 @@ class StorageError(OSError):
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()
+
+
+def check_int(name: str, value, minimum: int, why: str = "") -> None:
+    """Raise a `VaebenchError` naming ``name`` unless ``value`` is an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise VaebenchError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")

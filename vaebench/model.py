@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -111,6 +112,19 @@ class Decoder(nn.Module):
             return loc, positive_scale(raw, self.min_scale)
         return out, positive_scale(self.raw_scale, self.min_scale)
 
+    def shared_outputs(self) -> list[tuple[int, nn.Parameter, Callable[[Tensor], Tensor]]]:
+        """Outputs computed from a parameter alone, the same for every row (an optional protocol).
+
+        Each entry ``(index, param, fn)`` says ``forward(z)[index] = fn(param)`` broadcast over the rows, with
+        ``fn`` elementwise. The tiled variance engine
+        (:func:`~vaebench.measures.variance.tiled.tiled`) reads it to give each row its own copy of that
+        output and so its own gradient for ``param``; a module without the method, or whose every
+        parameter sits in an ``nn.Linear``, needs nothing. Here: the learned σ_x = softplus(raw) + floor.
+        """
+        if self.likelihood != "gaussian" or self.scale != "learned":
+            return []
+        return [(1, self.raw_scale, lambda raw, floor=self.min_scale: positive_scale(raw, floor))]
+
 
 class GaussianVAE(nn.Module):
     """The seed's VAE: Gaussian prior and posterior, Gaussian or Bernoulli likelihood.
@@ -157,8 +171,7 @@ class GaussianVAE(nn.Module):
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
         self.likelihood = likelihood
         self.decoder_scale = decoder_scale
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with rng.seeded(seed, "init.model"):
             self.encoder = Encoder(x_dim, z_dim, hidden, activation, min_scale)
             self.decoder = Decoder(
                 x_dim,

@@ -6,7 +6,7 @@ its surrogate (value = -mean objective, gradient = the estimator's gradient esti
 parameters and the estimator's own (NVIL's baseline network). Everything else is shared and fixed by
 arguments: the model and its initialisation (the caller builds it from its own seed), the data order
 (``dataset.batches(..., seed=seed, epoch=e)``), the optimizer, and the latent-noise stream (seeded from
-``seed``).
+``seed``). The step and the optimizer are :mod:`vaebench.step`'s, the very ones the throughput measure times.
 
 What is recorded, as one tidy row per (step, metric):
 
@@ -42,16 +42,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vaebench.errors import VaebenchError
+from vaebench import rng
+from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, Reparam, check_num_samples, make_estimator
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamax": torch.optim.Adamax,
-    "rmsprop": torch.optim.RMSprop,
-    "sgd": torch.optim.SGD,
-}
-"""Optimizers `train` accepts by name (default hyperparameters besides the learning rate)."""
+from vaebench.progress import bar as progress_bar
+from vaebench.step import OPTIMIZERS, make_optimizer, out_of_bounds, surrogate_of, training_step
 
 BUDGET_KEYS: tuple[str, ...] = ("grad_evals", "latent_samples", "seconds")
 """Units of an equal-budget stop: gradient estimates, latent samples (Σ B·K), or training wall-clock seconds."""
@@ -77,9 +72,6 @@ of 1e-3 with unit errors give ~4e8."""
 DEFAULT_EVAL_SAMPLES = 10  # samples per test point for the test ELBO: its MC error is tiny next to the gaps
 _EVAL_CHUNK = 1024  # test points per evaluation pass, so memory stays bounded on large test sets
 _DEFAULT_EVALS = 20  # evaluations per run when eval_every is not given and the length is known in steps
-STREAMS: dict[str, int] = {"train": 101, "eval": 102}
-"""Random streams of the seed (see `seeded_generator`): latent noise of training, noise of the test ELBO. The
-data order has its own, inside vaebench.data; other measures pick numbers outside these."""
 
 
 @dataclass
@@ -124,12 +116,6 @@ class TrainResult:
     def diverged(self) -> bool:
         """Whether the run stopped on a NaN/Inf or out-of-bound loss or gradient."""
         return self.diverged_step is not None
-
-
-def seeded_generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` for one independent stream of ``seed`` (numpy SeedSequence hashing)."""
-    state = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 @torch.no_grad()
@@ -220,25 +206,159 @@ def train(
         VaebenchError: a bad argument (named in the message).
     """
     est = make_estimator(estimator) if isinstance(estimator, str) else estimator
-    if not isinstance(est, Estimator):
-        raise VaebenchError(f"estimator must be an Estimator or a registered name, got {type(est).__name__}")
-    check_num_samples(num_samples, est.min_samples, est.name)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("eval_samples", eval_samples)
+    _check_arguments(
+        model, est, dataset, num_samples, batch_size, eval_samples, lr, optimizer, divergence_bound
+    )
     for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every)):
         if value is not None:
-            _check_positive_int(name, value, minimum=0 if name != "eval_every" else 1)
+            check_int(name, value, 0 if name != "eval_every" else 1)
     if eval_points is not None:
-        _check_positive_int("eval_points", eval_points)
+        check_int("eval_points", eval_points, 1)
     budget = _check_budget(budget)
     if steps is None and epochs is None and not budget:
         raise VaebenchError("train needs a length: pass steps=, epochs= or budget=")
+    checkpoint_at = sorted({int(s) for s in checkpoint_at})
+    if any(s < 0 for s in checkpoint_at):
+        raise VaebenchError(f"checkpoint_at steps must be >= 0, got {checkpoint_at}")
+
+    # Setup: device, length, evaluation cadence, the estimator's state, the optimizer and the noise.
+    device = torch.device(
+        device if device is not None else next(iter(model.parameters()), torch.empty(0)).device
+    )
+    model.to(device)
+    per_epoch = _steps_per_epoch(dataset, batch_size, drop_last)
+    limits = [s for s in (steps, None if epochs is None else epochs * per_epoch) if s is not None]
+    total = min(limits) if limits else None
+    if eval_every is None:
+        eval_every = per_epoch if (epochs is not None or total is None) else max(1, total // _DEFAULT_EVALS)
+    est.prepare(model, dataset.train[:batch_size].to(device))
+    est.to(device)
+    params = _unique([*model.parameters(), *est.parameters()])
+    opt, _ = make_optimizer(params, lr, optimizer)
+    train_gen = rng.generator(seed, "train.noise", device=device)
+    counts = _Counts()
+    recorder = _Recorder(
+        model, est, dataset.test[:eval_points].to(device), seed, eval_samples, per_epoch, counts
+    )
+
+    # The loop: one training step per minibatch until a stop; the divergence check before each update.
+    model.train()
+    est.train()
+    bar = progress_bar(total, progress, unit="step", leave=False, desc="train")
+    recorder.record()
+    recorder.snapshot(checkpoint_at)
+    diverged_step, stop_reason, epoch = None, "", 0
+    recorded_at = 0
+    while not stop_reason:
+        for x in dataset.batches(batch_size, seed=seed, epoch=epoch, drop_last=drop_last):
+            stop_reason = _stop_reason(counts, total, steps, budget)
+            if stop_reason:
+                break
+            x = x.to(device, non_blocking=True)
+            start = time.perf_counter()
+            loss = training_step(opt, surrogate_of(model, est, x, num_samples, train_gen), apply=False)
+            # One host read per step: the divergence check must come before the update it would refuse,
+            # and the same read brings the loss for the record.
+            bad, loss = torch.stack(
+                [out_of_bounds(loss, params, divergence_bound).to(loss.dtype), loss]
+            ).tolist()
+            if bad:
+                diverged_step, stop_reason = counts.step + 1, "diverged"
+                break
+            opt.step()
+            counts.wall += time.perf_counter() - start
+            counts.step += 1
+            counts.samples += x.shape[0] * num_samples
+            recorder.window.append(-loss)
+            bar.update(1)
+            if counts.step % eval_every == 0:
+                recorder.record()
+                recorded_at = counts.step
+                bar.set_postfix(test_elbo=f"{recorder.last_elbo:.2f}", refresh=False)
+            recorder.snapshot(checkpoint_at)
+        epoch += 1
+    if recorded_at != counts.step:
+        recorder.record()
+    bar.close()
+    model.train()
+
+    return TrainResult(
+        history=pd.DataFrame(recorder.rows, columns=list(HISTORY_COLUMNS)),
+        diverged_step=diverged_step,
+        checkpoints=recorder.checkpoints,
+        final_state=_cpu_copy(model.state_dict()),
+        wall_time_s=counts.wall,
+        steps=counts.step,
+        grad_evals=counts.step,
+        latent_samples=counts.samples,
+        stop_reason=stop_reason,
+        estimator_checkpoints=recorder.estimator_checkpoints,
+        estimator_state=_cpu_copy(est.state_dict()),
+    )
+
+
+@dataclass
+class _Counts:
+    """The cost so far: optimizer updates, training seconds, latent samples (Σ B·K)."""
+
+    step: int = 0
+    wall: float = 0.0
+    samples: int = 0
+
+
+@dataclass
+class _Recorder:
+    """The recording side of `train`: history rows (train objective, test ELBO) and checkpoints."""
+
+    model: nn.Module
+    estimator: Estimator
+    test: Tensor
+    seed: int
+    eval_samples: int
+    per_epoch: int
+    counts: _Counts
+    rows: list[tuple] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # -loss of the steps since the last record
+    checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    estimator_checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    last_elbo: float = float("nan")
+
+    def record(self) -> None:
+        """Rows at the current step: the mean train objective since the last record, and the test ELBO."""
+        c = self.counts
+        cost = (c.step, c.step / self.per_epoch, c.wall, c.step, c.samples)
+        if self.window:
+            self.rows.append(
+                (*cost, "train_objective", float(np.mean(self.window)), self.estimator.objective)
+            )
+            self.window.clear()
+        gen = rng.generator(self.seed, "eval.elbo", device=self.test.device)  # the same noise every time
+        elbo = (
+            evaluate_elbo(self.model, self.test, num_samples=self.eval_samples, generator=gen).mean().item()
+        )
+        self.rows.append((*cost, "test_elbo", elbo, self.estimator.objective))
+        self.last_elbo = elbo
+
+    def snapshot(self, at: list[int]) -> None:
+        """Copy the model's and the estimator's state to the CPU if the current step is in ``at``."""
+        if self.counts.step in at:
+            self.checkpoints[self.counts.step] = _cpu_copy(self.model.state_dict())
+            self.estimator_checkpoints[self.counts.step] = _cpu_copy(self.estimator.state_dict())
+
+
+def _check_arguments(
+    model, est, dataset, num_samples, batch_size, eval_samples, lr, optimizer, bound
+) -> None:
+    """The checks of `train`'s scalar arguments, each error naming the argument."""
+    if not isinstance(est, Estimator):
+        raise VaebenchError(f"estimator must be an Estimator or a registered name, got {type(est).__name__}")
+    check_num_samples(num_samples, est.min_samples, est.name)
+    check_int("batch_size", batch_size, 1)
+    check_int("eval_samples", eval_samples, 1)
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
         raise VaebenchError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(divergence_bound, bool) or not (
-        isinstance(divergence_bound, int | float) and divergence_bound > 0
-    ):
-        raise VaebenchError(f"divergence_bound must be a positive number, got {divergence_bound!r}")
+    if isinstance(bound, bool) or not (isinstance(bound, int | float) and bound > 0):
+        raise VaebenchError(f"divergence_bound must be a positive number, got {bound!r}")
     if optimizer not in OPTIMIZERS:
         raise VaebenchError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     x_dim = getattr(model, "x_dim", None)
@@ -247,120 +367,25 @@ def train(
             f"the model's x_dim is {x_dim} but data set {dataset.name!r} has {dataset.x_dim} features; "
             "build the model with x_dim=dataset.x_dim"
         )
-    checkpoint_at = sorted({int(s) for s in checkpoint_at})
-    if any(s < 0 for s in checkpoint_at):
-        raise VaebenchError(f"checkpoint_at steps must be >= 0, got {checkpoint_at}")
 
-    if device is None:
-        device = next(iter(model.parameters()), torch.empty(0)).device
-    device = torch.device(device)
-    model.to(device)
+
+def _steps_per_epoch(dataset, batch_size: int, drop_last: bool) -> int:
     n_train = dataset.train.shape[0]
     if n_train == 0:
         raise VaebenchError(f"data set {dataset.name!r} has no training examples")
     per_epoch = n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
     if per_epoch == 0:
         raise VaebenchError(f"batch_size {batch_size} exceeds the {n_train} training examples with drop_last")
-    limits = [s for s in (steps, None if epochs is None else epochs * per_epoch) if s is not None]
-    total = min(limits) if limits else None
-    if eval_every is None:
-        eval_every = per_epoch if (epochs is not None or total is None) else max(1, total // _DEFAULT_EVALS)
-
-    test = dataset.test[:eval_points].to(device)
-    est.prepare(model, dataset.train[:batch_size].to(device))
-    est.to(device)
-    params = _unique([*model.parameters(), *est.parameters()])
-    opt = OPTIMIZERS[optimizer](params, lr=lr)
-    train_gen = seeded_generator(seed, STREAMS["train"], device)
-
-    rows: list[tuple] = []
-    checkpoints: dict[int, dict[str, Tensor]] = {}
-    est_checkpoints: dict[int, dict[str, Tensor]] = {}
-    state = {"step": 0, "wall": 0.0, "samples": 0}
-    window: list[float] = []
-    last_elbo = [float("nan")]
-
-    def record() -> None:
-        step = state["step"]
-        cost = (step, step / per_epoch, state["wall"], step, state["samples"])
-        if window:
-            rows.append((*cost, "train_objective", float(np.mean(window)), est.objective))
-            window.clear()
-        gen = seeded_generator(seed, STREAMS["eval"], device)
-        elbo = evaluate_elbo(model, test, num_samples=eval_samples, generator=gen).mean().item()
-        rows.append((*cost, "test_elbo", elbo, est.objective))
-        last_elbo[0] = elbo
-
-    def snapshot() -> None:
-        if state["step"] in checkpoint_at:
-            checkpoints[state["step"]] = _cpu_copy(model.state_dict())
-            est_checkpoints[state["step"]] = _cpu_copy(est.state_dict())
-
-    model.train()
-    est.train()
-    bar = _progress_bar(total, progress)
-    record()
-    snapshot()
-    diverged_step, stop_reason, epoch = None, "", 0
-    recorded_at = 0
-    while not stop_reason:
-        for x in dataset.batches(batch_size, seed=seed, epoch=epoch, drop_last=drop_last):
-            stop_reason = _stop_reason(state, total, steps, budget)
-            if stop_reason:
-                break
-            x = x.to(device, non_blocking=True)
-            start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            out = est(model, x, num_samples=num_samples, generator=train_gen)
-            out.surrogate.backward()
-            # One read per step: the loss for the record and a divergence check of every gradient.
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
-            loss = out.surrogate.detach()
-            loss, grad_norm = torch.stack([loss, norm.to(device=loss.device, dtype=loss.dtype)]).tolist()
-            if not (abs(loss) <= divergence_bound and grad_norm <= divergence_bound):  # False for NaN too
-                diverged_step, stop_reason = state["step"] + 1, "diverged"
-                break
-            opt.step()
-            state["wall"] += time.perf_counter() - start
-            state["step"] += 1
-            state["samples"] += x.shape[0] * num_samples
-            window.append(-loss)
-            bar.update(1)
-            if state["step"] % eval_every == 0:
-                record()
-                recorded_at = state["step"]
-                bar.set_postfix(test_elbo=f"{last_elbo[0]:.2f}", refresh=False)
-            snapshot()
-        epoch += 1
-    if recorded_at != state["step"]:
-        record()
-    bar.close()
-    model.train()
-
-    history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
-    return TrainResult(
-        history=history,
-        diverged_step=diverged_step,
-        checkpoints=checkpoints,
-        final_state=_cpu_copy(model.state_dict()),
-        wall_time_s=state["wall"],
-        steps=state["step"],
-        grad_evals=state["step"],
-        latent_samples=state["samples"],
-        stop_reason=stop_reason,
-        estimator_checkpoints=est_checkpoints,
-        estimator_state=_cpu_copy(est.state_dict()),
-    )
+    return per_epoch
 
 
-def _stop_reason(state: dict, total: int | None, steps: int | None, budget: dict[str, float]) -> str:
+def _stop_reason(counts: _Counts, total: int | None, steps: int | None, budget: dict[str, float]) -> str:
     """Why the run should stop before the next update, or "" to go on."""
-    if total is not None and state["step"] >= total:
-        return "steps" if steps is not None and state["step"] >= steps else "epochs"
-    counts = {"grad_evals": state["step"], "latent_samples": state["samples"], "seconds": state["wall"]}
+    if total is not None and counts.step >= total:
+        return "steps" if steps is not None and counts.step >= steps else "epochs"
+    reached = {"grad_evals": counts.step, "latent_samples": counts.samples, "seconds": counts.wall}
     for key, limit in budget.items():
-        if counts[key] >= limit:
+        if reached[key] >= limit:
             return f"budget:{key}"
     return ""
 
@@ -382,11 +407,6 @@ def _check_budget(budget: Mapping[str, float] | None) -> dict[str, float]:
     return out
 
 
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise VaebenchError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def _unique(params: list[nn.Parameter]) -> list[nn.Parameter]:
     seen: set[int] = set()
     return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
@@ -397,22 +417,3 @@ def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         k: v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else copy.deepcopy(v)
         for k, v in state.items()
     }
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int | None, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm  # imported here: only runs that ask for a bar pay for the import
-
-    return tqdm(total=total, unit="step", leave=False, desc="train")

@@ -24,8 +24,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from vaebench import rng
 from vaebench.estimators import ESTIMATORS, SAMPLERS, Estimator, make_estimator, unsupported
 from vaebench.exact import exact_elbo
+from vaebench.measures.variance import gradient_sample, layout, warm_up
 from vaebench.model import GaussianVAE
 from vaebench.stats import bonferroni_threshold, normal_quantile
 
@@ -37,9 +39,9 @@ def flat_grad(params: list[torch.nn.Parameter]) -> Tensor:
 
 
 def encoder_mask(model: GaussianVAE) -> Tensor:
-    """[P] bool: True at the encoder's coordinates in ``flat_grad(list(model.parameters()))`` order."""
-    enc = {id(p) for p in model.parameter_groups()["encoder"]}
-    return torch.cat([torch.full((p.numel(),), id(p) in enc) for p in model.parameters()])
+    """[P] bool: True at the encoder's coordinates in the variance layout's order (`gradient_draws`' columns)."""
+    lay = layout(model)
+    return torch.cat([torch.full((p.numel(),), i in lay.encoder) for i, p in enumerate(lay.params)])
 
 
 def gradient_draws(
@@ -54,24 +56,20 @@ def gradient_draws(
 ) -> Tensor:
     """[draws, P] independent gradient estimates of the batch-mean objective at fixed parameters.
 
-    With ``copies`` > 1 the batch is tiled ``copies`` times in one call, so each draw is the mean of that many
-    independent estimates (valid because every registered estimator treats datapoints independently when its
-    state is frozen in eval mode); the draws stay independent, so their standard error is still honest.
-    With ``rescale`` the encoder coordinates are divided by ``estimator.encoder_scale``, putting estimators
-    that rescale their encoder gradient (NVIL) back on the ELBO-gradient scale.
+    The variance measure's own sampler (:func:`~vaebench.measures.variance.gradient_sample`, one estimate at
+    a time: the simplest engine, the one the others are checked against), so what is verified is what is
+    measured. With ``copies`` > 1 the batch is tiled ``copies`` times in one call, so each draw is the mean of
+    that many independent estimates (valid because every registered estimator treats datapoints independently
+    when its state is frozen in eval mode); the draws stay independent, so their standard error is still
+    honest. With ``rescale`` the encoder coordinates are divided by ``estimator.encoder_scale``, putting
+    estimators that rescale their encoder gradient (NVIL) back on the ELBO-gradient scale.
     """
-    params = list(model.parameters())
-    mask = encoder_mask(model)
-    scale = torch.where(mask, 1.0 / estimator.encoder_scale, 1.0).to(x.dtype) if rescale else 1.0
     tiled = x.repeat(copies, 1)
-    gen = torch.Generator().manual_seed(seed)
-    out = torch.empty(draws, mask.numel(), dtype=x.dtype)
-    for i in range(draws):
-        model.zero_grad(set_to_none=True)
-        estimator(model, tiled, num_samples=num_samples, generator=gen).surrogate.backward()
-        out[i] = flat_grad(params) * scale
+    sample = gradient_sample(
+        model, estimator, tiled, num_samples, draws, seed=seed, method="naive", rescale=rescale
+    )
     model.zero_grad(set_to_none=True)
-    return out
+    return sample.flat()
 
 
 def trace_variance(draws: Tensor) -> tuple[float, float]:
@@ -87,7 +85,7 @@ def trace_variance(draws: Tensor) -> tuple[float, float]:
 
 def linear_gaussian(seed: int = 0) -> tuple[GaussianVAE, Tensor]:
     """A small linear-Gaussian VAE in float64 (D=5, Z=2), moved away from its initialisation, and a batch [4, 5]."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed, "verify.model")
     model = GaussianVAE(x_dim=5, z_dim=2, hidden=(), init_decoder_scale=0.8, seed=seed).double()
     with torch.no_grad():
         for p in model.parameters():
@@ -97,25 +95,28 @@ def linear_gaussian(seed: int = 0) -> tuple[GaussianVAE, Tensor]:
 
 
 def ready(name: str, model: GaussianVAE, x: Tensor, num_samples: int = 3, **options) -> Estimator:
-    """An estimator with non-trivial state (baselines warmed up, learned parts perturbed), frozen in eval mode."""
+    """An estimator with non-trivial state (learned parts perturbed, then warmed up), frozen in eval mode.
+
+    The warm-up is the variance measure's (:func:`~vaebench.measures.variance.warm_up`: five training-mode
+    calls, no baseline training), after a perturbation of the estimator's parameters so that a learned
+    baseline is not at its zero initialisation.
+    """
     est = make_estimator(name, **options)
     est.prepare(model, x)
     est.to(x.dtype)
-    gen = torch.Generator().manual_seed(123)
+    gen = rng.generator(0, "verify.state")
     with torch.no_grad():
         for p in est.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    est.train()
-    for _ in range(5):
-        est(model, x, num_samples=max(num_samples, est.min_samples), generator=gen)
-    return est.eval()
+    k = max(num_samples, est.min_samples)
+    return warm_up(est, model, x, num_samples=k, calls=5, baseline_steps=0, seed=0)
 
 
 def exact_gradient(model: GaussianVAE, x: Tensor) -> Tensor:
     """[P] exact gradient of the negative batch-mean ELBO of a linear-Gaussian model."""
     model.zero_grad(set_to_none=True)
     (-exact_elbo(model, x).mean()).backward()
-    grad = flat_grad(list(model.parameters()))
+    grad = flat_grad(layout(model).params)
     model.zero_grad(set_to_none=True)
     return grad
 

@@ -10,7 +10,7 @@ import torch
 from vaebench.config.schema import CHECKPOINTS, SuiteConfig
 from vaebench.data import BINARIZE_MODES, DATASETS, Dataset
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, SAMPLERS, unsupported
+from vaebench.estimators import ESTIMATORS, SAMPLERS, runnable, unsupported
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.training import OPTIMIZERS
 
@@ -113,8 +113,8 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
             f"variance.reference_samples must be 0 (no reference) or >= 2, got {v.reference_samples}"
         )
     _choice("variance.reference_estimator", v.reference_estimator, tuple(ESTIMATORS))
-    if v.enabled and ESTIMATORS[v.reference_estimator].min_samples > 1:
-        usable = [name for name, cls in ESTIMATORS.items() if cls.min_samples <= 1]
+    if v.enabled and unsupported(v.reference_estimator, 1):
+        usable = [name for name, _, _ in runnable(ESTIMATORS, [1])]
         raise VaebenchError(
             f"variance.reference_estimator {v.reference_estimator!r} needs K >= "
             f"{ESTIMATORS[v.reference_estimator].min_samples}, but the reference run trains at K = 1; choose one "
@@ -131,7 +131,7 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
         notes.append(f"data.root (--data-dir) is ignored: {c.data.name} is not read from IDX files")
     for name in c.estimators:
         need = ESTIMATORS[name].min_samples
-        bad = [k for k in c.samples if k < need]
+        bad = [k for k in c.samples if unsupported(name, k)]  # with iid draws only K can refuse
         if len(bad) == len(c.samples) and explicit_estimators:
             raise VaebenchError(
                 f"estimator {name!r} needs K >= {need} but samples are {list(c.samples)}; "
@@ -157,7 +157,7 @@ def _sampler_notes(c: SuiteConfig) -> list[str]:
         odd = [k for k in c.samples if sampler == "antithetic" and k % 2]
         if odd:
             notes.append(f"skipping sampler antithetic at K={','.join(map(str, odd))}: it needs an even K")
-    if all(unsupported(n, k, s) for n in c.estimators for k in c.samples for s in c.samplers):
+    if not runnable(c.estimators, c.samples, c.samplers):
         raise VaebenchError(
             f"no estimator can run at samples {list(c.samples)} with samplers {list(c.samplers)}; "
             "add a K or a sampler they take (e.g. --samplers iid)"

@@ -10,7 +10,6 @@ from vaebench.data.datasets import (
     DIGITS_N_TRAIN,
     Dataset,
     batches,
-    generator,
     load_dataset,
 )
 from vaebench.data.idx import DEBIAN_FASHION_MNIST, find_idx_dir, read_idx
@@ -25,7 +24,6 @@ __all__ = [
     "LinearGaussianTruth",
     "batches",
     "find_idx_dir",
-    "generator",
     "load_dataset",
     "read_idx",
 ]

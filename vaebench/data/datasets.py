@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebench import rng
 from vaebench.data.idx import IDX_FILES, find_idx_dir, read_idx, require_idx
 from vaebench.data.synthetic import LinearGaussianTruth, draw_synthetic
 from vaebench.errors import VaebenchError
@@ -56,23 +57,6 @@ DIGITS_N_TRAIN = 1437
 """The digits split: the first 1,437 of a fixed permutation train, the other 360 test (80 / 20)."""
 
 _DIGITS_SPLIT_SEED = 0  # fixed, independent of the `seed` argument, so the test set is the same for all runs
-# Independent random streams derived from the one `seed` argument, so that e.g. changing the dequantization
-# does not change the synthetic model.
-_STREAM = {"truth": 0, "sample": 1, "dequantize": 2, "binarize": 3, "batches": 4}
-
-
-def generator(seed: int, *stream: int) -> torch.Generator:
-    """A CPU `torch.Generator` for one independent stream of `seed` (numpy SeedSequence hashing).
-
-    Args:
-        seed: the user's seed.
-        *stream: integers naming the stream, e.g. an epoch number.
-
-    Returns:
-        A freshly seeded generator; equal arguments give equal generators.
-    """
-    state = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,7 +142,7 @@ def batches(
         raise VaebenchError(f"batches binarize must be None or 'dynamic', got {binarize!r}")
     if binarize == "dynamic" and data.numel() and (data.min() < 0 or data.max() > 1):
         raise VaebenchError("dynamic binarization needs data in [0, 1] (Bernoulli means)")
-    gen = generator(seed, _STREAM["batches"], epoch)
+    gen = rng.generator(seed, "data.batches", epoch)
     return _iterate(data, batch_size, gen, binarize == "dynamic", drop_last)
 
 
@@ -262,14 +246,14 @@ def _preprocess(
     for part, raw in (("train", train), ("test", test)):
         x = torch.from_numpy(raw.reshape(raw.shape[0], -1).astype(np.float32))
         if dequantize:
-            gen = generator(seed, _STREAM["dequantize"], int(part == "test"))
+            gen = rng.generator(seed, "data.dequantize", int(part == "test"))
             x = x.add_(torch.rand(x.shape, generator=gen)).div_(levels)
         else:
             x = x.div_(levels - 1)
         if binarize == "threshold":
             x = (x >= 0.5).to(torch.float32)
         elif binarize == "fixed" or (binarize == "dynamic" and part == "test"):
-            x = torch.bernoulli(x, generator=generator(seed, _STREAM["binarize"], int(part == "test")))
+            x = torch.bernoulli(x, generator=rng.generator(seed, "data.binarize", int(part == "test")))
         out.append(x)
     return out[0], out[1]
 
@@ -294,7 +278,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, str]:
 
         flat = load_digits().data.astype(np.uint8)
     images = flat.reshape(-1, 8, 8)
-    order = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(images.shape[0])
+    order = rng.numpy_generator(_DIGITS_SPLIT_SEED, "data.split").permutation(images.shape[0])
     train, test = images[order[:DIGITS_N_TRAIN]], images[order[DIGITS_N_TRAIN:]]
     return train, test, "scikit-learn load_digits (UCI optical recognition of handwritten digits)"
 
@@ -314,8 +298,8 @@ def _load_synthetic(
         x_dim,
         z_dim,
         noise_std,
-        generator(seed, _STREAM["truth"]),
-        generator(seed, _STREAM["sample"]),
+        rng.generator(seed, "data.truth"),
+        rng.generator(seed, "data.sample"),
     )
     return Dataset(
         name="synthetic",

@@ -60,6 +60,7 @@ choices and the test parametrization read that dict.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators.base import (
@@ -117,6 +118,7 @@ __all__ = [
     "leave_one_out_bounds",
     "log_density",
     "make_estimator",
+    "runnable",
     "sample_posterior",
     "sampler_problem",
     "scrambled_sobol",
@@ -197,3 +199,21 @@ def unsupported(name: str, num_samples: int, sampler: str = "iid") -> str:
     if sampler == "antithetic" and num_samples % 2:
         return f"sampler 'antithetic' needs an even K, got K={num_samples}"
     return ""
+
+
+def runnable(
+    estimators: Iterable[str], samples: Iterable[int], samplers: Iterable[str] = ("iid",)
+) -> list[tuple[str, int, str]]:
+    """The (estimator, K, sampler) settings that can run, in the order estimator, sampler, K.
+
+    The one place that applies `unsupported` to a grid: the suite's plan, the configuration's notes and the
+    verification all read it, so "skip K below the estimator's minimum" is written once.
+    """
+    samples, samplers = list(samples), list(samplers)
+    return [
+        (name, k, sampler)
+        for name in estimators
+        for sampler in samplers
+        for k in samples
+        if not unsupported(name, k, sampler)
+    ]

@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators.sampling import SAMPLERS, check_sampler, standard_normal
 
@@ -49,6 +49,8 @@ class Estimator(nn.Module):
 
     - ``objective``: ``"elbo"`` or ``"iwae"``, the bound whose gradient it estimates;
     - ``family``: one of `FAMILIES`, how the encoder gradient is formed;
+    - ``stateful``: whether it carries state across calls (running statistics, a learned baseline) that
+      :meth:`prepare` sets and training updates; a variance measurement warms such an estimator up first;
     - ``min_samples``: the smallest K it can use;
     - ``samplers``: the samplers that leave it unbiased (see :mod:`vaebench.estimators.sampling`), and
       ``iid_only``: why the others would bias it, for the error message;
@@ -61,6 +63,7 @@ class Estimator(nn.Module):
 
     objective: ClassVar[str] = "elbo"
     family: ClassVar[str] = "pathwise"
+    stateful: ClassVar[bool] = False
     min_samples: ClassVar[int] = 1
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""
@@ -164,9 +167,6 @@ def check_flag(name: str, value) -> bool:
     return value
 
 
-_STATISTICS_STREAM = 7  # the stream of an estimator's seed that initialises its running statistics
-
-
 @torch.no_grad()
 def independent_objective(model: nn.Module, x: Tensor, seed: int) -> Tensor:
     """f = log p(x, z) - log q(z|x) at one z ~ q(z|x) per datapoint, from noise of the estimator's own: [1, B].
@@ -176,8 +176,7 @@ def independent_objective(model: nn.Module, x: Tensor, seed: int) -> Tensor:
     called with, so a baseline built from it does not depend on any step's samples and leaves the estimator
     unbiased (the paper's Algorithm 1 would update before use, with the same samples: slightly biased).
     """
-    state = np.random.SeedSequence([seed, _STATISTICS_STREAM]).generate_state(2, dtype=np.uint32)
-    gen = torch.Generator(device=x.device).manual_seed(int(state[0]) << 32 | int(state[1]))
+    gen = rng.generator(seed, "init.statistics", device=x.device)
     q = model.posterior(x)
     z = sample_posterior(q, 1, gen)
     return model.log_joint(x, z) - log_density(q, z)

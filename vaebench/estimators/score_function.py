@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators.base import Estimator, check_flag, independent_objective, log_density
 
@@ -85,6 +86,7 @@ class ReinforceMovingAverage(Reinforce):
     """
 
     summary = "score function with a moving-average baseline"
+    stateful = True
     reference = "Williams 1992; Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(self, decay: float = 0.9, seed: int = 0, score_term: bool = False, sampler: str = "iid"):
@@ -163,6 +165,7 @@ class ReinforceNVIL(Reinforce):
     """
 
     summary = "score function with NVIL's learned baseline b(x), centring and variance normalisation"
+    stateful = True
     reference = "Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(
@@ -188,8 +191,7 @@ class ReinforceNVIL(Reinforce):
 
     def prepare(self, model, x):
         if self.baseline_net is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
+            with rng.seeded(self.seed, "init.estimator"):
                 net = nn.Sequential(nn.Linear(x.shape[-1], self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1))
             nn.init.zeros_(net[-1].weight)  # start at b(x) = 0: plain centred REINFORCE
             nn.init.zeros_(net[-1].bias)

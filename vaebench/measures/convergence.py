@@ -27,17 +27,16 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, log_density, make_estimator, sample_posterior
+from vaebench.estimators import log_density, make_estimator, sample_posterior
 from vaebench.exact import exact_log_marginal
 from vaebench.model import GaussianVAE
 from vaebench.stats import mean_interval
 from vaebench.training import (
     DEFAULT_EVAL_SAMPLES,
     HISTORY_COLUMNS,
-    STREAMS,
     evaluate_elbo,
-    seeded_generator,
     train,
 )
 
@@ -60,7 +59,6 @@ DEFAULT_LL_SAMPLES = 5000  # importance samples per test point (Burda et al. 201
 # Floats in the widest activation of one chunk: on a CPU about the cache (4 MiB in float32; measured ~2x
 # faster than 16 MiB chunks), on a GPU large enough to fill the device.
 _MAX_ELEMENTS = {"cpu": 1 << 20, "cuda": 1 << 24}
-_STREAM_LL = 103  # the log-likelihood noise's stream of the seed (training uses 101 and 102)
 
 
 @torch.no_grad()
@@ -163,13 +161,13 @@ def measure_convergence(
     eval_samples = train_options.get("eval_samples", DEFAULT_EVAL_SAMPLES)
     final = {
         "final_test_elbo": evaluate_elbo(
-            model, x, num_samples=eval_samples, generator=seeded_generator(seed, STREAMS["eval"], x.device)
+            model, x, num_samples=eval_samples, generator=rng.generator(seed, "eval.elbo", device=x.device)
         )
         .mean()
         .item()
     }
     if ll_samples:
-        gen = seeded_generator(seed, _STREAM_LL, x.device)
+        gen = rng.generator(seed, "eval.log_likelihood", device=x.device)
         estimate = estimate_log_likelihood(model, x, ll_samples, generator=gen).double()
         final["test_log_likelihood"] = estimate.mean().item()
         if dataset.truth is not None:
@@ -199,52 +197,6 @@ def measure_convergence(
     frame.insert(0, "estimator", estimator_name)
     frame["diverged"] = result.diverged
     return frame[list(UNIT_COLUMNS)]
-
-
-def convergence_study(
-    model_factory: Callable[[int], nn.Module],
-    estimators: list[str],
-    samples: list[int],
-    seeds: list[int],
-    dataset,
-    *,
-    progress: bool = False,
-    **options,
-) -> pd.DataFrame:
-    """`measure_convergence` for every (estimator, K, seed), concatenated; K below an estimator's minimum
-    (e.g. the leave-one-out baseline at K = 1) is skipped.
-
-    Args:
-        model_factory: ``seed -> model``.
-        estimators: registered estimator names.
-        samples: the K values.
-        seeds: the seeds (each unit's model, data order and noise).
-        dataset: a :class:`~vaebench.data.Dataset`.
-        progress: a progress bar over the units.
-        **options: passed to every `measure_convergence` call (``steps``, ``ll_samples``, ...).
-
-    Returns:
-        The units' frames, concatenated (columns `UNIT_COLUMNS`).
-    """
-    unknown = sorted(set(estimators) - set(ESTIMATORS))
-    if unknown:
-        raise VaebenchError(f"unknown estimator(s) {', '.join(unknown)}; valid: {', '.join(ESTIMATORS)}")
-    units = [
-        (name, k, seed)
-        for name in estimators
-        for k in samples
-        for seed in seeds
-        if k >= ESTIMATORS[name].min_samples
-    ]
-    if progress:
-        from tqdm.auto import tqdm
-
-        units = tqdm(units, desc="convergence", unit="run")
-    frames = [
-        measure_convergence(model_factory, name, dataset, num_samples=k, seed=seed, **options)
-        for name, k, seed in units
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(UNIT_COLUMNS))
 
 
 def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

@@ -55,12 +55,12 @@ VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "
 
 def _measured(variance: pd.DataFrame) -> pd.DataFrame:
     """Variance rows that hold a measurement (not the records of skipped combinations)."""
-    rows = variance
-    if "skipped" in rows:
-        rows = rows[~rows["skipped"].fillna(False).astype(bool)]
-    if "status" in rows:
-        rows = rows[rows["status"].fillna("ok").isin(["ok", "measured"])]
-    return rows
+    return _ok(variance)
+
+
+def _ok(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose ``status`` is ``"ok"`` (all rows of a frame without the column)."""
+    return rows[rows["status"].fillna("ok") == "ok"] if "status" in rows else rows
 
 
 def variance_by_k(
@@ -218,9 +218,7 @@ def throughput_by_k(throughput: pd.DataFrame, batch_size: int | None = None) -> 
         Columns ``estimator, sampler, num_samples, batch_size, step_ms, step_ms_low, step_ms_high`` and, when
         present, ``datapoints_per_s`` and ``ceiling_fraction``.
     """
-    rows = with_sampler(throughput)
-    if "skipped" in rows:
-        rows = rows[~rows["skipped"].fillna(False).astype(bool)]
+    rows = _ok(with_sampler(throughput))  # not the reference row skipped on data outside [0, 1]
     if "compiled" in rows:
         rows = rows[~rows["compiled"].fillna(False).astype(bool)]
     if "amp" in rows:

@@ -28,9 +28,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from vaebench import rng
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.data import Dataset, load_dataset
-from vaebench.estimators import make_estimator, unsupported
+from vaebench.estimators import ESTIMATORS, make_estimator, runnable
 from vaebench.model import GaussianVAE
 from vaebench.suite import store
 
@@ -89,14 +90,8 @@ class Skipped(Exception):
 
 
 def pairs(config: SuiteConfig) -> list[tuple[str, int, str]]:
-    """The (estimator, K, sampler) combinations that can run (see `vaebench.estimators.unsupported`)."""
-    return [
-        (name, k, sampler)
-        for name in config.estimators
-        for sampler in config.samplers
-        for k in config.samples
-        if not unsupported(name, k, sampler)
-    ]
+    """The (estimator, K, sampler) combinations of ``config`` that can run (`vaebench.estimators.runnable`)."""
+    return runnable(config.estimators, config.samples, config.samplers)
 
 
 def setting_name(name: str, sampler: str) -> str:
@@ -131,7 +126,7 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
             units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
     for name, k, sampler in pairs(config):
         for seed in config.seeds:
-            cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if "nvil" in name else 1.0) + ll_cost
+            cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if ESTIMATORS[name].stateful else 1.0) + ll_cost
             label = f"{setting_name(name, sampler)}-K{k}-s{seed}"
             units.append(Unit("convergence", label, name, k, seed, weight=cost, sampler=sampler))
     if config.throughput.enabled:
@@ -293,7 +288,7 @@ def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
     seed = config.seeds[0]
     x = ctx.dataset.train[: t.batch_size]
     if ctx.dataset.binarize == "dynamic":
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+        x = torch.bernoulli(x, generator=rng.generator(seed, "throughput.data"))
     common = {"repeats": t.repeats, "warmup": t.warmup, "device": ctx.device, "seed": seed}
     if unit.estimator == "reference":
         if x.numel() and (x.min() < 0 or x.max() > 1):

@@ -37,7 +37,6 @@ from vaebench.measures.throughput.reference import (
     reference_loss,
     reference_step,
 )
-from vaebench.measures.throughput.study import throughput_study
 from vaebench.measures.throughput.timing import (
     count_linear_flops,
     matmul_ceiling,
@@ -60,7 +59,6 @@ __all__ = [
     "reference_step",
     "summarize_times",
     "synchronize",
-    "throughput_study",
     "time_steps",
     "track_peak_memory",
     "variant_label",

@@ -5,14 +5,14 @@ The maths of the figures is in the package docstring (:mod:`vaebench.measures.th
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, make_estimator
 from vaebench.measures.throughput.reference import (
@@ -28,19 +28,7 @@ from vaebench.measures.throughput.timing import (
     time_steps,
     track_peak_memory,
 )
-
-
-def make_optimizer(parameters: Iterable[nn.Parameter], lr: float = 1e-3) -> tuple[torch.optim.Adam, str]:
-    """Adam with the fastest implementation torch offers for these parameters; returns (optimizer, label).
-
-    The fused kernel (one pass over every parameter, CPU and CUDA since torch 2.4) when available, else the
-    multi-tensor ``foreach`` version. The label (``"adam-fused"`` or ``"adam-foreach"``) goes into the row.
-    """
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=lr, fused=True), "adam-fused"
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(parameters, lr=lr, foreach=True), "adam-foreach"
+from vaebench.step import make_optimizer, surrogate_of, training_step
 
 
 def variant_label(compiled: bool, amp: bool) -> str:
@@ -100,23 +88,21 @@ def build_step(
     x = x.to(device)
     estimator.prepare(model, x)
     optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], lr)
-    generator = torch.Generator(device).manual_seed(seed)
+    generator = rng.generator(seed, "throughput.noise", device=device)
     with count_linear_flops(model, estimator) as forward_flops:
         estimator(model, x, num_samples=num_samples, generator=generator).surrogate.backward()
     optimizer.zero_grad(set_to_none=True)
 
+    surrogate = surrogate_of(model, estimator, x, num_samples, None if compile else generator)
+
     def loss() -> Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = estimator(model, x, num_samples=num_samples, generator=None if compile else generator)
-        return out.surrogate
+            return surrogate()
 
     forward = _compile(loss, compile) if compile else loss
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        forward().backward()
-        if optimizer_step:
-            optimizer.step()
+        training_step(optimizer, forward, apply=optimizer_step)
 
     info = {
         "estimator": estimator.name or type(estimator).__name__,
@@ -182,7 +168,7 @@ def measure_throughput(
     """
     _check_counts(repeats, warmup)
     device = resolve_device(device, x if isinstance(x, Tensor) else None)
-    with num_threads(threads), _forked_rng(device, seed):
+    with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
         step, info = build_step(
             model,
             estimator,
@@ -222,7 +208,7 @@ def measure_reference(
             f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
         )
     device = resolve_device(device, x)
-    with num_threads(threads), _forked_rng(device, seed):
+    with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
         step, model, _ = build_reference_step(x.to(device), hidden, z_dim)
         with count_linear_flops(model) as forward_flops:
             step()
@@ -258,14 +244,6 @@ def _check_counts(repeats: int, warmup: int) -> None:
         raise VaebenchError(f"repeats must be a positive integer, got {repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise VaebenchError(f"warmup must be a non-negative integer, got {warmup!r}")
-
-
-@contextlib.contextmanager
-def _forked_rng(device: torch.device, seed: int):
-    """Fork torch's global RNG (restored on exit) and seed it: model init and compiled steps draw from it."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: int, seed: int) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.stats import bootstrap_interval
 
@@ -142,7 +143,7 @@ def matmul_ceiling(
     size = size or (8192 if device.type == "cuda" else 1024)
     key = (str(device), dtype, torch.get_num_threads(), size)
     if key not in _CEILING_CACHE:
-        generator = torch.Generator(device).manual_seed(0)
+        generator = rng.generator(0, "throughput.matmul", device=device)
         a = torch.randn(size, size, generator=generator, device=device).to(dtype)
         b = torch.randn(size, size, generator=generator, device=device).to(dtype)
         out = torch.empty(size, size, device=device, dtype=dtype)

@@ -25,20 +25,20 @@ R x K x B rows with per-replicate gradients from per-layer batched matmuls (chun
 on a CPU, large on a GPU), or ``torch.func.vmap`` for models not built of linear layers.
 
 Modules: ``layout`` (parameter order and groups), ``engines`` and ``tiled`` (the replicate gradients),
-``summary`` (the figures and their intervals), ``reference`` (:func:`reference_gradient`), ``measure``
-(:func:`measure_variance`, :func:`warm_up`), ``study`` (:func:`decompose_noise`, the driver
-:func:`variance_study`).
+``summary`` (the figures and their intervals), ``baseline`` (:func:`baseline_gradient`), ``measure``
+(:func:`measure_variance`, :func:`warm_up`), ``noise`` (:func:`decompose_noise`), ``study`` (the
+checkpoint driver :func:`variance_study`).
 """
 
+from vaebench.measures.variance.baseline import baseline_gradient, reference_gradient
 from vaebench.measures.variance.engines import METHODS, gradient_sample, replicate_gradients
 from vaebench.measures.variance.layout import GradientSample, Layout, layout
 from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
-from vaebench.measures.variance.reference import reference_gradient
+from vaebench.measures.variance.noise import decompose_noise
 from vaebench.measures.variance.study import (
     CHECKPOINT_LABELS,
     Checkpoint,
     as_checkpoints,
-    decompose_noise,
     variance_along_runs,
     variance_study,
 )
@@ -51,6 +51,7 @@ __all__ = [
     "GradientSample",
     "Layout",
     "as_checkpoints",
+    "baseline_gradient",
     "decompose_noise",
     "gradient_sample",
     "layout",

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator
 from vaebench.measures.variance.layout import GradientSample, Layout, layout
@@ -50,6 +51,7 @@ def gradient_sample(
     replicates: int,
     *,
     seed: int = 0,
+    index: tuple[int, ...] = (),
     chunk_size: int | None = None,
     method: str = "batched",
     rescale: bool = True,
@@ -63,7 +65,9 @@ def gradient_sample(
         x: the minibatch [B, D].
         num_samples: K.
         replicates: R, the number of independent estimates.
-        seed: seeds the noise; the same seed gives the same sample for a given method and chunk size.
+        seed: seeds the noise (stream ``variance.replicates`` of :mod:`vaebench.rng`); the same seed gives
+            the same sample for a given method and chunk size.
+        index: the sub-stream, e.g. ``(j,)`` for the j-th minibatch of a noise decomposition.
         chunk_size: replicates per pass (default: by device; see `default_chunk` and, for the tiled engine,
             :func:`~vaebench.measures.variance.tiled.tiled`).
         method: one of `METHODS`.
@@ -88,7 +92,7 @@ def gradient_sample(
     blocks = list(data.split([p.numel() for p in lay.params], dim=1))  # column ranges of one array
     starts = range(0, replicates, chunk)
     if method == "tiled":
-        gen = torch.Generator(device=x.device).manual_seed(seed)
+        gen = rng.generator(seed, "variance.replicates", *index, device=x.device)
         budget = CPU_BUDGET if x.device.type == "cpu" else GPU_BUDGET
         factors = {} if factored else None
         if not tiled(model, estimator, x, num_samples, blocks, lay, gen, chunk_size, True, budget, factors):
@@ -101,13 +105,12 @@ def gradient_sample(
                 )
             method = "vmap"
     if method == "vmap":
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with rng.seeded(seed, "variance.replicates", *index, device=x.device):
             for start in starts:
                 dest = [b[start : start + chunk] for b in blocks]
                 _vmap(model, estimator, x, num_samples, dest, lay)
     elif method == "naive":
-        gen = torch.Generator(device=x.device).manual_seed(seed)
+        gen = rng.generator(seed, "variance.replicates", *index, device=x.device)
         for start in starts:
             _naive(model, estimator, x, num_samples, [b[start : start + chunk] for b in blocks], lay, gen)
     factors = (factors or {}) if method == "tiled" else {}
@@ -132,8 +135,8 @@ def resolve_method(model: nn.Module, lay: Layout, method: str) -> str:
         return "tiled" if tileable(model, lay) else "vmap"
     if method == "tiled" and not tileable(model, lay):
         raise VaebenchError(
-            "method='tiled' needs every trainable parameter inside an nn.Linear (or GaussianVAE's learned "
-            "decoder scale); use method='vmap' for this model"
+            "method='tiled' needs every trainable parameter inside an nn.Linear or declared by its module's "
+            "shared_outputs() (as GaussianVAE's learned decoder scale is); use method='vmap' for this model"
         )
     return method
 

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vaebench.errors import VaebenchError
+from vaebench import rng
+from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, check_num_samples
+from vaebench.measures.throughput.timing import time_steps
+from vaebench.measures.variance.baseline import resolve_baseline
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, layout
-from vaebench.measures.variance.reference import _check_int, _resolve_reference, stream_generator, stream_seed
 from vaebench.measures.variance.summary import (
     FIGURES,
     block_partial,
@@ -94,8 +95,8 @@ def measure_variance(
         num_samples: K.
         replicates: R >= 2 independent estimates.
         reference: the gradient to measure bias and cosine against: None (no bias figures, reference
-            ``"none"``), ``"auto"`` (:func:`reference_gradient` for the estimator's objective at this K), a
-            ``(flat gradient [P], label)`` pair as :func:`reference_gradient` returns, or a flat tensor
+            ``"none"``), ``"auto"`` (:func:`baseline_gradient` for the estimator's objective at this K), a
+            ``(flat gradient [P], label)`` pair as :func:`baseline_gradient` returns, or a flat tensor
             (label ``"given"``).
         seed: seeds the replicates' noise, the bootstrap and the reference.
         chunk_size: replicates per batched pass (bounds memory; default from the batch size and K).
@@ -114,9 +115,9 @@ def measure_variance(
         VaebenchError: fewer than 2 replicates, an impossible K for this estimator, a bad level or method, or a
             reference of another objective.
     """
-    _check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
-    _check_int("resamples", resamples, 1)
-    _check_int("timing_repeats", timing_repeats, 1)
+    check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
+    check_int("resamples", resamples, 1)
+    check_int("timing_repeats", timing_repeats, 1)
     if not 0 < level < 1:
         raise VaebenchError(f"level must lie strictly between 0 and 1, got {level!r}")
     if not isinstance(x, Tensor) or x.dim() != 2:
@@ -127,14 +128,14 @@ def measure_variance(
     was_training = estimator.training
     estimator.eval()
     try:
-        ref_flat, ref_label, ref_var = _resolve_reference(reference, model, x, estimator, num_samples, seed)
+        ref_flat, ref_label, ref_var = resolve_baseline(reference, model, x, estimator, num_samples, seed)
         sample = gradient_sample(
             model,
             estimator,
             x,
             num_samples,
             replicates,
-            seed=stream_seed(seed, "replicates"),
+            seed=seed,
             chunk_size=chunk_size,
             method=method,
             factored=True,
@@ -228,12 +229,8 @@ WARM_UP_BASELINE_STEPS = 200  # Adam steps on an estimator's own parameters (NVI
 
 
 def is_stateful(estimator: Estimator) -> bool:
-    """Whether the estimator carries state that :func:`warm_up` sets (buffers, parameters, a ``prepare``)."""
-    return (
-        any(True for _ in estimator.buffers())
-        or any(True for _ in estimator.parameters())
-        or type(estimator).prepare is not Estimator.prepare
-    )
+    """Whether the estimator carries state that :func:`warm_up` sets: its declared ``stateful``."""
+    return bool(estimator.stateful)
 
 
 def warm_up(
@@ -288,7 +285,7 @@ def warm_up(
     params = [p for p in estimator.parameters() if p.requires_grad]
     if not params and not list(estimator.buffers()):
         return estimator.eval()
-    gen = stream_generator(seed, "warm_up", x.device)
+    gen = rng.generator(seed, "variance.warm_up", device=x.device)
     estimator.train()
     if params and baseline_steps > 0:
         opt = torch.optim.Adam(params, lr=lr)
@@ -320,26 +317,19 @@ def time_estimate(
     """Median seconds of one ordinary gradient estimate (forward + backward) at this batch, after a warm-up.
 
     Gradients are taken for the model's and the estimator's parameters, as in a training step, without
-    accumulating them; the device is synchronised before each clock read. ``warm``: the estimator has just
-    run on this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first.
+    accumulating them, with the throughput measure's clock (``time_steps`` of
+    :mod:`vaebench.measures.throughput.timing`: CUDA events on a GPU, ``perf_counter`` on a CPU). ``warm``: the estimator has just run on
+    this model (as in :func:`measure_variance`, after the replicates), so no untimed call comes first (else one
+    does: it warms up caches and allocators).
     """
     params = [p for p in (*model.parameters(), *estimator.parameters()) if p.requires_grad]
-    gen = stream_generator(seed, "timing", x.device)
-    times = []
-    for i in range(repeats + (not warm)):
-        _sync(x.device)
-        start = time.perf_counter()
+    gen = rng.generator(seed, "variance.timing", device=x.device)
+
+    def estimate() -> None:
         surrogate = estimator(model, x, num_samples=num_samples, generator=gen).surrogate
         torch.autograd.grad(surrogate, params, allow_unused=True)
-        _sync(x.device)
-        if warm or i > 0:  # a first call warms up caches and allocators
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return float(statistics.median(time_steps(estimate, x.device, repeats, warmup=0 if warm else 1)))
 
 
 def _partials(sample: GradientSample, refs: list[Tensor] | None, keep: Tensor | None) -> list:

@@ -43,7 +43,6 @@ from torch.distributions import Normal
 
 from vaebench.errors import VaebenchError
 from vaebench.measures.variance.layout import Layout, layout
-from vaebench.model import Decoder, positive_scale
 
 CHECK_REPLICATES = 2  # replicates of the first pass, whose summed gradient is checked against autograd's
 NARROW = 32  # layers with fewer inputs than this (and more outputs) get their weight gradients as aᵀd
@@ -79,11 +78,13 @@ class _BroadcastRule:
 
 
 def _broadcast_rules(model: nn.Module) -> list[_BroadcastRule]:
+    """The rules the model's modules declare through their optional ``shared_outputs()`` method (see
+    :meth:`vaebench.model.Decoder.shared_outputs`): the engine asks the model, it does not know its classes."""
     rules = []
     for module in model.modules():
-        if isinstance(module, Decoder) and hasattr(module, "raw_scale") and module.likelihood == "gaussian":
-            floor = module.min_scale
-            rules.append(_BroadcastRule(module, 1, module.raw_scale, lambda p, f=floor: positive_scale(p, f)))
+        declare = getattr(module, "shared_outputs", None)
+        if callable(declare):
+            rules += [_BroadcastRule(module, index, param, fn) for index, param, fn in declare()]
     return rules
 
 

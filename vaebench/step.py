@@ -1,0 +1,88 @@
+"""The one training step, and the one place the optimizer is built.
+
+A step, for a model p_θ(x, z) with encoder q_φ(z|x), an estimator with K latent samples and a minibatch
+x [B, D], is
+
+    1. clear the gradients;
+    2. surrogate s = estimator(model, x, K).surrogate   (value: -mean objective; gradient: the estimator's);
+    3. s.backward()                                      (∇_{θ,φ,ψ} s, ψ: the estimator's own parameters);
+    4. optimizer.step().
+
+`vaebench.training.train` runs it (with a divergence check between 3 and 4) and the throughput measure times
+it (`vaebench.measures.throughput.build_step`, which may compile or autocast step 2), so the "step ms" of the
+throughput table and the wall-clock axis of the learning curves describe the same program, built by the same
+`make_optimizer` (the fused kernel where torch has one for this optimizer and these parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from vaebench.errors import VaebenchError
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamax": torch.optim.Adamax,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+"""Optimizers by name (default hyperparameters besides the learning rate)."""
+
+
+def make_optimizer(
+    parameters: Iterable[nn.Parameter], lr: float = 1e-3, name: str = "adam"
+) -> tuple[torch.optim.Optimizer, str]:
+    """The optimizer ``name`` (a key of `OPTIMIZERS`) with the fastest implementation torch offers here.
+
+    The fused kernel (one pass over every parameter; Adam and SGD on CPU and CUDA since torch 2.4) when this
+    optimizer has one for these parameters, else the multi-tensor ``foreach`` version. Same maths, other
+    rounding order: a fused and a foreach run agree to float precision, not bit for bit.
+
+    Returns:
+        ``(optimizer, label)``, the label ``"<name>-fused"`` or ``"<name>-foreach"`` (it goes into the rows).
+    """
+    if name not in OPTIMIZERS:
+        raise VaebenchError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    parameters = list(parameters)
+    cls = OPTIMIZERS[name]
+    try:
+        return cls(parameters, lr=lr, fused=True), f"{name}-fused"
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this optimizer, device or dtype
+        return cls(parameters, lr=lr, foreach=True), f"{name}-foreach"
+
+
+def surrogate_of(
+    model: nn.Module, estimator: nn.Module, x: Tensor, num_samples: int, generator: torch.Generator | None
+) -> Callable[[], Tensor]:
+    """Step 2 as a callable: the estimator's surrogate on ``x`` with K = ``num_samples``, noise from ``generator``."""
+    return lambda: estimator(model, x, num_samples=num_samples, generator=generator).surrogate
+
+
+def training_step(
+    optimizer: torch.optim.Optimizer, surrogate: Callable[[], Tensor], apply: bool = True
+) -> Tensor:
+    """Steps 1-4 (4 only with ``apply``); returns the detached loss, on the device (no host read).
+
+    Args:
+        optimizer: from `make_optimizer`, over the model's and the estimator's parameters.
+        surrogate: step 2, e.g. `surrogate_of` (or a compiled or autocast version of it).
+        apply: take the optimizer step; ``False`` leaves the gradients in ``.grad`` for a check first
+            (then call ``optimizer.step()``).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = surrogate()
+    loss.backward()
+    if apply:
+        optimizer.step()
+    return loss.detach()
+
+
+def out_of_bounds(loss: Tensor, parameters: Iterable[nn.Parameter], bound: float) -> Tensor:
+    """A device bool: the loss or the norm of all gradients is NaN, Inf or beyond ``bound`` (no host read)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
+    norm = norm.to(device=loss.device, dtype=loss.dtype)
+    return ~((loss.abs() <= bound) & (norm <= bound))  # NaN compares False, so it counts as out of bounds
