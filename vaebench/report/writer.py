@@ -328,6 +328,8 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
         f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
         f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
     )
+    if not t.enabled:  # the scaling preset: only the variance measure's reference run trains
+        text += " No estimator was trained (train.enabled = false): the training settings are the reference run's."
     if v.enabled:
         text += (
             f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
