@@ -133,3 +133,21 @@ def test_the_scaling_preset_measures_variance_only() -> None:
     kinds = {u.kind for u in plan(config)}
     assert kinds == {"reference", "variance"}
     assert len(config.samples) >= 3
+
+
+def test_the_scaling_preset_runs_end_to_end_shrunk(tmp_path: Path) -> None:
+    """The preset through the command line, shrunk: variance only, and a report with the scaling section."""
+    from vaebench import cli
+
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(
+        'preset = "scaling"\nestimators = ["reparam", "iwae"]\nsamples = [1, 3, 10, 30]\n'
+        "[train]\nsteps = 20\n[variance]\nreplicates = 10\nseeds = [0]\nreference_samples = 2\n"
+    )
+    out = tmp_path / "run"
+    assert cli.main(["run", "--config", str(tiny), "--out", str(out)]) == 0
+    assert not (out / "convergence.csv").exists() or pd.read_csv(out / "convergence.csv").empty
+    laws = pd.read_csv(out / "scaling.csv")
+    assert {"reparam", "iwae"} <= set(laws["estimator"])
+    text = (out / "report.md").read_text()
+    assert "## Scaling laws in K" in text and "No estimator was trained" in text
