@@ -20,6 +20,7 @@ from vaebench.estimators import ESTIMATORS
 from vaebench.measures.plateau import TOLERANCE
 from vaebench.report import tables
 from vaebench.report.formatting import fmt_interval, fmt_number, truth
+from vaebench.report.published import published_comparisons
 from vaebench.report.settings import bias_note, setting_label, with_sampler
 from vaebench.training import DIVERGENCE_BOUND
 
@@ -43,6 +44,7 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
     lines += _levelled_off(summary) + _quality(summary, ks, convergence)
     if "test_log_likelihood" in summary and not convergence.empty:
         lines += _recommendation(summary, convergence)
+    lines += published_comparisons(summary, convergence)
     return lines + _speed(summary, ks, throughput) + _equal_compute(summary, ks) + _divergence(summary)
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.provenance import load_run
-from vaebench.report import plots, tables
+from vaebench.report import plots, scaling, tables
 from vaebench.report.formatting import fmt_number, markdown
 from vaebench.report.reading import reading
 from vaebench.suite import faults, store
@@ -109,7 +109,13 @@ def write_report(
     store.write_csv(out / "summary.csv", summary)
     faults.point("report")
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
-    text = render(run, config, summary, frames, figures, checkpoint=checkpoint, level=level)
+    laws, plot = scaling.write_scaling(out, frames["variance"], checkpoint)
+    if plot:
+        figures["scaling"] = plot
+    landing = scaling.write_landing(out, frames["variance"]) if not laws.empty else pd.DataFrame()
+    text = render(
+        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing
+    )
     path = out / "report.md"
     store.write_text(path, text)
     return path
@@ -186,8 +192,10 @@ def render(
     *,
     checkpoint: str | None,
     level: float = 0.95,
+    laws: pd.DataFrame | None = None,
+    landing: pd.DataFrame | None = None,
 ) -> str:
-    """The text of report.md."""
+    """The text of report.md (``laws``: :func:`vaebench.measures.scaling.scaling_laws`, for its section)."""
     md = [f"# vaebench report: {config.name}", ""]
     md += _status(run)
     md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
@@ -209,6 +217,7 @@ def render(
             f"![variance and SNR against K]({figures['variance']})",
             "",
         ]
+    md += scaling.section(laws if laws is not None else pd.DataFrame(), figures.get("scaling"), landing)
     variance = frames["variance"]
     if not variance.empty and "checkpoint" in variance and variance["checkpoint"].nunique() > 1:
         pivot = tables.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
@@ -319,6 +328,8 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
         f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
         f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
     )
+    if not t.enabled:  # the scaling preset: only the variance measure's reference run trains
+        text += " No estimator was trained (train.enabled = false): the training settings are the reference run's."
     if v.enabled:
         text += (
             f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "

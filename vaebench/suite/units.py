@@ -124,7 +124,7 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
         )
         for label in v.checkpoints:
             units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
-    for name, k, sampler in pairs(config):
+    for name, k, sampler in pairs(config) if config.train.enabled else []:
         for seed in config.seeds:
             cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if ESTIMATORS[name].stateful else 1.0) + ll_cost
             label = f"{setting_name(name, sampler)}-K{k}-s{seed}"

@@ -1,0 +1,180 @@
+"""The report's scaling-law section: ``scaling.csv``, a log-log plot per figure, one sentence per law.
+
+The fits come from :func:`vaebench.measures.scaling.scaling_laws`; nothing here decides whether a law holds,
+it only says what the fit found. A failing law is written as failing, with its interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vaebench.measures.scaling import ASYMPTOTIC_K, FIGURES, pooled_by_k, scaling_laws
+from vaebench.report import plots
+from vaebench.report.formatting import fmt_number
+from vaebench.report.settings import setting_label
+from vaebench.suite import store
+
+PLOT = "scaling_laws.png"
+"""File name of the section's plot."""
+
+_LABELS = {
+    "trace_var": "trace of covariance",
+    "snr": "SNR (mean over coordinates)",
+    "snr_norm": "||E g|| / √tr Cov",
+}
+
+
+def plot_scaling(
+    variance: pd.DataFrame,
+    laws: pd.DataFrame,
+    figure: str,
+    group: str,
+    *,
+    checkpoint: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """``figure`` against K (log-log) for each estimator with a law on it: points with intervals, the fitted
+    line over the K range fitted (solid), and the theoretical slope through the fit's middle (dotted)."""
+    ax = plots._axes(ax)
+    pooled = pooled_by_k(variance, group, figure, checkpoint)
+    mine = laws[(laws["figure"] == figure) & (laws["group"] == group)]
+    for _, fit in mine.iterrows():
+        name, sampler = fit["estimator"], fit["sampler"]
+        rows = pooled[(pooled["estimator"] == name) & (pooled["sampler"] == sampler)].sort_values(
+            "num_samples"
+        )
+        rows = rows[np.isfinite(rows["value"]) & (rows["value"] > 0)]
+        color = plots.estimator_color(name)
+        y = rows["value"].to_numpy(float)
+        err = np.nan_to_num(np.vstack([y - rows["low"].clip(lower=1e-300), rows["high"] - y]).clip(min=0))
+        ax.errorbar(rows["num_samples"], y, yerr=err, fmt=plots.estimator_marker(name), color=color,
+                    capsize=3, label=setting_label(name, sampler))  # fmt: skip
+        k = np.geomspace(fit["k_min"], fit["k_max"], 20)
+        c = fit.get("correction", 0.0)
+        c = 0.0 if not np.isfinite(c) else c
+        ax.plot(k, np.exp(fit["intercept"] + c / k) * k ** fit["slope"], color=color, linestyle="-")
+        middle = np.sqrt(fit["k_min"] * fit["k_max"])
+        at = np.exp(fit["intercept"] + c / middle) * middle ** fit["slope"]
+        ax.plot(k, at * (k / middle) ** fit["theory"], color=color, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel(_LABELS.get(figure, figure))
+    ax.set_title(f"{group}: {figure} (fit solid, theory dotted)")
+    return ax
+
+
+def write_scaling(
+    out: Path, variance: pd.DataFrame, checkpoint: str | None
+) -> tuple[pd.DataFrame, str | None]:
+    """Fit the laws, write ``scaling.csv`` and the plot; return the fits and the plot's file name (or None)."""
+    laws = pd.DataFrame()
+    if not variance.empty and "num_samples" in variance and variance["num_samples"].nunique() > 1:
+        laws = scaling_laws(variance, checkpoint=checkpoint)
+    if laws.empty:
+        (out / "scaling.csv").unlink(missing_ok=True)  # a rebuilt report leaves no stale fits behind
+        return laws, None
+    store.write_csv(out / "scaling.csv", laws)
+    figures = [f for f in FIGURES if (laws["figure"] == f).any()]
+    fig = Figure(figsize=(5.0 * len(figures), 7.6), layout="constrained")
+    axes = fig.subplots(2, len(figures), squeeze=False)  # rows: encoder, decoder; a column per figure
+    for col, figure in enumerate(figures):
+        for row, group in enumerate(("encoder", "decoder")):
+            plot_scaling(variance, laws, figure, group, checkpoint=checkpoint, ax=axes[row][col])
+    plots.legend_outside(fig, axes.ravel())
+    return laws, plots.save(fig, out / PLOT).name
+
+
+def write_landing(out: Path, variance: pd.DataFrame) -> pd.DataFrame:
+    """STL's check on a linear-Gaussian model built for it (:func:`vaebench.measures.landing.stl_landing`,
+    seeded, a few seconds), written to ``stl_landing.csv`` when the run measured ``stl`` against K."""
+    from vaebench.measures.landing import stl_landing
+
+    if variance.empty or "stl" not in set(variance["estimator"]) or variance["num_samples"].nunique() < 2:
+        (out / "stl_landing.csv").unlink(missing_ok=True)
+        return pd.DataFrame()
+    frame = stl_landing()
+    store.write_csv(out / "stl_landing.csv", frame)
+    return frame
+
+
+def landing_lines(frame: pd.DataFrame) -> list[str]:
+    """The STL check as a sentence and a table (empty when it was not run)."""
+    if frame.empty:
+        return []
+    from vaebench.measures.landing import landed
+
+    ratio = landed(frame)
+    stl, reparam = ratio.get("stl", float("nan")), ratio.get("reparam", float("nan"))
+    holds = bool(np.isfinite(stl) and stl < 1e-8)
+    wide = frame.pivot_table(
+        index=["fraction", "kl_to_posterior"], columns="estimator", values="trace_var", sort=False
+    )
+    wide = wide.reset_index()
+    names = [c for c in ("stl", "reparam") if c in wide]
+    table = ["| KL(q ‖ p(z|x)) (nats) | " + " | ".join(f"`{n}` encoder variance" for n in names) + " |"]
+    table.append("|---|" + "---|" * len(names))
+    for _, r in wide.iterrows():
+        table.append(
+            f"| {fmt_number(r['kl_to_posterior'])} | " + " | ".join(fmt_number(r[n]) for n in names) + " |"
+        )
+    return [
+        "### STL at the exact posterior",
+        "",
+        "On a linear-Gaussian model built for this check (orthogonal decoder columns, so the exact posterior is "
+        "a diagonal Gaussian the encoder can represent; K = 1, not this run's data), the encoder is moved along "
+        "a line to the exact posterior (`stl_landing.csv`). STL's encoder gradient variance at the exact "
+        f"posterior is {fmt_number(stl)} of its value at the start, reparam's {fmt_number(reparam)}: "
+        + ("**agrees**: STL's variance falls to zero as q reaches the posterior (Roeder et al. 2017)."
+           if holds else "**fails**: STL's variance does not vanish at the exact posterior."),
+        "",
+        *table,
+        "",
+    ]  # fmt: skip
+
+
+def sentences(laws: pd.DataFrame) -> list[str]:
+    """One sentence per fitted law: the slope with its interval, the theory, agrees or fails."""
+    lines = []
+    for _, r in laws.iterrows():
+        agrees = r["agrees"]
+        verdict = (
+            "agrees" if agrees is True else "fails" if agrees is False else "cannot be judged (no interval)"
+        )
+        weak = agrees is True and r["slope_low"] <= 0 <= r["slope_high"]
+        note = " (but the interval also holds 0, a flat curve: a weak test)" if weak else ""
+        k = f"K {int(r['k_min'])}–{int(r['k_max'])}, {int(r['points'])} points"
+        lines.append(
+            f"`{setting_label(r['estimator'], r['sampler'])}` {r['group']} {r['figure']}: slope "
+            f"{fmt_number(r['slope'])} [{fmt_number(r['slope_low'])}, {fmt_number(r['slope_high'])}] ({k}); "
+            f"theory {fmt_number(r['theory'])}, {r['law']}: **{verdict}**{note}."
+        )
+    return lines
+
+
+def section(laws: pd.DataFrame, plot: str | None, landing: pd.DataFrame | None = None) -> list[str]:
+    """The markdown lines of the section (empty when no law was fitted)."""
+    if laws.empty:
+        return []
+    fails = laws[laws["agrees"].map(lambda v: v is False)]
+    head = (
+        f"{len(laws) - len(fails)} of {len(laws)} laws agree with theory (the theoretical slope lies in the "
+        "fit's 95% interval)" + (f"; **{len(fails)} fail**" if len(fails) else "") + ". "
+        "log(figure) is fitted against log(K) by least squares weighted by each point's interval (averaged over "
+        "the variance seeds), the slope's interval widened when the points scatter beyond their intervals. "
+        "Variance laws of averages of independent estimates hold at every K and use the whole grid; the IWAE "
+        "and DReG SNR laws and leave-one-out baselines are limits as K grows: they are fitted on "
+        f"K >= {ASYMPTOTIC_K} with their first finite-K correction (log F = a + b log K + c/K), and a failure "
+        "there can mean that K is not yet large against the spread of the importance weights "
+        "(see `vaebench.measures.scaling`). Every fit is in `scaling.csv`."
+    )
+    md = ["## Scaling laws in K", "", head, ""]
+    if plot:
+        md += [f"![scaling laws]({plot})", ""]
+    md += [f"- {line}" for line in sentences(laws)] + [""]
+    return md + landing_lines(landing if landing is not None else pd.DataFrame())
