@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vaebench.checkpoint import Checkpointer, capture, restore
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, Reparam, check_num_samples, make_estimator
 
@@ -179,6 +180,7 @@ def train(
     device: torch.device | str | None = None,
     drop_last: bool = False,
     divergence_bound: float = DIVERGENCE_BOUND,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``estimator``'s gradients; everything but the estimator is fixed by the arguments.
 
@@ -212,6 +214,8 @@ def train(
         drop_last: drop each epoch's final short batch.
         divergence_bound: a step whose |loss| or gradient norm exceeds it (or is NaN/Inf) ends the run as
             diverged, before its update; see `DIVERGENCE_BOUND`.
+        checkpoint: continue from its saved state if it has one, and save the run's state to it every so
+            often (:mod:`vaebench.checkpoint`): a run stopped and resumed gives the rows of an uninterrupted one.
 
     Returns:
         The :class:`TrainResult`.
@@ -299,12 +303,27 @@ def train(
     model.train()
     est.train()
     bar = _progress_bar(total, progress)
-    record()
-    snapshot()
     diverged_step, stop_reason, epoch = None, "", 0
-    recorded_at = 0
+    recorded_at = skip = 0
+    objects = {"model": model, "estimator": est, "optimizer": opt, "generator": train_gen}
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        record()
+        snapshot()
+    else:  # continue a preempted run where its checkpoint left it
+        run = restore(saved, **objects)
+        state.update(run["state"])
+        rows.extend(run["rows"])
+        window.extend(run["window"])
+        checkpoints.update(run["kept"])
+        est_checkpoints.update(run["kept_estimator"])
+        epoch, skip, recorded_at, last_elbo[0] = (
+            run[k] for k in ("epoch", "batch", "recorded_at", "last_elbo")
+        )
     while not stop_reason:
-        for x in dataset.batches(batch_size, seed=seed, epoch=epoch, drop_last=drop_last):
+        for batch, x in enumerate(dataset.batches(batch_size, seed=seed, epoch=epoch, drop_last=drop_last)):
+            if batch < skip:  # drawn before the checkpoint: the data order's generator replays them
+                continue
             stop_reason = _stop_reason(state, total, steps, budget)
             if stop_reason:
                 break
@@ -332,7 +351,12 @@ def train(
                 recorded_at = state["step"]
                 bar.set_postfix(test_elbo=f"{last_elbo[0]:.2f}", refresh=False)
             snapshot()
-        epoch += 1
+            if checkpoint is not None and checkpoint.due():
+                where = {"state": state, "rows": rows, "window": window, "kept": checkpoints,
+                         "kept_estimator": est_checkpoints, "epoch": epoch, "batch": batch + 1,
+                         "recorded_at": recorded_at, "last_elbo": last_elbo[0]}  # fmt: skip
+                checkpoint.save(capture(**objects, progress=where))
+        epoch, skip = epoch + 1, 0
     if recorded_at != state["step"]:
         record()
     bar.close()
