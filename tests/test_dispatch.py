@@ -125,3 +125,17 @@ def test_dry_run_prints_every_unit_with_a_cost_and_runs_nothing(tmp_path: Path, 
     assert len([line for line in text.splitlines() if line.startswith("  ")]) == len(
         [u for u in plan if u.estimator in (None, "reparam", "iwae", "reference")]
     )
+
+
+def test_engine_ray_without_ray_is_one_line_and_claims_no_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    out = tmp_path / "run"
+    assert cli.main(["run", "--preset", "quick", "--engine", "ray", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert 'pip install -e ".[ray]"' in line and "Traceback" not in err
+    assert not out.exists()
+    assert cli.main(["run", "--preset", "quick", "--address", "auto", "--out", str(out)]) == 2
+    assert "--address is for --engine ray" in capsys.readouterr().err
