@@ -128,7 +128,7 @@ def test_a_finished_folder_is_not_overwritten(quick_run, capsys) -> None:
     assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
 
 
-SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo", "--samples", "2", "--seeds", "0", "--steps", "20", "--quiet"]  # fmt: skip
+SMALL = ["--preset", "quick", "--workers", "1", "--estimators", "reparam,reinforce-loo", "--samples", "2", "--seeds", "0", "--steps", "20", "--quiet"]  # fmt: skip
 
 
 def test_interrupt_then_resume_redoes_nothing(

@@ -55,12 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", metavar="N", help="training steps per run")
     run.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto")
     run.add_argument("--threads", metavar="N", help="torch CPU threads (0: torch's default)")
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        help="units run at once in worker processes (0: one per usable core; 1: none)",
+    )
+    run.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes of this machine; ray: Ray tasks (pip install -e '.[ray]')",
+    )
+    run.add_argument(
+        "--address", metavar="ADDR", help="with --engine ray: the cluster (auto: `ray start --head` here)"
+    )
     run.add_argument("--name", help="run name (the default folder is results/<timestamp>-<name>)")
     run.add_argument("--out", metavar="DIR", help="results folder (default: results/<timestamp>-<name>)")
     run.add_argument(
         "--resume", action="store_true", help="continue the run in --out, skipping finished units"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no per-unit lines")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan with each unit's estimated time (from a few timed steps) and run nothing",
+    )
 
     report = sub.add_parser("report", help="rebuild a results folder's report (tables, plots, report.md)")
     report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
@@ -110,6 +129,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         over["device"] = args.device
     if args.threads is not None:
         over["threads"] = _int("--threads", args.threads)
+    if args.workers is not None:
+        over["workers"] = _int("--workers", args.workers)
     if args.name is not None:
         over["name"] = args.name
     if args.dataset is not None:
@@ -146,6 +167,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in notes:
         if not quiet:
             print(f"vaebench: note: {note}", file=sys.stderr)
+    engine = None
+    if args.engine == "ray":
+        from vaebench.suite.ray_engine import RayEngine, require_ray
+
+        require_ray()  # a missing Ray is a one-line error before any folder is claimed
+        engine = RayEngine(args.address)
+    elif args.address is not None:
+        raise VaebenchError("--address is for --engine ray")
+    if args.dry_run:
+        from vaebench.suite import cost, dispatch
+
+        print(cost.describe(cost.estimate(config), dispatch.worker_count(config)))
+        return 0
     if args.out is not None:
         out, created = Path(args.out), not Path(args.out).exists()
     else:
@@ -154,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_suite(
             config,
             out,
+            engine=engine,
             resume=args.resume,
             notes=notes,
             progress=False if quiet else None,

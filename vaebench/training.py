@@ -31,21 +31,23 @@ absurd as that loss (summaries leave diverged runs out of their means).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from vaebench import rng
+from vaebench.checkpoint import Checkpointer, capture, restore
 from vaebench.errors import VaebenchError, check_int
-from vaebench.estimators import Estimator, Reparam, check_num_samples, make_estimator
+from vaebench.estimators import Estimator, check_num_samples, make_estimator
 from vaebench.progress import bar as progress_bar
+from vaebench.recording import DEFAULT_EVAL_SAMPLES, Counts, Recorder, cpu_copy, evaluate_elbo
+
+__all__ = ["BUDGET_KEYS", "DIVERGENCE_BOUND", "HISTORY_COLUMNS", "TrainResult", "evaluate_elbo", "train"]
 from vaebench.step import OPTIMIZERS, make_optimizer, out_of_bounds, surrogate_of, training_step
 
 BUDGET_KEYS: tuple[str, ...] = ("grad_evals", "latent_samples", "seconds")
@@ -69,8 +71,6 @@ float32 no longer resolves a change of 1,000 nats in the loss, so no comparison 
 and no sane setting comes near: a default digits VAE starts at ~7e2 nats, and even 784 pixels at the σ floor
 of 1e-3 with unit errors give ~4e8."""
 
-DEFAULT_EVAL_SAMPLES = 10  # samples per test point for the test ELBO: its MC error is tiny next to the gaps
-_EVAL_CHUNK = 1024  # test points per evaluation pass, so memory stays bounded on large test sets
 _DEFAULT_EVALS = 20  # evaluations per run when eval_every is not given and the length is known in steps
 
 
@@ -118,32 +118,6 @@ class TrainResult:
         return self.diverged_step is not None
 
 
-@torch.no_grad()
-def evaluate_elbo(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    num_samples: int = DEFAULT_EVAL_SAMPLES,
-    generator: torch.Generator | None = None,
-    chunk: int = _EVAL_CHUNK,
-) -> Tensor:
-    """Plain ELBO per datapoint, each the mean of ``num_samples`` pathwise draws; no gradients.
-
-    Args:
-        model: anything with ``posterior`` and ``log_joint``.
-        x: data [N, D].
-        num_samples: samples per datapoint.
-        generator: the noise (a generator on x's device), or None for torch's global one.
-        chunk: datapoints per pass.
-
-    Returns:
-        ELBO estimates [N].
-    """
-    reparam = Reparam()
-    out = [reparam(model, part, num_samples=num_samples, generator=generator).elbo for part in x.split(chunk)]
-    return torch.cat(out)
-
-
 def train(
     model: nn.Module,
     estimator: Estimator | str,
@@ -165,6 +139,7 @@ def train(
     device: torch.device | str | None = None,
     drop_last: bool = False,
     divergence_bound: float = DIVERGENCE_BOUND,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``estimator``'s gradients; everything but the estimator is fixed by the arguments.
 
@@ -198,6 +173,8 @@ def train(
         drop_last: drop each epoch's final short batch.
         divergence_bound: a step whose |loss| or gradient norm exceeds it (or is NaN/Inf) ends the run as
             diverged, before its update; see `DIVERGENCE_BOUND`.
+        checkpoint: continue from its saved state if it has one, and save the run's state to it every so
+            often (:mod:`vaebench.checkpoint`): a run stopped and resumed gives the rows of an uninterrupted one.
 
     Returns:
         The :class:`TrainResult`.
@@ -236,8 +213,8 @@ def train(
     params = _unique([*model.parameters(), *est.parameters()])
     opt, _ = make_optimizer(params, lr, optimizer)
     train_gen = rng.generator(seed, "train.noise", device=device)
-    counts = _Counts()
-    recorder = _Recorder(
+    counts = Counts()
+    recorder = Recorder(
         model, est, dataset.test[:eval_points].to(device), seed, eval_samples, per_epoch, counts
     )
 
@@ -245,12 +222,19 @@ def train(
     model.train()
     est.train()
     bar = progress_bar(total, progress, unit="step", leave=False, desc="train")
-    recorder.record()
-    recorder.snapshot(checkpoint_at)
     diverged_step, stop_reason, epoch = None, "", 0
-    recorded_at = 0
+    recorded_at = skip = 0
+    objects = {"model": model, "estimator": est, "optimizer": opt, "generator": train_gen}
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        recorder.record()
+        recorder.snapshot(checkpoint_at)
+    else:  # continue a preempted run where its checkpoint left it
+        epoch, skip, recorded_at = recorder.resume(restore(saved, **objects))
     while not stop_reason:
-        for x in dataset.batches(batch_size, seed=seed, epoch=epoch, drop_last=drop_last):
+        for batch, x in enumerate(dataset.batches(batch_size, seed=seed, epoch=epoch, drop_last=drop_last)):
+            if batch < skip:  # drawn before the checkpoint: the data order's generator replays them
+                continue
             stop_reason = _stop_reason(counts, total, steps, budget)
             if stop_reason:
                 break
@@ -276,7 +260,10 @@ def train(
                 recorded_at = counts.step
                 bar.set_postfix(test_elbo=f"{recorder.last_elbo:.2f}", refresh=False)
             recorder.snapshot(checkpoint_at)
-        epoch += 1
+            if checkpoint is not None and checkpoint.due():
+                where = recorder.position(epoch=epoch, batch=batch + 1, recorded_at=recorded_at)
+                checkpoint.save(capture(**objects, progress=where))
+        epoch, skip = epoch + 1, 0
     if recorded_at != counts.step:
         recorder.record()
     bar.close()
@@ -286,64 +273,15 @@ def train(
         history=pd.DataFrame(recorder.rows, columns=list(HISTORY_COLUMNS)),
         diverged_step=diverged_step,
         checkpoints=recorder.checkpoints,
-        final_state=_cpu_copy(model.state_dict()),
+        final_state=cpu_copy(model.state_dict()),
         wall_time_s=counts.wall,
         steps=counts.step,
         grad_evals=counts.step,
         latent_samples=counts.samples,
         stop_reason=stop_reason,
         estimator_checkpoints=recorder.estimator_checkpoints,
-        estimator_state=_cpu_copy(est.state_dict()),
+        estimator_state=cpu_copy(est.state_dict()),
     )
-
-
-@dataclass
-class _Counts:
-    """The cost so far: optimizer updates, training seconds, latent samples (Σ B·K)."""
-
-    step: int = 0
-    wall: float = 0.0
-    samples: int = 0
-
-
-@dataclass
-class _Recorder:
-    """The recording side of `train`: history rows (train objective, test ELBO) and checkpoints."""
-
-    model: nn.Module
-    estimator: Estimator
-    test: Tensor
-    seed: int
-    eval_samples: int
-    per_epoch: int
-    counts: _Counts
-    rows: list[tuple] = field(default_factory=list)
-    window: list[float] = field(default_factory=list)  # -loss of the steps since the last record
-    checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
-    estimator_checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
-    last_elbo: float = float("nan")
-
-    def record(self) -> None:
-        """Rows at the current step: the mean train objective since the last record, and the test ELBO."""
-        c = self.counts
-        cost = (c.step, c.step / self.per_epoch, c.wall, c.step, c.samples)
-        if self.window:
-            self.rows.append(
-                (*cost, "train_objective", float(np.mean(self.window)), self.estimator.objective)
-            )
-            self.window.clear()
-        gen = rng.generator(self.seed, "eval.elbo", device=self.test.device)  # the same noise every time
-        elbo = (
-            evaluate_elbo(self.model, self.test, num_samples=self.eval_samples, generator=gen).mean().item()
-        )
-        self.rows.append((*cost, "test_elbo", elbo, self.estimator.objective))
-        self.last_elbo = elbo
-
-    def snapshot(self, at: list[int]) -> None:
-        """Copy the model's and the estimator's state to the CPU if the current step is in ``at``."""
-        if self.counts.step in at:
-            self.checkpoints[self.counts.step] = _cpu_copy(self.model.state_dict())
-            self.estimator_checkpoints[self.counts.step] = _cpu_copy(self.estimator.state_dict())
 
 
 def _check_arguments(
@@ -379,7 +317,7 @@ def _steps_per_epoch(dataset, batch_size: int, drop_last: bool) -> int:
     return per_epoch
 
 
-def _stop_reason(counts: _Counts, total: int | None, steps: int | None, budget: dict[str, float]) -> str:
+def _stop_reason(counts: Counts, total: int | None, steps: int | None, budget: dict[str, float]) -> str:
     """Why the run should stop before the next update, or "" to go on."""
     if total is not None and counts.step >= total:
         return "steps" if steps is not None and counts.step >= steps else "epochs"
@@ -410,10 +348,3 @@ def _check_budget(budget: Mapping[str, float] | None) -> dict[str, float]:
 def _unique(params: list[nn.Parameter]) -> list[nn.Parameter]:
     seen: set[int] = set()
     return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
-
-
-def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {
-        k: v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else copy.deepcopy(v)
-        for k, v in state.items()
-    }

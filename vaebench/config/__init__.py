@@ -22,6 +22,7 @@ TOML has no null, so options that mean "nothing" use a word or zero: `binarize =
 
 from vaebench.config.schema import (
     CHECKPOINTS,
+    EXECUTION_KEYS,
     PRESET_DESCRIPTIONS,
     DataConfig,
     ModelConfig,
@@ -36,6 +37,7 @@ from vaebench.config.validate import validate
 
 __all__ = [
     "CHECKPOINTS",
+    "EXECUTION_KEYS",
     "PRESET_DESCRIPTIONS",
     "DataConfig",
     "ModelConfig",

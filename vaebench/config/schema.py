@@ -79,6 +79,11 @@ class ThroughputConfig:
     warmup: int = 5  # untimed steps first (allocator, caches, lazy initialisation)
 
 
+EXECUTION_KEYS: tuple[str, ...] = ("name", "workers", "save_every_s")
+"""Top-level keys that say how a run is executed, never what it computes: left out of the configuration's hash
+(:func:`vaebench.suite.integrity.config_hash`), and a resume may change them."""
+
+
 def _all_estimators() -> tuple[str, ...]:
     return tuple(ESTIMATORS)
 
@@ -95,6 +100,9 @@ class SuiteConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # seeds of model initialisation, data order and Monte Carlo draws
     device: str = "cpu"  # "cpu", "cuda", "cuda:N", or "auto" (cuda when available)
     threads: int = 1  # torch CPU threads (0: torch's default); see the note on threads below
+    workers: int = 0  # units run at once in worker processes; 0: the usable cores // threads; 1: in-process
+    save_every_s: float = 600.0  # seconds between saves of a running training unit's state, so a kill or a
+    # preemption loses at most this much of it (vaebench.checkpoint); 0: never
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -57,6 +57,12 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
             f"threads must be between 0 (torch's default) and {MAX_THREADS}, got {c.threads} "
             f"(this machine has {os.cpu_count()} CPU threads)"
         )
+    if not 0 <= c.workers <= MAX_THREADS:
+        raise VaebenchError(
+            f"workers must be between 0 (one per usable core) and {MAX_THREADS}, got {c.workers}"
+        )
+    if not (math.isfinite(c.save_every_s) and c.save_every_s >= 0):
+        raise VaebenchError(f"save_every_s must be a number of seconds >= 0 (0: never), got {c.save_every_s}")
     _seed("data.seed", c.data.seed)
     if c.data.name not in DATASETS:
         raise VaebenchError(f"unknown data set {c.data.name!r}; valid names: {', '.join(DATASETS)}")

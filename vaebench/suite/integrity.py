@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaebench.config import SuiteConfig, to_dict
+from vaebench.config import EXECUTION_KEYS, SuiteConfig, to_dict
 from vaebench.suite.units import Unit
 
 VERIFIED, MISSING, UNFINISHED, DAMAGED = "verified", "missing", "unfinished", "damaged"
@@ -33,9 +33,10 @@ STATES = (VERIFIED, MISSING, UNFINISHED, DAMAGED)
 
 
 def config_hash(config: SuiteConfig) -> str:
-    """SHA-256 of everything in the configuration that can change a number (all but ``name``)."""
+    """SHA-256 of everything in the configuration that can change a number (all but `EXECUTION_KEYS`)."""
     data = to_dict(config)
-    data.pop("name", None)
+    for key in EXECUTION_KEYS:
+        data.pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vaebench.config import SuiteConfig, differences, from_dict
+from vaebench.config import EXECUTION_KEYS, SuiteConfig, differences, from_dict
 from vaebench.errors import StorageError, VaebenchError
 from vaebench.provenance import load_run
 
@@ -160,7 +160,8 @@ def check_resume(out: Path, config: SuiteConfig, resume: bool) -> None:
         raise VaebenchError(
             f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
         )
-    diffs = differences(saved_config(out), config)
+    # how the run is executed (workers) may change between invocations; what it computes may not
+    diffs = [d for d in differences(saved_config(out), config) if d.split(":")[0] not in EXECUTION_KEYS]
     if diffs:
         raise VaebenchError(
             f"--resume: the configuration differs from the one saved in {out / 'run.json'}: "

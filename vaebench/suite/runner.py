@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,9 +33,9 @@ import torch
 
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
-from vaebench.errors import StorageError, VaebenchError
+from vaebench.errors import StorageError
 from vaebench.provenance import collect, load_run, now, write_json
-from vaebench.suite import faults, integrity, interrupts, ownership, store, units
+from vaebench.suite import dispatch, faults, integrity, interrupts, ownership, store, units
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
 from vaebench.suite.progress import bar as progress_bar
 from vaebench.suite.units import Context, Unit
@@ -87,6 +86,7 @@ def run_suite(
     warn: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
     report: bool = True,
+    engine=None,
 ) -> SuiteResult:
     """Run (or resume) the suite described by ``config`` into the folder ``out``.
 
@@ -100,6 +100,8 @@ def run_suite(
         warn: where warnings go (damaged units re-run, stray files ignored; default: stderr).
         argv: the command line for run.json (default: sys.argv).
         report: write summary.csv, report.md and the plots at the end.
+        engine: where the units run (a `vaebench.suite.ray_engine.RayEngine`); None: this machine, with
+            ``config.workers`` worker processes (:mod:`vaebench.suite.dispatch`; one: in this process).
 
     Returns:
         A :class:`SuiteResult`; status ``failed`` when some units raised (their errors are in ``failed``).
@@ -122,7 +124,7 @@ def run_suite(
     with ownership.hold(out, create=not resume):
         faults.point("start")
         ownership.check_resume(out, config, resume)
-        run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume)
+        run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume, engine)
         with _threads(config.threads):
             return run.run(progress, report)
 
@@ -130,7 +132,7 @@ def run_suite(
 class _Run:
     """One invocation of the suite on a locked folder."""
 
-    def __init__(self, config, out, ctx, plan, notes, argv, log, warn, resume):
+    def __init__(self, config, out, ctx, plan, notes, argv, log, warn, resume, engine=None):
         self.config, self.out, self.ctx, self.plan, self.argv, self.log = config, out, ctx, plan, argv, log
         self.warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
         self.digest = integrity.config_hash(config)
@@ -141,6 +143,14 @@ class _Run:
         self.notes = list(dict.fromkeys([*history.get("notes", []), *notes]))
         self.result = SuiteResult(out=out, total=len(plan))
         self.finished = 0
+        self.engine = engine
+        self.workers = dispatch.worker_count(config)  # an engine says how many once it has started
+        self.invocations[-1]["execution"] = {
+            "engine": getattr(engine, "name", "local"),
+            "workers": self.workers,
+            # timed units ran with no other unit in flight (with one worker, trivially)
+            "exclusive": list(dispatch.EXCLUSIVE),
+        }
 
     def write_run_json(self, status: str, ended: str | None = None, error: str | None = None) -> None:
         data = collect(
@@ -252,6 +262,12 @@ class _Run:
 
         if result.skipped:
             say(f"resuming {out}: {result.skipped} of {result.total} units already finished")
+        if self.engine is not None or self.workers > 1:
+            try:
+                self.loop_parallel(bar, say)
+            finally:
+                bar.close()
+            return
         reference = None
         try:
             for unit in self.plan:
@@ -275,31 +291,66 @@ class _Run:
         finally:
             bar.close()
 
+    def loop_parallel(self, bar, say) -> None:
+        """The units on worker processes (:mod:`vaebench.suite.dispatch`); this process saves each one."""
+        out, result = self.out, self.result
+
+        def verified(unit: Unit, reference: str | None) -> bool:
+            return integrity.check(out, unit, self.digest, reference).state == VERIFIED
+
+        head = next((u for u in self.plan if u.kind == "reference"), None)
+        verdict = integrity.check(out, head, self.digest) if head is not None else None
+        reference = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
+        pending = [u for u in self.plan if not verified(u, reference)]
+        scheduler = dispatch.Scheduler(self.plan, pending, verified, reference)
+
+        def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
+            sha, remark = self.accept(unit, scheduler.reference, outcome)
+            result.done += 1
+            bar.update(unit.weight)
+            seconds = f"{outcome.seconds:.1f}s " if outcome is not None else ""
+            say(f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds}{remark}".rstrip())
+            return sha
+
+        pool = (
+            self.engine.start(self.config, out)
+            if self.engine
+            else dispatch.LocalPool(self.config, out, self.workers)
+        )
+        self.invocations[-1]["execution"]["workers"] = pool.workers
+        dispatch.run_pool(pool, scheduler, finish, say)
+
     def execute(self, unit: Unit, reference: str | None) -> tuple[str | None, str]:
         """Run and save one unit, or record why it failed; return (its data's SHA-256 or None, a remark)."""
+        blocked = unit.kind == "variance" and reference is None
+        return self.accept(unit, reference, None if blocked else dispatch.compute(unit, self.ctx))
+
+    def accept(
+        self, unit: Unit, reference: str | None, outcome: dispatch.Outcome | None
+    ) -> tuple[str | None, str]:
+        """Save a computed unit, or record why it failed (``outcome`` None: its reference unit did not finish)."""
         out, result = self.out, self.result
         inputs = {"reference": reference} if unit.kind == "variance" else None
-        try:
-            if unit.kind == "variance" and reference is None:
-                raise _Blocked(self.reference_problem())
-            value = units.execute(unit, self.ctx)
-        except units.Skipped as why:
-            value = pd.DataFrame()
-            self.notes = list(dict.fromkeys([*self.notes, f"{unit.key}: {why}"]))
-            remark = f"({why})"
-        except Exception as err:  # a unit's bug or numerical failure must not lose the others
-            permanent = isinstance(err, VaebenchError)
-            why = str(err) if isinstance(err, _Blocked) else f"{type(err).__name__}: {err}"
-            if permanent:
+        if outcome is None or outcome.status == "failed":
+            why = self.reference_problem() if outcome is None else outcome.why
+            if outcome is not None and outcome.permanent:
                 why += " (this fails the same way every time: fix the configuration)"
                 result.permanent.add(unit.key)
             result.failed[unit.key] = why
-            detail = "" if isinstance(err, _Blocked) else "\n\n" + traceback.format_exc()
+            detail = "" if outcome is None else "\n\n" + outcome.detail
             store.write_text(out / unit.error_path, f"{why}{detail}")
             return None, f"FAILED ({why})"
+        if outcome.status == "skipped":
+            value = pd.DataFrame()
+            self.notes = list(dict.fromkeys([*self.notes, f"{unit.key}: {outcome.why}"]))
+            remark = f"({outcome.why})"
         else:
+            value = outcome.value
             remark = _remark(unit, value)
         sha = units.save(unit, value, out, self.digest, inputs)
+        (out / units.partial_path(unit)).unlink(
+            missing_ok=True
+        )  # the unit's saved training state is done with
         self.finished += 1
         return sha, remark
 
@@ -311,10 +362,6 @@ class _Run:
         if error:
             return f"not run: the reference unit ({key}) failed: {error}"
         return f"not run: the reference unit ({key}) has not finished"
-
-
-class _Blocked(Exception):
-    """A unit that cannot run because a unit it depends on did not finish."""
 
 
 def _storage(err: OSError) -> StorageError:

@@ -36,6 +36,8 @@ from vaebench.model import GaussianVAE
 from vaebench.suite import store
 
 REFERENCE_FILE = Path("units") / "reference" / "checkpoints.pt"
+PARTIAL = Path("partial")
+"""Where running training units keep their state (`vaebench.checkpoint`), removed when the unit is saved."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,16 @@ class Context:
             seed=seed,
         )
 
+    def checkpointer(self, unit: Unit):
+        """The saver of ``unit``'s training state (`vaebench.checkpoint`), or None (``save_every_s = 0``)."""
+        from vaebench.checkpoint import Checkpointer
+        from vaebench.suite.integrity import config_hash
+
+        if not self.config.save_every_s:
+            return None
+        path = self.out / partial_path(unit)
+        return Checkpointer(path, self.config.save_every_s, key=f"{config_hash(self.config)}:{unit.key}")
+
     def train_options(self) -> dict:
         t = self.config.train
         return {
@@ -214,6 +226,7 @@ def _reference(unit: Unit, ctx: Context) -> dict:
         num_samples=1,
         seed=seed,
         checkpoint_at=sorted(set(steps.values())),
+        checkpoint=ctx.checkpointer(unit),
         **options,
     )
     checkpoints = {
@@ -276,6 +289,7 @@ def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
         seed=unit.seed,
         ll_samples=t.ll_samples,
         ll_points=t.ll_points or None,
+        checkpoint=ctx.checkpointer(unit),
         **ctx.train_options(),
     )
 
@@ -358,6 +372,11 @@ def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
         if column not in frame and value is not None:
             frame.insert(0, column, value)
     return frame
+
+
+def partial_path(unit: Unit) -> Path:
+    """Where a running training unit keeps its state, relative to the results folder."""
+    return PARTIAL / unit.kind / f"{unit.name}.pt"
 
 
 def total_weight(units: list[Unit]) -> float:

@@ -1,0 +1,141 @@
+"""Units on worker processes: the scheduling rules, results independent of the worker count, a worker killed
+mid-unit, and the dry run's cost estimate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vaebench import cli
+from vaebench.config import preset
+from vaebench.suite import dispatch, faults, integrity, ownership, units
+from vaebench.suite.units import Unit
+
+pytestmark = pytest.mark.slow
+
+# the quick preset shrunk to 3 estimators (a score-function one among them): every kind of unit, ~10 s a run
+SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo,iwae", "--seeds", "0", "--quiet"]
+TIMING = ("time", "seconds", "step_ms", "work_normalized", "_s_", "per_s", "memory", "flops", "ceiling")
+"""Words of the columns that measure time or memory: they differ between two identical runs."""
+
+
+def deterministic(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in frame if not any(word in c for word in TIMING)]]
+
+
+@pytest.fixture(autouse=True)
+def _no_fault_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(faults.ENV, raising=False)
+    monkeypatch.delenv(faults.ONCE, raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("w1") / "run"
+    assert cli.main(["run", *SMALL, "--workers", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_scheduler_waits_for_the_reference_and_runs_timed_units_alone() -> None:
+    plan = units.plan(preset("quick"))
+    sched = dispatch.Scheduler(plan, plan, lambda unit, ref: False, None)
+    started = [sched.next() for _ in range(3)]
+    assert started[0].kind == "reference"
+    assert all(u.kind == "convergence" for u in started[1:])  # the variance units wait for the reference
+    sched.finished(started[0], "sha")
+    assert sched.next().kind == "variance"
+    while (unit := sched.next()) is not None:
+        assert unit.kind != "throughput"  # not while other units are pending or in flight
+        sched.finished(unit, None)
+    for unit in list(sched.in_flight):
+        sched.finished(unit, None)
+    timed = sched.next()
+    assert timed.kind == "throughput" and sched.next() is None  # exclusive: nothing starts beside it
+    sched.finished(timed, None)
+    assert sched.next().kind == "throughput"
+
+
+def test_a_variance_unit_verified_at_an_identical_reference_is_not_run_again() -> None:
+    plan = [Unit("reference", "checkpoints"), Unit("variance", "init", checkpoint="init")]
+    sched = dispatch.Scheduler(plan, plan, lambda unit, ref: ref == "same", None)
+    assert sched.next().kind == "reference" and sched.next() is None
+    sched.finished(plan[0], "same")
+    assert sched.next() is None and sched.done
+
+
+def test_worker_count_respects_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    monkeypatch.setattr(dispatch, "usable_cores", lambda: 8)
+    config = preset("quick")
+    assert dispatch.worker_count(config) == 8
+    assert dispatch.worker_count(dataclasses.replace(config, threads=3)) == 2
+    assert dispatch.worker_count(dataclasses.replace(config, threads=0)) == 1  # torch's default: all cores
+    assert dispatch.worker_count(dataclasses.replace(config, workers=3)) == 3
+
+
+def test_two_workers_give_the_same_tables_as_one(one_worker: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert cli.main(["run", *SMALL, "--workers", "2", "--out", str(out)]) == 0
+    for name in ("summary", "variance", "convergence", "throughput"):
+        a, b = (deterministic(pd.read_csv(p / f"{name}.csv")) for p in (one_worker, out))
+        pd.testing.assert_frame_equal(a, b, obj=name)
+    run = json.loads((out / "run.json").read_text())
+    assert run["invocations"][-1]["execution"] == {
+        "engine": "local",
+        "workers": 2,
+        "exclusive": ["throughput"],
+    }
+    assert run["status"] == "complete"
+
+
+def test_a_worker_killed_mid_unit_is_retried_and_nothing_is_lost(one_worker: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (tmp_path / "once").mkdir()
+    env = {**os.environ, faults.ENV: "worker#2:SIGKILL", faults.ONCE: str(tmp_path / "once")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaebench", "run", *SMALL, "--workers", "2", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "once" / "worker").is_file()  # the fault did fire: one worker was killed
+    plan = units.plan(ownership.saved_config(out))
+    state = integrity.verify(out, plan, integrity.config_hash(ownership.saved_config(out)))
+    assert len(state.keys(integrity.VERIFIED)) == len(plan)
+    for name in ("summary", "variance", "convergence"):
+        a, b = (deterministic(pd.read_csv(p / f"{name}.csv")) for p in (one_worker, out))
+        pd.testing.assert_frame_equal(a, b, obj=name)
+
+
+def test_dry_run_prints_every_unit_with_a_cost_and_runs_nothing(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--preset", "quick", "--estimators", "reparam,iwae", "--workers", "2"]
+    assert cli.main([*args, "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    plan = units.plan(preset("quick"), test_points=360)
+    assert not out.exists()
+    assert "convergence reparam-K4-s1" in text and "variance end" in text
+    assert "units, estimated" in text and "with 2 workers" in text
+    assert len([line for line in text.splitlines() if line.startswith("  ")]) == len(
+        [u for u in plan if u.estimator in (None, "reparam", "iwae", "reference")]
+    )
+
+
+def test_engine_ray_without_ray_is_one_line_and_claims_no_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    out = tmp_path / "run"
+    assert cli.main(["run", "--preset", "quick", "--engine", "ray", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert 'pip install -e ".[ray]"' in line and "Traceback" not in err
+    assert not out.exists()
+    assert cli.main(["run", "--preset", "quick", "--address", "auto", "--out", str(out)]) == 2
+    assert "--address is for --engine ray" in capsys.readouterr().err

@@ -1,0 +1,131 @@
+"""The recording side of the training loop: the test ELBO, the cost so far, the history rows and kept states.
+
+`vaebench.training.train` owns the loop; this module owns what the loop writes down, so that a unit
+checkpoint (:mod:`vaebench.checkpoint`) can save and restore it as one `Recorder.position`. The test ELBO
+is the plain ELBO of the test set estimated with the pathwise estimator and a generator reseeded identically
+at every evaluation (stream ``eval.elbo`` of :mod:`vaebench.rng`), whatever estimator is trained, so every
+learning curve is on one scale and two evaluations differ only by the model.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vaebench import rng
+from vaebench.estimators import Estimator, Reparam
+
+DEFAULT_EVAL_SAMPLES = 10  # samples per test point for the test ELBO: its MC error is tiny next to the gaps
+_EVAL_CHUNK = 1024  # test points per evaluation pass, so memory stays bounded on large test sets
+
+
+@torch.no_grad()
+def evaluate_elbo(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    num_samples: int = DEFAULT_EVAL_SAMPLES,
+    generator: torch.Generator | None = None,
+    chunk: int = _EVAL_CHUNK,
+) -> Tensor:
+    """Plain ELBO per datapoint, each the mean of ``num_samples`` pathwise draws; no gradients.
+
+    Args:
+        model: anything with ``posterior`` and ``log_joint``.
+        x: data [N, D].
+        num_samples: samples per datapoint.
+        generator: the noise (a generator on x's device), or None for torch's global one.
+        chunk: datapoints per pass.
+
+    Returns:
+        ELBO estimates [N].
+    """
+    reparam = Reparam()
+    out = [reparam(model, part, num_samples=num_samples, generator=generator).elbo for part in x.split(chunk)]
+    return torch.cat(out)
+
+
+@dataclass
+class Counts:
+    """The cost so far: optimizer updates, training seconds, latent samples (Σ B·K)."""
+
+    step: int = 0
+    wall: float = 0.0
+    samples: int = 0
+
+
+@dataclass
+class Recorder:
+    """The recording side of `train`: history rows (train objective, test ELBO) and checkpoints."""
+
+    model: nn.Module
+    estimator: Estimator
+    test: Tensor
+    seed: int
+    eval_samples: int
+    per_epoch: int
+    counts: Counts
+    rows: list[tuple] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # -loss of the steps since the last record
+    checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    estimator_checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+    last_elbo: float = float("nan")
+
+    def record(self) -> None:
+        """Rows at the current step: the mean train objective since the last record, and the test ELBO."""
+        c = self.counts
+        cost = (c.step, c.step / self.per_epoch, c.wall, c.step, c.samples)
+        if self.window:
+            self.rows.append(
+                (*cost, "train_objective", float(np.mean(self.window)), self.estimator.objective)
+            )
+            self.window.clear()
+        gen = rng.generator(self.seed, "eval.elbo", device=self.test.device)  # the same noise every time
+        elbo = (
+            evaluate_elbo(self.model, self.test, num_samples=self.eval_samples, generator=gen).mean().item()
+        )
+        self.rows.append((*cost, "test_elbo", elbo, self.estimator.objective))
+        self.last_elbo = elbo
+
+    def position(self, *, epoch: int, batch: int, recorded_at: int) -> dict:
+        """Everything recorded so far and where the loop stands: the ``progress`` of a unit checkpoint."""
+        return {
+            "counts": asdict(self.counts),
+            "rows": self.rows,
+            "window": self.window,
+            "kept": self.checkpoints,
+            "kept_estimator": self.estimator_checkpoints,
+            "last_elbo": self.last_elbo,
+            "epoch": epoch,
+            "batch": batch,
+            "recorded_at": recorded_at,
+        }
+
+    def resume(self, saved: dict) -> tuple[int, int, int]:
+        """Take back a `position`; return the loop's (epoch, batch to start at, step of the last record)."""
+        for name, value in saved["counts"].items():
+            setattr(self.counts, name, value)
+        self.rows.extend(saved["rows"])
+        self.window.extend(saved["window"])
+        self.checkpoints.update(saved["kept"])
+        self.estimator_checkpoints.update(saved["kept_estimator"])
+        self.last_elbo = saved["last_elbo"]
+        return saved["epoch"], saved["batch"], saved["recorded_at"]
+
+    def snapshot(self, at: list[int]) -> None:
+        """Copy the model's and the estimator's state to the CPU if the current step is in ``at``."""
+        if self.counts.step in at:
+            self.checkpoints[self.counts.step] = cpu_copy(self.model.state_dict())
+            self.estimator_checkpoints[self.counts.step] = cpu_copy(self.estimator.state_dict())
+
+
+def cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {
+        k: v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else copy.deepcopy(v)
+        for k, v in state.items()
+    }

@@ -1,0 +1,149 @@
+"""The units as Ray tasks, on a local Ray cluster or an existing one (``--engine ray [--address auto]``).
+
+Ray (https://docs.ray.io) is an optional dependency (``pip install -e ".[ray]"``), imported only here and only
+when this engine is asked for. The driver (``python -m vaebench run``) keeps every guarantee of a local run:
+it holds the results folder's lock and is its only writer; each Ray task computes one unit and returns its
+rows (:class:`vaebench.suite.dispatch.Outcome`) through Ray's object store; the driver saves them atomically
+in its own output folder. The scheduling rules are those of :mod:`vaebench.suite.dispatch` (variance units
+after the reference unit, throughput units alone).
+
+Each task asks Ray for ``threads`` CPUs (one for ``threads = 0``) and, on a CUDA device, ``num_gpus`` GPUs
+(a fraction such as 0.25 lets small models share a GPU). A task whose worker process dies (killed, out of
+memory, a node lost) is retried by Ray, up to `RETRIES` times; a unit's exception is not retried (it
+would recur) but recorded as a failure like in a local run.
+
+Workers need the data where the driver has them (or the embedded digits set) and the variance units need
+the reference unit's checkpoints: those are sent through the object store, so the workers need no shared
+file system. A unit's preemption checkpoints (:mod:`vaebench.checkpoint`) go to the results folder when a
+worker sees it (one machine, or shared storage), else to a temporary folder of the worker's node.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from vaebench.config import SuiteConfig
+from vaebench.errors import VaebenchError
+from vaebench.suite import dispatch, units
+from vaebench.suite.units import Unit
+
+RETRIES = 2
+"""Times Ray starts a task again whose worker process died."""
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise VaebenchError(
+            "--engine ray needs Ray, which is not installed: pip install -e \".[ray]\" (or pip install 'ray>=2.60')"
+        ) from None
+    return ray
+
+
+class RayEngine:
+    """Runs units as Ray tasks (see the module docstring).
+
+    Args:
+        address: an existing cluster's address (``auto``: the one ``ray start --head`` started on this machine);
+            None starts a local cluster for the run (stopped at the end).
+        num_cpus: CPUs of that local cluster (default: all).
+        num_gpus: GPUs per unit on a CUDA device (default 1; a fraction shares a GPU between units).
+        runtime_env: passed to Ray (e.g. ``{"working_dir": "."}`` where the workers lack the code).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: int | None = None,
+        num_gpus: float = 1.0,
+        runtime_env: dict | None = None,
+    ):
+        self.address, self.num_cpus, self.num_gpus, self.runtime_env = (
+            address,
+            num_cpus,
+            num_gpus,
+            runtime_env,
+        )
+        self.workers = 0
+        self.worker_errors: tuple[type[BaseException], ...] = ()
+        self.started = False
+
+    def start(self, config: SuiteConfig, out: Path) -> RayEngine:
+        """Connect to (or start) the cluster; after this, ``workers`` is how many units run at once."""
+        ray = require_ray()
+        if not ray.is_initialized():
+            if self.address is None:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=self.address, log_to_driver=False)
+            self.started = True
+        cpus = config.threads or 1
+        gpus = self.num_gpus if config.device.startswith("cuda") else 0
+        total = ray.cluster_resources()
+        self.workers = max(1, int(total.get("CPU", 1) // cpus))
+        if gpus:
+            self.workers = min(self.workers, max(1, int(total.get("GPU", 0) // gpus)))
+        options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": RETRIES, "retry_exceptions": False}
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
+        self.task = ray.remote(_compute_task).options(**options)
+        self.config, self.out = config, str(out)
+        self.reference = None
+        self.worker_errors = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
+        self.refs = []
+        return self
+
+    def submit(self, unit: Unit):
+        ray = require_ray()
+        if unit.kind == "variance" and self.reference is None:
+            self.reference = ray.put((Path(self.out) / units.REFERENCE_FILE).read_bytes())
+        reference = self.reference if unit.kind == "variance" else None
+        ref = self.task.remote(self.config, self.out, unit, reference)
+        self.refs.append(ref)
+        return ref.future()
+
+    def restart(self) -> None:
+        """Nothing to do: Ray replaces a dead worker by itself."""
+
+    def close(self) -> None:
+        """Cancel the tasks still running; stop the cluster if this run started it."""
+        ray = require_ray()
+        for ref in self.refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # finished already, or its worker is gone: nothing to cancel
+                pass
+        self.refs = []
+        if self.started:
+            ray.shutdown()
+            self.started = False
+
+
+_contexts: dict[tuple, units.Context] = {}
+
+
+def _compute_task(config: SuiteConfig, out: str, unit: Unit, reference: bytes | None) -> dispatch.Outcome:
+    """One unit in a Ray worker process (a context per configuration, kept between the tasks of one worker)."""
+    import torch
+
+    from vaebench.suite import faults
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    key = (repr(config), out)
+    if key not in _contexts:
+        # the driver's folder where this node sees it; else a folder of this node for the reference's copy
+        folder = out if Path(out).is_dir() else tempfile.mkdtemp(prefix="vaebench-")
+        _contexts[key] = units.Context(config, folder)
+    ctx = _contexts[key]
+    if reference is not None and ctx.out != Path(out):
+        path = ctx.out / units.REFERENCE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(reference)
+    faults.point("worker")
+    return dispatch.compute(unit, ctx)
