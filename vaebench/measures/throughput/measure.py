@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, make_estimator
+from vaebench.measures.schema import THROUGHPUT, conform
 from vaebench.measures.throughput.reference import (
     build_reference_step,
 )
@@ -183,7 +184,7 @@ def measure_throughput(
         )
         row = _base_row(info, seed, repeats, warmup)
         row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
-    return pd.DataFrame([row])
+    return conform(pd.DataFrame([row]), THROUGHPUT)
 
 
 def measure_reference(
@@ -225,7 +226,7 @@ def measure_reference(
         }
         row = _base_row(info, seed, repeats, warmup)
         row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
-    return pd.DataFrame([row])
+    return conform(pd.DataFrame([row]), THROUGHPUT)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
