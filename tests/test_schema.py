@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,3 +76,4 @@ def test_the_summary_table_conforms_and_omits_what_was_not_measured() -> None:
     schema.conform(summary, "summary")
     assert "step_ms" not in summary and "final_test_elbo" not in summary  # not measured: not in the table
     assert list(summary["trace_var"]) == [1.0, 0.5]
+    assert math.isnan(summary["work_normalized_var"].iloc[0])  # a declared variance figure the rows lack

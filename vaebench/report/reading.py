@@ -18,10 +18,11 @@ import pandas as pd
 
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.plateau import TOLERANCE
+from vaebench.measures.schema import HANDWRITTEN, SUMMARY, complete
 from vaebench.report import tables
 from vaebench.report.formatting import fmt_interval, fmt_number, truth
 from vaebench.report.published import published_comparisons
-from vaebench.report.settings import bias_note, setting_label, with_sampler
+from vaebench.report.settings import bias_note, setting_label
 from vaebench.training import DIVERGENCE_BOUND
 
 
@@ -36,13 +37,14 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
     """
     if summary.empty:
         return []
-    summary = with_sampler(summary)
+    # Every declared column, NaN where not measured: a sentence whose numbers are all NaN is left out.
+    summary = complete(summary, SUMMARY)
     ks = sorted(summary["num_samples"].dropna().unique())
     convergence = frames.get("convergence", pd.DataFrame())
     throughput = frames.get("throughput", pd.DataFrame())
     lines = _variance(summary, ks, checkpoint) + _k_effect(summary, ks)
     lines += _levelled_off(summary) + _quality(summary, ks, convergence)
-    if "test_log_likelihood" in summary and not convergence.empty:
+    if not convergence.empty:
         lines += _recommendation(summary, convergence)
     lines += published_comparisons(summary, convergence)
     return lines + _speed(summary, ks, throughput) + _equal_compute(summary, ks) + _divergence(summary)
@@ -53,8 +55,6 @@ def _rows(summary: pd.DataFrame, k, metric: str) -> pd.DataFrame:
 
 
 def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[str]:
-    if "trace_var" not in summary:
-        return []
     lines = []
     where = f" (at the {checkpoint} checkpoint)" if checkpoint else ""
     for k in ks:
@@ -91,7 +91,7 @@ def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[s
 
 def _k_effect(summary: pd.DataFrame, ks: list) -> list[str]:
     """How the variance and the SNR change from the smallest to the largest K."""
-    if "trace_var" not in summary or len(ks) < 2:
+    if len(ks) < 2:
         return []
     k0, k1 = ks[0], ks[-1]
     both = []
@@ -105,7 +105,7 @@ def _k_effect(summary: pd.DataFrame, ks: list) -> list[str]:
         lines.append(
             f"From K={k0} to K={k1} the encoder variance changes by: {text} (1/K would be {_times(k0 / k1)})."
         )
-    if "snr" in summary:
+    if summary["snr"].notna().any():
         lines += _snr_floor(summary)
         falling = []
         for name, g in both:
@@ -140,17 +140,11 @@ def _snr_floor(summary: pd.DataFrame) -> list[str]:
 
 def _levelled_off(summary: pd.DataFrame) -> list[str]:
     """Whether the test-ELBO curves had levelled off over the last quarter of training."""
-    if "converged" not in summary:
-        return []
     judged = summary[summary["converged"].map(lambda v: truth(v) is not None)]
     if judged.empty:
         return []
     moving = judged[judged["converged"].map(lambda v: truth(v) is False)]
-    window = (
-        f"steps {judged['rise_from_step'].min():.0f}–{judged['rise_to_step'].max():.0f}"
-        if {"rise_from_step", "rise_to_step"} <= set(judged)
-        else "the last quarter"
-    )
+    window = f"steps {judged['rise_from_step'].min():.0f}–{judged['rise_to_step'].max():.0f}"
     if moving.empty:
         return [
             f"Every setting's test ELBO changed by less than {TOLERANCE:g} nat over the last quarter of "
@@ -173,8 +167,6 @@ def _quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list
         ("test_log_likelihood", "test log-likelihood"),
         ("final_test_elbo", "final test ELBO"),
     ):
-        if metric not in summary:
-            continue
         for k in ks:
             rows = _rows(summary, k, metric)
             if rows.empty:
@@ -197,8 +189,6 @@ def _quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list
 
 
 def _speed(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame) -> list[str]:
-    if "step_ms" not in summary:
-        return []
     lines = []
     for k in ks:
         rows = _rows(summary, k, "step_ms")
@@ -209,25 +199,25 @@ def _speed(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame) -> list[st
             f"Fastest training step at K={k}: {_name(fast)}, {fmt_number(fast['step_ms'])} ms; slowest "
             f"{_name(slow)}, {fmt_number(slow['step_ms'])} ms ({_times(slow['step_ms'] / fast['step_ms'])})."
         )
-    if not throughput.empty and "estimator" in throughput and (throughput["estimator"] == "reference").any():
-        ref_ms = 1e3 * float(throughput[throughput["estimator"] == "reference"]["step_s_median"].iloc[0])
+    if not throughput.empty and (throughput["estimator"] == HANDWRITTEN).any():
+        handwritten_ms = 1e3 * float(
+            throughput[throughput["estimator"] == HANDWRITTEN]["step_s_median"].iloc[0]
+        )
         mine = summary[
             (summary["estimator"] == "reparam")
             & (summary["sampler"] == "iid")
             & (summary["num_samples"] == ks[0])
         ]
-        if np.isfinite(ref_ms) and not mine.empty and np.isfinite(mine["step_ms"].iloc[0]):
+        if np.isfinite(handwritten_ms) and not mine.empty and np.isfinite(mine["step_ms"].iloc[0]):
             lines.append(
                 f"A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
-                f"{fmt_number(ref_ms)} ms; the suite's `reparam` step at K={ks[0]} takes "
-                f"{_times(mine['step_ms'].iloc[0] / ref_ms)} that."
+                f"{fmt_number(handwritten_ms)} ms; the suite's `reparam` step at K={ks[0]} takes "
+                f"{_times(mine['step_ms'].iloc[0] / handwritten_ms)} that."
             )
     return lines
 
 
 def _equal_compute(summary: pd.DataFrame, ks: list) -> list[str]:
-    if "work_normalized_var" not in summary:
-        return []
     lines = []
     for k in ks:
         rows = _rows(summary, k, "work_normalized_var")
@@ -246,9 +236,9 @@ def _equal_compute(summary: pd.DataFrame, ks: list) -> list[str]:
 
 
 def _divergence(summary: pd.DataFrame) -> list[str]:
-    if "diverged" not in summary:
+    if summary["diverged"].isna().all():  # nothing was trained
         return []
-    runs = int(np.nansum(summary.get("runs", pd.Series(dtype=float))))
+    runs = int(np.nansum(summary["runs"]))
     bad = summary[summary["diverged"].fillna(0) > 0]
     if bad.empty:
         return [f"No training run diverged ({runs} runs)."]
@@ -266,24 +256,21 @@ def _divergence(summary: pd.DataFrame) -> list[str]:
 
 
 def _name(row: pd.Series) -> str:
-    return f"`{setting_label(row['estimator'], row.get('sampler'))}`"
+    return f"`{setting_label(row['estimator'], row['sampler'])}`"
 
 
 def _key(row: pd.Series) -> tuple[str, int, str]:
     """(estimator, K, sampler) of a summary row, as `tables.paired_difference` takes it."""
-    sampler = row.get("sampler")
-    return row["estimator"], int(row["num_samples"]), sampler if isinstance(sampler, str) else "iid"
+    return row["estimator"], int(row["num_samples"]), row["sampler"]
 
 
 def _iv(row: pd.Series, metric: str, symmetric: bool = False) -> str:
-    return fmt_interval(
-        row.get(metric), row.get(f"{metric}_low"), row.get(f"{metric}_high"), symmetric=symmetric
-    )
+    return fmt_interval(row[metric], row[f"{metric}_low"], row[f"{metric}_high"], symmetric=symmetric)
 
 
 def _overlap(a: pd.Series, b: pd.Series, metric: str) -> bool | None:
     """Whether two rows' intervals of ``metric`` overlap (None when an interval is missing)."""
-    lo_a, hi_a, lo_b, hi_b = (r.get(f"{metric}_{s}") for r in (a, b) for s in ("low", "high"))
+    lo_a, hi_a, lo_b, hi_b = (r[f"{metric}_{s}"] for r in (a, b) for s in ("low", "high"))
     if not all(v is not None and np.isfinite(v) for v in (lo_a, hi_a, lo_b, hi_b)):
         return None
     return bool(lo_a <= hi_b and lo_b <= hi_a)
@@ -302,7 +289,7 @@ def _separation(a: pd.Series, b: pd.Series, metric: str) -> str:
 
 def _variance_rank(summary: pd.DataFrame, row: pd.Series) -> str:
     """'the 2nd-lowest encoder variance of the 9 at K=10' (or '' when variance was not measured)."""
-    if "trace_var" not in summary or not np.isfinite(row.get("trace_var", np.nan)):
+    if not np.isfinite(row["trace_var"]):
         return ""
     peers = summary[(summary["num_samples"] == row["num_samples"]) & np.isfinite(summary["trace_var"])]
     rank = int((peers["trace_var"] < row["trace_var"]).sum()) + 1
@@ -359,10 +346,7 @@ def _recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[st
         _key(best),
     )
     cost = ""
-    if (
-        "step_ms" in summary
-        and np.isfinite([best.get("step_ms", np.nan), cheap_best.get("step_ms", np.nan)]).all()
-    ):
+    if np.isfinite([best["step_ms"], cheap_best["step_ms"]]).all():
         cost = f", {_times(best['step_ms'] / cheap_best['step_ms'])} cheaper per step"
     interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else ""
     why = _variance_rank(summary, cheap_best)
@@ -390,8 +374,7 @@ def _names(rows: list, limit: int = 4, k: bool | None = None) -> str:
     get = [r if isinstance(r, pd.Series) else r._asdict() for r in rows]
     with_k = k if k is not None else len({int(r["num_samples"]) for r in get}) > 1
     names = [
-        f"`{setting_label(r['estimator'], r.get('sampler'))}`"
-        + (f" K={int(r['num_samples'])}" if with_k else "")
+        f"`{setting_label(r['estimator'], r['sampler'])}`" + (f" K={int(r['num_samples'])}" if with_k else "")
         for r in get
     ]
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -403,11 +386,11 @@ def _power_of_ten(value: float) -> str:
 
 def _at_floor(row) -> bool:
     """Whether the row's SNR interval reaches the noise floor (False when unknown)."""
-    return truth(row.get("snr_at_floor")) is True
+    return truth(row["snr_at_floor"]) is True
 
 
 def _diverged_runs(row: pd.Series) -> int:
-    value = row.get("diverged", 0)
+    value = row["diverged"]
     return int(value) if value is not None and np.isfinite(value) else 0
 
 
@@ -421,8 +404,6 @@ def _diverged_note(row: pd.Series) -> str:
 
 def _unconverged_note(rows: pd.DataFrame, best: pd.Series) -> str:
     """A sentence when some compared settings had not levelled off (or '' when all had, or none was judged)."""
-    if "converged" not in rows:
-        return ""
     moving = rows[rows["converged"].map(lambda v: truth(v) is False)]
     if moving.empty:
         return ""

@@ -16,6 +16,7 @@ import pandas as pd
 
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
+from vaebench.measures import schema
 from vaebench.provenance import load_run
 from vaebench.report import plots, scaling, tables
 from vaebench.report.formatting import fmt_number, markdown
@@ -31,12 +32,11 @@ FIGURES = {
 """File names of the report's plots."""
 
 
-REQUIRED = {
-    "variance": ("estimator", "num_samples", "seed", "checkpoint", "group", "trace_var"),
-    "convergence": ("estimator", "num_samples", "seed", "step", "metric", "value"),
-    "throughput": ("estimator", "num_samples", "seed"),
-}
-"""Columns every combined CSV of a kind has (numeric after the first: estimator, and group/metric)."""
+REQUIRED = {kind: schema.table(kind).essential for kind in ("variance", "convergence", "throughput")}
+"""Columns a combined CSV of a kind must have to be read (:attr:`vaebench.measures.schema.Table.essential`)."""
+
+NUMERIC = ("num_samples", "seed", "trace_var", "step", "value")
+"""Essential columns that must hold numbers."""
 
 
 def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -60,13 +60,13 @@ def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
         if frame.empty:
             continue
         missing = [c for c in columns if c not in frame]
-        text = [
-            c for c in ("num_samples", "seed", "trace_var", "step", "value") if c in columns and c in frame
-        ]
+        text = [c for c in columns if c in NUMERIC and c not in missing]
         text = [c for c in text if not pd.api.types.is_numeric_dtype(frame[c])]
         if missing or text:
             what = f"missing columns {', '.join(missing)}" if missing else f"non-numeric {', '.join(text)}"
             raise VaebenchError(f"{path} is not a vaebench {kind} table ({what}); {_FIX}")
+        # Older folders lack later columns: from here on every declared column is there (NaN: not measured).
+        frames[kind] = schema.complete(frame, kind)
     return run, frames
 
 
@@ -122,13 +122,14 @@ def write_report(
 
 
 def _estimator_rows(throughput: pd.DataFrame) -> pd.DataFrame:
-    if throughput.empty or "estimator" not in throughput:
+    """The throughput rows of estimators (not the hand-written pytorch/examples step)."""
+    if throughput.empty:
         return throughput
-    return throughput[throughput["estimator"] != "reference"]
+    return throughput[throughput["estimator"] != schema.HANDWRITTEN]
 
 
 def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | None:
-    if variance.empty or "checkpoint" not in variance:
+    if variance.empty:
         return None
     measured = set(tables._measured(variance)["checkpoint"])
     wanted = config.variance.summary_checkpoint
@@ -153,7 +154,7 @@ def write_plots(
             fig, (left, right) = plots.figure(2)
             where = f" ({checkpoint} checkpoint)" if checkpoint else ""
             plots.plot_against_k(by_k, "trace_var", ax=left, ylabel="trace of covariance", title=f"Encoder gradient variance{where}")  # fmt: skip
-            if "snr" in by_k:
+            if by_k["snr"].notna().any():
                 plots.plot_against_k(by_k, "snr", ax=right, ylabel="mean |E g| / std g", title=f"Encoder gradient SNR{where}")  # fmt: skip
             plots.legend_outside(fig, [left, right])
             written["variance"] = plots.save(fig, out / FIGURES["variance"]).name
@@ -165,13 +166,10 @@ def write_plots(
                 plots.plot_curves(convergence, num_samples=k, x=x, ax=ax)
             plots.legend_outside(fig, axes)
             written[key] = plots.save(fig, out / FIGURES[key]).name
-    if not throughput.empty and "step_s_median" in throughput:
-        rows = throughput
-        if "status" in rows:
-            rows = rows[rows["status"].fillna("ok") == "ok"]
-        if "variant" in rows:
-            rows = rows[rows["variant"].fillna("eager") == rows["variant"].fillna("eager").iloc[0]]
-        if batch_size is not None and "batch_size" in rows and (rows["batch_size"] == batch_size).any():
+    if not throughput.empty:
+        rows = throughput[throughput["status"] == "ok"]
+        rows = rows[rows["variant"] == rows["variant"].iloc[0]] if not rows.empty else rows
+        if batch_size is not None and (rows["batch_size"] == batch_size).any():
             rows = rows[rows["batch_size"] == batch_size]
         if not rows.empty:
             fig, (ax,) = plots.figure(1, panel=(9.0, 4.0))
@@ -219,10 +217,10 @@ def render(
         ]
     md += scaling.section(laws if laws is not None else pd.DataFrame(), figures.get("scaling"), landing)
     variance = frames["variance"]
-    if not variance.empty and "checkpoint" in variance and variance["checkpoint"].nunique() > 1:
+    if not variance.empty and variance["checkpoint"].nunique() > 1:
         pivot = tables.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
         labels = [c for c in pivot.columns if c not in tables.KEYS]
-        steps = variance.groupby("checkpoint")["step"].first().to_dict() if "step" in variance else {}
+        steps = variance.groupby("checkpoint")["step"].first().to_dict()
         cols = tables.setting_columns(pivot)
         cols += [(f"{c} (step {steps.get(c, '?')})", lambda r, c=c: fmt_number(r[c])) for c in labels]
         md += [
@@ -343,7 +341,7 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
 
 def _warm_up(variance: pd.DataFrame) -> str:
     """How the stateful estimators of the variance rows were prepared, from the rows themselves."""
-    if variance.empty or "estimator" not in variance:
+    if variance.empty:
         return ""
     from vaebench.estimators import ESTIMATORS, make_estimator
     from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS, is_stateful
@@ -354,7 +352,7 @@ def _warm_up(variance: pd.DataFrame) -> str:
     if not names:
         return ""
     listed = ", ".join(f"`{n}`" for n in names)
-    if "warm_up_batches" not in variance:
+    if variance["warm_up_batches"].isna().all():
         return (
             f" This folder does not record how the stateful estimators ({listed}) were warmed up: runs before "
             "that was recorded warmed them up on the measured minibatch itself, which flatters their variance."
@@ -384,7 +382,8 @@ def _likelihood(c: SuiteConfig) -> str:
 
 def _table_notes(summary: pd.DataFrame) -> list[str]:
     notes = []
-    if "variance_reference" in summary and summary["variance_reference"].notna().any():
+    summary = schema.complete(summary, schema.SUMMARY)
+    if summary["variance_reference"].notna().any():
         refs = sorted(set(summary["variance_reference"].dropna().astype(str)))
         notes.append(f"Bias and cosine in variance.csv are measured against: {', '.join(refs)}.")
     return notes
@@ -392,13 +391,14 @@ def _table_notes(summary: pd.DataFrame) -> list[str]:
 
 def _notes(run: dict, frames: dict[str, pd.DataFrame]) -> list[str]:
     notes = list(run.get("notes", []))
-    for kind, frame in frames.items():
-        if not frame.empty and "status" in frame:
-            skipped = frame[frame["status"].fillna("ok") == "skipped"]
-            if "sampler" in skipped:  # a sampler refused by an estimator: the run's notes say so once
-                skipped = skipped[skipped["sampler"].fillna("iid") == "iid"]
+    for kind, why in (("variance", "skip_reason"), ("throughput", "reason")):  # the measures that skip
+        frame = frames[kind]
+        if not frame.empty:
+            skipped = frame[frame["status"] == "skipped"]
+            # a sampler refused by an estimator: the run's notes say so once
+            skipped = skipped[skipped["sampler"] == "iid"]
             for _, row in skipped.drop_duplicates(["estimator", "num_samples"]).iterrows():
-                reason = row.get("reason", row.get("skip_reason", ""))
+                reason = row[why]
                 notes.append(f"{kind}: skipped `{row['estimator']}` at K={int(row['num_samples'])}" + (f" ({reason})" if isinstance(reason, str) and reason else ""))  # fmt: skip
     for unit, error in run.get("failed", {}).items():
         notes.append(f"unit {unit} failed: {error}")
