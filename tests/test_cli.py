@@ -412,7 +412,7 @@ def test_list_prints_estimators_data_sets_and_presets(capsys) -> None:
     text = capsys.readouterr().out
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and line.split()}
     for name, cls in ESTIMATORS.items():
-        assert cls.reference in lines[name]
+        assert cls.citation in lines[name]
         assert lines[name].split()[1:5] == [
             cls.family,
             cls.objective,

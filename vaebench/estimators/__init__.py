@@ -53,7 +53,7 @@ The modules: :mod:`~vaebench.estimators.base` (the contract's classes and shared
 :mod:`~vaebench.estimators.sampling` (the samplers), :mod:`~vaebench.estimators.pathwise`,
 :mod:`~vaebench.estimators.score_function`, :mod:`~vaebench.estimators.importance_weighted`, and the registry
 here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
-give it a docstring with its gradient formula and reference, and add one line to ``ESTIMATORS`` below; the CLI
+give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict.
 """
 

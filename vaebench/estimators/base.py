@@ -55,7 +55,9 @@ class Estimator(nn.Module):
     - ``samplers``: the samplers that leave it unbiased (see :mod:`vaebench.estimators.sampling`), and
       ``iid_only``: why the others would bias it, for the error message;
     - ``bias``: empty for an unbiased estimator, else when and how it is biased (the reports mark it);
-    - ``summary`` and ``reference``: one line each, for ``python -m vaebench list``.
+    - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
+      ``reference`` is the former name of ``citation``, kept as an alias (reading it or setting it on a
+      subclass still works): "reference" in vaebench now means the reference run only.
 
     Args:
         sampler: how the standard normal noise ε of z = μ + σ ⊙ ε is drawn, a key of `SAMPLERS`.
@@ -69,9 +71,16 @@ class Estimator(nn.Module):
     iid_only: ClassVar[str] = ""
     bias: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    reference: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    reference: ClassVar[str] = ""  # alias of `citation` (its former name), kept equal by __init_subclass__
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reference" in cls.__dict__ and "citation" not in cls.__dict__:  # a subclass using the old name
+            cls.citation = cls.reference
+        cls.reference = cls.citation
 
     def __init__(self, sampler: str = "iid"):
         super().__init__()

@@ -43,7 +43,7 @@ class IWAE(ImportanceWeighted):
     """
 
     summary = "importance-weighted bound, pathwise gradient (objective: IWAE_K, not the ELBO)"
-    reference = "Burda, Grosse & Salakhutdinov 2015, arXiv:1509.00519"
+    citation = "Burda, Grosse & Salakhutdinov 2015, arXiv:1509.00519"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -63,7 +63,7 @@ class DReG(ImportanceWeighted):
     """
 
     summary = "doubly-reparameterized IWAE gradient (objective: IWAE_K)"
-    reference = "Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
+    citation = "Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -98,7 +98,7 @@ class IWAESTL(ImportanceWeighted):
 
     bias = "biased for the IWAE_K gradient when K > 1"
     summary = "IWAE with the score term of log q dropped (objective: IWAE_K)"
-    reference = "Roeder, Wu & Duvenaud 2017; Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
+    citation = "Roeder, Wu & Duvenaud 2017; Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -133,7 +133,7 @@ class VIMCO(ImportanceWeighted):
         "would be biased"
     )
     summary = "score-function IWAE gradient, leave-one-out geometric-mean baseline per sample"
-    reference = "Mnih & Rezende 2016, arXiv:1602.06725"
+    citation = "Mnih & Rezende 2016, arXiv:1602.06725"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)

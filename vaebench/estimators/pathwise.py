@@ -30,7 +30,7 @@ class Reparam(Estimator):
     """
 
     summary = "pathwise gradient, z = mu + sigma * eps (the reparameterization trick)"
-    reference = "Kingma & Welling 2014, arXiv:1312.6114"
+    citation = "Kingma & Welling 2014, arXiv:1312.6114"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -47,7 +47,7 @@ class ReparamAnalyticKL(Estimator):
     """
 
     summary = "pathwise reconstruction term, closed-form KL(q || p)"
-    reference = "Kingma & Welling 2014, arXiv:1312.6114, eq. 10"
+    citation = "Kingma & Welling 2014, arXiv:1312.6114, eq. 10"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -66,7 +66,7 @@ class StickingTheLanding(Estimator):
     """
 
     summary = "pathwise gradient with the zero-mean score term of log q dropped"
-    reference = "Roeder, Wu & Duvenaud 2017, arXiv:1703.09194"
+    citation = "Roeder, Wu & Duvenaud 2017, arXiv:1703.09194"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -104,7 +104,7 @@ class ReparamCV(Estimator):
     summary = (
         "pathwise gradient with a Taylor-expansion control variate (one Hessian-vector product per step)"
     )
-    reference = "Miller, Foti, D'Amour & Adams 2017, arXiv:1705.07880"
+    citation = "Miller, Foti, D'Amour & Adams 2017, arXiv:1705.07880"
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)

@@ -50,7 +50,7 @@ class Reinforce(Estimator):
 
     family = "score-function"
     summary = "score function (REINFORCE), no baseline"
-    reference = "Williams 1992; Ranganath, Gerrish & Blei 2014, arXiv:1401.0118"
+    citation = "Williams 1992; Ranganath, Gerrish & Blei 2014, arXiv:1401.0118"
 
     def __init__(self, score_term: bool = False, sampler: str = "iid"):
         super().__init__(sampler)
@@ -87,7 +87,7 @@ class ReinforceMovingAverage(Reinforce):
 
     summary = "score function with a moving-average baseline"
     stateful = True
-    reference = "Williams 1992; Mnih & Gregor 2014, arXiv:1402.0030"
+    citation = "Williams 1992; Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(self, decay: float = 0.9, seed: int = 0, score_term: bool = False, sampler: str = "iid"):
         super().__init__(score_term, sampler)
@@ -130,7 +130,7 @@ class ReinforceLeaveOneOut(Reinforce):
     samplers = ("iid",)
     iid_only = DEPENDENT_SAMPLES
     summary = "score function with the leave-one-out baseline over the K samples"
-    reference = "Kool, van Hoof & Welling 2019, ICLR DeepRLStructPred workshop; Mnih & Rezende 2016"
+    citation = "Kool, van Hoof & Welling 2019, ICLR DeepRLStructPred workshop; Mnih & Rezende 2016"
 
     def learning_signal(self, x, f):
         k = f.shape[0]
@@ -166,7 +166,7 @@ class ReinforceNVIL(Reinforce):
 
     summary = "score function with NVIL's learned baseline b(x), centring and variance normalisation"
     stateful = True
-    reference = "Mnih & Gregor 2014, arXiv:1402.0030"
+    citation = "Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(
         self,
@@ -272,7 +272,7 @@ class VarGrad(Estimator):
     samplers = ("iid",)
     iid_only = DEPENDENT_SAMPLES
     summary = "gradient of the log-variance loss: exactly 2 x reinforce-loo's encoder gradient"
-    reference = "Richter, Boustati, Nüsken, Ruiz & Akyildiz 2020, arXiv:2010.10436"
+    citation = "Richter, Boustati, Nüsken, Ruiz & Akyildiz 2020, arXiv:2010.10436"
 
     @property
     def encoder_scale(self) -> float:

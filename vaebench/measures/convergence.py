@@ -31,11 +31,11 @@ from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import log_density, make_estimator, sample_posterior
 from vaebench.exact import exact_log_marginal
+from vaebench.measures.schema import CONVERGENCE, conform
 from vaebench.model import GaussianVAE
 from vaebench.stats import mean_interval
 from vaebench.training import (
     DEFAULT_EVAL_SAMPLES,
-    HISTORY_COLUMNS,
     evaluate_elbo,
     train,
 )
@@ -52,7 +52,7 @@ FINAL_METRICS: tuple[str, ...] = (
 and its gap to the estimate (exact - estimate); for linear-Gaussian models the model's exact log p_θ(x) and the
 bound's gap to it. All are means over test points, in nats per datapoint."""
 
-UNIT_COLUMNS: tuple[str, ...] = ("estimator", "sampler", "num_samples", "seed", *HISTORY_COLUMNS, "diverged")
+UNIT_COLUMNS: tuple[str, ...] = CONVERGENCE.columns
 """Columns of a `measure_convergence` frame, in order."""
 
 DEFAULT_LL_SAMPLES = 5000  # importance samples per test point (Burda et al. 2015)
@@ -196,7 +196,7 @@ def measure_convergence(
     frame.insert(0, "sampler", estimator.sampler)
     frame.insert(0, "estimator", estimator_name)
     frame["diverged"] = result.diverged
-    return frame[list(UNIT_COLUMNS)]
+    return conform(frame[list(UNIT_COLUMNS)], CONVERGENCE)
 
 
 def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vaebench.measures.schema import SCALING, conform
 from vaebench.stats import normal_quantile, pooled_mean_interval
 
 ASYMPTOTIC_K = 3
@@ -62,24 +63,7 @@ three parameters. K = 1 is left out: there the O(1/K²) terms are as large as th
 FIGURES = ("trace_var", "snr", "snr_norm")
 """Figures of the variance measure that a law is fitted to."""
 
-SCALING_COLUMNS = (
-    "estimator",
-    "sampler",
-    "group",
-    "figure",
-    "checkpoint",
-    "slope",
-    "slope_low",
-    "slope_high",
-    "theory",
-    "agrees",
-    "k_min",
-    "k_max",
-    "points",
-    "intercept",
-    "correction",
-    "law",
-)
+SCALING_COLUMNS = SCALING.columns
 """Columns of :func:`scaling_laws`' frame."""
 
 # Estimators whose K-sample estimate is the plain average of K independent one-sample estimates.
@@ -277,4 +261,4 @@ def scaling_laws(
                 )  # fmt: skip
     frame = pd.DataFrame(out, columns=list(SCALING_COLUMNS))
     frame["agrees"] = frame["agrees"].astype(object)
-    return frame
+    return conform(frame, SCALING)

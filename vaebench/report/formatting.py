@@ -63,24 +63,20 @@ def truth(value) -> bool | None:
 
 
 def at_floor(summary: pd.DataFrame) -> pd.Series:
-    """Rows whose SNR interval reaches the noise floor (False where unknown)."""
-    if "snr_at_floor" not in summary:
-        return pd.Series(False, index=summary.index)
+    """Rows whose SNR interval reaches the noise floor (False where unknown; ``summary`` has every column of
+    :data:`vaebench.measures.schema.SUMMARY`)."""
     return summary["snr_at_floor"].map(lambda v: truth(v) is True).astype(bool)
 
 
 def flagged_cell(cell: Callable[[pd.Series], str], flag: str, note: str) -> Callable[[pd.Series], str]:
     def flagged(row: pd.Series) -> str:
-        return f"{cell(row)} {note}" if truth(row.get(flag)) is True else cell(row)
+        return f"{cell(row)} {note}" if truth(row[flag]) is True else cell(row)
 
     return flagged
 
 
 def interval_cell(metric: str, symmetric: bool = False) -> Callable[[pd.Series], str]:
     def cell(row: pd.Series) -> str:
-        return fmt_interval(
-            row.get(metric, np.nan), row.get(f"{metric}_low", np.nan), row.get(f"{metric}_high", np.nan),
-            symmetric=symmetric,
-        )  # fmt: skip
+        return fmt_interval(row[metric], row[f"{metric}_low"], row[f"{metric}_high"], symmetric=symmetric)
 
     return cell

@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench.estimators import ESTIMATORS, SAMPLERS
+from vaebench.measures.schema import CONVERGENCE, HANDWRITTEN, THROUGHPUT, complete
 from vaebench.report.settings import setting_label, with_sampler
 
 _PALETTE = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
@@ -170,6 +171,7 @@ def plot_curves(
         title: panel title.
     """
     ax = _axes(ax)
+    convergence = complete(convergence, CONVERGENCE)  # older frames: no run diverged
     bands = curve_bands(convergence[convergence["num_samples"] == num_samples], metric)
     finals = []
     for name, sampler, b in _series(bands):
@@ -181,12 +183,11 @@ def plot_curves(
         )
         ax.fill_between(b[x], b["value_low"], b["value_high"], color=color, alpha=0.2, linewidth=0)
         finals.append(b["value"].iloc[len(b) // 4 :])
-    if "diverged" in convergence:
-        div = convergence[(convergence["num_samples"] == num_samples) & convergence["diverged"].astype(bool)]
-        for (name, _), g in div[div["metric"] == metric].groupby(["estimator", "seed"]):
-            last = g.sort_values("step").iloc[-1]
-            ax.plot(last[x], last["value"], "x", color=estimator_color(name), markersize=8)
-    if "diverged" in convergence:
+    div = convergence[(convergence["num_samples"] == num_samples) & convergence["diverged"].astype(bool)]
+    for (name, _), g in div[div["metric"] == metric].groupby(["estimator", "seed"]):
+        last = g.sort_values("step").iloc[-1]
+        ax.plot(last[x], last["value"], "x", color=estimator_color(name), markersize=8)
+    if not div.empty:
         # A run that diverged on an absurd but finite loss may end on an absurd value: frame the others.
         steady = convergence[
             (convergence["num_samples"] == num_samples) & ~convergence["diverged"].astype(bool)
@@ -219,6 +220,7 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
         title: panel title.
     """
     ax = _axes(ax, figsize=(8.0, 4.0))
+    throughput = complete(throughput, THROUGHPUT)
     settings = [(name, sampler) for name, sampler, _ in _series(throughput)]
     ks = sorted(throughput["num_samples"].unique())
     width = 0.8 / max(len(ks), 1)
@@ -231,8 +233,7 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
                 continue
             row = rows.loc[(name, sampler)]
             median = 1e3 * float(row["step_s_median"])
-            low = 1e3 * float(row.get("step_s_low", np.nan))
-            high = 1e3 * float(row.get("step_s_high", np.nan))
+            low, high = 1e3 * float(row["step_s_low"]), 1e3 * float(row["step_s_high"])
             xs.append(i - 0.4 + width * (j + 0.5))
             heights.append(median)
             errs.append((max(median - low, 0), max(high - median, 0)))
@@ -240,7 +241,7 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
         err = np.nan_to_num(np.array(errs).T) if errs else None
         ax.bar(xs, heights, width=width, color=colors, yerr=err, capsize=2, edgecolor="black",
                linewidth=0.5, hatch=hatches[j % len(hatches)], label=f"K = {k}")  # fmt: skip
-    labels = ["hand-written\nreference" if n == "reference" else setting_label(n, s) for n, s in settings]
+    labels = ["hand-written\nreference" if n == HANDWRITTEN else setting_label(n, s) for n, s in settings]
     ax.set_xticks(range(len(settings)), labels, rotation=30, ha="right")
     ax.set_ylabel("training step (ms, median)")
     ax.set_title(title or "Cost of one training step")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vaebench.measures.schema import SUMMARY, complete
 from vaebench.report import tables
 from vaebench.report.formatting import fmt_number, truth
 
@@ -36,10 +37,9 @@ METRIC = "test_log_likelihood"
 
 def published_comparisons(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str]:
     """The sentences (empty when the run lacks the settings or the test log-likelihood)."""
-    if summary.empty or convergence.empty or METRIC not in summary or "metric" not in convergence:
+    if summary.empty or convergence.empty or not (convergence["metric"] == METRIC).any():
         return []
-    if not (convergence["metric"] == METRIC).any():
-        return []
+    summary = complete(summary, SUMMARY)
     lines = []
     iwae_k = _shared_k(summary, "iwae", "reparam")
     if iwae_k:
@@ -78,9 +78,7 @@ def published_comparisons(summary: pd.DataFrame, convergence: pd.DataFrame) -> l
 
 def _shared_k(summary: pd.DataFrame, a: str, b: str) -> int | None:
     """The largest K at which both estimators (iid draws) have a test log-likelihood."""
-    rows = summary[np.isfinite(summary[METRIC])]
-    if "sampler" in rows:
-        rows = rows[rows["sampler"].fillna("iid") == "iid"]
+    rows = summary[np.isfinite(summary[METRIC]) & (summary["sampler"] == "iid")]
     ks = set(rows.loc[rows["estimator"] == a, "num_samples"]) & set(
         rows.loc[rows["estimator"] == b, "num_samples"]
     )
@@ -95,14 +93,14 @@ def _diff(diff: float, low: float, high: float, n: int) -> str:
 
 def _unconverged(summary: pd.DataFrame, settings: list[tuple[str, int]]) -> str:
     """A clause when some of the compared settings' test ELBO had not levelled off."""
-    if "converged" not in summary:
-        return ""
-    moving = [
-        f"`{name}` K={k}"
+    rows = [
+        (name, k, truth(r["converged"]))
         for name, k in settings
         for _, r in summary[(summary["estimator"] == name) & (summary["num_samples"] == k)].iterrows()
-        if truth(r["converged"]) is False
     ]
+    if all(judged is None for *_, judged in rows):  # not judged: curves too short, or nothing trained
+        return ""
+    moving = [f"`{name}` K={k}" for name, k, judged in rows if judged is False]
     if not moving:
         return " (the curves had levelled off)"
     return f" (but {', '.join(moving)} had not levelled off: this compares unconverged runs)"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS, SAMPLERS
+from vaebench.measures.schema import SAMPLER
 
 KEYS = ["estimator", "sampler", "num_samples"]
 """The key columns of one setting."""
@@ -20,13 +21,16 @@ KEYS = ["estimator", "sampler", "num_samples"]
 def with_sampler(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """``frame`` with a ``sampler`` on every row: rows written before samplers existed drew iid samples.
 
-    A resumed older folder mixes both kinds of unit files, so missing values are filled too.
+    For frames of any measure, or derived from one (curves, pivots): the default is the one
+    :data:`vaebench.measures.schema.SAMPLER` declares. A resumed older folder mixes both kinds of unit files,
+    so missing values are filled too.
     """
     if frame is None or frame.empty:
         return frame
-    if "sampler" not in frame:
-        return frame.assign(sampler="iid")
-    return frame.assign(sampler=frame["sampler"].fillna("iid")) if frame["sampler"].isna().any() else frame
+    if "sampler" not in frame:  # the one optional key column; frames of a measure are `complete`d instead
+        return frame.assign(sampler=SAMPLER.default)
+    filled = frame["sampler"].fillna(SAMPLER.default)
+    return frame.assign(sampler=filled) if frame["sampler"].isna().any() else frame
 
 
 def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
@@ -46,7 +50,7 @@ def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
 
 def all_iid(frame: pd.DataFrame) -> bool:
     """Whether every row drew independent samples (then the tables need no sampler column)."""
-    return "sampler" not in frame or bool((frame["sampler"].fillna("iid") == "iid").all())
+    return frame.empty or bool((with_sampler(frame)["sampler"] == "iid").all())
 
 
 def bias_note(name: str, k) -> str:
@@ -57,7 +61,7 @@ def bias_note(name: str, k) -> str:
 
 def estimator_cell(row: pd.Series) -> str:
     """The estimator's name as a table cell, marked † where it declares a bias at this K (see the legend)."""
-    return f"`{row['estimator']}`" + (" †" if bias_note(row["estimator"], row.get("num_samples")) else "")
+    return f"`{row['estimator']}`" + (" †" if bias_note(row["estimator"], row["num_samples"]) else "")
 
 
 def setting_columns(frame: pd.DataFrame) -> list[tuple[str, Callable[[pd.Series], str]]]:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS
+from vaebench.measures.schema import CONVERGENCE, SUMMARY, THROUGHPUT, VARIANCE, complete, conform
 from vaebench.report.formatting import (
     at_floor,
     flagged_cell,
@@ -45,12 +46,16 @@ from vaebench.report.settings import (
     bias_note,
     order_estimators,
     setting_columns,
-    with_sampler,
 )
 from vaebench.stats import mean_interval, pooled_mean_interval
 
 VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "snr_norm")
-"""Variance columns carried into the tables (with their `_low`/`_high` where the frame has them)."""
+"""Variance figures pooled over seeds by :func:`variance_by_k` (each with its `_low`/`_high`)."""
+
+SUMMARY_VARIANCE = tuple(
+    c for f in ("trace_var", "snr", "work_normalized_var") for c in (f, f"{f}_low", f"{f}_high")
+)
+"""The variance figures the comparison table carries."""
 
 
 def _measured(variance: pd.DataFrame) -> pd.DataFrame:
@@ -59,8 +64,8 @@ def _measured(variance: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ok(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose ``status`` is ``"ok"`` (all rows of a frame without the column)."""
-    return rows[rows["status"].fillna("ok") == "ok"] if "status" in rows else rows
+    """The rows whose ``status`` is ``"ok"`` (of a frame completed to its schema: older rows count as ok)."""
+    return rows[rows["status"] == "ok"]
 
 
 def variance_by_k(
@@ -79,25 +84,18 @@ def variance_by_k(
         Columns ``estimator, sampler, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
         present, with ``_low``/``_high``.
     """
-    rows = with_sampler(_measured(variance))
+    rows = _measured(complete(variance, VARIANCE))
     rows = rows[rows["group"] == group]
-    if checkpoint is not None and "checkpoint" in rows:
+    if checkpoint is not None:
         rows = rows[rows["checkpoint"] == checkpoint]
     out = []
     for (name, sampler, k), g in rows.groupby(KEYS, sort=False):
         rec: dict = {"estimator": name, "sampler": sampler, "num_samples": k}
-        for col in ("objective", "reference"):
-            if col in g:
-                rec[col] = g[col].iloc[0]
-        rec["seeds"] = g["seed"].nunique() if "seed" in g else len(g)
-        if "snr_floor" in g:
-            rec["snr_floor"] = float(g["snr_floor"].mean())  # the floor of the seeds' mean SNR
+        rec["objective"], rec["reference"] = g["objective"].iloc[0], g["reference"].iloc[0]
+        rec["seeds"] = g["seed"].nunique()
+        rec["snr_floor"] = float(g["snr_floor"].mean())  # the floor of the seeds' mean SNR
         for metric in VARIANCE_METRICS:
-            if metric not in g:
-                continue
-            lows = g.get(f"{metric}_low", pd.Series(np.nan, index=g.index))
-            highs = g.get(f"{metric}_high", pd.Series(np.nan, index=g.index))
-            mean, low, high = pooled_mean_interval(g[metric], lows, highs)
+            mean, low, high = pooled_mean_interval(g[metric], g[f"{metric}_low"], g[f"{metric}_high"])
             rec[metric], rec[f"{metric}_low"], rec[f"{metric}_high"] = mean, max(low, 0.0), high
         out.append(rec)
     frame = pd.DataFrame(out, columns=None if out else KEYS)
@@ -112,7 +110,7 @@ def variance_by_checkpoint(
     checkpoints: Sequence[str] = (),
 ) -> pd.DataFrame:
     """``metric`` pooled over seeds, one row per (estimator, sampler, K), one column per checkpoint (in order)."""
-    rows = with_sampler(_measured(variance))
+    rows = _measured(complete(variance, VARIANCE))
     rows = rows[rows["group"] == group]
     labels = [c for c in checkpoints if c in set(rows["checkpoint"])] or list(
         dict.fromkeys(rows["checkpoint"])
@@ -120,7 +118,7 @@ def variance_by_checkpoint(
     frames = []
     for label in labels:
         part = variance_by_k(rows, group=group, checkpoint=label)
-        if metric in part:
+        if not part.empty:
             frames.append(part[[*KEYS, metric]].rename(columns={metric: label}))
     if not frames:
         return pd.DataFrame(columns=KEYS)
@@ -146,7 +144,7 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
     from vaebench.measures.convergence import summarize_convergence
     from vaebench.measures.plateau import plateau
 
-    convergence = with_sampler(convergence)
+    convergence = complete(convergence, CONVERGENCE)
     long = summarize_convergence(convergence, level)
     if long.empty:
         return pd.DataFrame(columns=KEYS)
@@ -191,12 +189,11 @@ def paired_difference(
     Returns:
         (mean difference, low, high, number of seeds); NaN interval with fewer than two seeds.
     """
-    rows = with_sampler(convergence[convergence["metric"] == metric])
+    rows = complete(convergence[convergence["metric"] == metric], CONVERGENCE)
 
     def per_seed(name: str, k: int, sampler: str = "iid") -> pd.Series:
         r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k) & (rows["sampler"] == sampler)]
-        if "diverged" in r:
-            r = r[~r["diverged"].astype(bool)]
+        r = r[~r["diverged"].astype(bool)]
         return r.groupby("seed")["value"].last()
 
     diff = (per_seed(*a) - per_seed(*b)).dropna()
@@ -218,25 +215,20 @@ def throughput_by_k(throughput: pd.DataFrame, batch_size: int | None = None) -> 
         Columns ``estimator, sampler, num_samples, batch_size, step_ms, step_ms_low, step_ms_high`` and, when
         present, ``datapoints_per_s`` and ``ceiling_fraction``.
     """
-    rows = _ok(with_sampler(throughput))  # not the reference row skipped on data outside [0, 1]
-    if "compiled" in rows:
-        rows = rows[~rows["compiled"].fillna(False).astype(bool)]
-    if "amp" in rows:
-        rows = rows[~rows["amp"].fillna(False).astype(bool)]
+    rows = _ok(complete(throughput, THROUGHPUT))  # not the hand-written row skipped on data outside [0, 1]
+    rows = rows[~rows["compiled"].astype(bool) & ~rows["amp"].astype(bool)]
     rows = rows[np.isfinite(rows["step_s_median"].astype(float))]
     if rows.empty:
         return pd.DataFrame(columns=KEYS)
-    if "batch_size" in rows:
+    if rows["batch_size"].notna().any():  # NaN: a folder from before batch sizes were recorded
         size = batch_size if batch_size is not None else rows["batch_size"].max()
         rows = rows[rows["batch_size"] == size]
     rows = rows.groupby(KEYS, sort=False).first().reset_index()
-    out = rows[[c for c in [*KEYS, "batch_size"] if c in rows]].copy()
+    out = rows[[*KEYS, "batch_size"]].copy()
     out["step_ms"] = 1e3 * rows["step_s_median"]
-    out["step_ms_low"] = 1e3 * rows.get("step_s_low", np.nan)
-    out["step_ms_high"] = 1e3 * rows.get("step_s_high", np.nan)
-    for col in ("datapoints_per_s", "ceiling_fraction"):
-        if col in rows:
-            out[col] = rows[col]
+    out["step_ms_low"] = 1e3 * rows["step_s_low"]
+    out["step_ms_high"] = 1e3 * rows["step_s_high"]
+    out[["datapoints_per_s", "ceiling_fraction"]] = rows[["datapoints_per_s", "ceiling_fraction"]]
     return order_estimators(out)
 
 
@@ -264,52 +256,43 @@ def summary_table(
         measured), ``converged`` (the test ELBO had levelled off), and ``runs, diverged,
         variance_reference, variance_checkpoint, variance_group``.
     """
+    measured = {
+        kind: frame is not None and not frame.empty
+        for kind, frame in (("variance", variance), ("convergence", convergence), ("throughput", throughput))
+    }
     parts = []
-    if variance is not None and not variance.empty:
+    if measured["variance"]:
         v = variance_by_k(variance, group=group, checkpoint=checkpoint)
-        keep = [c for c in v if c in KEYS or c.startswith(("trace_var", "snr", "work_normalized_var"))]
-        keep = [c for c in keep if not c.startswith("snr_norm")]
-        v = v[[*keep, *[c for c in ("objective", "reference") if c in v]]]
+        v = v[[*KEYS, *SUMMARY_VARIANCE, "snr_floor", "objective", "reference"]]
         v = v.rename(columns={"reference": "variance_reference", "objective": "objective_v"})
         v["variance_checkpoint"] = checkpoint
         v["variance_group"] = group
         parts.append(v)
-    if convergence is not None and not convergence.empty:
+    if measured["convergence"]:
         parts.append(convergence_by_k(convergence))
-    if throughput is not None and not throughput.empty:
-        t = throughput_by_k(throughput, batch_size)
-        parts.append(t[[c for c in t if c in KEYS or c.startswith("step_ms")]])
+    if measured["throughput"]:
+        parts.append(
+            throughput_by_k(throughput, batch_size)[[*KEYS, "step_ms", "step_ms_low", "step_ms_high"]]
+        )
     if not parts:
         return pd.DataFrame(columns=[*KEYS, "objective"])
     table = parts[0]
     for part in parts[1:]:
         table = table.merge(part, on=KEYS, how="outer")
-    if {"snr_low", "snr_floor"} <= set(table):
-        measured = np.isfinite(table["snr_low"]) & np.isfinite(table["snr_floor"])
+    if measured["variance"]:
+        known = np.isfinite(table["snr_low"]) & np.isfinite(table["snr_floor"])
         at_floor = (table["snr_low"] <= table["snr_floor"]).map(bool).astype(object)
-        table["snr_at_floor"] = at_floor.where(measured, None)
+        table["snr_at_floor"] = at_floor.where(known, None)
     # The objective from the convergence rows, else the variance rows, else the registry.
     objective = table["estimator"].map(_registry_objective).astype(object)
-    for column in ("objective_v", "objective"):
-        if column in table:
+    for column, kind in (("objective_v", "variance"), ("objective", "convergence")):
+        if measured[kind]:
             found = table.pop(column).astype(object)
             objective = found.where(found.notna(), objective)
     table["objective"] = objective
     table["biased"] = [bias_note(n, k) for n, k in zip(table["estimator"], table["num_samples"], strict=True)]
-    order = [*KEYS, "objective", "biased"]
-    for metric in (
-        "trace_var",
-        "snr",
-        "final_test_elbo",
-        "test_log_likelihood",
-        "test_elbo_rise",
-        "step_ms",
-        "work_normalized_var",
-    ):
-        order += [c for c in (metric, f"{metric}_low", f"{metric}_high") if c in table]
-    order += [c for c in ("snr_floor", "snr_at_floor", "converged") if c in table]
-    order += [c for c in table if c not in order]
-    return order_estimators(table[order])
+    # Which optional columns are present depends on what was measured (see vaebench.measures.schema.SUMMARY).
+    return order_estimators(conform(table[[c for c in SUMMARY.columns if c in table]], SUMMARY))
 
 
 # ------------------------------------------------------------------------------------------------ markdown
@@ -329,14 +312,15 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
 
 def summary_markdown(summary: pd.DataFrame) -> str:
     """The comparison table as markdown (only the columns that were measured)."""
-    cols = [*setting_columns(summary), ("objective", lambda r: str(r.get("objective", "")))]
+    summary = complete(summary, SUMMARY)  # columns not measured are NaN: left out below
+    cols = [*setting_columns(summary), ("objective", lambda r: str(r["objective"]))]
     for column, header, _, symmetric in SUMMARY_COLUMNS:
-        if column in summary and summary[column].notna().any():
+        if summary[column].notna().any():
             cell = interval_cell(column, symmetric)
-            if column == "snr" and "snr_at_floor" in summary:
+            if column == "snr":
                 cell = flagged_cell(cell, "snr_at_floor", "(noise floor)")
             cols.append((header, cell))
-    if "diverged" in summary and summary["diverged"].fillna(0).any():
+    if summary["diverged"].fillna(0).any():
         cols.append(
             (
                 "diverged",
@@ -348,6 +332,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
     """One bullet per column of :func:`summary_markdown`: what it measures."""
+    summary = complete(summary, SUMMARY)
     lines = []
     if not all_iid(summary):
         lines.append(
@@ -360,14 +345,14 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
         "bound IWAE_K, so their training objective is a different number (their test ELBO and log p(x) are "
         "comparable)."
     )
-    biased = summary[summary.get("biased", pd.Series("", index=summary.index)).fillna("") != ""]
+    biased = summary[summary["biased"].fillna("") != ""]
     for name in dict.fromkeys(biased["estimator"]):
         lines.append(
             f"- †: `{name}` is {ESTIMATORS[name].bias}: its variance and SNR describe a gradient of the wrong "
             "mean, so a low variance is no merit."
         )
     for column, header, meaning, _ in SUMMARY_COLUMNS:
-        if column in summary and summary[column].notna().any():
+        if summary[column].notna().any():
             lines.append(f"- **{header}**: {meaning}.")
             if column == "snr" and at_floor(summary).any():
                 floor = summary.loc[at_floor(summary), "snr_floor"]

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, make_estimator
-from vaebench.measures.throughput.reference import (
-    build_reference_step,
+from vaebench.measures.schema import HANDWRITTEN, THROUGHPUT, conform
+from vaebench.measures.throughput.handwritten import (
+    build_handwritten_step,
 )
 from vaebench.measures.throughput.timing import (
     count_linear_flops,
@@ -183,10 +184,10 @@ def measure_throughput(
         )
         row = _base_row(info, seed, repeats, warmup)
         row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
-    return pd.DataFrame([row])
+    return conform(pd.DataFrame([row]), THROUGHPUT)
 
 
-def measure_reference(
+def measure_handwritten(
     x: Tensor,
     *,
     hidden: int = 400,
@@ -197,7 +198,7 @@ def measure_reference(
     threads: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The reference row (``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
+    """The hand-written row (on disk ``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
 
     Same columns as :func:`measure_throughput`; ``optimizer`` is ``"adam-default"`` (the recipe's
     ``optim.Adam(model.parameters(), lr=1e-3)``), ``objective`` is ``"elbo"``.
@@ -209,11 +210,11 @@ def measure_reference(
         )
     device = resolve_device(device, x)
     with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
-        step, model, _ = build_reference_step(x.to(device), hidden, z_dim)
+        step, model, _ = build_handwritten_step(x.to(device), hidden, z_dim)
         with count_linear_flops(model) as forward_flops:
             step()
         info = {
-            "estimator": "reference",
+            "estimator": HANDWRITTEN,
             "flops_per_step": 3 * forward_flops[0],
             "optimizer": "adam-default",
             "objective": "elbo",
@@ -225,7 +226,7 @@ def measure_reference(
         }
         row = _base_row(info, seed, repeats, warmup)
         row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
-    return pd.DataFrame([row])
+    return conform(pd.DataFrame([row]), THROUGHPUT)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -247,7 +248,7 @@ def _check_counts(repeats: int, warmup: int) -> None:
 
 
 def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: int, seed: int) -> dict:
-    """Time ``step`` and turn the times into the row's figures (shared by estimators and the reference)."""
+    """Time ``step`` and turn the times into the row's figures (shared by estimators and the hand-written step)."""
     device = info["device"]
     # The ceiling first: measured once per process, its half second of warm-up also brings a cold CPU to its
     # sustained clock before the first row is timed.

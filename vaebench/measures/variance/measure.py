@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, check_num_samples
+from vaebench.measures.schema import MEASURE_VARIANCE_COLUMNS
 from vaebench.measures.throughput.timing import time_steps
 from vaebench.measures.variance.baseline import resolve_baseline
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
@@ -30,33 +31,7 @@ from vaebench.measures.variance.summary import (
     summary_tile,
 )
 
-COLUMNS = (
-    "estimator",
-    "sampler",
-    "objective",
-    "num_samples",
-    "seed",
-    "group",
-    "num_params",
-    "batch_size",
-    "replicates",
-    "replicates_used",
-    "nan_fraction",
-    *(c for f in FIGURES[:4] for c in (f, f"{f}_low", f"{f}_high")),
-    "snr_floor",
-    "snr_coordinates",
-    "reference",
-    *(c for f in FIGURES[4:] for c in (f, f"{f}_low", f"{f}_high")),
-    "mean_error_norm",
-    "bias_floor",
-    "seconds_per_estimate",
-    "work_normalized_var",
-    "work_normalized_var_low",
-    "work_normalized_var_high",
-    "encoder_scale",
-    "method",
-    "level",
-)
+COLUMNS = MEASURE_VARIANCE_COLUMNS
 """Columns of `measure_variance`'s frame, in order."""
 
 

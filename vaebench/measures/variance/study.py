@@ -27,19 +27,20 @@ from vaebench.estimators import (
     make_estimator,
     unsupported,
 )
+from vaebench.measures import schema
 from vaebench.measures.variance.baseline import (
     DEFAULT_REFERENCE_SAMPLES,
     sampled_baseline,
 )
 from vaebench.measures.variance.layout import layout
-from vaebench.measures.variance.measure import COLUMNS, is_stateful, measure_variance, warm_up
+from vaebench.measures.variance.measure import is_stateful, measure_variance, warm_up
 from vaebench.measures.variance.noise import NOISE_FIGURES, decompose_noise  # noqa: F401 (old path)
 from vaebench.progress import bar as progress_bar
 
 CHECKPOINT_LABELS = ("init", "early", "middle", "end")
 """Labels given to four unlabelled checkpoints, in step order."""
 
-STUDY_COLUMNS = ("checkpoint", "step", "run", "status", "skip_reason", "warm_up_batches", *COLUMNS)
+STUDY_COLUMNS = schema.VARIANCE.columns
 """Columns of `variance_study`'s frame: where it was measured, whether it was, how many minibatches (none of
 them the measured one) a stateful estimator was warmed up on (0: stateless or not warmed up), and `COLUMNS`."""
 
@@ -238,7 +239,7 @@ def variance_study(
         bar.close()
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(STUDY_COLUMNS))
     out["run"] = run
-    return out[list(STUDY_COLUMNS)]
+    return schema.conform(out[list(STUDY_COLUMNS)], schema.VARIANCE)
 
 
 def variance_along_runs(

@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebench.measures.schema import VARIANCE_FIGURES
 from vaebench.measures.variance.layout import GradientSample
 from vaebench.stats import jackknife_interval, percentile_interval
 
-FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine")
+FIGURES = VARIANCE_FIGURES
 """The figures that carry a ``_low``/``_high`` interval."""
 
 JACKKNIFE_GROUPS = 10  # groups of replicates left out in turn for the per-coordinate SNR's interval

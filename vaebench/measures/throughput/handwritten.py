@@ -1,9 +1,13 @@
-"""The reference: the pytorch/examples VAE training step, written out as a practitioner writes it.
+"""The hand-written step: the pytorch/examples VAE training step, written out as a practitioner writes it.
 
 This is the plain hand-written loop the suite must not be slower than (``vae/main.py`` of pytorch/examples):
 784-400-20 with ReLU, a sigmoid decoder, summed binary cross-entropy plus the analytic KL(q || N(0, I))
 (Kingma & Welling 2014, Appendix B), reparameterized, ``optim.Adam(model.parameters(), lr=1e-3)`` with its
 defaults, and ``loss.item()`` every step as the recipe's logging does. None of the suite's code is used.
+
+On disk its throughput row keeps ``estimator = "reference"`` (:data:`vaebench.measures.schema.HANDWRITTEN`), and
+the package keeps the former names (``ReferenceVAE``, ``build_reference_step``, ``reference_loss``,
+``reference_step``, ``measure_reference``) as aliases.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class ReferenceVAE(nn.Module):
+class HandwrittenVAE(nn.Module):
     """The pytorch/examples VAE (``vae/main.py``), written out as a practitioner would: no suite code.
 
     fc1 x_dim->hidden, fc21/fc22 hidden->z_dim (mean, log-variance), fc3 z_dim->hidden, fc4 hidden->x_dim,
@@ -50,31 +54,31 @@ class ReferenceVAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def reference_loss(recon_x: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+def handwritten_loss(recon_x: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """The recipe's loss: summed binary cross-entropy plus the analytic KL(q || N(0, I)) (Kingma & Welling, App. B)."""
     bce = F.binary_cross_entropy(recon_x, x.view(-1, recon_x.shape[-1]), reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return bce + kld
 
 
-def reference_step(model: ReferenceVAE, optimizer: torch.optim.Optimizer, x: Tensor) -> float:
+def handwritten_step(model: HandwrittenVAE, optimizer: torch.optim.Optimizer, x: Tensor) -> float:
     """One training step exactly as the recipe's ``train`` loop does it; returns the loss (``loss.item()``)."""
     optimizer.zero_grad()
     recon_batch, mu, logvar = model(x)
-    loss = reference_loss(recon_batch, x, mu, logvar)
+    loss = handwritten_loss(recon_batch, x, mu, logvar)
     loss.backward()
     value = loss.item()
     optimizer.step()
     return value
 
 
-def build_reference_step(
+def build_handwritten_step(
     x: Tensor, hidden: int = 400, z_dim: int = 20, lr: float = 1e-3
-) -> tuple[Callable[[], float], ReferenceVAE, torch.optim.Optimizer]:
-    """A fresh reference model on x's device and its recipe optimizer; returns (step, model, optimizer).
+) -> tuple[Callable[[], float], HandwrittenVAE, torch.optim.Optimizer]:
+    """A fresh hand-written model on x's device and its recipe optimizer; returns (step, model, optimizer).
 
     The model's initial weights come from torch's global RNG, as in the recipe (seed it, or fork it, first).
     """
-    model = ReferenceVAE(x.shape[-1], hidden, z_dim).to(device=x.device, dtype=x.dtype)
+    model = HandwrittenVAE(x.shape[-1], hidden, z_dim).to(device=x.device, dtype=x.dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return (lambda: reference_step(model, optimizer, x)), model, optimizer
+    return (lambda: handwritten_step(model, optimizer, x)), model, optimizer

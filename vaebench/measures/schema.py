@@ -1,0 +1,283 @@
+"""The results schema: the columns of every measure's tidy frame, declared once.
+
+Every measure returns a long-form frame whose columns play one of three roles:
+
+- *keys* name what a row measured: the setting (``estimator``, ``sampler``, ``num_samples``), the ``seed``,
+  and where they apply the variance ``checkpoint`` and parameter ``group``, the convergence ``step`` and
+  ``metric``, the scaling law's ``figure``;
+- *figures* are numbers reported with an interval: a figure ``f`` always comes with ``f_low`` and ``f_high``
+  (the interval of that row's own estimate; NaN where it could not be formed), so a table or a plot never
+  shows a number without its uncertainty;
+- everything else is a *value*: counts, the row's provenance (device, method, level), a status.
+
+A :class:`Table` lists the columns in their on-disk order (the CSVs keep that order) with their roles, and
+the *optional* ones, each with the reason it may be absent and, where the reader can assume one, a default.
+A column is optional for one of two reasons, said once here: the configuration decides it (the summary has
+variance columns only when the variance measure ran), or results folders written by earlier versions lack it
+(``sampler``: frames from before samplers existed drew iid samples; ``status``: every such row was measured).
+
+Two checks use the declarations:
+
+- :func:`conform` on a measure's output, inside vaebench: a column missing or undeclared is a bug in vaebench
+  (a measure drifted from its declaration), raised as :class:`SchemaError`;
+- :func:`complete` on a frame read back from disk: every declared column the frame lacks is added with its
+  default (NaN where none is declared: not measured), and missing values of columns with a default are
+  filled. The report reads completed frames, so it asks whether a number was *measured*, never whether a
+  column *is there*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+class SchemaError(AssertionError):
+    """A measure returned a frame that does not match its declaration here: a bug in vaebench, not bad input."""
+
+
+@dataclass(frozen=True)
+class OptionalColumn:
+    """Why a column may be absent, and what a reader assumes then (NaN: nothing was measured)."""
+
+    reason: str
+    default: object = math.nan
+
+
+@dataclass(frozen=True)
+class Table:
+    """The declared columns of one measure's frame.
+
+    Attributes:
+        name: the measure (``variance``, ``convergence``, ``throughput``, ``summary``, ``scaling``).
+        columns: every column, in on-disk order.
+        keys: the columns that name what a row measured.
+        figures: the columns reported with ``_low``/``_high`` bounds (the bounds are in ``columns`` too).
+        optional: columns that may be absent, with the reason and the default a reader assumes.
+        essential: columns a results file must have to be read at all (its keys and main figure).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    figures: tuple[str, ...] = ()
+    optional: Mapping[str, OptionalColumn] = field(default_factory=dict)
+    essential: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = set(self.columns)
+        bounds = [c for f in self.figures for c in (f, f"{f}_low", f"{f}_high")]
+        for what, names in (
+            ("key", self.keys),
+            ("figure", bounds),
+            ("optional", self.optional),
+            ("essential", self.essential),
+        ):
+            stray = [c for c in names if c not in declared]
+            if stray:
+                raise SchemaError(f"table {self.name}: {what} column(s) {stray} are not among its columns")
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The columns every frame of this measure has."""
+        return tuple(c for c in self.columns if c not in self.optional)
+
+
+def _triples(*figures: str) -> tuple[str, ...]:
+    return tuple(c for f in figures for c in (f, f"{f}_low", f"{f}_high"))
+
+
+# fmt: off
+_LEGACY = "absent from results folders written by earlier versions of vaebench"
+
+SETTING = ("estimator", "sampler", "num_samples")
+"""The key columns of a setting: an estimator with its sampler at one K."""
+
+SAMPLER = OptionalColumn(
+    "frames written before samplers existed have no sampler column; their rows drew iid samples", "iid"
+)
+
+VARIANCE_FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine")
+"""Figures of the gradient-noise measure, with their bootstrap or jackknife intervals
+(:mod:`vaebench.measures.variance.summary` states their maths)."""
+
+MEASURE_VARIANCE_COLUMNS = (
+    "estimator", "sampler", "objective", "num_samples", "seed", "group",
+    "num_params", "batch_size", "replicates", "replicates_used", "nan_fraction",
+    *_triples(*VARIANCE_FIGURES[:4]),
+    "snr_floor", "snr_coordinates",
+    "reference",  # on disk: the name of the baseline gradient the bias and cosine are measured against
+    *_triples(*VARIANCE_FIGURES[4:]),
+    "mean_error_norm", "bias_floor", "seconds_per_estimate",
+    *_triples("work_normalized_var"),
+    "encoder_scale", "method", "level",
+)
+"""Columns of `measure_variance`'s frame (one estimator, K and minibatch at the model's parameters)."""
+
+VARIANCE = Table(
+    "variance",
+    columns=("checkpoint", "step", "run", "status", "skip_reason", "warm_up_batches", *MEASURE_VARIANCE_COLUMNS),
+    keys=("checkpoint", "estimator", "sampler", "num_samples", "seed", "group"),
+    figures=(*VARIANCE_FIGURES, "work_normalized_var"),
+    optional={
+        "sampler": SAMPLER,
+        "status": OptionalColumn(f"{_LEGACY}; every row of such a folder was measured", "ok"),
+        "warm_up_batches": OptionalColumn(
+            f"{_LEGACY}: how stateful estimators were warmed up was not recorded (the report says so)", None
+        ),
+        "reference": OptionalColumn("the name of the baseline gradient; absent where no baseline was measured", None),
+        "objective": OptionalColumn(_LEGACY, None),
+    },
+    essential=("estimator", "num_samples", "seed", "checkpoint", "group", "trace_var"),
+)
+"""variance.csv: `variance_study`'s rows, one per checkpoint x seed x estimator x sampler x K x group."""
+
+CONVERGENCE = Table(
+    "convergence",
+    columns=(
+        *SETTING[:2], "num_samples", "seed", "step", "epoch", "wall_time_s", "grad_evals", "latent_samples",
+        "metric", "value", "objective", "diverged",
+    ),
+    keys=(*SETTING, "seed", "step", "metric"),
+    optional={"sampler": SAMPLER, "diverged": OptionalColumn(f"{_LEGACY}; none of its runs was stopped", False)},
+    essential=("estimator", "num_samples", "seed", "step", "metric", "value"),
+)
+"""convergence.csv: `measure_convergence`'s rows, one per recorded step x metric of one training run. Its
+``value`` is one run's number; the intervals over seeds are formed by the summaries."""
+
+THROUGHPUT_FIGURES = ("step_s", "datapoints_per_s", "latent_samples_per_s", "ceiling_fraction")
+
+THROUGHPUT = Table(
+    "throughput",
+    columns=(
+        *SETTING, "batch_size", "seed", "device", "device_type", "threads", "variant", "compiled", "amp",
+        "optimizer", "repeats", "warmup", "status", "reason",
+        "step_s_median", "step_s_p25", "step_s_p75", "step_s_iqr", "step_s_min", "step_s_low", "step_s_high",
+        *_triples("datapoints_per_s", "latent_samples_per_s"),
+        "peak_memory_bytes", "memory_baseline_bytes", "memory_kind", "flops_per_step", "achieved_flops",
+        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective",
+    ),
+    keys=(*SETTING, "batch_size", "seed", "variant"),
+    # step_s is reported as its median: step_s_median, step_s_low, step_s_high
+    figures=("datapoints_per_s", "latent_samples_per_s", "ceiling_fraction"),
+    optional={
+        "sampler": SAMPLER,
+        "status": OptionalColumn(f"{_LEGACY}; every row of such a folder was measured", "ok"),
+        "variant": OptionalColumn(f"{_LEGACY}; such rows ran eagerly", "eager"),
+        "compiled": OptionalColumn(f"{_LEGACY}; such rows ran eagerly", False),
+        "amp": OptionalColumn(f"{_LEGACY}; such rows ran in float32", False),
+    },
+    essential=("estimator", "num_samples", "seed"),
+)
+"""throughput.csv: one row per timed setting; the hand-written pytorch/examples step is the row whose
+``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`)."""
+
+HANDWRITTEN = "reference"
+"""The ``estimator`` value (on disk) of the throughput row timing the hand-written pytorch/examples step."""
+
+_VARIANCE_RAN = "only when the variance measure ran"
+_TRAINED = "only when estimators were trained (the convergence measure ran)"
+_TIMED = "only when the throughput measure ran"
+_EXTRA_FINAL = "only on data or models with an exact log-likelihood (synthetic data, linear-Gaussian models)"
+
+SUMMARY_FIGURES = (
+    "trace_var", "snr", "final_test_elbo", "test_log_likelihood", "test_elbo_rise", "step_ms",
+    "work_normalized_var", "exact_log_likelihood", "ll_gap", "model_log_likelihood", "bound_gap",
+)
+"""Figures of the comparison table: the seven it shows, then those of synthetic data (after the counts)."""
+
+SUMMARY = Table(
+    "summary",
+    columns=(
+        *SETTING, "objective", "biased", *_triples(*SUMMARY_FIGURES[:7]), "snr_floor", "snr_at_floor",
+        "converged", "variance_reference", "variance_checkpoint", "variance_group", "runs", "diverged",
+        "train_time_s", *_triples(*SUMMARY_FIGURES[7:]), "rise_from_step", "rise_to_step",
+    ),
+    keys=SETTING,
+    figures=SUMMARY_FIGURES,
+    optional={
+        **{c: OptionalColumn(_VARIANCE_RAN) for c in (*_triples("trace_var", "snr", "work_normalized_var"),
+                                                 "snr_floor", "snr_at_floor", "variance_checkpoint",
+                                                 "variance_group")},
+        "variance_reference": OptionalColumn(f"{_VARIANCE_RAN} and a baseline gradient was measured", None),
+        **{c: OptionalColumn(_TRAINED) for c in (*_triples("final_test_elbo", "test_log_likelihood"), "runs",
+                                            "diverged", "train_time_s")},
+        **{c: OptionalColumn(f"{_TRAINED}, with curves long enough to judge the last quarter")
+           for c in (*_triples("test_elbo_rise"), "rise_from_step", "rise_to_step", "converged")},
+        **{c: OptionalColumn(_EXTRA_FINAL) for c in _triples("exact_log_likelihood", "ll_gap", "model_log_likelihood",
+                                                        "bound_gap")},
+        **{c: OptionalColumn(_TIMED) for c in _triples("step_ms")},
+    },
+    essential=SETTING,
+)
+"""summary.csv: one row per setting joining the measures (:func:`vaebench.report.tables.summary_table`)."""
+
+SCALING = Table(
+    "scaling",
+    columns=(
+        "estimator", "sampler", "group", "figure", "checkpoint", *_triples("slope"), "theory", "agrees",
+        "k_min", "k_max", "points", "intercept", "correction", "law",
+    ),
+    keys=("estimator", "sampler", "group", "figure", "checkpoint"),
+    figures=("slope",),
+    essential=("estimator", "group", "figure", "slope"),
+)
+"""scaling.csv: one fitted law in K per row (:func:`vaebench.measures.scaling.scaling_laws`)."""
+
+# fmt: on
+TABLES: dict[str, Table] = {t.name: t for t in (VARIANCE, CONVERGENCE, THROUGHPUT, SUMMARY, SCALING)}
+"""Every declared table by measure name."""
+
+
+def table(name: str | Table) -> Table:
+    """The declaration of ``name`` (a `Table` passes through)."""
+    return name if isinstance(name, Table) else TABLES[name]
+
+
+def conform(frame: pd.DataFrame, name: str | Table) -> pd.DataFrame:
+    """``frame`` unchanged if its columns match the declaration of measure ``name``; else `SchemaError`.
+
+    Every required column must be present and every present column declared. Cheap (it looks at the column
+    names only), so measures call it on what they return.
+
+    Raises:
+        SchemaError: the frame drifted from its declaration (a bug in vaebench).
+    """
+    spec = table(name)
+    present = list(frame.columns)
+    missing = [c for c in spec.required if c not in present]
+    stray = [c for c in present if c not in spec.columns]
+    if missing or stray:
+        parts = ([f"missing {missing}"] if missing else []) + ([f"undeclared {stray}"] if stray else [])
+        raise SchemaError(
+            f"internal error: the {spec.name} measure returned a frame that does not match its declaration in "
+            f"vaebench.measures.schema ({'; '.join(parts)}); this is a bug in vaebench"
+        )
+    return frame
+
+
+def complete(frame: pd.DataFrame | None, name: str | Table) -> pd.DataFrame | None:
+    """``frame`` with every declared column: absent ones added with their default, gaps of defaulted ones filled.
+
+    For frames read back from disk (older folders, partial runs) and hand-built ones: afterwards every
+    declared column is there, NaN where nothing was measured. Undeclared columns are kept. An empty or None
+    frame is returned as is.
+    """
+    if frame is None or frame.empty:
+        return frame
+    spec = table(name)
+    added = {}
+    for column in spec.columns:
+        default = spec.optional[column].default if column in spec.optional else math.nan
+        if column not in frame:
+            added[column] = default
+        elif _has_default(default) and frame[column].isna().any():
+            added[column] = frame[column].astype(object).where(frame[column].notna(), default)
+    return frame.assign(**added) if added else frame
+
+
+def _has_default(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))

@@ -1,0 +1,244 @@
+"""The text of report.md: status, setup, reading, comparison table and legend, sections per plot, notes.
+
+:func:`render` only formats what it is given (the run's run.json, the resolved configuration, the summary
+table, the measures' frames completed to :mod:`vaebench.measures.schema`, and the plots written); nothing
+here computes a figure. The reading's sentences come from :func:`vaebench.report.reading.reading`, the table
+and its legend from :mod:`vaebench.report.tables`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from vaebench.config import SuiteConfig
+from vaebench.measures import schema
+from vaebench.report import scaling, tables
+from vaebench.report.formatting import fmt_number, markdown
+from vaebench.report.reading import reading
+
+
+def render(
+    run: dict,
+    config: SuiteConfig,
+    summary: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    figures: dict[str, str],
+    *,
+    checkpoint: str | None,
+    level: float = 0.95,
+    laws: pd.DataFrame | None = None,
+    landing: pd.DataFrame | None = None,
+) -> str:
+    """The text of report.md (``laws``: :func:`vaebench.measures.scaling.scaling_laws`, for its section)."""
+    md = [f"# vaebench report: {config.name}", ""]
+    md += _status(run)
+    md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
+    lines = reading(summary, frames, checkpoint=checkpoint)
+    if lines:
+        md += ["## Reading", "", "Computed from the table below (95% intervals).", ""]
+        md += [f"- {line}" for line in lines] + [""]
+    md += ["## Comparison", ""]
+    if summary.empty:
+        md += ["No unit has finished yet.", ""]
+    else:
+        md += [tables.summary_markdown(summary), "", tables.legend_markdown(summary, level), ""]
+        notes = _table_notes(summary)
+        md += notes + ([""] if notes else [])
+    if "variance" in figures:
+        md += [
+            "## Gradient variance and SNR against K",
+            "",
+            f"![variance and SNR against K]({figures['variance']})",
+            "",
+        ]
+    md += scaling.section(laws if laws is not None else pd.DataFrame(), figures.get("scaling"), landing)
+    variance = frames["variance"]
+    if not variance.empty and variance["checkpoint"].nunique() > 1:
+        pivot = tables.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
+        labels = [c for c in pivot.columns if c not in tables.KEYS]
+        steps = variance.groupby("checkpoint")["step"].first().to_dict()
+        cols = tables.setting_columns(pivot)
+        cols += [(f"{c} (step {steps.get(c, '?')})", lambda r, c=c: fmt_number(r[c])) for c in labels]
+        md += [
+            "### Encoder gradient variance along the reference run",
+            "",
+            f"Trace of the covariance at each checkpoint of the `{config.variance.reference_estimator}` reference "
+            "run (the same parameters for every estimator):",
+            "",
+            markdown(pivot, cols),
+            "",
+        ]
+    if "steps" in figures:
+        md += ["## Learning curves", "", "Test ELBO (the plain ELBO for every estimator) over seeds: mean and 95% band; × marks a diverged run.", ""]  # fmt: skip
+        md += [f"![test ELBO against steps]({figures['steps']})", "", f"![test ELBO against wall-clock]({figures['wallclock']})", ""]  # fmt: skip
+    if "throughput" in figures:
+        md += ["## Cost per training step", "", f"![step time]({figures['throughput']})", ""]
+    md += _notes(run, frames)
+    md += [
+        "## Files",
+        "",
+        "`summary.csv` (this table, with every interval bound), `variance.csv`, `convergence.csv`, "
+        "`throughput.csv` (tidy rows: every row carries `estimator`, `sampler`, `num_samples`, `seed`), `run.json` "
+        "(configuration, versions, device, git revision). Rebuild this report with "
+        "`python -m vaebench report <this folder>`.",
+        "",
+    ]
+    return "\n".join(md)
+
+
+def _status(run: dict) -> list[str]:
+    status = run.get("status", "unknown")
+    units = run.get("units", {})
+    seconds = _wall_clock(run)
+    env = run.get("environment", {})
+    git = run.get("git") or {}
+    rev = (
+        f"{git.get('commit', '')[:10]}{' (with uncommitted edits)' if git.get('dirty') else ''}"
+        if git
+        else "unknown"
+    )
+    torch_version = run.get("versions", {}).get("torch", "?")
+    failed = units.get("failed") or len(run.get("failed", {}))
+    head = (
+        f"Run {run.get('started', '?')}, {status}: {units.get('finished', '?')} of {units.get('total', '?')} "
+        f"units finished{f', {failed} failed' if failed else ''}; wall-clock {seconds:.0f} s. "
+        f"Device {env.get('device_name', env.get('device', '?'))} "
+        f"({env.get('threads', '?')} threads), torch {torch_version}, vaebench revision {rev}."
+        if seconds is not None
+        else f"Run {run.get('started', '?')}, {status}."
+    )
+    lines = [head, ""]
+    left_out = units.get("left_out") or {}
+    if status in ("interrupted", "running", "aborted", KILLED):
+        lines += [
+            "**Partial report**: the run stopped before finishing every unit; continue it with "
+            "`python -m vaebench run --resume --out <this folder>`.",
+            "",
+        ]
+    elif status == "failed":
+        lines += ["**Some units failed** (listed under Notes); `--resume` retries them.", ""]
+    elif left_out:
+        lines += ["**Partial report**: some units are not in the tables; `--resume` runs them.", ""]
+    if left_out:
+        shown = [f"`{key}` ({why})" for key, why in list(left_out.items())[:8]]
+        more = f", and {len(left_out) - 8} more" if len(left_out) > 8 else ""
+        lines += [f"Not in these tables ({len(left_out)} units): " + "; ".join(shown) + more + ".", ""]
+    return lines
+
+
+KILLED = "stopped (killed: run.json still says running)"
+"""The status a rebuilt report gives a run whose process died without a word (SIGKILL, a crash)."""
+
+
+def _wall_clock(run: dict) -> float | None:
+    """Seconds of all invocations of the run (a resumed run counts each invocation's time)."""
+    total, counted = 0.0, False
+    for inv in run.get("invocations", []):
+        if inv.get("started") and inv.get("ended"):
+            total += (
+                datetime.fromisoformat(inv["ended"]) - datetime.fromisoformat(inv["started"])
+            ).total_seconds()
+            counted = True
+    return total if counted else None
+
+
+def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.DataFrame) -> str:
+    c = config
+    d, m, t, v, tp = c.data, c.model, c.train, c.variance, c.throughput
+    data = (
+        d.name
+        + (f", binarize={d.binarize}" if d.binarize != "none" else "")
+        + (", dequantized" if d.dequantize else "")
+    )
+    hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
+    text = (
+        f"Data: {data}. Model: GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, "
+        f"{_likelihood(c)}. "
+        f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
+        + (f"samplers {', '.join(c.samplers)}; " if tuple(c.samplers) != ("iid",) else "")
+        + f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
+        f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
+        f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
+    )
+    if not t.enabled:  # the scaling preset: only the variance measure's reference run trains
+        text += " No estimator was trained (train.enabled = false): the training settings are the reference run's."
+    if v.enabled:
+        text += (
+            f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
+            f"{v.batch_size}, at checkpoints {', '.join(v.checkpoints)} of a `{v.reference_estimator}` K=1 run "
+            f"(the table reports {checkpoint or v.summary_checkpoint})."
+        ) + _warm_up(variance)
+    if tp.enabled:
+        text += f" Step time: median of {tp.repeats} steps after {tp.warmup} warm-up steps, batch {tp.batch_size}."
+    return text
+
+
+def _warm_up(variance: pd.DataFrame) -> str:
+    """How the stateful estimators of the variance rows were prepared, from the rows themselves."""
+    if variance.empty:
+        return ""
+    from vaebench.estimators import ESTIMATORS, make_estimator
+    from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS, is_stateful
+
+    names = [
+        n for n in dict.fromkeys(variance["estimator"]) if n in ESTIMATORS and is_stateful(make_estimator(n))
+    ]
+    if not names:
+        return ""
+    listed = ", ".join(f"`{n}`" for n in names)
+    if variance["warm_up_batches"].isna().all():
+        return (
+            f" This folder does not record how the stateful estimators ({listed}) were warmed up: runs before "
+            "that was recorded warmed them up on the measured minibatch itself, which flatters their variance."
+        )
+    counts = variance.loc[variance["estimator"].isin(names), "warm_up_batches"].dropna()
+    counts = sorted({int(c) for c in counts if c > 0})
+    if not counts:
+        return f" The stateful estimators ({listed}) were measured without a warm-up."
+    batches = " or ".join(map(str, counts))
+    return (
+        f" Stateful estimators ({listed}) were warmed up at each checkpoint on {batches} minibatches other than "
+        f"the measured one, never on it: statistics set from an independent draw, a learned baseline (NVIL's b(x)) "
+        f"fitted for {WARM_UP_BASELINE_STEPS} Adam steps, then {WARM_UP_CALLS} training-mode calls for the running "
+        "statistics, the model left unchanged."
+    )
+
+
+def _likelihood(c: SuiteConfig) -> str:
+    likelihood = c.model.likelihood
+    if likelihood == "auto":  # as vaebench.data does: Bernoulli for binarized data, else Gaussian
+        likelihood = "bernoulli" if c.data.binarize != "none" else "gaussian"
+    if likelihood == "bernoulli":
+        return "Bernoulli likelihood"
+    scale = "one learned σ_x per pixel" if c.model.decoder_scale == "learned" else "σ_x(z) from the decoder"
+    return f"Gaussian likelihood ({scale}, initialised at {c.model.init_decoder_scale:g})"
+
+
+def _table_notes(summary: pd.DataFrame) -> list[str]:
+    notes = []
+    summary = schema.complete(summary, schema.SUMMARY)
+    if summary["variance_reference"].notna().any():
+        refs = sorted(set(summary["variance_reference"].dropna().astype(str)))
+        notes.append(f"Bias and cosine in variance.csv are measured against: {', '.join(refs)}.")
+    return notes
+
+
+def _notes(run: dict, frames: dict[str, pd.DataFrame]) -> list[str]:
+    notes = list(run.get("notes", []))
+    for kind, why in (("variance", "skip_reason"), ("throughput", "reason")):  # the measures that skip
+        frame = frames[kind]
+        if not frame.empty:
+            skipped = frame[frame["status"] == "skipped"]
+            # a sampler refused by an estimator: the run's notes say so once
+            skipped = skipped[skipped["sampler"] == "iid"]
+            for _, row in skipped.drop_duplicates(["estimator", "num_samples"]).iterrows():
+                reason = row[why]
+                notes.append(f"{kind}: skipped `{row['estimator']}` at K={int(row['num_samples'])}" + (f" ({reason})" if isinstance(reason, str) and reason else ""))  # fmt: skip
+    for unit, error in run.get("failed", {}).items():
+        notes.append(f"unit {unit} failed: {error}")
+    notes = list(dict.fromkeys(notes))
+    if not notes:
+        return []
+    return ["## Notes", "", *[f"- {n}" for n in notes], ""]
