@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -423,3 +425,15 @@ def test_list_prints_estimators_data_sets_and_presets(capsys) -> None:
     assert {"iid", "antithetic", "rqmc"} <= set(lines)
     for name in ("digits", "fashion-mnist", "synthetic", "quick", "default", "paper"):
         assert name in text
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`vaebench list | head`: the pipe closes under the writer; exit 141 (SIGPIPE's status), no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaebench", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # before the child has imported anything, so its first write meets a closed pipe
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err, err

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild a results folder's report (tables, plots, report.md)")
     report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
 
-    sub.add_parser("list", help="list the estimators (with references), data sets and presets")
+    sub.add_parser("list", help="list the estimators (with citations), data sets and presets")
     return parser
 
 
@@ -264,11 +265,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for i, (name, *cells) in enumerate(rows):
         line = "  ".join(f"{v:<{w}}" for v, w in zip((name, *cells), widths, strict=True))
         if i == 0:
-            print(f"  {line}  summary (reference)")
+            print(f"  {line}  summary (citation)")
             continue
         cls = ESTIMATORS[name]
         bias = f" [{cls.bias}]" if cls.bias else ""
-        print(f"  {line}  {cls.summary}{bias}  ({cls.reference})")
+        print(f"  {line}  {cls.summary}{bias}  ({cls.citation})")
     print("samplers (--samplers; an estimator takes those that keep it unbiased):")
     for name, text in SAMPLERS.items():
         print(f"  {name:<{width}}  {text}")
@@ -298,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:  # during start-up or a command without its own handling
         print("vaebench: interrupted", file=sys.stderr)
         return interrupts.exit_status(err)
+    except BrokenPipeError:  # `vaebench list | head`: the reader left; say nothing more, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141  # 128 + SIGPIPE, the shell's status for a writer whose reader left
 
 
 def _main(argv: list[str]) -> int:

@@ -311,7 +311,7 @@ def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
                 "device": str(ctx.device), "status": "skipped", "reason": REFERENCE_STEP_NEEDS,
             }])  # fmt: skip
         model = ctx.model_factory(seed)
-        return throughput.measure_reference(x, hidden=model.hidden[0], z_dim=model.z_dim, **common)
+        return throughput.measure_handwritten(x, hidden=model.hidden[0], z_dim=model.z_dim, **common)
     model = ctx.model_factory(seed)
     estimator = make_estimator(unit.estimator, sampler=unit.sampler)
     return throughput.measure_throughput(model, estimator, x, unit.num_samples, **common)
