@@ -165,6 +165,10 @@ def section(laws: pd.DataFrame, plot: str | None, landing: pd.DataFrame | None =
     head = (
         f"{len(laws) - len(fails)} of {len(laws)} laws agree with theory (the theoretical slope lies in the "
         "fit's 95% interval)" + (f"; **{len(fails)} fail**" if len(fails) else "") + ". "
+        # Each law is its own 95% test: read a lone near-miss against the failures chance alone gives.
+        f"Were every law true, about {0.05 * len(laws):.1f} of {len(laws)} would fail by chance (each is a "
+        "test at 5%; laws measured on the same draws, such as the decoder laws of the ELBO estimators, which share "
+        "one pathwise decoder gradient, pass or fail together). "
         "log(figure) is fitted against log(K) by least squares weighted by each point's interval (averaged over "
         "the variance seeds), the slope's interval widened when the points scatter beyond their intervals. "
         "Variance laws of averages of independent estimates hold at every K and use the whole grid; the IWAE "
