@@ -437,3 +437,22 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
         err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err, err
+
+
+def test_run_json_names_the_revision_the_run_started_from(tmp_path: Path, monkeypatch) -> None:
+    """A checkout that moves during a long run must not be credited with it: the revision is read once."""
+    from vaebench import provenance
+    from vaebench.suite import runner
+
+    reads = iter(range(1000))
+
+    def moving(*args):  # each read of the checkout sees a new commit
+        return {"commit": f"commit-{next(reads)}", "dirty": False}
+
+    monkeypatch.setattr(runner, "git_revision", moving)
+    monkeypatch.setattr(provenance, "git_revision", moving)
+    out = tmp_path / "run"
+    assert cli.main(["run", *SMALL, "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["git"]["commit"] == "commit-0"
+    assert [i["git"]["commit"] for i in run["invocations"]] == ["commit-0"]

@@ -102,6 +102,7 @@ def collect(
     command: str | None = None,
     units: dict[str, int] | None = None,
     notes: list[str] | None = None,
+    git: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of run.json.
 
@@ -114,6 +115,9 @@ def collect(
         command: the command line (defaults to sys.argv).
         units: counts of units of work by state (e.g. done, failed, total).
         notes: remarks for the reader (skipped combinations, resumed runs).
+        git: the revision the code was loaded from (:func:`git_revision`), read once when the run started:
+            the checkout may move while a long run goes on, and run.json names the code that ran. Default:
+            read it now.
     """
     return {
         "status": status,
@@ -123,7 +127,7 @@ def collect(
         "config": config,
         "versions": versions(),
         "environment": device_info(device),
-        "git": git_revision(),
+        "git": git if git is not None else git_revision(),
         "units": units or {},
         "notes": notes or [],
     }

@@ -34,7 +34,7 @@ import torch
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
 from vaebench.errors import StorageError
-from vaebench.provenance import collect, load_run, now, write_json
+from vaebench.provenance import collect, git_revision, load_run, now, write_json
 from vaebench.suite import dispatch, faults, integrity, interrupts, ownership, store, units
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
 from vaebench.suite.progress import bar as progress_bar
@@ -139,7 +139,13 @@ class _Run:
         history = load_run(out) if resume else {}
         self.first_start = history.get("started") or now()
         command = _command(argv)
-        self.invocations = [*history.get("invocations", []), {"started": now(), "command": command}]
+        # The code this process runs is the code at start: read the revision now, not at each write of
+        # run.json (a checkout moved during a long run would otherwise be credited with its results).
+        self.git = git_revision()
+        self.invocations = [
+            *history.get("invocations", []),
+            {"started": now(), "command": command, "git": self.git},
+        ]
         self.notes = list(dict.fromkeys([*history.get("notes", []), *notes]))
         self.result = SuiteResult(out=out, total=len(plan))
         self.finished = 0
@@ -157,7 +163,7 @@ class _Run:
             to_dict(self.config), device=self.config.device, started=self.first_start, ended=ended,
             status=status, command=_command(self.argv),
             units={"total": self.result.total, "finished": self.finished, "failed": len(self.result.failed)},
-            notes=self.notes,
+            notes=self.notes, git=self.git,
         )  # fmt: skip
         self.invocations[-1].update(ended=ended, status=status)
         data["invocations"] = self.invocations
