@@ -1,12 +1,12 @@
 """Encoder gradient variance of estimators x samplers x K at the default preset's end checkpoint (95% intervals).
 
 The table of the estimators-and-samplers issue's closing note. The default preset's model (digits, 64-200-8
-tanh VAE, Gaussian likelihood, σ_x initialised at 0.1) is trained by the suite's own reference unit (reparam,
+tanh VAE, Gaussian likelihood, σ_x initialised at 0.1) is trained by the suite's own anchor unit (reparam,
 K = 1, 500 Adam steps, batch 100, seed 0); at its end checkpoint every (estimator, sampler, K) asked for is
-measured by `variance_study` as the suite measures it (one minibatch of 100 per variance seed, the same for
-every estimator, and the same noise stream, so estimators that draw alike see the same ε), with more
-replicates than the preset's 100. Figures are pooled over the variance seeds' minibatches
-(`vaebench.report.tables.variance_by_k`). Prints a markdown table, then the ratios the issue asks about,
+measured by the suite's own variance units (one minibatch of 100 per variance seed, the same for every
+estimator, and the same noise stream, so estimators that draw alike see the same ε), with more replicates
+than the preset's 100. Figures are pooled over the variance seeds' minibatches
+(`vaebench.analysis.summaries.variance_by_k`). Prints a markdown table, then the ratios the issue asks about,
 and writes the tidy rows to a CSV.
 
     python benchmarks/estimator_table.py [--replicates 400] [--seeds 0,1,2] [--samples 1,16]
@@ -28,11 +28,13 @@ import time
 import pandas as pd
 import torch
 
-from vaebench.config import preset
-from vaebench.measures.variance import variance_study
+from vaebench.analysis.summaries import variance_by_k
+from vaebench.config import resolve
 from vaebench.report.formatting import fmt_number
-from vaebench.report.tables import variance_by_k
-from vaebench.suite import units
+from vaebench.suite import store
+from vaebench.suite.context import Context
+from vaebench.suite.execute import execute
+from vaebench.suite.units import ANCHOR, Unit
 
 ESTIMATORS = "reparam,stl,reparam-cv,reinforce-loo,vargrad,iwae,dreg,iwae-stl,vimco"
 COMPARISONS = [  # (numerator, denominator): (estimator, sampler, K)
@@ -68,24 +70,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
-    config = preset("default")
+    seeds = [int(s) for s in split(args.seeds)]
+    config, _ = resolve(
+        overrides={
+            "estimators": split(args.estimators),
+            "samples": [int(k) for k in split(args.samples)],
+            "samplers": split(args.samplers),
+            "variance": {"replicates": args.replicates, "seeds": seeds, "checkpoints": ["end"]},
+        }
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = units.Context(config, tmp)
-        reference = units.execute(units.Unit("reference", "checkpoints"), ctx)
-    saved = reference["checkpoints"]["end"]
-    frame = variance_study(
-        {"end": (saved["step"], saved["state"])},
-        lambda: ctx.model_factory(reference["seed"]),
-        split(args.estimators),
-        [int(k) for k in split(args.samples)],
-        ctx.dataset,
-        replicates=args.replicates,
-        seeds=[int(s) for s in split(args.seeds)],
-        batch_size=config.variance.batch_size,
-        reference_samples=config.variance.reference_samples,
-        samplers=split(args.samplers),
-    )
+        ctx = Context(config, tmp)
+        anchor_unit = Unit(ANCHOR, "checkpoints")
+        anchor = execute(anchor_unit, ctx)
+        store.save(anchor_unit, anchor, ctx.out, "estimator-table")
+        parts = [execute(Unit("variance", f"end-s{s}", seed=s, checkpoint="end"), ctx) for s in seeds]
+    saved = anchor["checkpoints"]["end"]
+    frame = pd.concat(parts, ignore_index=True)
     frame.to_csv(args.out, index=False)
     table = variance_by_k(frame, checkpoint="end").set_index(["estimator", "sampler", "num_samples"])
     print(

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import cli
+from vaebench.config import config_hash
 from vaebench.suite import faults, integrity
 from vaebench.suite.ownership import saved_config
 from vaebench.suite.units import plan
@@ -64,7 +65,7 @@ def finished(out: Path) -> dict[str, bytes]:
         return {}
     config = saved_config(out)
     units = plan(config)
-    state = integrity.verify(out, units, integrity.config_hash(config))
+    state = integrity.verify(out, units, config_hash(config))
     return {u.key: (out / u.path).read_bytes() for u in units if u.key in state.keys("verified")}
 
 

@@ -3,7 +3,7 @@
     python benchmarks/reproduce_recipe.py --dataset mnist --data-dir DIR      # published: test loss 105.56
     python benchmarks/reproduce_recipe.py --dataset fashion-mnist             # the suite's own reference
 
-The recipe (:func:`vaebench.measures.convergence.pytorch_examples_recipe`): 784-400-20 ReLU VAE, Bernoulli
+The recipe (:func:`vaebench.checks.recipe.pytorch_examples_recipe`): 784-400-20 ReLU VAE, Bernoulli
 decoder on grey-level pixels, summed BCE + analytic KL (the ``reparam-analytic-kl`` estimator, K = 1), Adam
 1e-3, batch 128, 10 epochs. Test loss = mean -ELBO per test image. Writes ``recipe-<dataset>.json`` (the
 numbers and their provenance), ``recipe-<dataset>.csv`` (the per-epoch curve) and ``recipe-<dataset>.md``
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vaebench import provenance
-from vaebench.measures.convergence import (
+from vaebench.checks.recipe import (
     PYTORCH_EXAMPLES_MNIST_TEST_LOSS,
     pytorch_examples_recipe,
     run_recipe,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "seed": args.seed,
         "test_loss": test_loss,
-        "reference_test_loss": recipe.reference_test_loss,
+        "published_test_loss": recipe.published_test_loss,
         "diverged": bool(final["diverged"]),
         "steps": int(final["step"]),
         "train_wall_time_s": float(final["wall_time_s"]),
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     curve.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(_markdown(record, curve))
     print(f"test loss after {args.epochs} epochs on {args.dataset}: {test_loss:.2f} nats per image")
-    if recipe.reference_test_loss is not None:
+    if recipe.published_test_loss is not None:
         print(f"pytorch/examples on MNIST: {PYTORCH_EXAMPLES_MNIST_TEST_LOSS:.2f}")
     print(f"wrote {stem}.md, .json, .csv")
     return 0
@@ -100,9 +100,9 @@ def _markdown(r: dict, curve) -> str:
         for row in curve.itertuples()
     )
     reference = (
-        f"pytorch/examples reports {r['reference_test_loss']:.2f} on MNIST after 10 epochs; this run: "
+        f"pytorch/examples reports {r['published_test_loss']:.2f} on MNIST after 10 epochs; this run: "
         f"{r['test_loss']:.2f}."
-        if r["reference_test_loss"] is not None
+        if r["published_test_loss"] is not None
         else "There is no published figure for this data set: this is the suite's own reference, to compare "
         "a later run of the same command against."
     )

@@ -1,4 +1,4 @@
-"""Training-step benchmarks: every registered estimator at K = 1 and K = 10, and the hand-written reference.
+"""Training-step benchmarks: every registered estimator at K = 1 and K = 10, and the hand-written step.
 
 One benchmark per estimator x K, read from the registry, with ids like ``reparam-K1`` and
 ``reinforce-loo-K10`` (stable across runs, so ``--benchmark-compare`` lines them up), and the samplers other
@@ -6,7 +6,7 @@ than iid on the pathwise estimators at K = 10 (``reparam-rqmc-K10``: what a step
 :func:`vaebench.measures.throughput.build_step` builds and the throughput measure times: the estimator's
 forward, backward and a fused Adam step, on the 784-400-20 VAE with B = 128 (see ``conftest.py``).
 
-``test_reference_step`` times the pytorch/examples VAE step written out plainly in the same session (first,
+``test_handwritten_step`` times the pytorch/examples VAE step written out plainly in the same session (first,
 next to ``reparam-K1``, so that drifting machine load affects their ratio least);
 ``test_matmul`` times the large matmul whose FLOP/s is the ceiling the steps are compared with. The ratios of
 issue 6 are printed after the table (``conftest.py``).
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from vaebench.estimators import ESTIMATORS, make_estimator
-from vaebench.measures.throughput import build_reference_step, build_step, count_linear_flops
+from vaebench.measures.throughput import build_handwritten_step, build_step, count_linear_flops
 
 SAMPLES = (1, 10)
 MATMUL_SIZE = 1024
@@ -33,14 +33,14 @@ def _cases():
             yield pytest.param(name, k, id=f"{name}-K{k}", marks=marks)
 
 
-def test_reference_step(batch, device, time_step):
+def test_handwritten_step(batch, device, time_step):
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
-        step, model, _ = build_reference_step(batch)
+        step, model, _ = build_handwritten_step(batch)
         with count_linear_flops(model) as forward_flops:
             step()
     info = {"flops_per_step": 3 * forward_flops[0], "optimizer": "adam-default"}
-    time_step("reference", step, info, group="step K=1")
+    time_step("handwritten", step, info, group="step K=1")
 
 
 @pytest.mark.parametrize(("name", "num_samples"), list(_cases()))

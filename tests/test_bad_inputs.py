@@ -118,7 +118,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "huge variance seed": (toml("[variance]\nseeds = [9223372036854775808]\n"), r"variance.seeds must be integers"),
     "IDX of 0x0 images": (idx((5, 0, 0)), r"train-images-idx3-ubyte: holds images of 0x0 pixels"),
     "IDX test set empty": (idx((2, 2, 2), (0, 2, 2)), r"t10k-images-idx3-ubyte: holds 0 images"),
-    "reinforce-loo as reference": (toml('[variance]\nreference_estimator = "reinforce-loo"\n'), r"variance.reference_estimator 'reinforce-loo' needs K >= 2, but the reference run trains at K = 1"),
+    "reinforce-loo as anchor": (toml('[variance]\nanchor_estimator = "reinforce-loo"\n'), r"variance.anchor_estimator 'reinforce-loo' needs K >= 2, but the anchor run trains at K = 1"),
     # item 8
     "synthetic, dequantize asked for": (toml('[data]\nname = "synthetic"\ndequantize = true\n'), r"data.dequantize true does not fit synthetic data.*set data.dequantize = false"),
     "synthetic, Bernoulli asked for": (toml('[data]\nname = "synthetic"\n[model]\nlikelihood = "bernoulli"\n'), r"model.likelihood 'bernoulli' does not fit synthetic data"),

@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from vaebench.checkpoint import Checkpointer
+from vaebench import faults
 from vaebench.data import load_dataset
+from vaebench.estimators import Setting
 from vaebench.model import GaussianVAE
-from vaebench.suite import faults, units
+from vaebench.suite import units
+from vaebench.suite.context import Context
 from vaebench.suite.ownership import saved_config
-from vaebench.training import train
+from vaebench.train import Checkpointer, TrainSpec, train
 
 TIMING = ("wall_time_s", "train_time_s", "seconds", "step_ms", "work_normalized", "_s_", "per_s")
 
@@ -43,10 +45,8 @@ def run(path: Path | None, stop: int | None = None):
     model = GaussianVAE(data.x_dim, 4, hidden=(16,), likelihood="bernoulli", seed=3)
     checkpoint = None if path is None else (StopAfter(path, stop) if stop else Checkpointer(path, 0.0))
     # reinforce-ma keeps a moving-average baseline (estimator state); batch 500 crosses epochs (~1,300 points)
-    return train(
-        model, "reinforce-ma", data, num_samples=2, steps=11, batch_size=500, eval_every=4, seed=5,
-        checkpoint_at=[0, 6, 11], checkpoint=checkpoint,
-    )  # fmt: skip
+    spec = TrainSpec(steps=11, batch_size=500, eval_every=4, keep=[0, 6, 11])
+    return train(model, Setting("reinforce-ma", 2), data, spec, seed=5, checkpoint=checkpoint)
 
 
 def test_a_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path: Path) -> None:
@@ -88,16 +88,19 @@ def test_a_unit_killed_mid_way_resumes_from_its_checkpoint(tmp_path: Path) -> No
     (tmp_path / "c.toml").write_text("save_every_s = 0.0001\nworkers = 1\n")
     base, out = tmp_path / "base", tmp_path / "run"
     assert cli(["run", *SMALL, "--workers", "1", "--out", str(base)]).returncode == 0
-    env = {**os.environ, faults.ENV: "checkpointed#50:SIGKILL"}  # the reference (40) and 10 steps of the next
+    env = {
+        **os.environ,
+        faults.ENV: "checkpointed#50:SIGKILL",
+    }  # the anchor run (40) and 10 steps of the next
     killed = cli(["run", *SMALL, "--config", str(tmp_path / "c.toml"), "--out", str(out)], env=env)
     assert killed.returncode == -9
     config = saved_config(out)
-    (unit,) = [u for u in units.plan(config) if u.kind == "convergence" and u.estimator == "reparam"]
-    saved = units.Context(config, out).checkpointer(unit).load()
+    (unit,) = [u for u in units.plan(config) if u.kind == "convergence" and u.setting.estimator == "reparam"]
+    saved = Context(config, out).checkpointer(unit).load()
     assert saved is not None and saved["progress"]["counts"]["step"] == 10  # a checkpoint mid-way
     env.pop(faults.ENV)
     assert cli(["run", "--resume", "--out", str(out)], env=env).returncode == 0
-    assert not (out / units.partial_path(unit)).exists()  # done with once the unit is saved
+    assert not (out / unit.partial_path).exists()  # done with once the unit is saved
     for name in ("convergence", "summary"):
         a, b = (pd.read_csv(p / f"{name}.csv") for p in (base, out))
         keep = [c for c in a if not any(word in c for word in TIMING)]

@@ -18,11 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vaebench import cli
+from vaebench import cli, interrupts
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 from vaebench.report.writer import FIGURES
-from vaebench.suite import interrupts, units
+from vaebench.suite import execute
 
 ROW_KEYS = {"estimator", "sampler", "num_samples", "seed"}
 
@@ -137,7 +137,7 @@ def test_interrupt_then_resume_redoes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     out = tmp_path / "run"
-    real = units.execute
+    real = execute.execute
     calls: list[str] = []
 
     def interrupt_after_four(unit, ctx):
@@ -146,7 +146,7 @@ def test_interrupt_then_resume_redoes_nothing(
         calls.append(f"{unit.kind}/{unit.name}")
         return real(unit, ctx)
 
-    monkeypatch.setattr(units, "execute", interrupt_after_four)
+    monkeypatch.setattr(execute, "execute", interrupt_after_four)
     assert cli.main(["run", *SMALL, "--out", str(out)]) == 130
     assert "--resume --out" in capsys.readouterr().err
     run = json.loads((out / "run.json").read_text())
@@ -158,7 +158,7 @@ def test_interrupt_then_resume_redoes_nothing(
 
     calls.clear()
     monkeypatch.setattr(
-        units, "execute", lambda unit, ctx: calls.append(f"{unit.kind}/{unit.name}") or real(unit, ctx)
+        execute, "execute", lambda unit, ctx: calls.append(f"{unit.kind}/{unit.name}") or real(unit, ctx)
     )
     assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
     total = run["units"]["total"]
@@ -176,7 +176,7 @@ def test_a_failing_unit_is_recorded_and_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     out = tmp_path / "run"
-    real = units.execute
+    real = execute.execute
 
     def broken(unit, ctx):
         if unit.kind == "convergence":
@@ -185,35 +185,35 @@ def test_a_failing_unit_is_recorded_and_retried(
 
     small = [a for a in SMALL if a != "reparam,reinforce-loo"]
     small[small.index("--estimators") + 1 : small.index("--estimators") + 1] = ["reparam"]
-    monkeypatch.setattr(units, "execute", broken)
+    monkeypatch.setattr(execute, "execute", broken)
     assert cli.main(["run", *small, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "unit convergence/reparam-K2-s0 failed: RuntimeError: boom" in err
     assert "boom" in (out / "units" / "convergence" / "reparam-K2-s0.error").read_text()
     assert "Some units failed" in (out / "report.md").read_text()
-    monkeypatch.setattr(units, "execute", real)
+    monkeypatch.setattr(execute, "execute", real)
     assert cli.main(["run", "--resume", "--out", str(out), "--quiet"]) == 0
     assert not (out / "units" / "convergence" / "reparam-K2-s0.error").exists()
 
 
-def test_a_failed_reference_is_named_by_the_variance_units(
+def test_a_failed_anchor_run_is_named_by_the_variance_units(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    real = units.execute
+    real = execute.execute
 
     def broken(unit, ctx):
         if unit.kind == "reference":
             raise RuntimeError("boom")
         return real(unit, ctx)
 
-    monkeypatch.setattr(units, "execute", broken)
+    monkeypatch.setattr(execute, "execute", broken)
     out = tmp_path / "run"
     tiny = tmp_path / "tiny.toml"
     tiny.write_text("[throughput]\nenabled = false\n")
     assert cli.main(["run", *SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    cause = "not run: the reference unit (reference/checkpoints) failed: RuntimeError: boom"
-    assert f"unit variance/init failed: {cause}" in err and f"unit variance/end failed: {cause}" in err
+    cause = "not run: the anchor run (reference/checkpoints) failed: RuntimeError: boom"
+    assert f"unit variance/init-s0 failed: {cause}" in err and f"unit variance/end-s0 failed: {cause}" in err
     assert "FileNotFoundError" not in err and "retry the failed units" in err
 
 
@@ -223,7 +223,7 @@ def test_an_error_that_recurs_is_not_offered_as_a_retry(
     def bad(unit, ctx):
         raise VaebenchError("this setting cannot work")
 
-    monkeypatch.setattr(units, "execute", bad)
+    monkeypatch.setattr(execute, "execute", bad)
     tiny = tmp_path / "tiny.toml"
     tiny.write_text("[throughput]\nenabled = false\n[variance]\nenabled = false\n")
     args = [*SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(tmp_path / "run")]
@@ -233,7 +233,7 @@ def test_an_error_that_recurs_is_not_offered_as_a_retry(
     assert "retry the failed units" not in err
 
 
-def test_a_diverged_reference_run_is_a_note_not_a_failure(tmp_path: Path, capsys) -> None:
+def test_a_diverged_anchor_run_is_a_note_not_a_failure(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"  # plain SGD at lr 1000 overflows within a few steps
     tiny = tmp_path / "tiny.toml"
     tiny.write_text('[train]\noptimizer = "sgd"\nlr = 1000.0\n[throughput]\nenabled = false\n')
@@ -242,7 +242,7 @@ def test_a_diverged_reference_run_is_a_note_not_a_failure(tmp_path: Path, capsys
     assert run["status"] == "complete" and not run["failed"]
     (note,) = [n for n in run["notes"] if n.startswith("variance/end")]
     assert re.fullmatch(
-        r"variance/end: not measured: the reference run \(reparam, K=1, seed 0\) diverged at step \d+, "
+        r"variance/end-s0: not measured: the anchor run \(reparam, K=1, seed 0\) diverged at step \d+, "
         r"before the 'end' checkpoint \(step 20\)",
         note,
     ), note
@@ -263,7 +263,7 @@ eval_points = 8
 [variance]
 checkpoints = ["init", "end"]
 replicates = 2
-reference_samples = 2
+baseline_samples = 2
 batch_size = 10
 seeds = [0]
 [throughput]

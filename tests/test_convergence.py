@@ -17,25 +17,18 @@ import pytest
 import torch
 from torch import Tensor
 
+from vaebench.analysis.convergence import summarize_convergence, summarize_curves
+from vaebench.checks.recipe import PYTORCH_EXAMPLES_MNIST_TEST_LOSS, pytorch_examples_recipe, run_recipe
 from vaebench.config import resolve
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, Reparam, runnable
+from vaebench.estimators import ESTIMATORS, Reparam, Setting, runnable
 from vaebench.exact import exact_log_marginal
-from vaebench.measures.convergence import (
-    FINAL_METRICS,
-    PYTORCH_EXAMPLES_MNIST_TEST_LOSS,
-    UNIT_COLUMNS,
-    estimate_log_likelihood,
-    measure_convergence,
-    pytorch_examples_recipe,
-    run_recipe,
-    summarize_convergence,
-    summarize_curves,
-)
+from vaebench.measures.convergence import FINAL_METRICS, UNIT_COLUMNS, LogLikelihood, measure_convergence
 from vaebench.model import GaussianVAE
 from vaebench.stats import bonferroni_threshold, mean_interval
 from vaebench.suite.units import plan
+from vaebench.train import TrainSpec, estimate_log_likelihood
 
 FALSE_ALARM = 1e-3
 SIGMA = 0.5  # observation noise of the exact-posterior model
@@ -132,9 +125,10 @@ def linear_factory(seed):
     return GaussianVAE(6, 2, hidden=(), seed=seed)
 
 
-def run_unit(dataset, name="reparam", seed=0, **options):
-    options = {"num_samples": 2, "steps": 30, "eval_every": 10, "ll_samples": 200, **options}
-    return measure_convergence(linear_factory, name, dataset, seed=seed, **options)
+def run_unit(dataset, name="reparam", seed=0, steps=30, ll_samples=200):
+    spec = TrainSpec(steps=steps, eval_every=10)
+    setting, likelihood = Setting(name, 2), LogLikelihood(samples=ll_samples)
+    return measure_convergence(linear_factory(seed), setting, dataset, spec, seed=seed, likelihood=likelihood)
 
 
 def test_unit_on_synthetic_has_every_record_and_the_exact_answers(synthetic):
@@ -160,27 +154,23 @@ def test_unit_on_synthetic_has_every_record_and_the_exact_answers(synthetic):
 def test_unit_on_digits_restricts_points_and_has_no_exact_rows():
     digits = load_dataset("digits")
     frame = measure_convergence(
-        lambda s: GaussianVAE(64, 3, hidden=(16,), seed=s),
-        "iwae",
+        GaussianVAE(64, 3, hidden=(16,), seed=2),
+        Setting("iwae", 3),
         digits,
-        num_samples=3,
+        TrainSpec(steps=10),
         seed=2,
-        steps=10,
-        ll_samples=50,
-        ll_points=30,
+        likelihood=LogLikelihood(samples=50, points=30),
     )
     metrics = set(frame["metric"])
     assert {"final_test_elbo", "test_log_likelihood", "train_objective", "test_elbo"} <= metrics
     assert not metrics & {"exact_log_likelihood", "ll_gap", "model_log_likelihood", "bound_gap"}
     assert set(frame["objective"]) == {"iwae"}
     skipped = measure_convergence(
-        lambda s: GaussianVAE(64, 3, hidden=(16,), seed=s),
-        "reparam",
+        GaussianVAE(64, 3, hidden=(16,), seed=0),
+        Setting("reparam", 1),
         digits,
-        num_samples=1,
-        seed=0,
-        steps=2,
-        ll_samples=0,
+        TrainSpec(steps=2),
+        likelihood=LogLikelihood(samples=0),
     )
     assert "test_log_likelihood" not in set(skipped["metric"])
 
@@ -266,35 +256,37 @@ def test_the_plan_trains_every_runnable_setting_and_seed_and_skips_k_below_the_m
     config, _ = resolve(
         overrides={"estimators": ["reparam", "reinforce-loo"], "samples": [1, 2], "seeds": [0, 1]}
     )
-    units = {(u.estimator, u.num_samples, u.seed) for u in plan(config) if u.kind == "convergence"}
+    units = {
+        (u.setting.estimator, u.setting.num_samples, u.seed) for u in plan(config) if u.kind == "convergence"
+    }
     assert units == {("reparam", 1, 0), ("reparam", 1, 1), ("reparam", 2, 0), ("reparam", 2, 1)} | {
         ("reinforce-loo", 2, 0),
         ("reinforce-loo", 2, 1),
     }
     assert runnable(["reparam", "reinforce-loo"], [1, 2]) == [
-        ("reparam", 1, "iid"),
-        ("reparam", 2, "iid"),
-        ("reinforce-loo", 2, "iid"),
+        Setting("reparam", 1),
+        Setting("reparam", 2),
+        Setting("reinforce-loo", 2),
     ]
 
 
-def test_reserved_train_options_are_refused(synthetic):
-    with pytest.raises(VaebenchError, match="checkpoint_at"):
-        run_unit(synthetic, checkpoint_at=[1])
+def test_bad_log_likelihood_options_are_refused():
     with pytest.raises(VaebenchError, match="ll_samples"):
-        run_unit(synthetic, ll_samples=-1)
+        LogLikelihood(samples=-1)
+    with pytest.raises(VaebenchError, match="ll_points"):
+        LogLikelihood(points=0)
 
 
 def test_pytorch_examples_recipe_settings_and_a_short_run(monkeypatch, tmp_path):
     recipe = pytorch_examples_recipe()
-    assert recipe.reference_test_loss == PYTORCH_EXAMPLES_MNIST_TEST_LOSS == 105.56
-    assert recipe.estimator == "reparam-analytic-kl" and recipe.num_samples == 1
-    assert recipe.train_options == {"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam"}
+    assert recipe.published_test_loss == PYTORCH_EXAMPLES_MNIST_TEST_LOSS == 105.56
+    assert recipe.setting == Setting("reparam-analytic-kl", 1)
+    assert recipe.spec == TrainSpec(epochs=10, batch_size=128, lr=1e-3, optimizer="adam")
     assert recipe.dataset_options["binarize"] is None
     model = recipe.model_factory(784)(0)
     assert model.hidden == (400,) and model.z_dim == 20 and model.likelihood == "bernoulli"
     assert model.encoder.net[1].__class__.__name__ == "ReLU"
-    assert pytorch_examples_recipe("fashion-mnist").reference_test_loss is None
+    assert pytorch_examples_recipe("fashion-mnist").published_test_loss is None
     # The same recipe on the embedded digits, one epoch: it runs and learns.
     frame = run_recipe(pytorch_examples_recipe("digits", epochs=1))
     curve = frame.query("metric == 'test_elbo'")["value"].tolist()
@@ -321,7 +313,7 @@ def curve_rows(
 
 
 def test_plateau_measures_the_last_quarter_and_pools_seeds():
-    from vaebench.measures.plateau import plateau
+    from vaebench.analysis.plateau import plateau
 
     # Slopes 0.3, 0.4, 0.5 nats/step over the last 25 steps: rises 7.5, 10, 12.5; seed 3 diverged (left out).
     row = plateau(curve_rows({0: 0.3, 1: 0.4, 2: 0.5, 3: 9.0}, diverged=(3,))).iloc[0]
@@ -337,7 +329,7 @@ def test_plateau_measures_the_last_quarter_and_pools_seeds():
 def test_plateau_of_a_single_seed_uses_its_own_fit():
     from scipy import stats
 
-    from vaebench.measures.plateau import plateau
+    from vaebench.analysis.plateau import plateau
 
     # One seed: the interval is that of the fitted slope (three points in the window, one degree of freedom).
     noise = [0.0] * 8 + [0.1, -0.2, 0.1]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vaebench import cli
-from vaebench.config import preset
-from vaebench.suite import dispatch, faults, integrity, ownership, units
+from vaebench import cli, faults
+from vaebench.config import config_hash, preset
+from vaebench.suite import dispatch, integrity, ownership, units
 from vaebench.suite.units import Unit
 
 pytestmark = pytest.mark.slow
@@ -42,12 +42,13 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_scheduler_waits_for_the_reference_and_runs_timed_units_alone() -> None:
+def test_scheduler_waits_for_the_anchor_run_and_runs_timed_units_alone() -> None:
     plan = units.plan(preset("quick"))
     sched = dispatch.Scheduler(plan, plan, lambda unit, ref: False, None)
     started = [sched.next() for _ in range(3)]
     assert started[0].kind == "reference"
-    assert all(u.kind == "convergence" for u in started[1:])  # the variance units wait for the reference
+    # the variance units wait for the anchor run; the STL check and the training units need nothing
+    assert [u.kind for u in started[1:]] == ["landing", "convergence"]
     sched.finished(started[0], "sha")
     assert sched.next().kind == "variance"
     while (unit := sched.next()) is not None:
@@ -61,7 +62,7 @@ def test_scheduler_waits_for_the_reference_and_runs_timed_units_alone() -> None:
     assert sched.next().kind == "throughput"
 
 
-def test_a_variance_unit_verified_at_an_identical_reference_is_not_run_again() -> None:
+def test_a_variance_unit_verified_at_an_identical_anchor_run_is_not_run_again() -> None:
     plan = [Unit("reference", "checkpoints"), Unit("variance", "init", checkpoint="init")]
     sched = dispatch.Scheduler(plan, plan, lambda unit, ref: ref == "same", None)
     assert sched.next().kind == "reference" and sched.next() is None
@@ -106,7 +107,7 @@ def test_a_worker_killed_mid_unit_is_retried_and_nothing_is_lost(one_worker: Pat
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "once" / "worker").is_file()  # the fault did fire: one worker was killed
     plan = units.plan(ownership.saved_config(out))
-    state = integrity.verify(out, plan, integrity.config_hash(ownership.saved_config(out)))
+    state = integrity.verify(out, plan, config_hash(ownership.saved_config(out)))
     assert len(state.keys(integrity.VERIFIED)) == len(plan)
     for name in ("summary", "variance", "convergence"):
         a, b = (deterministic(pd.read_csv(p / f"{name}.csv")) for p in (one_worker, out))
@@ -123,7 +124,11 @@ def test_dry_run_prints_every_unit_with_a_cost_and_runs_nothing(tmp_path: Path, 
     assert "convergence reparam-K4-s1" in text and "variance end" in text
     assert "units, estimated" in text and "with 2 workers" in text
     assert len([line for line in text.splitlines() if line.startswith("  ")]) == len(
-        [u for u in plan if u.estimator in (None, "reparam", "iwae", "reference")]
+        [
+            u
+            for u in plan
+            if u.kind != "landing" and (u.setting is None or u.setting.estimator in ("reparam", "iwae"))
+        ]
     )
 
 

@@ -14,21 +14,7 @@ import statistics
 import pytest
 import torch
 
-from vaebench.data import load_dataset
-from vaebench.errors import VaebenchError
-from vaebench.estimators import (
-    ESTIMATORS,
-    Reparam,
-    independent_objective,
-    leave_one_out_bounds,
-    make_estimator,
-    options_of,
-    sample_posterior,
-    taylor_terms,
-)
-from vaebench.model import GaussianVAE
-from vaebench.stats import bonferroni_threshold, normal_quantile
-from vaebench.verify import (
+from vaebench.checks.exact_gradients import (
     IW_K,
     budget,
     encoder_mask,
@@ -44,6 +30,20 @@ from vaebench.verify import (
     trace_variance,
     verify,
 )
+from vaebench.data import load_dataset
+from vaebench.errors import VaebenchError
+from vaebench.estimators import (
+    ESTIMATORS,
+    Reparam,
+    independent_objective,
+    leave_one_out_bounds,
+    make_estimator,
+    options_of,
+    sample_posterior,
+    taylor_terms,
+)
+from vaebench.model import GaussianVAE
+from vaebench.stats import bonferroni_threshold, normal_quantile
 
 FALSE_ALARM = 1e-3
 ELBO_ESTIMATORS = [n for n, c in ESTIMATORS.items() if c.objective == "elbo"]

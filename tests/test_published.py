@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from vaebench.analysis import summaries
 from vaebench.config import preset
-from vaebench.report import tables
 from vaebench.report.published import BURDA_GAP, published_comparisons
 from vaebench.report.reading import reading
 
@@ -30,7 +30,7 @@ def _convergence(final: dict[tuple[str, int], float], spread: float = 0.1) -> pd
 
 def _lines(final: dict, spread: float = 0.1) -> list[str]:
     convergence = _convergence(final, spread)
-    summary = tables.summary_table(None, convergence, None)
+    summary = summaries.summary_table(None, convergence, None)
     return published_comparisons(summary, convergence)
 
 
@@ -52,13 +52,13 @@ def test_gaps_against_the_papers_do_not_agree() -> None:
 
 def test_the_reading_carries_the_comparison_and_needs_the_settings() -> None:
     convergence = _convergence({("reparam", 5): -90.0, ("iwae", 5): -89.0})
-    summary = tables.summary_table(None, convergence, None)
+    summary = summaries.summary_table(None, convergence, None)
     assert any(
         "IWAE against the VAE" in line
         for line in reading(summary, {"convergence": convergence}, checkpoint=None)
     )
     only_k1 = _convergence({("reparam", 1): -90.0, ("iwae", 1): -90.0})
-    assert published_comparisons(tables.summary_table(None, only_k1, None), only_k1) == []
+    assert published_comparisons(summaries.summary_table(None, only_k1, None), only_k1) == []
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "scaling"])

@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vaebench import cli
-from vaebench.config import resolve
-from vaebench.suite import faults, integrity, units
+from vaebench import cli, faults
+from vaebench.config import config_hash, resolve
+from vaebench.report.writer import write_report
+from vaebench.suite import integrity, units
 from vaebench.suite.ray_engine import RayEngine
 from vaebench.suite.runner import run_suite
 
@@ -75,11 +76,12 @@ def test_a_ray_worker_killed_during_a_unit_is_retried(cluster, local: Path, tmp_
     config, notes = resolve(preset_name="quick", overrides={"estimators": ESTIMATORS, "seeds": [0]})
     out = tmp_path / "run"
     result = run_suite(
-        config, out, notes=notes, progress=False, log=lambda line: None, engine=RayEngine(runtime_env=env)
-    )
+        config, out, notes=notes, progress=False, log=lambda line: None, engine=RayEngine(runtime_env=env),
+        report=write_report,
+    )  # fmt: skip
     assert (once / "worker").is_file()  # a worker process was killed in the middle of a unit
     assert result.status == "complete" and not result.failed
     plan = units.plan(config)
-    state = integrity.verify(out, plan, integrity.config_hash(config))
+    state = integrity.verify(out, plan, config_hash(config))
     assert len(state.keys(integrity.VERIFIED)) == len(plan)
     same_tables(local, out)

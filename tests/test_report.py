@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 
+from vaebench import files
+from vaebench.analysis import summaries
 from vaebench.report import formatting, plots, tables
 from vaebench.report.reading import reading
 from vaebench.report.writer import FIGURES, write_report
 from vaebench.stats import pooled_mean_interval
-from vaebench.suite import store
 
 NAMES = ["reparam", "reinforce", "iwae"]
 KS = [1, 10]
@@ -104,7 +105,7 @@ def frames() -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def summary(frames) -> pd.DataFrame:
     throughput = frames["throughput"][frames["throughput"]["estimator"] != "reference"]
-    return tables.summary_table(frames["variance"], frames["convergence"], throughput, checkpoint="end")
+    return summaries.summary_table(frames["variance"], frames["convergence"], throughput, checkpoint="end")
 
 
 def test_summary_has_one_row_per_estimator_and_k(summary: pd.DataFrame) -> None:
@@ -192,7 +193,7 @@ def test_reading_says_when_intervals_overlap() -> None:
 
 
 def test_plots_take_and_return_axes(frames, summary: pd.DataFrame) -> None:
-    by_k = tables.variance_by_k(frames["variance"], checkpoint="end")
+    by_k = summaries.variance_by_k(frames["variance"], checkpoint="end")
     ax = plots.plot_against_k(by_k, "trace_var")
     assert isinstance(ax, Axes) and ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert len(ax.get_lines()) >= len(NAMES)
@@ -207,7 +208,7 @@ def test_plots_take_and_return_axes(frames, summary: pd.DataFrame) -> None:
 
 def write_folder(tmp_path: Path, frames, status: str = "complete") -> Path:
     for kind, frame in frames.items():
-        store.write_csv(tmp_path / f"{kind}.csv", frame)
+        files.write_csv(tmp_path / f"{kind}.csv", frame)
     run = {"status": status, "started": "2026-01-01T00:00:00+00:00", "units": {"total": 9, "finished": 5},
            "invocations": [{"started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:40+00:00"}],
            "environment": {"device": "cpu", "threads": 1}, "versions": {"torch": "2.x"}, "git": None,
@@ -302,11 +303,15 @@ def test_markdown_escapes_pipes() -> None:
 
 def test_paired_difference_pairs_runs_by_seed(frames) -> None:
     conv = frames["convergence"]
-    diff, low, high, n = tables.paired_difference(conv, "test_log_likelihood", ("iwae", 10), ("reparam", 1))
+    diff, low, high, n = summaries.paired_difference(
+        conv, "test_log_likelihood", ("iwae", 10), ("reparam", 1)
+    )
     assert (diff, n) == (pytest.approx(5.5), 2)
     assert (low, high) == (pytest.approx(5.5), pytest.approx(5.5))  # the seeds' offsets cancel exactly
     # a diverged seed is left out: one pair remains, so there is no interval
-    diff, low, _, n = tables.paired_difference(conv, "test_log_likelihood", ("reparam", 1), ("reinforce", 1))
+    diff, low, _, n = summaries.paired_difference(
+        conv, "test_log_likelihood", ("reparam", 1), ("reinforce", 1)
+    )
     assert (diff, n) == (pytest.approx(10.0), 1) and np.isnan(low)
 
 
@@ -332,7 +337,7 @@ def runs_frame(settings: dict, steps: int = 100, every: int = 10) -> pd.DataFram
 
 
 def read(convergence: pd.DataFrame, variance: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
-    summary = tables.summary_table(variance, convergence, None)
+    summary = summaries.summary_table(variance, convergence, None)
     return summary, "\n".join(reading(summary, {"convergence": convergence}, checkpoint=None))
 
 
@@ -419,7 +424,7 @@ def test_snr_at_the_noise_floor_is_flagged_and_not_ranked():
         rows.append(dict(estimator=name, num_samples=k, seed=0, checkpoint="end", group="encoder", trace_var=1.0,
                          trace_var_low=0.9, trace_var_high=1.1, snr=snr, snr_low=low, snr_high=high,
                          snr_floor=floor, objective="elbo", status="ok"))  # fmt: skip
-    summary = tables.summary_table(pd.DataFrame(rows), None, None)
+    summary = summaries.summary_table(pd.DataFrame(rows), None, None)
     flagged = summary[summary["snr_at_floor"].astype(bool)]
     assert list(zip(flagged["estimator"], flagged["num_samples"], strict=True)) == [
         ("reinforce", 1),
@@ -463,13 +468,13 @@ def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp
             mine = mine.assign(value=mine["value"] + 1.0)
         rqmc[kind] = pd.concat([frame, mine], ignore_index=True)
     throughput = rqmc["throughput"][rqmc["throughput"]["estimator"] != "reference"]
-    summary = tables.summary_table(rqmc["variance"], rqmc["convergence"], throughput, checkpoint="end")
+    summary = summaries.summary_table(rqmc["variance"], rqmc["convergence"], throughput, checkpoint="end")
     assert list(zip(summary["estimator"], summary["sampler"], summary["num_samples"], strict=True)) == [
         (n, s, k) for n in NAMES for s in (("iid", "rqmc") if n == "reparam" else ("iid",)) for k in KS
     ]
     row = summary.set_index(["estimator", "sampler", "num_samples"]).loc[("reparam", "rqmc", 10)]
     assert row["trace_var"] == pytest.approx(VARIANCE["reparam"] / 10 / 2 * 1.005)
-    diff, *_ = tables.paired_difference(
+    diff, *_ = summaries.paired_difference(
         rqmc["convergence"], "test_log_likelihood", ("reparam", 1, "rqmc"), ("reparam", 1)
     )
     assert diff == pytest.approx(1.0)
@@ -477,8 +482,8 @@ def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp
     text = "\n".join(reading(summary, {"convergence": rqmc["convergence"]}, checkpoint="end"))
     assert "Lowest encoder gradient variance at K=1 (at the end checkpoint): `reparam (rqmc)`" in text
     # An all-iid summary (the old frames) keeps its old table: no sampler column.
-    plain = tables.summary_table(frames["variance"], frames["convergence"], None, checkpoint="end")
+    plain = summaries.summary_table(frames["variance"], frames["convergence"], None, checkpoint="end")
     assert set(plain["sampler"]) == {"iid"} and "| sampler |" not in tables.summary_markdown(plain)
     # Plots name the sampler in the legend.
-    ax = plots.plot_against_k(tables.variance_by_k(rqmc["variance"], checkpoint="end"), "trace_var")
+    ax = plots.plot_against_k(summaries.variance_by_k(rqmc["variance"], checkpoint="end"), "trace_var")
     assert "reparam (rqmc)" in [t.get_text() for t in ax.legend().get_texts()]

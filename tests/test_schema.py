@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vaebench.analysis import summaries
+from vaebench.analysis.scaling import SCALING_COLUMNS
 from vaebench.measures import schema
 from vaebench.measures.convergence import UNIT_COLUMNS
-from vaebench.measures.scaling import SCALING_COLUMNS
-from vaebench.measures.variance.study import STUDY_COLUMNS
 from vaebench.measures.variance.summary import FIGURES
-from vaebench.report import tables
 
 
 def _frame(spec: schema.Table) -> pd.DataFrame:
@@ -21,7 +20,6 @@ def _frame(spec: schema.Table) -> pd.DataFrame:
 
 
 def test_the_measures_column_tuples_are_the_declared_ones() -> None:
-    assert STUDY_COLUMNS == schema.VARIANCE.columns
     assert UNIT_COLUMNS == schema.CONVERGENCE.columns
     assert SCALING_COLUMNS == schema.SCALING.columns
     assert FIGURES == schema.VARIANCE_FIGURES
@@ -72,7 +70,7 @@ def test_the_summary_table_conforms_and_omits_what_was_not_measured() -> None:
          "snr_low": 0.5, "snr_high": 1.5, "snr_floor": 0.1}
         for name, k, v in (("reparam", 1, 1.0), ("stl", 1, 0.5))
     ]  # fmt: skip
-    summary = tables.summary_table(pd.DataFrame(rows), None, None, checkpoint="end")
+    summary = summaries.summary_table(pd.DataFrame(rows), None, None, checkpoint="end")
     schema.conform(summary, "summary")
     assert "step_ms" not in summary and "final_test_elbo" not in summary  # not measured: not in the table
     assert list(summary["trace_var"]) == [1.0, 0.5]

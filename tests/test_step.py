@@ -6,7 +6,8 @@ import torch
 from vaebench.errors import VaebenchError
 from vaebench.estimators import make_estimator
 from vaebench.model import GaussianVAE
-from vaebench.step import make_optimizer, out_of_bounds, surrogate_of, training_step
+from vaebench.optim import make_optimizer
+from vaebench.train.step import out_of_bounds, surrogate_of, training_step
 
 
 def test_make_optimizer_prefers_fused_and_falls_back_to_foreach():

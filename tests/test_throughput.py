@@ -17,10 +17,12 @@ from torch.distributions import Normal, kl_divergence
 
 from vaebench.config import resolve
 from vaebench.errors import VaebenchError
-from vaebench.estimators import make_estimator
+from vaebench.estimators import Setting, make_estimator
 from vaebench.measures import throughput
 from vaebench.measures.throughput import (
     HandwrittenVAE,
+    StepOptions,
+    Timing,
     count_linear_flops,
     handwritten_loss,
     handwritten_step,
@@ -33,7 +35,7 @@ from vaebench.model import GaussianVAE
 from vaebench.suite.units import plan
 
 D, Z, H, B = 10, 3, 7, 5
-FAST = {"repeats": 3, "warmup": 1}
+FAST = {"timing": Timing(repeats=3, warmup=1)}
 REQUIRED = [
     "estimator",
     "num_samples",
@@ -95,7 +97,9 @@ def assert_figures(row) -> None:
 
 
 def test_measure_throughput_frame_and_figures():
-    frame = measure_throughput(small_model(), "reparam", binary_batch(), 4, **FAST, threads=1)
+    frame = measure_throughput(
+        small_model(), "reparam", binary_batch(), 4, timing=Timing(repeats=3, warmup=1, threads=1)
+    )
     assert len(frame) == 1 and set(REQUIRED) <= set(frame.columns)
     row = frame.iloc[0]
     assert (row["estimator"], row["num_samples"], row["batch_size"], row["device"]) == (
@@ -124,7 +128,9 @@ def test_measure_throughput_frame_and_figures():
 )
 def test_flops_per_step_match_hand_count(name, decoder_passes, extra):
     k = 4
-    row = measure_throughput(small_model(), name, binary_batch(), k, repeats=1, warmup=0).iloc[0]
+    row = measure_throughput(small_model(), name, binary_batch(), k, timing=Timing(repeats=1, warmup=0)).iloc[
+        0
+    ]
     forward = forward_linear_flops(B, decoder_passes * k * B) + extra
     assert row["flops_per_step"] == 3 * forward  # backward ≈ 2x forward
 
@@ -143,15 +149,15 @@ def test_k_below_the_minimum_is_refused_and_the_suite_never_plans_it():
     with pytest.raises(VaebenchError, match="K >= 2"):
         measure_throughput(small_model(), make_estimator("reinforce-loo"), binary_batch(), 1, **FAST)
     config, _ = resolve(overrides={"estimators": ["reinforce-loo", "reparam"], "samples": [1, 2]})
-    timed = {(u.estimator, u.num_samples) for u in plan(config) if u.kind == "throughput"}
-    assert timed == {("reference", 1), ("reinforce-loo", 2), ("reparam", 1), ("reparam", 2)}
+    timed = {u.setting for u in plan(config) if u.kind == "throughput"}
+    assert timed == {None, Setting("reinforce-loo", 2), Setting("reparam", 1), Setting("reparam", 2)}
 
 
-def test_the_reference_row_is_planned_for_one_hidden_layer_models_only():
+def test_the_handwritten_row_is_planned_for_one_hidden_layer_models_only():
     config, _ = resolve(overrides={"estimators": ["reparam"], "samples": [1]})
-    assert any(u.estimator == "reference" for u in plan(config) if u.kind == "throughput")
+    assert any(u.handwritten for u in plan(config))
     deep = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=(H, H)))
-    assert not any(u.estimator == "reference" for u in plan(deep) if u.kind == "throughput")
+    assert not any(u.handwritten for u in plan(deep))
 
 
 def test_measuring_leaves_callers_objects_unchanged():
@@ -167,11 +173,18 @@ def test_measuring_leaves_callers_objects_unchanged():
 
 def test_options_are_labelled():
     x = binary_batch()
-    no_step = measure_throughput(small_model(), "stl", x, 1, **FAST, optimizer_step=False).iloc[0]
+    no_step = measure_throughput(
+        small_model(), "stl", x, 1, **FAST, options=StepOptions(optimizer_step=False)
+    ).iloc[0]
     assert no_step["optimizer"] == "none"
-    compiled = measure_throughput(small_model(), "reparam", x, 2, repeats=2, warmup=1, compile="eager").iloc[
-        0
-    ]
+    compiled = measure_throughput(
+        small_model(),
+        "reparam",
+        x,
+        2,
+        options=StepOptions(compile="eager"),
+        timing=Timing(repeats=2, warmup=1),
+    ).iloc[0]
     assert compiled["compiled"] and compiled["variant"] == "compiled"
     assert_figures(compiled)
 
@@ -181,20 +194,20 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(VaebenchError, match="K\\) must be an integer >= 2"):
         measure_throughput(small_model(), "reinforce-loo", x, 1, **FAST)
     with pytest.raises(VaebenchError, match="repeats"):
-        measure_throughput(small_model(), "reparam", x, 1, repeats=0)
+        measure_throughput(small_model(), "reparam", x, 1, timing=Timing(repeats=0))
     with pytest.raises(VaebenchError, match="warmup"):
-        measure_throughput(small_model(), "reparam", x, 1, warmup=-1)
+        measure_throughput(small_model(), "reparam", x, 1, timing=Timing(warmup=-1))
     with pytest.raises(VaebenchError, match="CUDA only"):
-        measure_throughput(small_model(), "reparam", x, 1, amp=True, device="cpu")
+        measure_throughput(small_model(), "reparam", x, 1, options=StepOptions(amp=True), device="cpu")
     with pytest.raises(VaebenchError, match="threads"):
-        measure_throughput(small_model(), "reparam", x, 1, threads=0)
+        measure_throughput(small_model(), "reparam", x, 1, timing=Timing(threads=0))
     with pytest.raises(VaebenchError, match=r"\[B, D\]"):
         measure_throughput(small_model(), "reparam", x[0], 1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
 def test_cuda_without_gpu_is_a_clear_error():
-    with pytest.raises(VaebenchError, match="no CUDA GPU"):
+    with pytest.raises(VaebenchError, match="sees no CUDA device"):
         measure_throughput(small_model(), "reparam", binary_batch(), 1, device="cuda")
 
 
@@ -227,8 +240,8 @@ def test_handwritten_loss_is_bce_plus_analytic_kl():
     assert not torch.equal(weight, model.fc1.weight)  # it stepped
 
 
-def test_handwritten_row_keeps_its_on_disk_name_and_the_former_names_still_import():
-    assert throughput.measure_reference is measure_handwritten and throughput.ReferenceVAE is HandwrittenVAE
+def test_handwritten_row_keeps_its_on_disk_name():
+    assert not hasattr(throughput, "measure_reference")  # the former aliases are gone
     row = measure_handwritten(binary_batch(), hidden=H, z_dim=Z, **FAST).iloc[0]
     assert (row["estimator"], row["num_samples"], row["optimizer"]) == ("reference", 1, "adam-default")
     assert row["flops_per_step"] == 3 * (2 * B * (D * H + 2 * H * Z) + 2 * B * (Z * H + H * D))
@@ -239,7 +252,13 @@ def test_handwritten_row_keeps_its_on_disk_name_and_the_former_names_still_impor
 def test_cuda_rows_use_cuda_memory_and_amp():
     rows = [
         measure_throughput(
-            small_model(), make_estimator("reparam"), binary_batch(), 2, device="cuda", amp=amp, **FAST
+            small_model(),
+            make_estimator("reparam"),
+            binary_batch(),
+            2,
+            device="cuda",
+            options=StepOptions(amp=amp),
+            **FAST,
         )
         for amp in (False, True)
     ]

@@ -16,10 +16,10 @@ import torch
 from vaebench import rng
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
-from vaebench.estimators import Reparam
+from vaebench.estimators import Estimator, Reparam, Setting
 from vaebench.model import GaussianVAE
 from vaebench.stats import normal_quantile
-from vaebench.training import HISTORY_COLUMNS, evaluate_elbo, train
+from vaebench.train import HISTORY_COLUMNS, TrainSpec, evaluate_elbo, train
 
 FALSE_ALARM = 1e-3
 BATCH = 100
@@ -28,6 +28,15 @@ BATCH = 100
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
+
+
+def fit(model, estimator, dataset, *, num_samples, seed=0, checkpoint_at=(), **spec):
+    """`train` with its setting and spec spelled out here; ``estimator``: a name, or a Reparam of the tests'."""
+    instance = estimator if isinstance(estimator, Estimator) else None
+    setting = Setting(estimator if instance is None else "reparam", num_samples)
+    return train(
+        model, setting, dataset, TrainSpec(keep=checkpoint_at, **spec), seed=seed, estimator=instance
+    )
 
 
 def small_vae(dataset, seed=0):
@@ -45,7 +54,7 @@ def per_point_elbo(dataset, state, seed):
 def two_runs(digits):
     runs = {}
     for name in ("reparam", "reinforce-loo"):
-        runs[name] = train(
+        runs[name] = fit(
             small_vae(digits),
             name,
             digits,
@@ -102,9 +111,7 @@ def test_records_are_complete_and_consistent(digits, two_runs, name):
 
 
 def test_same_seed_same_run_and_estimators_share_initialisation(digits, two_runs):
-    again = train(
-        small_vae(digits), "reparam", digits, num_samples=2, steps=60, lr=3e-3, seed=1, eval_every=20
-    )
+    again = fit(small_vae(digits), "reparam", digits, num_samples=2, steps=60, lr=3e-3, seed=1, eval_every=20)
     first = two_runs["reparam"]
     assert again.history.drop(columns="wall_time_s").equals(first.history.drop(columns="wall_time_s"))
     assert all(torch.equal(first.final_state[k], v) for k, v in again.final_state.items())
@@ -116,7 +123,7 @@ def test_same_seed_same_run_and_estimators_share_initialisation(digits, two_runs
 
 
 def test_epochs_and_default_evaluation_schedule(digits):
-    result = train(small_vae(digits), "reparam", digits, num_samples=1, epochs=2, batch_size=500)
+    result = fit(small_vae(digits), "reparam", digits, num_samples=1, epochs=2, batch_size=500)
     assert result.steps == 6 and result.stop_reason == "epochs"  # 1437 images: 3 batches of <= 500 per epoch
     assert sorted(result.history.query("metric == 'test_elbo'")["step"]) == [0, 3, 6]
 
@@ -147,7 +154,7 @@ class Exploding(Reparam):
 
 @pytest.mark.parametrize("where", ["loss", "gradient", "huge loss", "huge gradient"])
 def test_divergence_stops_the_run_before_the_bad_update(digits, where):
-    result = train(
+    result = fit(
         small_vae(digits),
         Exploding(8, where),
         digits,
@@ -166,11 +173,11 @@ def test_divergence_stops_the_run_before_the_bad_update(digits, where):
 
 def test_the_divergence_bound_is_an_argument(digits):
     # This small VAE starts near -70 nats: with a bound of 10 the very first step counts as diverged.
-    result = train(small_vae(digits), "reparam", digits, num_samples=1, steps=5, divergence_bound=10.0)
+    result = fit(small_vae(digits), "reparam", digits, num_samples=1, steps=5, divergence_bound=10.0)
     assert result.diverged_step == 1 and result.steps == 0
-    assert not train(small_vae(digits), "reparam", digits, num_samples=1, steps=5).diverged
+    assert not fit(small_vae(digits), "reparam", digits, num_samples=1, steps=5).diverged
     with pytest.raises(VaebenchError, match="divergence_bound must be a positive number"):
-        train(small_vae(digits), "reparam", digits, num_samples=1, steps=5, divergence_bound=0)
+        fit(small_vae(digits), "reparam", digits, num_samples=1, steps=5, divergence_bound=0)
 
 
 @pytest.mark.parametrize(
@@ -180,19 +187,19 @@ def test_the_divergence_bound_is_an_argument(digits):
 def test_equal_budget_stops(digits, budget, reason, steps):
     # K = 5, batch 200: 1,000 latent samples per step, so 2,500 are reached at the end of step 3.
     k = 5 if "latent_samples" in budget else 1
-    result = train(small_vae(digits), "reparam", digits, num_samples=k, batch_size=200, budget=budget)
+    result = fit(small_vae(digits), "reparam", digits, num_samples=k, batch_size=200, budget=budget)
     assert result.stop_reason == reason
     assert result.steps == steps
     assert result.history["step"].max() == steps
 
 
 def test_wall_clock_budget_stops_after_the_first_step_that_reaches_it(digits):
-    result = train(small_vae(digits), "reparam", digits, num_samples=1, steps=1000, budget={"seconds": 1e-9})
+    result = fit(small_vae(digits), "reparam", digits, num_samples=1, steps=1000, budget={"seconds": 1e-9})
     assert result.stop_reason == "budget:seconds" and result.steps == 1
 
 
 def test_learned_baseline_is_trained_with_the_model(digits):
-    result = train(small_vae(digits), "reinforce-nvil", digits, num_samples=1, steps=5, checkpoint_at=[0])
+    result = fit(small_vae(digits), "reinforce-nvil", digits, num_samples=1, steps=5, checkpoint_at=[0])
     before, after = result.estimator_checkpoints[0], result.estimator_state
     assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("baseline_net"))
 
@@ -207,25 +214,25 @@ def test_learned_baseline_is_trained_with_the_model(digits):
         ({"steps": 5, "lr": 0.0}, "lr must be a positive number"),
         ({"steps": -1}, "steps must be an integer"),
         ({"steps": 5, "eval_every": 0}, "eval_every must be an integer >= 1"),
-        ({"steps": 5, "checkpoint_at": [-1]}, "checkpoint_at"),
+        ({"steps": 5, "checkpoint_at": [-1]}, "keep"),
     ],
 )
 def test_bad_arguments_are_named(digits, kwargs, message):
     with pytest.raises(VaebenchError, match=message):
-        train(small_vae(digits), "reparam", digits, num_samples=1, **kwargs)
+        fit(small_vae(digits), "reparam", digits, num_samples=1, **kwargs)
 
 
 def test_model_and_data_must_agree_and_k_must_suit_the_estimator(digits):
     with pytest.raises(VaebenchError, match="x_dim is 10 but data set 'digits' has 64"):
-        train(GaussianVAE(10, 2), "reparam", digits, num_samples=1, steps=1)
-    with pytest.raises(VaebenchError, match="num_samples"):
-        train(small_vae(digits), "reinforce-loo", digits, num_samples=1, steps=1)
+        fit(GaussianVAE(10, 2), "reparam", digits, num_samples=1, steps=1)
+    with pytest.raises(VaebenchError, match="reinforce-loo needs K >= 2"):
+        fit(small_vae(digits), "reinforce-loo", digits, num_samples=1, steps=1)
     with pytest.raises(VaebenchError, match="unknown estimator"):
-        train(small_vae(digits), "nope", digits, num_samples=1, steps=1)
+        fit(small_vae(digits), "nope", digits, num_samples=1, steps=1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda(digits):
-    result = train(small_vae(digits), "dreg", digits, num_samples=3, steps=10, device="cuda")
+    result = fit(small_vae(digits), "dreg", digits, num_samples=3, steps=10, device="cuda")
     assert result.steps == 10 and not result.diverged
     assert all(v.device.type == "cpu" for v in result.final_state.values())

@@ -16,22 +16,23 @@ import pytest
 import torch
 
 import vaebench.estimators as estimators_module
+from vaebench.checks.exact_gradients import exact_gradient, gradient_draws, linear_gaussian, trace_variance
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Estimator, Reparam, make_estimator
 from vaebench.exact import exact_elbo
 from vaebench.measures.variance import (
-    CHECKPOINT_LABELS,
-    Checkpoint,
+    WARM_UP_BATCHES,
+    Engine,
     GradientSample,
-    as_checkpoints,
+    VarianceOptions,
+    baseline_gradient,
     decompose_noise,
     gradient_sample,
     layout,
     measure_variance,
-    reference_gradient,
-    variance_along_runs,
-    variance_study,
+    measured_minibatch,
     warm_up,
+    warm_up_minibatches,
 )
 from vaebench.measures.variance import measure as measure_module
 from vaebench.measures.variance import tiled as tiled_module
@@ -40,7 +41,6 @@ from vaebench.measures.variance.measure import summarize
 from vaebench.measures.variance.summary import resample_counts
 from vaebench.model import GaussianVAE
 from vaebench.stats import jackknife_interval, normal_quantile, percentile_interval
-from vaebench.verify import exact_gradient, gradient_draws, linear_gaussian, trace_variance
 
 FALSE_ALARM = 1e-3
 LEVEL = 1 - FALSE_ALARM
@@ -102,7 +102,9 @@ def test_tiled_equals_naive_replicate_by_replicate(pooled_noise, monkeypatch, na
     out = {}
     for method, chunk, factored in (("naive", None, False), ("tiled", None, False), ("tiled", 3, True)):
         pooled_noise["row"] = 0
-        sample = gradient_sample(model, est, x, k, 7, method=method, chunk_size=chunk, factored=factored)
+        sample = gradient_sample(
+            model, est, x, k, 7, engine=Engine(method=method, chunk_size=chunk, factored=factored)
+        )
         assert bool(sample.factors) == factored
         out[method, chunk] = sample.flat()
     reference = out["naive", None]
@@ -117,9 +119,9 @@ def test_vmap_engine_is_exact(pooled_noise, name):
     model, x = small_vae("gaussian")
     est = ready(name, model, x, 2)
     pooled_noise["row"] = 0
-    naive = gradient_sample(model, est, x, 2, 1, method="naive").flat()
+    naive = gradient_sample(model, est, x, 2, 1, engine=Engine(method="naive")).flat()
     pooled_noise["row"] = 0
-    vmapped = gradient_sample(model, est, x, 2, 4, method="vmap").flat()
+    vmapped = gradient_sample(model, est, x, 2, 4, engine=Engine(method="vmap")).flat()
     torch.testing.assert_close(vmapped, naive.expand_as(vmapped), rtol=1e-9, atol=1e-11)
 
 
@@ -128,7 +130,7 @@ def test_nvil_rescaling_is_undone_on_the_encoder_only():
     est = ready("reinforce-nvil", model, x, 1)
     est.variance.fill_(9.0)  # as after a noisy warm-up: NVIL divides its encoder gradient by √v = 3
     assert est.encoder_scale == pytest.approx(1 / 3)
-    raw = gradient_sample(model, est, x, 1, 3, rescale=False)
+    raw = gradient_sample(model, est, x, 1, 3, engine=Engine(rescale=False))
     scaled = gradient_sample(model, est, x, 1, 3)
     lay = raw.layout
     for i, (a, b) in enumerate(zip(raw.blocks, scaled.blocks, strict=True)):
@@ -160,7 +162,9 @@ def test_models_without_linear_layers_fall_back_to_vmap():
     assert resolve_method(model, layout(model), "batched") == "vmap"
     with pytest.raises(VaebenchError, match="method='vmap'"):
         resolve_method(model, layout(model), "tiled")
-    frame = measure_variance(model, make_estimator("reparam"), x, 2, 50, timing_repeats=1)
+    frame = measure_variance(
+        model, make_estimator("reparam"), x, 2, 50, options=VarianceOptions(timing_repeats=1)
+    )
     assert list(frame["group"]) == ["all"] and (frame["method"] == "vmap").all()
     assert frame["trace_var"].iloc[0] > 0
 
@@ -169,7 +173,7 @@ def test_the_tiled_probe_catches_parameters_read_outside_their_layers():
     # The closed-form ELBO reads the decoder's weight directly: hooks on nn.Linear cannot see that use.
     model, x = linear_gaussian()
     with pytest.raises(VaebenchError, match="does not reproduce"):
-        gradient_sample(model, ExactGradient(), x, 1, 3, method="tiled")
+        gradient_sample(model, ExactGradient(), x, 1, 3, engine=Engine(method="tiled"))
     sample = gradient_sample(model, ExactGradient(), x, 1, 3)
     assert sample.method == "vmap"
     torch.testing.assert_close(sample.flat(), exact_gradient_in_layout(model, x).expand(3, -1))
@@ -195,12 +199,16 @@ def test_linear_gaussian_reparam_variance_matches_a_brute_force_loop():
     # standard error is accounted for in the z-test.
     model, x = linear_gaussian()
     est = make_estimator("reparam")
-    frame = measure_variance(model, est, x, 3, 300, level=0.95, seed=3, timing_repeats=1)
+    frame = measure_variance(
+        model, est, x, 3, 300, seed=3, options=VarianceOptions(level=0.95, timing_repeats=1)
+    )
     truth, truth_se = trace_variance(gradient_draws(model, est, x, 3, 2000, seed=8))
     value, se = se_from_interval(frame, "trace_var", "all", 0.95)
     assert abs(value - truth) < Z * math.hypot(se, truth_se)
     # The interval itself, at level 1 - FALSE_ALARM, covers the truth.
-    wide = measure_variance(model, est, x, 3, 300, level=LEVEL, seed=3, timing_repeats=1)
+    wide = measure_variance(
+        model, est, x, 3, 300, seed=3, options=VarianceOptions(level=LEVEL, timing_repeats=1)
+    )
     row = wide.set_index("group").loc["all"]
     slack = Z * truth_se
     assert row["trace_var_low"] - slack <= truth <= row["trace_var_high"] + slack
@@ -211,7 +219,9 @@ def test_batched_and_naive_agree_within_intervals_on_a_vae(name):
     model, x = small_vae()
     est = make_estimator(name).double()
     frames = {
-        m: measure_variance(model, est, x, 1, 200, method=m, seed=i, level=0.95, timing_repeats=1)
+        m: measure_variance(
+            model, est, x, 1, 200, seed=i, options=VarianceOptions(method=m, level=0.95, timing_repeats=1)
+        )
         for i, m in enumerate(("batched", "naive"))
     }
     assert frames["batched"]["method"].iloc[0] == "tiled"
@@ -260,8 +270,8 @@ def test_summary_equals_the_figures_written_out(monkeypatch, dtype):
     model, x = small_vae("gaussian")
     model, x = model.to(dtype), x.to(dtype)
     est = make_estimator("reparam").to(dtype)
-    sample = gradient_sample(model, est, x, 2, 40, method="naive")
-    ref = reference_gradient(model, x, samples=64)[0]
+    sample = gradient_sample(model, est, x, 2, 40, engine=Engine(method="naive"))
+    ref = baseline_gradient(model, x, samples=64)[0]
     rows = {r["group"]: r for r in summarize(sample, reference=ref, level=0.9, resamples=200, seed=5)}
     counts = resample_counts(40, 200, 5)
     tol = {"rtol": 1e-9, "abs_tol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-4, "abs_tol": 1e-6}
@@ -295,10 +305,10 @@ def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
     model, x = small_vae("gaussian")
     model, x = model.to(dtype), x.to(dtype)
     est = make_estimator("reinforce").to(dtype)
-    sample = gradient_sample(model, est, x, 2, 40, factored=True)
+    sample = gradient_sample(model, est, x, 2, 40, engine=Engine(factored=True))
     assert list(sample.factors) == [0]
     formed = GradientSample([sample.block(i) for i in range(len(sample.blocks))], sample.layout)
-    ref = reference_gradient(model, x, samples=64)[0]
+    ref = baseline_gradient(model, x, samples=64)[0]
     got, want = (summarize(s, reference=ref, level=0.9, resamples=200, seed=5) for s in (sample, formed))
     rtol = 1e-9 if dtype == torch.float64 else 1e-4
     for a, b in zip(got, want, strict=True):
@@ -313,7 +323,9 @@ def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
 
 def test_identities_hold_exactly():
     model, x = linear_gaussian()
-    frame = measure_variance(model, make_estimator("reparam"), x, 2, 60, reference="auto", timing_repeats=1)
+    frame = measure_variance(
+        model, make_estimator("reparam"), x, 2, 60, baseline="auto", options=VarianceOptions(timing_repeats=1)
+    )
     rows = frame.set_index("group")
     n = 60
     for g in ("encoder", "decoder", "all"):
@@ -336,7 +348,9 @@ def test_iw_estimators_at_k1_measure_like_their_elbo_counterparts(iw, elbo):
     # IWAE_1 = ELBO and the same noise stream: every figure must coincide.
     model, x = small_vae("gaussian")
     a, b = (
-        measure_variance(model, make_estimator(n), x, 1, 40, reference="auto", timing_repeats=1)
+        measure_variance(
+            model, make_estimator(n), x, 1, 40, baseline="auto", options=VarianceOptions(timing_repeats=1)
+        )
         for n in (iw, elbo)
     )
     assert a["reference"].iloc[0] == b["reference"].iloc[0] == "reparam-4096"
@@ -352,7 +366,10 @@ def log_ratio(a: pd.DataFrame, b: pd.DataFrame, figure: str = "trace_var", group
 def test_variance_falls_as_one_over_k_and_snr_norm_grows_as_root_k():
     model, x = linear_gaussian()
     est = make_estimator("reparam")
-    one, ten = (measure_variance(model, est, x, k, 300, seed=k, timing_repeats=1) for k in (1, 10))
+    one, ten = (
+        measure_variance(model, est, x, k, 300, seed=k, options=VarianceOptions(timing_repeats=1))
+        for k in (1, 10)
+    )
     r, se = log_ratio(one, ten, "trace_var", "all")
     assert abs(r - math.log(10)) < Z * se
     r, se = log_ratio(ten, one, "snr_norm", "all")
@@ -365,7 +382,8 @@ def test_variance_falls_as_one_over_k_and_snr_norm_grows_as_root_k():
 def test_encoder_variance_orderings(worse, better, k):
     model, x = linear_gaussian()
     a, b = (
-        measure_variance(model, ready(n, model, x, k), x, k, 200, timing_repeats=1) for n in (worse, better)
+        measure_variance(model, ready(n, model, x, k), x, k, 200, options=VarianceOptions(timing_repeats=1))
+        for n in (worse, better)
     )
     r, se = log_ratio(a, b)
     assert r - Z * se > 0
@@ -380,10 +398,14 @@ def test_bias_is_zero_for_an_unbiased_estimator_and_caught_for_a_biased_one():
             return self._output((model.log_joint(x, z) - q.log_prob(z).sum(-1)).mean(0))
 
     model, x = linear_gaussian()
-    exact = reference_gradient(model, x)
+    exact = baseline_gradient(model, x)
     torch.testing.assert_close(exact[0], exact_gradient(model, x))
-    fair = measure_variance(model, make_estimator("reparam"), x, 2, 300, reference=exact, level=LEVEL)
-    biased = measure_variance(model, ScaleBlocked(), x, 2, 300, reference=exact, level=LEVEL)
+    fair = measure_variance(
+        model, make_estimator("reparam"), x, 2, 300, baseline=exact, options=VarianceOptions(level=LEVEL)
+    )
+    biased = measure_variance(
+        model, ScaleBlocked(), x, 2, 300, baseline=exact, options=VarianceOptions(level=LEVEL)
+    )
     assert (fair["bias_norm_low"] == 0).all()  # the interval reaches 0
     assert biased.set_index("group").loc["encoder", "bias_norm_low"] > 0
     assert (fair["mean_error_norm"] < 3 * fair["bias_floor"]).all()
@@ -406,7 +428,9 @@ def test_nan_replicates_are_dropped_and_counted(pooled_noise):
     frames = {}
     for method in ("naive", "tiled"):
         pooled_noise["row"] = 0
-        frames[method] = measure_variance(model, SometimesNaN(), x, 1, 40, method=method, timing_repeats=1)
+        frames[method] = measure_variance(
+            model, SometimesNaN(), x, 1, 40, options=VarianceOptions(method=method, timing_repeats=1)
+        )
     naive, tiled = frames["naive"], frames["tiled"]
     assert 0 < naive["nan_fraction"].iloc[0] < 1
     pd.testing.assert_series_equal(naive["replicates_used"], tiled["replicates_used"])
@@ -420,7 +444,7 @@ def test_nan_replicates_are_dropped_and_counted(pooled_noise):
             q = model.posterior(x)
             return self._output(q.loc.sum(-1) * float("nan"))
 
-    dead = measure_variance(model, AlwaysNaN(), x, 1, 5, timing_repeats=1)
+    dead = measure_variance(model, AlwaysNaN(), x, 1, 5, options=VarianceOptions(timing_repeats=1))
     assert (dead["nan_fraction"] == 1).all() and dead["trace_var"].isna().all()
 
 
@@ -432,9 +456,9 @@ def test_bad_input_is_named():
     with pytest.raises(VaebenchError, match=r"num_samples.*>= 2 for reinforce-loo"):
         measure_variance(model, make_estimator("reinforce-loo"), x, 1, 10)
     with pytest.raises(VaebenchError, match=r"unknown method 'fast'"):
-        measure_variance(model, est, x, 1, 10, method="fast")
+        measure_variance(model, est, x, 1, 10, options=VarianceOptions(method="fast"))
     with pytest.raises(VaebenchError, match=r"'exact' is the ELBO gradient.*IWAE_3"):
-        measure_variance(model, make_estimator("iwae"), x, 3, 10, reference=reference_gradient(model, x))
+        measure_variance(model, make_estimator("iwae"), x, 3, 10, baseline=baseline_gradient(model, x))
     with pytest.raises(VaebenchError, match=r"shape \[5, 5\]|shape \[B, D\]"):
         measure_variance(model, est, x[0], 1, 10)
     with pytest.raises(VaebenchError, match=r"at least 2 minibatches"):
@@ -459,66 +483,63 @@ def test_warm_up_sets_baselines_without_touching_the_model():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_the_study_never_warms_up_on_the_measured_minibatch(monkeypatch):
-    # A baseline fitted on the batch it is measured on learns that batch's f (NVIL's b(x) reached R^2 = 0.97
-    # there) and flatters its variance 30x; the study must warm up on other rows only.
-    import vaebench.measures.variance.study as study_module
-    from vaebench.data import load_dataset
+def _variance_unit(tmp_path, estimators, samples, *, seeds=(0,), replicates=4, baseline_samples=0):
+    """A suite context on digits with a tiny model, its anchor checkpoints written as the anchor unit would."""
+    from vaebench.config import resolve
+    from vaebench.suite import store
+    from vaebench.suite.context import Context
+    from vaebench.suite.units import ANCHOR, Unit
 
-    data = load_dataset("digits")
+    overrides = {
+        "estimators": list(estimators), "samples": list(samples), "seeds": [0],
+        "model": {"z_dim": 2, "hidden": [8]},
+        "variance": {"seeds": list(seeds), "replicates": replicates, "batch_size": 50,
+                     "baseline_samples": baseline_samples, "checkpoints": ["init", "end"]},
+    }  # fmt: skip
+    config, _ = resolve(overrides=overrides)
+    ctx = Context(config, tmp_path)
+    state = ctx.model_factory(0).state_dict()
+    anchor = {"estimator": "reparam", "seed": 0, "diverged_step": None,
+              "checkpoints": {"init": {"step": 0, "state": state}, "end": {"step": 0, "state": state}}}  # fmt: skip
+    store.save(Unit(ANCHOR, "checkpoints"), anchor, tmp_path, "test")
+    return ctx
+
+
+def test_the_suite_never_warms_up_on_the_measured_minibatch(tmp_path, monkeypatch):
+    # A baseline fitted on the batch it is measured on learns that batch's f (NVIL's b(x) reached R^2 = 0.97
+    # there) and flatters its variance 30x; the suite warms up on other rows only.
+    from vaebench.suite import execute
+    from vaebench.suite.units import Unit
+
     seen = []
 
     def spy(est, model, batches, **kwargs):
         seen.append((est.name, batches))
         return warm_up(est, model, batches, baseline_steps=5, calls=3, **kwargs)
 
-    monkeypatch.setattr(study_module, "warm_up", spy)
-    model = GaussianVAE(data.x_dim, 2, hidden=(8,), seed=0)
-    frame = variance_study(
-        {"end": (0, model.state_dict())},
-        lambda: GaussianVAE(data.x_dim, 2, hidden=(8,)),
-        ["reparam", "reinforce-ma", "reinforce-nvil"],
-        [2],
-        data,
-        replicates=4,
-        seeds=[0, 1],
-        batch_size=50,
-        reference=None,
-        resamples=10,
-        timing_repeats=1,
-    )
-    stateful = [(name, b) for name, b in seen if name != "reparam"]  # in order: seed 0 (ma, nvil), seed 1
+    monkeypatch.setattr(execute, "warm_up", spy)
+    ctx = _variance_unit(tmp_path, ["reparam", "reinforce-ma", "reinforce-nvil"], [2], seeds=(0, 1))
+    data = ctx.dataset
     for seed in (0, 1):
-        measured = {tuple(row.tolist()) for row in next(iter(data.batches(50, seed=seed)))}
-        batches = [b for _, group in stateful[2 * seed : 2 * seed + 2] for b in _as_list(group)]
-        assert not measured & {tuple(row.tolist()) for b in batches for row in b}
-        assert len(batches) == 2 * study_module.WARM_UP_BATCHES
-    assert len(stateful) == len(seen) == 4  # stateless estimators are not warmed up at all
-    warmed = frame.groupby("estimator")["warm_up_batches"].max().to_dict()
-    assert warmed == {"reparam": 0, "reinforce-ma": 10, "reinforce-nvil": 10}
+        seen.clear()
+        frame = execute.execute(Unit("variance", f"end-s{seed}", seed=seed, checkpoint="end"), ctx)
+        measured = {tuple(row.tolist()) for row in measured_minibatch(data, 50, seed)}
+        assert [name for name, _ in seen] == ["reinforce-ma", "reinforce-nvil"]  # stateless: no warm-up
+        for _, batches in seen:
+            assert len(batches) == WARM_UP_BATCHES
+            assert not measured & {tuple(row.tolist()) for b in batches for row in b}
+        warmed = frame.groupby("estimator")["warm_up_batches"].max().to_dict()
+        assert warmed == {"reparam": 0, "reinforce-ma": 10, "reinforce-nvil": 10}
+        assert set(frame["seed"]) == {seed}
 
 
-def _as_list(batches) -> list[torch.Tensor]:
-    return [batches] if isinstance(batches, torch.Tensor) else list(batches)
+def test_a_training_set_of_one_minibatch_has_none_to_warm_up_on():
+    from vaebench.data import load_dataset
 
-
-def test_a_single_minibatch_needs_other_batches_to_warm_up_on():
-    model, x = linear_gaussian()
-    states = {"end": (0, model.state_dict())}
-    options = dict(replicates=4, reference=None, resamples=10, timing_repeats=1)
-
-    def factory():
-        return GaussianVAE(x_dim=5, z_dim=2, hidden=()).double()
-
-    with pytest.raises(VaebenchError, match=r"minibatches other than the measured one.*warmup_data="):
-        variance_study(states, factory, ["reinforce-ma"], [2], x, **options)
-    with pytest.raises(VaebenchError, match="warmup_data contains the measured minibatch"):
-        variance_study(states, factory, ["reinforce-ma"], [2], x, warmup_data=[x + 1, x], **options)
-    frame = variance_study(states, factory, ["reinforce-ma"], [2], x, warmup_data=x + 1, **options)
-    assert (frame["warm_up_batches"] == 1).all() and frame["trace_var"].notna().all()
-    # A list of minibatches: each measured one is warmed up on the others.
-    frame = variance_study(states, factory, ["reinforce-ma"], [2], [x, x + 1, x - 1], **options)
-    assert (frame["warm_up_batches"] == 2).all()
+    data = load_dataset("synthetic", n_train=40, n_test=10, x_dim=5, z_dim=2)
+    with pytest.raises(VaebenchError, match="none other than the measured one"):
+        warm_up_minibatches(data, 50, 0)
+    assert len(warm_up_minibatches(data, 10, 0)) == 3  # 40 rows: the measured batch and 3 others
 
 
 class ExactGradient(Estimator):
@@ -538,83 +559,41 @@ def test_noise_decomposition_separates_the_two_sources():
     assert exact.loc["all", "mc_var"] == pytest.approx(0, abs=1e-12)
     assert exact.loc["all", "minibatch_var"] == pytest.approx(float(grads.var(0).sum()))
     # One batch repeated: no minibatch noise, and the correction for the means' MC noise must see that.
-    same = decompose_noise(model, make_estimator("reparam"), [batches[0]] * 12, 1, 30, level=LEVEL)
+    same = decompose_noise(
+        model, make_estimator("reparam"), [batches[0]] * 12, 1, 30, options=VarianceOptions(level=LEVEL)
+    )
     for _, row in same.iterrows():
         assert row["minibatch_var_low"] <= 0 <= row["minibatch_var_high"]
         assert row["mc_var"] > 0 and row["mc_var_low"] <= row["mc_var"] <= row["mc_var_high"]
         assert row["total_var"] == pytest.approx(row["mc_var"] + row["minibatch_var"])
 
 
-def perturbed_states(model: GaussianVAE, steps=(0, 10, 20, 30)) -> dict[int, dict]:
-    gen = torch.Generator().manual_seed(2)
-    states = {}
-    for s in steps:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-        states[s] = {k: v.clone() for k, v in model.state_dict().items()}
-    return states
+def test_a_variance_unit_measures_every_combination_at_the_same_parameters(tmp_path):
+    from vaebench.suite.execute import execute
+    from vaebench.suite.units import Unit
 
-
-def test_checkpoints_in_every_form():
-    model, _ = linear_gaussian()
-    states = perturbed_states(model)
-    points = as_checkpoints(states)
-    assert [p.label for p in points] == list(CHECKPOINT_LABELS) and [p.step for p in points] == [
-        0,
-        10,
-        20,
-        30,
-    ]
-    assert [p.label for p in as_checkpoints({0: states[0], 30: states[30]})] == ["init", "end"]
-    assert as_checkpoints({"middle": (20, states[20])})[0] == Checkpoint("middle", 20, states[20])
-    assert as_checkpoints({"end": {"step": 30, "state": states[30]}})[0].step == 30
-    with pytest.raises(VaebenchError, match="checkpoint 'end'"):
-        as_checkpoints({"end": 3})
-
-
-def test_variance_study_measures_every_combination_at_the_same_parameters():
-    model, x = linear_gaussian()
-    states = perturbed_states(model, steps=(0, 30))
-
-    def factory():
-        return GaussianVAE(x_dim=5, z_dim=2, hidden=()).double()
-
-    frame = variance_study(
-        states,
-        factory,
-        ["reparam", "reinforce-loo", "iwae"],
-        [1, 2],
-        x,
-        replicates=12,
-        seeds=[0, 1],
-        reference_samples=64,
-        resamples=100,
-        timing_repeats=1,
+    ctx = _variance_unit(
+        tmp_path, ["reparam", "reinforce-loo", "iwae"], [1, 2], replicates=12, baseline_samples=64
     )
-    assert len(frame) == 2 * 2 * 3 * 2 * 3  # checkpoints x seeds x estimators x K x groups
+    frame = execute(Unit("variance", "end-s0", seed=0, checkpoint="end"), ctx)
+    assert len(frame) == 3 * 2 * 3  # estimators x K x groups
     skipped = frame[frame["status"] == "skipped"]
     assert set(skipped["estimator"]) == {"reinforce-loo"} and set(skipped["num_samples"]) == {1}
     assert skipped["skip_reason"].str.contains("K >= 2").all()
     ok = frame[frame["status"] == "ok"]
-    assert ok["trace_var"].notna().all() and set(ok["checkpoint"]) == {"init", "end"}
-    assert set(ok["run"]) == {"shared"} and set(ok["seed"]) == {0, 1}
+    assert ok["trace_var"].notna().all() and set(ok["checkpoint"]) == {"end"}
+    assert set(ok["run"]) == {"shared"} and set(ok["seed"]) == {0}
     assert set(ok[ok["estimator"] == "iwae"].query("num_samples == 2")["reference"]) == {"iwae2-64"}
-    assert set(ok[ok["estimator"] == "reparam"]["reference"]) == {"exact"}
-    # The same parameters and batch: reparam's gradient mean does not depend on which study measured it.
-    again = variance_along_runs(
-        {"reparam": {"end": (30, states[30])}},
-        factory,
-        [1],
-        x,
-        replicates=12,
-        resamples=100,
-        timing_repeats=1,
+    assert set(ok[ok["estimator"] == "reparam"]["reference"]) == {"reparam-64"}
+    # One setting measured by the suite is what the measure gives for that setting, at the same parameters.
+    model = ctx.model_factory(0).to(ctx.device)
+    x = measured_minibatch(ctx.dataset, 50, 0)
+    alone = measure_variance(
+        model, make_estimator("reparam"), x, 1, 12, options=VarianceOptions(timing_repeats=5)
     )
-    first = ok.query("estimator == 'reparam' and num_samples == 1 and seed == 0 and checkpoint == 'end'")
-    assert set(again["run"]) == {"own"}
+    mine = ok.query("estimator == 'reparam' and num_samples == 1")
     pd.testing.assert_series_equal(
-        first["trace_var"].reset_index(drop=True), again["trace_var"].reset_index(drop=True)
+        mine["trace_var"].reset_index(drop=True), alone["trace_var"].reset_index(drop=True)
     )
 
 
@@ -622,7 +601,9 @@ def test_frozen_parameters_are_left_out():
     model, x = linear_gaussian()
     for p in model.decoder.parameters():
         p.requires_grad_(False)
-    frame = measure_variance(model, make_estimator("reparam"), x, 1, 20, timing_repeats=1).set_index("group")
+    frame = measure_variance(
+        model, make_estimator("reparam"), x, 1, 20, options=VarianceOptions(timing_repeats=1)
+    ).set_index("group")
     assert frame.loc["decoder", "num_params"] == 0 and math.isnan(frame.loc["decoder", "trace_var"])
     assert frame.loc["all", "trace_var"] == frame.loc["encoder", "trace_var"] > 0
 
@@ -633,7 +614,9 @@ def test_on_cuda_the_engines_agree():
     model, x = model.cuda(), x.cuda()
     est = make_estimator("reparam").double()
     frames = {
-        m: measure_variance(model, est, x, 1, 200, method=m, seed=i, level=0.95, timing_repeats=1)
+        m: measure_variance(
+            model, est, x, 1, 200, seed=i, options=VarianceOptions(method=m, level=0.95, timing_repeats=1)
+        )
         for i, m in enumerate(("batched", "naive"))
     }
     assert frames["batched"]["method"].iloc[0] == "tiled"
@@ -671,10 +654,12 @@ def test_the_tiled_engine_asks_the_model_for_shared_outputs(pooled_noise):
 
     x = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with pytest.raises(VaebenchError, match="shared_outputs"):
-        gradient_sample(Model(False), make_estimator("reparam"), x, 2, 4, method="tiled")
+        gradient_sample(Model(False), make_estimator("reparam"), x, 2, 4, engine=Engine(method="tiled"))
     model, out = Model(True), {}
     for method in ("naive", "tiled"):
         pooled_noise["row"] = 0  # the same noise per (replicate, datapoint) in both engines
-        out[method] = gradient_sample(model, make_estimator("reparam").eval(), x, 2, 4, method=method).flat()
+        out[method] = gradient_sample(
+            model, make_estimator("reparam").eval(), x, 2, 4, engine=Engine(method=method)
+        ).flat()
     assert out["naive"][:, -5:].abs().sum() > 0  # the declared parameter's gradient is measured
     torch.testing.assert_close(out["tiled"], out["naive"], rtol=1e-9, atol=1e-11)

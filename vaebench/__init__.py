@@ -1,3 +1,41 @@
-"""vaebench: measure the gradient estimators of variational inference on one shared Gaussian VAE."""
+"""vaebench: measure the gradient estimators of variational inference on one shared Gaussian VAE.
+
+The package is built in layers. A module imports only modules of its own layer or of layers below it, never
+one above, and no two modules import each other; only the command line (``cli``) imports the library lazily,
+so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from the code's imports):
+
+1. **ground**: ``errors``, ``rng`` (every random stream), ``stats``, ``progress``, ``provenance``, ``files``
+   (every write, atomic), ``faults`` (fault-injection hooks), ``interrupts`` (signals), ``devices`` (the one
+   device rule);
+2. **core**: ``model``, ``exact``, ``data``, ``estimators`` (the contract, the registry, ``Setting``),
+   ``optim``;
+3. **config**: the schema, the presets, strict TOML, validation, the configuration's hash;
+4. **train**: the step, the loop, recording, evaluation, checkpoints;
+5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
+   schema;
+6. **analysis**: tables in, tables out (summaries, plateaus, scaling fits);
+7. **checks**: exact-gradient verification, the STL landing, the pytorch-recipe reproduction;
+8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
+   ownership, workers and Ray, cost, rebuild; it does not import the report;
+9. **report**: reads a results folder through the schema and analysis, and writes only report files;
+10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``) and the deprecated ``training``.
+"""
 
 __version__ = "0.1.0"
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "ground",
+        ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices"),
+    ),
+    ("core", ("model", "exact", "data", "estimators", "optim")),
+    ("config", ("config",)),
+    ("train", ("train",)),
+    ("measures", ("measures",)),
+    ("analysis", ("analysis",)),
+    ("checks", ("checks",)),
+    ("suite", ("suite",)),
+    ("report", ("report",)),
+    ("commands", ("cli", "__main__", "verify", "training")),
+)
+"""The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""

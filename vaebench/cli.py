@@ -1,8 +1,11 @@
-"""Command line: ``python -m vaebench {run,report,list}``. Wiring only; the logic lives in the library.
+"""Command line: ``python -m vaebench {run,report,list,verify}``. Wiring only; the logic lives in the library.
 
-``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`) and runs the
-suite (:mod:`vaebench.suite`); ``report DIR`` rebuilds a results folder's report from its verified units (or
-its CSVs); ``list`` prints the estimators, data sets and presets.
+``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
+suite (:mod:`vaebench.suite`) and writes the report (:mod:`vaebench.report`); ``report DIR`` rebuilds a results
+folder's tables from its verified units (or its CSVs) and then its report; ``list`` prints the estimators,
+data sets and presets; ``verify`` checks estimators against exact gradients
+(:mod:`vaebench.checks.exact_gradients`). The commands import the library when they run, so ``--help`` and a
+bad flag answer at once.
 
 Exit status: 0 done; 1 some units failed (the others are saved; ``--resume`` retries); 2 bad input (a
 one-line message, never a traceback); 74 a write was refused (read-only folder, disk full, file-size limit;
@@ -19,8 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
+from vaebench import faults, interrupts
 from vaebench.errors import StorageError, VaebenchError
-from vaebench.suite import faults, interrupts
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_UNITS = 1
@@ -33,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vaebench.config import PRESET_DESCRIPTIONS
 
     parser = argparse.ArgumentParser(prog="vaebench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list,verify}")
 
     run = sub.add_parser(
         "run",
@@ -86,6 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
 
     sub.add_parser("list", help="list the estimators (with citations), data sets and presets")
+
+    verify = sub.add_parser(
+        "verify",
+        help="check estimators against exact gradients on a linear-Gaussian VAE (unbiased, or the declared bias)",
+        description="Check each estimator against the exact gradient of a linear-Gaussian VAE: the mean of many "
+        "estimates must match it coordinate by coordinate (Bonferroni, false-alarm rate 1e-3), or miss it where "
+        "the estimator declares a bias. Exit status 1 if any estimator does not behave as it declares.",
+    )
+    verify.add_argument("names", nargs="*", metavar="NAME", help="estimators (default: every registered one)")
+    verify.add_argument(
+        "--samplers",
+        default="all",
+        metavar="NAMES",
+        help="comma-separated samplers, or 'all' (default): each estimator is checked with those it offers",
+    )
     return parser
 
 
@@ -151,6 +169,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.config import merge, resolve, validate
     from vaebench.report.tables import summary_markdown
+    from vaebench.report.writer import write_report
     from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
@@ -195,6 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=False if quiet else None,
             log=(lambda line: None) if quiet else None,
             argv=args.argv,
+            report=write_report,
         )
     except KeyboardInterrupt as err:
         if (out / "run.json").is_file():
@@ -245,23 +265,25 @@ def _discard(out: Path, created: bool) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vaebench.suite.rebuild import rebuild_report
+    from vaebench.report.writer import write_report
+    from vaebench.suite.rebuild import rebuild
 
-    print(rebuild_report(args.dir))
+    print(rebuild(args.dir, write_report))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from vaebench.config import PRESET_DESCRIPTIONS
     from vaebench.data import DATASETS
-    from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.estimators import ESTIMATORS, SAMPLERS, options_of
 
     print("estimators:")
     width = max(map(len, ESTIMATORS))
-    rows = [("", "family", "objective", "min K", "samplers")] + [
-        (n, c.family, c.objective, str(c.min_samples), ",".join(c.samplers)) for n, c in ESTIMATORS.items()
+    rows = [("", "family", "objective", "min K", "samplers", "options")] + [
+        (n, c.family, c.objective, str(c.min_samples), ",".join(c.samplers), ",".join(options_of(c)) or "-")
+        for n, c in ESTIMATORS.items()
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for i, (name, *cells) in enumerate(rows):
         line = "  ".join(f"{v:<{w}}" for v, w in zip((name, *cells), widths, strict=True))
         if i == 0:
@@ -283,7 +305,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+def cmd_verify(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from vaebench.checks.exact_gradients import verify
+    from vaebench.estimators import ESTIMATORS, SAMPLERS
+
+    unknown = [n for n in args.names if n not in ESTIMATORS]
+    if unknown:
+        raise VaebenchError(
+            f"unknown estimator(s) {', '.join(unknown)}; valid names: {', '.join(ESTIMATORS)}"
+        )
+    samplers = None if args.samplers == "all" else _split(args.samplers)
+    bad = [s for s in samplers or [] if s not in SAMPLERS]
+    if bad or samplers == []:
+        raise VaebenchError(
+            f"--samplers: unknown sampler(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SAMPLERS)} or all"
+        )
+    table = verify(args.names or None, samplers)
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
+        print(table)
+    for name, rows in table.groupby("estimator", sort=False):
+        ok = bool(rows["as_expected"].all())
+        tested = ", ".join(f"{r.sampler} K={r.k_tested}: {r.expected}" for r in rows.itertuples())
+        print(f"{'PASS' if ok else 'FAIL'} {name} ({tested})")
+    return 0 if table["as_expected"].all() else 1
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ line, start and end times, and whether the run completed or was interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vaebench.errors import StorageError, VaebenchError
+from vaebench.errors import VaebenchError
 
 PACKAGES = ("vaebench", "torch", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "tqdm")
 """Distributions whose versions go into run.json."""
@@ -131,27 +130,6 @@ def collect(
         "units": units or {},
         "notes": notes or [],
     }
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: to a temporary file in the same folder, flushed, then `os.replace`.
-
-    Raises:
-        StorageError: the write was refused (read-only, disk full, file-size limit); ``path`` is unchanged.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w") as fh:
-            fh.write(json.dumps(data, indent=2, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise StorageError.from_os(err, path) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

@@ -47,7 +47,7 @@ STREAMS: dict[str, int] = {
     "init.model": 10,  # the model's layers (GaussianVAE(seed=...))
     "init.estimator": 11,  # an estimator's own network (NVIL's baseline)
     "init.statistics": 12,  # the draw that initialises an estimator's running statistics
-    # training and its evaluation (vaebench.training, vaebench.measures.convergence)
+    # training and its evaluation (vaebench.train, vaebench.measures.convergence)
     "train.noise": 20,  # latent noise of the training steps
     "eval.elbo": 21,  # noise of the test ELBO, reseeded identically at every evaluation
     "eval.log_likelihood": 22,  # importance samples of the final test log-likelihood
@@ -60,7 +60,10 @@ STREAMS: dict[str, int] = {
     "throughput.noise": 40,  # latent noise of the timed steps
     "throughput.data": 41,  # dynamic binarization of the timed batch
     "throughput.matmul": 42,  # the operands of the matrix-multiply ceiling
-    # verification (vaebench.verify)
+    # the dry run's cost calibration (vaebench.suite.cost)
+    "cost.data": 45,  # dynamic binarization of the timed batch
+    "cost.eval": 46,  # the noise of the timed test-ELBO evaluation
+    # verification (vaebench.checks.exact_gradients)
     "verify.model": 50,  # the perturbation of the small exact model and its batch
     "verify.state": 51,  # perturbing and warming an estimator's state
 }

@@ -24,6 +24,7 @@ from vaebench.config.schema import (
     CHECKPOINTS,
     EXECUTION_KEYS,
     PRESET_DESCRIPTIONS,
+    RENAMED_KEYS,
     DataConfig,
     ModelConfig,
     SuiteConfig,
@@ -32,19 +33,30 @@ from vaebench.config.schema import (
     VarianceConfig,
     preset,
 )
-from vaebench.config.strict import differences, from_dict, load_config, merge, read_toml, resolve, to_dict
+from vaebench.config.strict import (
+    config_hash,
+    differences,
+    from_dict,
+    load_config,
+    merge,
+    read_toml,
+    resolve,
+    to_dict,
+)
 from vaebench.config.validate import validate
 
 __all__ = [
     "CHECKPOINTS",
     "EXECUTION_KEYS",
     "PRESET_DESCRIPTIONS",
+    "RENAMED_KEYS",
     "DataConfig",
     "ModelConfig",
     "SuiteConfig",
     "ThroughputConfig",
     "TrainConfig",
     "VarianceConfig",
+    "config_hash",
     "differences",
     "from_dict",
     "load_config",

@@ -9,7 +9,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 
 CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end": 1.0}
-"""Where the shared variance checkpoints sit, as fractions of the reference training run's steps."""
+"""Where the shared variance checkpoints sit, as fractions of the anchor training run's steps."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,14 @@ class TrainConfig:
     steps: int = 500  # optimizer steps per run: 35 epochs of digits at batch 100
     batch_size: int = 100  # examples per minibatch
     lr: float = 1e-3  # Adam's default step size, the usual VAE setting
-    optimizer: str = "adam"  # a key of vaebench.training.OPTIMIZERS
+    optimizer: str = "adam"  # a key of vaebench.optim.OPTIMIZERS
     eval_every: int = 25  # steps between test-ELBO evaluations (the curves' resolution)
     eval_samples: int = 10  # pathwise samples per test point for the test ELBO of the curves
     eval_points: int = 0  # test points for the curves' test ELBO; 0 uses the whole test set
     ll_samples: int = 5000  # importance samples per test point for the test log-likelihood (Burda et al.)
     ll_points: int = 100  # test points (the first, the same for all runs) for the log-likelihood; 0: all
     enabled: bool = True  # train every estimator x K x seed (the convergence measure); false: only the
-    # variance measure's reference run trains (the `scaling` preset)
+    # variance measure's anchor run trains (the `scaling` preset)
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ class VarianceConfig:
     replicates: int = 100  # independent gradient estimates per (estimator, K, checkpoint, seed)
     batch_size: int = 100  # minibatch the gradients are taken on (held fixed within a measurement)
     seeds: tuple[int, ...] = (0,)  # one minibatch and noise stream per seed, the same for every estimator
-    reference_samples: int = 256  # estimates averaged into the reference gradient (bias, cosine); 0: none
-    reference_estimator: str = "reparam"  # trains the one run whose checkpoints everybody is measured at
+    baseline_samples: int = 256  # estimates averaged into the baseline gradient (bias, cosine); 0: none
+    anchor_estimator: str = "reparam"  # trains the anchor run, whose checkpoints everybody is measured at
     summary_checkpoint: str = "end"  # which checkpoint the summary table reports
 
 
@@ -81,7 +81,17 @@ class ThroughputConfig:
 
 EXECUTION_KEYS: tuple[str, ...] = ("name", "workers", "save_every_s")
 """Top-level keys that say how a run is executed, never what it computes: left out of the configuration's hash
-(:func:`vaebench.suite.integrity.config_hash`), and a resume may change them."""
+(:func:`vaebench.config.config_hash`), and a resume may change them."""
+
+RENAMED_KEYS: dict[str, str] = {
+    "variance.reference_estimator": "variance.anchor_estimator",
+    "variance.reference_samples": "variance.baseline_samples",
+}
+"""Config keys renamed since earlier releases: old dotted name -> new. The one place the old names live: a
+TOML file or a run.json (an older results folder) that uses an old name is read as the new one (a TOML file
+gets a note saying so), and the configuration's hash is computed under the old names, so the units of folders
+written before the rename still verify. "Reference" in vaebench now names only the committed reference runs
+of ``results/reference/``."""
 
 
 def _all_estimators() -> tuple[str, ...]:
@@ -102,7 +112,7 @@ class SuiteConfig:
     threads: int = 1  # torch CPU threads (0: torch's default); see the note on threads below
     workers: int = 0  # units run at once in worker processes; 0: the usable cores // threads; 1: in-process
     save_every_s: float = 600.0  # seconds between saves of a running training unit's state, so a kill or a
-    # preemption loses at most this much of it (vaebench.checkpoint); 0: never
+    # preemption loses at most this much of it (vaebench.train.checkpoints); 0: never
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -129,7 +139,7 @@ def _presets() -> dict[str, SuiteConfig]:
         model=ModelConfig(z_dim=4, hidden=(32,)),
         train=TrainConfig(steps=60, eval_every=20, ll_samples=200, ll_points=100),
         variance=VarianceConfig(
-            checkpoints=("init", "end"), replicates=10, batch_size=50, reference_samples=16
+            checkpoints=("init", "end"), replicates=10, batch_size=50, baseline_samples=16
         ),
         throughput=ThroughputConfig(batch_size=50, repeats=3, warmup=1),
     )
@@ -143,10 +153,10 @@ def _presets() -> dict[str, SuiteConfig]:
         data=DataConfig(name="fashion-mnist", binarize="dynamic", dequantize=False),
         model=ModelConfig(z_dim=50, hidden=(200, 200), likelihood="bernoulli", activation="tanh"),
         train=TrainConfig(steps=200_000, batch_size=100, eval_every=5_000, ll_samples=5000, ll_points=0),
-        variance=VarianceConfig(replicates=200, seeds=(0, 1, 2), reference_samples=4096),
+        variance=VarianceConfig(replicates=200, seeds=(0, 1, 2), baseline_samples=4096),
     )
-    # The scaling laws in K (vaebench.measures.scaling): variance only, on a grid of K, at the end of one
-    # reference run; no training per estimator. On the linear-Gaussian synthetic set, where a few thousand
+    # The scaling laws in K (vaebench.analysis.scaling): variance only, on a grid of K, at the end of one
+    # anchor run; no training per estimator. On the linear-Gaussian synthetic set, where a few thousand
     # cheap steps bring q close to the posterior, so that the importance weights vary little and the IWAE
     # and DReG laws, which hold as K grows, are reached within K <= 100 (on digits they are not: see README).
     scaling = dataclasses.replace(
@@ -179,7 +189,7 @@ def _presets() -> dict[str, SuiteConfig]:
             steps=6000, batch_size=25, eval_every=200, eval_points=1000, ll_samples=1000, ll_points=500
         ),
         variance=VarianceConfig(
-            checkpoints=("init", "end"), replicates=50, batch_size=25, reference_samples=256
+            checkpoints=("init", "end"), replicates=50, batch_size=25, baseline_samples=256
         ),
         throughput=ThroughputConfig(batch_size=25, repeats=10, warmup=2),
     )

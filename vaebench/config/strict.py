@@ -8,28 +8,31 @@ what was expected and what was given.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from vaebench.config.schema import SuiteConfig, preset
+from vaebench import devices
+from vaebench.config.schema import EXECUTION_KEYS, RENAMED_KEYS, SuiteConfig, preset
 from vaebench.config.validate import validate
 from vaebench.errors import VaebenchError
 
 
-def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
+def merge(config: Any, data: dict[str, Any], prefix: str = "", renamed: list[str] | None = None) -> Any:
     """A copy of the dataclass `config` with the keys of `data` replaced, checked strictly.
 
     Args:
         config: a config dataclass instance (e.g. a `SuiteConfig`).
         data: nested mapping like the TOML file; tables map to sub-dataclasses, lists to tuples.
         prefix: dotted path of `config` for error messages.
+        renamed: if given, a note is appended for every key read under its old name (`RENAMED_KEYS`).
 
     Raises:
-        VaebenchError: an unknown key (listing the valid ones) or a value of the wrong type.
+        VaebenchError: an unknown key (listing the valid ones), a value of the wrong type, or a key given
+            under both its old and its new name.
     """
     if not isinstance(data, dict):
         raise VaebenchError(f"config key {_where(prefix)} must be a table, got {_describe(data)}")
@@ -38,11 +41,23 @@ def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
     changes: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
+        if path in RENAMED_KEYS:
+            new_path = RENAMED_KEYS[path]
+            key = new_path.rsplit(".", 1)[-1]
+            if key in data:
+                raise VaebenchError(
+                    f"config keys {path!r} and {new_path!r} are the same setting; keep {new_path!r}"
+                )
+            if renamed is not None:
+                renamed.append(
+                    f"config key {path!r} is now {new_path!r}; the old name is read for this release"
+                )
+            path = new_path
         if key not in names:
             raise VaebenchError(f"unknown config key {path!r}; valid keys{_of(prefix)}: {', '.join(names)}")
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
-            changes[key] = merge(current, value, prefix=f"{path}.")
+            changes[key] = merge(current, value, prefix=f"{path}.", renamed=renamed)
         else:
             changes[key] = _coerce(value, hints[key], path)
     return dataclasses.replace(config, **changes)
@@ -65,6 +80,21 @@ def to_dict(config: Any) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> SuiteConfig:
     """Rebuild a `SuiteConfig` from :func:`to_dict` output (e.g. a saved run.json), strictly."""
     return merge(SuiteConfig(), data)
+
+
+def config_hash(config: SuiteConfig) -> str:
+    """SHA-256 of everything in the configuration that can change a number (all but `EXECUTION_KEYS`).
+
+    Computed under the keys' names as results folders store them: a key renamed since (`RENAMED_KEYS`) is
+    hashed under its old name, so a folder written before the rename keeps its hash and its units verify.
+    """
+    data = to_dict(config)
+    for key in EXECUTION_KEYS:
+        data.pop(key, None)
+    for old, new in RENAMED_KEYS.items():
+        section, new_key = new.split(".")
+        data[section][old.split(".")[1]] = data[section].pop(new_key)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -207,12 +237,12 @@ def load_config(path: str | Path, base: str | None = None) -> SuiteConfig:
     return _merge_file(read_toml(path), base)
 
 
-def _merge_file(data: dict[str, Any], base: str | None) -> SuiteConfig:
+def _merge_file(data: dict[str, Any], base: str | None, renamed: list[str] | None = None) -> SuiteConfig:
     data = dict(data)
     named = data.pop("preset", None)
     if named is not None and not isinstance(named, str):
         raise VaebenchError(f"config key 'preset' must be a string, got {_describe(named)}")
-    return merge(preset(base or named or "default"), data)
+    return merge(preset(base or named or "default"), data, renamed=renamed)
 
 
 def resolve(
@@ -229,11 +259,13 @@ def resolve(
         The validated config (with `device="auto"` resolved) and notes for the user (skipped combinations).
     """
     data = read_toml(config_file) if config_file is not None else {}
-    config = _merge_file(data, preset_name)
+    renamed: list[str] = []
+    config = _merge_file(data, preset_name, renamed)
     overrides = overrides or {}
     config = merge(config, overrides)
     config, fitted = _fit_synthetic(config, data, overrides)
-    notes = fitted + validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
+    notes = renamed + fitted
+    notes += validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
     if config.device == "auto":
-        config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
+        config = dataclasses.replace(config, device=devices.auto())
     return config, notes

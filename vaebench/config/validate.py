@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import os
 
-import torch
-
+from vaebench import devices
 from vaebench.config.schema import CHECKPOINTS, SuiteConfig
 from vaebench.data import BINARIZE_MODES, DATASETS, Dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, SAMPLERS, runnable, unsupported
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
-from vaebench.training import OPTIMIZERS
+from vaebench.optim import OPTIMIZERS
 
 MAX_SEED = 2**63 - 1
 """Largest seed: the largest TOML integer, and one that torch.manual_seed and an int64 CSV column take."""
@@ -51,7 +50,7 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     for s in c.seeds:
         _seed("seeds", s)
     _unique("seeds", c.seeds)
-    _check_device(c.device)
+    devices.resolve(c.device)  # a device torch does not see is refused here, before any work
     if not 0 <= c.threads <= MAX_THREADS:
         raise VaebenchError(
             f"threads must be between 0 (torch's default) and {MAX_THREADS}, got {c.threads} "
@@ -114,16 +113,16 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     for s in v.seeds:
         _seed("variance.seeds", s)
     _unique("variance.seeds", v.seeds)
-    if v.reference_samples == 1 or v.reference_samples < 0:
+    if v.baseline_samples == 1 or v.baseline_samples < 0:
         raise VaebenchError(
-            f"variance.reference_samples must be 0 (no reference) or >= 2, got {v.reference_samples}"
+            f"variance.baseline_samples must be 0 (no baseline gradient) or >= 2, got {v.baseline_samples}"
         )
-    _choice("variance.reference_estimator", v.reference_estimator, tuple(ESTIMATORS))
-    if v.enabled and unsupported(v.reference_estimator, 1):
-        usable = [name for name, _, _ in runnable(ESTIMATORS, [1])]
+    _choice("variance.anchor_estimator", v.anchor_estimator, tuple(ESTIMATORS))
+    if v.enabled and unsupported(v.anchor_estimator, 1):
+        usable = [s.estimator for s in runnable(ESTIMATORS, [1])]
         raise VaebenchError(
-            f"variance.reference_estimator {v.reference_estimator!r} needs K >= "
-            f"{ESTIMATORS[v.reference_estimator].min_samples}, but the reference run trains at K = 1; choose one "
+            f"variance.anchor_estimator {v.anchor_estimator!r} needs K >= "
+            f"{ESTIMATORS[v.anchor_estimator].min_samples}, but the anchor run trains at K = 1; choose one "
             f"of: {', '.join(usable)}"
         )
     t = c.throughput
@@ -218,21 +217,6 @@ def _seed(key: str, seed: int) -> None:
     if not 0 <= seed <= MAX_SEED:
         what = "an integer" if key == "data.seed" else "integers"
         raise VaebenchError(f"{key} must be {what} >= 0 and <= 2**63 - 1 = {MAX_SEED}, got {seed}")
-
-
-def _check_device(device: str) -> None:
-    if device in ("cpu", "auto"):
-        return
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise VaebenchError(
-                f"device {device!r} requested but torch sees no CUDA device; use --device cpu (or auto)"
-            )
-        index = int(device[5:]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise VaebenchError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        return
-    raise VaebenchError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:

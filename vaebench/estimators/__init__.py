@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators.base import (
@@ -109,6 +110,7 @@ __all__ = [
     "Reparam",
     "ReparamAnalyticKL",
     "ReparamCV",
+    "Setting",
     "StickingTheLanding",
     "VarGrad",
     "check_flag",
@@ -201,17 +203,74 @@ def unsupported(name: str, num_samples: int, sampler: str = "iid") -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the suite: a registered estimator with its sampler at one K, checked once, here.
+
+    Building a `Setting` is where the suite's route checks that the estimator exists and can run at this K
+    with this sampler (:func:`unsupported`); nothing the setting is passed to checks it again. (An estimator
+    called directly still checks its own K and sampler when called: that is the contract's guard for
+    library callers, not a second check on the suite's route.)
+
+    Attributes:
+        estimator: a key of `ESTIMATORS`.
+        num_samples: K, latent samples per datapoint.
+        sampler: how the K draws are made, a key of `SAMPLERS`.
+
+    Raises:
+        VaebenchError: an unknown estimator or sampler, a K the estimator cannot take, an odd K for
+            antithetic pairs (the message says which and why).
+    """
+
+    estimator: str
+    num_samples: int
+    sampler: str = "iid"
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise VaebenchError(f"unknown estimator {self.estimator!r}; valid names: {', '.join(ESTIMATORS)}")
+        k = self.num_samples
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise VaebenchError(f"num_samples (K) must be an integer >= 1, got {k!r}")
+        problem = unsupported(self.estimator, k, self.sampler)
+        if problem:
+            raise VaebenchError(problem)
+
+    @property
+    def name(self) -> str:
+        """The estimator's part of a unit name: the estimator for iid draws, else ``estimator@sampler``."""
+        return self.estimator if self.sampler == "iid" else f"{self.estimator}@{self.sampler}"
+
+    @property
+    def label(self) -> str:
+        """``<name>-K<k>``, e.g. ``reparam-K10`` or ``stl@rqmc-K16``."""
+        return f"{self.name}-K{self.num_samples}"
+
+    @property
+    def kind(self) -> type[Estimator]:
+        """The estimator's class (its declarations: objective, family, bias, ...)."""
+        return ESTIMATORS[self.estimator]
+
+    def build(self, **options) -> Estimator:
+        """A fresh estimator of this setting (``options``: the estimator's own, e.g. ``seed``)."""
+        if (
+            self.sampler != "iid"
+        ):  # iid is every estimator's default (and the only one some user classes know)
+            options["sampler"] = self.sampler
+        return make_estimator(self.estimator, **options)
+
+
 def runnable(
     estimators: Iterable[str], samples: Iterable[int], samplers: Iterable[str] = ("iid",)
-) -> list[tuple[str, int, str]]:
-    """The (estimator, K, sampler) settings that can run, in the order estimator, sampler, K.
+) -> list[Setting]:
+    """The settings of a grid that can run, in the order estimator, sampler, K.
 
     The one place that applies `unsupported` to a grid: the suite's plan, the configuration's notes and the
     verification all read it, so "skip K below the estimator's minimum" is written once.
     """
     samples, samplers = list(samples), list(samplers)
     return [
-        (name, k, sampler)
+        Setting(name, k, sampler)
         for name in estimators
         for sampler in samplers
         for k in samples

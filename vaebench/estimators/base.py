@@ -10,6 +10,7 @@ initialises running statistics (:func:`independent_objective`).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,6 +43,14 @@ class EstimatorOutput:
     objective: str
 
 
+class _FormerCitation:
+    """``Estimator.reference``: the former name of ``citation``, read with a `DeprecationWarning`."""
+
+    def __get__(self, obj, owner) -> str:
+        warnings.warn("Estimator.reference is deprecated: read `citation`", DeprecationWarning, stacklevel=2)
+        return owner.citation
+
+
 class Estimator(nn.Module):
     """Base class: validates K and the sampler, prepares state, then calls :meth:`estimate`.
 
@@ -56,8 +65,8 @@ class Estimator(nn.Module):
       ``iid_only``: why the others would bias it, for the error message;
     - ``bias``: empty for an unbiased estimator, else when and how it is biased (the reports mark it);
     - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
-      ``reference`` is the former name of ``citation``, kept as an alias (reading it or setting it on a
-      subclass still works): "reference" in vaebench now means the reference run only.
+      ``reference``, the former name of ``citation``, still reads (and a subclass may still set it) for one
+      release, with a `DeprecationWarning`.
 
     Args:
         sampler: how the standard normal noise ε of z = μ + σ ⊙ ε is drawn, a key of `SAMPLERS`.
@@ -72,15 +81,21 @@ class Estimator(nn.Module):
     bias: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
-    reference: ClassVar[str] = ""  # alias of `citation` (its former name), kept equal by __init_subclass__
+    reference = _FormerCitation()
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if "reference" in cls.__dict__ and "citation" not in cls.__dict__:  # a subclass using the old name
-            cls.citation = cls.reference
-        cls.reference = cls.citation
+        if isinstance(cls.__dict__.get("reference"), str):  # a subclass using the former name of `citation`
+            warnings.warn(
+                f"{cls.__name__}.reference is deprecated: name the paper in `citation`",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if "citation" not in cls.__dict__:
+                cls.citation = cls.__dict__["reference"]
+            delattr(cls, "reference")
 
     def __init__(self, sampler: str = "iid"):
         super().__init__()

@@ -133,7 +133,7 @@ VARIANCE = Table(
     },
     essential=("estimator", "num_samples", "seed", "checkpoint", "group", "trace_var"),
 )
-"""variance.csv: `variance_study`'s rows, one per checkpoint x seed x estimator x sampler x K x group."""
+"""variance.csv: the suite's variance units' rows, one per checkpoint x seed x estimator x sampler x K x group."""
 
 CONVERGENCE = Table(
     "convergence",
@@ -175,8 +175,19 @@ THROUGHPUT = Table(
 """throughput.csv: one row per timed setting; the hand-written pytorch/examples step is the row whose
 ``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`)."""
 
+# On-disk names that keep the word earlier versions used: results folders written before the renames keep
+# reading, and these three constants are the one place that maps them (config keys: RENAMED_KEYS of
+# vaebench.config.schema). "Reference" in vaebench itself now names only the committed reference runs.
 HANDWRITTEN = "reference"
 """The ``estimator`` value (on disk) of the throughput row timing the hand-written pytorch/examples step."""
+
+BASELINE_COLUMN = "reference"
+"""The variance table's column (on disk) naming the baseline gradient that bias and cosine are measured against."""
+
+ANCHOR_UNIT = "reference"
+"""The unit kind (on disk: ``units/reference/checkpoints.pt``) of the anchor run, the one training run whose
+checkpoints every setting's gradient variance is measured at, and the key of its SHA-256 among a variance
+unit's manifest ``inputs``."""
 
 _VARIANCE_RAN = "only when the variance measure ran"
 _TRAINED = "only when estimators were trained (the convergence measure ran)"
@@ -213,7 +224,7 @@ SUMMARY = Table(
     },
     essential=SETTING,
 )
-"""summary.csv: one row per setting joining the measures (:func:`vaebench.report.tables.summary_table`)."""
+"""summary.csv: one row per setting joining the measures (:func:`vaebench.analysis.summaries.summary_table`)."""
 
 SCALING = Table(
     "scaling",
@@ -225,7 +236,7 @@ SCALING = Table(
     figures=("slope",),
     essential=("estimator", "group", "figure", "slope"),
 )
-"""scaling.csv: one fitted law in K per row (:func:`vaebench.measures.scaling.scaling_laws`)."""
+"""scaling.csv: one fitted law in K per row (:func:`vaebench.analysis.scaling.scaling_laws`)."""
 
 # fmt: on
 TABLES: dict[str, Table] = {t.name: t for t in (VARIANCE, CONVERGENCE, THROUGHPUT, SUMMARY, SCALING)}

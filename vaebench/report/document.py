@@ -12,11 +12,16 @@ from datetime import datetime
 
 import pandas as pd
 
+from vaebench.analysis import summaries
+from vaebench.analysis.settings import KEYS
 from vaebench.config import SuiteConfig
+from vaebench.estimators import ESTIMATORS
 from vaebench.measures import schema
+from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS
 from vaebench.report import scaling, tables
 from vaebench.report.formatting import fmt_number, markdown
 from vaebench.report.reading import reading
+from vaebench.report.settings import setting_columns
 
 
 def render(
@@ -31,7 +36,7 @@ def render(
     laws: pd.DataFrame | None = None,
     landing: pd.DataFrame | None = None,
 ) -> str:
-    """The text of report.md (``laws``: :func:`vaebench.measures.scaling.scaling_laws`, for its section)."""
+    """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section)."""
     md = [f"# vaebench report: {config.name}", ""]
     md += _status(run)
     md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
@@ -56,15 +61,15 @@ def render(
     md += scaling.section(laws if laws is not None else pd.DataFrame(), figures.get("scaling"), landing)
     variance = frames["variance"]
     if not variance.empty and variance["checkpoint"].nunique() > 1:
-        pivot = tables.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
-        labels = [c for c in pivot.columns if c not in tables.KEYS]
+        pivot = summaries.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
+        labels = [c for c in pivot.columns if c not in KEYS]
         steps = variance.groupby("checkpoint")["step"].first().to_dict()
-        cols = tables.setting_columns(pivot)
+        cols = setting_columns(pivot)
         cols += [(f"{c} (step {steps.get(c, '?')})", lambda r, c=c: fmt_number(r[c])) for c in labels]
         md += [
-            "### Encoder gradient variance along the reference run",
+            "### Encoder gradient variance along the anchor run",
             "",
-            f"Trace of the covariance at each checkpoint of the `{config.variance.reference_estimator}` reference "
+            f"Trace of the covariance at each checkpoint of the `{config.variance.anchor_estimator}` anchor "
             "run (the same parameters for every estimator):",
             "",
             markdown(pivot, cols),
@@ -99,6 +104,8 @@ def _status(run: dict) -> list[str]:
         if git
         else "unknown"
     )
+    if status == "killed":
+        status = KILLED
     torch_version = run.get("versions", {}).get("torch", "?")
     failed = units.get("failed") or len(run.get("failed", {}))
     head = (
@@ -129,7 +136,8 @@ def _status(run: dict) -> list[str]:
 
 
 KILLED = "stopped (killed: run.json still says running)"
-"""The status a rebuilt report gives a run whose process died without a word (SIGKILL, a crash)."""
+"""How the report words the status ``killed`` (a run whose process died without a word: SIGKILL, a crash),
+which the rebuild of a folder gives it."""
 
 
 def _wall_clock(run: dict) -> float | None:
@@ -162,12 +170,14 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
         f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
         f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
     )
-    if not t.enabled:  # the scaling preset: only the variance measure's reference run trains
-        text += " No estimator was trained (train.enabled = false): the training settings are the reference run's."
+    if not t.enabled:  # the scaling preset: only the variance measure's anchor run trains
+        text += (
+            " No estimator was trained (train.enabled = false): the training settings are the anchor run's."
+        )
     if v.enabled:
         text += (
             f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
-            f"{v.batch_size}, at checkpoints {', '.join(v.checkpoints)} of a `{v.reference_estimator}` K=1 run "
+            f"{v.batch_size}, at checkpoints {', '.join(v.checkpoints)} of a `{v.anchor_estimator}` K=1 run "
             f"(the table reports {checkpoint or v.summary_checkpoint})."
         ) + _warm_up(variance)
     if tp.enabled:
@@ -179,12 +189,7 @@ def _warm_up(variance: pd.DataFrame) -> str:
     """How the stateful estimators of the variance rows were prepared, from the rows themselves."""
     if variance.empty:
         return ""
-    from vaebench.estimators import ESTIMATORS, make_estimator
-    from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS, is_stateful
-
-    names = [
-        n for n in dict.fromkeys(variance["estimator"]) if n in ESTIMATORS and is_stateful(make_estimator(n))
-    ]
+    names = [n for n in dict.fromkeys(variance["estimator"]) if n in ESTIMATORS and ESTIMATORS[n].stateful]
     if not names:
         return ""
     listed = ", ".join(f"`{n}`" for n in names)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis.settings import truth
+
 
 def _scientific(value: float) -> bool:
     magnitude = abs(value)
@@ -50,16 +52,6 @@ def markdown(frame: pd.DataFrame, columns: Sequence[tuple[str, Callable[[pd.Seri
         cells = [str(cell(row)).replace("|", "\\|") for _, cell in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def truth(value) -> bool | None:
-    """A flag column's cell as True, False or None (unknown): it may hold bools, numpy bools, 0/1 or NaN."""
-    if value is None or isinstance(value, str):
-        return None
-    try:
-        return None if np.isnan(value) else bool(value)
-    except TypeError:
-        return None
 
 
 def at_floor(summary: pd.DataFrame) -> pd.Series:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis.settings import truth
 from vaebench.estimators import ESTIMATORS
-from vaebench.report.formatting import fmt_interval, fmt_number, truth
+from vaebench.report.formatting import fmt_interval, fmt_number
 from vaebench.report.settings import setting_label
 
 
@@ -28,7 +29,7 @@ def setting_name(row: pd.Series) -> str:
 
 
 def setting_key(row: pd.Series) -> tuple[str, int, str]:
-    """(estimator, K, sampler) of a summary row, as `tables.paired_difference` takes it."""
+    """(estimator, K, sampler) of a summary row, as `vaebench.analysis.summaries.paired_difference` takes it."""
     return row["estimator"], int(row["num_samples"]), row["sampler"]
 
 

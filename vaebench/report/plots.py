@@ -18,9 +18,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from vaebench.analysis.convergence import summarize_curves
+from vaebench.analysis.settings import with_sampler
 from vaebench.estimators import ESTIMATORS, SAMPLERS
+from vaebench.files import atomic_write
 from vaebench.measures.schema import CONVERGENCE, HANDWRITTEN, THROUGHPUT, complete
-from vaebench.report.settings import setting_label, with_sampler
+from vaebench.report.settings import setting_label
 
 _PALETTE = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
 COLORS: dict[str, tuple[float, float, float]] = {
@@ -93,7 +96,7 @@ def plot_against_k(
 
     Args:
         frame: one row per (estimator, num_samples): columns ``estimator``, ``num_samples``, ``metric`` and,
-            if present, ``{metric}_low`` and ``{metric}_high`` (e.g. :func:`vaebench.report.tables.variance_by_k`).
+            if present, ``{metric}_low`` and ``{metric}_high`` (e.g. :func:`vaebench.analysis.summaries.variance_by_k`).
         metric: the column to plot, e.g. ``trace_var`` or ``snr``.
         ax: axes to draw on; a new figure when None.
         ylabel: y-axis label (default: the metric's name).
@@ -138,12 +141,10 @@ def plot_against_k(
 def curve_bands(frame: pd.DataFrame, metric: str = "test_elbo", level: float = 0.95) -> pd.DataFrame:
     """Mean over seeds of one metric per (estimator, num_samples, step), with its interval and wall-clock.
 
-    The rows of :func:`vaebench.measures.convergence.summarize_curves` for ``metric``: columns
+    The rows of :func:`vaebench.analysis.convergence.summarize_curves` for ``metric``: columns
     ``estimator, num_samples, step, wall_time_s`` (mean over seeds), ``value``, ``value_low``,
     ``value_high`` (Student-t interval over seeds; NaN with one seed), ``n_seeds``.
     """
-    from vaebench.measures.convergence import summarize_curves
-
     rows = frame[frame["metric"] == metric]
     if rows.empty:
         return pd.DataFrame(columns=["estimator", "num_samples", "step", "wall_time_s", "value"])
@@ -254,8 +255,6 @@ def plot_throughput(throughput: pd.DataFrame, *, ax: Axes | None = None, title: 
 
 def save(fig: Figure, path: str | Path) -> Path:
     """Save a figure as PNG (small: 100 dpi), atomically (a stopped write leaves the old file or none)."""
-    from vaebench.suite.store import atomic_write
-
     path = Path(path)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
     return path

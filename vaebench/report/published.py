@@ -6,7 +6,7 @@ quoted are the papers', on MNIST, and the sentences never claim them for this ru
 - IWAE against the VAE at the same K: Burda, Grosse & Salakhutdinov 2015 (arXiv:1509.00519, Table 1, one
   stochastic layer, k = 50) report a test NLL of 84.78 nats for IWAE against 86.35 for the VAE, a gap of
   `BURDA_GAP` nats in IWAE's favour. The run's gap is IWAE minus ``reparam`` (the VAE trained on the ELBO)
-  at the largest K both have, paired by seed (:func:`vaebench.report.tables.paired_difference`).
+  at the largest K both have, paired by seed (:func:`vaebench.analysis.summaries.paired_difference`).
   *Agrees* means its interval lies above 0 (IWAE better, as published); whether `BURDA_GAP` lies inside the
   interval is said separately (the size of the gap depends on the data and the model).
 - DReG against IWAE at the same K: Tucker et al. 2018 (arXiv:1810.04152) find DReG as good as or better than
@@ -22,9 +22,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis import summaries
+from vaebench.analysis.settings import truth
 from vaebench.measures.schema import SUMMARY, complete
-from vaebench.report import tables
-from vaebench.report.formatting import fmt_number, truth
+from vaebench.report.formatting import fmt_number
 
 BURDA_GAP = 86.35 - 84.78
 """IWAE's test log-likelihood gain over the VAE at k = 50 on MNIST, one stochastic layer (Burda et al. 2015)."""
@@ -43,7 +44,7 @@ def published_comparisons(summary: pd.DataFrame, convergence: pd.DataFrame) -> l
     lines = []
     iwae_k = _shared_k(summary, "iwae", "reparam")
     if iwae_k:
-        diff, low, high, n = tables.paired_difference(
+        diff, low, high, n = summaries.paired_difference(
             convergence, METRIC, ("iwae", iwae_k), ("reparam", iwae_k)
         )
         if n:
@@ -60,7 +61,9 @@ def published_comparisons(summary: pd.DataFrame, convergence: pd.DataFrame) -> l
             )  # fmt: skip
     dreg_k = _shared_k(summary, "dreg", "iwae")
     if dreg_k:
-        diff, low, high, n = tables.paired_difference(convergence, METRIC, ("dreg", dreg_k), ("iwae", dreg_k))
+        diff, low, high, n = summaries.paired_difference(
+            convergence, METRIC, ("dreg", dreg_k), ("iwae", dreg_k)
+        )
         if n:
             worse = np.isfinite(high) and high < 0
             inside = np.isfinite(low) and low <= DREG_GAIN <= high

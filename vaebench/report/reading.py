@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis.settings import bias_note
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import HANDWRITTEN, SUMMARY, complete
 from vaebench.report.formatting import fmt_number
@@ -32,16 +33,16 @@ from vaebench.report.phrases import (
     with_interval,
 )
 from vaebench.report.published import published_comparisons
-from vaebench.report.settings import bias_note, setting_label
+from vaebench.report.settings import setting_label
 from vaebench.report.verdict import levelled_off, quality, recommendation
-from vaebench.training import DIVERGENCE_BOUND
+from vaebench.train import DIVERGENCE_BOUND
 
 
 def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoint: str | None) -> list[str]:
     """Sentences computed from the summary table and the measures' frames (convergence, throughput).
 
     Args:
-        summary: :func:`vaebench.report.tables.summary_table`.
+        summary: :func:`vaebench.analysis.summaries.summary_table`.
         frames: the tidy frames by kind (``convergence`` for paired comparisons, ``throughput`` for the
             hand-written pytorch/examples step); missing kinds drop their sentences.
         checkpoint: the variance checkpoint the table reports, for the wording.

@@ -1,6 +1,6 @@
 """The report's scaling-law section: ``scaling.csv``, a log-log plot per figure, one sentence per law.
 
-The fits come from :func:`vaebench.measures.scaling.scaling_laws`; nothing here decides whether a law holds,
+The fits come from :func:`vaebench.analysis.scaling.scaling_laws`; nothing here decides whether a law holds,
 it only says what the fit found. A failing law is written as failing, with its interval.
 """
 
@@ -13,11 +13,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from vaebench.measures.scaling import ASYMPTOTIC_K, FIGURES, pooled_by_k, scaling_laws
+from vaebench import files
+from vaebench.analysis.scaling import ASYMPTOTIC_K, FIGURES, pooled_by_k, scaling_laws
+from vaebench.checks.landing import landed
 from vaebench.report import plots
 from vaebench.report.formatting import fmt_number
 from vaebench.report.settings import setting_label
-from vaebench.suite import store
 
 PLOT = "scaling_laws.png"
 """File name of the section's plot."""
@@ -79,7 +80,7 @@ def write_scaling(
     if laws.empty:
         (out / "scaling.csv").unlink(missing_ok=True)  # a rebuilt report leaves no stale fits behind
         return laws, None
-    store.write_csv(out / "scaling.csv", laws)
+    files.write_csv(out / "scaling.csv", laws)
     figures = [f for f in FIGURES if (laws["figure"] == f).any()]
     fig = Figure(figsize=(5.0 * len(figures), 7.6), layout="constrained")
     axes = fig.subplots(2, len(figures), squeeze=False)  # rows: encoder, decoder; a column per figure
@@ -90,25 +91,10 @@ def write_scaling(
     return laws, plots.save(fig, out / PLOT).name
 
 
-def write_landing(out: Path, variance: pd.DataFrame) -> pd.DataFrame:
-    """STL's check on a linear-Gaussian model built for it (:func:`vaebench.measures.landing.stl_landing`,
-    seeded, a few seconds), written to ``stl_landing.csv`` when the run measured ``stl`` against K."""
-    from vaebench.measures.landing import stl_landing
-
-    if variance.empty or "stl" not in set(variance["estimator"]) or variance["num_samples"].nunique() < 2:
-        (out / "stl_landing.csv").unlink(missing_ok=True)
-        return pd.DataFrame()
-    frame = stl_landing()
-    store.write_csv(out / "stl_landing.csv", frame)
-    return frame
-
-
 def landing_lines(frame: pd.DataFrame) -> list[str]:
     """The STL check as a sentence and a table (empty when it was not run)."""
     if frame.empty:
         return []
-    from vaebench.measures.landing import landed
-
     ratio = landed(frame)
     stl, reparam = ratio.get("stl", float("nan")), ratio.get("reparam", float("nan"))
     holds = bool(np.isfinite(stl) and stl < 1e-8)
@@ -175,7 +161,7 @@ def section(laws: pd.DataFrame, plot: str | None, landing: pd.DataFrame | None =
         "and DReG SNR laws and leave-one-out baselines are limits as K grows: they are fitted on "
         f"K >= {ASYMPTOTIC_K} with their first finite-K correction (log F = a + b log K + c/K), and a failure "
         "there can mean that K is not yet large against the spread of the importance weights "
-        "(see `vaebench.measures.scaling`). Every fit is in `scaling.csv`."
+        "(see `vaebench.analysis.scaling`). Every fit is in `scaling.csv`."
     )
     md = ["## Scaling laws in K", "", head, ""]
     if plot:

@@ -2,12 +2,12 @@
 beat paired by seed, and the recommendation.
 
 Runs of one seed share the initialisation and the data order, so the per-seed difference of two settings'
-final test log-likelihood removes that shared variation (:func:`vaebench.report.tables.paired_difference`:
+final test log-likelihood removes that shared variation (:func:`vaebench.analysis.summaries.paired_difference`:
 the mean of d_s = a_s - b_s over seeds s with a Student-t interval). A setting is *ahead* of another when that
 interval lies above 0, and is recommended only when it is ahead of every other setting and none of its runs
 diverged; otherwise the reading says that the runs do not single out one setting. A curve had *levelled off*
-when its test ELBO moved by less than :data:`vaebench.measures.plateau.TOLERANCE` nats over the last quarter
-of training, interval included (:mod:`vaebench.measures.plateau`).
+when its test ELBO moved by less than :data:`vaebench.analysis.plateau.TOLERANCE` nats over the last quarter
+of training, interval included (:mod:`vaebench.analysis.plateau`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.measures.plateau import TOLERANCE
-from vaebench.report import tables
-from vaebench.report.formatting import fmt_number, truth
+from vaebench.analysis import summaries
+from vaebench.analysis.plateau import TOLERANCE
+from vaebench.analysis.settings import truth
+from vaebench.report.formatting import fmt_number
 from vaebench.report.phrases import (
     diverged_note,
     diverged_runs,
@@ -121,7 +122,7 @@ def recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str
     )
     if cheap_best.name == best.name:
         return [text + f", at the cheapest K.{caveat}"]
-    diff, low, high, n = tables.paired_difference(
+    diff, low, high, n = summaries.paired_difference(
         convergence,
         "test_log_likelihood",
         setting_key(cheap_best),
@@ -144,7 +145,7 @@ def tied_with(
     """Rows of ``others`` whose paired difference to ``best`` has an interval containing 0 (or none)."""
     tied = []
     for _, row in others.iterrows():
-        _, low, _, _ = tables.paired_difference(convergence, metric, setting_key(best), setting_key(row))
+        _, low, _, _ = summaries.paired_difference(convergence, metric, setting_key(best), setting_key(row))
         if not (np.isfinite(low) and low > 0):
             tied.append(row)
     return tied

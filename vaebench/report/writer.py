@@ -1,7 +1,10 @@
 """The report of a results folder: ``summary.csv``, the plots, and ``report.md`` with a reading of the numbers.
 
 This module reads the folder (:func:`load`) and writes the files; the text of report.md is
-:mod:`vaebench.report.document`.
+:mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
+measured (``variance.csv``, ``convergence.csv``, ``throughput.csv``, ``stl_landing.csv``) and turns those
+tables into the comparison table and the fitted laws with :mod:`vaebench.analysis`; it never trains,
+samples or measures, and it does not import the suite.
 
 Everything is rebuilt from the folder's CSVs and run.json, so ``python -m vaebench report DIR`` reproduces it,
 and a partial run (interrupted, or with failed units) gets a partial report that says so.
@@ -17,13 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from vaebench import faults, files
+from vaebench.analysis import summaries
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
 from vaebench.provenance import load_run
-from vaebench.report import plots, scaling, tables
-from vaebench.report.document import KILLED, render
-from vaebench.suite import faults, store
+from vaebench.report import plots, scaling
+from vaebench.report.document import render
 
 FIGURES = {
     "variance": "variance_snr_vs_k.png",
@@ -101,26 +105,37 @@ def write_report(
     if status is not None:
         run = {**run, "status": status}
     checkpoint = _summary_checkpoint(frames["variance"], config)
-    summary = tables.summary_table(
+    summary = summaries.summary_table(
         frames["variance"],
         frames["convergence"],
         _estimator_rows(frames["throughput"]),
         checkpoint=checkpoint,
         batch_size=config.throughput.batch_size,
     )
-    store.write_csv(out / "summary.csv", summary)
+    files.write_csv(out / "summary.csv", summary)
     faults.point("report")
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
     laws, plot = scaling.write_scaling(out, frames["variance"], checkpoint)
     if plot:
         figures["scaling"] = plot
-    landing = scaling.write_landing(out, frames["variance"]) if not laws.empty else pd.DataFrame()
+    landing = _read_landing(out) if not laws.empty else pd.DataFrame()
     text = render(
         run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing
     )
     path = out / "report.md"
-    store.write_text(path, text)
+    files.write_text(path, text)
     return path
+
+
+def _read_landing(out: Path) -> pd.DataFrame:
+    """The STL check's rows, as its unit wrote them (:mod:`vaebench.checks.landing`); empty when not run."""
+    path = out / "stl_landing.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, OSError) as err:
+        raise VaebenchError(f"{path} is not a readable CSV ({type(err).__name__}); {_FIX}") from None
 
 
 def _estimator_rows(throughput: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +148,7 @@ def _estimator_rows(throughput: pd.DataFrame) -> pd.DataFrame:
 def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | None:
     if variance.empty:
         return None
-    measured = set(tables._measured(variance)["checkpoint"])
+    measured = set(variance.loc[variance["status"] == "ok", "checkpoint"])
     wanted = config.variance.summary_checkpoint
     if wanted in measured:
         return wanted
@@ -151,7 +166,7 @@ def write_plots(
     written = {}
     variance, convergence, throughput = frames["variance"], frames["convergence"], frames["throughput"]
     if not variance.empty:
-        by_k = tables.variance_by_k(variance, checkpoint=checkpoint)
+        by_k = summaries.variance_by_k(variance, checkpoint=checkpoint)
         if not by_k.empty:
             fig, (left, right) = plots.figure(2)
             where = f" ({checkpoint} checkpoint)" if checkpoint else ""
@@ -180,4 +195,4 @@ def write_plots(
     return written
 
 
-__all__ = ["FIGURES", "KILLED", "REQUIRED", "load", "write_plots", "write_report"]
+__all__ = ["FIGURES", "REQUIRED", "load", "write_plots", "write_report"]

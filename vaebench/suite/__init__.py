@@ -1,30 +1,19 @@
-"""The suite: units of work (:mod:`.units`), their files on disk (:mod:`.store`, :mod:`.integrity`), the lock
-on a results folder (:mod:`.ownership`), signals (:mod:`.interrupts`), the runner (:mod:`.runner`) and the
-rebuild of a folder's report (:mod:`.rebuild`); :mod:`.faults` is test scaffolding.
+"""The suite: it owns every loop over settings, seeds and checkpoints, and all orchestration.
 
-``run_suite(config, out, resume=...)`` runs every unit of a configuration into a results folder, saving each
-as it finishes, so an interrupted run resumes where it stopped; see :mod:`vaebench.suite.runner`. The names
-below are imported on first use, so the command line can install its signal handlers before torch loads.
+- :mod:`.units`: the plan (which units exist, in which order); :mod:`.context`: what they share;
+  :mod:`.execute`: how each unit is computed (the loops over the grid, one setting at a time to the measures);
+- :mod:`.store`, :mod:`.integrity`: a unit's files on disk and their manifests; :mod:`.ownership`: the lock
+  on a results folder and resuming;
+- :mod:`.runner`: :func:`run_suite`, every unit in order, saved as it finishes, resumable and interruptible;
+  :mod:`.dispatch` (worker processes) and :mod:`.ray_engine` (Ray, optional) run units elsewhere;
+- :mod:`.cost`: the dry run's estimate; :mod:`.rebuild`: a folder's tables rebuilt from its verified units.
+
+The suite does not import the report: :func:`run_suite` and :func:`~vaebench.suite.rebuild.rebuild` take the
+function that writes it.
 """
 
-from __future__ import annotations
+from vaebench.suite.ownership import saved_config
+from vaebench.suite.runner import SuiteResult, default_out, run_suite
+from vaebench.suite.units import Unit, plan
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "SuiteResult": "runner",
-    "default_out": "runner",
-    "run_suite": "runner",
-    "saved_config": "ownership",
-    "Unit": "units",
-    "plan": "units",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"vaebench.suite.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'vaebench.suite' has no attribute {name!r}")
+__all__ = ["SuiteResult", "Unit", "default_out", "plan", "run_suite", "saved_config"]

@@ -7,10 +7,11 @@ for the cost of a forward pass per (test point x latent sample). Then, with t(e,
 forward cost per point-sample:
 
 - convergence unit: steps · t(e, K) + evaluations · eval_samples · eval_points · r + ll_samples · ll_points · r
-- reference unit: steps · t(reference, 1) + the same evaluations (no log-likelihood)
-- variance unit: seeds · Σ_(e, K) replicates · t(e, K) + reference_samples · t(e, K), an upper bound: the
-  variance harness computes its replicates in batches, several times faster than one step each
+- anchor unit: steps · t(anchor, 1) + the same evaluations (no log-likelihood)
+- variance unit (one checkpoint, one seed): Σ_(e, K) replicates · t(e, K) + baseline_samples · t(e, K), an
+  upper bound: the variance harness computes its replicates in batches, several times faster than one step each
 - throughput unit: (warmup + repeats) · t(e, K)
+- landing unit: `LANDING_S`, a fixed few seconds (a small model built for the check)
 
 The estimate is for one worker of ``threads`` threads on this machine; the total with ``W`` workers is the
 total over W, a lower bound (units do not divide evenly; throughput units run alone). Timing a few steps
@@ -29,9 +30,18 @@ from dataclasses import dataclass
 
 import torch
 
+from vaebench import rng
 from vaebench.config import SuiteConfig
+from vaebench.estimators import Setting
+from vaebench.measures.throughput import Timing, measure_throughput
 from vaebench.suite import units
-from vaebench.suite.units import Context, Unit
+from vaebench.suite.context import Context
+from vaebench.suite.units import ANCHOR, Unit
+from vaebench.train import evaluate_elbo
+
+LANDING_S = 5.0
+"""Seconds the STL check's unit takes (:mod:`vaebench.checks.landing`: 6 points x 2 estimators x 100
+replicates on an 8-3 linear model; about 2 s on one core of a 2-core machine, doubled to stay an upper bound)."""
 
 THROUGHPUT_ROUNDS = 1
 """Rounds of (warmup + repeats) steps a throughput unit takes (`vaebench.measures.throughput`: one)."""
@@ -60,30 +70,31 @@ class Estimate:
 
 def calibrate(config: SuiteConfig, ctx: Context, repeats: int = 5, warmup: int = 2) -> tuple[dict, float]:
     """Time ``repeats`` training steps of every (estimator, sampler, K) of the plan and one test evaluation."""
-    from vaebench.estimators import make_estimator
-    from vaebench.measures.throughput import measure_throughput
-    from vaebench.recording import evaluate_elbo
-
     seed = config.seeds[0]
     x = ctx.dataset.train[: config.train.batch_size]
     if ctx.dataset.binarize == "dynamic":
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
-    shapes = {(name, sampler, k) for name, k, sampler in units.pairs(config)}
+        x = torch.bernoulli(x, generator=rng.generator(seed, "cost.data"))
+    shapes = {s for s in units.settings(config)}
     if config.variance.enabled:
-        shapes.add((config.variance.reference_estimator, "iid", 1))
+        shapes.add(Setting(config.variance.anchor_estimator, 1))
     step_s = {}
-    for name, sampler, k in sorted(shapes):
+    timing = Timing(repeats, warmup)
+    for s in sorted(shapes, key=lambda s: (s.estimator, s.sampler, s.num_samples)):
+        model = ctx.model_factory(seed)
         frame = measure_throughput(
-            ctx.model_factory(seed), make_estimator(name, sampler=sampler), x, k,
-            repeats=repeats, warmup=warmup, device=ctx.device, seed=seed,
-        )  # fmt: skip
-        step_s[(name, sampler, k)] = float(frame["step_s_median"].iloc[0])
+            model, s.build(), x, s.num_samples, device=ctx.device, seed=seed, timing=timing
+        )
+        step_s[(s.estimator, s.sampler, s.num_samples)] = float(frame["step_s_median"].iloc[0])
     model = ctx.model_factory(seed)
     test = ctx.dataset.test[:100].to(ctx.device)
     samples = 10
-    evaluate_elbo(model, test, num_samples=samples, generator=torch.Generator().manual_seed(seed))
+    evaluate_elbo(
+        model, test, num_samples=samples, generator=rng.generator(seed, "cost.eval", device=ctx.device)
+    )
     tick = time.perf_counter()
-    evaluate_elbo(model, test, num_samples=samples, generator=torch.Generator().manual_seed(seed))
+    evaluate_elbo(
+        model, test, num_samples=samples, generator=rng.generator(seed, "cost.eval", device=ctx.device)
+    )
     forward_s = (time.perf_counter() - tick) / (len(test) * samples)
     return step_s, forward_s
 
@@ -104,25 +115,31 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     evals = t.steps // t.eval_every + 1
     eval_s = evals * t.eval_samples * min(t.eval_points or test_points, test_points) * forward_s
     ll_s = t.ll_samples * min(t.ll_points or test_points, test_points) * forward_s
-    ref_step = step_s.get((v.reference_estimator, "iid", 1), 0.0)
+    ref_step = step_s.get((v.anchor_estimator, "iid", 1), 0.0)
     costs = []
     for unit in units.plan(config, test_points=test_points):
-        if unit.kind == "reference":
+        if unit.kind == ANCHOR:
             seconds = t.steps * ref_step + eval_s
         elif unit.kind == "variance":
-            per_seed = sum(
-                (v.replicates + v.reference_samples) * step_s[(name, sampler, k)]
-                for name, k, sampler in units.pairs(config)
+            seconds = sum(
+                (v.replicates + v.baseline_samples) * step_s[(s.estimator, s.sampler, s.num_samples)]
+                for s in units.settings(config)
             )
-            seconds = len(v.seeds) * per_seed
+        elif unit.kind == "landing":
+            seconds = LANDING_S
         elif unit.kind == "convergence":
-            seconds = t.steps * step_s[(unit.estimator, unit.sampler, unit.num_samples)] + eval_s + ll_s
+            seconds = t.steps * step_s[_key(unit.setting)] + eval_s + ll_s
         else:
-            key = (unit.estimator, unit.sampler, unit.num_samples)
-            one = step_s.get(key, ref_step)  # the hand-written reference step: about reparam's
+            one = (
+                step_s[_key(unit.setting)] if unit.setting is not None else ref_step
+            )  # hand-written: ~reparam's
             seconds = THROUGHPUT_ROUNDS * (tp.warmup + tp.repeats) * one
         costs.append((unit, seconds))
     return Estimate(costs, step_s, forward_s, time.perf_counter() - tick)
+
+
+def _key(setting: Setting) -> tuple[str, str, int]:
+    return setting.estimator, setting.sampler, setting.num_samples
 
 
 def describe(est: Estimate, workers: int) -> str:

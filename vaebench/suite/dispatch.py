@@ -11,8 +11,8 @@ Scheduling rules (:class:`Scheduler`), shared by the local pool here and the Ray
 (:mod:`vaebench.suite.ray_engine`):
 
 - units start in plan order, as many at once as there are workers;
-- a variance unit starts only once the reference unit it is measured at has finished (its checkpoints are
-  read from the folder); if that reference unit failed, the variance units fail at once, saying why;
+- a variance unit starts only once the anchor run it is measured at has finished (its checkpoints are read
+  from the folder); if the anchor run failed, the variance units fail at once, saying why;
 - a throughput unit needs the machine to itself: it starts only when nothing else is in flight, and nothing
   starts while it runs (recorded in run.json as ``exclusive``).
 
@@ -33,10 +33,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from vaebench import faults
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
-from vaebench.suite import units
-from vaebench.suite.units import Context, Unit
+from vaebench.suite import execute
+from vaebench.suite.context import Context
+from vaebench.suite.units import ANCHOR, Skipped, Unit
 
 EXCLUSIVE = ("throughput",)
 """Kinds of units timed on the machine: they run with no other unit in flight."""
@@ -50,7 +54,7 @@ class Outcome:
     """What computing one unit gave.
 
     Attributes:
-        status: ``done`` (``value`` holds its rows, or the reference checkpoints), ``skipped`` (``why``: a
+        status: ``done`` (``value`` holds its rows, or the anchor run's checkpoints), ``skipped`` (``why``: a
             reason that would recur, saved as a unit without rows) or ``failed`` (``why``, ``detail``: the
             traceback).
         value: the unit's result (``done``).
@@ -72,8 +76,8 @@ def compute(unit: Unit, ctx: Context) -> Outcome:
     """Compute one unit, turning its exceptions into an :class:`Outcome` (a KeyboardInterrupt still propagates)."""
     tick = time.perf_counter()
     try:
-        outcome = Outcome("done", units.execute(unit, ctx))
-    except units.Skipped as why:
+        outcome = Outcome("done", execute.execute(unit, ctx))
+    except Skipped as why:
         outcome = Outcome("skipped", why=str(why))
     except Exception as err:  # a unit's bug or numerical failure must not lose the others
         why, detail = f"{type(err).__name__}: {err}", traceback.format_exc()
@@ -105,28 +109,28 @@ class Scheduler:
     Args:
         plan: the run's units in plan order.
         pending: the units still to run, in plan order.
-        check: ``check(unit, reference_sha)`` -> True when the unit is already verified in the folder (a variance
-            unit measured at a reference run identical to the one just re-made need not run again).
-        reference: the SHA-256 of the finished reference unit, or None.
+        check: ``check(unit, anchor_sha)`` -> True when the unit is already verified in the folder (a variance
+            unit measured at an anchor run identical to the one just re-made need not run again).
+        anchor: the SHA-256 of the finished anchor run's unit, or None.
     """
 
-    def __init__(self, plan: list[Unit], pending: list[Unit], check, reference: str | None):
+    def __init__(self, plan: list[Unit], pending: list[Unit], check, anchor: str | None):
         self.order = {u.key: i for i, u in enumerate(plan)}
         self.pending = list(pending)
         self.check = check
-        self.reference = reference
+        self.anchor = anchor
         self.in_flight: list[Unit] = []
-        self.reference_pending = any(u.kind == "reference" for u in pending)
+        self.anchor_pending = any(u.kind == ANCHOR for u in pending)
 
     def next(self) -> Unit | None:
         """The next unit to start, removed from the pending list; None when none may start now."""
         if any(u.kind in EXCLUSIVE for u in self.in_flight):
             return None
         for unit in list(self.pending):
-            if unit.kind == "variance" and self.reference_pending:
+            if unit.kind == "variance" and self.anchor_pending:
                 continue
-            if unit.kind == "variance" and self.check(unit, self.reference):
-                self.pending.remove(unit)  # verified at the (re-made, identical) reference run
+            if unit.kind == "variance" and self.check(unit, self.anchor):
+                self.pending.remove(unit)  # verified at the (re-made, identical) anchor run
                 continue
             if unit.kind in EXCLUSIVE and (
                 self.in_flight or any(u.kind not in EXCLUSIVE for u in self.pending)
@@ -140,9 +144,9 @@ class Scheduler:
     def finished(self, unit: Unit, sha: str | None) -> None:
         """Mark ``unit`` finished (``sha``: its data's SHA-256, None if it failed)."""
         self.in_flight.remove(unit)
-        if unit.kind == "reference":
-            self.reference_pending = False
-            self.reference = sha
+        if unit.kind == ANCHOR:
+            self.anchor_pending = False
+            self.anchor = sha
 
     def again(self, unit: Unit) -> None:
         """Put a unit in flight back among the pending ones (its worker died), in its place in the plan."""
@@ -162,8 +166,6 @@ _ctx: Context | None = None
 def _init_worker(config: SuiteConfig, out: str, parent: int) -> None:
     """Set up one worker process: its own context (data loaded once), its thread count, no Ctrl-C of its own."""
     global _ctx
-    import torch
-
     # Ctrl-C reaches the whole process group: the driver decides what happens, the worker is stopped by it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.threads:
@@ -194,8 +196,6 @@ def _alive(pid: int) -> bool:
 
 
 def _compute_in_worker(unit: Unit) -> Outcome:
-    from vaebench.suite import faults
-
     assert _ctx is not None, "worker not initialised"
     faults.point("worker")
     return compute(unit, _ctx)
@@ -213,7 +213,7 @@ class LocalPool:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         if method == "forkserver":
-            context.set_forkserver_preload(["vaebench.suite.dispatch", "vaebench.suite.units"])
+            context.set_forkserver_preload(["vaebench.suite.dispatch", "vaebench.suite.execute"])
         return ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=_init_worker,
             initargs=(self.config, self.out, os.getpid()),
@@ -247,8 +247,6 @@ def run_pool(pool, scheduler: Scheduler, finish, say) -> None:
         finish: ``finish(unit, outcome) -> sha or None``: the driver saves the unit or records its failure.
         say: where a line about a worker that died goes.
     """
-    from vaebench.suite import faults
-
     futures: dict[Future, Unit] = {}
     tries: dict[str, int] = {}
     try:
@@ -258,8 +256,8 @@ def run_pool(pool, scheduler: Scheduler, finish, say) -> None:
                 if unit is None:
                     break
                 faults.point("unit")
-                if unit.kind == "variance" and scheduler.reference is None:
-                    scheduler.finished(unit, finish(unit, None))  # its reference failed: nothing to measure
+                if unit.kind == "variance" and scheduler.anchor is None:
+                    scheduler.finished(unit, finish(unit, None))  # the anchor run failed: nothing to measure
                     continue
                 futures[pool.submit(unit)] = unit
             if not futures:

@@ -2,14 +2,14 @@
 
 A unit's data file is written first, then its manifest (``units/<kind>/<unit>.json``), both atomically. The
 manifest records the unit's key, a hash of the run's configuration, the data file's size, row count and
-SHA-256, and for a variance unit the SHA-256 of the reference checkpoints it was measured at. A unit counts
+SHA-256, and for a variance unit the SHA-256 of the anchor run's checkpoints it was measured at. A unit counts
 as finished only when its manifest exists and all of these match, so each unit of the plan is one of:
 
 - **verified**: manifest and data agree; its rows are used;
 - **missing**: neither file (not run yet);
 - **unfinished**: a data file without a manifest (a run stopped between the two writes, or a file copied in);
 - **damaged**: a manifest whose data file is missing, empty, truncated, garbled, written under another
-  configuration (e.g. run.json edited since), for another unit, or measured at other reference checkpoints.
+  configuration (e.g. run.json edited since), for another unit, or measured at other anchor checkpoints.
 
 Files under ``units/`` that belong to no unit of the plan are **strays**: never read, only named. ``--resume``
 re-runs every unit that is not verified; ``report`` uses only verified units and refuses a damaged folder.
@@ -25,19 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from vaebench.config import EXECUTION_KEYS, SuiteConfig, to_dict
-from vaebench.suite.units import Unit
+from vaebench.measures.schema import ANCHOR_UNIT
+from vaebench.suite.units import ANCHOR, Unit
 
 VERIFIED, MISSING, UNFINISHED, DAMAGED = "verified", "missing", "unfinished", "damaged"
 STATES = (VERIFIED, MISSING, UNFINISHED, DAMAGED)
-
-
-def config_hash(config: SuiteConfig) -> str:
-    """SHA-256 of everything in the configuration that can change a number (all but `EXECUTION_KEYS`)."""
-    data = to_dict(config)
-    for key in EXECUTION_KEYS:
-        data.pop(key, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def manifest_path(unit: Unit) -> Path:
@@ -78,8 +70,8 @@ class Verdict:
     frame: pd.DataFrame | None = None
 
 
-def check(out: Path, unit: Unit, digest: str, reference: str | None = None) -> Verdict:
-    """Check one unit's files against its manifest; ``reference``: the verified reference's SHA-256, if any."""
+def check(out: Path, unit: Unit, digest: str, anchor: str | None = None) -> Verdict:
+    """Check one unit's files against its manifest; ``anchor``: the verified anchor run's SHA-256, if any."""
     data, record = out / unit.path, out / manifest_path(unit)
     if not record.is_file():
         if data.exists():
@@ -113,10 +105,10 @@ def check(out: Path, unit: Unit, digest: str, reference: str | None = None) -> V
     sha = hashlib.sha256(raw).hexdigest()
     if sha != m["sha256"]:
         return Verdict(DAMAGED, "its content differs from its manifest (garbled)")
-    used = (m.get("inputs") or {}).get("reference")
-    if unit.kind == "variance" and reference is not None and used != reference:
-        return Verdict(DAMAGED, "measured at other reference checkpoints than the ones in this folder")
-    if unit.kind == "reference":
+    used = (m.get("inputs") or {}).get(ANCHOR_UNIT)
+    if unit.kind == "variance" and anchor is not None and used != anchor:
+        return Verdict(DAMAGED, "measured at other anchor-run checkpoints than the ones in this folder")
+    if unit.kind == ANCHOR:
         return Verdict(VERIFIED, sha256=sha)
     try:
         frame = pd.read_csv(io.BytesIO(raw)) if raw.strip() else pd.DataFrame()
@@ -166,11 +158,11 @@ def verify(out: str | Path, plan: list[Unit], digest: str) -> FolderState:
     """Check every unit of ``plan`` in the folder ``out`` and find the stray files under ``units/``."""
     out = Path(out)
     state = FolderState()
-    reference = None
-    for unit in plan:  # the reference unit comes first: the variance units are checked against it
-        verdict = check(out, unit, digest, reference)
-        if unit.kind == "reference" and verdict.state == VERIFIED:
-            reference = verdict.sha256
+    anchor = None
+    for unit in plan:  # the anchor unit comes first: the variance units are checked against it
+        verdict = check(out, unit, digest, anchor)
+        if unit.kind == ANCHOR and verdict.state == VERIFIED:
+            anchor = verdict.sha256
         state.verdicts[unit.key] = verdict
     known: set[Path] = set()
     for unit in plan:

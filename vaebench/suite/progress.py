@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from vaebench.progress import Silent
 from vaebench.progress import bar as progress_bar
 from vaebench.suite import units
 from vaebench.suite.units import Unit
-
-Quiet = Silent
-"""The silent bar under its earlier name."""
 
 
 def bar(plan: list[Unit], todo: list[Unit], progress: bool | None):

@@ -5,7 +5,7 @@ when this engine is asked for. The driver (``python -m vaebench run``) keeps eve
 it holds the results folder's lock and is its only writer; each Ray task computes one unit and returns its
 rows (:class:`vaebench.suite.dispatch.Outcome`) through Ray's object store; the driver saves them atomically
 in its own output folder. The scheduling rules are those of :mod:`vaebench.suite.dispatch` (variance units
-after the reference unit, throughput units alone).
+after the anchor run, throughput units alone).
 
 Each task asks Ray for ``threads`` CPUs (one for ``threads = 0``) and, on a CUDA device, ``num_gpus`` GPUs
 (a fraction such as 0.25 lets small models share a GPU). A task whose worker process dies (killed, out of
@@ -13,8 +13,8 @@ memory, a node lost) is retried by Ray, up to `RETRIES` times; a unit's exceptio
 would recur) but recorded as a failure like in a local run.
 
 Workers need the data where the driver has them (or the embedded digits set) and the variance units need
-the reference unit's checkpoints: those are sent through the object store, so the workers need no shared
-file system. A unit's preemption checkpoints (:mod:`vaebench.checkpoint`) go to the results folder when a
+the anchor run's checkpoints: those are sent through the object store, so the workers need no shared
+file system. A unit's preemption checkpoints (:mod:`vaebench.train.checkpoints`) go to the results folder when a
 worker sees it (one machine, or shared storage), else to a temporary folder of the worker's node.
 """
 
@@ -23,10 +23,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import torch
+
+from vaebench import faults, files
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
-from vaebench.suite import dispatch, units
-from vaebench.suite.units import Unit
+from vaebench.suite import dispatch
+from vaebench.suite.context import Context
+from vaebench.suite.units import ANCHOR_FILE, Unit
 
 RETRIES = 2
 """Times Ray starts a task again whose worker process died."""
@@ -93,17 +97,17 @@ class RayEngine:
             options["runtime_env"] = self.runtime_env
         self.task = ray.remote(_compute_task).options(**options)
         self.config, self.out = config, str(out)
-        self.reference = None
+        self.anchor = None
         self.worker_errors = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
         self.refs = []
         return self
 
     def submit(self, unit: Unit):
         ray = require_ray()
-        if unit.kind == "variance" and self.reference is None:
-            self.reference = ray.put((Path(self.out) / units.REFERENCE_FILE).read_bytes())
-        reference = self.reference if unit.kind == "variance" else None
-        ref = self.task.remote(self.config, self.out, unit, reference)
+        if unit.kind == "variance" and self.anchor is None:
+            self.anchor = ray.put((Path(self.out) / ANCHOR_FILE).read_bytes())
+        anchor = self.anchor if unit.kind == "variance" else None
+        ref = self.task.remote(self.config, self.out, unit, anchor)
         self.refs.append(ref)
         return ref.future()
 
@@ -124,26 +128,20 @@ class RayEngine:
             self.started = False
 
 
-_contexts: dict[tuple, units.Context] = {}
+_contexts: dict[tuple, Context] = {}
 
 
-def _compute_task(config: SuiteConfig, out: str, unit: Unit, reference: bytes | None) -> dispatch.Outcome:
+def _compute_task(config: SuiteConfig, out: str, unit: Unit, anchor: bytes | None) -> dispatch.Outcome:
     """One unit in a Ray worker process (a context per configuration, kept between the tasks of one worker)."""
-    import torch
-
-    from vaebench.suite import faults
-
     if config.threads:
         torch.set_num_threads(config.threads)
     key = (repr(config), out)
     if key not in _contexts:
-        # the driver's folder where this node sees it; else a folder of this node for the reference's copy
+        # the driver's folder where this node sees it; else a folder of this node for the anchor's copy
         folder = out if Path(out).is_dir() else tempfile.mkdtemp(prefix="vaebench-")
-        _contexts[key] = units.Context(config, folder)
+        _contexts[key] = Context(config, folder)
     ctx = _contexts[key]
-    if reference is not None and ctx.out != Path(out):
-        path = ctx.out / units.REFERENCE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(reference)
+    if anchor is not None and ctx.out != Path(out):
+        files.write_bytes(ctx.out / ANCHOR_FILE, anchor)
     faults.point("worker")
     return dispatch.compute(unit, ctx)

@@ -1,4 +1,5 @@
-"""``python -m vaebench report DIR``: rebuild a folder's tables and report from its verified units only.
+"""``python -m vaebench report DIR``: rebuild a folder's combined tables from its verified units only, then its
+report (the caller's ``report``, e.g. :func:`vaebench.report.writer.write_report`; the suite does not import it).
 
 A folder written by a run has ``units/``: every unit is checked against its manifest
 (:mod:`vaebench.suite.integrity`). A damaged unit, or a unit missing from a run that run.json says completed,
@@ -15,28 +16,34 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from vaebench.config import config_hash
 from vaebench.errors import VaebenchError
 from vaebench.provenance import load_run
 from vaebench.suite import integrity, ownership, store
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
 from vaebench.suite.units import plan
 
+KILLED = "killed"
+"""The status a report gives a run whose run.json still says ``running`` while nobody holds its folder."""
 
-def rebuild_report(out: str | Path, warn: Callable[[str], None] | None = None) -> Path:
-    """Rebuild ``out``'s combined CSVs (from verified units) and its report; return report.md's path.
+
+def rebuild(out: str | Path, report: Callable[..., Path], warn: Callable[[str], None] | None = None) -> Path:
+    """Rebuild ``out``'s combined CSVs (from verified units), then call ``report``; return what it returns.
+
+    ``report(out, units=..., status=...)`` is called while the folder is held, with what the check found
+    (``units``: total, finished, left out; None for a folder without ``units/``) and ``status`` (`KILLED` for
+    a run whose process died, else None).
 
     Raises:
         VaebenchError: not a results folder, in use by another process, damaged units (named), or CSVs and
             run.json that are not vaebench's.
         StorageError: the folder cannot be written.
     """
-    from vaebench.report.writer import KILLED, write_report
-
     warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
     out = Path(out)
     if not out.is_dir():
         raise VaebenchError(f"{str(out)!r} is not a folder")
-    if not any((out / f"{kind}.csv").is_file() for kind in store.KINDS) and not (out / "units").is_dir():
+    if not any((out / name).is_file() for name in store.COMBINED.values()) and not (out / "units").is_dir():
         raise VaebenchError(
             f"{str(out)!r} holds no results (no units/ and no variance/convergence/throughput.csv)"
         )
@@ -44,14 +51,14 @@ def rebuild_report(out: str | Path, warn: Callable[[str], None] | None = None) -
         units = _verified_units(out, warn) if (out / "units").is_dir() else None
         # we hold the lock, so no run is writing here: a run.json that says "running" outlived its process
         killed = load_run(out).get("status") == "running"
-        return write_report(out, units=units, status=KILLED if killed else None)
+        return report(out, units=units, status=KILLED if killed else None)
 
 
 def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
     """Check the units, refuse a damaged folder, rebuild the combined CSVs; the counts for the report."""
     config = ownership.saved_config(out)
     units = plan(config)
-    state = integrity.verify(out, units, integrity.config_hash(config))
+    state = integrity.verify(out, units, config_hash(config))
     damaged = state.reasons(DAMAGED)
     left_out = state.reasons(MISSING, UNFINISHED)
     if load_run(out).get("status") == "complete":

@@ -1,5 +1,9 @@
 """Run the suite: every unit in order, each saved as it finishes; resumable; interruptible; then the report.
 
+The report is the caller's (``report=``, e.g. :func:`vaebench.report.writer.write_report`): the suite does not
+import it, and calls it once the combined CSVs and run.json are written, while it still holds the folder and
+handles the signals.
+
 Robustness rules:
 
 - one process per folder: the folder is locked for the run (:mod:`vaebench.suite.ownership`);
@@ -12,8 +16,8 @@ Robustness rules:
 - resuming checks that the saved configuration (run.json) equals the requested one, naming any difference;
 - a unit that raises is recorded (``units/<kind>/<unit>.error``), reported, and retried on resume; the rest
   of the suite carries on. A diverged training run is not an error at all: it is rows with ``diverged``; a
-  variance checkpoint the diverged reference run never reached is a note, not a failure;
-- SIGINT or SIGTERM at any moment (:mod:`vaebench.suite.interrupts`), or a write the disk refuses, ends with
+  variance checkpoint the diverged anchor run never reached is a note, not a failure;
+- SIGINT or SIGTERM at any moment (:mod:`vaebench.interrupts`), or a write the disk refuses, ends with
   the combined CSVs rebuilt from the verified units, run.json saying ``interrupted`` or ``aborted``, and (for
   a signal) a partial report; a signal during the report leaves run.json ``interrupted``.
 """
@@ -31,14 +35,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vaebench.config import SuiteConfig, to_dict
+from vaebench import faults, files, interrupts
+from vaebench.config import SuiteConfig, config_hash, to_dict
 from vaebench.config.validate import check_data
 from vaebench.errors import StorageError
-from vaebench.provenance import collect, git_revision, load_run, now, write_json
-from vaebench.suite import dispatch, faults, integrity, interrupts, ownership, store, units
+from vaebench.provenance import collect, git_revision, load_run, now
+from vaebench.suite import dispatch, integrity, ownership, store, units
+from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
 from vaebench.suite.progress import bar as progress_bar
-from vaebench.suite.units import Context, Unit
+from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit
+
+Report = Callable[..., object]
+"""``report(out, *, units)``: writes the report of a results folder (``units``: what the check found: total,
+finished, and the units left out of the tables with why)."""
 
 
 @dataclass
@@ -85,7 +95,7 @@ def run_suite(
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
     argv: list[str] | None = None,
-    report: bool = True,
+    report: Report | None = None,
     engine=None,
 ) -> SuiteResult:
     """Run (or resume) the suite described by ``config`` into the folder ``out``.
@@ -99,7 +109,8 @@ def run_suite(
         log: where one line per finished unit goes (default: stderr); pass ``lambda s: None`` to silence.
         warn: where warnings go (damaged units re-run, stray files ignored; default: stderr).
         argv: the command line for run.json (default: sys.argv).
-        report: write summary.csv, report.md and the plots at the end.
+        report: called at the end to write the report (e.g. :func:`vaebench.report.writer.write_report`);
+            None: no report.
         engine: where the units run (a `vaebench.suite.ray_engine.RayEngine`); None: this machine, with
             ``config.workers`` worker processes (:mod:`vaebench.suite.dispatch`; one: in this process).
 
@@ -111,7 +122,7 @@ def run_suite(
             are missing or do not fit the configuration.
         StorageError: a write was refused (read-only folder, disk full, file-size limit); run.json says
             ``aborted`` where it could still be written.
-        KeyboardInterrupt: (:class:`~vaebench.suite.interrupts.Interrupted` for SIGINT/SIGTERM) after saving
+        KeyboardInterrupt: (:class:`~vaebench.interrupts.Interrupted` for SIGINT/SIGTERM) after saving
             what was finished; run.json says ``interrupted``.
     """
     out = Path(out)
@@ -135,7 +146,7 @@ class _Run:
     def __init__(self, config, out, ctx, plan, notes, argv, log, warn, resume, engine=None):
         self.config, self.out, self.ctx, self.plan, self.argv, self.log = config, out, ctx, plan, argv, log
         self.warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
-        self.digest = integrity.config_hash(config)
+        self.digest = config_hash(config)
         history = load_run(out) if resume else {}
         self.first_start = history.get("started") or now()
         command = _command(argv)
@@ -170,14 +181,14 @@ class _Run:
         data["failed"] = self.result.failed
         if error:
             data["error"] = error
-        write_json(self.out / "run.json", data)
+        files.write_json(self.out / "run.json", data)
 
     def record(self, status: str, error: str | None = None) -> None:
         """Write the final status even if a second signal arrives meanwhile; a refused write is let go."""
         with interrupts.deferred(), contextlib.suppress(OSError):
             self.write_run_json(status, now(), error)
 
-    def run(self, progress: bool | None, report: bool) -> SuiteResult:
+    def run(self, progress: bool | None, report: Report | None) -> SuiteResult:
         out, result = self.out, self.result
         start = time.perf_counter()
         interrupt: KeyboardInterrupt | None = None
@@ -204,14 +215,10 @@ class _Run:
             store.combine(out, state.frames(self.plan))
             with interrupts.deferred():
                 self.write_run_json(result.status, now(), str(storage) if storage else None)
-            if report and not storage:
-                from vaebench.report.writer import write_report
-
+            if report is not None and not storage:
                 left_out = state.reasons(MISSING, UNFINISHED, DAMAGED)
                 left_out |= {k: f"failed: {why}" for k, why in result.failed.items() if k in left_out}
-                write_report(
-                    out, units={"total": result.total, "finished": self.finished, "left_out": left_out}
-                )
+                report(out, units={"total": result.total, "finished": self.finished, "left_out": left_out})
         except KeyboardInterrupt as err:
             interrupt = interrupt or err
             result.status = "interrupted"
@@ -274,20 +281,20 @@ class _Run:
             finally:
                 bar.close()
             return
-        reference = None
+        anchor = None
         try:
             for unit in self.plan:
-                # checked again now, not from `state`: a re-run reference invalidates variance units measured at the old one
-                verdict = integrity.check(out, unit, self.digest, reference)
+                # checked again now, not from `state`: a re-run anchor invalidates variance units measured at the old one
+                verdict = integrity.check(out, unit, self.digest, anchor)
                 if verdict.state == VERIFIED:
-                    reference = verdict.sha256 if unit.kind == "reference" else reference
+                    anchor = verdict.sha256 if unit.kind == ANCHOR else anchor
                     continue
                 faults.point("unit")
                 bar.set_postfix_str(unit.label, refresh=True)
                 tick = time.perf_counter()
-                sha, remark = self.execute(unit, reference)
-                if unit.kind == "reference" and sha is not None:
-                    reference = sha
+                sha, remark = self.execute(unit, anchor)
+                if unit.kind == ANCHOR and sha is not None:
+                    anchor = sha
                 result.done += 1
                 bar.update(unit.weight)
                 seconds = time.perf_counter() - tick
@@ -301,17 +308,17 @@ class _Run:
         """The units on worker processes (:mod:`vaebench.suite.dispatch`); this process saves each one."""
         out, result = self.out, self.result
 
-        def verified(unit: Unit, reference: str | None) -> bool:
-            return integrity.check(out, unit, self.digest, reference).state == VERIFIED
+        def verified(unit: Unit, anchor: str | None) -> bool:
+            return integrity.check(out, unit, self.digest, anchor).state == VERIFIED
 
-        head = next((u for u in self.plan if u.kind == "reference"), None)
+        head = next((u for u in self.plan if u.kind == ANCHOR), None)
         verdict = integrity.check(out, head, self.digest) if head is not None else None
-        reference = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
-        pending = [u for u in self.plan if not verified(u, reference)]
-        scheduler = dispatch.Scheduler(self.plan, pending, verified, reference)
+        anchor = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
+        pending = [u for u in self.plan if not verified(u, anchor)]
+        scheduler = dispatch.Scheduler(self.plan, pending, verified, anchor)
 
         def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
-            sha, remark = self.accept(unit, scheduler.reference, outcome)
+            sha, remark = self.accept(unit, scheduler.anchor, outcome)
             result.done += 1
             bar.update(unit.weight)
             seconds = f"{outcome.seconds:.1f}s " if outcome is not None else ""
@@ -326,25 +333,25 @@ class _Run:
         self.invocations[-1]["execution"]["workers"] = pool.workers
         dispatch.run_pool(pool, scheduler, finish, say)
 
-    def execute(self, unit: Unit, reference: str | None) -> tuple[str | None, str]:
+    def execute(self, unit: Unit, anchor: str | None) -> tuple[str | None, str]:
         """Run and save one unit, or record why it failed; return (its data's SHA-256 or None, a remark)."""
-        blocked = unit.kind == "variance" and reference is None
-        return self.accept(unit, reference, None if blocked else dispatch.compute(unit, self.ctx))
+        blocked = unit.kind == "variance" and anchor is None
+        return self.accept(unit, anchor, None if blocked else dispatch.compute(unit, self.ctx))
 
     def accept(
-        self, unit: Unit, reference: str | None, outcome: dispatch.Outcome | None
+        self, unit: Unit, anchor: str | None, outcome: dispatch.Outcome | None
     ) -> tuple[str | None, str]:
-        """Save a computed unit, or record why it failed (``outcome`` None: its reference unit did not finish)."""
+        """Save a computed unit, or record why it failed (``outcome`` None: the anchor run did not finish)."""
         out, result = self.out, self.result
-        inputs = {"reference": reference} if unit.kind == "variance" else None
+        inputs = {ANCHOR: anchor} if unit.kind == "variance" else None
         if outcome is None or outcome.status == "failed":
-            why = self.reference_problem() if outcome is None else outcome.why
+            why = self.anchor_problem() if outcome is None else outcome.why
             if outcome is not None and outcome.permanent:
                 why += " (this fails the same way every time: fix the configuration)"
                 result.permanent.add(unit.key)
             result.failed[unit.key] = why
             detail = "" if outcome is None else "\n\n" + outcome.detail
-            store.write_text(out / unit.error_path, f"{why}{detail}")
+            files.write_text(out / unit.error_path, f"{why}{detail}")
             return None, f"FAILED ({why})"
         if outcome.status == "skipped":
             value = pd.DataFrame()
@@ -353,21 +360,19 @@ class _Run:
         else:
             value = outcome.value
             remark = _remark(unit, value)
-        sha = units.save(unit, value, out, self.digest, inputs)
-        (out / units.partial_path(unit)).unlink(
-            missing_ok=True
-        )  # the unit's saved training state is done with
+        sha = store.save(unit, value, out, self.digest, inputs)
+        (out / unit.partial_path).unlink(missing_ok=True)  # the unit's saved training state is done with
         self.finished += 1
         return sha, remark
 
-    def reference_problem(self) -> str:
-        key = next(u.key for u in self.plan if u.kind == "reference")
+    def anchor_problem(self) -> str:
+        key = next(u.key for u in self.plan if u.kind == ANCHOR)
         error = self.result.failed.get(key)
-        if error is None and (self.out / units.REFERENCE_FILE).with_suffix(".error").is_file():
-            error = (self.out / units.REFERENCE_FILE).with_suffix(".error").read_text().splitlines()[0]
+        if error is None and (self.out / ANCHOR_FILE).with_suffix(".error").is_file():
+            error = (self.out / ANCHOR_FILE).with_suffix(".error").read_text().splitlines()[0]
         if error:
-            return f"not run: the reference unit ({key}) failed: {error}"
-        return f"not run: the reference unit ({key}) has not finished"
+            return f"not run: the anchor run ({key}) failed: {error}"
+        return f"not run: the anchor run ({key}) has not finished"
 
 
 def _storage(err: OSError) -> StorageError:

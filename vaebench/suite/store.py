@@ -1,4 +1,4 @@
-"""The results folder on disk: atomic writes, one file per finished unit of work, combined CSVs.
+"""The results folder on disk: one file per finished unit of work, and the combined CSVs.
 
 Layout of a results folder::
 
@@ -7,76 +7,37 @@ Layout of a results folder::
     units/<kind>/<unit>.csv           one finished unit of work (tidy rows)
     units/<kind>/<unit>.json          its manifest: unit, configuration hash, bytes, rows, sha256 (suite.integrity)
     units/<kind>/<unit>.error         a unit that raised: its error, retried by --resume
-    units/reference/checkpoints.pt    the shared reference run's checkpoints (for the variance units), + .json
-    variance.csv convergence.csv throughput.csv   the verified units of a kind, concatenated (rebuilt)
+    units/reference/checkpoints.pt    the anchor run's checkpoints (for the variance units), + .json
+    variance.csv convergence.csv throughput.csv stl_landing.csv   the verified units of a kind, concatenated
     summary.csv report.md *.png       the report (vaebench.report.writer)
 
-Every write goes to a temporary file in the same folder, is flushed to disk, and is then renamed over the
-target with `os.replace`, which is atomic on POSIX and Windows: a crash, Ctrl-C or a full disk leaves either
-the old file or the new one, never half a file. A unit is finished when its manifest exists and matches its
+Every write is atomic (:mod:`vaebench.files`): a crash, Ctrl-C or a full disk leaves either the old file or
+the new one, never half a file. A unit is finished when its manifest exists and matches its
 data file (the manifest is written second); :mod:`vaebench.suite.integrity` checks that.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-from collections.abc import Callable
+import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from vaebench.errors import StorageError
+from vaebench import faults, files
+from vaebench.suite import integrity
+from vaebench.suite.units import ANCHOR, Unit
 
-KINDS = ("variance", "convergence", "throughput")
-"""Kinds of units whose rows are combined into `<kind>.csv`."""
+COMBINED = {
+    "variance": "variance.csv",
+    "convergence": "convergence.csv",
+    "throughput": "throughput.csv",
+    "landing": "stl_landing.csv",
+}
+"""Kinds of units whose rows are combined into one CSV each, and its file name."""
 
-
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, flush it to disk, then rename it to ``path``.
-
-    Raises:
-        StorageError: the write was refused (read-only, disk full, file-size limit); ``path`` is unchanged.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:  # name the file the user knows, not the temporary one
-        raise StorageError.from_os(err, path) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write bytes atomically."""
-    return atomic_write(path, lambda fh: fh.write(data))
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically (UTF-8)."""
-    return write_bytes(path, text.encode())
-
-
-def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
-    """Write a frame as CSV atomically (no index)."""
-    return write_text(path, frame.to_csv(index=False))
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV written by :func:`write_csv` (an empty file gives an empty frame)."""
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+KINDS = tuple(COMBINED)
 
 
 def temporary_files(out: str | Path) -> list[Path]:
@@ -85,20 +46,57 @@ def temporary_files(out: str | Path) -> list[Path]:
     return sorted([*out.glob(".*.tmp"), *(out / "units").glob("*/.*.tmp")])
 
 
-def combine(out: str | Path, frames: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """Rewrite `<kind>.csv` from the given verified units' frames and return every kind's frame.
+def save(unit: Unit, result: pd.DataFrame | dict, out: Path, digest: str, inputs: dict | None = None) -> str:
+    """Write a finished unit atomically: its data file, then its manifest; clear any earlier failure record.
 
-    A kind without frames gets no `<kind>.csv` (a stale one is removed): the combined files never hold rows
-    that no verified unit holds.
+    Args:
+        unit: the unit.
+        result: what :func:`vaebench.suite.execute.execute` returned.
+        out: the results folder.
+        digest: the configuration's hash (:func:`vaebench.config.config_hash`).
+        inputs: what the result depends on ({"reference": sha256} for a variance unit: the anchor run).
+
+    Returns:
+        The SHA-256 of the data file.
+    """
+    if unit.kind == ANCHOR:
+        buffer = io.BytesIO()
+        torch.save(result, buffer)
+        payload, rows = buffer.getvalue(), len(result["checkpoints"])
+    else:
+        frame = _with_keys(unit, result)
+        payload, rows = frame.to_csv(index=False).encode(), len(frame)
+    files.write_bytes(out / unit.path, payload)
+    faults.point("saved")
+    record = integrity.manifest(unit, payload, rows, digest, inputs)
+    files.write_text(out / integrity.manifest_path(unit), record)
+    (out / unit.error_path).unlink(missing_ok=True)
+    return json.loads(record)["sha256"]
+
+
+def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
+    """Make sure every row carries the unit's key columns (estimator, sampler, num_samples, seed)."""
+    frame = frame.copy()
+    for column, value in reversed(unit.keys.items()):
+        if column not in frame:
+            frame.insert(0, column, value)
+    return frame
+
+
+def combine(out: str | Path, frames: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Rewrite each kind's combined CSV from the given verified units' frames and return every kind's frame.
+
+    A kind without frames gets no file (a stale one is removed): the combined files never hold rows that no
+    verified unit holds.
     """
     out = Path(out)
     combined = {}
-    for kind in KINDS:
+    for kind, name in COMBINED.items():
         parts = [p for p in frames.get(kind, []) if not p.empty]
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         if parts:
-            write_csv(out / f"{kind}.csv", frame)
+            files.write_csv(out / name, frame)
         else:
-            (out / f"{kind}.csv").unlink(missing_ok=True)
+            (out / name).unlink(missing_ok=True)
         combined[kind] = frame
     return combined

@@ -1,43 +1,46 @@
-"""Units of work of the suite: what they are, in which order they run, and how each one is computed.
+"""Units of work of the suite: what they are and in which order they run (:func:`plan`).
 
-A unit is the smallest piece of the suite that is saved on its own as soon as it finishes:
+A unit is the smallest piece of the suite that is saved on its own as soon as it finishes. The plan is the
+suite's one loop over the configuration's grid (settings x seeds x checkpoints); each unit is computed by
+:mod:`vaebench.suite.execute`:
 
-- ``reference``: one training run of the reference estimator (K = 1, the first seed) that keeps checkpoints
-  at the fractions of `vaebench.config.CHECKPOINTS` (init, early, middle, end): every estimator's gradient
-  variance is measured at these same parameters, so estimators are compared on equal footing;
-- ``variance/<checkpoint>``: every estimator x K x seed at one checkpoint (`variance_study`);
-- ``convergence/<estimator>-K<k>-s<seed>`` (``<estimator>@<sampler>-K<k>-s<seed>`` for a sampler other than
-  iid, so the names of older results folders stay valid): one training run and its final test ELBO and log-likelihood
-  (`measure_convergence`), self-contained and deterministic given its arguments;
-- ``throughput/<estimator>-K<k>`` (``<estimator>@<sampler>-K<k>``) and ``throughput/reference``: the training-step time
-  (`measure_throughput`; the hand-written pytorch/examples step as the reference row).
+- the **anchor** run (on disk ``units/reference/checkpoints.pt``, kind `ANCHOR`): one training run of the
+  anchor estimator (K = 1, the first seed) that keeps checkpoints at the fractions of
+  `vaebench.config.CHECKPOINTS` (init, early, middle, end): every setting's gradient variance is measured at
+  these same parameters, so estimators are compared on equal footing;
+- ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
+- ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
+- ``throughput/<setting>-K<k>`` and ``throughput/reference`` (the hand-written pytorch/examples step): the
+  training-step time;
+- ``landing/stl``: STL's encoder variance along a line to the exact posterior of a model built for the check
+  (:mod:`vaebench.checks.landing`), when the run measures ``stl``'s variance at several K.
 
-Each unit has a relative cost (``weight``), from which the progress bar's ETA is computed.
+A setting's part of a name is the estimator for iid draws, else ``<estimator>@<sampler>``
+(:attr:`vaebench.estimators.Setting.name`), so the names of older results folders stay valid. Each unit has a
+relative cost (``weight``), from which the progress bar's ETA is computed.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from vaebench import rng
 from vaebench.config import CHECKPOINTS, SuiteConfig
-from vaebench.data import Dataset, load_dataset
-from vaebench.estimators import ESTIMATORS, make_estimator, runnable
-from vaebench.model import GaussianVAE
-from vaebench.suite import store
+from vaebench.estimators import ESTIMATORS, Setting, runnable
+from vaebench.measures.schema import ANCHOR_UNIT, HANDWRITTEN
 
-REFERENCE_FILE = Path("units") / "reference" / "checkpoints.pt"
+ANCHOR = ANCHOR_UNIT
+"""The anchor run's unit kind, as results folders name it on disk."""
+
+ANCHOR_FILE = Path("units") / ANCHOR / "checkpoints.pt"
+"""Where the anchor run's checkpoints are saved, relative to the results folder."""
+
 PARTIAL = Path("partial")
-"""Where running training units keep their state (`vaebench.checkpoint`), removed when the unit is saved."""
+"""Where running training units keep their state (:mod:`vaebench.train.checkpoints`), removed when saved."""
+
+KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing")
+"""Kinds of units, in plan order."""
 
 
 @dataclass(frozen=True)
@@ -45,36 +48,37 @@ class Unit:
     """One unit of work.
 
     Attributes:
-        kind: ``reference``, ``variance``, ``convergence`` or ``throughput``.
+        kind: one of `KINDS`.
         name: unique within its kind, used as the file name.
-        estimator: the estimator (convergence, throughput), else None.
-        num_samples: K (convergence, throughput), else None.
-        seed: the seed (convergence), else None.
+        setting: the setting it measures (convergence, throughput), else None.
+        seed: the seed (convergence, variance), else None.
         checkpoint: the checkpoint label (variance), else None.
         weight: relative cost, for the ETA.
-        sampler: the estimator's sampler (convergence, throughput).
     """
 
     kind: str
     name: str
-    estimator: str | None = None
-    num_samples: int | None = None
+    setting: Setting | None = None
     seed: int | None = None
     checkpoint: str | None = None
     weight: float = 1.0
-    sampler: str = "iid"
 
     @property
     def path(self) -> Path:
         """Where the unit's result goes, relative to the results folder."""
-        if self.kind == "reference":
-            return REFERENCE_FILE
+        if self.kind == ANCHOR:
+            return ANCHOR_FILE
         return Path("units") / self.kind / f"{self.name}.csv"
 
     @property
     def error_path(self) -> Path:
         """Where a failure of the unit is recorded, relative to the results folder."""
         return self.path.with_suffix(".error")
+
+    @property
+    def partial_path(self) -> Path:
+        """Where a running training unit keeps its state, relative to the results folder."""
+        return PARTIAL / self.kind / f"{self.name}.pt"
 
     @property
     def label(self) -> str:
@@ -85,298 +89,84 @@ class Unit:
         """``kind/name``: how messages, manifests and run.json name the unit."""
         return f"{self.kind}/{self.name}"
 
+    @property
+    def handwritten(self) -> bool:
+        """Whether this is the throughput unit of the hand-written pytorch/examples step."""
+        return self.kind == "throughput" and self.setting is None
+
+    @property
+    def keys(self) -> dict[str, object]:
+        """The key columns every row of the unit's file carries (the house data contract)."""
+        if self.setting is None:
+            return {}
+        s = self.setting
+        out = {"estimator": s.estimator, "sampler": s.sampler, "num_samples": s.num_samples}
+        return out if self.seed is None else {**out, "seed": self.seed}
+
 
 class Skipped(Exception):
     """A unit that cannot be measured, for a reason that would recur on every retry (it is saved, with no rows,
     and its reason becomes a note of the run rather than a failure)."""
 
 
-def pairs(config: SuiteConfig) -> list[tuple[str, int, str]]:
-    """The (estimator, K, sampler) combinations of ``config`` that can run (`vaebench.estimators.runnable`)."""
+def settings(config: SuiteConfig) -> list[Setting]:
+    """The settings of ``config`` that can run (:func:`vaebench.estimators.runnable`)."""
     return runnable(config.estimators, config.samples, config.samplers)
 
 
-def setting_name(name: str, sampler: str) -> str:
-    """The estimator's part of a unit name: ``name`` for iid draws, else ``name@sampler``."""
-    return name if sampler == "iid" else f"{name}@{sampler}"
-
-
 def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
-    """Checkpoint label -> step of the reference run."""
+    """Checkpoint label -> step of the anchor run."""
     return {label: round(CHECKPOINTS[label] * config.train.steps) for label in config.variance.checkpoints}
 
 
+def measures_landing(config: SuiteConfig) -> bool:
+    """Whether the run includes the STL check: ``stl``'s variance measured at several K."""
+    ks = {s.num_samples for s in settings(config) if s.estimator == "stl"}
+    return config.variance.enabled and len(set(config.samples)) > 1 and bool(ks)
+
+
 def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
-    """All units of a run, in execution order: reference, variance, convergence, throughput.
+    """All units of a run, in execution order: anchor, variance, landing, convergence, throughput.
 
-    ``test_points`` (the test set's size) only scales the weight of the log-likelihood evaluation.
-
-    Weights are rough costs (about 300 per second on one CPU core, calibrated on the default preset) so that
-    the progress bar's ETA is sensible from the first unit.
+    ``test_points`` (the test set's size) only scales the weight of the log-likelihood evaluation. Weights
+    are rough costs (about 300 per second on one CPU core, calibrated on the default preset) so that the
+    progress bar's ETA is sensible from the first unit.
     """
     units: list[Unit] = []
-    steps = config.train.steps
-    points = min(config.train.ll_points or test_points, test_points)
-    ll_cost = config.train.ll_samples * points / (50 * config.train.batch_size)
-    if config.variance.enabled:
-        units.append(Unit("reference", "checkpoints", weight=1.6 * steps))
-        v = config.variance
-        per_checkpoint = len(v.seeds) * sum(
-            50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (k - 1)) for _, k, _ in pairs(config)
+    grid = settings(config)
+    t, v = config.train, config.variance
+    if v.enabled:
+        units.append(Unit(ANCHOR, "checkpoints", weight=1.6 * t.steps))
+        per_unit = sum(
+            50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (s.num_samples - 1)) for s in grid
         )
         for label in v.checkpoints:
-            units.append(Unit("variance", label, checkpoint=label, weight=per_checkpoint))
-    for name, k, sampler in pairs(config) if config.train.enabled else []:
+            for seed in v.seeds:
+                units.append(
+                    Unit("variance", f"{label}-s{seed}", seed=seed, checkpoint=label, weight=per_unit)
+                )
+        if measures_landing(config):
+            units.append(Unit("landing", "stl", weight=300.0))
+    points = min(t.ll_points or test_points, test_points)
+    ll_cost = t.ll_samples * points / (50 * t.batch_size)
+    for setting in grid if t.enabled else []:
         for seed in config.seeds:
-            cost = steps * (1 + 0.1 * (k - 1)) * (1.2 if ESTIMATORS[name].stateful else 1.0) + ll_cost
-            label = f"{setting_name(name, sampler)}-K{k}-s{seed}"
-            units.append(Unit("convergence", label, name, k, seed, weight=cost, sampler=sampler))
+            stateful = 1.2 if ESTIMATORS[setting.estimator].stateful else 1.0
+            cost = t.steps * (1 + 0.1 * (setting.num_samples - 1)) * stateful + ll_cost
+            name = f"{setting.label}-s{seed}"
+            units.append(Unit("convergence", name, setting, seed, weight=cost))
     if config.throughput.enabled:
-        reps = (config.throughput.repeats + config.throughput.warmup) * config.throughput.batch_size / 100
+        tp = config.throughput
+        reps = (tp.repeats + tp.warmup) * tp.batch_size / 100
         if len(config.model.hidden) == 1:
-            units.append(Unit("throughput", "reference", "reference", 1, weight=reps))
-        for name, k, sampler in pairs(config):
-            label, cost = f"{setting_name(name, sampler)}-K{k}", reps * (1 + 0.15 * (k - 1))
-            units.append(Unit("throughput", label, name, k, weight=cost, sampler=sampler))
+            units.append(Unit("throughput", HANDWRITTEN, weight=reps))
+        for setting in grid:
+            units.append(
+                Unit(
+                    "throughput", setting.label, setting, weight=reps * (1 + 0.15 * (setting.num_samples - 1))
+                )
+            )
     return units
-
-
-class Context:
-    """What the units of one run share: the data set and how to build the model (loaded lazily, once)."""
-
-    def __init__(self, config: SuiteConfig, out: str | Path):
-        self.config = config
-        self.out = Path(out)
-        self.device = torch.device(config.device)
-
-    @cached_property
-    def dataset(self) -> Dataset:
-        d = self.config.data
-        return load_dataset(
-            d.name,
-            d.root,
-            binarize=None if d.binarize == "none" else d.binarize,
-            dequantize=d.dequantize,
-            seed=d.seed,
-        )
-
-    @property
-    def likelihood(self) -> str:
-        chosen = self.config.model.likelihood
-        return self.dataset.likelihood if chosen == "auto" else chosen
-
-    def model_factory(self, seed: int = 0) -> GaussianVAE:
-        """A fresh model, initialised from ``seed``."""
-        m = self.config.model
-        return GaussianVAE(
-            self.dataset.x_dim,
-            m.z_dim,
-            hidden=m.hidden,
-            likelihood=self.likelihood,
-            decoder_scale=m.decoder_scale,
-            activation=m.activation,
-            min_scale=m.min_scale,
-            init_decoder_scale=m.init_decoder_scale,
-            seed=seed,
-        )
-
-    def checkpointer(self, unit: Unit):
-        """The saver of ``unit``'s training state (`vaebench.checkpoint`), or None (``save_every_s = 0``)."""
-        from vaebench.checkpoint import Checkpointer
-        from vaebench.suite.integrity import config_hash
-
-        if not self.config.save_every_s:
-            return None
-        path = self.out / partial_path(unit)
-        return Checkpointer(path, self.config.save_every_s, key=f"{config_hash(self.config)}:{unit.key}")
-
-    def train_options(self) -> dict:
-        t = self.config.train
-        return {
-            "steps": t.steps,
-            "batch_size": t.batch_size,
-            "lr": t.lr,
-            "optimizer": t.optimizer,
-            "eval_every": t.eval_every,
-            "eval_samples": t.eval_samples,
-            "eval_points": t.eval_points or None,
-            "device": self.device,
-        }
-
-
-# ------------------------------------------------------------------------------------------------ execution
-
-
-def execute(unit: Unit, ctx: Context) -> pd.DataFrame | dict:
-    """Compute one unit: a tidy frame, or for the reference unit the checkpoints to save."""
-    return RUNNERS[unit.kind](unit, ctx)
-
-
-def _reference(unit: Unit, ctx: Context) -> dict:
-    from vaebench.training import train
-
-    config = ctx.config
-    seed = config.seeds[0]
-    steps = checkpoint_steps(config)
-    options = ctx.train_options()
-    result = train(
-        ctx.model_factory(seed),
-        config.variance.reference_estimator,
-        ctx.dataset,
-        num_samples=1,
-        seed=seed,
-        checkpoint_at=sorted(set(steps.values())),
-        checkpoint=ctx.checkpointer(unit),
-        **options,
-    )
-    checkpoints = {
-        label: {"step": step, "state": result.checkpoints[step]}
-        for label, step in steps.items()
-        if step in result.checkpoints
-    }
-    return {
-        "estimator": config.variance.reference_estimator,
-        "seed": seed,
-        "diverged_step": result.diverged_step,
-        "checkpoints": checkpoints,
-    }
-
-
-def load_reference(ctx: Context) -> dict:
-    """The reference run's checkpoints saved by the reference unit."""
-    return torch.load(ctx.out / REFERENCE_FILE, map_location="cpu", weights_only=True)
-
-
-def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
-    from vaebench.measures.variance import variance_study
-
-    config = ctx.config
-    reference = load_reference(ctx)
-    if unit.checkpoint not in reference["checkpoints"]:
-        step = checkpoint_steps(config)[unit.checkpoint]
-        raise Skipped(
-            f"not measured: the reference run ({reference['estimator']}, K=1, seed {reference['seed']}) "
-            f"diverged at step {reference['diverged_step']}, before the {unit.checkpoint!r} checkpoint (step {step})"
-        )
-    saved = reference["checkpoints"][unit.checkpoint]
-    frame = variance_study(
-        {unit.checkpoint: (saved["step"], saved["state"])},
-        lambda: ctx.model_factory(reference["seed"]),
-        list(config.estimators),
-        list(config.samples),
-        ctx.dataset,
-        replicates=config.variance.replicates,
-        seeds=list(config.variance.seeds),
-        batch_size=config.variance.batch_size,
-        reference="auto" if config.variance.reference_samples else None,
-        reference_samples=max(config.variance.reference_samples, 2),
-        device=ctx.device,
-        samplers=list(config.samplers),
-    )
-    return frame
-
-
-def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
-    from vaebench.measures.convergence import measure_convergence
-
-    t = ctx.config.train
-    return measure_convergence(
-        ctx.model_factory,
-        unit.estimator,
-        ctx.dataset,
-        estimator_options={"sampler": unit.sampler},
-        num_samples=unit.num_samples,
-        seed=unit.seed,
-        ll_samples=t.ll_samples,
-        ll_points=t.ll_points or None,
-        checkpoint=ctx.checkpointer(unit),
-        **ctx.train_options(),
-    )
-
-
-def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
-    from vaebench.measures import throughput
-
-    config = ctx.config
-    t = config.throughput
-    seed = config.seeds[0]
-    x = ctx.dataset.train[: t.batch_size]
-    if ctx.dataset.binarize == "dynamic":
-        x = torch.bernoulli(x, generator=rng.generator(seed, "throughput.data"))
-    common = {"repeats": t.repeats, "warmup": t.warmup, "device": ctx.device, "seed": seed}
-    if unit.estimator == "reference":
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            return pd.DataFrame([{
-                "estimator": "reference", "num_samples": 1, "seed": seed, "batch_size": int(x.shape[0]),
-                "device": str(ctx.device), "status": "skipped", "reason": REFERENCE_STEP_NEEDS,
-            }])  # fmt: skip
-        model = ctx.model_factory(seed)
-        return throughput.measure_handwritten(x, hidden=model.hidden[0], z_dim=model.z_dim, **common)
-    model = ctx.model_factory(seed)
-    estimator = make_estimator(unit.estimator, sampler=unit.sampler)
-    return throughput.measure_throughput(model, estimator, x, unit.num_samples, **common)
-
-
-REFERENCE_STEP_NEEDS = (
-    "the pytorch/examples reference step has a Bernoulli likelihood (binary cross-entropy), which needs data "
-    "in [0, 1]; this data set is not"
-)
-
-RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
-    "reference": _reference,
-    "variance": _variance,
-    "convergence": _convergence,
-    "throughput": _throughput,
-}
-
-
-def save(unit: Unit, result: pd.DataFrame | dict, out: Path, digest: str, inputs: dict | None = None) -> str:
-    """Write a finished unit atomically: its data file, then its manifest; clear any earlier failure record.
-
-    Args:
-        unit: the unit.
-        result: what :func:`execute` returned.
-        out: the results folder.
-        digest: the configuration's hash (:func:`vaebench.suite.integrity.config_hash`).
-        inputs: what the result depends on ({"reference": sha256} for a variance unit).
-
-    Returns:
-        The SHA-256 of the data file.
-    """
-    from vaebench.suite import faults, integrity
-
-    if unit.kind == "reference":
-        buffer = io.BytesIO()
-        torch.save(result, buffer)
-        payload, rows = buffer.getvalue(), len(result["checkpoints"])
-    else:
-        frame = _with_keys(unit, result)
-        payload, rows = frame.to_csv(index=False).encode(), len(frame)
-    store.write_bytes(out / unit.path, payload)
-    faults.point("saved")
-    record = integrity.manifest(unit, payload, rows, digest, inputs)
-    store.write_text(out / integrity.manifest_path(unit), record)
-    (out / unit.error_path).unlink(missing_ok=True)
-    return json.loads(record)["sha256"]
-
-
-def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
-    """Make sure every row carries estimator, sampler, num_samples and seed (the house data contract)."""
-    frame = frame.copy()
-    for column, value in (
-        ("sampler", unit.sampler if unit.estimator is not None else None),
-        ("estimator", unit.estimator),
-        ("num_samples", unit.num_samples),
-        ("seed", unit.seed),
-    ):
-        if column not in frame and value is not None:
-            frame.insert(0, column, value)
-    return frame
-
-
-def partial_path(unit: Unit) -> Path:
-    """Where a running training unit keeps its state, relative to the results folder."""
-    return PARTIAL / unit.kind / f"{unit.name}.pt"
 
 
 def total_weight(units: list[Unit]) -> float:

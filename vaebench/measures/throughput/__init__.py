@@ -31,8 +31,9 @@ from vaebench.measures.throughput.handwritten import (
     handwritten_step,
 )
 from vaebench.measures.throughput.measure import (
+    StepOptions,
+    Timing,
     build_step,
-    make_optimizer,
     measure_handwritten,
     measure_throughput,
     variant_label,
@@ -46,29 +47,18 @@ from vaebench.measures.throughput.timing import (
     track_peak_memory,
 )
 
-# The former names, from when the hand-written step was called the reference (kept for existing callers).
-ReferenceVAE = HandwrittenVAE
-build_reference_step = build_handwritten_step
-reference_loss = handwritten_loss
-reference_step = handwritten_step
-measure_reference = measure_handwritten
-
 __all__ = [
     "HandwrittenVAE",
-    "ReferenceVAE",
+    "StepOptions",
+    "Timing",
     "build_handwritten_step",
-    "build_reference_step",
     "build_step",
     "count_linear_flops",
     "handwritten_loss",
     "handwritten_step",
-    "make_optimizer",
     "matmul_ceiling",
     "measure_handwritten",
-    "measure_reference",
     "measure_throughput",
-    "reference_loss",
-    "reference_step",
     "summarize_times",
     "synchronize",
     "time_steps",

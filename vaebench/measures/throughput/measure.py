@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vaebench import rng
-from vaebench.errors import VaebenchError
+from vaebench import devices, rng
+from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, make_estimator
 from vaebench.measures.schema import HANDWRITTEN, THROUGHPUT, conform
 from vaebench.measures.throughput.handwritten import (
@@ -24,18 +25,55 @@ from vaebench.measures.throughput.timing import (
     device_name,
     matmul_ceiling,
     num_threads,
-    resolve_device,
     summarize_times,
     time_steps,
     track_peak_memory,
 )
-from vaebench.step import make_optimizer, surrogate_of, training_step
+from vaebench.optim import make_optimizer
+from vaebench.train.step import surrogate_of, training_step
 
 
 def variant_label(compiled: bool, amp: bool) -> str:
     """``"eager"``, ``"compiled"``, ``"amp-bf16"`` or ``"compiled+amp-bf16"``: how a row was run."""
     parts = (["compiled"] if compiled else []) + (["amp-bf16"] if amp else [])
     return "+".join(parts) or "eager"
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How the timed step is built.
+
+    Attributes:
+        compile: ``torch.compile`` the forward pass (True: inductor; a string: that backend). Compiled graphs
+            take no ``torch.Generator``, so compiled steps draw from torch's global RNG (seeded).
+        amp: bf16 autocast around the forward pass (CUDA only).
+        optimizer_step: include the optimizer's step.
+        lr: the optimizer's learning rate.
+    """
+
+    compile: bool | str = False
+    amp: bool = False
+    optimizer_step: bool = True
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a step is timed: ``repeats`` timed steps after ``warmup`` untimed ones, on ``threads`` CPU threads.
+
+    Attributes:
+        repeats: timed steps (the median is over these).
+        warmup: untimed steps first (enough for ``torch.compile`` to finish compiling).
+        threads: torch CPU threads for the measurement (None: leave as is); recorded in ``threads``.
+    """
+
+    repeats: int = 30
+    warmup: int = 5
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("repeats", self.repeats, 1)
+        check_int("warmup", self.warmup, 0)
 
 
 def build_step(
@@ -45,11 +83,8 @@ def build_step(
     num_samples: int,
     *,
     device: str | torch.device | None = None,
-    compile: bool | str = False,
-    amp: bool = False,
-    optimizer_step: bool = True,
     seed: int = 0,
-    lr: float = 1e-3,
+    options: StepOptions = StepOptions(),
 ) -> tuple[Callable[[], None], dict[str, object]]:
     """One training step as a callable, on deep copies of ``model`` and ``estimator`` moved to ``device``.
 
@@ -60,12 +95,8 @@ def build_step(
     Args:
         model, estimator, x, num_samples: as in :func:`measure_throughput`.
         device: where to run; None: x's device.
-        compile: ``torch.compile`` the forward pass (True: inductor; a string: that backend). Compiled graphs
-            take no ``torch.Generator``, so compiled steps draw from torch's global RNG.
-        amp: bf16 autocast around the forward pass (CUDA only).
-        optimizer_step: include the Adam step.
         seed: seeds the sampling noise (a ``torch.Generator`` on the device).
-        lr: Adam's learning rate.
+        options: compile, autocast, optimizer step and learning rate (:class:`StepOptions`).
 
     Returns:
         ``(step, info)``: ``step()`` runs one step (it does not synchronize the device); ``info`` holds
@@ -78,7 +109,8 @@ def build_step(
         raise VaebenchError(
             f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
         )
-    device = resolve_device(device, x)
+    device = devices.resolve(device, x)
+    compile, amp = options.compile, options.amp
     if amp and device.type != "cuda":
         raise VaebenchError(
             "amp=True (bf16 autocast) is measured on CUDA only: most CPUs emulate bf16 matmuls, so the row "
@@ -88,7 +120,7 @@ def build_step(
     estimator = copy.deepcopy(estimator).to(device).train()
     x = x.to(device)
     estimator.prepare(model, x)
-    optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], lr)
+    optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], options.lr)
     generator = rng.generator(seed, "throughput.noise", device=device)
     with count_linear_flops(model, estimator) as forward_flops:
         estimator(model, x, num_samples=num_samples, generator=generator).surrogate.backward()
@@ -103,13 +135,13 @@ def build_step(
     forward = _compile(loss, compile) if compile else loss
 
     def step() -> None:
-        training_step(optimizer, forward, apply=optimizer_step)
+        training_step(optimizer, forward, apply=options.optimizer_step)
 
     info = {
         "estimator": estimator.name or type(estimator).__name__,
         "sampler": estimator.sampler,
         "flops_per_step": 3 * forward_flops[0],
-        "optimizer": optimizer_label if optimizer_step else "none",
+        "optimizer": optimizer_label if options.optimizer_step else "none",
         "objective": estimator.objective,
         "device": device,
         "batch_size": x.shape[0],
@@ -126,15 +158,10 @@ def measure_throughput(
     x: Tensor,
     num_samples: int,
     *,
-    repeats: int = 30,
-    warmup: int = 5,
     device: str | torch.device | None = None,
-    compile: bool | str = False,
-    amp: bool = False,
-    optimizer_step: bool = True,
-    threads: int | None = None,
     seed: int = 0,
-    lr: float = 1e-3,
+    options: StepOptions = StepOptions(),
+    timing: Timing = Timing(),
 ) -> pd.DataFrame:
     """Time the training step of one estimator at one K and batch size.
 
@@ -146,16 +173,11 @@ def measure_throughput(
         estimator: an :class:`~vaebench.estimators.Estimator` or a registered name.
         x: the batch [B, D]; B is the row's batch size.
         num_samples: K.
-        repeats: timed steps (the median is over these).
-        warmup: untimed steps first (enough for ``torch.compile`` to finish compiling).
         device: where to run; None: x's device. CUDA rows are timed with CUDA events.
-        compile: ``torch.compile`` the forward pass: True (inductor) or a backend name; the row is labelled.
-        amp: bf16 autocast around the forward pass (CUDA only); the row is labelled and its ceiling is the bf16
-            matmul ceiling.
-        optimizer_step: include the Adam step (False: forward and backward only).
-        threads: torch CPU threads for the measurement (None: leave as is); recorded in ``threads``.
         seed: seeds the sampling noise and the bootstrap of the interval.
-        lr: Adam's learning rate.
+        options: compile, autocast (the row is labelled; an amp row's ceiling is the bf16 matmul ceiling),
+            optimizer step, learning rate (:class:`StepOptions`).
+        timing: repeats, warm-up steps and threads (:class:`Timing`).
 
     Returns:
         One row: ``estimator, sampler, num_samples, batch_size, seed, device, device_type, threads, variant,
@@ -167,23 +189,11 @@ def measure_throughput(
     Raises:
         VaebenchError: a K this estimator cannot take, bad counts, a device that is not there.
     """
-    _check_counts(repeats, warmup)
-    device = resolve_device(device, x if isinstance(x, Tensor) else None)
-    with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
-        step, info = build_step(
-            model,
-            estimator,
-            x,
-            num_samples,
-            device=device,
-            compile=compile,
-            amp=amp,
-            optimizer_step=optimizer_step,
-            seed=seed,
-            lr=lr,
-        )
-        row = _base_row(info, seed, repeats, warmup)
-        row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
+    device = devices.resolve(device, x if isinstance(x, Tensor) else None)
+    with num_threads(timing.threads), rng.seeded(seed, "throughput.noise", device=device):
+        step, info = build_step(model, estimator, x, num_samples, device=device, seed=seed, options=options)
+        row = _base_row(info, seed, timing)
+        row.update(_measure(step, info, timing, seed))
     return conform(pd.DataFrame([row]), THROUGHPUT)
 
 
@@ -192,24 +202,21 @@ def measure_handwritten(
     *,
     hidden: int = 400,
     z_dim: int = 20,
-    repeats: int = 30,
-    warmup: int = 5,
     device: str | torch.device | None = None,
-    threads: int | None = None,
     seed: int = 0,
+    timing: Timing = Timing(),
 ) -> pd.DataFrame:
     """The hand-written row (on disk ``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
 
     Same columns as :func:`measure_throughput`; ``optimizer`` is ``"adam-default"`` (the recipe's
     ``optim.Adam(model.parameters(), lr=1e-3)``), ``objective`` is ``"elbo"``.
     """
-    _check_counts(repeats, warmup)
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise VaebenchError(
             f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
         )
-    device = resolve_device(device, x)
-    with num_threads(threads), rng.seeded(seed, "throughput.noise", device=device):
+    device = devices.resolve(device, x)
+    with num_threads(timing.threads), rng.seeded(seed, "throughput.noise", device=device):
         step, model, _ = build_handwritten_step(x.to(device), hidden, z_dim)
         with count_linear_flops(model) as forward_flops:
             step()
@@ -224,8 +231,8 @@ def measure_handwritten(
             "compiled": False,
             "amp": False,
         }
-        row = _base_row(info, seed, repeats, warmup)
-        row.update(_measure(step, info, repeats=repeats, warmup=warmup, seed=seed))
+        row = _base_row(info, seed, timing)
+        row.update(_measure(step, info, timing, seed))
     return conform(pd.DataFrame([row]), THROUGHPUT)
 
 
@@ -240,21 +247,14 @@ def _compile(function: Callable, compile: bool | str) -> Callable:
         raise VaebenchError(f"torch.compile with backend {backend!r} failed: {error}") from error
 
 
-def _check_counts(repeats: int, warmup: int) -> None:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise VaebenchError(f"repeats must be a positive integer, got {repeats!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise VaebenchError(f"warmup must be a non-negative integer, got {warmup!r}")
-
-
-def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: int, seed: int) -> dict:
+def _measure(step: Callable[[], object], info: dict, timing: Timing, seed: int) -> dict:
     """Time ``step`` and turn the times into the row's figures (shared by estimators and the hand-written step)."""
     device = info["device"]
     # The ceiling first: measured once per process, its half second of warm-up also brings a cold CPU to its
     # sustained clock before the first row is timed.
     ceiling = matmul_ceiling(device, torch.bfloat16 if info["amp"] else torch.float32)
     with track_peak_memory(device) as memory:
-        times = time_steps(step, device, repeats, warmup)
+        times = time_steps(step, device, timing.repeats, timing.warmup)
     row: dict[str, object] = summarize_times(times, seed=seed)
     median, low, high = row["step_s_median"], row["step_s_low"], row["step_s_high"]
     batch_size, flops = info["batch_size"], info["flops_per_step"]
@@ -278,7 +278,7 @@ def _measure(step: Callable[[], object], info: dict, *, repeats: int, warmup: in
     return row
 
 
-def _base_row(info: dict, seed: int, repeats: int, warmup: int) -> dict[str, object]:
+def _base_row(info: dict, seed: int, timing: Timing) -> dict[str, object]:
     device = info["device"]
     return {
         "estimator": info["estimator"],
@@ -293,8 +293,8 @@ def _base_row(info: dict, seed: int, repeats: int, warmup: int) -> dict[str, obj
         "compiled": info["compiled"],
         "amp": info["amp"],
         "optimizer": info["optimizer"],
-        "repeats": repeats,
-        "warmup": warmup,
+        "repeats": timing.repeats,
+        "warmup": timing.warmup,
         "status": "ok",
         "reason": "",
     }

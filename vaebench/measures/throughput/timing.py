@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vaebench import rng
+from vaebench import devices, rng
 from vaebench.errors import VaebenchError
 from vaebench.stats import bootstrap_interval
 
@@ -26,26 +26,6 @@ _PROC_CLEAR_REFS = "/proc/self/clear_refs"
 
 
 # --------------------------------------------------------------------------------------------------- devices
-
-
-def resolve_device(device: str | torch.device | None, fallback: Tensor | None = None) -> torch.device:
-    """The device to measure on: ``device``, else ``fallback``'s device, else the CPU.
-
-    Raises:
-        VaebenchError: a CUDA device was asked for and none is available.
-    """
-    if device is None:
-        return fallback.device if fallback is not None else torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise VaebenchError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from error
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise VaebenchError("device 'cuda' asked for but torch sees no CUDA GPU; use device='cpu'")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 def device_name(device: torch.device) -> str:
@@ -139,7 +119,7 @@ def matmul_ceiling(
     half of it. Cached per (device, dtype, torch threads, size) for the life of the process, so every row of a
     run shares one ceiling. ``size`` defaults to 1024 on the CPU (2 GFLOP a product) and 8192 on CUDA.
     """
-    device = resolve_device(device)
+    device = devices.resolve(device)
     size = size or (8192 if device.type == "cuda" else 1024)
     key = (str(device), dtype, torch.get_num_threads(), size)
     if key not in _CEILING_CACHE:

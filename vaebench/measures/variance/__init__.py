@@ -1,9 +1,10 @@
-r"""Gradient variance of the estimators, measured at the same parameters, with an interval on every figure.
+r"""Gradient variance of an estimator at fixed parameters, with an interval on every figure.
 
 Why: variance is what separates the pathwise gradient from REINFORCE and what every variance-reduction method
-claims to lower. The measure fixes everything but the estimator's noise: the parameters (checkpoints of one
-reference training run, see :func:`variance_study`), the minibatch, and the estimator's state (frozen in eval
-mode after a :func:`warm_up` on other minibatches than the measured one).
+claims to lower. The measure fixes everything but the estimator's noise: the parameters (the suite measures
+every setting at checkpoints of one anchor training run), the minibatch
+(:mod:`~vaebench.measures.variance.minibatches`), and the estimator's state (frozen in eval mode after a
+:func:`warm_up` on other minibatches than the measured one).
 
 For a minibatch x and the estimator's gradient estimate g (of the surrogate loss, the negative objective;
 NVIL's encoder part divided by its known ``encoder_scale``), with R independent replicates g_1..g_R:
@@ -11,8 +12,9 @@ NVIL's encoder part divided by its known ``encoder_scale``), with R independent 
 - ``trace_var`` = tr Cov[g | x] = Σ_p Var(g_p), and ``mean_sq_norm`` = E||g||² = ||E g||² + tr Cov;
 - ``snr``: Rainforth et al. 2018 (arXiv:1802.04537), |E g_p| / sd(g_p) averaged over coordinates p, and
   ``snr_norm`` = ||E g|| / √tr Cov;
-- ``bias_norm`` = ||ḡ - g*|| and ``cosine`` = E cos(g, g*) against a reference g*: the exact gradient on the
-  linear-Gaussian model, else a high-sample pathwise estimate of the same objective (column ``reference``);
+- ``bias_norm`` = ||ḡ - g*|| and ``cosine`` = E cos(g, g*) against a baseline gradient g*: the exact gradient
+  on the linear-Gaussian model, else a high-sample pathwise estimate of the same objective
+  (:func:`baseline_gradient`; column ``reference``);
 - ``work_normalized_var`` = trace_var x seconds per estimate: the variance at equal compute (averaging n
   estimates divides the variance by n and multiplies the time by n), the figure that decides which estimator
   wins for a fixed budget;
@@ -24,42 +26,47 @@ replicates are computed batched (:mod:`~vaebench.measures.variance.engines`): a 
 R x K x B rows with per-replicate gradients from per-layer batched matmuls (chunks sized by device: in cache
 on a CPU, large on a GPU), or ``torch.func.vmap`` for models not built of linear layers.
 
-Modules: ``layout`` (parameter order and groups), ``engines`` and ``tiled`` (the replicate gradients),
-``summary`` (the figures and their intervals), ``baseline`` (:func:`baseline_gradient`), ``measure``
-(:func:`measure_variance`, :func:`warm_up`), ``noise`` (:func:`decompose_noise`), ``study`` (the
-checkpoint driver :func:`variance_study`).
+Modules: ``layout`` (parameter order and groups, the engine and measure options), ``engines`` and ``tiled``
+(the replicate gradients), ``summary`` (the figures and their intervals), ``baseline``
+(:func:`baseline_gradient`), ``measure`` (:func:`measure_variance`, :func:`warm_up`), ``noise``
+(:func:`decompose_noise`), ``minibatches`` (which minibatch is measured, which warm up).
 """
 
-from vaebench.measures.variance.baseline import baseline_gradient, reference_gradient
-from vaebench.measures.variance.engines import METHODS, gradient_sample, replicate_gradients
-from vaebench.measures.variance.layout import GradientSample, Layout, layout
-from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
-from vaebench.measures.variance.noise import decompose_noise
-from vaebench.measures.variance.study import (
-    CHECKPOINT_LABELS,
-    Checkpoint,
-    as_checkpoints,
-    variance_along_runs,
-    variance_study,
+from vaebench.measures.variance.baseline import baseline_gradient, baseline_key
+from vaebench.measures.variance.engines import gradient_sample, replicate_gradients
+from vaebench.measures.variance.layout import (
+    METHODS,
+    Engine,
+    GradientSample,
+    Layout,
+    VarianceOptions,
+    layout,
 )
+from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
+from vaebench.measures.variance.minibatches import (
+    WARM_UP_BATCHES,
+    measured_minibatch,
+    warm_up_minibatches,
+)
+from vaebench.measures.variance.noise import decompose_noise
 
 __all__ = [
-    "CHECKPOINT_LABELS",
     "COLUMNS",
     "METHODS",
-    "Checkpoint",
+    "WARM_UP_BATCHES",
+    "Engine",
     "GradientSample",
     "Layout",
-    "as_checkpoints",
+    "VarianceOptions",
     "baseline_gradient",
+    "baseline_key",
     "decompose_noise",
     "gradient_sample",
     "layout",
     "measure_variance",
-    "reference_gradient",
+    "measured_minibatch",
     "replicate_gradients",
     "time_estimate",
-    "variance_along_runs",
-    "variance_study",
     "warm_up",
+    "warm_up_minibatches",
 ]

@@ -1,9 +1,8 @@
 """The baseline gradient: the gradient the estimators' replicates are compared with (bias, cosine, SNR).
 
 Exact where the model has a closed-form objective (autograd through :func:`vaebench.exact.exact_elbo`), else
-the mean of many independent pathwise estimates of the same objective. Called the "reference gradient" in
-earlier versions; the ``reference=`` argument of `measure_variance` and the ``reference`` column keep that
-name so old results folders and scripts still read.
+the mean of many independent pathwise estimates of the same objective. On disk, the variance table's
+``reference`` column keeps the name earlier versions gave it (see :mod:`vaebench.measures.schema`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from vaebench.exact import exact_elbo
 from vaebench.measures.variance.engines import ROW_BUDGET
 from vaebench.measures.variance.layout import Layout, layout
 
-DEFAULT_REFERENCE_SAMPLES = 4096  # independent estimates averaged into a sampled reference gradient
+DEFAULT_BASELINE_SAMPLES = 4096  # independent estimates averaged into a sampled baseline gradient
 
 
 def baseline_gradient(
@@ -30,7 +29,7 @@ def baseline_gradient(
     *,
     objective: str = "elbo",
     num_samples: int = 1,
-    samples: int = DEFAULT_REFERENCE_SAMPLES,
+    samples: int = DEFAULT_BASELINE_SAMPLES,
     seed: int = 0,
 ) -> tuple[Tensor, str]:
     """The gradient the estimators are compared with: exact where possible, else a high-sample estimate.
@@ -47,8 +46,8 @@ def baseline_gradient(
         x: the minibatch [B, D].
         objective: ``"elbo"`` or ``"iwae"``.
         num_samples: K of the IWAE_K objective (ignored for the ELBO).
-        samples: independent estimates averaged for a sampled reference.
-        seed: seeds the sampled reference (its own stream, independent of the replicates').
+        samples: independent estimates averaged for a sampled baseline.
+        seed: seeds the sampled baseline (its own stream, independent of the replicates').
 
     Returns:
         (gradient [P], label).
@@ -57,12 +56,15 @@ def baseline_gradient(
     return flat, label
 
 
-reference_gradient = baseline_gradient
-"""The earlier name of `baseline_gradient`."""
+def baseline_key(objective: str, num_samples: int) -> tuple[str, int]:
+    """The (objective, K) whose gradient an estimator of ``objective`` at K is compared with: IWAE_K for the
+    importance-weighted bound at K > 1, else the ELBO (IWAE_1 is the ELBO). Estimators with the same key share
+    one baseline gradient."""
+    return ("iwae", num_samples) if objective == "iwae" and num_samples > 1 else ("elbo", 1)
 
 
 def sampled_baseline(model, x, objective, num_samples, samples, seed) -> tuple[Tensor, str, dict[str, float]]:
-    """(flat gradient, label, per-group trace of the reference's own covariance)."""
+    """(flat gradient, label, per-group trace of the baseline's own covariance)."""
     if objective not in ("elbo", "iwae"):
         raise VaebenchError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
     check_num_samples(num_samples)
@@ -88,7 +90,7 @@ def sampled_baseline(model, x, objective, num_samples, samples, seed) -> tuple[T
     means = torch.stack(means)  # [chunks, P]
     weights = torch.tensor(sizes, dtype=means.dtype, device=means.device) / samples
     flat = weights @ means
-    # Var(chunk mean) ≈ Var(g)/size; the chunk means' spread estimates Var(g), the reference's is Var(g)/samples.
+    # Var(chunk mean) ≈ Var(g)/size; the chunk means' spread estimates Var(g), the baseline's is Var(g)/samples.
     scaled = (means - flat) * torch.tensor(sizes, dtype=means.dtype, device=means.device).sqrt()[:, None]
     per_coord = scaled.pow(2).sum(0) / (chunks - 1) / samples
     offsets = _offsets(lay)
@@ -100,24 +102,25 @@ def sampled_baseline(model, x, objective, num_samples, samples, seed) -> tuple[T
     return flat.detach(), label, ref_var
 
 
-def resolve_baseline(reference, model, x, estimator, num_samples, seed):
-    """(flat or None, label, per-group variance) from the ``reference`` argument of measure_variance."""
-    if reference is None:
+def resolve_baseline(baseline, model, x, estimator, num_samples, seed):
+    """(flat or None, label, per-group variance) from the ``baseline`` argument of measure_variance."""
+    if baseline is None:
         return None, "none", None
-    if isinstance(reference, str):
-        if reference != "auto":
+    if isinstance(baseline, str):
+        if baseline != "auto":
             raise VaebenchError(
-                f"reference must be None, 'auto', a tensor or (tensor, label), got {reference!r}"
+                f"baseline must be None, 'auto', a tensor or (tensor, label), got {baseline!r}"
             )
-        return sampled_baseline(model, x, estimator.objective, num_samples, DEFAULT_REFERENCE_SAMPLES, seed)
-    if isinstance(reference, tuple):
-        flat, label, ref_var = (*reference, None)[:3]
+        objective, k = baseline_key(estimator.objective, num_samples)
+        return sampled_baseline(model, x, objective, k, DEFAULT_BASELINE_SAMPLES, seed)
+    if isinstance(baseline, tuple):
+        flat, label, ref_var = (*baseline, None)[:3]
     else:
-        flat, label, ref_var = reference, "given", None
+        flat, label, ref_var = baseline, "given", None
     size = layout(model).size
     if not isinstance(flat, Tensor) or flat.shape != (size,):
         raise VaebenchError(
-            f"the reference gradient must be a flat tensor of shape [{size}], got {getattr(flat, 'shape', flat)!r}"
+            f"the baseline gradient must be a flat tensor of shape [{size}], got {getattr(flat, 'shape', flat)!r}"
         )
     wants = f"IWAE_{num_samples}" if estimator.objective == "iwae" and num_samples > 1 else "ELBO"
     match = re.fullmatch(r"iwae(\d+)-\d+", label)
@@ -130,8 +133,8 @@ def resolve_baseline(reference, model, x, estimator, num_samples, seed):
     )
     if has is not None and has != wants:
         raise VaebenchError(
-            f"reference {label!r} is the {has} gradient but {estimator.name or 'the estimator'} estimates the "
-            f"{wants} gradient; use reference_gradient(model, x, objective={estimator.objective!r}, "
+            f"baseline {label!r} is the {has} gradient but {estimator.name or 'the estimator'} estimates the "
+            f"{wants} gradient; use baseline_gradient(model, x, objective={estimator.objective!r}, "
             f"num_samples={num_samples})"
         )
     return flat.to(device=x.device, dtype=x.dtype), label, ref_var

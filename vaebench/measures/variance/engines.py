@@ -6,7 +6,8 @@ blocks [R, numel] of the parameters, in the order of :func:`~vaebench.measures.v
 (encoder first). Three engines compute it, with equal results in distribution:
 
 ``naive``
-    R calls of the estimator, one backward pass each: the reference, and what users write by hand.
+    R calls of the estimator, one backward pass each: the plain loop users write by hand, which the
+    others are checked against.
 ``tiled`` (the fast route, for models built of ``nn.Linear`` layers)
     A few passes over n x K x B rows with per-replicate gradients from per-layer batched matmuls; see
     :mod:`vaebench.measures.variance.tiled`.
@@ -29,18 +30,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vaebench import rng
+from vaebench import devices, rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator
-from vaebench.measures.variance.layout import GradientSample, Layout, layout
-from vaebench.measures.variance.tiled import tileable, tiled
-
-METHODS = ("batched", "tiled", "vmap", "naive")
-"""Valid ``method`` values: ``batched`` = ``tiled`` when the model allows it, else ``vmap``."""
+from vaebench.measures.variance.layout import METHODS, Engine, GradientSample, Layout, layout
+from vaebench.measures.variance.tiled import CPU_BUDGET, tileable, tiled
 
 ROW_BUDGET = 65_536  # latent rows (chunk x K x B) per vmap or naive pass on a GPU
-CPU_BUDGET = 1 << 20  # numbers in a tiled pass's largest activation on a CPU: ~4 MB in float32, in cache
-GPU_BUDGET = 1 << 26  # the same on a GPU: ~256 MB in float32, passes large enough to keep it busy
 
 
 def gradient_sample(
@@ -52,10 +48,7 @@ def gradient_sample(
     *,
     seed: int = 0,
     index: tuple[int, ...] = (),
-    chunk_size: int | None = None,
-    method: str = "batched",
-    rescale: bool = True,
-    factored: bool = False,
+    engine: Engine = Engine(),
 ) -> GradientSample:
     """R independent gradient estimates of the surrogate at fixed parameters, on the same batch.
 
@@ -68,13 +61,8 @@ def gradient_sample(
         seed: seeds the noise (stream ``variance.replicates`` of :mod:`vaebench.rng`); the same seed gives
             the same sample for a given method and chunk size.
         index: the sub-stream, e.g. ``(j,)`` for the j-th minibatch of a noise decomposition.
-        chunk_size: replicates per pass (default: by device; see `default_chunk` and, for the tiled engine,
-            :func:`~vaebench.measures.variance.tiled.tiled`).
-        method: one of `METHODS`.
-        rescale: divide the encoder's blocks by ``estimator.encoder_scale``.
-        factored: let the tiled engine keep the weights of layers whose input is the same in every replicate
-            (the encoder's first) as factors (a, δ) instead of blocks (:class:`GradientSample`); the summary of
-            :func:`~vaebench.measures.variance.measure_variance` reduces them without forming them.
+        engine: the method, replicates per pass, and what the sample keeps
+            (:class:`~vaebench.measures.variance.layout.Engine`).
 
     Returns:
         The :class:`GradientSample`, blocks in x's dtype and on its device.
@@ -82,20 +70,17 @@ def gradient_sample(
     if not isinstance(replicates, int) or isinstance(replicates, bool) or replicates < 1:
         raise VaebenchError(f"replicates must be a positive integer, got {replicates!r}")
     lay = layout(model)
-    requested, method = method, resolve_method(model, lay, method)
-    if chunk_size is not None and (
-        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
-    ):
-        raise VaebenchError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    requested, method = engine.method, resolve_method(model, lay, engine.method)
+    chunk_size = engine.chunk_size
     chunk = chunk_size or default_chunk(replicates, num_samples, x.shape[0], x.device, _widest(model, x))
     data = torch.empty(replicates, lay.size, dtype=x.dtype, device=x.device)
     blocks = list(data.split([p.numel() for p in lay.params], dim=1))  # column ranges of one array
     starts = range(0, replicates, chunk)
+    factors = None
     if method == "tiled":
         gen = rng.generator(seed, "variance.replicates", *index, device=x.device)
-        budget = CPU_BUDGET if x.device.type == "cpu" else GPU_BUDGET
-        factors = {} if factored else None
-        if not tiled(model, estimator, x, num_samples, blocks, lay, gen, chunk_size, True, budget, factors):
+        factors = {} if engine.factored else None
+        if not tiled(model, estimator, x, num_samples, blocks, gen, chunk_size, factors):
             factors = None
             if requested == "tiled":
                 raise VaebenchError(
@@ -114,7 +99,7 @@ def gradient_sample(
         for start in starts:
             _naive(model, estimator, x, num_samples, [b[start : start + chunk] for b in blocks], lay, gen)
     factors = (factors or {}) if method == "tiled" else {}
-    if rescale and estimator.encoder_scale != 1.0:
+    if engine.rescale and estimator.encoder_scale != 1.0:
         for i in lay.encoder:
             (factors[i][1] if i in factors else blocks[i]).div_(estimator.encoder_scale)
     return GradientSample(blocks, lay, method, data, factors)
@@ -123,7 +108,7 @@ def gradient_sample(
 def replicate_gradients(
     model: nn.Module, estimator: Estimator, x: Tensor, num_samples: int, replicates: int, **options
 ) -> Tensor:
-    """G [R, P]: :func:`gradient_sample` concatenated over parameters (options as there)."""
+    """G [R, P]: :func:`gradient_sample` concatenated over parameters (``options``: its keyword arguments)."""
     return gradient_sample(model, estimator, x, num_samples, replicates, **options).flat()
 
 
@@ -152,7 +137,7 @@ def default_chunk(
     numbers: a pass whose activations fall out of the cache runs at memory speed, and tensors of tens of MB
     are fresh pages from the operating system at every call.
     """
-    device = torch.device(device)
+    device = devices.resolve(device)
     rows = ROW_BUDGET if device.type != "cpu" else max(1, CPU_BUDGET // max(1, width))
     return max(1, min(replicates, rows // max(1, num_samples * batch_size)))
 

@@ -1,4 +1,6 @@
-"""Where each parameter's gradient lives: the flat order and groups, and a sample of R gradient estimates."""
+"""Where each parameter's gradient lives (the flat order and groups), a sample of R gradient estimates, and the
+options that say how the engines compute one (:class:`Engine`) and how the measure summarises it
+(:class:`VarianceOptions`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,63 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from vaebench.errors import VaebenchError
+from vaebench.errors import VaebenchError, check_int
+
+METHODS = ("batched", "tiled", "vmap", "naive")
+"""Engines of :func:`~vaebench.measures.variance.engines.gradient_sample` (see that module's docstring)."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How the replicate gradients are computed; the figures do not depend on it beyond rounding.
+
+    Attributes:
+        method: one of `METHODS` (``batched``: the tiled engine where the model allows it, else vmap).
+        chunk_size: replicates per pass (default: sized by device and activations).
+        factored: let the tiled engine keep the weights of layers whose input is the same in every replicate
+            (the encoder's first) as factors (a, δ) instead of blocks (:class:`GradientSample`).
+        rescale: divide the encoder's blocks by the estimator's ``encoder_scale``.
+    """
+
+    method: str = "batched"
+    chunk_size: int | None = None
+    factored: bool = False
+    rescale: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise VaebenchError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.chunk_size is not None:
+            check_int("chunk_size", self.chunk_size, 1)
+
+
+@dataclass(frozen=True)
+class VarianceOptions:
+    """How the variance measure computes and summarises its replicates.
+
+    Attributes:
+        method, chunk_size: as in :class:`Engine`.
+        level: level of every interval.
+        resamples: bootstrap resamples per interval.
+        timing_repeats: timed gradient estimates for ``seconds_per_estimate`` (their median).
+    """
+
+    method: str = "batched"
+    chunk_size: int | None = None
+    level: float = 0.95
+    resamples: int = 1000
+    timing_repeats: int = 5
+
+    def __post_init__(self) -> None:
+        Engine(self.method, self.chunk_size)  # the same checks
+        if not 0 < self.level < 1:
+            raise VaebenchError(f"level must lie strictly between 0 and 1, got {self.level!r}")
+        check_int("resamples", self.resamples, 1)
+        check_int("timing_repeats", self.timing_repeats, 1)
+
+    def engine(self, factored: bool = False) -> Engine:
+        """The engine these options ask for."""
+        return Engine(self.method, self.chunk_size, factored=factored)
 
 
 @dataclass(frozen=True)
@@ -55,7 +113,7 @@ class GradientSample:
     The engines allocate one array [R, P] and hand out its column ranges as the blocks (``data``); the
     summary then reduces runs of adjacent parameters in one go. A sample built from separate blocks (``data``
     None) works too. A weight in ``factors`` (index -> (a [B, in], δ [R, B, out]), asked for with
-    ``gradient_sample(factored=True)``) is kept as factors instead: replicate r's gradient is δ_rᵀ a, its
+    ``Engine(factored=True)``) is kept as factors instead: replicate r's gradient is δ_rᵀ a, its
     block is left unwritten, and :meth:`block` forms it when asked.
     """
 

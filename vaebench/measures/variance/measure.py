@@ -15,12 +15,12 @@ from torch import Tensor, nn
 
 from vaebench import rng
 from vaebench.errors import VaebenchError, check_int
-from vaebench.estimators import Estimator, check_num_samples
+from vaebench.estimators import Estimator
 from vaebench.measures.schema import MEASURE_VARIANCE_COLUMNS
 from vaebench.measures.throughput.timing import time_steps
 from vaebench.measures.variance.baseline import resolve_baseline
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
-from vaebench.measures.variance.layout import GradientSample, layout
+from vaebench.measures.variance.layout import GradientSample, VarianceOptions, layout
 from vaebench.measures.variance.summary import (
     FIGURES,
     block_partial,
@@ -42,13 +42,9 @@ def measure_variance(
     num_samples: int,
     replicates: int,
     *,
-    reference: str | Tensor | tuple[Tensor, str] | None = None,
+    baseline: str | Tensor | tuple[Tensor, str] | None = None,
     seed: int = 0,
-    chunk_size: int | None = None,
-    level: float = 0.95,
-    method: str = "batched",
-    resamples: int = 1000,
-    timing_repeats: int = 5,
+    options: VarianceOptions = VarianceOptions(),
 ) -> pd.DataFrame:
     """Gradient variance, SNR, bias and cost of ``estimator`` at the model's current parameters.
 
@@ -69,17 +65,13 @@ def measure_variance(
         x: the minibatch [B, D].
         num_samples: K.
         replicates: R >= 2 independent estimates.
-        reference: the gradient to measure bias and cosine against: None (no bias figures, reference
-            ``"none"``), ``"auto"`` (:func:`baseline_gradient` for the estimator's objective at this K), a
-            ``(flat gradient [P], label)`` pair as :func:`baseline_gradient` returns, or a flat tensor
-            (label ``"given"``).
-        seed: seeds the replicates' noise, the bootstrap and the reference.
-        chunk_size: replicates per batched pass (bounds memory; default from the batch size and K).
-        level: level of every interval.
-        method: ``batched`` (default), ``tiled``, ``vmap`` or ``naive``; see
-            :mod:`vaebench.measures.variance.engines`.
-        resamples: bootstrap resamples per interval.
-        timing_repeats: timed gradient estimates for ``seconds_per_estimate`` (their median).
+        baseline: the gradient to measure bias and cosine against: None (no bias figures, column
+            ``reference`` = ``"none"``), ``"auto"`` (:func:`baseline_gradient` for the estimator's objective
+            at this K), a ``(flat gradient [P], label)`` pair as :func:`baseline_gradient` returns, or a flat
+            tensor (label ``"given"``).
+        seed: seeds the replicates' noise, the bootstrap and the baseline.
+        options: the engine, the level and bootstrap of the intervals, the timing
+            (:class:`~vaebench.measures.variance.layout.VarianceOptions`).
 
     Returns:
         One row per group (``encoder``, ``decoder``, ``all``) with the columns `COLUMNS`. Replicates with a
@@ -87,42 +79,34 @@ def measure_variance(
         finite ones left, the figures are NaN.
 
     Raises:
-        VaebenchError: fewer than 2 replicates, an impossible K for this estimator, a bad level or method, or a
-            reference of another objective.
+        VaebenchError: fewer than 2 replicates, a method the model cannot use, or a baseline of another
+            objective.
     """
     check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
-    check_int("resamples", resamples, 1)
-    check_int("timing_repeats", timing_repeats, 1)
-    if not 0 < level < 1:
-        raise VaebenchError(f"level must lie strictly between 0 and 1, got {level!r}")
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise VaebenchError(f"x must be a minibatch tensor of shape [B, D], got {getattr(x, 'shape', x)!r}")
     name = estimator.name or type(estimator).__name__
-    check_num_samples(num_samples, estimator.min_samples, name)
-    resolve_method(model, layout(model), method)  # a bad method fails before any work
+    resolve_method(model, layout(model), options.method)  # a bad method fails before any work
     was_training = estimator.training
     estimator.eval()
     try:
-        ref_flat, ref_label, ref_var = resolve_baseline(reference, model, x, estimator, num_samples, seed)
+        ref_flat, ref_label, ref_var = resolve_baseline(baseline, model, x, estimator, num_samples, seed)
         sample = gradient_sample(
-            model,
-            estimator,
-            x,
-            num_samples,
-            replicates,
-            seed=seed,
-            chunk_size=chunk_size,
-            method=method,
-            factored=True,
+            model, estimator, x, num_samples, replicates, seed=seed, engine=options.engine(factored=True)
         )
         seconds = time_estimate(
-            model, estimator, x, num_samples, repeats=timing_repeats, seed=seed, warm=True
+            model, estimator, x, num_samples, repeats=options.timing_repeats, seed=seed, warm=True
         )
         encoder_scale = float(estimator.encoder_scale)
     finally:
         estimator.train(was_training)
     rows = summarize(
-        sample, reference=ref_flat, reference_var=ref_var, level=level, resamples=resamples, seed=seed
+        sample,
+        reference=ref_flat,
+        reference_var=ref_var,
+        level=options.level,
+        resamples=options.resamples,
+        seed=seed,
     )
     for row in rows:
         row.update(
@@ -137,7 +121,7 @@ def measure_variance(
             seconds_per_estimate=seconds,
             encoder_scale=encoder_scale,
             method=sample.method,
-            level=level,
+            level=options.level,
         )
         for suffix in ("", "_low", "_high"):
             row[f"work_normalized_var{suffix}"] = row[f"trace_var{suffix}"] * seconds
@@ -203,11 +187,6 @@ WARM_UP_CALLS = 20  # train-mode calls that let running statistics settle
 WARM_UP_BASELINE_STEPS = 200  # Adam steps on an estimator's own parameters (NVIL's baseline network)
 
 
-def is_stateful(estimator: Estimator) -> bool:
-    """Whether the estimator carries state that :func:`warm_up` sets: its declared ``stateful``."""
-    return bool(estimator.stateful)
-
-
 def warm_up(
     estimator: Estimator,
     model: nn.Module,
@@ -234,7 +213,7 @@ def warm_up(
     learns that batch's f and makes the measured variance look far lower than in training, where each batch
     is new (at the end of the default digits run, K = 1: NVIL's encoder variance 921 with b(x) fitted on the
     measured batch, 20,498 fitted on others, against 36,715 for the moving average).
-    :func:`~vaebench.measures.variance.study.variance_study` does so.
+    The suite's variance units do so (:mod:`vaebench.measures.variance.minibatches`).
     Stateless estimators are only prepared and put in eval mode. Call this before :func:`measure_variance`.
 
     Args:
@@ -250,7 +229,6 @@ def warm_up(
     Returns:
         The estimator, in eval mode.
     """
-    check_num_samples(num_samples, estimator.min_samples, estimator.name)
     batches = [batches] if isinstance(batches, Tensor) else list(batches)
     if not batches or not all(isinstance(b, Tensor) and b.dim() == 2 for b in batches):
         raise VaebenchError("warm_up needs one minibatch [B, D] or a non-empty list of them")

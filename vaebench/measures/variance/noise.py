@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from vaebench.errors import VaebenchError, check_int
-from vaebench.estimators import Estimator, check_num_samples
+from vaebench.estimators import Estimator
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
-from vaebench.measures.variance.layout import layout
+from vaebench.measures.variance.layout import VarianceOptions, layout
 from vaebench.measures.variance.summary import finite_rows, resample_counts
 from vaebench.stats import percentile_interval
 
@@ -38,10 +38,7 @@ def decompose_noise(
     replicates: int,
     *,
     seed: int = 0,
-    chunk_size: int | None = None,
-    level: float = 0.95,
-    method: str = "batched",
-    resamples: int = 1000,
+    options: VarianceOptions = VarianceOptions(),
 ) -> pd.DataFrame:
     """Monte Carlo noise and minibatch noise of one gradient estimate, by the law of total variance.
 
@@ -52,7 +49,7 @@ def decompose_noise(
         num_samples: K.
         replicates: R >= 2 independent estimates per minibatch.
         seed: seeds the noise (each batch its own stream) and the bootstrap.
-        chunk_size, level, method, resamples, timing_repeats: as in ``measure_variance``.
+        options: as in ``measure_variance`` (its timing is not used).
 
     Returns:
         One row per group with ``mc_var`` (E_x tr Cov[g|x]), ``minibatch_var`` (tr Cov_x E[g|x]),
@@ -66,9 +63,9 @@ def decompose_noise(
         )
     check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
     name = estimator.name or type(estimator).__name__
-    check_num_samples(num_samples, estimator.min_samples, name)
     lay = layout(model)
-    resolve_method(model, lay, method)  # a bad method fails before any work
+    resolve_method(model, lay, options.method)  # a bad method fails before any work
+    level, resamples = options.level, options.resamples
     was_training = estimator.training
     estimator.eval()
     trace = {g: [] for g in lay.groups}  # T_j
@@ -77,15 +74,7 @@ def decompose_noise(
     try:
         for j, x in enumerate(batches):
             sample = gradient_sample(
-                model,
-                estimator,
-                x,
-                num_samples,
-                replicates,
-                seed=seed,
-                index=(j,),
-                chunk_size=chunk_size,
-                method=method,
+                model, estimator, x, num_samples, replicates, seed=seed, index=(j,), engine=options.engine()
             )
             keep = finite_rows(sample)
             used.append(int(keep.sum()))

@@ -44,6 +44,8 @@ from torch.distributions import Normal
 from vaebench.errors import VaebenchError
 from vaebench.measures.variance.layout import Layout, layout
 
+CPU_BUDGET = 1 << 20  # numbers in a pass's largest activation on a CPU: ~4 MB in float32, in cache
+GPU_BUDGET = 1 << 26  # the same on a GPU: ~256 MB in float32, passes large enough to keep it busy
 CHECK_REPLICATES = 2  # replicates of the first pass, whose summed gradient is checked against autograd's
 NARROW = 32  # layers with fewer inputs than this (and more outputs) get their weight gradients as aᵀd
 
@@ -158,32 +160,25 @@ def tiled(
     x,
     num_samples,
     dest,
-    lay,
     gen,
     chunk_size: int | None = None,
-    check: bool = False,
-    budget: int | None = None,
     factors: dict | None = None,
 ) -> bool:
-    """Fill ``dest`` (one block [R, numel] per parameter of ``lay``) with R per-replicate gradients.
+    """Fill ``dest`` (one block [R, numel] per parameter of ``layout(model)``) with R per-replicate gradients.
 
-    With ``check``, the first pass (of `CHECK_REPLICATES` replicates) also asks autograd for the ordinary
-    gradient of its surrogate, which is the sum of its replicates' gradients: hooks see a parameter only
-    through its layer's forward pass, so an estimator or model that reads a weight directly (the closed-form
-    ELBO of :mod:`vaebench.exact` does) would silently lose that part. The check costs one small extra pass,
-    no extra estimator call, and is exact up to rounding (same noise, same graph).
+    The first pass (of `CHECK_REPLICATES` replicates) also asks autograd for the ordinary gradient of its
+    surrogate, which is the sum of its replicates' gradients: hooks see a parameter only through its layer's
+    forward pass, so an estimator or model that reads a weight directly (the closed-form ELBO of
+    :mod:`vaebench.exact` does) would silently lose that part. The check costs one small extra pass, no extra
+    estimator call, and is exact up to rounding (same noise, same graph).
 
     Args:
         model, estimator, x, num_samples: as in :func:`~vaebench.measures.variance.engines.gradient_sample`.
-        dest: the destination blocks, in the order of ``lay.params``.
-        lay: the layout.
+        dest: the destination blocks, in the order of the layout's parameters.
         gen: the generator the estimator draws its noise from, pass after pass.
-        chunk_size: replicates per pass; default: after a first pass of `CHECK_REPLICATES`, as many as keep
-            the largest activation a pass records (the estimator's own sample dimensions included: DReG runs
-            the decoder on 2K samples) under ``budget`` numbers.
-        check: check the first pass as above.
-        budget: numbers in the largest activation of a pass, when ``chunk_size`` is None (default: all
-            replicates in one pass after the first).
+        chunk_size: replicates per pass; default: after the first pass, as many as keep the largest activation
+            a pass records (the estimator's own sample dimensions included: DReG runs the decoder on 2K
+            samples) under `CPU_BUDGET` numbers on a CPU, `GPU_BUDGET` on a GPU.
         factors: a dict to fill with the weights of layers whose input is the same in every replicate (the
             encoder's first) and that run once per pass: index -> (a [B, in], δ [R, B, out]), in place of
             their blocks (see :class:`~vaebench.measures.variance.layout.GradientSample`); None: none.
@@ -191,12 +186,14 @@ def tiled(
     Returns:
         False if the check failed (``dest`` is then incomplete), else True.
     """
+    lay = layout(model)
+    budget = CPU_BUDGET if x.device.type == "cpu" else GPU_BUDGET
     replicates, batch = dest[0].shape[0], x.shape[0]
     index = {id(p): i for i, p in enumerate(lay.params)}
     linears, rules = _linears(model), _broadcast_rules(model)
     derivatives = {id(rule): rule.derivative() for rule in rules}
     chunk = None if chunk_size is None else min(chunk_size, replicates)
-    first = min(CHECK_REPLICATES, replicates) if check or chunk is None else chunk
+    first = min(CHECK_REPLICATES, replicates)
     start, tiled_x = 0, x.repeat(first, 1)
     while start < replicates:
         n = first if start == 0 else min(chunk, replicates - start)
@@ -209,7 +206,7 @@ def tiled(
         with _recording(linears, calls), _widening(rules, widened):
             surrogate = estimator(proxy, tiled_x[:rows], num_samples=num_samples, generator=gen).surrogate
         targets = [*(o for _, _, o in calls), *(w for _, w in widened)]
-        checking = check and start == 0
+        checking = start == 0
         # The surrogate is a mean over n·B rows: replicate r's own surrogate has n times its rows' share.
         grads = torch.autograd.grad(
             surrogate * n, [*targets, *(lay.params if checking else ())], allow_unused=True
@@ -259,7 +256,7 @@ def tiled(
                 return False
         if chunk is None:  # size the passes after the first by what it recorded
             largest = max((t.numel() for _, a, o in calls for t in (a, o)), default=rows) // n
-            chunk = max(1, min(replicates, (budget or largest * replicates) // max(1, largest)))
+            chunk = max(1, min(replicates, budget // max(1, largest)))
         start = end
     return True
 

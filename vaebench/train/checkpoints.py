@@ -1,6 +1,6 @@
 """A long training run that survives preemption: its whole state saved atomically every so often, and resumed.
 
-`vaebench.training.train` calls a :class:`Checkpointer` at two places: once before the first step
+`vaebench.train.loop.train` calls a :class:`Checkpointer` at two places: once before the first step
 (:meth:`Checkpointer.load`: continue from a saved state if there is one), and after every step
 (:meth:`Checkpointer.due`, then :meth:`Checkpointer.save` at most every ``every_s`` seconds). The saved
 state is everything the rest of the run depends on, so a resumed run gives exactly the rows an
@@ -15,7 +15,8 @@ uninterrupted one gives (timing columns aside):
 
 A checkpoint belongs to one unit of one configuration (its file name and a key of the configuration's hash
 are checked on load; a checkpoint of another configuration is ignored). It is written with the same atomic
-rename as a unit's data (`vaebench.suite.store`), so a kill while saving leaves the previous checkpoint.
+rename as every file vaebench writes (:mod:`vaebench.files`), so a kill while saving leaves the previous
+checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from vaebench import faults, files
 
 FORMAT = 1
 """Version of the saved state's layout; a checkpoint of another version is ignored (the unit starts over)."""
@@ -66,12 +69,10 @@ class Checkpointer:
         return time.monotonic() - self.last >= self.every_s
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write ``state`` atomically (see `vaebench.suite.store.atomic_write`)."""
-        from vaebench.suite import faults, store
-
+        """Write ``state`` atomically (:func:`vaebench.files.write_bytes`)."""
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, "key": self.key, "state": state}, buffer)
-        store.write_bytes(self.path, buffer.getvalue())
+        files.write_bytes(self.path, buffer.getvalue())
         faults.point("checkpointed")
         self.saves += 1
         self.last = time.monotonic()

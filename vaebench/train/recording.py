@@ -1,7 +1,7 @@
 """The recording side of the training loop: the test ELBO, the cost so far, the history rows and kept states.
 
-`vaebench.training.train` owns the loop; this module owns what the loop writes down, so that a unit
-checkpoint (:mod:`vaebench.checkpoint`) can save and restore it as one `Recorder.position`. The test ELBO
+`vaebench.train.loop.train` owns the loop; this module owns what the loop writes down, so that a unit
+checkpoint (:mod:`vaebench.train.checkpoints`) can save and restore it as one `Recorder.position`. The test ELBO
 is the plain ELBO of the test set estimated with the pathwise estimator and a generator reseeded identically
 at every evaluation (stream ``eval.elbo`` of :mod:`vaebench.rng`), whatever estimator is trained, so every
 learning curve is on one scale and two evaluations differ only by the model.
@@ -14,40 +14,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from vaebench import rng
-from vaebench.estimators import Estimator, Reparam
-
-DEFAULT_EVAL_SAMPLES = 10  # samples per test point for the test ELBO: its MC error is tiny next to the gaps
-_EVAL_CHUNK = 1024  # test points per evaluation pass, so memory stays bounded on large test sets
-
-
-@torch.no_grad()
-def evaluate_elbo(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    num_samples: int = DEFAULT_EVAL_SAMPLES,
-    generator: torch.Generator | None = None,
-    chunk: int = _EVAL_CHUNK,
-) -> Tensor:
-    """Plain ELBO per datapoint, each the mean of ``num_samples`` pathwise draws; no gradients.
-
-    Args:
-        model: anything with ``posterior`` and ``log_joint``.
-        x: data [N, D].
-        num_samples: samples per datapoint.
-        generator: the noise (a generator on x's device), or None for torch's global one.
-        chunk: datapoints per pass.
-
-    Returns:
-        ELBO estimates [N].
-    """
-    reparam = Reparam()
-    out = [reparam(model, part, num_samples=num_samples, generator=generator).elbo for part in x.split(chunk)]
-    return torch.cat(out)
+from vaebench.estimators import Estimator
+from vaebench.train.evaluation import evaluate_elbo
 
 
 @dataclass

@@ -13,7 +13,7 @@ and in no other (it creates ``<folder>/<point>`` exclusively): a worker process 
 Points: ``main`` (the command line starts, before the heavy imports), ``start`` (the results folder is
 claimed, before run.json is written), ``unit`` (before a unit runs), ``saved`` (a unit's data file is written,
 its manifest not yet), ``worker`` (a worker process starts computing a unit), ``checkpointed`` (a training unit saved its
-state, `vaebench.checkpoint`), ``report`` (summary.csv is written, the plots and report.md not yet).
+state, `vaebench.train.checkpoints`), ``report`` (summary.csv is written, the plots and report.md not yet).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from vaebench.estimators import make_estimator
-from vaebench.measures.variance.measure import measure_variance
+from vaebench.measures.variance import VarianceOptions, measure_variance
 from vaebench.model import GaussianVAE
 
 STEPS = (1.0, 0.3, 0.1, 0.03, 0.01, 0.0)
@@ -89,7 +89,13 @@ def stl_landing(
             kl = float(torch.distributions.kl_divergence(model.posterior(x), truth).sum(-1).mean())
         for name in estimators:
             frame = measure_variance(
-                model, make_estimator(name), x, 1, replicates, seed=seed, timing_repeats=1
+                model,
+                make_estimator(name),
+                x,
+                1,
+                replicates,
+                seed=seed,
+                options=VarianceOptions(timing_repeats=1),
             )
             enc = frame[frame["group"] == "encoder"].iloc[0]
             rows.append(

@@ -1,4 +1,4 @@
-"""The one training step, and the one place the optimizer is built.
+"""The one training step.
 
 A step, for a model p_θ(x, z) with encoder q_φ(z|x), an estimator with K latent samples and a minibatch
 x [B, D], is
@@ -8,10 +8,10 @@ x [B, D], is
     3. s.backward()                                      (∇_{θ,φ,ψ} s, ψ: the estimator's own parameters);
     4. optimizer.step().
 
-`vaebench.training.train` runs it (with a divergence check between 3 and 4) and the throughput measure times
-it (`vaebench.measures.throughput.build_step`, which may compile or autocast step 2), so the "step ms" of the
-throughput table and the wall-clock axis of the learning curves describe the same program, built by the same
-`make_optimizer` (the fused kernel where torch has one for this optimizer and these parameters).
+The training loop (:mod:`vaebench.train.loop`) runs it (with a divergence check between 3 and 4) and the
+throughput measure times it (`vaebench.measures.throughput.build_step`, which may compile or autocast step
+2), so the "step ms" of the throughput table and the wall-clock axis of the learning curves describe the same
+program, with the optimizer of :func:`vaebench.optim.make_optimizer`.
 """
 
 from __future__ import annotations
@@ -20,38 +20,6 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
-
-from vaebench.errors import VaebenchError
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamax": torch.optim.Adamax,
-    "rmsprop": torch.optim.RMSprop,
-    "sgd": torch.optim.SGD,
-}
-"""Optimizers by name (default hyperparameters besides the learning rate)."""
-
-
-def make_optimizer(
-    parameters: Iterable[nn.Parameter], lr: float = 1e-3, name: str = "adam"
-) -> tuple[torch.optim.Optimizer, str]:
-    """The optimizer ``name`` (a key of `OPTIMIZERS`) with the fastest implementation torch offers here.
-
-    The fused kernel (one pass over every parameter; Adam and SGD on CPU and CUDA since torch 2.4) when this
-    optimizer has one for these parameters, else the multi-tensor ``foreach`` version. Same maths, other
-    rounding order: a fused and a foreach run agree to float precision, not bit for bit.
-
-    Returns:
-        ``(optimizer, label)``, the label ``"<name>-fused"`` or ``"<name>-foreach"`` (it goes into the rows).
-    """
-    if name not in OPTIMIZERS:
-        raise VaebenchError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    parameters = list(parameters)
-    cls = OPTIMIZERS[name]
-    try:
-        return cls(parameters, lr=lr, fused=True), f"{name}-fused"
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this optimizer, device or dtype
-        return cls(parameters, lr=lr, foreach=True), f"{name}-foreach"
 
 
 def surrogate_of(
@@ -67,7 +35,7 @@ def training_step(
     """Steps 1-4 (4 only with ``apply``); returns the detached loss, on the device (no host read).
 
     Args:
-        optimizer: from `make_optimizer`, over the model's and the estimator's parameters.
+        optimizer: from `vaebench.optim.make_optimizer`, over the model's and the estimator's parameters.
         surrogate: step 2, e.g. `surrogate_of` (or a compiled or autocast version of it).
         apply: take the optimizer step; ``False`` leaves the gradients in ``.grad`` for a check first
             (then call ``optimizer.step()``).

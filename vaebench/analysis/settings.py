@@ -1,0 +1,68 @@
+"""What names one row of a table: the setting, an estimator with its sampler at one K; and flag cells.
+
+Frames written before samplers existed have no ``sampler`` column; their rows drew independent samples and
+count as ``iid`` (:func:`with_sampler`). A setting where its estimator declares a bias (``iwae-stl`` for
+K > 1) has a non-empty :func:`bias_note`; the report marks such rows with †.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vaebench.estimators import ESTIMATORS, SAMPLERS
+from vaebench.measures.schema import SAMPLER
+
+KEYS = ["estimator", "sampler", "num_samples"]
+"""The key columns of one setting."""
+
+
+def with_sampler(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``frame`` with a ``sampler`` on every row: rows written before samplers existed drew iid samples.
+
+    For frames of any measure, or derived from one (curves, pivots): the default is the one
+    :data:`vaebench.measures.schema.SAMPLER` declares. A resumed older folder mixes both kinds of unit files,
+    so missing values are filled too.
+    """
+    if frame is None or frame.empty:
+        return frame
+    if "sampler" not in frame:  # the one optional key column; frames of a measure are `complete`d instead
+        return frame.assign(sampler=SAMPLER.default)
+    filled = frame["sampler"].fillna(SAMPLER.default)
+    return frame.assign(sampler=filled) if frame["sampler"].isna().any() else frame
+
+
+def order_estimators(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by registry order of the estimator, then sampler (as in `SAMPLERS`), then K."""
+    rank = {name: i for i, name in enumerate(ESTIMATORS)}
+    samplers = {name: i for i, name in enumerate(SAMPLERS)}
+    frame = with_sampler(frame)
+    key = frame["estimator"].map(lambda n: rank.get(n, len(rank)))
+    second = frame["sampler"].map(lambda s: samplers.get(s, len(samplers)))
+    return (
+        frame.assign(_rank=key, _sampler=second)
+        .sort_values(["_rank", "estimator", "_sampler", "num_samples"])
+        .drop(columns=["_rank", "_sampler"])
+        .reset_index(drop=True)
+    )
+
+
+def all_iid(frame: pd.DataFrame) -> bool:
+    """Whether every row drew independent samples (then the tables need no sampler column)."""
+    return frame.empty or bool((with_sampler(frame)["sampler"] == "iid").all())
+
+
+def bias_note(name: str, k) -> str:
+    """The bias an estimator declares at this K ("" when it is unbiased there, or unknown)."""
+    cls = ESTIMATORS.get(name)
+    return cls.bias if cls is not None and cls.bias and k is not None and int(k) > 1 else ""
+
+
+def truth(value) -> bool | None:
+    """A flag column's cell as True, False or None (unknown): it may hold bools, numpy bools, 0/1 or NaN."""
+    if value is None or isinstance(value, str):
+        return None
+    try:
+        return None if np.isnan(value) else bool(value)
+    except TypeError:
+        return None

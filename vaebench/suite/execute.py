@@ -1,0 +1,184 @@
+"""How each unit of the plan is computed: the suite's loops over settings, seeds and checkpoints, and the
+measures they call with one setting at a time.
+
+A unit's computation is deterministic given the configuration and the unit (explicit seeds, one torch thread
+per worker by default), so it gives the same rows in this process, in a worker process or in a Ray task.
+:func:`execute` returns a tidy frame for every kind but the anchor run, whose result is its checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+
+from vaebench import rng
+from vaebench.checks.landing import stl_landing
+from vaebench.estimators import ESTIMATORS, Setting, unsupported
+from vaebench.measures import schema
+from vaebench.measures.convergence import LogLikelihood, measure_convergence
+from vaebench.measures.throughput import Timing, measure_handwritten, measure_throughput
+from vaebench.measures.variance import (
+    baseline_key,
+    layout,
+    measure_variance,
+    measured_minibatch,
+    warm_up,
+    warm_up_minibatches,
+)
+from vaebench.measures.variance.baseline import sampled_baseline
+from vaebench.suite.context import Context
+from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Skipped, Unit, checkpoint_steps
+from vaebench.train import train
+
+HANDWRITTEN_STEP_NEEDS = (
+    "the pytorch/examples reference step has a Bernoulli likelihood (binary cross-entropy), which needs data "
+    "in [0, 1]; this data set is not"
+)
+
+
+def execute(unit: Unit, ctx: Context) -> pd.DataFrame | dict:
+    """Compute one unit: a tidy frame, or for the anchor run the checkpoints to save."""
+    return RUNNERS[unit.kind](unit, ctx)
+
+
+def _anchor(unit: Unit, ctx: Context) -> dict:
+    config = ctx.config
+    seed = config.seeds[0]
+    steps = checkpoint_steps(config)
+    setting = Setting(config.variance.anchor_estimator, 1)
+    spec = ctx.train_spec(keep=tuple(sorted(set(steps.values()))))
+    result = train(
+        ctx.model_factory(seed), setting, ctx.dataset, spec, seed=seed, checkpoint=ctx.checkpointer(unit)
+    )
+    checkpoints = {
+        label: {"step": step, "state": result.checkpoints[step]}
+        for label, step in steps.items()
+        if step in result.checkpoints
+    }
+    return {
+        "estimator": setting.estimator,
+        "seed": seed,
+        "diverged_step": result.diverged_step,
+        "checkpoints": checkpoints,
+    }
+
+
+def load_anchor(ctx: Context) -> dict:
+    """The anchor run's checkpoints saved by its unit."""
+    return torch.load(ctx.out / ANCHOR_FILE, map_location="cpu", weights_only=True)
+
+
+def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """Every (estimator, sampler, K) of the grid at one checkpoint, on seed ``unit.seed``'s minibatch; the
+    grid's combinations that cannot run are recorded as skipped rows, with the reason."""
+    config, v = ctx.config, ctx.config.variance
+    anchor = load_anchor(ctx)
+    if unit.checkpoint not in anchor["checkpoints"]:
+        step = checkpoint_steps(config)[unit.checkpoint]
+        raise Skipped(
+            f"not measured: the anchor run ({anchor['estimator']}, K=1, seed {anchor['seed']}) diverged at step "
+            f"{anchor['diverged_step']}, before the {unit.checkpoint!r} checkpoint (step {step})"
+        )
+    saved = anchor["checkpoints"][unit.checkpoint]
+    model = ctx.model_factory(anchor["seed"])
+    model.load_state_dict(saved["state"])
+    model.to(ctx.device)
+    seed, groups = unit.seed, list(layout(model).groups)
+    x = measured_minibatch(ctx.dataset, v.batch_size, seed).to(ctx.device)
+    stateful = any(ESTIMATORS[name].stateful for name in config.estimators)
+    others = (
+        [b.to(ctx.device) for b in warm_up_minibatches(ctx.dataset, v.batch_size, seed)] if stateful else []
+    )
+    baselines: dict[tuple[str, int], tuple] = {}  # one per objective, shared by its estimators
+    frames = []
+    for name in config.estimators:
+        for sampler in config.samplers:
+            for k in config.samples:
+                reason = unsupported(name, k, sampler)
+                if reason:
+                    frames.append(_skipped(name, k, seed, groups, reason, sampler))
+                    continue
+                estimator = Setting(name, k, sampler).build()
+                if estimator.stateful:
+                    warm_up(estimator, model, others, num_samples=k, seed=seed)
+                baseline = None
+                if v.baseline_samples:
+                    key = baseline_key(estimator.objective, k)
+                    if key not in baselines:
+                        baselines[key] = sampled_baseline(model, x, *key, v.baseline_samples, seed)
+                    baseline = baselines[key]
+                frame = measure_variance(model, estimator, x, k, v.replicates, baseline=baseline, seed=seed)
+                warmed = len(others) if estimator.stateful else 0
+                frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=warmed))
+    out = pd.concat(frames, ignore_index=True).assign(
+        checkpoint=unit.checkpoint, step=saved["step"], run="shared"
+    )
+    return schema.conform(out[list(schema.VARIANCE.columns)], schema.VARIANCE)
+
+
+def _skipped(name: str, k: int, seed: int, groups: list[str], reason: str, sampler: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "estimator": name,
+            "sampler": sampler,
+            "objective": ESTIMATORS[name].objective,
+            "num_samples": k,
+            "seed": seed,
+            "group": groups,
+            "status": "skipped",
+            "skip_reason": reason,
+        }
+    )
+
+
+def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
+    t = ctx.config.train
+    return measure_convergence(
+        ctx.model_factory(unit.seed),
+        unit.setting,
+        ctx.dataset,
+        ctx.train_spec(),
+        seed=unit.seed,
+        likelihood=LogLikelihood(t.ll_samples, t.ll_points or None),
+        checkpoint=ctx.checkpointer(unit),
+    )
+
+
+def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
+    config = ctx.config
+    t = config.throughput
+    seed = config.seeds[0]
+    x = ctx.dataset.train[: t.batch_size]
+    if ctx.dataset.binarize == "dynamic":
+        x = torch.bernoulli(x, generator=rng.generator(seed, "throughput.data"))
+    timing = Timing(t.repeats, t.warmup)
+    model = ctx.model_factory(seed)
+    if unit.handwritten:
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            return pd.DataFrame([{
+                "sampler": "iid", "estimator": schema.HANDWRITTEN, "num_samples": 1, "seed": seed,
+                "batch_size": int(x.shape[0]), "device": str(ctx.device), "status": "skipped",
+                "reason": HANDWRITTEN_STEP_NEEDS,
+            }])  # fmt: skip
+        return measure_handwritten(
+            x, hidden=model.hidden[0], z_dim=model.z_dim, device=ctx.device, seed=seed, timing=timing
+        )
+    setting = unit.setting
+    return measure_throughput(
+        model, setting.build(), x, setting.num_samples, device=ctx.device, seed=seed, timing=timing
+    )
+
+
+def _landing(unit: Unit, ctx: Context) -> pd.DataFrame:
+    return stl_landing()
+
+
+RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
+    ANCHOR: _anchor,
+    "variance": _variance,
+    "convergence": _convergence,
+    "throughput": _throughput,
+    "landing": _landing,
+}

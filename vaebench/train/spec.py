@@ -1,0 +1,134 @@
+"""How a run trains: its length, batches, optimizer, evaluation cadence and device, checked once when built.
+
+A :class:`TrainSpec` holds everything of the training loop that is neither the model, the setting (estimator,
+sampler, K), the data nor the seed; :func:`vaebench.train.train` takes one. The suite builds it from the
+configuration's ``[train]`` table (:meth:`TrainSpec.from_config`).
+
+Divergence: a step whose loss or gradient norm is NaN, Inf or beyond `DIVERGENCE_BOUND` (finite but absurd: a
+huge learning rate once gave test ELBOs of -1e18 that passed as finite) ends the run before its update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from vaebench.config import TrainConfig
+from vaebench.errors import VaebenchError, check_int
+from vaebench.optim import OPTIMIZERS
+from vaebench.train.evaluation import DEFAULT_EVAL_SAMPLES
+
+BUDGET_KEYS: tuple[str, ...] = ("grad_evals", "latent_samples", "seconds")
+"""Units of an equal-budget stop: gradient estimates, latent samples (Σ B·K), or training wall-clock seconds."""
+
+DIVERGENCE_BOUND = 1e10
+"""Largest sane |loss| (nats per datapoint) and gradient norm; beyond it a run counts as diverged. At 1e10
+float32 no longer resolves a change of 1,000 nats in the loss, so no comparison of estimators survives it,
+and no sane setting comes near: a default digits VAE starts at ~7e2 nats, and even 784 pixels at the σ floor
+of 1e-3 with unit errors give ~4e8."""
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The loop's settings (see the module docstring). At least one of ``steps``, ``epochs``, ``budget``.
+
+    Attributes:
+        steps: number of optimizer updates.
+        epochs: number of passes over the training set.
+        budget: equal-budget stop, e.g. ``{"grad_evals": 500}``, ``{"latent_samples": 10**6}`` or
+            ``{"seconds": 5.0}`` (training wall-clock); the run stops after the first update at which a given
+            count is reached. Several keys: the first reached.
+        batch_size: datapoints per step.
+        lr: learning rate.
+        optimizer: a key of `vaebench.optim.OPTIMIZERS`.
+        eval_every: evaluate and record every this many updates (plus at step 0 and at the end). Default:
+            once per epoch when ``epochs`` is given, else about 20 records over ``steps`` (or once per epoch
+            under a budget alone).
+        eval_samples: samples per test point for the test ELBO.
+        eval_points: evaluate on the first this many test points (default: all).
+        keep: steps at which to keep a copy of the model's and the estimator's state (0: initialisation).
+        drop_last: drop each epoch's final short batch.
+        divergence_bound: a step whose |loss| or gradient norm exceeds it (or is NaN/Inf) ends the run as
+            diverged, before its update; see `DIVERGENCE_BOUND`.
+        device: where to train (:func:`vaebench.devices.resolve`); default: the model's device.
+        progress: show a tqdm progress bar with the latest test ELBO.
+
+    Raises:
+        VaebenchError: a bad value, named in the message.
+    """
+
+    steps: int | None = None
+    epochs: int | None = None
+    budget: Mapping[str, float] | None = None
+    batch_size: int = 100
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    eval_every: int | None = None
+    eval_samples: int = DEFAULT_EVAL_SAMPLES
+    eval_points: int | None = None
+    keep: Iterable[int] = field(default=())
+    drop_last: bool = False
+    divergence_bound: float = DIVERGENCE_BOUND
+    device: str | torch.device | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "epochs", "eval_every", "eval_points"):
+            value = getattr(self, name)
+            if value is not None:
+                check_int(name, value, 0 if name in ("steps", "epochs") else 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("eval_samples", self.eval_samples, 1)
+        lr, bound = self.lr, self.divergence_bound
+        if isinstance(lr, bool) or not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise VaebenchError(f"lr must be a positive number, got {lr!r}")
+        if isinstance(bound, bool) or not (isinstance(bound, int | float) and bound > 0):
+            raise VaebenchError(f"divergence_bound must be a positive number, got {bound!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise VaebenchError(
+                f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
+            )
+        object.__setattr__(self, "budget", _checked_budget(self.budget) or None)
+        if self.steps is None and self.epochs is None and not self.budget:
+            raise VaebenchError("training needs a length: give steps, epochs or budget")
+        keep = tuple(sorted({int(s) for s in self.keep}))
+        if any(s < 0 for s in keep):
+            raise VaebenchError(f"keep (steps at which to keep the state) must be >= 0, got {list(keep)}")
+        object.__setattr__(self, "keep", keep)
+
+    @classmethod
+    def from_config(
+        cls, config: TrainConfig, device: str | torch.device | None = None, keep: Iterable[int] = ()
+    ) -> TrainSpec:
+        """The spec of the suite's ``[train]`` table (its log-likelihood keys belong to the measure)."""
+        return cls(
+            steps=config.steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            optimizer=config.optimizer,
+            eval_every=config.eval_every,
+            eval_samples=config.eval_samples,
+            eval_points=config.eval_points or None,
+            keep=keep,
+            device=device,
+        )
+
+
+def _checked_budget(budget: Mapping[str, float] | None) -> dict[str, float]:
+    if budget is None:
+        return {}
+    if not isinstance(budget, Mapping) or not budget:
+        raise VaebenchError(
+            f"budget must be a non-empty dict such as {{'grad_evals': 1000}} or {{'seconds': 5}}, got {budget!r}"
+        )
+    out = {}
+    for key, value in budget.items():
+        if key not in BUDGET_KEYS:
+            raise VaebenchError(f"unknown budget key {key!r}; valid: {', '.join(BUDGET_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise VaebenchError(f"budget {key!r} must be a positive number, got {value!r}")
+        out[key] = float(value)
+    return out
