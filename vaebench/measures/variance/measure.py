@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from vaebench import rng
+from vaebench.analysis.weights import WEIGHT_SAMPLES
 from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import Estimator, check_num_samples
 from vaebench.measures.schema import MEASURE_VARIANCE_COLUMNS
 from vaebench.measures.throughput.timing import time_steps
 from vaebench.measures.variance.baseline import resolve_baseline
+from vaebench.measures.variance.diagnostics import row_diagnostics
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, layout
 from vaebench.measures.variance.summary import (
@@ -49,6 +51,7 @@ def measure_variance(
     method: str = "batched",
     resamples: int = 1000,
     timing_repeats: int = 5,
+    weights: int | Mapping[str, float] | None = WEIGHT_SAMPLES,
 ) -> pd.DataFrame:
     """Gradient variance, SNR, bias and cost of ``estimator`` at the model's current parameters.
 
@@ -80,6 +83,10 @@ def measure_variance(
             :mod:`vaebench.measures.variance.engines`.
         resamples: bootstrap resamples per interval.
         timing_repeats: timed gradient estimates for ``seconds_per_estimate`` (their median).
+        weights: the importance-weight diagnostics of the row (:mod:`vaebench.analysis.weights`): S draws per
+            datapoint (0 or None: none, NaN columns), or the :func:`~vaebench.analysis.weights.weight_summary`
+            of this model and minibatch, drawn once and shared by every estimator and K measured there (they
+            do not depend on either). See :mod:`vaebench.measures.variance.diagnostics`.
 
     Returns:
         One row per group (``encoder``, ``decoder``, ``all``) with the columns `COLUMNS`. Replicates with a
@@ -124,7 +131,9 @@ def measure_variance(
     rows = summarize(
         sample, reference=ref_flat, reference_var=ref_var, level=level, resamples=resamples, seed=seed
     )
+    diagnostics = row_diagnostics(model, x, weights, seed)
     for row in rows:
+        row.update(diagnostics)
         row.update(
             estimator=name,
             sampler=estimator.sampler,
