@@ -33,7 +33,8 @@ k̂ of the minibatch (one datapoint with an infinite moment makes the minibatch 
 - past 0.7 Vehtari et al. find that no Monte Carlo estimate built from the weights is reliable at practical
   sample sizes: the suite flags such rows' bootstrap intervals as untrustworthy.
 
-k̂ is itself an estimate (standard deviation about 0.07 at S = 4000 for an exact GPD tail, see the tests);
+k̂ is itself an estimate (at S = 4000, a standard deviation of about 0.07 for an exponential tail, 0.1 for a
+GPD tail of shape 1/2; see the tests);
 the rule uses it as a point estimate, and :func:`weight_summary` reports the fractions of datapoints past
 1/2 and 1/4 beside the maximum. It measures the tail the S draws see, not only the asymptotic one (Vehtari
 et al.'s "pre-asymptotic" reading): on the Gaussian toy (D = 20) with q's variance s² < 1/2 the weights'
@@ -68,9 +69,9 @@ UNRELIABLE = 0.7
 """k̂ above which Vehtari et al. (2024, Section 3) find importance-sampling estimates unreliable."""
 
 WEIGHT_SAMPLES = 4000
-"""Draws S per datapoint of :func:`weight_summary`: a tail of M = 190 points, where k̂ of a GPD tail has a
-standard deviation of about 0.07 (0.1 at S = 1000: the largest of 20 datapoints' k̂ of weights with an
-exponential tail then passes 1/4 half the time). A few times the largest K the suite measures: k̂ reads the
+"""Draws S per datapoint of :func:`weight_summary`: a tail of M = 190 points, where k̂ of an exponential
+tail has a standard deviation of about 0.07 (0.1 at S = 1000: the largest of 20 datapoints' k̂ of such
+weights then passes 1/4 half the time). A few times the largest K the suite measures: k̂ reads the
 tail that this many draws see (see the module docstring)."""
 
 MIN_SAMPLES = 25
