@@ -31,6 +31,7 @@ from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import log_density, make_estimator, sample_posterior
 from vaebench.exact import exact_log_marginal
+from vaebench.measures.latents import active_units
 from vaebench.measures.schema import CONVERGENCE, conform
 from vaebench.model import GaussianVAE
 from vaebench.stats import mean_interval
@@ -47,10 +48,12 @@ FINAL_METRICS: tuple[str, ...] = (
     "ll_gap",
     "model_log_likelihood",
     "bound_gap",
+    "active_units",
 )
 """End-of-run metrics: final test ELBO; the IS estimate of log p(x); on ``synthetic`` the data's exact log p(x)
 and its gap to the estimate (exact - estimate); for linear-Gaussian models the model's exact log p_θ(x) and the
-bound's gap to it. All are means over test points, in nats per datapoint."""
+bound's gap to it: means over test points, in nats per datapoint. And the number of active latent units on the
+same points (Burda et al. 2015; :mod:`vaebench.measures.latents`)."""
 
 UNIT_COLUMNS: tuple[str, ...] = CONVERGENCE.columns
 """Columns of a `measure_convergence` frame, in order."""
@@ -166,6 +169,8 @@ def measure_convergence(
         .mean()
         .item()
     }
+    if x.shape[0] > 1:
+        final["active_units"] = active_units(model, x)
     if ll_samples:
         gen = rng.generator(seed, "eval.log_likelihood", device=x.device)
         estimate = estimate_log_likelihood(model, x, ll_samples, generator=gen).double()
