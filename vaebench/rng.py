@@ -61,6 +61,8 @@ STREAMS: dict[str, int] = {
     "variance.timing": 32,  # the timed gradient estimates
     "variance.warm_up": 33,  # the steps that warm an estimator's state before it is frozen
     "variance.weights": 34,  # the importance weights of the weight diagnostics (vaebench.analysis.weights)
+    "variance.bootstrap": 35,  # the bootstrap resamples of the variance figures' intervals
+    "stats.bootstrap": 36,  # vaebench.stats.bootstrap_interval's resamples
     # throughput (vaebench.measures.throughput)
     "throughput.noise": 40,  # latent noise of the timed steps
     "throughput.data": 41,  # dynamic binarization of the timed batch

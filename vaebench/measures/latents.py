@@ -1,6 +1,6 @@
 r"""Active latent units: how many dimensions of z the encoder uses (Burda, Grosse & Salakhutdinov 2015).
 
-Burda et al. 2015 (arXiv:1509.00519, Section 5.2) call latent unit u *active* when its posterior mean varies
+Burda et al. 2015 (arXiv:1509.00519) call latent unit u *active* when its posterior mean varies
 across the data,
 
     A_u = Cov_x( E_{q(z|x)}[z_u] ) > 10⁻²,

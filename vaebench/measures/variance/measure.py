@@ -5,6 +5,7 @@ Also the warm-up of stateful estimators and the timing of one ordinary gradient 
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -233,7 +234,8 @@ def warm_up(
     Baselines start from one draw at the parameters they are prepared at, and NVIL's b(x) starts at zero:
     not what a trained run would use. So, without touching the model:
 
-    1. the estimator is prepared on the first batch (its statistics set from an independent draw);
+    1. the estimator is prepared on the first batch (its statistics set from an independent draw, seeded by
+       ``seed`` where the estimator's ``prepare`` takes one: :func:`prepare`);
     2. estimators with their own parameters (NVIL's baseline network) fit them for ``baseline_steps`` Adam
        steps (the estimator's own loss, the regression of f on b(x)), cycling through ``batches``;
     3. ``calls`` train-mode calls without any optimizer step, cycling through ``batches``, let running
@@ -264,7 +266,7 @@ def warm_up(
     if not batches or not all(isinstance(b, Tensor) and b.dim() == 2 for b in batches):
         raise VaebenchError("warm_up needs one minibatch [B, D] or a non-empty list of them")
     x = batches[0]
-    estimator.prepare(model, x)
+    prepare(estimator, model, x, seed)
     estimator.to(x.device)
     params = [p for p in estimator.parameters() if p.requires_grad]
     if not params and not list(estimator.buffers()):
@@ -286,6 +288,16 @@ def warm_up(
         for call in range(calls):
             estimator(model, batches[call % len(batches)], num_samples=num_samples, generator=gen)
     return estimator.eval()
+
+
+def prepare(estimator: Estimator, model: nn.Module, x: Tensor, seed: int) -> None:
+    """``estimator.prepare(model, x, seed=seed)`` where ``prepare`` takes a seed (the stateful estimators of
+    :mod:`vaebench.estimators.score_function`, whose initial statistics it seeds), else
+    ``estimator.prepare(model, x)``: the contract's ``prepare(model, x)`` stays valid for any estimator."""
+    if "seed" in inspect.signature(estimator.prepare).parameters:
+        estimator.prepare(model, x, seed=seed)
+    else:
+        estimator.prepare(model, x)
 
 
 def time_estimate(
