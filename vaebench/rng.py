@@ -73,6 +73,8 @@ STREAMS: dict[str, int] = {
     # STL's landing check (vaebench.measures.landing)
     "landing.model": 60,  # the linear-Gaussian model built for it
     "landing.data": 61,  # its minibatch
+    # the scaling laws' evidence (vaebench.checks.laws)
+    "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 
