@@ -186,6 +186,18 @@ def test_interval_trust_per_variance_row() -> None:
     assert list(interval_trust(rows)) == [True, False, True, None]
 
 
+def test_an_interval_that_also_holds_zero_is_inconclusive() -> None:
+    # A decoder SNR law measured with ±80% intervals on K in {100, 300, 1000}: the slope's interval meets the
+    # theory but holds 0 too.
+    frame = _variance({("iwae", "decoder"): -1.0}, grid=np.array([100, 300, 1000]))
+    frame = frame[frame["seed"] == 0].copy()
+    for col, factor in (("snr_norm_low", 0.2 / 0.98), ("snr_norm_high", 1.8 / 1.02)):
+        frame[col] = frame[col] * factor
+    row = scaling_laws(frame, checkpoint="end").set_index("figure").loc["snr_norm"]
+    assert row["slope_low"] < 0 < 0.5 < row["slope_high"]
+    assert row["verdict"].startswith("inconclusive") and row["agrees"] is None
+
+
 def test_snr_points_without_signal_are_left_out() -> None:
     frame = _variance({("iwae", "decoder"): -1.0}, grid=WIDE)
     frame = frame[frame["seed"] == 0].copy()  # one seed: its interval is the pooled one

@@ -31,8 +31,10 @@ preset that once showed all eight IWAE and DReG laws failing measured them at a 
 narrower than the posterior, with 6 of its 80 datapoints at k̂ > 1/2. Rows without a weight diagnostic
 (results folders written before it existed) are not testable either: the condition cannot be checked.
 
-**Verdict.** A tested law *agrees* when the slope's interval meets [theory - tol, theory + tol] and *fails*
-when it lies wholly outside: the data then exclude every slope within the tolerance. The tolerances:
+**Verdict.** A tested law *agrees* when the slope's interval meets [theory - tol, theory + tol] and excludes 0,
+and *fails* when it lies wholly outside the band: the data then exclude every slope within the tolerance. An
+interval that meets the band and also holds 0 is *inconclusive* (the data cannot tell the law from a flat
+curve: too few K resolved, or too few replicates). The tolerances:
 
 - `TOLERANCE_ASYMPTOTIC` = 0.05 for the limits. With F = A K^b (1 + c/K), the slope fitted over
   [K₀, 10 K₀] sits about 0.39 c/K₀ from b; c is of the order of χ² = Var(w)/p(x)², and the finite-K bias
@@ -255,9 +257,9 @@ def scaling_laws(
         One row per law with rows at two K or more, columns `SCALING_COLUMNS`: the fitted ``slope`` with
         ``slope_low``/``slope_high`` over K in [``k_min``, ``k_max``] (``points`` of them; NaN when fewer than
         two K resolve a signal), ``theory``, ``tolerance``, the weight condition (``regime``) and the largest
-        ``khat`` of the fitted rows, the ``verdict`` in words ("agrees", "fails", "not testable here: ...",
-        "cannot be judged: ..."), ``agrees`` (True, False, or None when not tested), ``interval_trusted``,
-        the ``intercept`` and the ``law`` in words.
+        ``khat`` of the fitted rows, the ``verdict`` in words ("agrees", "fails", "inconclusive: ...",
+        "not testable here: ...", "cannot be judged: ..."), ``agrees`` (True, False, or None when not tested
+        or inconclusive), ``interval_trusted``, the ``intercept`` and the ``law`` in words.
     """
     out = []
     if variance.empty:
@@ -322,8 +324,11 @@ def _verdict(rule: Law, fit: Fit, khat: float) -> tuple[str, bool | None]:
     if math.isnan(fit.low):
         return "cannot be judged: no interval", None
     tol = rule.tolerance
-    agrees = bool(fit.low <= rule.slope + tol and fit.high >= rule.slope - tol)
-    return ("agrees" if agrees else "fails"), agrees
+    if not (fit.low <= rule.slope + tol and fit.high >= rule.slope - tol):
+        return "fails", False
+    if fit.low <= 0 <= fit.high:  # meets the theory, but cannot tell it from no scaling at all
+        return f"inconclusive: the slope's interval [{fit.low:.2f}, {fit.high:.2f}] also holds 0", None
+    return "agrees", True
 
 
 def interval_trust(variance: pd.DataFrame) -> pd.Series:
