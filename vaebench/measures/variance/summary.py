@@ -346,7 +346,8 @@ def figures(
     w = torch.from_numpy(resample_counts(n, resamples, seed) if counts is None else counts)
     gram, mean_sq = partial.gram, partial.mean_sq
     sq_c = gram.diagonal()  # ||c_r||²
-    wgw = ((w @ gram) * w).sum(1)  # ||Σ_r w_r c_r||² per resample
+    wg = w @ gram  # [resamples, n]: c_r · Σ_s w_s c_s, the largest product of the bootstrap
+    wgw = (wg * w).sum(1)  # ||Σ_r w_r c_r||² per resample
     # A resample repeats replicates, which shrinks its spread by (n-1)/n on average: undo that.
     tv_draws = (w @ sq_c - wgw / n) / (n - 1) * n / (n - 1)
     trace_var = float(sq_c.sum()) / (n - 1)
@@ -384,7 +385,7 @@ def figures(
         "snr": jackknife_interval(snr, (partial.loo_sum / partial.loo_count).numpy(), level),
         "snr_rms": jackknife_interval(snr_rms, np.array(loo_rms), level),
     }
-    out["dsnr"], intervals["dsnr"] = _directional(partial, n, w, wgw, level)
+    out["dsnr"], intervals["dsnr"] = _directional(partial, n, w, wg, wgw, level)
     if has_reference and partial.ref_sq > 0:
         err_sq = mean_sq - 2 * partial.mean_dot_ref + partial.ref_sq  # ||ḡ - g*||²
         bias_sq = err_sq - trace_var / n - reference_var  # unbiased for ||E g - g*||²
@@ -415,7 +416,7 @@ def _snr_rms(sq_sum: float, count: int, n: int) -> float:
 
 
 def _directional(
-    partial: Partial, n: int, w: Tensor, wgw: Tensor, level: float
+    partial: Partial, n: int, w: Tensor, wg: Tensor, wgw: Tensor, level: float
 ) -> tuple[float, tuple[float, float]]:
     """Rainforth et al.'s DSNR with leave-one-out directions, and its bootstrap interval.
 
@@ -429,7 +430,7 @@ def _directional(
     sq_norms = mean_sq + 2 * along + gram.diagonal()  # ||g_r||²
     dot = mean_sq + along  # g_r · m
     estimate = float(_dsnr(dot, torch.tensor(mean_sq, dtype=torch.float64), sq_norms, n, None))
-    dot_w = dot + (w @ along)[:, None] / n + (w @ gram) / n  # [resamples, n]: g_r · m_w
+    dot_w = dot + (w @ along)[:, None] / n + wg / n  # [resamples, n]: g_r · m_w
     mean_w_sq = mean_sq + 2 * (w @ along) / n + wgw / n**2  # ||m_w||²
     draws = _dsnr(dot_w, mean_w_sq[:, None], sq_norms, n, w)
     return estimate, percentile_interval(draws.numpy(), level)
