@@ -271,3 +271,12 @@ def test_the_scaling_preset_runs_end_to_end_shrunk(tmp_path: Path) -> None:
     assert {"reparam", "iwae"} <= set(laws["estimator"])
     text = (out / "report.md").read_text()
     assert "## Scaling laws in K" in text and "No estimator was trained" in text
+
+
+def test_laws_without_a_fit_are_returned_on_request() -> None:
+    # The IWAE laws need K >= 3: with K in {1, 10} one point is left, no slope.
+    frame = _variance({("iwae", "decoder"): -1.0}, grid=np.array([1, 10]))
+    assert scaling_laws(frame, checkpoint="end").empty
+    rows = scaling_laws(frame, checkpoint="end", unfitted=True)
+    assert rows["slope"].isna().all() and rows["verdict"].str.startswith("cannot be judged").all()
+    assert rows["agrees"].isna().all()

@@ -171,7 +171,9 @@ def scaling_evidence(
     finally:
         bar.close()
     variance = pd.concat(frames, ignore_index=True)
-    laws = pd.concat([scaling_laws(variance, checkpoint=label) for label in checkpoints], ignore_index=True)
+    laws = pd.concat(
+        [scaling_laws(variance, checkpoint=label, unfitted=True) for label in checkpoints], ignore_index=True
+    )
     return Evidence(variance, laws, claims(laws), time.perf_counter() - start)
 
 

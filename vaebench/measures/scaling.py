@@ -243,7 +243,7 @@ def _no_signal(figure: str, low: float, floor: float) -> bool:
 
 
 def scaling_laws(
-    variance: pd.DataFrame, *, checkpoint: str | None = None, level: float = 0.95
+    variance: pd.DataFrame, *, checkpoint: str | None = None, level: float = 0.95, unfitted: bool = False
 ) -> pd.DataFrame:
     """Judge every law of `law` that the variance rows bear on, at one checkpoint.
 
@@ -252,6 +252,9 @@ def scaling_laws(
             checkpoint``, the figures with ``_low``/``_high``, and ``khat_max``).
         checkpoint: which checkpoint (None: all rows, for a frame with one).
         level: the level of the rows' intervals and of the slopes'.
+        unfitted: also return the laws that no slope could be fitted for (fewer than two usable K in their
+            range), with NaN slopes and a "cannot be judged" verdict; left out by default (a plot of them
+            has nothing to draw).
 
     Returns:
         One row per law with rows at two K or more, columns `SCALING_COLUMNS`: the fitted ``slope`` with
@@ -271,7 +274,9 @@ def scaling_laws(
                 rule = law(name, sampler, group, figure)
                 if rule is None or g["num_samples"].nunique() < 2:
                     continue
-                out.append(_judge(rule, name, sampler, group, figure, checkpoint, g, level))
+                row = _judge(rule, name, sampler, group, figure, checkpoint, g, level)
+                if unfitted or not math.isnan(row["slope"]):
+                    out.append(row)
     frame = pd.DataFrame(out, columns=list(SCALING_COLUMNS))
     for column in ("agrees", "interval_trusted"):
         frame[column] = frame[column].astype(object)
