@@ -10,6 +10,14 @@ p(x|z) = Normal(x; W z + b, diag σ_x^2) and the encoder q(z|x) = Normal(m(x), d
 
 Autograd through :func:`exact_elbo` gives the exact ELBO gradient in every parameter, against which the
 unbiased estimators are tested.
+
+Any model that knows its exact posterior (the optional method ``exact_posterior(x)``: the linear-Gaussian
+:class:`~vaebench.model.GaussianVAE`, whose posterior is a full-covariance Gaussian, and the Gaussian toy
+:class:`~vaebench.toy.GaussianToy`) gets the divergence of its encoder from it, :func:`kl_to_posterior`:
+
+    KL(q ‖ p(z|x)) = ½ [tr(Σ⁻¹ S) + (m - μ)ᵀ Σ⁻¹ (m - μ) - Z + log det Σ - log det S]
+
+for q = N(m, S) (S diagonal) and p(z|x) = N(μ, Σ).
 """
 
 from __future__ import annotations
@@ -17,8 +25,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
-from torch.distributions import MultivariateNormal, kl_divergence
+from torch import Tensor, nn
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from vaebench.errors import VaebenchError
 from vaebench.model import GaussianVAE, positive_scale
@@ -68,3 +76,20 @@ def exact_log_marginal(model: GaussianVAE, x: Tensor) -> Tensor:
     weight, bias, sigma_x = (t.detach().double() for t in _linear_decoder(model))
     cov = weight @ weight.T + torch.diag(sigma_x.pow(2))
     return MultivariateNormal(bias, covariance_matrix=cov).log_prob(x.double()).to(x.dtype)
+
+
+def kl_to_posterior(model: nn.Module, x: Tensor) -> Tensor | None:
+    """KL(q(z|x) ‖ p(z|x)) per datapoint [B] for a model with an ``exact_posterior(x)``, else None.
+
+    ``exact_posterior`` may return a diagonal ``Normal`` [B, Z] or a ``MultivariateNormal`` (batch [B], event
+    [Z]); a model without the method, or whose method returns None, has no closed-form posterior.
+    """
+    exact = getattr(model, "exact_posterior", None)
+    truth = exact(x) if callable(exact) else None
+    if truth is None:
+        return None
+    q = model.posterior(x)
+    if isinstance(truth, Normal):
+        return kl_divergence(q, truth).sum(-1)
+    q_full = MultivariateNormal(q.loc, scale_tril=torch.diag_embed(q.scale), validate_args=False)
+    return kl_divergence(q_full, truth)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Normal
+from torch.distributions import MultivariateNormal, Normal
 
 from vaebench import rng
 from vaebench.errors import VaebenchError
@@ -224,6 +224,24 @@ class GaussianVAE(nn.Module):
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         """log p_θ(x, z) = log p_θ(x | z) + log p(z) for x [B, D] and z [K, B, Z] -> [K, B]."""
         return self.log_likelihood(x, z) + self.log_prior(z)
+
+    def exact_posterior(self, x: Tensor) -> MultivariateNormal | None:
+        """p_θ(z | x) where it has a closed form (an optional method of the contract), else None.
+
+        For the linear-Gaussian model (:attr:`is_linear_gaussian`), p(x|z) = N(W z + b, D) with D = diag σ_x²:
+        p(z | x) = N(Σ Wᵀ D⁻¹ (x - b), Σ) with Σ = (I + Wᵀ D⁻¹ W)⁻¹, a full covariance (batch shape [B], event
+        [Z]) that the encoder's diagonal q can match only when Wᵀ D⁻¹ W is diagonal. Used for the exact
+        KL(q ‖ p(z|x)) of the variance rows (:func:`vaebench.exact.kl_to_posterior`).
+        """
+        if not self.is_linear_gaussian:
+            return None
+        self._check_x(x)
+        layer = self.decoder.net[0]
+        variance = positive_scale(self.decoder.raw_scale, self.decoder.min_scale).square()
+        scaled = layer.weight / variance[:, None]  # D⁻¹ W, [D, Z]
+        precision = torch.eye(self.z_dim, dtype=x.dtype, device=x.device) + layer.weight.T @ scaled
+        mean = torch.linalg.solve(precision, ((x - layer.bias) @ scaled).T).T  # Σ Wᵀ D⁻¹ (x - b), [B, Z]
+        return MultivariateNormal(mean, precision_matrix=precision, validate_args=False)
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """Mean of p(x | z = μ_z(x)) for x [B, D] -> [B, D]; for plots."""

@@ -43,10 +43,14 @@ STREAMS: dict[str, int] = {
     "data.dequantize": 4,  # uniform dequantization noise; index: 0 train, 1 test
     "data.binarize": 5,  # fixed Bernoulli binarization; index: 0 train, 1 test
     "data.batches": 6,  # minibatch order (and dynamic binarization); index: epoch
+    "data.toy_truth": 7,  # the Gaussian toy's true prior mean μ (vaebench.data.gaussian_toy)
+    "data.toy_sample": 8,  # the Gaussian toy's points; index: 0 train, 1 test
     # initialisation
     "init.model": 10,  # the model's layers (GaussianVAE(seed=...))
     "init.estimator": 11,  # an estimator's own network (NVIL's baseline)
     "init.statistics": 12,  # the draw that initialises an estimator's running statistics
+    "init.toy_checkpoint": 13,  # the perturbation of the Gaussian toy's built checkpoint (vaebench.toy)
+    "init.near_posterior": 14,  # the perturbation of a linear-Gaussian encoder away from the exact posterior
     # training and its evaluation (vaebench.train, vaebench.measures.convergence)
     "train.noise": 20,  # latent noise of the training steps
     "eval.elbo": 21,  # noise of the test ELBO, reseeded identically at every evaluation
@@ -56,6 +60,9 @@ STREAMS: dict[str, int] = {
     "variance.baseline_gradient": 31,  # the sampled gradient replicates are compared with
     "variance.timing": 32,  # the timed gradient estimates
     "variance.warm_up": 33,  # the steps that warm an estimator's state before it is frozen
+    "variance.weights": 34,  # the importance weights of the weight diagnostics (vaebench.measures.weights)
+    "variance.bootstrap": 35,  # the bootstrap resamples of the variance figures' intervals
+    "stats.bootstrap": 36,  # vaebench.stats.bootstrap_interval's resamples
     # throughput (vaebench.measures.throughput)
     "throughput.noise": 40,  # latent noise of the timed steps
     "throughput.data": 41,  # dynamic binarization of the timed batch
@@ -66,6 +73,11 @@ STREAMS: dict[str, int] = {
     # verification (vaebench.checks.exact_gradients)
     "verify.model": 50,  # the perturbation of the small exact model and its batch
     "verify.state": 51,  # perturbing and warming an estimator's state
+    # STL's landing check (vaebench.checks.landing)
+    "landing.model": 60,  # the linear-Gaussian model built for it
+    "landing.data": 61,  # its minibatch
+    # the scaling laws' evidence (vaebench.checks.laws)
+    "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from vaebench import rng
+
 
 def mean_interval(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Student-t interval for the mean along ``axis``; NaN where fewer than two values or any is not finite.
@@ -72,9 +74,9 @@ def bootstrap_interval(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(data[idx])`` over rows of ``data`` (resampled with replacement)."""
     data = np.asarray(data)
-    rng = np.random.default_rng(seed)
+    gen = rng.numpy_generator(seed, "stats.bootstrap")
     n = data.shape[0]
-    draws = np.array([statistic(data[rng.integers(0, n, n)]) for _ in range(resamples)])
+    draws = np.array([statistic(data[gen.integers(0, n, n)]) for _ in range(resamples)])
     return percentile_interval(draws, level)
 
 

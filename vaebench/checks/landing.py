@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
+from vaebench import rng
 from vaebench.estimators import make_estimator
 from vaebench.measures.variance import VarianceOptions, measure_variance
 from vaebench.model import GaussianVAE
@@ -34,7 +35,7 @@ def exact_posterior_model(
     x_dim: int = 8, z_dim: int = 3, noise_std: float = 0.5, seed: int = 0
 ) -> GaussianVAE:
     """A linear-Gaussian VAE with orthogonal decoder columns and its encoder set to the exact posterior."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = rng.generator(seed, "landing.model")
     model = GaussianVAE(
         x_dim, z_dim, hidden=(), likelihood="gaussian", init_decoder_scale=noise_std, seed=seed
     )
@@ -74,7 +75,7 @@ def stl_landing(
         ``trace_var`` with ``_low``/``_high`` (encoder group).
     """
     model = exact_posterior_model(seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = rng.generator(seed, "landing.data")
     x = model.decoder.net[0].bias.detach() + torch.randn(batch_size, model.x_dim, generator=gen)
     layer = model.encoder.net[0]
     exact = [layer.weight.detach().clone(), layer.bias.detach().clone()]

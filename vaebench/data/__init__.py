@@ -1,7 +1,9 @@
-"""Data sets: the embedded digits, IDX files (Fashion-MNIST, MNIST) and a synthetic set with exact log p(x).
+"""Data sets: the embedded digits, IDX files (Fashion-MNIST, MNIST), a synthetic set with exact log p(x), and
+the Gaussian toy of Rainforth et al. 2018.
 
 :func:`load_dataset` is the entry point; see :mod:`vaebench.data.datasets` for preprocessing and batching,
-:mod:`vaebench.data.idx` for the file format, :mod:`vaebench.data.synthetic` for the linear-Gaussian truth.
+:mod:`vaebench.data.idx` for the file format, :mod:`vaebench.data.synthetic` for the linear-Gaussian truth,
+:mod:`vaebench.data.gaussian_toy` for the toy's points.
 """
 
 from vaebench.data.datasets import (

@@ -21,7 +21,9 @@ The synthetic set comes from a linear-Gaussian model with an exact marginal like
 
     z ~ N(0, I_Z),   x | z ~ N(W z + b, diag(s^2)),   so   p(x) = N(x; b, W W^T + diag(s^2)),
 
-which lets the suite report each bound's gap to the true log p(x).
+which lets the suite report each bound's gap to the true log p(x). The ``gaussian-toy`` set is the special
+case of Rainforth et al. 2018 (W = I, b = μ ~ N(0, I), unit noise, D = 20, N = 1024 per split; see
+:mod:`vaebench.data.gaussian_toy`), the data of :class:`vaebench.toy.GaussianToy`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 from torch import Tensor
 
 from vaebench import rng
+from vaebench.data.gaussian_toy import TOY_DIM, TOY_POINTS, draw_gaussian_toy
 from vaebench.data.idx import IDX_FILES, find_idx_dir, read_idx, require_idx
 from vaebench.data.synthetic import LinearGaussianTruth, draw_synthetic
 from vaebench.errors import VaebenchError
@@ -47,6 +50,7 @@ DATASETS: dict[str, str] = {
     "fashion-mnist": "28x28 Zalando clothes (60,000 / 10,000) from IDX files; apt-get install dataset-fashion-mnist",
     "mnist": "28x28 handwritten digits (60,000 / 10,000) from IDX files in a folder you name",
     "synthetic": "linear-Gaussian model with exact log p(x); sizes configurable, not bounded to [0, 1]",
+    "gaussian-toy": "the Gaussian toy of Rainforth et al. 2018: D = 20, 1,024 points per split, exact log p(x)",
 }
 """Valid data set names with one-line descriptions (read by the CLI's `list` command and choices)."""
 
@@ -65,17 +69,17 @@ class Dataset:
 
     Attributes:
         name: one of `DATASETS`.
-        train: [N, D] training data; in [0, 1] except for `synthetic`. With `binarize="dynamic"` it holds the
+        train: [N, D] training data; in [0, 1] except for `synthetic` and `gaussian-toy`. With `binarize="dynamic"` it holds the
             Bernoulli means; draw binary minibatches with `batches`.
         test: [M, D] test data, preprocessed like `train` (binarized once when `binarize="dynamic"`).
-        image_shape: (height, width) for plots, or None for `synthetic`.
+        image_shape: (height, width) for plots, or None for `synthetic` and `gaussian-toy`.
         likelihood: the natural decoder likelihood: "bernoulli" when binarized, else "gaussian".
         binarize: None, "dynamic", "fixed" or "threshold".
         dequantize: whether uniform dequantization noise was added.
-        levels: number of grey levels of the raw pixels (17 or 256), None for `synthetic`.
+        levels: number of grey levels of the raw pixels (17 or 256), None for `synthetic` and `gaussian-toy`.
         seed: the seed the random preprocessing (and the synthetic model) used.
         source: where the data came from, for provenance (a directory, or a description).
-        truth: the generating parameters for `synthetic`, else None.
+        truth: the generating parameters for `synthetic` and `gaussian-toy`, else None.
     """
 
     name: str
@@ -96,9 +100,11 @@ class Dataset:
         return self.train.shape[1]
 
     def exact_log_marginal(self, x: Tensor) -> Tensor:
-        """Exact log p(x) [N] (float64) for x [N, D]; only `synthetic` has one."""
+        """Exact log p(x) [N] (float64) for x [N, D]; only `synthetic` and `gaussian-toy` have one."""
         if self.truth is None:
-            raise VaebenchError(f"data set {self.name!r} has no exact log p(x); only 'synthetic' has one")
+            raise VaebenchError(
+                f"data set {self.name!r} has no exact log p(x); only 'synthetic' and 'gaussian-toy' have one"
+            )
         return self.truth.exact_log_marginal(x)
 
     def batches(
@@ -179,12 +185,15 @@ def load_dataset(
         root: folder with the IDX files for "fashion-mnist" and "mnist" (see `find_idx_dir`); ignored otherwise.
         binarize: None (continuous), "dynamic", "fixed" or "threshold"; see the module docstring.
         dequantize: add one grey level of uniform noise, x = (v + u) / L; not with `binarize`.
-        seed: seed of the dequantization and binarization noise and of the synthetic model and samples.
+        seed: seed of the dequantization and binarization noise and of the synthetic (or toy) model and samples.
         n_train: synthetic only: training examples.
         n_test: synthetic only: test examples.
         x_dim: synthetic only: D, observed dimensions.
         z_dim: synthetic only: Z, latent dimensions.
         noise_std: synthetic only: observation noise s (the same for every dimension).
+
+    ``gaussian-toy`` has fixed sizes (D = 20, 1,024 train and 1,024 test points, as in Rainforth et al.
+    2018) and takes only ``seed``, which draws its true prior mean and its points.
 
     Returns:
         The `Dataset`.
@@ -204,6 +213,10 @@ def load_dataset(
         if binarize is not None or dequantize:
             raise VaebenchError("synthetic data is real-valued: it cannot be binarized or dequantized")
         return _load_synthetic(n_train, n_test, x_dim, z_dim, noise_std, seed)
+    if name == "gaussian-toy":
+        if binarize is not None or dequantize:
+            raise VaebenchError("gaussian-toy data are real-valued: they cannot be binarized or dequantized")
+        return _load_gaussian_toy(seed)
     if name == "digits":
         train, test, source = _load_digits()
         levels = 17
@@ -312,5 +325,23 @@ def _load_synthetic(
         levels=None,
         seed=seed,
         source=f"linear-Gaussian model, seed {seed}, D={x_dim}, Z={z_dim}, noise std {noise_std}",
+        truth=truth,
+    )
+
+
+def _load_gaussian_toy(seed: int) -> Dataset:
+    """The toy's points (see :mod:`vaebench.data.gaussian_toy`)."""
+    train, test, truth = draw_gaussian_toy(seed)
+    return Dataset(
+        name="gaussian-toy",
+        train=train,
+        test=test,
+        image_shape=None,
+        likelihood="gaussian",
+        binarize=None,
+        dequantize=False,
+        levels=None,
+        seed=seed,
+        source=f"Gaussian toy of Rainforth et al. 2018, seed {seed}, D={TOY_DIM}, {TOY_POINTS} points per split",
         truth=truth,
     )

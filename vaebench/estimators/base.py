@@ -121,11 +121,14 @@ class Estimator(nn.Module):
     ) -> EstimatorOutput:
         raise NotImplementedError
 
-    def prepare(self, model: nn.Module, x: Tensor) -> None:
+    def prepare(self, model: nn.Module, x: Tensor, seed: int | None = None) -> None:
         """Build any state that depends on the data (before the optimizer is made); a no-op by default.
 
-        Called by the first ``forward`` if nobody called it before. Subclasses that override it must end by
-        calling ``super().prepare(model, x)`` (which marks the estimator prepared) and keep it idempotent.
+        ``seed``: the run's seed, from which a stateful estimator draws its initial state (its own ``seed``
+        option wins when set; None: 0), so independent runs start from independent states. Called by the
+        first ``forward`` (without a seed) if nobody called it before. Subclasses that override it take the
+        same arguments, must end by calling ``super().prepare(model, x)`` (which marks the estimator
+        prepared) and keep it idempotent.
         """
         self._prepared = True
 

@@ -8,6 +8,12 @@ unbiased for any baseline b_k that does not depend on z_k (E_q[∇_φ log q] = 0
 call (none, a moving average, NVIL's b(x)) keeps that property for any sampler whose z_k are marginally q, so
 those estimators accept antithetic and RQMC draws; a baseline built from the other samples of the same call
 (leave-one-out, VarGrad) does not, since those samples then depend on z_k.
+
+Seeds of the stateful ones. ``reinforce-ma`` and ``reinforce-nvil`` draw their initial statistics (and NVIL
+its baseline network's initial weights) when prepared, from streams ``init.statistics`` and
+``init.estimator`` of a seed: the ``seed`` option when it is set, else the seed given to
+``prepare(model, x, seed=...)`` (the run's: independent runs get independent initial state), else 0, as
+before the option became optional (an estimator prepared without a seed behaves as it always did).
 """
 
 from __future__ import annotations
@@ -80,7 +86,8 @@ class ReinforceMovingAverage(Reinforce):
 
     Options:
         decay: α of the moving average.
-        seed: seeds the noise of the initial baseline.
+        seed: seeds the noise of the initial baseline; None (default): the seed given to :meth:`prepare`
+            (the run's), else 0.
         score_term, sampler: see :class:`Reinforce` (the baseline is fixed before the call: every sampler
             keeps it unbiased).
     """
@@ -89,7 +96,9 @@ class ReinforceMovingAverage(Reinforce):
     stateful = True
     citation = "Williams 1992; Mnih & Gregor 2014, arXiv:1402.0030"
 
-    def __init__(self, decay: float = 0.9, seed: int = 0, score_term: bool = False, sampler: str = "iid"):
+    def __init__(
+        self, decay: float = 0.9, seed: int | None = None, score_term: bool = False, sampler: str = "iid"
+    ):
         super().__init__(score_term, sampler)
         if not 0.0 <= decay < 1.0:
             raise VaebenchError(f"decay must lie in [0, 1), got {decay!r}")
@@ -97,11 +106,13 @@ class ReinforceMovingAverage(Reinforce):
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def prepare(self, model, x):
+    def prepare(self, model, x, seed: int | None = None):
+        """Set the baseline from an independent draw at these parameters (once), seeded by the ``seed``
+        option, else ``seed`` (the run's), else 0."""
         # Before its first use, the baseline is set from an independent draw (a zero baseline would make the
         # first steps plain REINFORCE, with gradients far larger than any later one). Once: one device read.
         if int(self.steps) == 0:
-            self.baseline.copy_(independent_objective(model, x, self.seed).mean())
+            self.baseline.copy_(independent_objective(model, x, _seed(self.seed, seed)).mean())
             self.steps.fill_(1)
         super().prepare(model, x)
 
@@ -158,7 +169,8 @@ class ReinforceNVIL(Reinforce):
         decay: α of the running averages (0.8 in the paper).
         normalize: divide by max(1, √v) (the paper's variance normalisation).
         seed: seeds the initial weights of b_ψ (drawn from a forked generator; torch's global state is
-            untouched) and the noise that initialises c and v.
+            untouched) and the noise that initialises c and v; None (default): the seed given to
+            :meth:`prepare` (the run's), else 0.
         score_term: also keep -∇_φ log q(z_k) / max(1, √v); see :class:`Reinforce`.
         sampler: see :class:`Reinforce` (b(x), c and v are fixed before the call: every sampler keeps the
             direction unbiased).
@@ -173,7 +185,7 @@ class ReinforceNVIL(Reinforce):
         hidden: int = 100,
         decay: float = 0.8,
         normalize: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         score_term: bool = False,
         sampler: str = "iid",
     ):
@@ -189,9 +201,12 @@ class ReinforceNVIL(Reinforce):
         self.register_buffer("variance", torch.ones(()))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def prepare(self, model, x):
+    def prepare(self, model, x, seed: int | None = None):
+        """Build b_ψ and set c and v from an independent draw (once each), seeded by the ``seed`` option,
+        else ``seed`` (the run's), else 0."""
+        seed = _seed(self.seed, seed)
         if self.baseline_net is None:
-            with rng.seeded(self.seed, "init.estimator"):
+            with rng.seeded(seed, "init.estimator"):
                 net = nn.Sequential(nn.Linear(x.shape[-1], self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1))
             nn.init.zeros_(net[-1].weight)  # start at b(x) = 0: plain centred REINFORCE
             nn.init.zeros_(net[-1].bias)
@@ -199,7 +214,7 @@ class ReinforceNVIL(Reinforce):
         # Statistics never set: from an independent draw, before their first use (one device read, once).
         if int(self.steps) == 0:
             with torch.no_grad():
-                residual = independent_objective(model, x, self.seed) - self.baseline_net(x).squeeze(-1)
+                residual = independent_objective(model, x, seed) - self.baseline_net(x).squeeze(-1)
             self.center.copy_(residual.mean())
             self.variance.copy_(residual.var(unbiased=False))
             self.steps.fill_(1)
@@ -286,3 +301,13 @@ class VarGrad(Estimator):
         f = log_p.detach() - log_q
         log_variance = (f - f.mean(0)).square().sum(0) / (num_samples - 1)  # V̂ [B], gradient to φ only
         return self._output((log_p - log_q).detach().mean(0), log_p.mean(0) - log_variance)
+
+
+def _seed(option: int | None, given: int | None) -> int:
+    """The seed of a stateful estimator's initial state: its own option, else the caller's, else 0."""
+    for value in (option, given):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise VaebenchError(f"an estimator's seed must be a non-negative integer, got {value!r}")
+            return value
+    return 0

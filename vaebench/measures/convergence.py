@@ -25,6 +25,7 @@ from vaebench import devices, rng
 from vaebench.errors import check_int
 from vaebench.estimators import Estimator, Setting
 from vaebench.exact import exact_log_marginal
+from vaebench.measures.latents import active_units
 from vaebench.measures.schema import CONVERGENCE, conform
 from vaebench.train import (
     DEFAULT_LL_SAMPLES,
@@ -42,10 +43,12 @@ FINAL_METRICS: tuple[str, ...] = (
     "ll_gap",
     "model_log_likelihood",
     "bound_gap",
+    "active_units",
 )
 """End-of-run metrics: final test ELBO; the IS estimate of log p(x); on ``synthetic`` the data's exact log p(x)
 and its gap to the estimate (exact - estimate); for linear-Gaussian models the model's exact log p_θ(x) and the
-bound's gap to it. All are means over test points, in nats per datapoint."""
+bound's gap to it: means over test points, in nats per datapoint. And the number of active latent units on the
+same points (Burda et al. 2015; :mod:`vaebench.measures.latents`)."""
 
 UNIT_COLUMNS: tuple[str, ...] = CONVERGENCE.columns
 """Columns of a `measure_convergence` frame, in order."""
@@ -135,6 +138,8 @@ def final_metrics(
     final = {
         "final_test_elbo": evaluate_elbo(model, x, num_samples=eval_samples, generator=gen).mean().item()
     }
+    if x.shape[0] > 1:
+        final["active_units"] = active_units(model, x)
     if not likelihood.samples:
         return final
     gen = rng.generator(seed, "eval.log_likelihood", device=x.device)

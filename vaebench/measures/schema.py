@@ -100,9 +100,21 @@ SAMPLER = OptionalColumn(
     "frames written before samplers existed have no sampler column; their rows drew iid samples", "iid"
 )
 
-VARIANCE_FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine")
+VARIANCE_FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine", "snr_rms", "dsnr")
 """Figures of the gradient-noise measure, with their bootstrap or jackknife intervals
 (:mod:`vaebench.measures.variance.summary` states their maths)."""
+
+WEIGHT_COLUMNS = (
+    "khat_max", "khat_median", "khat_over_half", "khat_over_quarter",
+    "ess_fraction_min", "ess_fraction_median", "chi2_max", "chi2_median", "weight_samples",
+)
+"""The importance-weight diagnostics of a variance row's minibatch (:mod:`vaebench.measures.weights`)."""
+
+ROW_DIAGNOSTICS = (*_triples("snr_rms", "dsnr"), "kl_to_posterior", *WEIGHT_COLUMNS)
+"""Columns of a variance row added by issue 20, at the end of the row so that older files keep their order:
+the noise-corrected per-coordinate SNR and Rainforth et al.'s directional SNR with their intervals, the exact
+KL(q ‖ p(z|x)) averaged over the minibatch (NaN where the model has no closed-form posterior), and the
+weight diagnostics."""
 
 MEASURE_VARIANCE_COLUMNS = (
     "estimator", "sampler", "objective", "num_samples", "seed", "group",
@@ -110,10 +122,11 @@ MEASURE_VARIANCE_COLUMNS = (
     *_triples(*VARIANCE_FIGURES[:4]),
     "snr_floor", "snr_coordinates",
     "reference",  # on disk: the name of the baseline gradient the bias and cosine are measured against
-    *_triples(*VARIANCE_FIGURES[4:]),
+    *_triples(*VARIANCE_FIGURES[4:6]),
     "mean_error_norm", "bias_floor", "seconds_per_estimate",
     *_triples("work_normalized_var"),
     "encoder_scale", "method", "level",
+    *ROW_DIAGNOSTICS,
 )
 """Columns of `measure_variance`'s frame (one estimator, K and minibatch at the model's parameters)."""
 
@@ -130,6 +143,8 @@ VARIANCE = Table(
         ),
         "reference": OptionalColumn("the name of the baseline gradient; absent where no baseline was measured", None),
         "objective": OptionalColumn(_LEGACY, None),
+        **{c: OptionalColumn(f"{_LEGACY} (before the directional and noise-corrected SNRs, the exact KL and "
+                             "the weight diagnostics); NaN: not measured") for c in ROW_DIAGNOSTICS},
     },
     essential=("estimator", "num_samples", "seed", "checkpoint", "group", "trace_var"),
 )
@@ -226,14 +241,24 @@ SUMMARY = Table(
 )
 """summary.csv: one row per setting joining the measures (:func:`vaebench.analysis.summaries.summary_table`)."""
 
+_VERDICTS = "absent from scaling fits written before the regime rule and the tolerance (issue 20)"
+
 SCALING = Table(
     "scaling",
     columns=(
         "estimator", "sampler", "group", "figure", "checkpoint", *_triples("slope"), "theory", "agrees",
         "k_min", "k_max", "points", "intercept", "correction", "law",
+        "tolerance", "regime", "khat", "verdict", "interval_trusted",
     ),
     keys=("estimator", "sampler", "group", "figure", "checkpoint"),
     figures=("slope",),
+    optional={
+        "tolerance": OptionalColumn(f"{_VERDICTS}; such rows were judged by exact inclusion in the interval", 0.0),
+        "regime": OptionalColumn(f"{_VERDICTS}; no weight condition was checked", ""),
+        "khat": OptionalColumn(f"{_VERDICTS}; no weight diagnostic was measured"),
+        "verdict": OptionalColumn(f"{_VERDICTS}; read ``agrees`` instead", None),
+        "interval_trusted": OptionalColumn(f"{_VERDICTS}; unknown", None),
+    },
     essential=("estimator", "group", "figure", "slope"),
 )
 """scaling.csv: one fitted law in K per row (:func:`vaebench.analysis.scaling.scaling_laws`)."""

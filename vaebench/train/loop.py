@@ -183,7 +183,7 @@ class _Loop:
             if (spec.epochs is not None or self.total is None)
             else max(1, self.total // _DEFAULT_EVALS)
         )
-        estimator.prepare(model, dataset.train[: spec.batch_size].to(device))
+        estimator.prepare(model, dataset.train[: spec.batch_size].to(device), seed=seed)
         estimator.to(device)
         self.params = _unique([*model.parameters(), *estimator.parameters()])
         self.opt, _ = make_optimizer(self.params, spec.lr, spec.optimizer)

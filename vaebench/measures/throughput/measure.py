@@ -119,7 +119,7 @@ def build_step(
     model = copy.deepcopy(model).to(device)
     estimator = copy.deepcopy(estimator).to(device).train()
     x = x.to(device)
-    estimator.prepare(model, x)
+    estimator.prepare(model, x, seed=seed)
     optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], options.lr)
     generator = rng.generator(seed, "throughput.noise", device=device)
     with count_linear_flops(model, estimator) as forward_flops:

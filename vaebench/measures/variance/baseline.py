@@ -1,8 +1,9 @@
 """The baseline gradient: the gradient the estimators' replicates are compared with (bias, cosine, SNR).
 
-Exact where the model has a closed-form objective (autograd through :func:`vaebench.exact.exact_elbo`), else
-the mean of many independent pathwise estimates of the same objective. On disk, the variance table's
-``reference`` column keeps the name earlier versions gave it (see :mod:`vaebench.measures.schema`).
+Exact where the model has a closed-form objective (autograd through :func:`vaebench.exact.exact_elbo`, or the
+model's own ``exact_elbo(x)`` method, as :class:`vaebench.toy.GaussianToy` has), else the mean of many
+independent pathwise estimates of the same objective. On disk, the variance table's ``reference`` column keeps
+the name earlier versions gave it (see :mod:`vaebench.measures.schema`).
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ def sampled_baseline(model, x, objective, num_samples, samples, seed) -> tuple[T
     check_int("samples", samples, 2)
     lay = layout(model)
     iwae = objective == "iwae" and num_samples > 1
-    if not iwae and getattr(model, "is_linear_gaussian", False):
+    closed = getattr(model, "exact_elbo", None)  # a model's own closed-form ELBO (the Gaussian toy's)
+    if not iwae and (getattr(model, "is_linear_gaussian", False) or callable(closed)):
         with torch.enable_grad():
-            grads = torch.autograd.grad(-exact_elbo(model, x).mean(), lay.params, allow_unused=True)
+            elbo = closed(x) if callable(closed) else exact_elbo(model, x)
+            grads = torch.autograd.grad(-elbo.mean(), lay.params, allow_unused=True)
         return _flat(grads, lay.params), "exact", dict.fromkeys(lay.groups, 0.0)
     estimator = IWAE() if iwae else Reparam()
     k = num_samples if iwae else 1

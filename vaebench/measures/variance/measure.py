@@ -19,6 +19,7 @@ from vaebench.estimators import Estimator
 from vaebench.measures.schema import MEASURE_VARIANCE_COLUMNS
 from vaebench.measures.throughput.timing import time_steps
 from vaebench.measures.variance.baseline import resolve_baseline
+from vaebench.measures.variance.diagnostics import row_diagnostics
 from vaebench.measures.variance.engines import gradient_sample, resolve_method
 from vaebench.measures.variance.layout import GradientSample, VarianceOptions, layout
 from vaebench.measures.variance.summary import (
@@ -108,7 +109,9 @@ def measure_variance(
         resamples=options.resamples,
         seed=seed,
     )
+    diagnostics = row_diagnostics(model, x, options.weights, seed)
     for row in rows:
+        row.update(diagnostics)
         row.update(
             estimator=name,
             sampler=estimator.sampler,
@@ -203,7 +206,8 @@ def warm_up(
     Baselines start from one draw at the parameters they are prepared at, and NVIL's b(x) starts at zero:
     not what a trained run would use. So, without touching the model:
 
-    1. the estimator is prepared on the first batch (its statistics set from an independent draw);
+    1. the estimator is prepared on the first batch (its statistics set from an independent draw, seeded by
+       ``seed``);
     2. estimators with their own parameters (NVIL's baseline network) fit them for ``baseline_steps`` Adam
        steps (the estimator's own loss, the regression of f on b(x)), cycling through ``batches``;
     3. ``calls`` train-mode calls without any optimizer step, cycling through ``batches``, let running
@@ -233,7 +237,7 @@ def warm_up(
     if not batches or not all(isinstance(b, Tensor) and b.dim() == 2 for b in batches):
         raise VaebenchError("warm_up needs one minibatch [B, D] or a non-empty list of them")
     x = batches[0]
-    estimator.prepare(model, x)
+    estimator.prepare(model, x, seed=seed)
     estimator.to(x.device)
     params = [p for p in estimator.parameters() if p.requires_grad]
     if not params and not list(estimator.buffers()):
