@@ -200,7 +200,7 @@ def test_bad_toy_input_is_named():
 
 def test_the_baseline_gradient_on_the_toy_is_exact(toy, data):
     """The variance measure's bias figures on the toy use its closed-form ELBO: reparam is unbiased for it."""
-    from vaebench.measures.variance import layout, measure_variance, baseline_gradient
+    from vaebench.measures.variance import baseline_gradient, layout, measure_variance
 
     x = data.train[:4].double()
     flat, label = baseline_gradient(toy, x)
