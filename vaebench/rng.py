@@ -43,6 +43,7 @@ STREAMS: dict[str, int] = {
     "data.dequantize": 4,  # uniform dequantization noise; index: 0 train, 1 test
     "data.binarize": 5,  # fixed Bernoulli binarization; index: 0 train, 1 test
     "data.batches": 6,  # minibatch order (and dynamic binarization); index: epoch
+    "data.file_split": 7,  # the train/test permutation of a .npy or .csv data file (vaebench.data.files)
     # initialisation
     "init.model": 10,  # the model's layers (GaussianVAE(seed=...))
     "init.estimator": 11,  # an estimator's own network (NVIL's baseline)
