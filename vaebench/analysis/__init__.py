@@ -1,0 +1,1 @@
+"""Analysis: frames in, frames out (summaries, plateaus, scaling fits, weight diagnostics)."""
