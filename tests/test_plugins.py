@@ -283,6 +283,20 @@ def test_a_module_that_declares_nothing_and_a_missing_attribute(tmp_path: Path):
         registry.load_spec("vbplug_empty:")
 
 
+def test_an_entry_point_may_name_a_module_that_declares_its_plugins(tmp_path: Path):
+    package(tmp_path, "vbplug_epmod", GOOD)
+    package(tmp_path, "vbplug_epnone", "x = 1\n")
+    dist = tmp_path / "vbplug_epmod-2.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vbplug-epmod\nVersion: 2.0\n")
+    (dist / "entry_points.txt").write_text("[vaebench.estimators]\nall = vbplug_epmod\n")
+    [rec] = registry.load_installed(["estimator"])
+    assert (rec["name"], rec["attribute"], rec["version"]) == ("mine", None, "2.0")  # the module's own names
+    (dist / "entry_points.txt").write_text("[vaebench.estimators]\nnone = vbplug_epnone\n")
+    with pytest.raises(VaebenchError, match="names module 'vbplug_epnone', which has no dict ESTIMATORS"):
+        registry.load_installed(["estimator"])
+
+
 def test_a_broken_entry_point_names_its_distribution(tmp_path: Path):
     dist = tmp_path / "vbplug_gone-1.0.dist-info"
     dist.mkdir(parents=True)

@@ -26,7 +26,8 @@ its own package; a change anywhere in the package then counts as a change of the
 costs a new run, a missed change would mix two versions of an estimator in one results folder). Code outside
 the package (other distributions) is covered by their versions only. A single-file module is hashed alone.
 :func:`changes` names what differs between two sets of records; :func:`fingerprint` is the part that a
-configuration hash includes (no machine paths).
+configuration hash includes (no machine paths); :func:`select` keeps the records a configuration uses;
+:func:`py_modules` lists the package folders to ship to a Ray cluster.
 """
 
 from __future__ import annotations

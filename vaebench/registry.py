@@ -100,6 +100,11 @@ def load_installed(kinds: Iterable[str] = tuple(plugins.KINDS)) -> list[dict[str
         for ep in plugins.entry_points(kind):
             module, attribute, obj = plugins.load_entry_point(kind, ep)
             dist = (ep.dist.name, ep.dist.version) if getattr(ep, "dist", None) is not None else None
+            if attribute is None and not plugins.declared(module, kind):
+                raise VaebenchError(
+                    f"entry point {ep.name!r} in group {ep.group!r} names module {module.__name__!r}, which has no "
+                    f"dict {plugins.KINDS[kind]}: point it at the {kind} itself (module:Attr)"
+                )
             if attribute is None:
                 out += [
                     _add(kind, n, module, None, o, "entry point", dist)
