@@ -195,7 +195,7 @@ def se_from_interval(frame: pd.DataFrame, name: str, group: str, level: float) -
 
 
 def test_linear_gaussian_reparam_variance_matches_a_brute_force_loop():
-    # A plain loop of .backward() calls (vaebench.verify) with many draws is the ground truth; its own
+    # A plain loop of .backward() calls (vaebench.checks.exact_gradients) with many draws is the ground truth; its own
     # standard error is accounted for in the z-test.
     model, x = linear_gaussian()
     est = make_estimator("reparam")

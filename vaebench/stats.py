@@ -3,7 +3,8 @@
 Every figure the suite reports comes with an interval from here:
 
 - a mean: Student-t interval, mean ± t_{1-α/2, n-1} s / √n (:func:`mean_interval`, and
-  :func:`pooled_mean_interval` for a mean of estimates that carry their own intervals);
+  :func:`pooled_mean_interval` for a mean of estimates that carry their own intervals); the difference of
+  two independent means: Welch's interval (:func:`welch_interval`);
 - anything else (a variance, a ratio, a step time): a percentile bootstrap over replicates with a seeded
   generator (:func:`bootstrap_interval`, or :func:`percentile_interval` of draws made elsewhere);
 - a figure too costly to bootstrap (a per-coordinate SNR over many parameters): the delete-a-group
@@ -122,3 +123,26 @@ def pooled_mean_interval(
         return mean, float("nan"), float("nan")
     n = values.size
     return mean, mean - float(np.sqrt(np.sum(below**2))) / n, mean + float(np.sqrt(np.sum(above**2))) / n
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """mean(b) - mean(a) with Welch's interval: two independent samples whose variances may differ.
+
+    d ± t_{1-α/2, ν} √(s_a²/n_a + s_b²/n_b), with the Welch–Satterthwaite degrees of freedom
+    ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1)). NaN interval when either sample
+    has fewer than two values; a zero-width interval when both have no spread.
+
+    Returns:
+        (difference, low, high, degrees of freedom).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(b.mean() - a.mean()) if a.size and b.size else math.nan
+    if a.size < 2 or b.size < 2:
+        return diff, math.nan, math.nan, math.nan
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff, math.inf
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return diff, diff - half, diff + half, float(df)

@@ -24,15 +24,21 @@ The synthetic set comes from a linear-Gaussian model with an exact marginal like
 which lets the suite report each bound's gap to the true log p(x). The ``gaussian-toy`` set is the special
 case of Rainforth et al. 2018 (W = I, b = μ ~ N(0, I), unit noise, D = 20, N = 1024 per split; see
 :mod:`vaebench.data.gaussian_toy`), the data of :class:`vaebench.toy.GaussianToy`.
+
+Data of your own: a name ending in ``.npz``, ``.npy`` or ``.csv`` is the path of a file, read and checked by
+:mod:`vaebench.data.files` (its SHA-256 goes on the `Dataset`); a name in `DATASET_PLUGINS` is a plugin's
+data set (see :mod:`vaebench.data.custom`). Neither is made of grey levels, so neither is dequantized; values
+in [0, 1] can be binarized like the image sets. The loaded `Dataset` and its minibatches are in
+:mod:`vaebench.data.dataset`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +46,11 @@ import torch
 from torch import Tensor
 
 from vaebench import rng
+from vaebench.data import custom, files
+from vaebench.data.dataset import Dataset
 from vaebench.data.gaussian_toy import TOY_DIM, TOY_POINTS, draw_gaussian_toy
 from vaebench.data.idx import IDX_FILES, find_idx_dir, read_idx, require_idx
-from vaebench.data.synthetic import LinearGaussianTruth, draw_synthetic
+from vaebench.data.synthetic import draw_synthetic
 from vaebench.errors import VaebenchError
 
 DATASETS: dict[str, str] = {
@@ -63,108 +71,6 @@ DIGITS_N_TRAIN = 1437
 _DIGITS_SPLIT_SEED = 0  # fixed, independent of the `seed` argument, so the test set is the same for all runs
 
 
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A loaded data set. Tensors are float32; `eq=False` because tensors have no single truth value.
-
-    Attributes:
-        name: one of `DATASETS`.
-        train: [N, D] training data; in [0, 1] except for `synthetic` and `gaussian-toy`. With `binarize="dynamic"` it holds the
-            Bernoulli means; draw binary minibatches with `batches`.
-        test: [M, D] test data, preprocessed like `train` (binarized once when `binarize="dynamic"`).
-        image_shape: (height, width) for plots, or None for `synthetic` and `gaussian-toy`.
-        likelihood: the natural decoder likelihood: "bernoulli" when binarized, else "gaussian".
-        binarize: None, "dynamic", "fixed" or "threshold".
-        dequantize: whether uniform dequantization noise was added.
-        levels: number of grey levels of the raw pixels (17 or 256), None for `synthetic` and `gaussian-toy`.
-        seed: the seed the random preprocessing (and the synthetic model) used.
-        source: where the data came from, for provenance (a directory, or a description).
-        truth: the generating parameters for `synthetic` and `gaussian-toy`, else None.
-    """
-
-    name: str
-    train: Tensor
-    test: Tensor
-    image_shape: tuple[int, ...] | None
-    likelihood: str
-    binarize: str | None
-    dequantize: bool
-    levels: int | None
-    seed: int
-    source: str
-    truth: LinearGaussianTruth | None = None
-
-    @property
-    def x_dim(self) -> int:
-        """D, the number of features per example."""
-        return self.train.shape[1]
-
-    def exact_log_marginal(self, x: Tensor) -> Tensor:
-        """Exact log p(x) [N] (float64) for x [N, D]; only `synthetic` and `gaussian-toy` have one."""
-        if self.truth is None:
-            raise VaebenchError(
-                f"data set {self.name!r} has no exact log p(x); only 'synthetic' and 'gaussian-toy' have one"
-            )
-        return self.truth.exact_log_marginal(x)
-
-    def batches(
-        self, batch_size: int, *, seed: int = 0, epoch: int = 0, drop_last: bool = False
-    ) -> Iterator[Tensor]:
-        """Shuffled minibatches of `train`, binarized per batch when `binarize="dynamic"`; see `batches`."""
-        mode = "dynamic" if self.binarize == "dynamic" else None
-        return batches(self.train, batch_size, seed=seed, epoch=epoch, binarize=mode, drop_last=drop_last)
-
-
-def batches(
-    data: Tensor,
-    batch_size: int,
-    *,
-    seed: int = 0,
-    epoch: int = 0,
-    binarize: str | None = None,
-    drop_last: bool = False,
-) -> Iterator[Tensor]:
-    """Shuffled minibatches of one epoch, gathered through a permutation (no copy of the whole data).
-
-    The permutation and the Bernoulli draws come from a generator seeded by (seed, epoch), so any epoch is
-    reproducible on its own and different epochs get different orders and draws.
-
-    Args:
-        data: [N, D] examples.
-        batch_size: examples per batch.
-        seed: seed of the shuffling and binarization.
-        epoch: epoch number; each gets its own permutation and draws.
-        binarize: None to yield the data as is, "dynamic" for a fresh x_b ~ Bernoulli(x) per batch.
-        drop_last: drop the final batch if it is smaller than `batch_size`.
-
-    Returns:
-        An iterator of [B, D] tensors, B = batch_size (the last may be smaller unless `drop_last`).
-    """
-    if data.ndim != 2:
-        raise VaebenchError(f"batches needs data of shape [N, D], got {tuple(data.shape)}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise VaebenchError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if binarize not in (None, "dynamic"):
-        raise VaebenchError(f"batches binarize must be None or 'dynamic', got {binarize!r}")
-    if binarize == "dynamic" and data.numel() and (data.min() < 0 or data.max() > 1):
-        raise VaebenchError("dynamic binarization needs data in [0, 1] (Bernoulli means)")
-    gen = rng.generator(seed, "data.batches", epoch)
-    return _iterate(data, batch_size, gen, binarize == "dynamic", drop_last)
-
-
-def _iterate(
-    data: Tensor, batch_size: int, gen: torch.Generator, dynamic: bool, drop_last: bool
-) -> Iterator[Tensor]:
-    n = data.shape[0]
-    order = torch.randperm(n, generator=gen)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        batch = data[order[start : start + batch_size]]
-        if dynamic:  # u < x is a Bernoulli(x) draw; about 2.5x faster on CPU than torch.bernoulli
-            batch = (torch.rand(batch.shape, generator=gen) < batch).to(batch.dtype)
-        yield batch
-
-
 def load_dataset(
     name: str,
     root: str | os.PathLike[str] | None = None,
@@ -177,11 +83,15 @@ def load_dataset(
     x_dim: int = 20,
     z_dim: int = 5,
     noise_std: float = 0.5,
+    test_fraction: float = files.TEST_FRACTION,
+    batch_size: int | None = None,
+    sha256: str | None = None,
 ) -> Dataset:
     """Load a data set by name.
 
     Args:
-        name: one of `DATASETS`.
+        name: one of `DATASETS`, a name in `DATASET_PLUGINS`, or the path of a ``.npz``, ``.npy`` or ``.csv``
+            file (see :mod:`vaebench.data.files`).
         root: folder with the IDX files for "fashion-mnist" and "mnist" (see `find_idx_dir`); ignored otherwise.
         binarize: None (continuous), "dynamic", "fixed" or "threshold"; see the module docstring.
         dequantize: add one grey level of uniform noise, x = (v + u) / L; not with `binarize`.
@@ -191,6 +101,9 @@ def load_dataset(
         x_dim: synthetic only: D, observed dimensions.
         z_dim: synthetic only: Z, latent dimensions.
         noise_std: synthetic only: observation noise s (the same for every dimension).
+        test_fraction: a ``.npy`` or ``.csv`` file only: share of its examples held out for testing.
+        batch_size: a data file only: the training set must have at least this many examples.
+        sha256: a data file only: the SHA-256 it must have (the one a run recorded when it started).
 
     ``gaussian-toy`` has fixed sizes (D = 20, 1,024 train and 1,024 test points, as in Rainforth et al.
     2018) and takes only ``seed``, which draws its true prior mean and its points.
@@ -199,15 +112,31 @@ def load_dataset(
         The `Dataset`.
 
     Raises:
-        VaebenchError: unknown name or mode, impossible sizes, missing or corrupt files.
+        VaebenchError: unknown name or mode, impossible sizes, missing, corrupt or invalid files.
     """
-    if name not in DATASETS:
-        raise VaebenchError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)}")
+    if name not in DATASETS and name not in custom.DATASET_PLUGINS and not files.is_data_file(name):
+        raise VaebenchError(
+            f"unknown data set {name!r}; valid names: {', '.join([*DATASETS, *custom.DATASET_PLUGINS])}, or the path "
+            f"of a data file ending in {', '.join(files.FILE_SUFFIXES)}"
+        )
     if binarize is not None and binarize not in BINARIZE_MODES:
         raise VaebenchError(f"unknown binarize mode {binarize!r}; valid: None, {', '.join(BINARIZE_MODES)}")
     if binarize is not None and dequantize:
         raise VaebenchError(
             "choose either binarize or dequantize: dequantization noise is for continuous data"
+        )
+    if name not in DATASETS:
+        if dequantize:
+            raise VaebenchError(
+                f"data set {name!r} is not made of grey levels: it cannot be dequantized (set dequantize to false)"
+            )
+        return custom.load_own(
+            name,
+            binarize=binarize,
+            seed=seed,
+            test_fraction=test_fraction,
+            batch_size=batch_size,
+            sha256=sha256,
         )
     if name == "synthetic":
         if binarize is not None or dequantize:
@@ -345,3 +274,45 @@ def _load_gaussian_toy(seed: int) -> Dataset:
         source=f"Gaussian toy of Rainforth et al. 2018, seed {seed}, D={TOY_DIM}, {TOY_POINTS} points per split",
         truth=truth,
     )
+
+
+# ------------------------------------------------------------------------------------------------ plugins
+
+
+def register_dataset(name: str, factory: Callable[..., object], origin: str = "") -> None:
+    """Add a plugin's data set to `custom.DATASET_PLUGINS`: ``factory(seed=...)`` returns its data.
+
+    It returns a `Dataset`, or ``{"train": ..., "test": ...}`` / ``(train, test)`` (see :mod:`vaebench.data.custom`).
+
+    Raises:
+        VaebenchError: ``factory`` is not callable with ``seed=``, or ``name`` is a built-in set's or another
+            plugin's.
+    """
+    where = f" from {origin}" if origin else ""
+    if not callable(factory):
+        raise VaebenchError(f"data set {name!r}{where} is a {type(factory).__name__}, not a callable factory")
+    try:
+        inspect.signature(factory).bind(seed=0)
+    except TypeError:
+        raise VaebenchError(
+            f"data set {name!r}{where}: its factory cannot be called as factory(seed=0); it must take the seed "
+            "as a keyword argument (and need no other)"
+        ) from None
+    except ValueError:  # a callable without a signature (some built-ins): trust it
+        pass
+    if name in DATASETS:
+        raise VaebenchError(
+            f"data set {name!r}{where} clashes with the built-in data set {name!r}: rename it"
+        )
+    current = custom.DATASET_PLUGINS.get(name)
+    if current is not None and current is not factory:
+        raise VaebenchError(
+            f"data set {name!r}{where} clashes with the plugin data set {name!r} from "
+            f"{getattr(current, '__module__', '?')}: give one of them another name"
+        )
+    custom.DATASET_PLUGINS[name] = factory
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a plugin's data set (an unknown name is ignored)."""
+    custom.DATASET_PLUGINS.pop(name, None)

@@ -54,7 +54,9 @@ The modules: :mod:`~vaebench.estimators.base` (the contract's classes and shared
 :mod:`~vaebench.estimators.score_function`, :mod:`~vaebench.estimators.importance_weighted`, and the registry
 here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
-choices and the test parametrization read that dict.
+choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
+same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
+when its plugin is loaded (:mod:`vaebench.registry`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vaebench.errors import VaebenchError
+from vaebench.estimators import contract
 from vaebench.estimators.base import (
     FAMILIES,
     Estimator,
@@ -94,6 +97,7 @@ from vaebench.estimators.score_function import (
 )
 
 __all__ = [
+    "BUILTIN_ESTIMATORS",
     "ESTIMATORS",
     "FAMILIES",
     "IWAE",
@@ -120,6 +124,7 @@ __all__ = [
     "leave_one_out_bounds",
     "log_density",
     "make_estimator",
+    "register",
     "runnable",
     "sample_posterior",
     "sampler_problem",
@@ -127,6 +132,7 @@ __all__ = [
     "standard_normal",
     "stop_gradient",
     "taylor_terms",
+    "unregister",
     "unsupported",
 ]
 
@@ -276,3 +282,50 @@ def runnable(
         for k in samples
         if not unsupported(name, k, sampler)
     ]
+
+
+# ------------------------------------------------------------------------------------------------ plugins
+
+BUILTIN_ESTIMATORS: tuple[str, ...] = tuple(ESTIMATORS)
+"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.registry`) add theirs to `ESTIMATORS` with
+:func:`register`, under names other than these."""
+
+
+def register(name: str, cls: type[Estimator], origin: str = "") -> None:
+    """Add a plugin's estimator class to `ESTIMATORS`, after checking it against the contract.
+
+    Registering the same class under the same name again does nothing.
+
+    Args:
+        name: its registry name (the plugin's own; :func:`vaebench.plugins.check_name` vets its spelling).
+        cls: the class (see :mod:`vaebench.estimators.contract` for what it must be).
+        origin: where it came from (``my_pkg.estimators:MyEstimator``), for the messages.
+
+    Raises:
+        VaebenchError: ``cls`` breaks the contract (every problem named), or ``name`` is a built-in's or
+            another plugin's.
+    """
+    where = f" from {origin}" if origin else ""
+    found = contract.problems(cls)
+    if found:
+        raise VaebenchError(
+            f"estimator {name!r}{where} does not satisfy the estimator contract: {'; '.join(found)}"
+        )
+    if name in BUILTIN_ESTIMATORS:
+        raise VaebenchError(
+            f"estimator {name!r}{where} clashes with the built-in estimator {name!r}: give the plugin another name"
+        )
+    current = ESTIMATORS.get(name)
+    if current is not None and current is not cls:
+        raise VaebenchError(
+            f"estimator {name!r}{where} clashes with the plugin estimator {name!r} from "
+            f"{current.__module__}:{current.__qualname__}: give one of them another name"
+        )
+    ESTIMATORS[name] = cls
+
+
+def unregister(name: str) -> None:
+    """Remove a plugin's estimator from `ESTIMATORS` (a built-in cannot be removed; an unknown name is ignored)."""
+    if name in BUILTIN_ESTIMATORS:
+        raise VaebenchError(f"estimator {name!r} is built in; only plugins can be unregistered")
+    ESTIMATORS.pop(name, None)
