@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from vaebench import registry
+from vaebench.checks.exact_gradients import gradient_draws, linear_gaussian, verify
 from vaebench.estimators import (
     BUILTIN_ESTIMATORS,
     ESTIMATORS,
@@ -24,7 +25,6 @@ from vaebench.estimators import (
     register,
     unregister,
 )
-from vaebench.checks.exact_gradients import gradient_draws, linear_gaussian, verify
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "partial-stl"
 

@@ -26,7 +26,18 @@ __version__ = "0.1.0"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "ground",
-        ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices", "plugins"),
+        (
+            "errors",
+            "rng",
+            "stats",
+            "progress",
+            "provenance",
+            "files",
+            "faults",
+            "interrupts",
+            "devices",
+            "plugins",
+        ),
     ),
     ("core", ("model", "toy", "exact", "data", "estimators", "optim", "registry")),
     ("config", ("config",)),
