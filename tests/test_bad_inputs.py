@@ -120,8 +120,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "IDX test set empty": (idx((2, 2, 2), (0, 2, 2)), r"t10k-images-idx3-ubyte: holds 0 images"),
     "reinforce-loo as anchor": (toml('[variance]\nanchor_estimator = "reinforce-loo"\n'), r"variance.anchor_estimator 'reinforce-loo' needs K >= 2, but the anchor run trains at K = 1"),
     # item 8
-    "synthetic, dequantize asked for": (toml('[data]\nname = "synthetic"\ndequantize = true\n'), r"data.dequantize true does not fit synthetic data.*set data.dequantize = false"),
-    "synthetic, Bernoulli asked for": (toml('[data]\nname = "synthetic"\n[model]\nlikelihood = "bernoulli"\n'), r"model.likelihood 'bernoulli' does not fit synthetic data"),
+    "synthetic, dequantize asked for": (toml('[data]\nname = "synthetic"\ndequantize = true\n'), r"data.dequantize true does not fit synthetic, which holds real values.*set data.dequantize = false"),
+    "synthetic, Bernoulli asked for": (toml('[data]\nname = "synthetic"\n[model]\nlikelihood = "bernoulli"\n'), r"model.likelihood 'bernoulli' does not fit synthetic, which holds real values"),
     "synthetic, binarize asked for": (toml('[data]\nname = "synthetic"\nbinarize = "dynamic"\ndequantize = false\n'), r"data.binarize 'dynamic' does not fit synthetic"),
     # item 9
     "batch larger than the data": (toml("[train]\nbatch_size = 5000\n"), r"train.batch_size 5000 is larger than the training set \(1437 examples of digits\)"),

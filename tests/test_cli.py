@@ -281,7 +281,10 @@ def test_synthetic_data_run_end_to_end_under_every_preset(name: str, tmp_path: P
     argv = ["run", "--preset", name, "--dataset", "synthetic", "--config", str(shrink), "--out", str(out)]
     assert cli.main(argv) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
-    assert "synthetic data are real-valued, so the preset's pixel settings give way" in err
+    assert (
+        "synthetic data are real values, not pixel grey levels, so the preset's pixel settings give way"
+        in err
+    )
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["config"]["data"]["name"] == "synthetic"
     assert not run["config"]["data"]["dequantize"] and run["config"]["data"]["binarize"] == "none"

@@ -82,7 +82,7 @@ def test_toml_merges_over_the_preset(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("stepz = 3\n", r"unknown config key 'stepz'; valid keys: name, estimators, samples"),
+        ("stepz = 3\n", r"unknown config key 'stepz'; valid keys: name, plugins, estimators, samples"),
         (
             "[train]\nstepz = 3\n",
             r"unknown config key 'train.stepz'; valid keys in \[train\]: steps, batch_size",

@@ -6,7 +6,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 
 1. **ground**: ``errors``, ``rng`` (every random stream), ``stats``, ``progress``, ``provenance``, ``files``
    (every write, atomic), ``faults`` (fault-injection hooks), ``interrupts`` (signals), ``devices`` (the one
-   device rule), ``plugins`` (finding and hashing a user's modules);
+   device rule), ``plugins`` (finding and hashing a user's modules), ``presets`` (their names, for ``--help``);
 2. **core**: ``model``, ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators``
    (the contract, the registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
 3. **config**: the schema, the presets, strict TOML, validation, the configuration's hash;
@@ -24,21 +24,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "ground",
-        (
-            "errors",
-            "rng",
-            "stats",
-            "progress",
-            "provenance",
-            "files",
-            "faults",
-            "interrupts",
-            "devices",
-            "plugins",
-        ),
-    ),
+    ("ground", ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices",
+                "plugins", "presets")),
     ("core", ("model", "toy", "exact", "data", "estimators", "optim", "registry")),
     ("config", ("config",)),
     ("train", ("train",)),
@@ -48,5 +35,5 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("suite", ("suite",)),
     ("report", ("report",)),
     ("commands", ("cli", "__main__", "verify", "training")),
-)
+)  # fmt: skip
 """The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""

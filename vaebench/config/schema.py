@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from vaebench.data import DATASET_PLUGINS, is_data_file
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS
+from vaebench.estimators import BUILTIN_ESTIMATORS
 
 CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end": 1.0}
 """Where the shared variance checkpoints sit, as fractions of the anchor training run's steps."""
@@ -16,18 +17,22 @@ CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end"
 class DataConfig:
     """Which data set, and how it is preprocessed (see :func:`vaebench.data.load_dataset`)."""
 
-    name: str = "digits"  # one of vaebench.data.DATASETS; digits ships with scikit-learn, nothing to download
+    name: str = "digits"  # one of vaebench.data.DATASETS, a plugin's data set, or the path of a .npz, .npy or
+    # .csv file of your own (vaebench.data.files); digits ships with scikit-learn, nothing to download
     root: str | None = None  # folder of the fashion-mnist / mnist IDX files; None: the usual places
     binarize: str = "none"  # "none" keeps grey levels; "dynamic" redraws Bernoulli pixels every batch
     dequantize: bool = True  # uniform noise over one grey level: digits has 3 constant pixels whose σ would
     # otherwise collapse to the floor and add ~6 nats each to every Gaussian ELBO (Theis et al. 2016)
     seed: int = 0  # seed of the preprocessing noise (and of the synthetic model), fixed across runs
+    test_fraction: float = 0.2  # a .npy or .csv file: the share held out for testing (a seeded split)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The shared `GaussianVAE` (see :class:`vaebench.model.GaussianVAE`); x_dim comes from the data."""
 
+    name: str = "gaussian-vae"  # a key of vaebench.registry.MODELS: the seed's VAE, or a plugin's model
+    # (built as factory(x_dim, z_dim, seed=...)); the keys below but z_dim are GaussianVAE's own
     z_dim: int = 8  # latent dimension Z: small enough for digits' 64 pixels, large enough to matter
     hidden: tuple[int, ...] = (200,)  # hidden widths (decoder mirrors them); () is the linear-Gaussian model
     likelihood: str = "auto"  # "auto": bernoulli when the data are binarized, else gaussian
@@ -94,8 +99,23 @@ written before the rename still verify. "Reference" in vaebench now names only t
 of ``results/reference/``."""
 
 
+REAL_VALUED = ("synthetic", "gaussian-toy")
+"""Built-in data sets whose values are real numbers, not pixel grey levels."""
+
+
+def real_valued(name: str) -> bool:
+    """Whether data set ``name`` is not made of grey levels: the built-in real-valued sets, a data file, a
+    plugin's data set (it has no grey levels to dequantize)."""
+    return name in REAL_VALUED or is_data_file(name) or name in DATASET_PLUGINS
+
+
+ADDED_KEYS: dict[str, object] = {"plugins": (), "model.name": "gaussian-vae", "data.test_fraction": 0.2}
+"""Keys added in this release, with their defaults: a configuration's hash leaves a key out while it has its
+default, so the units of folders written before it existed still verify."""
+
+
 def _all_estimators() -> tuple[str, ...]:
-    return tuple(ESTIMATORS)
+    return BUILTIN_ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -103,7 +123,10 @@ class SuiteConfig:
     """Everything one `python -m vaebench run` does."""
 
     name: str = "default"  # names the output folder results/<timestamp>-<name>/
-    estimators: tuple[str, ...] = field(default_factory=_all_estimators)  # keys of ESTIMATORS
+    plugins: tuple[str, ...] = ()  # your modules, loaded first: their ESTIMATORS, MODELS, DATASETS dicts join
+    # the registries (vaebench.registry); an estimator can also be named module:Class in `estimators`
+    estimators: tuple[str, ...] = field(default_factory=_all_estimators)  # the built-in ones by default
+    # (keys of ESTIMATORS; a plugin's by name)
     samples: tuple[int, ...] = (1, 10)  # K values; combinations an estimator cannot do are skipped, noted
     samplers: tuple[str, ...] = ("iid",)  # how the K draws of ε are made: iid, antithetic, rqmc (see
     # vaebench.estimators.sampling); a sampler that would bias an estimator is skipped for it, noted
@@ -200,15 +223,6 @@ def _presets() -> dict[str, SuiteConfig]:
         "scaling": scaling,
         "fashion-mnist": fashion,
     }
-
-
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "quick": "a smoke test in well under a minute: a tiny VAE, 60 steps, K in {1, 4}, 2 seeds",
-    "default": "every estimator x K in {1, 10} x 3 seeds on digits, 64-200-8 VAE, 500 steps (minutes on a CPU)",
-    "scaling": "the scaling laws in K checked against theory: variance only, K in {1, 3, 10, 30, 100}, linear-Gaussian synthetic set (minutes)",
-    "fashion-mnist": "the reference study: reparam, IWAE, DReG at K in {1, 5, 50} x 3 seeds on Fashion-MNIST, Burda et al.'s model, 6000 steps of 25 (about an hour of CPU core time)",
-    "paper": "Fashion-MNIST (or MNIST), dynamic binarization, Burda et al.'s 2x200 tanh, z=50, 200k steps",
-}
 
 
 def preset(name: str) -> SuiteConfig:

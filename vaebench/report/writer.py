@@ -21,11 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import summaries
+from vaebench.analysis import folder, summaries
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
-from vaebench.provenance import load_run
 from vaebench.report import plots, scaling
 from vaebench.report.document import render
 
@@ -38,45 +37,16 @@ FIGURES = {
 """File names of the report's plots."""
 
 
-REQUIRED = {kind: schema.table(kind).essential for kind in ("variance", "convergence", "throughput")}
+REQUIRED = folder.REQUIRED
 """Columns a combined CSV of a kind must have to be read (:attr:`vaebench.measures.schema.Table.essential`)."""
-
-NUMERIC = ("num_samples", "seed", "trace_var", "step", "value")
-"""Essential columns that must hold numbers."""
 
 
 def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """A results folder's run.json (empty if missing) and its combined CSVs (empty frames if missing).
-
-    Raises:
-        VaebenchError: run.json or a CSV is unreadable or not what vaebench writes (naming the file).
-    """
-    out = Path(out)
-    run = load_run(out)
-    frames = {}
-    for kind, columns in REQUIRED.items():
-        path = out / f"{kind}.csv"
-        try:
-            frames[kind] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-        except pd.errors.EmptyDataError:
-            frames[kind] = pd.DataFrame()
-        except (ValueError, UnicodeDecodeError, OSError) as err:  # ParserError is a ValueError
-            raise VaebenchError(f"{path} is not a readable CSV ({type(err).__name__}); {_FIX}") from None
-        frame = frames[kind]
-        if frame.empty:
-            continue
-        missing = [c for c in columns if c not in frame]
-        text = [c for c in columns if c in NUMERIC and c not in missing]
-        text = [c for c in text if not pd.api.types.is_numeric_dtype(frame[c])]
-        if missing or text:
-            what = f"missing columns {', '.join(missing)}" if missing else f"non-numeric {', '.join(text)}"
-            raise VaebenchError(f"{path} is not a vaebench {kind} table ({what}); {_FIX}")
-        # Older folders lack later columns: from here on every declared column is there (NaN: not measured).
-        frames[kind] = schema.complete(frame, kind)
-    return run, frames
+    """A results folder's run.json and its combined CSVs, checked (:func:`vaebench.analysis.folder.load`)."""
+    return folder.load(out)
 
 
-_FIX = "restore it, move it away, or rebuild the folder with `python -m vaebench run --resume --out <folder>`"
+_FIX = folder.FIX
 
 
 def write_report(

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from vaebench import faults
+from vaebench import faults, registry
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
 from vaebench.suite import execute
@@ -163,14 +163,16 @@ class Scheduler:
 _ctx: Context | None = None
 
 
-def _init_worker(config: SuiteConfig, out: str, parent: int) -> None:
-    """Set up one worker process: its own context (data loaded once), its thread count, no Ctrl-C of its own."""
+def _init_worker(config: SuiteConfig, out: str, parent: int, plugins: list, data_sha256: str | None) -> None:
+    """Set up one worker process: the driver's plugins (the same code: :func:`vaebench.registry.reload`), its
+    own context (data loaded once, refused if the file changed), its thread count, no Ctrl-C of its own."""
     global _ctx
     # Ctrl-C reaches the whole process group: the driver decides what happens, the worker is stopped by it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.threads:
         torch.set_num_threads(config.threads)
-    _ctx = Context(config, out)
+    registry.reload(plugins)
+    _ctx = Context(config, out, data_sha256)
     threading.Thread(target=_orphan_watch, args=(parent,), daemon=True).start()
 
 
@@ -205,8 +207,11 @@ class LocalPool:
     """``workers`` processes of this machine (started by a fork server: one clean process that imported torch
     once, forked per worker, never a fork of the driver's threads)."""
 
-    def __init__(self, config: SuiteConfig, out, workers: int):
+    def __init__(
+        self, config: SuiteConfig, out, workers: int, plugins: list = (), data_sha256: str | None = None
+    ):
         self.config, self.out, self.workers = config, str(out), workers
+        self.plugins, self.data_sha256 = list(plugins), data_sha256
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -216,7 +221,7 @@ class LocalPool:
             context.set_forkserver_preload(["vaebench.suite.dispatch", "vaebench.suite.execute"])
         return ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.config, self.out, os.getpid()),
+            initargs=(self.config, self.out, os.getpid(), self.plugins, self.data_sha256),
         )  # fmt: skip
 
     def submit(self, unit: Unit) -> Future:

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from vaebench import faults, files, interrupts
-from vaebench.config import SuiteConfig, config_hash, to_dict
+from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
 from vaebench.errors import StorageError
 from vaebench.provenance import collect, git_revision, load_run, now
@@ -131,10 +131,12 @@ def run_suite(
     check_data(config, ctx.dataset)
     plan = units.plan(config, test_points=len(ctx.dataset.test))
     if resume:
-        ownership.check_resume(out, config, resume)  # before creating anything; again below, under the lock
+        ownership.check_resume(
+            out, config, resume, ctx
+        )  # before creating anything; again below, under the lock
     with ownership.hold(out, create=not resume):
         faults.point("start")
-        ownership.check_resume(out, config, resume)
+        ownership.check_resume(out, config, resume, ctx)
         run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume, engine)
         with _threads(config.threads):
             return run.run(progress, report)
@@ -146,7 +148,7 @@ class _Run:
     def __init__(self, config, out, ctx, plan, notes, argv, log, warn, resume, engine=None):
         self.config, self.out, self.ctx, self.plan, self.argv, self.log = config, out, ctx, plan, argv, log
         self.warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
-        self.digest = config_hash(config)
+        self.digest = ctx.digest
         history = load_run(out) if resume else {}
         self.first_start = history.get("started") or now()
         command = _command(argv)
@@ -179,6 +181,10 @@ class _Run:
         self.invocations[-1].update(ended=ended, status=status)
         data["invocations"] = self.invocations
         data["failed"] = self.result.failed
+        dataset = self.ctx.dataset
+        data["data"] = {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
+        data["plugins"] = self.ctx.plugins  # what they are, where they came from (vaebench.plugins.record)
+        data["inputs"] = self.ctx.inputs  # hashed with the configuration: a resume and a rebuild re-check it
         if error:
             data["error"] = error
         files.write_json(self.out / "run.json", data)
@@ -326,9 +332,9 @@ class _Run:
             return sha
 
         pool = (
-            self.engine.start(self.config, out)
+            self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
             if self.engine
-            else dispatch.LocalPool(self.config, out, self.workers)
+            else dispatch.LocalPool(self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256)
         )
         self.invocations[-1]["execution"]["workers"] = pool.workers
         dispatch.run_pool(pool, scheduler, finish, say)

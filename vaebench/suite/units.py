@@ -158,7 +158,7 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
     if config.throughput.enabled:
         tp = config.throughput
         reps = (tp.repeats + tp.warmup) * tp.batch_size / 100
-        if len(config.model.hidden) == 1:
+        if len(config.model.hidden) == 1 and config.model.name == "gaussian-vae":
             units.append(Unit("throughput", HANDWRITTEN, weight=reps))
         for setting in grid:
             units.append(
