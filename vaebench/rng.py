@@ -63,6 +63,8 @@ STREAMS: dict[str, int] = {
     # verification (vaebench.verify)
     "verify.model": 50,  # the perturbation of the small exact model and its batch
     "verify.state": 51,  # perturbing and warming an estimator's state
+    # checks against exact answers (vaebench.checks)
+    "checks.gaussian_1d": 60,  # the Monte Carlo estimates of the 1-D Gaussian check; index: (f, k, form)
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

@@ -143,7 +143,7 @@ def log_ratio(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, fl
 
 
 # Independent estimates (draws x copies) per family: score-function estimators need far more.
-BUDGETS = {"pathwise": (300, 40), "score-function": (400, 400)}
+BUDGETS = {"pathwise": (300, 40), "score-function": (400, 400), "measure-valued": (300, 40)}
 
 IW_K = 5
 """K at which estimators of the IWAE_K objective are checked against a high-sample IWAE reference (IWAE_K's

@@ -76,6 +76,7 @@ from vaebench.estimators.base import (
     stop_gradient,
 )
 from vaebench.estimators.importance_weighted import IWAE, IWAESTL, VIMCO, DReG, leave_one_out_bounds
+from vaebench.estimators.measure_valued import MeasureValued, mvd_points
 from vaebench.estimators.pathwise import (
     Reparam,
     ReparamAnalyticKL,
@@ -102,6 +103,7 @@ __all__ = [
     "DReG",
     "Estimator",
     "EstimatorOutput",
+    "MeasureValued",
     "Reinforce",
     "ReinforceLeaveOneOut",
     "ReinforceMovingAverage",
@@ -118,6 +120,7 @@ __all__ = [
     "leave_one_out_bounds",
     "log_density",
     "make_estimator",
+    "mvd_points",
     "runnable",
     "sample_posterior",
     "sampler_problem",
@@ -142,6 +145,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
     "vargrad": VarGrad,
     "iwae-stl": IWAESTL,
     "vimco": VIMCO,
+    "mvd": MeasureValued,
 }
 
 

@@ -1,0 +1,1 @@
+"""Checks of the suite against exact answers and published claims."""
