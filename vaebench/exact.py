@@ -7,9 +7,12 @@ p(x|z) = Normal(x; W z + b, diag σ_x^2) and the encoder q(z|x) = Normal(m(x), d
     KL(q || p)      = ½ Σ_j (s_j^2 + m_j^2 - 1 - 2 log s_j)
     ELBO            = E_q[log p(x|z)] - KL(q || p)
     log p(x)        = log Normal(x; b, W Wᵀ + diag σ_x^2)
+    p(z|x)          = Normal(z; S Wᵀ Σ_x⁻¹ (x - b), S),   S = (I + Wᵀ Σ_x⁻¹ W)⁻¹,  Σ_x = diag σ_x^2
+    KL(p(z|x) || q) = ½ [tr(diag s⁻² S) + (m - m_p)ᵀ diag s⁻² (m - m_p) - Z + Σ_j log s_j² - log det S]
 
 Autograd through :func:`exact_elbo` gives the exact ELBO gradient in every parameter, against which the
-unbiased estimators are tested.
+unbiased estimators are tested; through :func:`exact_inclusive_kl`, the exact gradient of the inclusive KL in
+the encoder's parameters, the target of the wake phase of reweighted wake-sleep.
 """
 
 from __future__ import annotations
@@ -68,3 +71,28 @@ def exact_log_marginal(model: GaussianVAE, x: Tensor) -> Tensor:
     weight, bias, sigma_x = (t.detach().double() for t in _linear_decoder(model))
     cov = weight @ weight.T + torch.diag(sigma_x.pow(2))
     return MultivariateNormal(bias, covariance_matrix=cov).log_prob(x.double()).to(x.dtype)
+
+
+def exact_posterior(model: GaussianVAE, x: Tensor) -> MultivariateNormal:
+    """The exact posterior p(z|x) of a linear-Gaussian model, batch shape [B], event [Z], in x's dtype.
+
+    Differentiable in the decoder's parameters; use ``.loc.detach()`` and friends for a fixed target.
+    """
+    weight, bias, sigma_x = _linear_decoder(model)
+    scaled = weight.T / sigma_x.pow(2)  # Wᵀ Σ_x⁻¹ [Z, D]
+    precision = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device) + scaled @ weight
+    cov = torch.linalg.inv(precision)
+    loc = (x - bias) @ (cov @ scaled).T  # [B, Z]
+    return MultivariateNormal(loc, covariance_matrix=cov.expand(x.shape[0], *cov.shape))
+
+
+def exact_inclusive_kl(model: GaussianVAE, x: Tensor) -> Tensor:
+    """KL(p(z|x) || q(z|x)) per datapoint [B] of a linear-Gaussian model, differentiable in the encoder only.
+
+    p(z|x) is exact and held fixed (detached): the gradient is the encoder's part of the inclusive KL's,
+    -E_{p(z|x)}[∇_φ log q_φ(z|x)], what the wake phase of reweighted wake-sleep estimates.
+    """
+    p = exact_posterior(model, x)
+    p = MultivariateNormal(p.loc.detach(), covariance_matrix=p.covariance_matrix.detach())
+    q = model.posterior(x)
+    return kl_divergence(p, MultivariateNormal(q.loc, scale_tril=torch.diag_embed(q.scale)))

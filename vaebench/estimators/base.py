@@ -251,6 +251,15 @@ def check_flag(name: str, value) -> bool:
     return value
 
 
+def check_real(name: str, value, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a float if it is a finite real number in [low, high], else a clear error naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise VaebenchError(f"{name} must be a finite real number, got {value!r}")
+    if not low <= value <= high:
+        raise VaebenchError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
 @torch.no_grad()
 def independent_objective(model: nn.Module, x: Tensor, seed: int) -> Tensor:
     """f = log p(x, z) - log q(z|x) at one z ~ q(z|x) per datapoint, from noise of the estimator's own: [1, B].

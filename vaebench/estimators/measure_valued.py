@@ -7,8 +7,9 @@ and Table 1):
     ∂/∂μ N(z; μ, σ²) = (1 / (σ √(2π))) [ μ + σ Weibull(√2, 2)  -  μ - σ Weibull(√2, 2) ]     (densities of)
     ∂/∂σ N(z; μ, σ²) = (1 / σ)          [ μ + σ M              -  μ + σ ε               ]
 
-where W ~ Weibull(scale √2, shape 2) has density w e^{-w²/2} on w > 0 (the Rayleigh law), M is the standard
-double-sided Maxwell variable, density m² e^{-m²/2} / √(2π) on ℝ, and ε ~ N(0, 1). So, for any integrable f,
+where W ~ Weibull(scale √2, shape 2) has density w e^{-w²/2} on w > 0 (the Rayleigh law: the norm of two
+standard normals), M is the standard double-sided Maxwell variable, density m² e^{-m²/2} / √(2π) on ℝ (the norm
+of three standard normals, with a random sign), and ε ~ N(0, 1). So, for any integrable f,
 
     ∂/∂μ_d E_q[f] = E[f(z with z_d = μ_d + σ_d W) - f(z with z_d = μ_d - σ_d W')] / (√(2π) σ_d)
     ∂/∂σ_d E_q[f] = E[f(z with z_d = μ_d + σ_d M) - f(z with z_d = μ_d + σ_d ε)] / σ_d
@@ -41,6 +42,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.distributions import Normal
 
 from vaebench.estimators.base import Estimator, check_flag
 
@@ -88,7 +90,11 @@ class MeasureValued(Estimator):
         q = model.posterior(x)
         loc, scale = q.loc, q.scale  # [B, Z], gradient to φ
         shape = (num_samples, *loc.shape)
-        points = mvd_points(shape, self.coupling, generator, dtype=loc.dtype, device=loc.device)
+        # Every variate from standard normals drawn by the sampler (through `sample`, like every estimator's
+        # noise): MVD_NORMALS per sample and coordinate, from the call's generator.
+        unit = Normal(torch.zeros_like(loc.detach()), torch.ones_like(loc.detach()), validate_args=False)
+        normals = self.sample(unit, MVD_NORMALS * num_samples, generator).reshape(MVD_NORMALS, *shape)
+        points = mvd_points(normals, self.coupling)
         z = loc.detach() + scale.detach() * points  # [4, Z, K, B, Z]: no path to φ
         dim = loc.shape[-1]
         log_p = model.log_joint(x, z.reshape(4 * dim * num_samples, *loc.shape)).reshape(4, dim, *shape[:2])
@@ -102,29 +108,27 @@ class MeasureValued(Estimator):
         return self._output(objective, score)
 
 
-def mvd_points(
-    shape: tuple[int, int, int],
-    coupling: bool,
-    generator: torch.Generator | None,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """The standardised points of the MVD, (z - μ) / σ: [4, Z, K, B, Z] for ``shape`` = (K, B, Z).
+MVD_NORMALS = 10
+"""Standard normals drawn per sample and coordinate: all of the MVD's variates are made from them."""
 
-    Entry [j, d, k, b] is the base draw ε_{k,b} ~ N(0, I) with coordinate d replaced by the j-th variate of
-    (W, -W', M, N): W, W' ~ Weibull(√2, 2) by inverse CDF, W = √(-2 log(1 - U)); M = ±√(χ²_3), the norm of
-    three standard normals with a random sign; N = M U (coupled) or a fresh N(0, 1) (uncoupled); with
-    ``coupling``, W' = W. Everything is drawn from ``generator`` (torch's global one when None).
+
+def mvd_points(normals: Tensor, coupling: bool) -> Tensor:
+    """The standardised points of the MVD, (z - μ) / σ: [4, Z, K, B, Z] from ``normals`` [`MVD_NORMALS`, K, B, Z].
+
+    Entry [j, d, k, b] is the base draw ε_{k,b} = normals[0] with coordinate d replaced by the j-th variate of
+    (W, -W', M, N), each made from standard normals n_1, n_2, ... of ``normals`` (chi constructions):
+    W = √(n_1² + n_2²), the Rayleigh law, which is Weibull(√2, 2); W' likewise from n_3, n_4 (``coupling``:
+    W' = W); M = sign(n_8) √(n_5² + n_6² + n_7²), the double-sided Maxwell law (a χ_3 with a random sign);
+    N = M Φ(n_9), Φ(n_9) ~ U(0, 1) (coupled), or N = n_10 (uncoupled).
     """
-    k, b, dim = shape
-    draw = {"generator": generator, "dtype": dtype, "device": device}
-    base = torch.randn(shape, **draw)
-    weibull = (-2.0 * torch.log1p(-torch.rand(shape, **draw))).sqrt()  # U in [0, 1): log1p(-U) is finite
-    other = weibull if coupling else (-2.0 * torch.log1p(-torch.rand(shape, **draw))).sqrt()
-    normals = torch.randn((4, *shape), **draw)
-    maxwell = normals[:3].square().sum(0).sqrt() * normals[3].sign()  # sign of an independent normal: ±1
-    gaussian = maxwell * torch.rand(shape, **draw) if coupling else torch.randn(shape, **draw)
+    n = normals
+    dim = n.shape[-1]
+    base = n[0]
+    weibull = torch.hypot(n[1], n[2])
+    other = weibull if coupling else torch.hypot(n[3], n[4])
+    maxwell = n[5:8].square().sum(0).sqrt() * n[8].sign()
+    gaussian = maxwell * torch.special.ndtr(n[9]) if coupling else n[9]
     values = torch.stack([weibull, -other, maxwell, gaussian])  # [4, K, B, Z]: value of coordinate d
     diagonal = torch.eye(dim, dtype=torch.bool, device=base.device).reshape(1, dim, 1, 1, dim)
+    k, b = base.shape[:2]
     return torch.where(diagonal, values.permute(0, 3, 1, 2).unsqueeze(-1), base.expand(4, dim, k, b, dim))
