@@ -18,8 +18,8 @@ The laws (``LAWS``; the K range each is fitted on is in the ``k_min`` column of 
 
 - **variance, slope -1** for every unbiased estimator of the ELBO gradient, both groups: the K-sample
   estimate is the average of K independent one-sample estimates (reparam, analytic-KL, STL, REINFORCE with a
-  baseline fixed during the measurement, the Taylor control variate), so tr Cov = tr Cov₁ / K exactly, at
-  every K; with antithetic pairs it is the average of K/2 independent pairs, the same law. With a leave-one-
+  baseline fixed during the measurement, the Taylor control variate, the measure-valued derivative, whose
+  one-sample estimate is its 4Z points of one base draw), so tr Cov = tr Cov₁ / K exactly, at every K; with antithetic pairs it is the average of K/2 independent pairs, the same law. With a leave-one-
   out baseline (``reinforce-loo``, ``vargrad``) the baseline uses the other draws, tr Cov = c/K + O(1/K²):
   the law is asymptotic, fitted on K >= `ASYMPTOTIC_K`. RQMC has no fixed slope (scrambled nets beat 1/K by a
   rate that depends on the integrand's smoothness; Owen 1997): it is not checked.
@@ -34,6 +34,21 @@ The laws (``LAWS``; the K range each is fitted on is in the ``k_min`` column of 
 - **DReG encoder SNR: +1/2** (Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152, shown empirically there;
   proved as K → ∞ by Daudel & Roueff 2024, arXiv:2410.12035): its mean is IWAE's, O(1/K), its noise
   O(K^-3/2). DReG's decoder gradient is IWAE's, so the decoder law is checked for it too. Asymptotic.
+- **MIWAE(M, K)** (``miwae``, M groups of K, M fixed as K varies): Rainforth et al.'s Theorem 1 itself,
+  encoder SNR O(√(M/K)) and decoder SNR O(√(M K)): slopes **-1/2** and **+1/2** in K. **PIWAE** (``piwae``):
+  its encoder gradient is MIWAE's (-1/2), its decoder's that of IWAE_{M K} (O(√(M K)): +1/2). Asymptotic.
+- **Reweighted wake-sleep** (``rws``, ``rws-dreg``): the decoder gradient is IWAE's (+1/2, Rainforth et al.);
+  the encoder's is a self-normalised importance-sampling estimate of -∇KL(p(z|x) || q), whose mean tends to
+  that K-independent, non-zero gradient with bias O(1/K) and whose noise falls as K^-1/2 (the delta method
+  for a ratio of means, Owen 2013, "Monte Carlo theory, methods and examples", Section 9.2): encoder SNR
+  **+1/2**, asymptotic (``rws-dreg``'s w̃ - w̃² differs from w̃ by O(1/K) terms, the same limit).
+- No law is registered for estimators whose law depends on an option the variance rows do not record: the
+  Rényi bound (``renyi``, ``renyi-dreg``: IWAE's laws at α = 0, the ELBO's 1/K at α = 1, between them a
+  target VR_{α,K} → L_α that keeps a non-zero encoder gradient, SNR +1/2 by the same delta method),
+  ``ciwae`` (β), the U-statistics of ``iwae`` and ``dreg`` with ``subsets=m`` (their target IWAE_m does not
+  change with K; by Hoeffding 1948, Var U = m² ζ₁ / K + O(K^-2): variance -1, asymptotically; the law
+  registered for the name ``iwae`` assumes its default, no subsets), nor for ``tail-adaptive`` (no fixed
+  target).
 - The theorems are stated per parameter coordinate, for one datapoint's gradient. The suite's ``snr`` is
   Rainforth et al.'s own summary (|mean| / sd per coordinate, averaged over coordinates) of the minibatch
   gradient: every coordinate follows the same rate, so their average does, and so does ``snr_norm``
@@ -75,6 +90,7 @@ _AVERAGES = (
     "reinforce-ma",
     "reinforce-nvil",
     "reparam-cv",
+    "mvd",
 )
 _LEAVE_ONE_OUT = ("reinforce-loo", "vargrad")
 
@@ -104,10 +120,18 @@ def law(estimator: str, sampler: str, group: str, figure: str) -> Law | None:
         return None
     if estimator == "iwae" and group == "encoder":
         return Law(-0.5, ASYMPTOTIC_K, "IWAE encoder SNR ∝ K^-1/2 (Rainforth et al. 2018)")
-    if estimator in ("iwae", "dreg") and group == "decoder":
+    if estimator in ("miwae", "piwae") and group == "encoder":
+        return Law(
+            -0.5, ASYMPTOTIC_K, "MIWAE encoder SNR ∝ (M/K)^1/2, M fixed (Rainforth et al. 2018, Thm 1)"
+        )
+    if estimator in ("iwae", "dreg", "rws", "rws-dreg") and group == "decoder":
         return Law(0.5, ASYMPTOTIC_K, "IWAE decoder SNR ∝ K^1/2 (Rainforth et al. 2018)")
+    if estimator in ("miwae", "piwae") and group == "decoder":
+        return Law(0.5, ASYMPTOTIC_K, "IWAE decoder SNR ∝ (M K)^1/2, M fixed (Rainforth et al. 2018, Thm 1)")
     if estimator == "dreg" and group == "encoder":
         return Law(0.5, ASYMPTOTIC_K, "DReG encoder SNR ∝ K^1/2 (Tucker et al. 2018)")
+    if estimator in ("rws", "rws-dreg") and group == "encoder":
+        return Law(0.5, ASYMPTOTIC_K, "wake-phase encoder SNR ∝ K^1/2 (self-normalised IS; Owen 2013, 9.2)")
     return None
 
 

@@ -30,7 +30,8 @@ from vaebench.estimators import (
 from vaebench.measures import schema
 from vaebench.measures.variance.baseline import (
     DEFAULT_REFERENCE_SAMPLES,
-    sampled_baseline,
+    baseline_target,
+    target_baseline,
 )
 from vaebench.measures.variance.layout import layout
 from vaebench.measures.variance.measure import is_stateful, measure_variance, warm_up
@@ -209,7 +210,7 @@ def variance_study(
                 x = _minibatch(data, batch_size, seed, i).to(device)
                 others = _warm_up_batches(data, batch_size, seed, i, warmup_data) if stateful else []
                 others = [b.to(device) for b in others]
-                references: dict[tuple[str, int], tuple] = {}  # one per objective, shared
+                references: dict = {}  # one per target, shared
                 for name, sampler in ((n, s) for n in names for s in samplers):
                     for k in samples:
                         bar.update(1)
@@ -223,11 +224,9 @@ def variance_study(
                                 warm_up(est, model, others, num_samples=k, seed=seed)
                             ref = None
                             if reference is not None:
-                                key = ("iwae", k) if est.objective == "iwae" and k > 1 else ("elbo", 1)
+                                key = baseline_target(est, k)
                                 if key not in references:
-                                    references[key] = sampled_baseline(
-                                        model, x, *key, reference_samples, seed
-                                    )
+                                    references[key] = target_baseline(model, x, key, reference_samples, seed)
                                 ref = references[key]
                             frame = measure_variance(
                                 model, est, x, k, replicates, reference=ref, seed=seed, **measure_options
