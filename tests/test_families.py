@@ -115,11 +115,11 @@ def test_renyi_dreg_weights_follow_from_the_score_identity():
     torch.testing.assert_close(grads_and_value("renyi-dreg", model, x, k, alpha=alpha)[0], expected)
 
 
-def test_the_wake_phase_dreg_gives_no_encoder_gradient_at_k1_and_rws_the_iwae_decoder_gradient():
+def test_the_wake_phase_dreg_needs_two_samples_and_both_wake_phases_give_the_iwae_decoder_gradient():
     model, x = linear_gaussian()
     mask = encoder_mask(model)
-    g, _ = grads_and_value("rws-dreg", model, x, 1)
-    assert torch.equal(g[mask], torch.zeros_like(g[mask]))
+    with pytest.raises(VaebenchError, match=r">= 2 for rws-dreg \(at K = 1 its encoder weight .* is 0"):
+        make_estimator("rws-dreg")(model, x, num_samples=1)
     for name in ("rws", "rws-dreg"):  # θ: Σ w̃ ∇θ log p, IWAE's, draw by draw
         torch.testing.assert_close(
             grads_and_value(name, model, x, 5)[0][~mask], grads_and_value("iwae", model, x, 5)[0][~mask]
@@ -197,7 +197,7 @@ def test_wake_sleep_is_unbiased_for_iwae_in_the_decoder_and_biased_for_the_inclu
     # the thousands against a threshold near 4).
     model, x = linear_gaussian()
     est = make_estimator(name)
-    assert est.biased_at(1) and est.biased_at(5)
+    assert est.biased_at(1) and est.biased_at(5) and est.min_samples == (2 if name == "rws-dreg" else 1)
     target, target_se, label = target_gradient(est.target(5), model, x)
     assert label == "exact-inclusive-kl|iwae5-80000"
     g = gradient_draws(model, est, x, 5, *budget(name), seed=3)

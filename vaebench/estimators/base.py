@@ -112,7 +112,8 @@ class Estimator(nn.Module):
     - ``family``: one of `FAMILIES`, how the encoder gradient is formed;
     - ``stateful``: whether it carries state across calls (running statistics, a learned baseline) that
       :meth:`prepare` sets and training updates; a variance measurement warms such an estimator up first;
-    - ``min_samples``: the smallest K it can use;
+    - ``min_samples``: the smallest K it can use, and ``min_samples_reason`` why (the leave-one-out
+      baseline's reason when empty);
     - ``samplers``: the samplers that leave it unbiased (see :mod:`vaebench.estimators.sampling`), and
       ``iid_only``: why the others would bias it, for the error message;
     - ``bias``: empty for an unbiased estimator, else when and how it is biased (the reports mark it);
@@ -129,6 +130,7 @@ class Estimator(nn.Module):
     family: ClassVar[str] = "pathwise"
     stateful: ClassVar[bool] = False
     min_samples: ClassVar[int] = 1
+    min_samples_reason: ClassVar[str] = ""  # why K >= min_samples, when not the leave-one-out baseline's
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""
     bias: ClassVar[str] = ""
@@ -157,7 +159,7 @@ class Estimator(nn.Module):
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
-        check_num_samples(num_samples, self.min_samples, self.name)
+        check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
         check_sampler(self.sampler, num_samples)
         if not self._prepared:  # never use state that was never set: prepare on this batch first
             self.prepare(model, x)
@@ -231,11 +233,16 @@ def sampler_problem(cls: type[Estimator], sampler: str, name: str = "") -> str:
     return ""
 
 
-def check_num_samples(num_samples: int, minimum: int = 1, name: str = "") -> int:
-    """Raise a clear error unless K is an integer >= minimum."""
+LEAVE_ONE_OUT_MINIMUM = "the leave-one-out baseline averages the other K-1 samples"
+"""Why the leave-one-out estimators need K >= 2 (the default reason of `check_num_samples`)."""
+
+
+def check_num_samples(num_samples: int, minimum: int = 1, name: str = "", reason: str = "") -> int:
+    """Raise a clear error unless K is an integer >= minimum (``reason``: why the minimum, for the message;
+    by default that of the leave-one-out baselines)."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < minimum:
         why = (
-            " (the leave-one-out baseline averages the other K-1 samples; use K >= 2 or another estimator)"
+            f" ({reason or LEAVE_ONE_OUT_MINIMUM}; use K >= {minimum} or another estimator)"
             if minimum > 1
             else ""
         )

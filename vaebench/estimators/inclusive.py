@@ -95,10 +95,12 @@ class WakeSleepDReG(WakeSleep):
     r"""Doubly reparameterized wake phase: φ by Σ_k (w̃_k - w̃_k²) ∂log w_k/∂z_k · ∂z_k/∂φ, θ by IWAE_K.
 
     The same mean as :class:`ReweightedWakeSleep`'s encoder gradient (so the same bias for the inclusive KL),
-    with lower variance; exactly 0 at K = 1. One decoder pass over [z, stop_grad(z)]: θ's weights
+    with lower variance. At K = 1 it would be exactly 0 (w̃ = 1): K >= 2. One decoder pass over [z, stop_grad(z)]: θ's weights
     (w̃ - w̃²) + w̃² = w̃. Tucker, Lawson, Gu & Maddison 2018 (DReG; its RWS form), arXiv:1810.04152.
     """
 
+    min_samples = 2
+    min_samples_reason = "at K = 1 its encoder weight w̃ - w̃² is 0: the encoder would get no gradient at all"
     summary = "reweighted wake-sleep with the doubly reparameterized wake phase (inclusive KL)"
     citation = "Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152; Bornschein & Bengio 2015"
 

@@ -202,7 +202,9 @@ def resolve_baseline(reference, model, x, estimator, num_samples, seed):
     wants = str(baseline_target(estimator, num_samples))
     match = re.fullmatch(r"iwae(\d+)-\d+", label)
     has = (
-        f"IWAE_{match.group(1)}"
+        None  # a per-group label "<encoder's>|<decoder's>" (target_baseline's): not one bound
+        if "|" in label
+        else f"IWAE_{match.group(1)}"
         if match
         else "ELBO"
         if label == "exact" or label.startswith("reparam-")

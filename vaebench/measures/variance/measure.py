@@ -98,7 +98,7 @@ def measure_variance(
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise VaebenchError(f"x must be a minibatch tensor of shape [B, D], got {getattr(x, 'shape', x)!r}")
     name = estimator.name or type(estimator).__name__
-    check_num_samples(num_samples, estimator.min_samples, name)
+    check_num_samples(num_samples, estimator.min_samples, name, estimator.min_samples_reason)
     resolve_method(model, layout(model), method)  # a bad method fails before any work
     was_training = estimator.training
     estimator.eval()
@@ -250,7 +250,7 @@ def warm_up(
     Returns:
         The estimator, in eval mode.
     """
-    check_num_samples(num_samples, estimator.min_samples, estimator.name)
+    check_num_samples(num_samples, estimator.min_samples, estimator.name, estimator.min_samples_reason)
     batches = [batches] if isinstance(batches, Tensor) else list(batches)
     if not batches or not all(isinstance(b, Tensor) and b.dim() == 2 for b in batches):
         raise VaebenchError("warm_up needs one minibatch [B, D] or a non-empty list of them")

@@ -66,7 +66,7 @@ def decompose_noise(
         )
     check_int("replicates", replicates, 2, "two replicates are the fewest that estimate a variance")
     name = estimator.name or type(estimator).__name__
-    check_num_samples(num_samples, estimator.min_samples, name)
+    check_num_samples(num_samples, estimator.min_samples, name, estimator.min_samples_reason)
     lay = layout(model)
     resolve_method(model, lay, method)  # a bad method fails before any work
     was_training = estimator.training
