@@ -222,6 +222,24 @@ def test_the_laws() -> None:
     assert law("reinforce-loo", "iid", "encoder", "trace_var").k_min == ASYMPTOTIC_K
 
 
+def test_the_laws_of_the_new_families() -> None:
+    # mvd: an average of K independent one-sample estimates, exact at every K; MIWAE/PIWAE: Rainforth et
+    # al.'s Theorem 1 at fixed M; the wake phase: a self-normalised estimate of a K-independent gradient.
+    assert law("mvd", "iid", "encoder", "trace_var") == law("reparam", "iid", "encoder", "trace_var")
+    assert law("mvd", "iid", "decoder", "trace_var").k_min == 1
+    assert law("miwae", "iid", "encoder", "snr_norm").slope == law("piwae", "iid", "encoder", "snr_norm").slope == -0.5
+    assert (
+        law("miwae", "iid", "decoder", "snr_norm").slope == law("piwae", "iid", "decoder", "snr_norm").slope == 0.5
+    )
+    for name in ("rws", "rws-dreg"):
+        assert law(name, "iid", "encoder", "snr_norm").slope == law(name, "iid", "decoder", "snr_norm").slope == 0.5
+        assert law(name, "iid", "encoder", "snr_norm").k_min == ASYMPTOTIC_K
+    for name in ("renyi", "renyi-dreg", "ciwae", "tail-adaptive"):  # option-dependent or no fixed target
+        assert all(
+            law(name, "iid", g, f) is None for g in ("encoder", "decoder") for f in ("trace_var", "snr_norm")
+        )
+
+
 def test_stl_variance_vanishes_at_the_exact_posterior() -> None:
     frame = stl_landing(replicates=10, batch_size=8, steps=(1.0, 0.1, 0.0))
     ratio = landed(frame)

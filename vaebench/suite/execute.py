@@ -20,14 +20,14 @@ from vaebench.measures import schema
 from vaebench.measures.convergence import LogLikelihood, measure_convergence
 from vaebench.measures.throughput import Timing, measure_handwritten, measure_throughput
 from vaebench.measures.variance import (
-    baseline_key,
+    baseline_target,
     layout,
     measure_variance,
     measured_minibatch,
+    target_baseline,
     warm_up,
     warm_up_minibatches,
 )
-from vaebench.measures.variance.baseline import sampled_baseline
 from vaebench.suite.context import Context
 from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Skipped, Unit, checkpoint_steps
 from vaebench.train import train
@@ -91,7 +91,7 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
     others = (
         [b.to(ctx.device) for b in warm_up_minibatches(ctx.dataset, v.batch_size, seed)] if stateful else []
     )
-    baselines: dict[tuple[str, int], tuple] = {}  # one per objective, shared by its estimators
+    baselines: dict = {}  # one per target, shared by the estimators of that target
     frames = []
     for name in config.estimators:
         for sampler in config.samplers:
@@ -105,10 +105,10 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
                     warm_up(estimator, model, others, num_samples=k, seed=seed)
                 baseline = None
                 if v.baseline_samples:
-                    key = baseline_key(estimator.objective, k)
-                    if key not in baselines:
-                        baselines[key] = sampled_baseline(model, x, *key, v.baseline_samples, seed)
-                    baseline = baselines[key]
+                    target = baseline_target(estimator, k)
+                    if target not in baselines:
+                        baselines[target] = target_baseline(model, x, target, v.baseline_samples, seed)
+                    baseline = baselines[target]
                 frame = measure_variance(model, estimator, x, k, v.replicates, baseline=baseline, seed=seed)
                 warmed = len(others) if estimator.stateful else 0
                 frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=warmed))
