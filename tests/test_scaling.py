@@ -227,12 +227,22 @@ def test_the_laws_of_the_new_families() -> None:
     # al.'s Theorem 1 at fixed M; the wake phase: a self-normalised estimate of a K-independent gradient.
     assert law("mvd", "iid", "encoder", "trace_var") == law("reparam", "iid", "encoder", "trace_var")
     assert law("mvd", "iid", "decoder", "trace_var").k_min == 1
-    assert law("miwae", "iid", "encoder", "snr_norm").slope == law("piwae", "iid", "encoder", "snr_norm").slope == -0.5
     assert (
-        law("miwae", "iid", "decoder", "snr_norm").slope == law("piwae", "iid", "decoder", "snr_norm").slope == 0.5
+        law("miwae", "iid", "encoder", "snr_norm").slope
+        == law("piwae", "iid", "encoder", "snr_norm").slope
+        == -0.5
+    )
+    assert (
+        law("miwae", "iid", "decoder", "snr_norm").slope
+        == law("piwae", "iid", "decoder", "snr_norm").slope
+        == 0.5
     )
     for name in ("rws", "rws-dreg"):
-        assert law(name, "iid", "encoder", "snr_norm").slope == law(name, "iid", "decoder", "snr_norm").slope == 0.5
+        assert (
+            law(name, "iid", "encoder", "snr_norm").slope
+            == law(name, "iid", "decoder", "snr_norm").slope
+            == 0.5
+        )
         assert law(name, "iid", "encoder", "snr_norm").k_min == ASYMPTOTIC_K
     for name in ("renyi", "renyi-dreg", "ciwae", "tail-adaptive"):  # option-dependent or no fixed target
         assert all(
