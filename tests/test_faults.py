@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 
 SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo", "--samples", "2", "--seeds", "0", "--steps", "20", "--quiet"]  # fmt: skip
 TABLES = ("variance", "convergence", "throughput", "summary")
-TIMING = re.compile(r"time|seconds|_s_|_s$|per_s|work_normalized|flops|ceiling|memory|step_ms")
+TIMING = re.compile(r"time|seconds|_s_|_s$|per_s|work_normalized|flops|ceiling|memory|step_ms|load_|ratio")
 """Columns that measure time or memory: they differ between two identical runs."""
 
 
@@ -114,8 +114,8 @@ def in_subprocess(args: list[str], fault: str = "", preexec: Callable[[], None] 
 
 
 # Five invocations on one folder, each stopped by a signal at another place, most of them resumed runs. The plan
-# runs reference, variance init and end, convergence reparam and reinforce-loo, throughput reference, reparam
-# and reinforce-loo; "unit#N" is the N-th unit that one invocation starts, "saved#N" its N-th saved unit.
+# runs reference, variance init and end, convergence reparam and reinforce-loo, and throughput K2 (the
+# hand-written step, reparam and reinforce-loo timed together); "unit#N" is the N-th unit that one invocation starts, "saved#N" its N-th saved unit.
 SIGNALS = [
     ("unit#3:SIGINT", 130),  # Ctrl-C before variance/end (two units done)
     ("saved#2:SIGINT", 130),  # resumed: between convergence/reparam's data file and its manifest
@@ -231,7 +231,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "truncated mid-row": (lambda o: _cut(o / "units/variance/end-s0.csv", False), "variance/end-s0", "truncated"),
     "truncated at a row boundary": (lambda o: _cut(o / "units/variance/end-s0.csv", True), "variance/end-s0", "truncated"),
     "garbled bytes": (lambda o: _garble(o / "units/convergence/reinforce-loo-K2-s0.csv"), "convergence/reinforce-loo-K2-s0", "garbled"),
-    "garbled manifest": (lambda o: (o / "units/throughput/reparam-K2.json").write_bytes(b"{not json\xff"), "throughput/reparam-K2", "manifest is unreadable"),
+    "garbled manifest": (lambda o: (o / "units/throughput/K2.json").write_bytes(b"{not json\xff"), "throughput/K2", "manifest is unreadable"),
     "garbled reference checkpoints": (lambda o: _garble(o / "units/reference/checkpoints.pt"), "reference/checkpoints", "garbled"),
     "data file deleted": (lambda o: (o / "units/variance/init-s0.csv").unlink(), "variance/init-s0", "data file is missing"),
     "another unit's files": (lambda o: _copy_unit(o / "units/convergence/reinforce-loo-K2-s0.csv", o / f"{CONV}.csv"), "convergence/reparam-K2-s0", "belongs to unit"),
