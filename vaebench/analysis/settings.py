@@ -66,3 +66,44 @@ def truth(value) -> bool | None:
         return None if np.isnan(value) else bool(value)
     except TypeError:
         return None
+
+
+def identical_settings(
+    frame: pd.DataFrame, columns: list[str], at: tuple[str, ...] = ("num_samples",)
+) -> list[tuple[tuple[str, str], tuple[str, str], list[tuple], list[tuple]]]:
+    """Pairs of settings whose rows hold exactly the same values of ``columns`` at some positions.
+
+    Two estimators that compute the same gradient on the same draws (``iwae`` and ``reparam`` at K = 1,
+    ``vargrad`` and ``reinforce-loo``) give the same numbers to the last bit; a plot draws one over the other.
+
+    Args:
+        frame: rows keyed by ``estimator``, ``sampler`` and the ``at`` columns (e.g. K, or K and step).
+        columns: the figures compared (all must be equal and finite).
+        at: the columns that name a position within a setting's rows.
+
+    Returns:
+        ``(first, second, equal, both)`` for each pair of (estimator, sampler) with at least one equal
+        position, ``first`` before ``second`` in the frame's order: the positions (tuples of ``at`` values)
+        where they are equal and those where both have rows.
+    """
+    frame = with_sampler(frame)
+    if frame is None or frame.empty:
+        return []
+    series = {}
+    for (name, sampler), g in frame.groupby(["estimator", "sampler"], sort=False):
+        values = g.set_index(list(at))[columns]
+        series[(name, sampler)] = {
+            (key if isinstance(key, tuple) else (key,)): tuple(row) for key, row in values.iterrows()
+        }
+    found = []
+    names = list(series)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = [p for p in series[a] if p in series[b]]
+            equal = [
+                p for p in both
+                if series[a][p] == series[b][p] and all(np.isfinite(v) for v in series[a][p])
+            ]  # fmt: skip
+            if equal:
+                found.append((a, b, equal, both))
+    return found

@@ -30,8 +30,8 @@ from vaebench.measures.throughput.timing import (
     time_interleaved,
     track_peak_memory,
 )
-from vaebench.provenance import load_average
 from vaebench.optim import make_optimizer
+from vaebench.provenance import load_average
 from vaebench.train.step import surrogate_of, training_step
 
 
