@@ -99,7 +99,7 @@ def test_the_dreg_sentence_follows_the_sign_of_its_gap(dreg: float, spread: floa
         (
             {"data": "digits", "likelihood": "gaussian"},
             0.0,
-            "this run is on digits with a gaussian likelihood",
+            "this run is on digits with a Gaussian likelihood",
         ),
         (MNIST, 0.02, "had not levelled off"),  # 0.02 nats per step: 2 nats over the last quarter
         (None, 0.0, "this run's data are not known"),

@@ -495,3 +495,70 @@ def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp
     # Plots name the sampler in the legend.
     ax = plots.plot_against_k(summaries.variance_by_k(rqmc["variance"], checkpoint="end"), "trace_var")
     assert "reparam (rqmc)" in [t.get_text() for t in ax.legend().get_texts()]
+
+
+# --- the plots' looks: a colour per family, a style per member, identical rows shown as shared --------------
+
+
+def test_each_family_has_one_colour_and_each_member_its_own_marker() -> None:
+    from vaebench.estimators import BUILTIN_ESTIMATORS
+    from vaebench.report import styles
+
+    families: dict = {}
+    for name in BUILTIN_ESTIMATORS:
+        families.setdefault(styles.family(name), []).append(name)
+    assert len(families) == 4  # elbo and iwae objectives x pathwise and score-function gradients
+    colours = {kin: {styles.color(n) for n in members} for kin, members in families.items()}
+    assert all(len(c) == 1 for c in colours.values())  # one colour per family...
+    assert len({next(iter(c)) for c in colours.values()}) == 4  # ...and four different ones
+    for members in families.values():  # distinct marker and line style within a family
+        looks = [styles.member_style(n) for n in members]
+        assert len(set(looks)) == len(looks)
+    # the formerly clashing pairs are apart now
+    assert styles.color("vimco") != styles.color("reinforce-ma")
+    assert styles.color("iwae-stl") != styles.color("reparam-analytic-kl")
+    # fixed whatever else a run measured: the look is a function of the name alone
+    assert styles.style("dreg") == styles.style("dreg") and styles.style("stl", "rqmc")["fillstyle"] == "left"
+
+
+def test_a_plugin_estimator_takes_its_family_colour_and_a_free_style(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaebench.estimators import ESTIMATORS
+    from vaebench.report import styles
+
+    monkeypatch.setitem(ESTIMATORS, "my-pathwise", ESTIMATORS["reparam"])
+    assert styles.color("my-pathwise") == styles.color("reparam")
+    builtin = {styles.member_style(n) for n in ("reparam", "reparam-analytic-kl", "stl", "reparam-cv")}
+    assert styles.member_style("my-pathwise") not in builtin
+    assert styles.color("never-registered") == styles.UNKNOWN_COLOR
+
+
+def test_identical_rows_share_one_legend_entry() -> None:
+    from vaebench.report import styles
+
+    frame = pd.DataFrame(
+        dict(estimator=["reparam", "reparam", "iwae", "iwae", "reinforce-loo", "vargrad"],
+             sampler="iid", num_samples=[1, 4, 1, 4, 4, 4], trace_var=[10.0, 2.5, 10.0, 4.0, 7.0, 7.0 * (1 + 1e-7)])
+    )  # fmt: skip
+    hidden, labels = styles.shared_labels(frame, ["trace_var"])
+    assert hidden == {("vargrad", "iid")}  # the same everywhere: drawn once...
+    assert labels[("reinforce-loo", "iid")] == "reinforce-loo = vargrad"  # ...and named as shared
+    assert labels[("iwae", "iid")] == "iwae (= reparam at K=1)"  # the same at K=1 only
+    ax = plots.plot_against_k(frame, "trace_var")
+    texts = [t.get_text() for t in ax.legend().get_texts()]
+    assert "reinforce-loo = vargrad" in texts and "vargrad" not in texts
+
+
+def test_laws_are_fitted_only_on_three_k_or_more(tmp_path: Path, frames) -> None:
+    # K in {1, 10}: through two points every law fits; the report says nothing about laws
+    out = write_folder(tmp_path / "two", {"variance": frames["variance"]})
+    text = write_report(out).read_text()
+    assert "Scaling laws" not in text and "slope" not in text and not (out / "scaling.csv").exists()
+    three = pd.concat(
+        [frames["variance"], frames["variance"].query("num_samples == 10").assign(
+            num_samples=100, trace_var=lambda f: f["trace_var"] / 10, trace_var_low=lambda f: f["trace_var_low"] / 10,
+            trace_var_high=lambda f: f["trace_var_high"] / 10)],
+        ignore_index=True,
+    )  # fmt: skip
+    text = write_report(write_folder(tmp_path / "three", {"variance": three})).read_text()
+    assert "## Scaling laws in K" in text and "on runs with at least 3 values of K" in text
+    assert "`reparam` encoder trace_var: slope -1.00" in text and "**agrees**" in text

@@ -68,13 +68,27 @@ def truth(value) -> bool | None:
         return None
 
 
+SAME_TO_ROUNDING = 1e-5
+"""Relative difference below which two figures count as the same number: float32 arithmetic that takes two
+routes to one gradient (STL and DReG at K = 1, VarGrad and the leave-one-out baseline) differs by about 1e-7."""
+
+
+def same_figures(a, b) -> bool:
+    """Whether two sequences of figures agree to rounding (`SAME_TO_ROUNDING`), every one finite."""
+    return all(
+        np.isfinite(x) and np.isfinite(y) and abs(x - y) <= SAME_TO_ROUNDING * max(abs(x), abs(y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
 def identical_settings(
     frame: pd.DataFrame, columns: list[str], at: tuple[str, ...] = ("num_samples",)
 ) -> list[tuple[tuple[str, str], tuple[str, str], list[tuple], list[tuple]]]:
-    """Pairs of settings whose rows hold exactly the same values of ``columns`` at some positions.
+    """Pairs of settings whose rows hold the same values of ``columns`` (to rounding) at some positions.
 
     Two estimators that compute the same gradient on the same draws (``iwae`` and ``reparam`` at K = 1,
-    ``vargrad`` and ``reinforce-loo``) give the same numbers to the last bit; a plot draws one over the other.
+    ``vargrad`` and ``reinforce-loo``) give the same numbers to rounding (:func:`same_figures`); a plot draws
+    one over the other.
 
     Args:
         frame: rows keyed by ``estimator``, ``sampler`` and the ``at`` columns (e.g. K, or K and step).
@@ -100,10 +114,7 @@ def identical_settings(
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             both = [p for p in series[a] if p in series[b]]
-            equal = [
-                p for p in both
-                if series[a][p] == series[b][p] and all(np.isfinite(v) for v in series[a][p])
-            ]  # fmt: skip
+            equal = [p for p in both if same_figures(series[a][p], series[b][p])]
             if equal:
                 found.append((a, b, equal, both))
     return found

@@ -16,8 +16,9 @@ The questions (`QUESTIONS`) and how two settings a, b at one K are set against e
 A comparison is *separated* when its interval excludes 1 (a ratio) or 0 (a difference). The *best* is the
 setting with the best figure; it is the verdict's *winner* only when it is separated from every other
 setting compared, else the winner is None and the verdict lists the runners-up not separated from it.
-Settings with exactly the best's figures (the same gradient on the same draws, e.g. ``iwae`` and ``reparam``
-at K = 1) are named with it (``same_as``), not counted as rivals.
+Settings with the best's figures to rounding (the same gradient on the same draws, e.g. ``iwae`` and ``reparam``
+at K = 1; :func:`vaebench.analysis.settings.same_figures`) are named with it (``same_as``), not counted as
+rivals.
 
 Only unbiased settings compete: a setting whose estimator declares a bias at its K (``iwae-stl`` at K > 1)
 is left out of every ranking and named with the reason (``left_out``), as are, for the test log-likelihood,
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from vaebench.analysis import summaries, timing
-from vaebench.analysis.settings import bias_note, truth
+from vaebench.analysis.settings import bias_note, same_figures, truth
 from vaebench.analysis.timing import Ratio
 from vaebench.measures.schema import SUMMARY, complete
 
@@ -81,7 +82,7 @@ class Verdict:
             ``change``, ``change_low``, ``change_high``: the best set against it.
         separated: whether the best is separated from every other setting compared.
         not_separated: the runners-up not separated from the best.
-        same_as: settings with exactly the best's figures.
+        same_as: settings with the best's figures to rounding.
         left_out: settings not ranked, each "label: why".
         reference: for the timing questions, the K's reference setting that ``value`` is relative to.
         reason: the verdict's reason in words.
@@ -181,7 +182,8 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
         rows = rows[~bad]
     measured = rows[np.isfinite(rows[q.column].astype(float))]
     if len(measured) < 2:
-        return _unjudged(q, rows, k, left_out) if len(rows) >= 2 else None
+        timed = q.column in ("step_ratio", "compute_ratio") and np.isfinite(rows["step_ms"]).sum() >= 2
+        return _unjudged(q, k, left_out) if timed else None
     order = measured.sort_values(q.column, ascending=q.lower, kind="stable")
     best, others = order.iloc[0], order.iloc[1:]
     same = [r for _, r in others.iterrows() if _identical(q, best, r)]
@@ -211,14 +213,12 @@ def _reference(q: _Question, best: pd.Series) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def _unjudged(q: _Question, rows: pd.DataFrame, k: int, left_out: list[str]) -> Verdict:
-    """A question whose figure was not formed for these settings (the steps timed one at a time)."""
-    why = {
-        QUESTIONS[1]: "the steps were not timed interleaved (each setting alone, as results folders from "
-        "before issue 25 were), and absolute times of separate units do not reproduce",
-        QUESTIONS[3]: "the steps were not timed interleaved (each setting alone, as results folders from "
-        "before issue 25 were), and absolute times of separate units do not reproduce",
-    }.get(q.name, "the figure was not measured for at least two settings")
+def _unjudged(q: _Question, k: int, left_out: list[str]) -> Verdict:
+    """A timing question whose ratios could not be formed: the steps were timed one setting at a time."""
+    why = (
+        "the steps were not timed interleaved (each setting alone, as in results folders written before "
+        "interleaved timing), and absolute times of separate units do not reproduce"
+    )
     return Verdict(q.name, k, q.figure, left_out=tuple(left_out), reason=f"cannot be judged: {why}")
 
 
@@ -264,10 +264,13 @@ def _on_best_side(q: _Question, c: Contrast) -> bool:
 
 
 def _identical(q: _Question, a: pd.Series, b: pd.Series) -> bool:
-    """Whether two settings have exactly the same figures (the same gradient on the same draws)."""
+    """Whether two settings have the same figures to rounding (the same gradient on the same draws)."""
     if q.name not in (QUESTIONS[0], QUESTIONS[2]):
         return False  # a step time is never shared
-    return all(a[c] == b[c] for c in (q.column, f"{q.column}_low", f"{q.column}_high"))
+    columns = (q.column, f"{q.column}_low", f"{q.column}_high")
+    if not np.isfinite(a[columns[1]]):  # without intervals (one seed) the means alone decide
+        columns = columns[:1]
+    return same_figures([a[c] for c in columns], [b[c] for c in columns])
 
 
 def _ratio(r: Ratio) -> Contrast:

@@ -49,30 +49,39 @@ def line(v: Verdict) -> str:
     if v.best is None:
         return head + v.reason + _left_out(v) + "."
     best = f"`{v.best}`" + _same_as(v)
-    figure, against = _figure(v), _against(v)
+    against = _against(v)
     if v.winner is not None:
         others = v.compared - 1 - len(v.same_as)
-        said = "; ".join(p for p in (figure, against) if p)
-        text = f"{best}" + (f", {said}" if said else "") + f": separated from the other {others}"
+        said = "; ".join(p for p in (_figure(v, noun=True), against) if p)
+        rest = "the other one" if others == 1 else f"the other {others}"
+        text = f"{best}" + (f", {said}" if said else "") + f": separated from {rest}"
     else:
-        tied = ", ".join(f"`{n}`" for n in v.not_separated)
+        figure = _figure(v, noun=False)
         text = (
             f"not separated. {best} has {SUPERLATIVES[v.question]}"
             + (f" ({figure})" if figure else "")
-            + f" but is not separated from {tied}"
+            + f" but is not separated from {names(v.not_separated)}"
             + (f"; {against}" if against else "")
         )
     return head + text + _left_out(v) + "".join(f"; {note}" for note in v.notes) + "."
 
 
-def _figure(v: Verdict) -> str:
+def names(labels: tuple[str, ...], limit: int = 4) -> str:
+    """Setting labels as inline code, at most ``limit`` then a count."""
+    shown = ", ".join(f"`{n}`" for n in labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def _figure(v: Verdict, noun: bool) -> str:
+    """The best's own figure (for the timing questions: its ratio to the K's reference setting)."""
     if v.question == QUESTIONS[2]:
         return f"{fmt_interval(v.value, v.low, v.high, symmetric=True)} nats"
     if v.question == QUESTIONS[0]:
         return fmt_interval(v.value, v.low, v.high)
     if v.reference is None or v.reference in (v.best, v.against):
         return ""  # 1 exactly against itself, and the runner-up's ratio says it when it is the reference
-    return f"{NOUNS[v.question]} {ratio_text(v.value, v.low, v.high)} that of `{v.reference}`"
+    ratio = f"{ratio_text(v.value, v.low, v.high)} that of `{v.reference}`"
+    return f"{NOUNS[v.question]} {ratio}" if noun else ratio
 
 
 def _against(v: Verdict) -> str:
@@ -107,7 +116,7 @@ def _same_as(v: Verdict) -> str:
     if not v.same_as:
         return ""
     names = ", ".join(f"`{n}`" for n in v.same_as)
-    return f" (and {names}, with the very same figures: the same gradient on the same draws)"
+    return f" (and {names}, with the same figures to rounding: the same gradient on the same draws)"
 
 
 def _left_out(v: Verdict) -> str:

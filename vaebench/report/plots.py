@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench.analysis.convergence import summarize_curves
-from vaebench.analysis.settings import with_sampler
+from vaebench.analysis.settings import order_estimators, with_sampler
 from vaebench.estimators import ESTIMATORS, SAMPLERS
 from vaebench.files import atomic_write
 from vaebench.measures.schema import CONVERGENCE, HANDWRITTEN, THROUGHPUT, complete
@@ -162,8 +162,9 @@ def plot_curves(
     bands = curve_bands(convergence[convergence["num_samples"] == num_samples], metric)
     hidden, labels = set(), {}
     if not bands.empty:
-        hidden, labels = styles.shared_labels(with_sampler(bands), ["value"], at=("step",), where="step")
-        labels = {key: text for key, text in labels.items() if "(=" not in text}  # whole curves only
+        ordered = order_estimators(with_sampler(bands))  # "reparam = iwae": the registry's first names both
+        hidden, labels = styles.shared_labels(ordered, ["value"], at=("step",), partial=False)
+        labels = {key: f"{text} (K={num_samples})" for key, text in labels.items()}  # the legend spans panels
     finals = []
     for name, sampler, b in _series(bands):
         b = b.sort_values("step")

@@ -146,7 +146,7 @@ def _why_not(
     elif data not in DIRECTION_DATA or likelihood != "bernoulli":
         reasons.append(
             f"those are on binarized MNIST with a Bernoulli likelihood, and this run is on {data} with a "
-            f"{likelihood} likelihood"
+            f"{likelihood.capitalize()} likelihood"
         )
     judged = [
         (name, k, truth(r["converged"]))

@@ -85,13 +85,18 @@ def style(name: str, sampler: str = "iid") -> dict[str, object]:
 
 
 def shared_labels(
-    frame: pd.DataFrame, columns: list[str], at: tuple[str, ...] = ("num_samples",), where: str = "K"
+    frame: pd.DataFrame,
+    columns: list[str],
+    at: tuple[str, ...] = ("num_samples",),
+    where: str = "K",
+    partial: bool = True,
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
     """Which settings a plot leaves out and how it labels the others, so that identical rows show as shared.
 
     A setting whose rows equal an earlier one's at every position both have (and that has no other
     position) is not drawn: the earlier one's label names both, ``reparam = iwae``. One equal at some positions
-    only is drawn, its label saying where: ``iwae (= reparam at K=1)``.
+    only is drawn, its label saying where: ``iwae (= reparam at K=1)``, unless ``partial`` is False (learning
+    curves, which all start at the same initialisation). The earlier setting is the one first in ``frame``.
 
     Returns:
         (settings not to draw, label of each drawn setting that differs from its plain label).
@@ -111,7 +116,7 @@ def shared_labels(
         if len(equal) == len(both) == own.get(second):
             hidden.add(second)
             labels[first] = f"{labels.get(first, setting_label(*first))} = {name}"
-        elif second not in labels:
+        elif partial and second not in labels:
             places = ", ".join(f"{where}={p[0]}" for p in equal)
             labels[second] = f"{name} (= {setting_label(*first)} at {places})"
     return hidden, labels
