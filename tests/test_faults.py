@@ -1,7 +1,7 @@
 """Fault injection: a results folder survives kills, signals, damaged files and refused writes.
 
 Every case starts from a small run (the quick preset shrunk to 2 estimators at one K and one seed, 20 steps:
-8 units of all four kinds) and ends either with tables equal to an uninterrupted run of the same
+6 units of all four kinds) and ends either with tables equal to an uninterrupted run of the same
 configuration on every deterministic column (all but timings), or with a non-zero exit and a message; never
 exit 0 with different numbers. Units finished before a fault come out of it byte for byte: no data lost.
 
@@ -145,7 +145,7 @@ def test_signals_anywhere_leave_a_truthful_resumable_folder(
         assert_kept(before, out)
         args = ["run", "--resume", "--out", str(out), "--quiet"]
     monkeypatch.delenv(faults.ENV)
-    assert len(finished(out)) == 8  # every unit finished before the last signal: `report` alone rebuilds
+    assert len(finished(out)) == 6  # every unit finished before the last signal: `report` alone rebuilds
     assert report(out, capsys)[0] == 0
     assert_same_tables(out, baseline)
     before = finished(out)
@@ -174,7 +174,7 @@ def test_sigkill_anywhere_then_resume_gives_the_same_tables(baseline: Path, tmp_
             assert "reference/checkpoints (a data file without its manifest" in done.stderr
             assert report(out, capsys)[0] == 0  # a partial report that does not claim the run is running
             assert "stopped (killed: run.json still says running)" in (out / "report.md").read_text()
-    assert len(finished(out)) == 8
+    assert len(finished(out)) == 6
     assert report(out, capsys)[0] == 0
     assert_same_tables(out, baseline)
     before = finished(out)
@@ -303,7 +303,7 @@ def test_an_edited_run_json_is_not_mixed_with_the_units(copy: Path, capsys) -> N
     run["config"]["train"]["steps"] = 10  # the units were run with 20
     (copy / "run.json").write_text(json.dumps(run))
     code, err = report(copy, capsys)
-    assert code == 2 and "8 unit(s)" in err and "another configuration" in err
+    assert code == 2 and "6 unit(s)" in err and "another configuration" in err
     assert cli.main(["run", *SMALL, "--resume", "--out", str(copy)]) == 2
     assert "train.steps: 10 -> 20" in capsys.readouterr().err
 
@@ -383,7 +383,7 @@ def test_a_full_disk_during_a_unit_or_the_report(
     assert code == 74 and "Traceback" not in err
     (error,) = [line for line in err.splitlines() if "error" in line]
     assert "No space left on device (ENOSPC)" in error and "free some space" in error and "--resume" in error
-    assert status(copy) == "aborted" and len(finished(copy)) == 7
+    assert status(copy) == "aborted" and len(finished(copy)) == 5
 
     def full_disk(fig, path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
@@ -392,7 +392,7 @@ def test_a_full_disk_during_a_unit_or_the_report(
     monkeypatch.setattr(plots, "save", full_disk)
     code, err = resume(copy, capsys)
     assert code == 74 and "No space left on device" in err and "Traceback" not in err, err
-    assert status(copy) == "aborted" and len(finished(copy)) == 8  # every unit is saved; the plots are not
+    assert status(copy) == "aborted" and len(finished(copy)) == 6  # every unit is saved; the plots are not
     monkeypatch.setattr(plots, "save", real_save)
     assert report(copy, capsys)[0] == 0
     assert_same_tables(copy, baseline)

@@ -562,3 +562,30 @@ def test_laws_are_fitted_only_on_three_k_or_more(tmp_path: Path, frames) -> None
     text = write_report(write_folder(tmp_path / "three", {"variance": three})).read_text()
     assert "## Scaling laws in K" in text and "on runs with at least 3 values of K" in text
     assert "`reparam` encoder trace_var: slope -1.00" in text and "**agrees**" in text
+
+
+@pytest.mark.parametrize(
+    ("diff", "low", "high", "words"),
+    [
+        (-2.0, -3.0, -1.0, "behind it by 2.00 [1.00, 3.00] nats"),
+        (0.5, -0.5, 1.5, "ahead of it by 0.500 [-0.500, 1.50] nats"),
+        (0.0, -1.0, 1.0, "level with it"),
+    ],
+)
+def test_the_gap_to_the_recommended_setting_follows_its_sign(diff, low, high, words) -> None:
+    from vaebench.report.verdict import _signed_gap
+
+    assert _signed_gap(diff, low, high) == words
+
+
+def test_a_recommendation_at_a_larger_k_states_the_cheapest_ks_gap_in_words_that_follow_its_sign():
+    # reparam at K=5 beats everything (separated); at the cheapest K=1 the best (stl) is behind it
+    settings = {
+        ("reparam", 5): dict(ll=[-28.0, -27.0, -26.0]),
+        ("stl", 1): dict(ll=[-30.0, -29.1, -27.9]),
+        ("reparam", 1): dict(ll=[-31.0, -30.0, -29.0]),
+    }
+    _, text = read(runs_frame(settings))
+    assert "Recommendation for this model and data: `reparam` at K=5" in text
+    assert "At the cheapest K=1 the best is `stl`: behind it by 2.00 [1.75, 2.25] nats, paired over 3 seeds" in text
+    assert "cheaper" not in text  # the old sentence called the ratio "cheaper" whatever its value

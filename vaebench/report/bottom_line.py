@@ -39,8 +39,24 @@ def section(found: list[Verdict], run: dict, throughput: pd.DataFrame | None) ->
         "other (see *Words* at the end). Biased settings are never ranked with the unbiased ones.",
         "",
     ]
-    md += [f"- {line(v)}" for v in found]
+    md += [f"- {line(v)}" for v in found if v.best is not None]
+    md += [f"- {text}" for text in unjudged(found)]
     return [*md, "", timing_basis(run, throughput, found), ""]
+
+
+def unjudged(found: list[Verdict]) -> list[str]:
+    """One line per reason for the verdicts that could not be judged (their questions and K named once)."""
+    reasons: dict[str, list[Verdict]] = {}
+    for v in found:
+        if v.best is None:
+            reasons.setdefault(v.reason, []).append(v)
+    out = []
+    for reason, group in reasons.items():
+        questions = list(dict.fromkeys(v.question for v in group))
+        ks = ", ".join(str(k) for k in dict.fromkeys(v.num_samples for v in group))
+        what = " and ".join(questions)
+        out.append(f"**{what[0].upper()}{what[1:]}, K={ks}**: {reason}.")
+    return out
 
 
 def line(v: Verdict) -> str:
