@@ -587,5 +587,8 @@ def test_a_recommendation_at_a_larger_k_states_the_cheapest_ks_gap_in_words_that
     }
     _, text = read(runs_frame(settings))
     assert "Recommendation for this model and data: `reparam` at K=5" in text
-    assert "At the cheapest K=1 the best is `stl`: behind it by 2.00 [1.75, 2.25] nats, paired over 3 seeds" in text
+    assert (
+        "At the cheapest K=1 the best is `stl`: behind it by 2.00 [1.75, 2.25] nats, paired over 3 seeds"
+        in text
+    )
     assert "cheaper" not in text  # the old sentence called the ratio "cheaper" whatever its value
