@@ -318,3 +318,10 @@ def test_run_json_records_the_cpu_the_usable_cores_and_the_load() -> None:
     data = collect({}, device="cpu", started="2026-01-01T00:00:00+00:00", load={"before": now, "after": now})
     assert data["load"] == {"before": now, "after": now} and data["environment"]["usable_cores"] >= 1
     assert set(collect({}, device="cpu", started="x")["load"]) == {"before"}  # while running: no "after" yet
+
+
+def test_settings_that_are_all_the_same_gradient_name_no_winner_and_say_why() -> None:
+    v = judge(variance_frame({("reparam", 1): 10.0, ("iwae", 1): 10.0}))[(QUESTIONS[0], 1)]
+    assert (v.best, v.winner, v.same_as, v.not_separated) == ("reparam", None, ("iwae",), ())
+    text = bottom_line.line(v)
+    assert text.endswith("no other setting differs from it.") and "not separated from ." not in text

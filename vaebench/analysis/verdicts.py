@@ -191,6 +191,7 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
     contrasts = [(r, q.against(best, r)) for r in rivals]
     tied = [r for r, c in contrasts if not (c.separated and _on_best_side(q, c))]
     unformed = [r for r, c in contrasts if not np.isfinite(c.low)]
+    reversed_ = [r for r, c in contrasts if c.separated and not _on_best_side(q, c)]
     separated = bool(rivals) and not tied
     against, contrast = contrasts[0] if contrasts else (None, Contrast(math.nan, math.nan, math.nan, 0.0))
     return Verdict(
@@ -200,7 +201,7 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
         against=_label(against) if against is not None else None, contrast=q.contrast,
         change=contrast.value, change_low=contrast.low, change_high=contrast.high, separated=separated,
         not_separated=tuple(_label(r) for r in tied), same_as=tuple(_label(r) for r in same),
-        left_out=tuple(left_out), reason=_reason(q, separated, tied, unformed, rivals), compared=len(measured),
+        left_out=tuple(left_out), reason=_reason(q, separated, tied, unformed, reversed_, rivals), compared=len(measured),
         notes=tuple(_convergence_notes(q, measured)), reference=_reference(q, best),
     )  # fmt: skip
 
@@ -222,7 +223,7 @@ def _unjudged(q: _Question, k: int, left_out: list[str]) -> Verdict:
     return Verdict(q.name, k, q.figure, left_out=tuple(left_out), reason=f"cannot be judged: {why}")
 
 
-def _reason(q: _Question, separated: bool, tied: list, unformed: list, rivals: list) -> str:
+def _reason(q: _Question, separated: bool, tied: list, unformed: list, reversed_: list, rivals: list) -> str:
     how = {
         "ratio": "its ratio interval to every other excludes 1",
         "difference": "paired by seed, its difference to every other excludes 0",
@@ -234,11 +235,17 @@ def _reason(q: _Question, separated: bool, tied: list, unformed: list, rivals: l
     if separated:
         return f"separated: {how}"
     null = "1" if q.contrast == "ratio" else "0"
-    holding = [_label(r) for r in tied if not any(r is u for u in unformed)]
+    apart = [*unformed, *reversed_]
+    holding = [_label(r) for r in tied if not any(r is u for u in apart)]
     parts = [f"the interval against {', '.join(holding)} holds {null}"] if holding else []
     if unformed:
         why = "fewer than two seeds paired" if q.contrast == "difference" else "fewer than two rounds"
         parts.append(f"no interval against {', '.join(_label(r) for r in unformed)} ({why})")
+    if reversed_:
+        parts.append(
+            f"paired on the seeds both finished, {', '.join(_label(r) for r in reversed_)} lies ahead of it "
+            "(their means are over other seeds)"
+        )
     return "not separated: " + "; ".join(parts)
 
 

@@ -66,6 +66,9 @@ def line(v: Verdict) -> str:
         return head + v.reason + _left_out(v) + "."
     best = f"`{v.best}`" + _same_as(v)
     against = _against(v)
+    if v.winner is None and not v.not_separated:  # every other setting has its very figures
+        figure = _figure(v, noun=True)
+        return head + best + (f", {figure}" if figure else "") + f": {v.reason}" + _left_out(v) + "."
     if v.winner is not None:
         others = v.compared - 1 - len(v.same_as)
         said = "; ".join(p for p in (_figure(v, noun=True), against) if p)
