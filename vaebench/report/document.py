@@ -1,9 +1,11 @@
-"""The text of report.md: status, setup, reading, comparison table and legend, sections per plot, notes.
+"""The text of report.md: status, bottom line, setup, reading, comparison table and legend, sections per plot,
+notes, words.
 
 :func:`render` only formats what it is given (the run's run.json, the resolved configuration, the summary
 table, the measures' frames completed to :mod:`vaebench.measures.schema`, and the plots written); nothing
-here computes a figure. The reading's sentences come from :func:`vaebench.report.reading.reading`, the table
-and its legend from :mod:`vaebench.report.tables`.
+here computes a figure. The bottom line is :mod:`vaebench.report.bottom_line` (the verdicts of
+:mod:`vaebench.analysis.verdicts`), the reading's sentences come from :func:`vaebench.report.reading.reading`,
+the table and its legend from :mod:`vaebench.report.tables`, the words from :mod:`vaebench.report.glossary`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from vaebench.config import SuiteConfig
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures import schema
 from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS
-from vaebench.report import scaling, tables
+from vaebench.report import bottom_line, glossary, scaling, tables
 from vaebench.report.formatting import fmt_number, markdown
 from vaebench.report.reading import reading
 from vaebench.report.settings import setting_columns
@@ -35,12 +37,17 @@ def render(
     level: float = 0.95,
     laws: pd.DataFrame | None = None,
     landing: pd.DataFrame | None = None,
+    verdicts: list | None = None,
 ) -> str:
-    """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section)."""
+    """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section;
+    ``verdicts``: :func:`vaebench.analysis.verdicts.verdicts`, for the bottom line)."""
     md = [f"# vaebench report: {config.name}", ""]
     md += _status(run)
+    md += bottom_line.section(verdicts or [], run, frames.get("throughput"))
     md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
-    lines = reading(summary, frames, checkpoint=checkpoint)
+    lines = reading(
+        summary, frames, checkpoint=checkpoint, data=config.data.name, likelihood=resolved_likelihood(config)
+    )
     if lines:
         md += ["## Reading", "", "Computed from the table below (95% intervals).", ""]
         md += [f"- {line}" for line in lines] + [""]
@@ -81,9 +88,11 @@ def render(
     if "throughput" in figures:
         md += ["## Cost per training step", "", f"![step time]({figures['throughput']})", ""]
     md += _notes(run, frames)
+    md += glossary.section()
     md += [
         "## Files",
         "",
+        "`verdicts.json` (the bottom line, machine-readable), "
         "`summary.csv` (this table, with every interval bound), `variance.csv`, `convergence.csv`, "
         "`throughput.csv` (tidy rows: every row carries `estimator`, `sampler`, `num_samples`, `seed`), `run.json` "
         "(configuration, versions, device, git revision). Rebuild this report with "
@@ -181,7 +190,11 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
             f"(the table reports {checkpoint or v.summary_checkpoint})."
         ) + _warm_up(variance)
     if tp.enabled:
-        text += f" Step time: median of {tp.repeats} steps after {tp.warmup} warm-up steps, batch {tp.batch_size}."
+        text += (
+            f" Step time: {tp.repeats} timed steps per setting after {tp.warmup} warm-up steps, batch "
+            f"{tp.batch_size}, the settings of each K timed interleaved in rounds (median per setting, ratios "
+            "over rounds)."
+        )
     return text
 
 
@@ -211,10 +224,16 @@ def _warm_up(variance: pd.DataFrame) -> str:
     )
 
 
+def resolved_likelihood(c: SuiteConfig) -> str:
+    """The likelihood the run's model used: ``auto`` resolved as vaebench.data does (Bernoulli for binarized
+    data, else Gaussian)."""
+    if c.model.likelihood == "auto":
+        return "bernoulli" if c.data.binarize != "none" else "gaussian"
+    return c.model.likelihood
+
+
 def _likelihood(c: SuiteConfig) -> str:
-    likelihood = c.model.likelihood
-    if likelihood == "auto":  # as vaebench.data does: Bernoulli for binarized data, else Gaussian
-        likelihood = "bernoulli" if c.data.binarize != "none" else "gaussian"
+    likelihood = resolved_likelihood(c)
     if likelihood == "bernoulli":
         return "Bernoulli likelihood"
     scale = "one learned σ_x per pixel" if c.model.decoder_scale == "learned" else "σ_x(z) from the decoder"

@@ -1,4 +1,4 @@
-"""The report of a results folder: ``summary.csv``, the plots, and ``report.md`` with a reading of the numbers.
+"""The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
 
 This module reads the folder (:func:`load`) and writes the files; the text of report.md is
 :mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
@@ -9,9 +9,10 @@ samples or measures, and it does not import the suite.
 Everything is rebuilt from the folder's CSVs and run.json, so ``python -m vaebench report DIR`` reproduces it,
 and a partial run (interrupted, or with failed units) gets a partial report that says so.
 
-The reading is generated from the summary table: each sentence is computed (which estimator is lowest, by
-how much, whether the intervals overlap), so it cannot contradict the table next to it. Nothing in it is a
-fixed claim about estimators in general.
+report.md opens with the bottom line, one verdict per question and K
+(:func:`vaebench.analysis.verdicts.verdicts`; the same verdicts, machine-readable, are ``verdicts.json``).
+The reading that follows is generated from the summary table: each sentence is computed, so it cannot
+contradict the table next to it. Nothing in it is a fixed claim about estimators in general.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import folder, summaries
+from vaebench.analysis import folder, summaries, verdicts
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
@@ -62,7 +63,8 @@ def write_report(
         status: overrides run.json's status (a killed run's run.json still says ``running``).
 
     Every file is written atomically, report.md last, so an interrupted report leaves each file whole (old or
-    new) and ``python -m vaebench report`` rebuilds it.
+    new) and ``python -m vaebench report`` rebuilds it. ``verdicts.json`` holds the bottom line's verdicts
+    (:func:`vaebench.analysis.verdicts.records`).
     """
     out = Path(out)
     run, frames = load(out)
@@ -84,17 +86,33 @@ def write_report(
     )
     files.write_csv(out / "summary.csv", summary)
     faults.point("report")
+    found = verdicts.verdicts(
+        summary, frames["convergence"], frames["throughput"], checkpoint=checkpoint, level=level
+    )
+    files.write_json(out / "verdicts.json", verdicts_json(found, run, level))
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
     laws, plot = scaling.write_scaling(out, frames["variance"], checkpoint)
     if plot:
         figures["scaling"] = plot
     landing = _read_landing(out) if not laws.empty else pd.DataFrame()
     text = render(
-        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing
-    )
+        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing,
+        verdicts=found,
+    )  # fmt: skip
     path = out / "report.md"
     files.write_text(path, text)
     return path
+
+
+def verdicts_json(found: list, run: dict, level: float) -> dict:
+    """The content of verdicts.json: the verdicts as plain data, with what they were computed from."""
+    return {
+        "level": level,
+        "started": run.get("started"),
+        "status": run.get("status"),
+        "questions": list(verdicts.QUESTIONS),
+        "verdicts": verdicts.records(found),
+    }
 
 
 def _read_landing(out: Path) -> pd.DataFrame:
@@ -165,4 +183,4 @@ def write_plots(
     return written
 
 
-__all__ = ["FIGURES", "REQUIRED", "load", "write_plots", "write_report"]
+__all__ = ["FIGURES", "REQUIRED", "load", "verdicts_json", "write_plots", "write_report"]

@@ -10,7 +10,8 @@ forward cost per point-sample:
 - anchor unit: steps · t(anchor, 1) + the same evaluations (no log-likelihood)
 - variance unit (one checkpoint, one seed): Σ_(e, K) replicates · t(e, K) + baseline_samples · t(e, K), an
   upper bound: the variance harness computes its replicates in batches, several times faster than one step each
-- throughput unit: (warmup + repeats) · t(e, K)
+- throughput unit (one K): (warmup + repeats + 1) · Σ_e t(e, K), its settings timed interleaved (one more step
+  each reads the peak memory)
 - landing unit: `LANDING_S`, a fixed few seconds (a small model built for the check)
 
 The estimate is for one worker of ``threads`` threads on this machine; the total with ``W`` workers is the
@@ -44,7 +45,7 @@ LANDING_S = 5.0
 replicates on an 8-3 linear model; about 2 s on one core of a 2-core machine, doubled to stay an upper bound)."""
 
 THROUGHPUT_ROUNDS = 1
-"""Rounds of (warmup + repeats) steps a throughput unit takes (`vaebench.measures.throughput`: one)."""
+"""Passes of (warmup + repeats + 1) steps of each setting a throughput unit takes (one: its rounds share them)."""
 
 
 @dataclass
@@ -129,11 +130,10 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
             seconds = LANDING_S
         elif unit.kind == "convergence":
             seconds = t.steps * step_s[_key(unit.setting)] + eval_s + ll_s
-        else:
-            one = (
-                step_s[_key(unit.setting)] if unit.setting is not None else ref_step
-            )  # hand-written: ~reparam's
-            seconds = THROUGHPUT_ROUNDS * (tp.warmup + tp.repeats) * one
+        else:  # every setting at the unit's K, timed interleaved; the hand-written step costs about reparam's
+            one = sum(step_s[_key(s)] for s in units.timed_settings(unit, config))
+            one += ref_step if units.times_handwritten(unit, config) else 0.0
+            seconds = THROUGHPUT_ROUNDS * (tp.warmup + tp.repeats + 1) * one
         costs.append((unit, seconds))
     return Estimate(costs, step_s, forward_s, time.perf_counter() - tick)
 

@@ -38,6 +38,7 @@ import torch
 from vaebench import faults, registry
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
+from vaebench.provenance import usable_cores
 from vaebench.suite import execute
 from vaebench.suite.context import Context
 from vaebench.suite.units import ANCHOR, Skipped, Unit
@@ -84,14 +85,6 @@ def compute(unit: Unit, ctx: Context) -> Outcome:
         outcome = Outcome("failed", why=why, detail=detail, permanent=isinstance(err, VaebenchError))
     outcome.seconds = time.perf_counter() - tick
     return outcome
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def worker_count(config: SuiteConfig) -> int:

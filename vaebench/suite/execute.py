@@ -18,7 +18,7 @@ from vaebench.checks.landing import stl_landing
 from vaebench.estimators import ESTIMATORS, Setting, unsupported
 from vaebench.measures import schema
 from vaebench.measures.convergence import LogLikelihood, measure_convergence
-from vaebench.measures.throughput import Timing, measure_handwritten, measure_throughput
+from vaebench.measures.throughput import Timing, build_handwritten, build_step, measure_interleaved
 from vaebench.measures.variance import (
     baseline_target,
     layout,
@@ -29,7 +29,15 @@ from vaebench.measures.variance import (
     warm_up_minibatches,
 )
 from vaebench.suite.context import Context
-from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Skipped, Unit, checkpoint_steps
+from vaebench.suite.units import (
+    ANCHOR,
+    ANCHOR_FILE,
+    Skipped,
+    Unit,
+    checkpoint_steps,
+    timed_settings,
+    times_handwritten,
+)
 from vaebench.train import train
 
 HANDWRITTEN_STEP_NEEDS = (
@@ -147,28 +155,37 @@ def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
 
 
 def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """Every setting at the unit's K (and at the smallest K the hand-written step), built here and timed
+    interleaved in rounds by the throughput measure, so that their ratios share each round's machine load."""
     config = ctx.config
     t = config.throughput
     seed = config.seeds[0]
     x = ctx.dataset.train[: t.batch_size]
     if ctx.dataset.binarize == "dynamic":
         x = torch.bernoulli(x, generator=rng.generator(seed, "throughput.data"))
-    timing = Timing(t.repeats, t.warmup)
     model = ctx.model_factory(seed)
-    if unit.handwritten:
+    built, skipped = [], []
+    if times_handwritten(unit, config):
         if x.numel() and (x.min() < 0 or x.max() > 1):
-            return pd.DataFrame([{
+            skipped.append({
                 "sampler": "iid", "estimator": schema.HANDWRITTEN, "num_samples": 1, "seed": seed,
                 "batch_size": int(x.shape[0]), "device": str(ctx.device), "status": "skipped",
-                "reason": HANDWRITTEN_STEP_NEEDS,
-            }])  # fmt: skip
-        return measure_handwritten(
-            x, hidden=model.hidden[0], z_dim=model.z_dim, device=ctx.device, seed=seed, timing=timing
-        )
-    setting = unit.setting
-    return measure_throughput(
-        model, setting.build(), x, setting.num_samples, device=ctx.device, seed=seed, timing=timing
-    )
+                "reason": HANDWRITTEN_STEP_NEEDS, "timing_group": unit.name,
+            })  # fmt: skip
+        else:
+            built.append(
+                build_handwritten(x, hidden=model.hidden[0], z_dim=model.z_dim, device=ctx.device, seed=seed)
+            )
+    for setting in timed_settings(unit, config):
+        with rng.seeded(seed, "throughput.noise", device=ctx.device):  # as measure_throughput builds a step
+            built.append(
+                build_step(model, setting.build(), x, setting.num_samples, device=ctx.device, seed=seed)
+            )
+    frames = [pd.DataFrame(skipped)] if skipped else []
+    if built:
+        timing = Timing(t.repeats, t.warmup)
+        frames.append(measure_interleaved(built, seed=seed, timing=timing, group=unit.name))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _landing(unit: Unit, ctx: Context) -> pd.DataFrame:

@@ -39,7 +39,7 @@ from vaebench import faults, files, interrupts
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
 from vaebench.errors import StorageError
-from vaebench.provenance import collect, git_revision, load_run, now
+from vaebench.provenance import collect, git_revision, load_run, machine_load, now
 from vaebench.suite import dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
@@ -155,9 +155,11 @@ class _Run:
         # The code this process runs is the code at start: read the revision now, not at each write of
         # run.json (a checkout moved during a long run would otherwise be credited with its results).
         self.git = git_revision()
+        # The load before any unit runs and (in write_run_json) when the run ends: the timings' context.
+        self.load: dict = {"before": machine_load()}
         self.invocations = [
             *history.get("invocations", []),
-            {"started": now(), "command": command, "git": self.git},
+            {"started": now(), "command": command, "git": self.git, "load": self.load},
         ]
         self.notes = list(dict.fromkeys([*history.get("notes", []), *notes]))
         self.result = SuiteResult(out=out, total=len(plan))
@@ -172,11 +174,13 @@ class _Run:
         }
 
     def write_run_json(self, status: str, ended: str | None = None, error: str | None = None) -> None:
+        if ended is not None:
+            self.load["after"] = machine_load()
         data = collect(
             to_dict(self.config), device=self.config.device, started=self.first_start, ended=ended,
             status=status, command=_command(self.argv),
             units={"total": self.result.total, "finished": self.finished, "failed": len(self.result.failed)},
-            notes=self.notes, git=self.git,
+            notes=self.notes, git=self.git, load=self.load,
         )  # fmt: skip
         self.invocations[-1].update(ended=ended, status=status)
         data["invocations"] = self.invocations

@@ -9,7 +9,7 @@ Layout of a results folder::
     units/<kind>/<unit>.error         a unit that raised: its error, retried by --resume
     units/reference/checkpoints.pt    the anchor run's checkpoints (for the variance units), + .json
     variance.csv convergence.csv throughput.csv stl_landing.csv   the verified units of a kind, concatenated
-    summary.csv report.md *.png       the report (vaebench.report.writer)
+    summary.csv verdicts.json report.md *.png   the report (vaebench.report.writer)
 
 Every write is atomic (:mod:`vaebench.files`): a crash, Ctrl-C or a full disk leaves either the old file or
 the new one, never half a file. A unit is finished when its manifest exists and matches its

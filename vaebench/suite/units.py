@@ -10,8 +10,12 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
   these same parameters, so estimators are compared on equal footing;
 - ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
 - ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
-- ``throughput/<setting>-K<k>`` and ``throughput/reference`` (the hand-written pytorch/examples step): the
-  training-step time;
+- ``throughput/K<k>``: the training-step time of every setting at one K, the steps timed interleaved in
+  rounds (:func:`vaebench.measures.throughput.measure_interleaved`) so that their ratios survive the machine's
+  load; the hand-written pytorch/examples step joins the unit of the smallest K (it is a K = 1 step, and the
+  reading sets the suite's ``reparam`` step at that K against it). Results folders written before this
+  layout have one unit per setting (``throughput/<setting>-K<k>``, ``throughput/reference``): on resume they
+  are strays, and the throughput units run again;
 - ``landing/stl``: STL's encoder variance along a line to the exact posterior of a model built for the check
   (:mod:`vaebench.checks.landing`), when the run measures ``stl``'s variance at several K.
 
@@ -22,13 +26,14 @@ relative cost (``weight``), from which the progress bar's ETA is computed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.estimators import ESTIMATORS, Setting, runnable
-from vaebench.measures.schema import ANCHOR_UNIT, HANDWRITTEN
+from vaebench.measures.schema import ANCHOR_UNIT
 
 ANCHOR = ANCHOR_UNIT
 """The anchor run's unit kind, as results folders name it on disk."""
@@ -50,10 +55,11 @@ class Unit:
     Attributes:
         kind: one of `KINDS`.
         name: unique within its kind, used as the file name.
-        setting: the setting it measures (convergence, throughput), else None.
+        setting: the setting it measures (convergence), else None.
         seed: the seed (convergence, variance), else None.
         checkpoint: the checkpoint label (variance), else None.
         weight: relative cost, for the ETA.
+        num_samples: the K whose settings a throughput unit times together (:func:`timed_settings`), else None.
     """
 
     kind: str
@@ -62,6 +68,7 @@ class Unit:
     seed: int | None = None
     checkpoint: str | None = None
     weight: float = 1.0
+    num_samples: int | None = None
 
     @property
     def path(self) -> Path:
@@ -90,11 +97,6 @@ class Unit:
         return f"{self.kind}/{self.name}"
 
     @property
-    def handwritten(self) -> bool:
-        """Whether this is the throughput unit of the hand-written pytorch/examples step."""
-        return self.kind == "throughput" and self.setting is None
-
-    @property
     def keys(self) -> dict[str, object]:
         """The key columns every row of the unit's file carries (the house data contract)."""
         if self.setting is None:
@@ -112,6 +114,22 @@ class Skipped(Exception):
 def settings(config: SuiteConfig) -> list[Setting]:
     """The settings of ``config`` that can run (:func:`vaebench.estimators.runnable`)."""
     return runnable(config.estimators, config.samples, config.samplers)
+
+
+def timed_settings(unit: Unit, config: SuiteConfig) -> list[Setting]:
+    """The settings a throughput unit times together: every runnable setting at its K, in the configuration's order."""
+    if unit.kind != "throughput":
+        return []
+    return [s for s in settings(config) if s.num_samples == unit.num_samples]
+
+
+def times_handwritten(unit: Unit, config: SuiteConfig) -> bool:
+    """Whether a throughput unit also times the hand-written pytorch/examples step: the unit of the smallest
+    K, for a model of one hidden layer (the recipe's shape)."""
+    if unit.kind != "throughput" or len(config.model.hidden) != 1 or config.model.name != "gaussian-vae":
+        return False
+    ks = [s.num_samples for s in settings(config)]
+    return bool(ks) and unit.num_samples == min(ks)
 
 
 def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
@@ -157,15 +175,12 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
             units.append(Unit("convergence", name, setting, seed, weight=cost))
     if config.throughput.enabled:
         tp = config.throughput
-        reps = (tp.repeats + tp.warmup) * tp.batch_size / 100
-        if len(config.model.hidden) == 1 and config.model.name == "gaussian-vae":
-            units.append(Unit("throughput", HANDWRITTEN, weight=reps))
-        for setting in grid:
-            units.append(
-                Unit(
-                    "throughput", setting.label, setting, weight=reps * (1 + 0.15 * (setting.num_samples - 1))
-                )
-            )
+        reps = (tp.repeats + tp.warmup + 1) * tp.batch_size / 100
+        for k in sorted({s.num_samples for s in grid}):
+            unit = Unit("throughput", f"K{k}", num_samples=k)
+            weight = reps * len(timed_settings(unit, config)) * (1 + 0.15 * (k - 1))
+            weight += reps if times_handwritten(unit, config) else 0.0
+            units.append(dataclasses.replace(unit, weight=weight))
     return units
 
 
