@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from vaebench.analysis import summaries
+from vaebench.analysis.published import BURDA_GAP
 from vaebench.config import preset
-from vaebench.report.published import BURDA_GAP, published_comparisons
+from vaebench.report.published import published_comparisons
 from vaebench.report.reading import reading
 
 MNIST = {"data": "mnist", "likelihood": "bernoulli"}

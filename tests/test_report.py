@@ -508,7 +508,9 @@ def test_each_family_has_one_colour_and_each_member_its_own_marker() -> None:
     for name in BUILTIN_ESTIMATORS:
         families.setdefault(styles.colour_group(name), []).append(name)
     assert set(families) == set(styles.FAMILY_COLORS)  # every colour is used by a built-in
-    assert {"miwae", "ciwae", "piwae", "dreg"} <= set(families[("iwae", "pathwise")])  # the mixtures are IWAE's
+    assert {"miwae", "ciwae", "piwae", "dreg"} <= set(
+        families[("iwae", "pathwise")]
+    )  # the mixtures are IWAE's
     colours = {kin: {styles.color(n) for n in members} for kin, members in families.items()}
     assert all(len(c) == 1 for c in colours.values())  # one colour per family...
     assert len({next(iter(c)) for c in colours.values()}) == len(families)  # ...each its own
@@ -562,7 +564,7 @@ def test_laws_are_fitted_only_on_three_k_or_more(tmp_path: Path, frames) -> None
         ignore_index=True,
     )  # fmt: skip
     text = write_report(write_folder(tmp_path / "three", {"variance": three})).read_text()
-    assert "## Scaling laws in K" in text and "on runs with at least 3 values of K" in text
+    assert "## Scaling laws in K" in text and "on at least 3 values of K" in text
     assert "`reparam` encoder trace_var: slope -1.00" in text and "**agrees**" in text
 
 

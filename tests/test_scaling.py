@@ -21,10 +21,8 @@ from vaebench.analysis.scaling import (
     scaling_laws,
 )
 from vaebench.checks.landing import landed, stl_landing
-from vaebench.config import preset
 from vaebench.report.writer import write_report
 from vaebench.stats import normal_quantile
-from vaebench.suite.units import plan
 
 GRID = np.array([1, 3, 10, 30, 100])
 WIDE = np.array([1, 3, 10, 30, 100, 300, 1000])
@@ -279,31 +277,6 @@ def test_the_report_has_a_scaling_section(tmp_path: Path) -> None:
     )
     text = write_report(tmp_path).read_text()
     assert "### STL at the exact posterior" in text and "**agrees**: STL's variance falls to zero" in text
-
-
-def test_the_scaling_preset_measures_variance_only() -> None:
-    config = preset("scaling")
-    kinds = {u.kind for u in plan(config)}
-    assert kinds == {"reference", "variance", "landing"}
-    assert len(config.samples) >= 3
-
-
-def test_the_scaling_preset_runs_end_to_end_shrunk(tmp_path: Path) -> None:
-    """The preset through the command line, shrunk: variance only, and a report with the scaling section."""
-    from vaebench import cli
-
-    tiny = tmp_path / "tiny.toml"
-    tiny.write_text(
-        'preset = "scaling"\nestimators = ["reparam", "iwae"]\nsamples = [1, 3, 10, 30]\n'
-        "[train]\nsteps = 20\n[variance]\nreplicates = 10\nseeds = [0]\nbaseline_samples = 2\n"
-    )
-    out = tmp_path / "run"
-    assert cli.main(["run", "--config", str(tiny), "--out", str(out)]) == 0
-    assert not (out / "convergence.csv").exists() or pd.read_csv(out / "convergence.csv").empty
-    laws = pd.read_csv(out / "scaling.csv")
-    assert {"reparam", "iwae"} <= set(laws["estimator"])
-    text = (out / "report.md").read_text()
-    assert "## Scaling laws in K" in text and "No estimator was trained" in text
 
 
 def test_laws_without_a_fit_are_returned_on_request() -> None:

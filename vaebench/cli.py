@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="run the benchmark suite (default: every estimator x K in {1, 10} x 3 seeds on digits)",
+        help="run the benchmark suite (default: the 13 classic estimators x K in {1, 10} x 3 seeds on digits)",
         description="Run the suite: gradient variance, convergence with test log-likelihood, and throughput. "
         "Options are applied in order: --preset, then --config, then the other flags.",
     )

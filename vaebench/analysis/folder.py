@@ -16,10 +16,18 @@ from vaebench.errors import VaebenchError
 from vaebench.measures import schema
 from vaebench.provenance import load_run
 
-KINDS = ("variance", "convergence", "throughput")
-"""The measures' tables a folder may hold, each as ``<kind>.csv``."""
+TABLES = {
+    "variance": "variance",
+    "convergence": "convergence",
+    "throughput": "throughput",
+    "laws": "variance",  # the variance rows of the scaling laws' built checkpoints (vaebench.checks.laws)
+    "quadrature": "quadrature",
+}
+"""The measures' tables a folder may hold, each as ``<kind>.csv``: kind -> its declaration in the schema."""
 
-REQUIRED = {kind: schema.table(kind).essential for kind in KINDS}
+KINDS = tuple(TABLES)
+
+REQUIRED = {kind: schema.table(TABLES[kind]).essential for kind in KINDS}
 """Columns a combined CSV of a kind must have to be read (:attr:`vaebench.measures.schema.Table.essential`)."""
 
 NUMERIC = ("num_samples", "seed", "trace_var", "step", "value")
@@ -61,4 +69,4 @@ def checked(frame: pd.DataFrame, kind: str, where: Path | str) -> pd.DataFrame:
     if missing or text:
         what = f"missing columns {', '.join(missing)}" if missing else f"non-numeric {', '.join(text)}"
         raise VaebenchError(f"{where} is not a vaebench {kind} table ({what}); {FIX}")
-    return schema.complete(frame, kind)
+    return schema.complete(frame, TABLES[kind])

@@ -90,6 +90,9 @@ FORMS: dict[str, tuple[str, dict, bool]] = {
 """Row label -> (registered estimator, its options, whether the model cancels the entropy); see the table above."""
 
 PARAMETERS = ("mu", "sigma")
+FAMILY_LEVEL = 0.95
+"""Level of the suite's check over all its rows at once: each row's interval at 1 - 0.05 / rows
+(Bonferroni), so a correct suite misses somewhere with probability at most 5% per run."""
 LIMIT = 12.0  # integration range [-LIMIT, LIMIT] in standard units
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(256)
 _U, _U_WEIGHTS = (_NODES + 1) / 2, _WEIGHTS / 2  # Gauss-Legendre on [0, 1]
@@ -247,6 +250,7 @@ def gaussian_1d_check(
     mu: float = 1.0,
     sigma: float = 1.0,
     level: float = 0.95,
+    family_level: float | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Quadrature variance next to the Monte Carlo variance of the registered estimator, per f, k, form, parameter.
@@ -256,7 +260,9 @@ def gaussian_1d_check(
         forms: row labels of `FORMS`.
         draws: independent estimates per (f, k, form).
         mu, sigma: the parameters of q.
-        level: level of the Monte Carlo intervals.
+        level: level of each Monte Carlo interval.
+        family_level: if given, ``level`` is replaced by 1 - (1 - family_level) / rows (Bonferroni): every
+            row's quadrature figure is then inside its interval with probability at least ``family_level``.
         seed: seeds the Monte Carlo draws (stream ``checks.gaussian_1d``, one index per (f, k, form)).
 
     Returns:
@@ -269,6 +275,8 @@ def gaussian_1d_check(
     unknown = [f for f in forms if f not in FORMS]
     if unknown:
         raise VaebenchError(f"unknown estimator form(s) {', '.join(unknown)}; valid: {', '.join(FORMS)}")
+    if family_level is not None:
+        level = 1 - (1 - family_level) / (sum(len(v) for v in ks.values()) * len(forms) * len(PARAMETERS))
     rows = []
     for i, name in enumerate(ks):
         for j, k in enumerate(ks[name]):

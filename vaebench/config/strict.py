@@ -29,6 +29,7 @@ from vaebench.config.schema import ADDED_KEYS, EXECUTION_KEYS, RENAMED_KEYS, Sui
 from vaebench.config.validate import validate
 from vaebench.data import is_data_file
 from vaebench.errors import VaebenchError
+from vaebench.registry import BUILT_CHECKPOINTS
 
 
 def merge(config: Any, data: dict[str, Any], prefix: str = "", renamed: list[str] | None = None) -> Any:
@@ -110,7 +111,7 @@ def config_hash(config: SuiteConfig, inputs: dict[str, Any] | None = None) -> st
         *section, name = key.split(".")
         table = data[section[0]] if section else data
         if table.get(name) == (list(default) if isinstance(default, tuple) else default):
-            table.pop(name)
+            table.pop(name)  # a whole section added (a dict default) goes when every key has its default
     data |= {k: v for k, v in (inputs or {}).items() if v}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -189,7 +190,7 @@ def _fit_real_valued(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[Suit
         return config, []
 
     def explicit(section: str, key: str) -> bool:
-        return any(isinstance(layer.get(section), dict) and key in layer[section] for layer in layers)
+        return _explicit(layers, section, key)
 
     data, model, changed = {}, {}, []
     if config.data.dequantize and not explicit("data", "dequantize"):
@@ -211,6 +212,34 @@ def _fit_real_valued(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[Suit
     what = "synthetic data are" if config.data.name == "synthetic" else f"{config.data.name} holds"
     return config, [
         f"{what} real values, not pixel grey levels, so the preset's pixel settings give way: {', '.join(changed)}"
+    ]
+
+
+def _explicit(layers: tuple[dict[str, Any], ...], section: str, key: str) -> bool:
+    """Whether a TOML file or the flags set ``section.key`` themselves."""
+    return any(isinstance(layer.get(section), dict) and key in layer[section] for layer in layers)
+
+
+def _fit_built(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
+    """The Gaussian toy's data bring the toy's model (unless ``model.name`` is set), and a model whose
+    checkpoint is built, not trained (`vaebench.registry.BUILT_CHECKPOINTS`), has one checkpoint to measure at:
+    ``variance.checkpoints`` becomes ``["end"]`` unless set; each change with a note."""
+    changed = []
+    if config.data.name == "gaussian-toy" and config.model.name == "gaussian-vae":
+        if not _explicit(layers, "model", "name"):
+            config = dataclasses.replace(config, model=dataclasses.replace(config.model, name="gaussian-toy"))
+            changed.append(
+                "model.name = 'gaussian-toy' (the toy's own model; set model.name to train a VAE on it)"
+            )
+    if config.model.name in BUILT_CHECKPOINTS and config.variance.checkpoints != ("end",):
+        if not _explicit(layers, "variance", "checkpoints"):
+            variance = dataclasses.replace(config.variance, checkpoints=("end",), summary_checkpoint="end")
+            config = dataclasses.replace(config, variance=variance)
+            changed.append("variance.checkpoints = ['end'] (the built checkpoint)")
+    if not changed:
+        return config, []
+    return config, [
+        f"the {config.model.name} model is measured at a built checkpoint, not a trained one: {'; '.join(changed)}"
     ]
 
 
@@ -292,7 +321,8 @@ def resolve(
         config = _relative_to(config, data, Path(config_file).resolve().parent)
     config = plugins.load(config)
     config, fitted = _fit_real_valued(config, data, overrides)
-    notes = renamed + fitted
+    config, toy = _fit_built(config, data, overrides)
+    notes = renamed + fitted + toy
     notes += validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
     if config.device == "auto":
         config = dataclasses.replace(config, device=devices.auto())

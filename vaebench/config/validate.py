@@ -6,13 +6,13 @@ import math
 import os
 
 from vaebench import devices
-from vaebench.config.schema import CHECKPOINTS, REAL_VALUED, SuiteConfig, real_valued
+from vaebench.config.schema import CHECKPOINTS, LAW_CHECKPOINTS, REAL_VALUED, SuiteConfig, real_valued
 from vaebench.data import BINARIZE_MODES, DATASET_PLUGINS, DATASETS, FILE_SUFFIXES, Dataset, is_data_file
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, SAMPLERS, runnable, unsupported
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.optim import OPTIMIZERS
-from vaebench.registry import MODELS
+from vaebench.registry import BUILT_CHECKPOINTS, MODELS
 
 MAX_SEED = 2**63 - 1
 """Largest seed: the largest TOML integer, and one that torch.manual_seed and an int64 CSV column take."""
@@ -121,8 +121,7 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     if v.replicates < 2:
         raise VaebenchError(f"variance.replicates must be >= 2 to estimate a variance, got {v.replicates}")
     _positive("variance.batch_size", v.batch_size)
-    _nonempty("variance.seeds", v.seeds)
-    for s in v.seeds:
+    for s in v.seeds:  # () follows the run's seeds (SuiteConfig.variance_seeds)
         _seed("variance.seeds", s)
     _unique("variance.seeds", v.seeds)
     if v.baseline_samples == 1 or v.baseline_samples < 0:
@@ -136,6 +135,20 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
             f"variance.anchor_estimator {v.anchor_estimator!r} needs K >= "
             f"{ESTIMATORS[v.anchor_estimator].min_samples}, but the anchor run trains at K = 1; choose one "
             f"of: {', '.join(usable)}"
+        )
+    if c.model.name in BUILT_CHECKPOINTS and v.enabled and v.checkpoints != ("end",):
+        raise VaebenchError(
+            f"the {c.model.name} model is measured at a built checkpoint, not along a training run: set "
+            f'variance.checkpoints = ["end"] (got {list(v.checkpoints)})'
+        )
+    for label in c.checks.laws:
+        _choice("checks.laws entry", label, LAW_CHECKPOINTS)
+    _unique("checks.laws", c.checks.laws)
+    if not (v.enabled or c.train.enabled or c.throughput.enabled or c.checks.laws or c.checks.landing
+            or c.checks.quadrature):  # fmt: skip
+        raise VaebenchError(
+            "this configuration measures nothing: variance, train and throughput are disabled and no check is "
+            "asked for; enable one (e.g. [variance] enabled = true) or run --preset scaling for the checks"
         )
     t = c.throughput
     for key in ("batch_size", "repeats"):

@@ -283,8 +283,34 @@ SCALING = Table(
 )
 """scaling.csv: one fitted law in K per row (:func:`vaebench.analysis.scaling.scaling_laws`)."""
 
+QUADRATURE = Table(
+    "quadrature",
+    columns=(
+        "f", "k", "estimator", "registered", "parameter", "quadrature_var", *_triples("mc_var"), "agrees",
+        "draws", "level",
+    ),
+    keys=("f", "k", "estimator", "parameter"),
+    figures=("mc_var",),
+    essential=("f", "k", "estimator", "parameter", "quadrature_var", "mc_var"),
+)
+"""quadrature.csv: the 1-D Gaussian check of Mohamed et al. 2020, one row per (f, k, estimator form, parameter)
+(:func:`vaebench.checks.gaussian_1d.gaussian_1d_check`)."""
+
+CLAIMS = Table(
+    "claims",
+    columns=(
+        "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict", "detail",
+    ),
+    keys=("claim",),
+    figures=("measured",),
+    essential=("claim", "source", "verdict"),
+)
+"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.checks.claims`)."""
+
 # fmt: on
-TABLES: dict[str, Table] = {t.name: t for t in (VARIANCE, CONVERGENCE, THROUGHPUT, SUMMARY, SCALING)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (VARIANCE, CONVERGENCE, THROUGHPUT, SUMMARY, SCALING, QUADRATURE, CLAIMS)
+}
 """Every declared table by measure name."""
 
 

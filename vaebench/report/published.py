@@ -1,29 +1,9 @@
 """Sentences of the reading that set the run's test log-likelihoods beside published gaps, paired by seed.
 
-Two published comparisons are checked whenever a run has the settings they need:
-
-- IWAE against the VAE at the same K: Burda, Grosse & Salakhutdinov 2015 (arXiv:1509.00519, Table 1, one
-  stochastic layer, k = 50) report a test NLL of 84.78 nats for IWAE against 86.35 for the VAE, a gap of
-  `BURDA_GAP` nats in IWAE's favour. The run's gap is IWAE minus ``reparam`` (the VAE trained on the ELBO)
-  at the largest K both have, paired by seed (:func:`vaebench.analysis.summaries.paired_difference`).
-- DReG against IWAE at the same K: Tucker et al. 2018 (arXiv:1810.04152) find DReG as good as or better than
-  IWAE; reproductions put the gain at about `DREG_GAIN` nats.
-
-A run is set beside these results only when it can be: on binarized images with a Bernoulli likelihood
-(`DIRECTION_DATA`; the published figures are MNIST's, so their size is compared on MNIST only) and with
-curves that had levelled off (:mod:`vaebench.analysis.plateau`). Otherwise the sentence states the run's own
-paired difference and says why it is not compared (other data, another likelihood, training too short to
-have levelled off).
-
-When compared, the verdict follows the interval of the paired difference d: for IWAE, **agrees** (d's
-interval above 0: IWAE better, as published), **does not agree** (below 0: IWAE worse) or **inconclusive**
-(it holds 0: no direction shown); for DReG, **does not agree** (below 0: DReG worse), **agrees** (above 0:
-DReG better) or **consistent** (it holds 0: as good as IWAE, which the claim allows). Whether the published
-size lies inside the interval is said on its own. Words that order the two settings (ahead, behind) follow
-the sign of the mean difference.
-
-The test log-likelihood is the suite's importance-sampled estimate (k = ``train.ll_samples``), a lower bound
-whose bias is larger for a worse q.
+The figures and verdicts are :mod:`vaebench.analysis.published` (which says when a run is compared and how
+each verdict follows the interval of the paired difference); here they become words. Words that order the two
+settings (ahead, behind) follow the sign of the mean difference; whether the published size lies inside the
+interval is said on its own.
 """
 
 from __future__ import annotations
@@ -31,22 +11,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import summaries
-from vaebench.analysis.settings import truth
-from vaebench.measures.schema import SUMMARY, complete
+from vaebench.analysis import published
+from vaebench.analysis.published import BURDA_GAP, DREG_GAIN, Comparison
 from vaebench.report.formatting import fmt_number
 
-BURDA_GAP = 86.35 - 84.78
-"""IWAE's test log-likelihood gain over the VAE at k = 50 on MNIST, one stochastic layer (Burda et al. 2015)."""
+VERDICT_WORDS = {
+    ("burda", "agrees"): "**agrees** in direction (IWAE better: the interval lies above 0)",
+    ("burda", "does not agree"): "**does not agree**: IWAE is worse (the interval lies below 0)",
+    ("burda", "inconclusive"): "**inconclusive**: the interval holds 0, so no direction is shown",
+    ("tucker", "does not agree"): "**does not agree**: DReG is worse (the interval lies below 0)",
+    ("tucker", "agrees"): "**agrees**: DReG is better (the interval lies above 0)",
+    (
+        "tucker",
+        "consistent",
+    ): "**consistent** with it: DReG is not separated from IWAE (the interval holds 0)",
+}
+"""How each (claim, verdict) is said."""
 
-DREG_GAIN = 0.3
-"""DReG's gain over IWAE at the same K in reproductions (nats, approximate)."""
-
-METRIC = "test_log_likelihood"
-
-DIRECTION_DATA = ("mnist", "fashion-mnist")
-"""Data sets (binarized, Bernoulli likelihood) on which the direction of the published gaps is compared; the
-published sizes are MNIST's, compared on ``mnist`` only."""
+SOURCES = {
+    "burda": f"Burda et al. 2015's {fmt_number(BURDA_GAP)}-nat gain of IWAE on MNIST (84.78 against 86.35 NLL, "
+    "one stochastic layer, k=50)",
+    "tucker": f"Tucker et al. 2018's finding that DReG is as good as IWAE or better (about {fmt_number(DREG_GAIN)} "
+    "nats in reproductions)",
+}
 
 
 def published_comparisons(
@@ -56,53 +43,33 @@ def published_comparisons(
     data: str | None = None,
     likelihood: str | None = None,
 ) -> list[str]:
-    """The sentences (empty when the run lacks the settings or the test log-likelihood).
-
-    Args:
-        summary, convergence: the comparison table and the tidy convergence rows.
-        data: the data set's name (``config.data.name``); None: unknown, no comparison is made.
-        likelihood: ``bernoulli`` or ``gaussian`` (the resolved likelihood); None: unknown.
-    """
-    if summary.empty or convergence.empty or not (convergence["metric"] == METRIC).any():
-        return []
-    summary = complete(summary, SUMMARY)
-    lines = []
-    for a, b, claim in (("iwae", "reparam", "burda"), ("dreg", "iwae", "tucker")):
-        k = _shared_k(summary, a, b)
-        if not k:
-            continue
-        diff, low, high, n = summaries.paired_difference(convergence, METRIC, (a, k), (b, k))
-        if n:
-            blocker = _why_not(summary, [(a, k), (b, k)], data, likelihood)
-            lines.append(_sentence(claim, k, (diff, low, high, n), blocker, data))
-    return lines
+    """One sentence per comparison of :func:`vaebench.analysis.published.published_comparisons`."""
+    found = published.published_comparisons(summary, convergence, data=data, likelihood=likelihood)
+    return [sentence(c, data) for c in found]
 
 
-def _sentence(claim: str, k: int, paired: tuple, blocker: str, data: str | None) -> str:
-    diff, low, high, n = paired
-    a, b = ("IWAE", "the VAE (`reparam`)") if claim == "burda" else ("DReG", "IWAE")
-    text = f"{a} against {b} at K={k}: {_difference(a, diff, low, high, n)}."
-    if claim == "burda":
-        source = (
-            f"Burda et al. 2015's {fmt_number(BURDA_GAP)}-nat gain of IWAE on MNIST (84.78 against 86.35 NLL, "
-            "one stochastic layer, k=50)"
-        )
-    else:
-        source = f"Tucker et al. 2018's finding that DReG is as good as IWAE or better (about {fmt_number(DREG_GAIN)} nats in reproductions)"  # fmt: skip
-    if blocker:
-        return text + f" Not set beside {source}: {blocker}."
-    verdict = _verdict(claim, low, high)
-    size = BURDA_GAP if claim == "burda" else DREG_GAIN
-    inside = np.isfinite(low) and low <= size <= high
-    where = "lies within" if inside else "lies outside"
-    sized = f"; the published {fmt_number(size)} nats {where} the interval" if np.isfinite(low) else ""
-    if claim == "burda" and data != "mnist":
+def sentence(c: Comparison, data: str | None) -> str:
+    """The comparison in words."""
+    a, b = ("IWAE", "the VAE (`reparam`)") if c.claim == "burda" else ("DReG", "IWAE")
+    text = f"{a} against {b} at K={c.k}: {difference(a, c)}."
+    source = SOURCES[c.claim]
+    if c.blocker:
+        return text + f" Not set beside {source}: {c.blocker}."
+    verdict = VERDICT_WORDS.get(
+        (c.claim, c.verdict), "**cannot be judged** (no interval: fewer than two seeds)"
+    )
+    sized = ""
+    if c.size_inside is not None:
+        where = "lies within" if c.size_inside else "lies outside"
+        sized = f"; the published {fmt_number(c.published_size)} nats {where} the interval"
+    elif c.claim == "burda" and data != "mnist" and np.isfinite(c.low):
         sized = " (the published size is MNIST's: only the direction is compared here)"
     return text + f" Beside {source}: {verdict}{sized}."
 
 
-def _difference(a: str, diff: float, low: float, high: float, n: int) -> str:
+def difference(a: str, c: Comparison) -> str:
     """The paired difference with words that follow its sign."""
+    diff, low, high, n = c.diff, c.low, c.high, c.seeds
     interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else ""
     side = "ahead" if diff > 0 else "behind" if diff < 0 else "level"
     by = f" by {fmt_number(abs(diff))} nats" if diff else ""
@@ -116,58 +83,3 @@ def _difference(a: str, diff: float, low: float, high: float, n: int) -> str:
         f"test log-likelihood difference {fmt_number(diff)}{interval} nats paired over {n} seeds, {a} {side}{by} "
         f"on average ({separated})"
     )
-
-
-def _verdict(claim: str, low: float, high: float) -> str:
-    if not np.isfinite(low):
-        return "**cannot be judged** (no interval: fewer than two seeds)"
-    if claim == "burda":
-        if low > 0:
-            return "**agrees** in direction (IWAE better: the interval lies above 0)"
-        if high < 0:
-            return "**does not agree**: IWAE is worse (the interval lies below 0)"
-        return "**inconclusive**: the interval holds 0, so no direction is shown"
-    if high < 0:
-        return "**does not agree**: DReG is worse (the interval lies below 0)"
-    if low > 0:
-        return "**agrees**: DReG is better (the interval lies above 0)"
-    return "**consistent** with it: DReG is not separated from IWAE (the interval holds 0)"
-
-
-def _why_not(
-    summary: pd.DataFrame, settings: list[tuple[str, int]], data: str | None, likelihood: str | None
-) -> str:
-    """Why this run cannot be set beside the published figures ('' when it can)."""
-    reasons = []
-    if data is None or likelihood is None:
-        reasons.append(
-            "those are on binarized MNIST with a Bernoulli likelihood, and this run's data are not known"
-        )
-    elif data not in DIRECTION_DATA or likelihood != "bernoulli":
-        reasons.append(
-            f"those are on binarized MNIST with a Bernoulli likelihood, and this run is on {data} with a "
-            f"{likelihood.capitalize()} likelihood"
-        )
-    judged = [
-        (name, k, truth(r["converged"]))
-        for name, k in settings
-        for _, r in summary[(summary["estimator"] == name) & (summary["num_samples"] == k)].iterrows()
-    ]
-    if any(j is False for *_, j in judged):
-        moving = ", ".join(f"`{name}` K={k}" for name, k, j in judged if j is False)
-        reasons.append(
-            f"the curves of {moving} had not levelled off (the published figures are of trained models)"
-        )
-    elif all(j is None for *_, j in judged):
-        reasons.append("training was too short to judge whether the curves had levelled off")
-    return "; ".join(reasons)
-
-
-def _shared_k(summary: pd.DataFrame, a: str, b: str) -> int | None:
-    """The largest K at which both estimators (iid draws) have a test log-likelihood."""
-    rows = summary[np.isfinite(summary[METRIC]) & (summary["sampler"] == "iid")]
-    ks = set(rows.loc[rows["estimator"] == a, "num_samples"]) & set(
-        rows.loc[rows["estimator"] == b, "num_samples"]
-    )
-    ks = {k for k in ks if k > 1}  # at K = 1 IWAE is the VAE and DReG is STL: no comparison to make
-    return int(max(ks)) if ks else None

@@ -22,12 +22,13 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import folder, summaries, verdicts
+from vaebench.analysis import folder, published, summaries, verdicts
+from vaebench.checks.claims import claims_table
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
 from vaebench.report import plots, scaling
-from vaebench.report.document import render
+from vaebench.report.document import render, resolved_likelihood
 
 FIGURES = {
     "variance": "variance_snr_vs_k.png",
@@ -91,13 +92,16 @@ def write_report(
     )
     files.write_json(out / "verdicts.json", verdicts_json(found, run, level))
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
-    laws, plot = scaling.write_scaling(out, frames["variance"], checkpoint)
-    if plot:
-        figures["scaling"] = plot
-    landing = _read_landing(out) if not laws.empty else pd.DataFrame()
+    laws, scaling_plots = scaling.write_scaling(out, frames["variance"], checkpoint, frames["laws"])
+    landing = _read_landing(out)
+    comparisons = published.published_comparisons(
+        summary, frames["convergence"], data=config.data.name, likelihood=resolved_likelihood(config)
+    )
+    claimed = claims_table(laws, landing, frames["quadrature"], comparisons)
+    files.write_csv(out / "claims.csv", claimed)
     text = render(
         run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing,
-        verdicts=found,
+        verdicts=found, claims=claimed, scaling_plots=scaling_plots,
     )  # fmt: skip
     path = out / "report.md"
     files.write_text(path, text)

@@ -13,6 +13,9 @@ forward cost per point-sample:
 - throughput unit (one K): (warmup + repeats + 1) · Σ_e t(e, K), its settings timed interleaved (one more step
   each reads the peak memory)
 - landing unit: `LANDING_S`, a fixed few seconds (a small model built for the check)
+- laws unit: Σ_K replicates(e, K) · (`LAWS_S_PER_REPLICATE` + K · `LAWS_S_PER_DRAW`), measured on the built
+  checkpoints (they are small and fixed: not the configured model)
+- quadrature unit: `QUADRATURE_S`
 
 The estimate is for one worker of ``threads`` threads on this machine; the total with ``W`` workers is the
 total over W, a lower bound (units do not divide evenly; throughput units run alone). Timing a few steps
@@ -32,9 +35,11 @@ from dataclasses import dataclass
 import torch
 
 from vaebench import rng
+from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.estimators import Setting
 from vaebench.measures.throughput import Timing, measure_throughput
+from vaebench.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.context import Context
 from vaebench.suite.units import ANCHOR, Unit
@@ -43,6 +48,16 @@ from vaebench.train import evaluate_elbo
 LANDING_S = 5.0
 """Seconds the STL check's unit takes (:mod:`vaebench.checks.landing`: 6 points x 2 estimators x 100
 replicates on an 8-3 linear model; about 2 s on one core of a 2-core machine, doubled to stay an upper bound)."""
+
+LAWS_S_PER_REPLICATE = 1e-3
+"""Seconds per replicate of a laws unit, besides its draws (measured; see :func:`estimate`)."""
+
+LAWS_S_PER_DRAW = 2e-5
+"""Seconds per replicate and latent draw of a laws unit (8 datapoints of the toy or the near-posterior VAE)."""
+
+QUADRATURE_S = 30.0
+"""Seconds of the 1-D quadrature check (200,000 draws x 45 settings; about 13 s on one core of an idle 2-core
+machine, doubled)."""
 
 THROUGHPUT_ROUNDS = 1
 """Passes of (warmup + repeats + 1) steps of each setting a throughput unit takes (one: its rounds share them)."""
@@ -75,7 +90,8 @@ def calibrate(config: SuiteConfig, ctx: Context, repeats: int = 5, warmup: int =
     x = ctx.dataset.train[: config.train.batch_size]
     if ctx.dataset.binarize == "dynamic":
         x = torch.bernoulli(x, generator=rng.generator(seed, "cost.data"))
-    shapes = {s for s in units.settings(config)}
+    trained = config.variance.enabled or config.train.enabled or config.throughput.enabled
+    shapes = {s for s in units.settings(config)} if trained else set()
     if config.variance.enabled:
         shapes.add(Setting(config.variance.anchor_estimator, 1))
     step_s = {}
@@ -120,7 +136,7 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     costs = []
     for unit in units.plan(config, test_points=test_points):
         if unit.kind == ANCHOR:
-            seconds = t.steps * ref_step + eval_s
+            seconds = 0.0 if config.model.name in BUILT_CHECKPOINTS else t.steps * ref_step + eval_s
         elif unit.kind == "variance":
             seconds = sum(
                 (v.replicates + v.baseline_samples) * step_s[(s.estimator, s.sampler, s.num_samples)]
@@ -128,6 +144,13 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
             )
         elif unit.kind == "landing":
             seconds = LANDING_S
+        elif unit.kind == "laws":
+            seconds = sum(
+                laws.replicates(unit.estimator, k) * (LAWS_S_PER_REPLICATE + k * LAWS_S_PER_DRAW)
+                for k in config.samples
+            )
+        elif unit.kind == "quadrature":
+            seconds = QUADRATURE_S
         elif unit.kind == "convergence":
             seconds = t.steps * step_s[_key(unit.setting)] + eval_s + ll_s
         else:  # every setting at the unit's K, timed interleaved; the hand-written step costs about reparam's
