@@ -137,6 +137,14 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "resume: run.json a list": (saved(b"[]"), r"run.json holds a JSON list"),
     "resume: run.json without config": (saved(b'{"status": "complete"}'), r"not a vaebench run.json \(no 'config' table\)"),
     "resume: not a run folder": (lambda t: ["run", "--resume", "--out", str(t)], "has no run.json: nothing to resume"),
+    # issue 25: inputs that regressed
+    "--out empty": (flags("--out", ""), r"--out is empty; name a folder"),
+    "--out blank": (flags("--out", "  "), r"--out is empty"),
+    "K that cannot fit in memory": (flags("--samples", "1,100000000"), r"samples K=100000000 would need about .* GiB per step on cpu .* choose K <= \d+"),
+    "K that cannot fit, dry run": (flags("--samples", "100000000", "--dry-run"), r"samples K=100000000 would need about"),
+    "checks.laws unknown": (toml('[checks]\nlaws = ["digits"]\n'), r"checks.laws entry 'digits'"),
+    "nothing to measure": (toml("[variance]\nenabled = false\n[train]\nenabled = false\n[throughput]\nenabled = false\n"), "this configuration measures nothing"),
+    "toy model at trained checkpoints": (toml('[data]\nname = "gaussian-toy"\n[variance]\ncheckpoints = ["init", "end"]\n'), r"the gaussian-toy model is measured at a built checkpoint"),
 }  # fmt: skip
 
 

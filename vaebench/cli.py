@@ -230,6 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
+    if args.out is not None and not args.out.strip():
+        raise VaebenchError("--out is empty; name a folder, or leave --out out to write under results/")
     if args.resume and args.out is None:
         raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():

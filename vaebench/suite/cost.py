@@ -42,6 +42,7 @@ from vaebench.measures.throughput import Timing, measure_throughput
 from vaebench.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.context import Context
+from vaebench.suite.memory import check_memory
 from vaebench.suite.units import ANCHOR, Unit
 from vaebench.train import evaluate_elbo
 
@@ -120,6 +121,7 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     """Every unit of ``config``'s plan with its estimated seconds on this machine (see the module's model)."""
     tick = time.perf_counter()
     ctx = ctx or Context(config, ".")
+    check_memory(config, ctx.dataset.x_dim, ctx.device)  # calibrating a K that cannot fit would not return
     before = torch.get_num_threads()
     if config.threads:  # as the units will run: many more threads than cores is many times slower
         torch.set_num_threads(config.threads)

@@ -38,6 +38,7 @@ import torch
 from vaebench import faults, files, interrupts
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
+from vaebench.suite.memory import check_memory
 from vaebench.errors import StorageError
 from vaebench.provenance import collect, git_revision, load_run, machine_load, now
 from vaebench.suite import dispatch, integrity, ownership, store, units
@@ -129,6 +130,7 @@ def run_suite(
     ctx = Context(config, out)
     ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
     check_data(config, ctx.dataset)
+    check_memory(config, ctx.dataset.x_dim, ctx.device)
     plan = units.plan(config, test_points=len(ctx.dataset.test))
     if resume:
         ownership.check_resume(
