@@ -127,7 +127,11 @@ def records() -> list[dict[str, Any]]:
     return [LOADED[key] for key in sorted(LOADED)]
 
 
-def reload(recorded: Iterable[dict[str, Any]]) -> None:
+RELOAD_FIX = "install the same version everywhere the run's units are computed"
+"""What :func:`reload` tells a worker whose copy of a plugin is not the driver's."""
+
+
+def reload(recorded: Iterable[dict[str, Any]], fix: str = RELOAD_FIX) -> None:
     """Load in this process (a worker) the plugins a driver recorded, checking that their source is the same.
 
     A plugin already loaded with the same source is left as it is, so calling this for every unit is cheap. A
@@ -137,7 +141,7 @@ def reload(recorded: Iterable[dict[str, Any]]) -> None:
 
     Raises:
         VaebenchError: a plugin does not import here, or its source differs from the driver's (the message
-            names both hashes and says what to do).
+            names both hashes and ends with ``fix``).
     """
     for rec in recorded:
         key = (rec["kind"], rec["name"])
@@ -155,8 +159,7 @@ def reload(recorded: Iterable[dict[str, Any]]) -> None:
         if have["sha256"] != rec["sha256"]:
             raise VaebenchError(
                 f"{rec['kind']} plugin {rec['name']!r}: this process's copy of {rec['module']} ({have['file']}, "
-                f"sha256 {have['sha256'][:12]}) differs from the one the run recorded ({rec['sha256'][:12]}); "
-                "install the same version everywhere the run's units are computed"
+                f"sha256 {have['sha256'][:12]}) differs from the one the run recorded ({rec['sha256'][:12]}); {fix}"
             )
 
 

@@ -128,6 +128,12 @@ def _holder(path: Path) -> str:
 # ------------------------------------------------------------------------------------------------ resume
 
 
+CHANGED_PLUGIN = (
+    "its source changed since this run started, and a results folder must not mix two versions of an "
+    "estimator: start a new run (another --out), or restore the recorded version to resume or report this one"
+)
+
+
 def saved_config(out: str | Path) -> SuiteConfig:
     """The configuration a results folder was run with (from its run.json), with the plugins it used loaded
     in this process from their records (:func:`vaebench.registry.reload`, which refuses changed code)."""
@@ -137,7 +143,7 @@ def saved_config(out: str | Path) -> SuiteConfig:
     if not isinstance(run.get("config"), dict):
         raise VaebenchError(f"{Path(out) / 'run.json'}: not a vaebench run.json (no 'config' table)")
     try:
-        registry.reload(run.get("plugins") or [])
+        registry.reload(run.get("plugins") or [], fix=CHANGED_PLUGIN)
         return from_dict(run["config"])
     except VaebenchError as err:
         raise VaebenchError(f"{Path(out) / 'run.json'}: {err}") from None
