@@ -22,3 +22,17 @@ def no_plugins_left_behind():
     from vaebench import registry
 
     registry.unload()
+
+
+RAY_MODULES = ("test_ray", "test_plugins_ray")
+"""Modules whose tests start a local Ray cluster (beside the ``ray``-marked tests of other modules)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Under pytest-xdist (`--dist loadgroup`, the project's default) the tests of one module run in one worker,
+    # so a module-scoped fixture (a shared baseline run) is built once; every test that starts a Ray cluster
+    # runs in one worker, one after another, since two clusters would share ~/.ray and the session folders.
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+        ray = module in RAY_MODULES or item.get_closest_marker("ray") is not None
+        item.add_marker(pytest.mark.xdist_group("ray" if ray else module))

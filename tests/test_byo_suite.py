@@ -126,6 +126,7 @@ def test_an_npz_data_set_runs_and_its_sha256_is_recorded(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_example_runs_on_a_local_ray_cluster(tmp_path: Path, on_path) -> None:
     pytest.importorskip("ray")
     import ray

@@ -38,7 +38,7 @@ from vaebench.suite.units import plan
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo", "--samples", "2", "--seeds", "0", "--steps", "20", "--quiet"]  # fmt: skip
+SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo", "--samples", "2", "--seeds", "0", "--steps", "20", "--workers", "1", "--quiet"]  # fmt: skip
 TABLES = ("variance", "convergence", "throughput", "summary")
 TIMING = re.compile(r"time|seconds|_s_|_s$|per_s|work_normalized|flops|ceiling|memory|step_ms|load_|ratio")
 """Columns that measure time or memory: they differ between two identical runs."""
