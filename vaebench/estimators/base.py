@@ -106,7 +106,11 @@ class Estimator(nn.Module):
         self.register_load_state_dict_post_hook(_loaded)
 
     def forward(
-        self, model: nn.Module, x: Tensor, num_samples: int = 1, generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        x: Tensor,
+        num_samples: int = 1,
+        generator: torch.Generator | Tensor | None = None,
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
@@ -137,8 +141,21 @@ class Estimator(nn.Module):
         """Known positive factor this estimator applies to its encoder gradient (1 for unbiased ones)."""
         return 1.0
 
-    def sample(self, q: Normal, num_samples: int, generator: torch.Generator | None) -> Tensor:
-        """z = μ + σ ⊙ ε [K, B, Z] from q [B, Z], ε drawn by this estimator's sampler."""
+    def sample(self, q: Normal, num_samples: int, generator: torch.Generator | Tensor | None) -> Tensor:
+        """z = μ + σ ⊙ ε [K, B, Z] from q [B, Z], ε drawn by this estimator's sampler.
+
+        ``generator`` may also be ε itself, a tensor [K, B, Z] drawn beforehand with this estimator's sampler:
+        training draws the noise outside the estimator where a ``torch.Generator`` cannot go (a compiled step)
+        or where each seed's rows need their own generator (seeds stacked as one program,
+        :mod:`vaebench.train.stacking`).
+        """
+        if isinstance(generator, Tensor):
+            if generator.shape != (num_samples, *q.loc.shape):
+                raise VaebenchError(
+                    f"drawn noise must have shape [K, B, Z] = {[num_samples, *q.loc.shape]}, "
+                    f"got {list(generator.shape)}"
+                )
+            return q.loc + q.scale * generator
         return sample_posterior(q, num_samples, generator, self.sampler)
 
     def _output(self, objective: Tensor, score: Tensor | None = None) -> EstimatorOutput:
