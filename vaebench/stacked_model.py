@@ -194,6 +194,8 @@ class StackedGaussianVAE(nn.Module):
         """Seed ``index``'s ``state_dict`` as its own GaussianVAE names it (copies); ``grad``: its gradients."""
 
         def value(p: Tensor) -> Tensor:
+            if grad and p.grad is None:  # a parameter the backward pass did not reach
+                return torch.zeros_like(p[index])
             return (p.grad if grad else p).detach()[index]
 
         state = {
