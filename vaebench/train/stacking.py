@@ -141,7 +141,9 @@ class StackedNVIL(ReinforceNVIL):
         """Seed ``index``'s ``state_dict`` as its own ``reinforce-nvil`` names it (copies)."""
         state = {name: getattr(self, name)[index].clone() for name in ("center", "variance", "steps")}
         net = self.baseline_net.unflatten(self.baseline_net.weights.detach()[index])
-        state.update({f"baseline_net.{k}": v.clone() for k, v in net.items()})
+        state.update(
+            {f"baseline_net.{k}": v.clone(memory_format=torch.contiguous_format) for k, v in net.items()}
+        )
         return state
 
 
