@@ -17,7 +17,7 @@ from vaebench.data import load_dataset
 from vaebench.estimators import ReinforceMovingAverage, Reparam, Setting
 from vaebench.model import GaussianVAE
 from vaebench.optim import make_optimizer
-from vaebench.train import TrainSpec, train
+from vaebench.train import Checkpointer, TrainSpec, train, train_seeds
 from vaebench.train.divergence import Latch, UpdateGuard
 
 AT = 8  # the call (= step) at which the estimators below go bad
@@ -153,3 +153,43 @@ def test_a_guarded_update_leaves_frozen_seeds_as_they_were():
     p.grad = torch.tensor([[1.0, 1.0], [math.nan, 1.0], [1.0, 1.0]])
     guard.step(torch.tensor([False, True, False]))
     assert p[1].tolist() == [1.0, 1.0] and (p[[0, 2]] < 1).all()
+
+
+class EveryThirdStep(Checkpointer):
+    """Due at every third step; stops the run (like a kill) right after its n-th save."""
+
+    def __init__(self, path, n: int):
+        super().__init__(path, every_s=0.0)
+        self.n, self.asked = n, 0
+
+    def due(self) -> bool:
+        self.asked += 1
+        return self.asked % 3 == 0
+
+    def save(self, state) -> None:
+        super().save(state)
+        if self.saves == self.n:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_latched_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path, digits, stacked):
+    spec = TrainSpec(steps=20, eval_every=10, check_every=7)  # saves at steps 3, 6, 9 fall between reads
+    setting = Setting("reinforce-ma", 2)
+
+    def run_with(checkpoint):
+        if stacked:
+            models = [GaussianVAE(64, 4, hidden=(16,), seed=s) for s in (0, 1)]
+            return train_seeds(models, setting, digits, spec, seeds=[0, 1], checkpoint=checkpoint)
+        return [train(GaussianVAE(64, 4, hidden=(16,), seed=0), setting, digits, spec, checkpoint=checkpoint)]
+
+    whole = run_with(None)
+    path = tmp_path / "unit.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run_with(EveryThirdStep(path, 3))
+    resumed = run_with(Checkpointer(path, every_s=1e9))
+    for a, b in zip(resumed, whole, strict=True):
+        pd.testing.assert_frame_equal(
+            a.history.drop(columns="wall_time_s"), b.history.drop(columns="wall_time_s")
+        )
+        assert all(torch.equal(a.final_state[k], v) for k, v in b.final_state.items())

@@ -134,12 +134,13 @@ class Run:
                 if batch < skip:  # drawn before the checkpoint: the data order's generator replays them
                     continue
                 stop = self._stop_reason() or self._step(xs, batches)
-                if not stop and self.latch is not None and self._read_due(checkpoint):
+                save = checkpoint is not None and checkpoint.due()  # decided once: a save follows a read
+                if not stop and self.latch is not None and self._read_due(save):
                     stop = self._read(batches)
                 if stop:
                     break
                 bar.update(1)
-                self._after_step(epoch, batch, checkpoint, bar)
+                self._after_step(epoch, batch, checkpoint if save else None, bar)
             epoch, skip = epoch + 1, 0
         for lane in list(self.alive):
             self._end(lane, stop)
@@ -148,12 +149,13 @@ class Run:
         return self.lanes
 
     def _after_step(self, epoch: int, batch: int, checkpoint: Checkpointer | None, bar) -> None:
+        """Record, keep and save (``checkpoint``: the one to save to now, or None) after a step."""
         step = self.alive[0].counts.step
         if step % self.schedule.eval_every == 0:
             self._record()
             bar.set_postfix(test_elbo=f"{self.alive[0].recorder.last_elbo:.2f}", refresh=False)
         self._snapshot()
-        if checkpoint is not None and checkpoint.due():
+        if checkpoint is not None:
             checkpoint.save(self.program.capture(self.lanes, epoch, batch + 1))
 
     def _record(self) -> None:
@@ -213,14 +215,14 @@ class Run:
             if self.latch is not None:
                 lane.pending.append((samples, 0.0 if compiling else share))
 
-    def _read_due(self, checkpoint: Checkpointer | None) -> bool:
+    def _read_due(self, save: bool) -> bool:
         """Whether the latched check must be read now: every N steps and before anything reads the run."""
         step = self.alive[0].counts.step
         return (
             step % self.spec.check_every == 0
             or step % self.schedule.eval_every == 0
             or step in self.spec.keep
-            or (checkpoint is not None and checkpoint.due())
+            or save
             or bool(self._stop_reason())
         )
 
