@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
 from vaebench.errors import VaebenchError
 from vaebench.progress import bar as progress_bar
@@ -173,17 +174,15 @@ class Run:
         program, seeds = self.program, len(self.alive)
         x = program.batch(xs)
         start = time.perf_counter()
-        loss, bad = program.forward_backward(x)
+        loss, norm = program.forward_backward(x)
         start += program.excluded  # a one-off check inside the step is not training
         program.excluded = 0.0
-        compiling = program.compiling
+        compiling, bound = program.compiling, self.spec.divergence_bound
         if self.latch is None:
             # One host read per step: the check must come before the update it would refuse, and the same
-            # read brings the losses for the record.
-            values = torch.cat([bad.to(loss.dtype), loss]).tolist()
+            # read brings the losses for the record. NaN compares False: out of bounds.
+            losses, bad_positions = read_check(loss, norm, bound)
             elapsed = time.perf_counter() - start
-            flags, losses = values[:seeds], values[seeds:]
-            bad_positions = [i for i, flag in enumerate(flags) if flag]
             for i in bad_positions:
                 self.alive[i].diverged_step = self.alive[i].counts.step + 1
             self._stop_lanes(bad_positions, "diverged", batches)
@@ -196,6 +195,7 @@ class Run:
             for lane, value in zip(self.alive, kept, strict=True):
                 lane.recorder.window.append(-value)
         else:
+            bad = ~((loss.abs() <= bound) & (norm.to(loss.dtype) <= bound))
             frozen_before = self.latch.observe(bad, self.alive[0].counts.step + 1, loss)
             program.restore_state(frozen_before)
             program.update(self.latch.frozen)
@@ -284,3 +284,14 @@ class Run:
             if reached[key] >= limit:
                 return f"budget:{key}"
         return ""
+
+
+def read_check(loss: Tensor, norm: Tensor, bound: float) -> tuple[list[float], list[int]]:
+    """The per-step divergence check, one host read: the losses [S] and the seeds out of bounds.
+
+    A seed is out of bounds when its loss or its gradient norm is NaN, Inf or beyond ``bound``.
+    """
+    seeds = loss.shape[0]
+    values = torch.cat([loss, norm.to(loss.dtype)]).tolist()
+    losses, norms = values[:seeds], values[seeds:]
+    return losses, [i for i in range(seeds) if not (abs(losses[i]) <= bound and norms[i] <= bound)]
