@@ -20,7 +20,8 @@ machines with more cores.
 The ratios (``reparam-K1 / handwritten`` and the others of issue 6) are computed from the medians of the
 benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% bootstrap intervals of
 the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``;
-``test_variance_speed.py``'s speed-ups over the plain loop likewise, under ``"vaebench_variance_speedups"``.
+``test_variance_speed.py``'s speed-ups over the plain loop likewise, under ``"vaebench_variance_speedups"``, and
+``test_seeds_speed.py``'s (stacked seeds, compiled steps) under ``"vaebench_seed_speedups"``.
 """
 
 from __future__ import annotations
