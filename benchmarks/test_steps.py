@@ -6,6 +6,10 @@ than iid on the pathwise estimators at K = 10 (``reparam-rqmc-K10``: what a step
 :func:`vaebench.measures.throughput.build_step` builds and the throughput measure times: the estimator's
 forward, backward and a fused Adam step, on the 784-400-20 VAE with B = 128 (see ``conftest.py``).
 
+``test_step_by_latent_dimension`` times ``mvd`` next to ``reparam`` at K = 1 on the same VAE with Z = 8 and
+Z = 50 (``mvd-Z8-K1``, ``reparam-Z50-K1``, ...): the measure-valued derivative evaluates log p at 4Z points
+per sample, so its step's cost grows with Z where reparam's barely does.
+
 ``test_handwritten_step`` times the pytorch/examples VAE step written out plainly in the same session (first,
 next to ``reparam-K1``, so that drifting machine load affects their ratio least);
 ``test_matmul`` times the large matmul whose FLOP/s is the ceiling the steps are compared with. The ratios of
@@ -23,6 +27,7 @@ from vaebench.measures.throughput import build_handwritten_step, build_step, cou
 SAMPLES = (1, 10)
 MATMUL_SIZE = 1024
 SAMPLER_CASES = [("reparam", "antithetic", 10), ("reparam", "rqmc", 10), ("stl", "rqmc", 10)]
+LATENT_CASES = [(name, z) for z in (8, 50) for name in ("reparam", "mvd")]
 
 
 def _cases():
@@ -72,3 +77,9 @@ def test_matmul(benchmark, device):
     benchmark.group = "matmul ceiling"
     benchmark.extra_info["flops"] = 2 * MATMUL_SIZE**3
     benchmark(product)
+
+
+@pytest.mark.parametrize(("name", "z_dim"), LATENT_CASES, ids=[f"{n}-Z{z}-K1" for n, z in LATENT_CASES])
+def test_step_by_latent_dimension(name, z_dim, vae_factory, batch, device, time_step):
+    step, info = build_step(vae_factory(z_dim=z_dim), name, batch, 1, device=device, seed=0)
+    time_step(f"{name}-Z{z_dim}-K1", step, info, group="step by Z, K=1")

@@ -120,8 +120,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "IDX test set empty": (idx((2, 2, 2), (0, 2, 2)), r"t10k-images-idx3-ubyte: holds 0 images"),
     "reinforce-loo as anchor": (toml('[variance]\nanchor_estimator = "reinforce-loo"\n'), r"variance.anchor_estimator 'reinforce-loo' needs K >= 2, but the anchor run trains at K = 1"),
     # item 8
-    "synthetic, dequantize asked for": (toml('[data]\nname = "synthetic"\ndequantize = true\n'), r"data.dequantize true does not fit synthetic data.*set data.dequantize = false"),
-    "synthetic, Bernoulli asked for": (toml('[data]\nname = "synthetic"\n[model]\nlikelihood = "bernoulli"\n'), r"model.likelihood 'bernoulli' does not fit synthetic data"),
+    "synthetic, dequantize asked for": (toml('[data]\nname = "synthetic"\ndequantize = true\n'), r"data.dequantize true does not fit synthetic, which holds real values.*set data.dequantize = false"),
+    "synthetic, Bernoulli asked for": (toml('[data]\nname = "synthetic"\n[model]\nlikelihood = "bernoulli"\n'), r"model.likelihood 'bernoulli' does not fit synthetic, which holds real values"),
     "synthetic, binarize asked for": (toml('[data]\nname = "synthetic"\nbinarize = "dynamic"\ndequantize = false\n'), r"data.binarize 'dynamic' does not fit synthetic"),
     # item 9
     "batch larger than the data": (toml("[train]\nbatch_size = 5000\n"), r"train.batch_size 5000 is larger than the training set \(1437 examples of digits\)"),
@@ -137,6 +137,14 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "resume: run.json a list": (saved(b"[]"), r"run.json holds a JSON list"),
     "resume: run.json without config": (saved(b'{"status": "complete"}'), r"not a vaebench run.json \(no 'config' table\)"),
     "resume: not a run folder": (lambda t: ["run", "--resume", "--out", str(t)], "has no run.json: nothing to resume"),
+    # issue 25: inputs that regressed
+    "--out empty": (flags("--out", ""), r"--out is empty; name a folder"),
+    "--out blank": (flags("--out", "  "), r"--out is empty"),
+    "K that cannot fit in memory": (flags("--samples", "1,100000000"), r"samples K=100000000 would need about .* GiB per step on cpu .* choose K <= \d+"),
+    "K that cannot fit, dry run": (flags("--samples", "100000000", "--dry-run"), r"samples K=100000000 would need about"),
+    "checks.laws unknown": (toml('[checks]\nlaws = ["digits"]\n'), r"checks.laws entry 'digits'"),
+    "nothing to measure": (toml("[variance]\nenabled = false\n[train]\nenabled = false\n[throughput]\nenabled = false\n"), "this configuration measures nothing"),
+    "toy model at trained checkpoints": (toml('[data]\nname = "gaussian-toy"\n[variance]\ncheckpoints = ["init", "end"]\n'), r"the gaussian-toy model is measured at a built checkpoint"),
 }  # fmt: skip
 
 

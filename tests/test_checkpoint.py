@@ -20,7 +20,7 @@ from vaebench.suite.context import Context
 from vaebench.suite.ownership import saved_config
 from vaebench.train import Checkpointer, TrainSpec, train
 
-TIMING = ("wall_time_s", "train_time_s", "seconds", "step_ms", "work_normalized", "_s_", "per_s")
+TIMING = ("wall_time_s", "train_time_s", "seconds", "step_ms", "work_normalized", "_s_", "per_s", "ratio")
 
 
 class Preempted(Exception):

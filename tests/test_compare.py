@@ -14,9 +14,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from vaebench.analysis.compare import RunResults, caveats, compare, differences, only_in_one
-from vaebench.analysis.compare_text import render
 from vaebench.analysis.guard import check, family_level, parse_rule
 from vaebench.errors import VaebenchError
+from vaebench.report.compare import render
 from vaebench.stats import welch_interval
 
 Z = scipy_stats.norm.isf(0.025)

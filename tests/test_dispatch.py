@@ -21,7 +21,20 @@ pytestmark = pytest.mark.slow
 
 # the quick preset shrunk to 3 estimators (a score-function one among them): every kind of unit, ~10 s a run
 SMALL = ["--preset", "quick", "--estimators", "reparam,reinforce-loo,iwae", "--seeds", "0", "--quiet"]
-TIMING = ("time", "seconds", "step_ms", "work_normalized", "_s_", "per_s", "memory", "flops", "ceiling")
+TIMING = (
+    "time",
+    "seconds",
+    "step_ms",
+    "work_normalized",
+    "_s_",
+    "per_s",
+    "memory",
+    "flops",
+    "ceiling",
+    "round_s",
+    "load_",
+    "ratio",
+)
 """Words of the columns that measure time or memory: they differ between two identical runs."""
 
 

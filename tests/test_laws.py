@@ -125,9 +125,9 @@ def test_the_near_posterior_checkpoint_is_near_its_posterior():
     near, x = checkpoint("near-posterior", batch_size=16)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), near.parameters(), strict=True))
     kl = kl_to_posterior(near, x).mean().item()
-    assert 0 < kl < 1e-2  # a 0.003 perturbation: about 1.5e-3 nats per datapoint
+    assert 0 < kl < 0.5  # near: mostly the over-dispersion's part, 3 (1.2² - 1 - log 1.2²) / 2 = 0.11 nats
     summary = weight_summary(near, x, 2000)
-    assert summary["chi2_max"] < 0.05 and summary["khat_max"] < 0.25
+    assert summary["khat_max"] < 0.25  # over-dispersed: bounded weights, DReG's E[w^4] condition holds
     with pytest.raises(VaebenchError, match="unknown checkpoint"):
         checkpoint("digits")
 

@@ -25,7 +25,20 @@ pytestmark = pytest.mark.slow
 
 ESTIMATORS = ["reparam", "reinforce-loo", "iwae"]
 SMALL = ["--preset", "quick", "--estimators", ",".join(ESTIMATORS), "--seeds", "0", "--quiet"]
-TIMING = ("time", "seconds", "step_ms", "work_normalized", "_s_", "per_s", "memory", "flops", "ceiling")
+TIMING = (
+    "time",
+    "seconds",
+    "step_ms",
+    "work_normalized",
+    "_s_",
+    "per_s",
+    "memory",
+    "flops",
+    "ceiling",
+    "round_s",
+    "load_",
+    "ratio",
+)
 """Words of the columns that measure time or memory: they differ between two identical runs."""
 
 

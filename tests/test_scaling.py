@@ -21,10 +21,8 @@ from vaebench.analysis.scaling import (
     scaling_laws,
 )
 from vaebench.checks.landing import landed, stl_landing
-from vaebench.config import preset
 from vaebench.report.writer import write_report
 from vaebench.stats import normal_quantile
-from vaebench.suite.units import plan
 
 GRID = np.array([1, 3, 10, 30, 100])
 WIDE = np.array([1, 3, 10, 30, 100, 300, 1000])
@@ -222,6 +220,34 @@ def test_the_laws() -> None:
     assert law("reinforce-loo", "iid", "encoder", "trace_var").k_min == ASYMPTOTIC_K
 
 
+def test_the_laws_of_the_new_families() -> None:
+    # mvd: an average of K independent one-sample estimates, exact at every K; MIWAE/PIWAE: Rainforth et
+    # al.'s Theorem 1 at fixed M; the wake phase: a self-normalised estimate of a K-independent gradient.
+    assert law("mvd", "iid", "encoder", "trace_var") == law("reparam", "iid", "encoder", "trace_var")
+    assert law("mvd", "iid", "decoder", "trace_var").k_min == 1
+    assert (
+        law("miwae", "iid", "encoder", "snr_norm").slope
+        == law("piwae", "iid", "encoder", "snr_norm").slope
+        == -0.5
+    )
+    assert (
+        law("miwae", "iid", "decoder", "snr_norm").slope
+        == law("piwae", "iid", "decoder", "snr_norm").slope
+        == 0.5
+    )
+    for name in ("rws", "rws-dreg"):
+        assert (
+            law(name, "iid", "encoder", "snr_norm").slope
+            == law(name, "iid", "decoder", "snr_norm").slope
+            == 0.5
+        )
+        assert law(name, "iid", "encoder", "snr_norm").k_min == ASYMPTOTIC_K
+    for name in ("renyi", "renyi-dreg", "ciwae", "tail-adaptive"):  # option-dependent or no fixed target
+        assert all(
+            law(name, "iid", g, f) is None for g in ("encoder", "decoder") for f in ("trace_var", "snr_norm")
+        )
+
+
 def test_stl_variance_vanishes_at_the_exact_posterior() -> None:
     frame = stl_landing(replicates=10, batch_size=8, steps=(1.0, 0.1, 0.0))
     ratio = landed(frame)
@@ -251,31 +277,6 @@ def test_the_report_has_a_scaling_section(tmp_path: Path) -> None:
     )
     text = write_report(tmp_path).read_text()
     assert "### STL at the exact posterior" in text and "**agrees**: STL's variance falls to zero" in text
-
-
-def test_the_scaling_preset_measures_variance_only() -> None:
-    config = preset("scaling")
-    kinds = {u.kind for u in plan(config)}
-    assert kinds == {"reference", "variance", "landing"}
-    assert len(config.samples) >= 3
-
-
-def test_the_scaling_preset_runs_end_to_end_shrunk(tmp_path: Path) -> None:
-    """The preset through the command line, shrunk: variance only, and a report with the scaling section."""
-    from vaebench import cli
-
-    tiny = tmp_path / "tiny.toml"
-    tiny.write_text(
-        'preset = "scaling"\nestimators = ["reparam", "iwae"]\nsamples = [1, 3, 10, 30]\n'
-        "[train]\nsteps = 20\n[variance]\nreplicates = 10\nseeds = [0]\nbaseline_samples = 2\n"
-    )
-    out = tmp_path / "run"
-    assert cli.main(["run", "--config", str(tiny), "--out", str(out)]) == 0
-    assert not (out / "convergence.csv").exists() or pd.read_csv(out / "convergence.csv").empty
-    laws = pd.read_csv(out / "scaling.csv")
-    assert {"reparam", "iwae"} <= set(laws["estimator"])
-    text = (out / "report.md").read_text()
-    assert "## Scaling laws in K" in text and "No estimator was trained" in text
 
 
 def test_laws_without_a_fit_are_returned_on_request() -> None:

@@ -23,16 +23,19 @@ from vaebench.measures.throughput import (
     HandwrittenVAE,
     StepOptions,
     Timing,
+    build_step,
     count_linear_flops,
     handwritten_loss,
     handwritten_step,
     matmul_ceiling,
     measure_handwritten,
+    measure_interleaved,
     measure_throughput,
     summarize_times,
+    time_interleaved,
 )
 from vaebench.model import GaussianVAE
-from vaebench.suite.units import plan
+from vaebench.suite.units import plan, timed_settings, times_handwritten
 
 D, Z, H, B = 10, 3, 7, 5
 FAST = {"timing": Timing(repeats=3, warmup=1)}
@@ -149,15 +152,49 @@ def test_k_below_the_minimum_is_refused_and_the_suite_never_plans_it():
     with pytest.raises(VaebenchError, match="K >= 2"):
         measure_throughput(small_model(), make_estimator("reinforce-loo"), binary_batch(), 1, **FAST)
     config, _ = resolve(overrides={"estimators": ["reinforce-loo", "reparam"], "samples": [1, 2]})
-    timed = {u.setting for u in plan(config) if u.kind == "throughput"}
-    assert timed == {None, Setting("reinforce-loo", 2), Setting("reparam", 1), Setting("reparam", 2)}
+    timed = {u.name: timed_settings(u, config) for u in plan(config) if u.kind == "throughput"}
+    # one unit per K, its settings timed together
+    assert timed == {
+        "K1": [Setting("reparam", 1)],
+        "K2": [Setting("reinforce-loo", 2), Setting("reparam", 2)],  # in the configuration's order
+    }
 
 
-def test_the_handwritten_row_is_planned_for_one_hidden_layer_models_only():
-    config, _ = resolve(overrides={"estimators": ["reparam"], "samples": [1]})
-    assert any(u.handwritten for u in plan(config))
+def test_the_handwritten_step_joins_the_smallest_k_for_one_hidden_layer_models_only():
+    config, _ = resolve(overrides={"estimators": ["reparam"], "samples": [4, 2]})
+    timed = [u for u in plan(config) if u.kind == "throughput"]
+    assert [(u.name, times_handwritten(u, config)) for u in timed] == [("K2", True), ("K4", False)]
     deep = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=(H, H)))
-    assert not any(u.handwritten for u in plan(deep))
+    assert not any(times_handwritten(u, deep) for u in plan(deep))
+
+
+def test_interleaved_steps_are_taken_round_robin_rotated_each_round():
+    calls: list[str] = []
+    steps = [lambda name=name: calls.append(name) for name in "abc"]
+    times = time_interleaved(steps, torch.device("cpu"), rounds=3, per_round=2, warmup=1)
+    assert times.shape == (3, 3, 2) and (times >= 0).all()
+    warm, timed = calls[:3], calls[3:]
+    assert warm == ["a", "b", "c"]
+    # round r starts at step r, each step for a block of 2 consecutive calls
+    assert timed == [*"aabbcc", *"bbccaa", *"ccaabb"]
+    with pytest.raises(VaebenchError, match="rounds"):
+        time_interleaved(steps, torch.device("cpu"), rounds=0, per_round=1, warmup=0)
+
+
+def test_settings_timed_together_share_a_group_and_keep_their_own_rows():
+    x = binary_batch()
+    built = [build_step(small_model(), name, x, 2) for name in ("reparam", "dreg")]
+    frame = measure_interleaved(built, timing=Timing(repeats=4, warmup=1, rounds=2), group="K2")
+    assert list(frame["estimator"]) == ["reparam", "dreg"] and set(frame["timing_group"]) == {"K2"}
+    for _, row in frame.iterrows():
+        assert_figures(row)
+        assert (row["rounds"], row["round_steps"], row["repeats"]) == (2, 2, 4)
+        per_round = [float(t) for t in row["round_s"].split()]
+        assert len(per_round) == 2 and all(t > 0 for t in per_round)
+        assert row["load_before"] is None or row["load_before"] >= 0
+    assert Timing(repeats=50).schedule == (10, 5) and Timing(repeats=3).schedule == (3, 1)
+    with pytest.raises(VaebenchError, match="rounds"):
+        Timing(repeats=3, rounds=4)
 
 
 def test_measuring_leaves_callers_objects_unchanged():

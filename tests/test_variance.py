@@ -63,7 +63,8 @@ def pooled_noise(monkeypatch):
     Row i of the pool goes to the i-th datapoint row asked for: the tiled engine's one call on R·B rows and
     the naive engine's R calls on B rows each then give replicate r, datapoint b the same ε.
     """
-    pool = torch.randn(4000, 4, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    # 32 draws per row: the M x K draws of miwae and piwae, and mvd's 10 standard normals per sample, at K <= 3.
+    pool = torch.randn(4000, 32, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     state = {"row": 0}
 
     def sample(q, num_samples, generator=None, sampler="iid"):

@@ -6,7 +6,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 
 1. **ground**: ``errors``, ``rng`` (every random stream), ``stats``, ``progress``, ``provenance``, ``files``
    (every write, atomic), ``faults`` (fault-injection hooks), ``interrupts`` (signals), ``devices`` (the one
-   device rule), ``plugins`` (finding and hashing a user's modules);
+   device rule), ``plugins`` (finding and hashing a user's modules), ``presets`` (their names, for ``--help``);
 2. **core**: ``model``, ``stacked_model`` (S seeds of a model as one module, for training seeds together),
    ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
    registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
@@ -14,7 +14,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;
-6. **analysis**: tables in, tables out (summaries, plateaus, scaling fits);
+6. **analysis**: tables in, tables out (summaries, plateaus, scaling fits, step-time ratios of interleaved
+   timing, and the verdicts of the report's bottom line);
 7. **checks**: exact-gradient verification, the STL landing, the pytorch-recipe reproduction;
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;
@@ -25,21 +26,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "ground",
-        (
-            "errors",
-            "rng",
-            "stats",
-            "progress",
-            "provenance",
-            "files",
-            "faults",
-            "interrupts",
-            "devices",
-            "plugins",
-        ),
-    ),
+    ("ground", ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices",
+                "plugins", "presets")),
     ("core", ("model", "stacked_model", "toy", "exact", "data", "estimators", "optim", "registry")),
     ("config", ("config",)),
     ("train", ("train",)),
@@ -49,5 +37,5 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("suite", ("suite",)),
     ("report", ("report",)),
     ("commands", ("cli", "__main__", "verify", "training")),
-)
+)  # fmt: skip
 """The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""

@@ -22,8 +22,9 @@ import signal
 import sys
 from pathlib import Path
 
-from vaebench import faults, interrupts
+from vaebench import __version__, faults, interrupts
 from vaebench.errors import StorageError, VaebenchError
+from vaebench.presets import PRESET_DESCRIPTIONS
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_UNITS = 1
@@ -33,14 +34,13 @@ EXIT_TERMINATED = 143
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vaebench.config import PRESET_DESCRIPTIONS
-
     parser = argparse.ArgumentParser(prog="vaebench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list,verify}")
+    parser.add_argument("--version", action="version", version=f"vaebench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list,verify,compare}")
 
     run = sub.add_parser(
         "run",
-        help="run the benchmark suite (default: every estimator x K in {1, 10} x 3 seeds on digits)",
+        help="run the benchmark suite (default: the 13 classic estimators x K in {1, 10} x 3 seeds on digits)",
         description="Run the suite: gradient variance, convergence with test log-likelihood, and throughput. "
         "Options are applied in order: --preset, then --config, then the other flags.",
     )
@@ -50,11 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(PRESET_DESCRIPTIONS),
         help="base settings: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items()),
     )
-    run.add_argument("--estimators", metavar="NAMES", help="comma-separated estimator names, or 'all'")
+    run.add_argument(
+        "--estimators",
+        metavar="NAMES",
+        help="comma-separated estimator names (a plugin's too, or module:Class), or 'all' (every registered one)",
+    )
+    run.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE",
+        help="load a module of your own first (its ESTIMATORS, MODELS, DATASETS dicts); repeatable",
+    )
     run.add_argument("--samples", metavar="KS", help="comma-separated K values, e.g. 1,10")
     run.add_argument("--samplers", metavar="NAMES", help="comma-separated samplers: iid, antithetic, rqmc")
-    run.add_argument("--seeds", metavar="SEEDS", help="comma-separated seeds, e.g. 0,1,2")
-    run.add_argument("--dataset", metavar="NAME", help="digits, fashion-mnist, mnist or synthetic")
+    run.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="comma-separated seeds, e.g. 0,1,2: one training run of every setting per seed, and the variance "
+        "measured on the minibatch of each (unless [variance] seeds is set); the anchor run and the step "
+        "timing use the first",
+    )
+    run.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="digits, fashion-mnist, mnist, synthetic, gaussian-toy, a plugin's, or a .npz/.npy/.csv file",
+    )
     run.add_argument("--data-dir", metavar="DIR", help="folder with the IDX files of fashion-mnist / mnist")
     run.add_argument("--steps", metavar="N", help="training steps per run")
     run.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto")
@@ -88,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild a results folder's report (tables, plots, report.md)")
     report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
 
-    sub.add_parser("list", help="list the estimators (with citations), data sets and presets")
+    listing = sub.add_parser(
+        "list",
+        help="list the estimators (with citations and options), data sets, models, presets and plugins",
+    )
+    listing.add_argument(
+        "--plugin", action="append", metavar="MODULE", help="load a module of your own first"
+    )
 
     verify = sub.add_parser(
         "verify",
@@ -97,12 +123,38 @@ def build_parser() -> argparse.ArgumentParser:
         "estimates must match it coordinate by coordinate (Bonferroni, false-alarm rate 1e-3), or miss it where "
         "the estimator declares a bias. Exit status 1 if any estimator does not behave as it declares.",
     )
-    verify.add_argument("names", nargs="*", metavar="NAME", help="estimators (default: every registered one)")
+    verify.add_argument(
+        "names", nargs="*", metavar="NAME", help="estimators, or module:Class (default: every registered one)"
+    )
+    verify.add_argument("--plugin", action="append", metavar="MODULE", help="load a module of your own first")
     verify.add_argument(
         "--samplers",
         default="all",
         metavar="NAMES",
         help="comma-separated samplers, or 'all' (default): each estimator is checked with those it offers",
+    )
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare run B with run A: paired differences with intervals for the settings both measured",
+        description="Match the settings two results folders share and print B against A with intervals: encoder "
+        "and decoder variance ratio, SNR, test ELBO and log-likelihood (paired by seed where the seeds match), "
+        "step-time ratio. Both folders are read through the same integrity checks as `report`.",
+    )
+    compare.add_argument(
+        "a", metavar="A", help="the folder to compare against (e.g. results/reference/default)"
+    )
+    compare.add_argument("b", metavar="B", help="the new run")
+    compare.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    compare.add_argument("--force", action="store_true", help="compare even if the data or the model differ")
+    compare.add_argument(
+        "--fail-on",
+        metavar="RULE",
+        action="append",
+        help="exit 1 if B is worse than A beyond its interval, e.g. trace_var:5%% (repeatable)",
+    )
+    compare.add_argument(
+        "--checkpoint", metavar="LABEL", help="the variance checkpoint (default: both runs' last)"
     )
     return parser
 
@@ -132,9 +184,14 @@ def _int(flag: str, text: str) -> int:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The nested config overrides (as in the TOML) that the flags of ``run`` ask for."""
+    from vaebench import registry
     from vaebench.estimators import ESTIMATORS
 
     over: dict = {}
+    if args.plugin:
+        over["plugins"] = list(args.plugin)
+        for module in args.plugin:  # loaded now, so that 'all' below counts their estimators too
+            registry.load_module(module)
     if args.estimators is not None:
         names = _split(args.estimators)
         over["estimators"] = list(ESTIMATORS) if names == ["all"] else names
@@ -173,6 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
+    if args.out is not None and not args.out.strip():
+        raise VaebenchError("--out is empty; name a folder, or leave --out out to write under results/")
     if args.resume and args.out is None:
         raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -273,14 +332,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from vaebench.config import PRESET_DESCRIPTIONS
-    from vaebench.data import DATASETS
-    from vaebench.estimators import ESTIMATORS, SAMPLERS, options_of
+    import inspect
+
+    from vaebench import plugins, registry
+    from vaebench.data import DATASET_PLUGINS, DATASETS
+    from vaebench.estimators import ESTIMATORS, SAMPLERS
+
+    for module in args.plugin or []:
+        registry.load_module(module)
+
+    def options(cls) -> str:
+        params = inspect.signature(cls.__init__).parameters.values()
+        shown = [f"{p.name}={p.default!r}" for p in params if p.name != "self" and p.default is not p.empty]
+        return ",".join(shown) or "-"
 
     print("estimators:")
     width = max(map(len, ESTIMATORS))
     rows = [("", "family", "objective", "min K", "samplers", "options")] + [
-        (n, c.family, c.objective, str(c.min_samples), ",".join(c.samplers), ",".join(options_of(c)) or "-")
+        (n, c.family, c.objective, str(c.min_samples), ",".join(c.samplers), options(c))
         for n, c in ESTIMATORS.items()
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
@@ -295,23 +364,45 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("samplers (--samplers; an estimator takes those that keep it unbiased):")
     for name, text in SAMPLERS.items():
         print(f"  {name:<{width}}  {text}")
-    print("data sets:")
-    width = max(map(len, DATASETS))
+    print("data sets (or the path of a .npz, .npy or .csv file):")
+    width = max(map(len, [*DATASETS, *DATASET_PLUGINS]))
     for name, text in DATASETS.items():
         print(f"  {name:<{width}}  {text}")
+    for name in DATASET_PLUGINS:
+        print(f"  {name:<{width}}  a plugin's data set")
+    print("models:")
+    for name in registry.MODELS:
+        print(f"  {name:<{width}}  {'the seed Gaussian VAE' if name == 'gaussian-vae' else 'a plugin model'}")
     print("presets:")
     for name, text in PRESET_DESCRIPTIONS.items():
         print(f"  {name:<{width}}  {text}")
+    loaded = registry.records()
+    installed = [(kind, ep) for kind in plugins.KINDS for ep in plugins.entry_points(kind)]
+    if loaded or installed:
+        print("plugins:")
+    for rec in loaded:
+        print(f"  {rec['kind']} {rec['name']}: {plugins.describe(rec)}")
+    for kind, ep in installed:
+        if (kind, ep.name) not in registry.LOADED:
+            print(
+                f"  {kind} {ep.name}: installed entry point {ep.value} (group {ep.group}; loaded when named)"
+            )
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from vaebench import registry
     from vaebench.checks.exact_gradients import verify
     from vaebench.estimators import ESTIMATORS, SAMPLERS
 
-    unknown = [n for n in args.names if n not in ESTIMATORS]
+    for module in args.plugin or []:
+        registry.load_module(module)
+    names = registry.estimator_names(args.names)
+    if any(n not in ESTIMATORS for n in names):
+        registry.load_installed(["estimator"])
+    unknown = [n for n in names if n not in ESTIMATORS]
     if unknown:
         raise VaebenchError(
             f"unknown estimator(s) {', '.join(unknown)}; valid names: {', '.join(ESTIMATORS)}"
@@ -322,7 +413,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise VaebenchError(
             f"--samplers: unknown sampler(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SAMPLERS)} or all"
         )
-    table = verify(args.names or None, samplers)
+    table = verify(names or None, samplers)
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
         print(table)
     for name, rows in table.groupby("estimator", sort=False):
@@ -332,7 +423,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if table["as_expected"].all() else 1
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "verify": cmd_verify}
+def cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from vaebench.analysis import compare, guard
+    from vaebench.report.compare import render
+    from vaebench.suite.rebuild import verified_tables
+
+    (run_a, a), (run_b, b) = verified_tables(args.a), verified_tables(args.b)
+    differ = compare.differences(run_a, run_b)
+    if differ and not args.force:
+        raise VaebenchError(
+            f"{args.a} and {args.b} measured different data or models ({'; '.join(differ)}), so their figures "
+            "are not comparable; pass --force to compare them anyway"
+        )
+    rules = [guard.parse_rule(text) for text in args.fail_on or []]
+    runs = [
+        compare.RunResults(run, t["variance"], t["convergence"], t["throughput"])
+        for run, t in ((run_a, a), (run_b, b))
+    ]
+    table = compare.compare(*runs, checkpoint=args.checkpoint)
+    print(
+        render(
+            table, compare.only_in_one(*runs), differ, compare.caveats(run_a, run_b), labels=(args.a, args.b)
+        )
+    )
+    if args.csv:
+        from vaebench import files
+
+        files.write_csv(args.csv, table)
+    failed = pd.concat([guard.check(table, rule) for rule in rules]) if rules else pd.DataFrame()
+    worse = failed[failed["worse"]] if not failed.empty else failed
+    for _, row in worse.iterrows():
+        print(
+            f"vaebench: {row['estimator']} K={row['num_samples']}: {row['figure']} worse beyond the rule",
+            file=sys.stderr,
+        )
+    return 1 if not worse.empty else 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "report": cmd_report,
+    "list": cmd_list,
+    "verify": cmd_verify,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,12 @@ p(x|z) = Normal(x; W z + b, diag σ_x^2) and the encoder q(z|x) = Normal(m(x), d
     KL(q || p)      = ½ Σ_j (s_j^2 + m_j^2 - 1 - 2 log s_j)
     ELBO            = E_q[log p(x|z)] - KL(q || p)
     log p(x)        = log Normal(x; b, W Wᵀ + diag σ_x^2)
+    p(z|x)          = Normal(z; S Wᵀ Σ_x⁻¹ (x - b), S),   S = (I + Wᵀ Σ_x⁻¹ W)⁻¹,  Σ_x = diag σ_x^2
+    KL(p(z|x) || q) = ½ [tr(diag s⁻² S) + (m - m_p)ᵀ diag s⁻² (m - m_p) - Z + Σ_j log s_j² - log det S]
 
 Autograd through :func:`exact_elbo` gives the exact ELBO gradient in every parameter, against which the
-unbiased estimators are tested.
+unbiased estimators are tested; through :func:`exact_inclusive_kl`, the exact gradient of the inclusive KL in
+the encoder's parameters, the target of the wake phase of reweighted wake-sleep.
 
 Any model that knows its exact posterior (the optional method ``exact_posterior(x)``: the linear-Gaussian
 :class:`~vaebench.model.GaussianVAE`, whose posterior is a full-covariance Gaussian, and the Gaussian toy
@@ -93,3 +96,15 @@ def kl_to_posterior(model: nn.Module, x: Tensor) -> Tensor | None:
         return kl_divergence(q, truth).sum(-1)
     q_full = MultivariateNormal(q.loc, scale_tril=torch.diag_embed(q.scale), validate_args=False)
     return kl_divergence(q_full, truth)
+
+
+def exact_inclusive_kl(model: GaussianVAE, x: Tensor) -> Tensor:
+    """KL(p(z|x) || q(z|x)) per datapoint [B] of a linear-Gaussian model, differentiable in the encoder only.
+
+    p(z|x) is exact and held fixed (detached): the gradient is the encoder's part of the inclusive KL's,
+    -E_{p(z|x)}[∇_φ log q_φ(z|x)], what the wake phase of reweighted wake-sleep estimates.
+    """
+    p = model.exact_posterior(x)
+    p = MultivariateNormal(p.loc.detach(), precision_matrix=p.precision_matrix.detach(), validate_args=False)
+    q = model.posterior(x)
+    return kl_divergence(p, MultivariateNormal(q.loc, scale_tril=torch.diag_embed(q.scale)))

@@ -4,6 +4,11 @@ Numbers without their environment cannot be compared or cited, so every run reco
 block of pytorch/benchmark's userbenchmarks): the resolved configuration, the versions of Python and the
 numeric stack, the device and thread count, the git revision of the code (with a dirty flag), the command
 line, start and end times, and whether the run completed or was interrupted.
+
+Timings also need the machine they ran on and how busy it was: the CPU model, the cores this process may use
+(:func:`usable_cores`, its affinity mask) and the 1-minute load average (:func:`load_average`: the mean
+number of runnable processes over the last minute, decaying exponentially) when a run starts and when it
+ends (:func:`machine_load`). A load above the usable cores means the timed steps shared the CPUs.
 """
 
 from __future__ import annotations
@@ -42,6 +47,28 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable processes, averaged over the last minute); None where the
+    system does not report one."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):  # Windows
+        return None
+
+
+def machine_load() -> dict[str, Any]:
+    """What a timing depends on besides the code: the CPU model, the usable cores and the 1-minute load now."""
+    return {"cpu": cpu_name(), "usable_cores": usable_cores(), "load_1min": load_average()}
+
+
 def device_info(device: str) -> dict[str, Any]:
     """The device a run uses: its name, and torch's CPU thread count (which matters on CPU and GPU alike)."""
     info: dict[str, Any] = {
@@ -49,6 +76,7 @@ def device_info(device: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "platform": platform.platform(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -102,6 +130,7 @@ def collect(
     units: dict[str, int] | None = None,
     notes: list[str] | None = None,
     git: dict[str, Any] | None = None,
+    load: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of run.json.
 
@@ -117,6 +146,8 @@ def collect(
         git: the revision the code was loaded from (:func:`git_revision`), read once when the run started:
             the checkout may move while a long run goes on, and run.json names the code that ran. Default:
             read it now.
+        load: the machine's load around this invocation: ``before`` and (once it ended) ``after``, each a
+            :func:`machine_load`; None: only the load now, as ``before``.
     """
     return {
         "status": status,
@@ -129,6 +160,7 @@ def collect(
         "git": git if git is not None else git_revision(),
         "units": units or {},
         "notes": notes or [],
+        "load": load if load is not None else {"before": machine_load()},
     }
 
 

@@ -3,7 +3,8 @@
 The registries are plain dicts, each the one source of truth for its kind:
 
 - estimators: :data:`vaebench.estimators.ESTIMATORS` (name -> class; :func:`~vaebench.estimators.register`);
-- models: `MODELS` here (name -> factory; the built-in ``gaussian-vae`` is :class:`~vaebench.model.GaussianVAE`);
+- models: `MODELS` here (name -> factory; the built-in ``gaussian-vae`` is :class:`~vaebench.model.GaussianVAE`,
+  ``gaussian-toy`` the Gaussian toy of :mod:`vaebench.toy`);
 - data sets: :data:`vaebench.data.DATASETS` (built in) and :data:`vaebench.data.DATASET_PLUGINS`
   (:func:`~vaebench.data.register_dataset`), besides data files named by their path.
 
@@ -45,9 +46,15 @@ from vaebench.data import DATASET_PLUGINS, DATASETS, register_dataset, unregiste
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, register, unregister
 from vaebench.model import GaussianVAE
+from vaebench.toy import gaussian_toy, toy_checkpoint
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"gaussian-vae": GaussianVAE}
+MODELS: dict[str, Callable[..., nn.Module]] = {"gaussian-vae": GaussianVAE, "gaussian-toy": gaussian_toy}
 """Models by name: ``factory(x_dim, z_dim, seed=..., **options)`` -> an ``nn.Module`` keeping the model contract."""
+
+BUILT_CHECKPOINTS: dict[str, Callable[..., nn.Module]] = {"gaussian-toy": toy_checkpoint}
+"""Models whose measured checkpoint is built, not trained: name -> ``build(dataset, seed=...)``, the model at
+that checkpoint. The suite's anchor run builds it instead of training (the Gaussian toy: its optimum for the
+data, every parameter perturbed by N(0, 0.01²), as Rainforth et al. 2018 measure it)."""
 
 BUILTIN_MODELS: tuple[str, ...] = tuple(MODELS)
 
@@ -120,7 +127,11 @@ def records() -> list[dict[str, Any]]:
     return [LOADED[key] for key in sorted(LOADED)]
 
 
-def reload(recorded: Iterable[dict[str, Any]]) -> None:
+RELOAD_FIX = "install the same version everywhere the run's units are computed"
+"""What :func:`reload` tells a worker whose copy of a plugin is not the driver's."""
+
+
+def reload(recorded: Iterable[dict[str, Any]], fix: str = RELOAD_FIX) -> None:
     """Load in this process (a worker) the plugins a driver recorded, checking that their source is the same.
 
     A plugin already loaded with the same source is left as it is, so calling this for every unit is cheap. A
@@ -130,7 +141,7 @@ def reload(recorded: Iterable[dict[str, Any]]) -> None:
 
     Raises:
         VaebenchError: a plugin does not import here, or its source differs from the driver's (the message
-            names both hashes and says what to do).
+            names both hashes and ends with ``fix``).
     """
     for rec in recorded:
         key = (rec["kind"], rec["name"])
@@ -148,8 +159,7 @@ def reload(recorded: Iterable[dict[str, Any]]) -> None:
         if have["sha256"] != rec["sha256"]:
             raise VaebenchError(
                 f"{rec['kind']} plugin {rec['name']!r}: this process's copy of {rec['module']} ({have['file']}, "
-                f"sha256 {have['sha256'][:12]}) differs from the one the run recorded ({rec['sha256'][:12]}); "
-                "install the same version everywhere the run's units are computed"
+                f"sha256 {have['sha256'][:12]}) differs from the one the run recorded ({rec['sha256'][:12]}); {fix}"
             )
 
 

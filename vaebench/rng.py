@@ -79,6 +79,8 @@ STREAMS: dict[str, int] = {
     "landing.data": 61,  # its minibatch
     # the scaling laws' evidence (vaebench.checks.laws)
     "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
+    # checks against exact answers (vaebench.checks)
+    "checks.gaussian_1d": 63,  # the Monte Carlo estimates of the 1-D Gaussian check; index: (f, k, form)
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

@@ -193,6 +193,16 @@ def toy_checkpoint(
     return model
 
 
+def gaussian_toy(
+    x_dim: int, z_dim: int | None = None, *, seed: int = 0, q_variance: float = Q_VARIANCE
+) -> GaussianToy:
+    """The suite's factory of the toy (``model.name = "gaussian-toy"``): D = ``x_dim``; the toy's latent
+    dimension is D, so ``z_dim`` (the configuration's, for the VAE) is not used. ``seed`` is not used either:
+    the toy starts at A = I/2, b = 0, θ = 0, and its measured checkpoint is built (:func:`toy_checkpoint`)."""
+    del z_dim, seed
+    return GaussianToy(x_dim, q_variance)
+
+
 def chi_square_at_optimum(dim: int = TOY_DIM, q_variance: float = Q_VARIANCE) -> float:
     """χ² = E_q[w²]/p(x)² - 1 = Var(w)/p(x)² when q's mean is the posterior's (its optimum): per dimension
     ∫ p(z|x)²/q(z) dz = s / (σ² √(2/σ² - 1/s²)) with σ² = 1/2; infinite when s² <= 1/4."""

@@ -28,7 +28,7 @@ excluding 1, difference interval excluding 0), else ``no clear change``, or ``no
 lists the settings measured in one run only; :func:`differences` names every difference of data and model
 (what makes a comparison meaningless), :func:`caveats` the other settings and machines that change what a
 figure means. The guard (:mod:`vaebench.analysis.guard`) turns the table into a CI check, and the rendering
-is in :mod:`vaebench.analysis.compare_text`.
+is in :mod:`vaebench.report.compare`.
 """
 
 from __future__ import annotations

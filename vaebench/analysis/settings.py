@@ -66,3 +66,55 @@ def truth(value) -> bool | None:
         return None if np.isnan(value) else bool(value)
     except TypeError:
         return None
+
+
+SAME_TO_ROUNDING = 1e-5
+"""Relative difference below which two figures count as the same number: float32 arithmetic that takes two
+routes to one gradient (STL and DReG at K = 1, VarGrad and the leave-one-out baseline) differs by about 1e-7."""
+
+
+def same_figures(a, b) -> bool:
+    """Whether two sequences of figures agree to rounding (`SAME_TO_ROUNDING`), every one finite."""
+    return all(
+        np.isfinite(x) and np.isfinite(y) and abs(x - y) <= SAME_TO_ROUNDING * max(abs(x), abs(y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def identical_settings(
+    frame: pd.DataFrame, columns: list[str], at: tuple[str, ...] = ("num_samples",)
+) -> list[tuple[tuple[str, str], tuple[str, str], list[tuple], list[tuple]]]:
+    """Pairs of settings whose rows hold the same values of ``columns`` (to rounding) at some positions.
+
+    Two estimators that compute the same gradient on the same draws (``iwae`` and ``reparam`` at K = 1,
+    ``vargrad`` and ``reinforce-loo``) give the same numbers to rounding (:func:`same_figures`); a plot draws
+    one over the other.
+
+    Args:
+        frame: rows keyed by ``estimator``, ``sampler`` and the ``at`` columns (e.g. K, or K and step).
+        columns: the figures compared (all must be equal and finite).
+        at: the columns that name a position within a setting's rows.
+
+    Returns:
+        ``(first, second, equal, both)`` for each pair of (estimator, sampler) with at least one equal
+        position, ``first`` before ``second`` in the frame's order: the positions (tuples of ``at`` values)
+        where they are equal and those where both have rows.
+    """
+    frame = with_sampler(frame)
+    if frame is None or frame.empty:
+        return []
+    series = {}
+    for (name, sampler), g in frame.groupby(["estimator", "sampler"], sort=False):
+        values = g.set_index(list(at))[columns]
+        series[(name, sampler)] = {
+            (key if isinstance(key, tuple) else (key,)): tuple(row) for key, row in values.iterrows()
+        }
+    found = []
+    names = list(series)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = [p for p in series[a] if p in series[b]]
+            equal = [p for p in both if same_figures(series[a][p], series[b][p])]
+            if equal:
+                found.append((a, b, equal, both))
+    return found

@@ -11,7 +11,12 @@ samplers existed count as ``iid``) at one K. The comparison table (:func:`summar
   interval; the rise of the test ELBO over the last quarter of training and whether it had levelled off
   (``converged``, see :mod:`vaebench.analysis.plateau`);
 - the median training-step time and its interval;
-- work-normalised variance (variance x seconds per estimate: lower wins at equal compute), with interval;
+- work-normalised variance (variance x seconds per estimate, timed inside the variance unit), with interval;
+- where the settings of a K were timed interleaved (:mod:`vaebench.analysis.timing`): ``step_ratio``, the step
+  time over that of the K's reference setting (``timing_reference``, e.g. ``reparam``), and
+  ``compute_ratio``, variance x step time over the reference's (lower wins at equal compute), each with an
+  interval over the ``timing_rounds`` rounds: ratios measured in one unit reproduce where absolute times and
+  the work-normalised variance do not;
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
   training objective is not comparable with the ELBO rows even though the test ELBO and log-likelihood are;
 - ``biased``: the estimator's declared bias at this K (``iwae-stl`` for K > 1), empty for unbiased rows.
@@ -30,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis import timing
 from vaebench.analysis.convergence import summarize_convergence
 from vaebench.analysis.plateau import plateau
 from vaebench.analysis.settings import KEYS, bias_note, order_estimators, truth
@@ -238,8 +244,10 @@ def summary_table(
         Columns ``estimator, sampler, num_samples, objective, biased`` then, where measured: ``trace_var, snr,
         final_test_elbo, test_log_likelihood, test_elbo_rise, step_ms, work_normalized_var`` each with
         ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
-        measured), ``converged`` (the test ELBO had levelled off), and ``runs, diverged,
-        variance_reference, variance_checkpoint, variance_group``.
+        measured), ``converged`` (the test ELBO had levelled off), ``runs, diverged,
+        variance_reference, variance_checkpoint, variance_group``, and where the steps were timed
+        interleaved ``step_ratio, compute_ratio`` (with ``_low``/``_high``), ``timing_reference`` and
+        ``timing_rounds``.
     """
     measured = {
         kind: frame is not None and not frame.empty
@@ -259,11 +267,16 @@ def summary_table(
         parts.append(
             throughput_by_k(throughput, batch_size)[[*KEYS, "step_ms", "step_ms_low", "step_ms_high"]]
         )
+        ratios = timing.step_ratios(throughput, batch_size)
+        if not ratios.empty:
+            parts.append(ratios)
     if not parts:
         return pd.DataFrame(columns=[*KEYS, "objective"])
     table = parts[0]
     for part in parts[1:]:
         table = table.merge(part, on=KEYS, how="outer")
+    if "step_ratio" in table:
+        table = timing.with_compute_ratios(table)
     if measured["variance"]:
         known = np.isfinite(table["snr_low"]) & np.isfinite(table["snr_floor"])
         at_floor = (table["snr_low"] <= table["snr_floor"]).map(bool).astype(object)

@@ -4,10 +4,15 @@ The linear-Gaussian model has a closed-form ELBO (:mod:`vaebench.exact`), so the
 gradient estimates can be compared with the exact gradient coordinate by coordinate: z_i = (ḡ_i - g*_i) / se_i,
 and the estimator passes when max_i |z_i| stays below the Bonferroni threshold for a family-wise false-alarm
 rate (1e-3 by default: a correct estimator fails with probability at most 1e-3 over the choice of seed).
-Estimators of the IWAE objective are checked at K = 1, where IWAE_1 is the ELBO, and at K = 5 against the mean
-of 80,000 pathwise IWAE_5 gradients (whose own standard error enters each z). Every sampler an estimator offers
-is checked too. An estimator that declares a bias (``iwae-stl`` at K > 1) is expected to fail: the same test,
-read the other way, detects its bias with false-alarm rate 1e-3.
+Each estimator is compared with the gradient of what it declares it estimates, ``est.target(K)``, group by
+group (:func:`target_gradient`; the one table from a bound to its reference is `reference_of`): the ELBO and
+the inclusive KL KL(p(z|x) || q) exactly (closed forms); IWAE_K and the Rényi bound VR_{α,K} by the mean of
+80,000 pathwise estimates of the same bound at the same K (whose own standard error enters each z); CIWAE_β as
+β x exact ELBO + (1 - β) x the IWAE_K reference. Estimators whose objective is not the ELBO are checked at
+K = 1 (where most bounds are the ELBO) and at K = 5. Every sampler an estimator offers is checked too. An
+estimator that declares a bias at that K (``est.biased_at(K)``: ``iwae-stl`` and ``tail-adaptive`` at K > 1,
+``rws`` and ``rws-dreg`` at every K) is expected to fail: the same test, read the other way, detects its bias
+with false-alarm rate 1e-3.
 
 ``python -m vaebench verify [NAME ...] [--samplers iid,rqmc]`` (:mod:`vaebench.cli`) prints, for each
 registered estimator and sampler, the relative error of its mean gradient, the test's verdict against what the
@@ -24,8 +29,8 @@ import torch
 from torch import Tensor
 
 from vaebench import rng
-from vaebench.estimators import ESTIMATORS, Estimator, make_estimator, unsupported
-from vaebench.exact import exact_elbo
+from vaebench.estimators import ESTIMATORS, Bound, Estimator, Target, make_estimator, unsupported
+from vaebench.exact import exact_elbo, exact_inclusive_kl
 from vaebench.measures.variance import Engine, gradient_sample, layout, warm_up
 from vaebench.model import GaussianVAE
 from vaebench.stats import bonferroni_threshold, normal_quantile
@@ -119,6 +124,16 @@ def exact_gradient(model: GaussianVAE, x: Tensor) -> Tensor:
     return grad
 
 
+def exact_inclusive_gradient(model: GaussianVAE, x: Tensor) -> Tensor:
+    """[P] exact gradient of the batch-mean KL(p(z|x) || q(z|x)) (the negative of the objective -KL) in the
+    encoder's coordinates of a linear-Gaussian model; zero in the decoder's (p(z|x) is held fixed)."""
+    model.zero_grad(set_to_none=True)
+    exact_inclusive_kl(model, x).mean().backward()
+    grad = flat_grad(layout(model).params)
+    model.zero_grad(set_to_none=True)
+    return grad
+
+
 ROUNDING = 1e-9
 """Relative size of rounding error allowed in a coordinate that has no Monte Carlo noise at all."""
 
@@ -140,15 +155,19 @@ def log_ratio(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, fl
     return math.log(a[0] / b[0]), math.hypot(a[1] / a[0], b[1] / b[0])
 
 
-# Independent estimates (draws x copies) per family: score-function estimators need far more.
-BUDGETS = {"pathwise": (300, 40), "score-function": (400, 400)}
+# Independent estimates (draws x copies) per family: score-function estimators need far more. The
+# measure-valued derivative's encoder variance lies between reparam's and REINFORCE's (0.4-0.9x reparam's at
+# K = 3 here), so it takes the pathwise budget.
+BUDGETS = {"pathwise": (300, 40), "score-function": (400, 400), "measure-valued": (300, 40)}
 
 IW_K = 5
-"""K at which estimators of the IWAE_K objective are checked against a high-sample IWAE reference (IWAE_K's
-gradient has no closed form; at K = 1 they are checked against the exact ELBO gradient)."""
+"""K at which the estimators whose objective is not the ELBO are checked against their target's reference
+(IWAE_K's and VR_{α,K}'s gradients have no closed form: a high-sample reference; at K = 1 most targets are the
+ELBO, checked against its exact gradient)."""
 
 REFERENCE_BUDGET = (400, 200)
-"""(draws, copies) of the IWAE reference: 80,000 pathwise estimates, 6.7x a pathwise estimator's budget."""
+"""(draws, copies) of a sampled reference (IWAE_K, VR_{α,K}): 80,000 pathwise estimates, 6.7x a pathwise
+estimator's budget."""
 
 
 def budget(name: str) -> tuple[int, int]:
@@ -159,8 +178,8 @@ def budget(name: str) -> tuple[int, int]:
 def settings(name: str, sampler: str = "iid") -> list[int]:
     """The K values at which ``name`` with ``sampler`` is checked.
 
-    ELBO estimators at K = 3 (4 for antithetic pairs, which need an even K); IWAE_K estimators at K = 1
-    against the exact ELBO gradient (when they can use K = 1) and at K = `IW_K` against `iwae_reference`.
+    ELBO estimators at K = 3 (4 for antithetic pairs, which need an even K); the others at K = 1 (when they
+    can use K = 1) and at K = `IW_K`, each against :func:`target_gradient` of its target there.
     """
     cls = ESTIMATORS[name]
     if cls.objective == "elbo":
@@ -170,14 +189,64 @@ def settings(name: str, sampler: str = "iid") -> list[int]:
 
 def iwae_reference(model: GaussianVAE, x: Tensor, k: int = IW_K, seed: int = 7) -> tuple[Tensor, Tensor]:
     """Mean [P] and standard error [P] of `REFERENCE_BUDGET` independent ``iwae`` gradients at K = ``k``."""
+    return sampled_reference(model, x, "iwae", {}, k, seed)
+
+
+def sampled_reference(
+    model: GaussianVAE, x: Tensor, name: str, options: dict, k: int, seed: int = 7
+) -> tuple[Tensor, Tensor]:
+    """Mean [P] and standard error [P] of `REFERENCE_BUDGET` independent gradients of ``name`` at K = ``k``."""
     draws, copies = REFERENCE_BUDGET
-    g = gradient_draws(model, make_estimator("iwae"), x, k, draws, copies, seed=seed)
+    g = gradient_draws(model, make_estimator(name, **options), x, k, draws, copies, seed=seed)
     return g.mean(0), (g.var(0) / g.shape[0]).sqrt()
 
 
-def expected_unbiased(name: str, k: int) -> bool:
-    """False only where the estimator declares a bias (``iwae-stl`` for K > 1)."""
-    return not (ESTIMATORS[name].bias and k > 1)
+def reference_of(bound: Bound, model: GaussianVAE, x: Tensor) -> tuple[Tensor, Tensor, str]:
+    """(mean [P], standard error [P], label) of the gradient of the negative batch-mean ``bound``.
+
+    The table from a bound to its reference: the ELBO and the inclusive KL exactly; IWAE_K and VR_{α,K} by
+    the mean of `REFERENCE_BUDGET` pathwise estimates of the same bound (``iwae``, ``renyi`` at α); CIWAE_β
+    as β x the exact ELBO gradient + (1 - β) x the IWAE_K reference.
+    """
+    n = math.prod(REFERENCE_BUDGET)
+    if bound.name == "elbo":
+        exact = exact_gradient(model, x)
+        return exact, torch.zeros_like(exact), "exact"
+    if bound.name == "inclusive-kl":
+        exact = exact_inclusive_gradient(model, x)
+        return exact, torch.zeros_like(exact), "exact-inclusive-kl"
+    if bound.name == "ciwae":
+        beta = bound.parameter
+        iwae, iwae_se, label = reference_of(Bound.of("iwae", bound.samples), model, x)
+        return beta * exact_gradient(model, x) + (1 - beta) * iwae, (1 - beta) * iwae_se, f"ciwae({label})"
+    if bound.name == "renyi":
+        mean, se = sampled_reference(model, x, "renyi", {"alpha": bound.parameter}, bound.samples)
+        return mean, se, f"renyi{bound.parameter:g}-{bound.samples}-{n}"
+    mean, se = iwae_reference(model, x, bound.samples)
+    return mean, se, f"iwae{bound.samples}-{n}"
+
+
+def target_gradient(
+    target: Target, model: GaussianVAE, x: Tensor, cache: dict | None = None
+) -> tuple[Tensor, Tensor, str]:
+    """(mean [P], standard error [P], label) of the gradient of ``target``: each group from its own bound.
+
+    ``cache`` (a dict, bound -> `reference_of`'s answer) shares the sampled references between calls.
+    """
+    cache = {} if cache is None else cache
+    for bound in (target.encoder, target.decoder):
+        if bound not in cache:
+            cache[bound] = reference_of(bound, model, x)
+    if target.encoder == target.decoder:
+        return cache[target.encoder]
+    (enc, enc_se, enc_label), (dec, dec_se, dec_label) = cache[target.encoder], cache[target.decoder]
+    mask = encoder_mask(model)
+    return torch.where(mask, enc, dec), torch.where(mask, enc_se, dec_se), f"{enc_label}|{dec_label}"
+
+
+def expected_unbiased(name: str, k: int, **options) -> bool:
+    """False only where the estimator declares a bias at this K (``est.biased_at(k)``)."""
+    return not make_estimator(name, **options).biased_at(k)
 
 
 def verify(
@@ -195,11 +264,13 @@ def verify(
         level: level of the variance-ratio intervals.
 
     Returns:
-        Columns ``estimator``, ``sampler``, ``k_tested``, ``reference`` (``exact``: the closed-form ELBO
-        gradient; ``iwae<K>-<n>``: the mean of n pathwise IWAE_K gradients, whose own standard error enters
-        the test), ``estimates`` (independent estimates averaged), ``rel_error`` (||ḡ - g*|| / ||g*||),
+        Columns ``estimator``, ``sampler``, ``k_tested``, ``target`` (the bounds, ``est.target(K)``),
+        ``reference`` (``exact``: the closed-form ELBO gradient; ``exact-inclusive-kl``: the closed-form
+        inclusive-KL gradient; ``iwae<K>-<n>`` / ``renyi<α>-<K>-<n>``: the mean of n pathwise gradients of
+        that bound, whose own standard error enters the test; ``a|b``: the encoder's | the decoder's),
+        ``estimates`` (independent estimates averaged), ``rel_error`` (||ḡ - g*|| / ||g*||),
         ``max_z``, ``threshold``, ``unbiased`` (max_z < threshold), ``expected`` (what the estimator claims:
-        unbiased, or biased for ``iwae-stl`` at K > 1), ``as_expected``, and for K in (1, 10)
+        unbiased, or biased where it declares ``biased_at(K)``), ``as_expected``, and for K in (1, 10)
         ``enc_var_ratio_K{k}`` with ``_low``/``_high``: encoder variance over that of ``reparam`` (iid) at
         the same K, interval at ``level`` (delta method on the log).
     """
@@ -213,26 +284,22 @@ def verify(
         k: trace_variance(gradient_draws(model, make_estimator("reparam"), x, k, 600, seed=11)[:, mask])
         for k in (1, 10)
     }
-    references: dict[int, tuple[Tensor, Tensor]] = {}
+    references: dict[Bound, tuple[Tensor, Tensor, str]] = {}
     rows = []
     for name in names:
         offered = ESTIMATORS[name].samplers
         for sampler in [s for s in offered if samplers is None or s in samplers]:
             for i, k in enumerate(settings(name, sampler)):
-                if ESTIMATORS[name].objective == "iwae" and k > 1:
-                    if k not in references:
-                        references[k] = iwae_reference(model, x, k)
-                    target, target_se = references[k]
-                    label = f"iwae{k}-{math.prod(REFERENCE_BUDGET)}"
-                else:
-                    target, target_se, label = exact, 0.0, "exact"
                 draws, copies = budget(name)
                 est = ready(name, model, x, k, sampler=sampler)
+                target, target_se, label = target_gradient(est.target(k), model, x, references)
                 g = gradient_draws(model, est, x, k, draws, copies, seed=1)
+                unbiased = not est.biased_at(k)
                 row = {
                     "estimator": name,
                     "sampler": sampler,
                     "k_tested": k,
+                    "target": str(est.target(k)),
                     "reference": label,
                     "estimates": draws * copies,
                     "rel_error": float((g.mean(0) - target).norm() / target.norm()),
@@ -240,8 +307,8 @@ def verify(
                     "threshold": threshold,
                 }
                 row["unbiased"] = row["max_z"] < threshold
-                row["expected"] = "unbiased" if expected_unbiased(name, k) else "biased"
-                row["as_expected"] = row["unbiased"] == expected_unbiased(name, k)
+                row["expected"] = "unbiased" if unbiased else "biased"
+                row["as_expected"] = row["unbiased"] == unbiased
                 if i == 0:
                     row |= _variance_ratios(name, sampler, model, x, mask, reparam_var, z_level)
                 rows.append(row)

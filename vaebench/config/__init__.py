@@ -21,9 +21,9 @@ TOML has no null, so options that mean "nothing" use a word or zero: `binarize =
 """
 
 from vaebench.config.schema import (
+    ADDED_KEYS,
     CHECKPOINTS,
     EXECUTION_KEYS,
-    PRESET_DESCRIPTIONS,
     RENAMED_KEYS,
     DataConfig,
     ModelConfig,
@@ -44,8 +44,10 @@ from vaebench.config.strict import (
     to_dict,
 )
 from vaebench.config.validate import validate
+from vaebench.presets import PRESET_DESCRIPTIONS
 
 __all__ = [
+    "ADDED_KEYS",
     "CHECKPOINTS",
     "EXECUTION_KEYS",
     "PRESET_DESCRIPTIONS",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from vaebench.data import DATASET_PLUGINS, is_data_file
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS
+from vaebench.estimators import BUILTIN_ESTIMATORS
 
 CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end": 1.0}
 """Where the shared variance checkpoints sit, as fractions of the anchor training run's steps."""
@@ -16,18 +17,22 @@ CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end"
 class DataConfig:
     """Which data set, and how it is preprocessed (see :func:`vaebench.data.load_dataset`)."""
 
-    name: str = "digits"  # one of vaebench.data.DATASETS; digits ships with scikit-learn, nothing to download
+    name: str = "digits"  # one of vaebench.data.DATASETS, a plugin's data set, or the path of a .npz, .npy or
+    # .csv file of your own (vaebench.data.files); digits ships with scikit-learn, nothing to download
     root: str | None = None  # folder of the fashion-mnist / mnist IDX files; None: the usual places
     binarize: str = "none"  # "none" keeps grey levels; "dynamic" redraws Bernoulli pixels every batch
     dequantize: bool = True  # uniform noise over one grey level: digits has 3 constant pixels whose σ would
     # otherwise collapse to the floor and add ~6 nats each to every Gaussian ELBO (Theis et al. 2016)
     seed: int = 0  # seed of the preprocessing noise (and of the synthetic model), fixed across runs
+    test_fraction: float = 0.2  # a .npy or .csv file: the share held out for testing (a seeded split)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The shared `GaussianVAE` (see :class:`vaebench.model.GaussianVAE`); x_dim comes from the data."""
 
+    name: str = "gaussian-vae"  # a key of vaebench.registry.MODELS: the seed's VAE, or a plugin's model
+    # (built as factory(x_dim, z_dim, seed=...)); the keys below but z_dim are GaussianVAE's own
     z_dim: int = 8  # latent dimension Z: small enough for digits' 64 pixels, large enough to matter
     hidden: tuple[int, ...] = (200,)  # hidden widths (decoder mirrors them); () is the linear-Gaussian model
     likelihood: str = "auto"  # "auto": bernoulli when the data are binarized, else gaussian
@@ -63,7 +68,8 @@ class VarianceConfig:
     checkpoints: tuple[str, ...] = ("init", "early", "middle", "end")  # keys of CHECKPOINTS
     replicates: int = 100  # independent gradient estimates per (estimator, K, checkpoint, seed)
     batch_size: int = 100  # minibatch the gradients are taken on (held fixed within a measurement)
-    seeds: tuple[int, ...] = (0,)  # one minibatch and noise stream per seed, the same for every estimator
+    seeds: tuple[int, ...] = ()  # one minibatch and noise stream per seed, the same for every estimator;
+    # () measures on the run's seeds (`seeds`, --seeds): see SuiteConfig.variance_seeds
     baseline_samples: int = 256  # estimates averaged into the baseline gradient (bias, cosine); 0: none
     anchor_estimator: str = "reparam"  # trains the anchor run, whose checkpoints everybody is measured at
     summary_checkpoint: str = "end"  # which checkpoint the summary table reports
@@ -77,6 +83,31 @@ class ThroughputConfig:
     batch_size: int = 100  # examples per timed step (the training batch size by default)
     repeats: int = 50  # timed steps; the median and its interval are reported
     warmup: int = 5  # untimed steps first (allocator, caches, lazy initialisation)
+
+
+LAW_CHECKPOINTS: tuple[str, ...] = ("toy", "near-posterior")
+"""Built checkpoints where the scaling laws' weight condition holds (:mod:`vaebench.checks.laws`)."""
+
+LAW_GRID: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
+"""K the laws are measured at by default: half-decades to 1000, so the largest decade has three points."""
+
+LAW_ESTIMATORS: tuple[str, ...] = ("iwae", "dreg", "reparam", "stl", "reinforce", "reinforce-loo")
+"""The IWAE-objective estimators of the published SNR laws, and stateless ELBO estimators with variance laws
+(exact for plain averages, as K grows for the leave-one-out baseline)."""
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    """Checks against answers known in closed form or published (vaebench.checks), each its own unit; the
+    report's claims section reads them. Off unless asked for (the `scaling` preset runs them all)."""
+
+    laws: tuple[str, ...] = ()  # built checkpoints where every stateless estimator x K of the run's grid is
+    # measured for the scaling laws, of LAW_CHECKPOINTS: "toy" (Rainforth et al. 2018's Gaussian),
+    # "near-posterior" (a linear-Gaussian VAE, q = its exact posterior, mean perturbed, over-dispersed); () none
+    landing: bool = False  # STL at the exact posterior (Roeder et al. 2017); also runs whenever the run
+    # measures stl's variance at several K
+    quadrature: bool = False  # the 1-D Gaussian of Mohamed et al. 2020, Figures 2-3: exact variances by
+    # quadrature against the estimators' Monte Carlo intervals (seconds)
 
 
 EXECUTION_KEYS: tuple[str, ...] = ("name", "workers", "save_every_s")
@@ -94,8 +125,45 @@ written before the rename still verify. "Reference" in vaebench now names only t
 of ``results/reference/``."""
 
 
-def _all_estimators() -> tuple[str, ...]:
-    return tuple(ESTIMATORS)
+REAL_VALUED = ("synthetic", "gaussian-toy")
+"""Built-in data sets whose values are real numbers, not pixel grey levels."""
+
+
+def real_valued(name: str) -> bool:
+    """Whether data set ``name`` is not made of grey levels: the built-in real-valued sets, a data file, a
+    plugin's data set (it has no grey levels to dequantize)."""
+    return name in REAL_VALUED or is_data_file(name) or name in DATASET_PLUGINS
+
+
+ADDED_KEYS: dict[str, object] = {
+    "plugins": (),
+    "model.name": "gaussian-vae",
+    "data.test_fraction": 0.2,
+    "checks": {
+        f.name: list(v) if isinstance(v := getattr(ChecksConfig(), f.name), tuple) else v
+        for f in dataclasses.fields(ChecksConfig)
+    },
+}
+"""Keys added in this release, with their defaults: a configuration's hash leaves a key out while it has its
+default, so the units of folders written before it existed still verify."""
+
+
+CLASSIC_ESTIMATORS: tuple[str, ...] = tuple(
+    n for n in BUILTIN_ESTIMATORS
+    if n in {"reparam", "reparam-analytic-kl", "stl", "reparam-cv", "reinforce", "reinforce-ma", "reinforce-loo",
+             "reinforce-nvil", "vargrad", "iwae", "dreg", "iwae-stl", "vimco"}
+)  # fmt: skip
+"""The estimators of the default run: the pathwise and score-function ELBO estimators with their baselines, and
+the IWAE objective's (IWAE, DReG, IWAE-STL, VIMCO). The later families (`FAMILY_ESTIMATORS`) have a preset of
+their own, ``families``, so that the default run keeps its cost."""
+
+FAMILY_ESTIMATORS: tuple[str, ...] = tuple(n for n in BUILTIN_ESTIMATORS if n not in CLASSIC_ESTIMATORS)
+"""The built-in estimators besides the classic ones: MVD, Rényi and its DReG form, reweighted wake-sleep and its
+DReG wake phase, tail-adaptive, MIWAE, CIWAE, PIWAE."""
+
+
+def _classic_estimators() -> tuple[str, ...]:
+    return CLASSIC_ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -103,7 +171,10 @@ class SuiteConfig:
     """Everything one `python -m vaebench run` does."""
 
     name: str = "default"  # names the output folder results/<timestamp>-<name>/
-    estimators: tuple[str, ...] = field(default_factory=_all_estimators)  # keys of ESTIMATORS
+    plugins: tuple[str, ...] = ()  # your modules, loaded first: their ESTIMATORS, MODELS, DATASETS dicts join
+    # the registries (vaebench.registry); an estimator can also be named module:Class in `estimators`
+    estimators: tuple[str, ...] = field(default_factory=_classic_estimators)  # CLASSIC_ESTIMATORS
+    # (keys of ESTIMATORS; a plugin's by name)
     samples: tuple[int, ...] = (1, 10)  # K values; combinations an estimator cannot do are skipped, noted
     samplers: tuple[str, ...] = ("iid",)  # how the K draws of ε are made: iid, antithetic, rqmc (see
     # vaebench.estimators.sampling); a sampler that would bias an estimator is skipped for it, noted
@@ -118,6 +189,15 @@ class SuiteConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     variance: VarianceConfig = field(default_factory=VarianceConfig)
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
+
+    @property
+    def variance_seeds(self) -> tuple[int, ...]:
+        """The seeds the variance is measured on: ``variance.seeds`` when it names any, else the run's
+        ``seeds``. The one rule of seeds: ``seeds`` (``--seeds``) seeds everything that is repeated per seed
+        (a training run of every setting, a variance minibatch and its noise); what is done once (the anchor
+        run, the step timing, the checks) uses the first."""
+        return self.variance.seeds or self.seeds
 
 
 # ------------------------------------------------------------------------------------------------ presets
@@ -155,20 +235,22 @@ def _presets() -> dict[str, SuiteConfig]:
         train=TrainConfig(steps=200_000, batch_size=100, eval_every=5_000, ll_samples=5000, ll_points=0),
         variance=VarianceConfig(replicates=200, seeds=(0, 1, 2), baseline_samples=4096),
     )
-    # The scaling laws in K (vaebench.analysis.scaling): variance only, on a grid of K, at the end of one
-    # anchor run; no training per estimator. On the linear-Gaussian synthetic set, where a few thousand
-    # cheap steps bring q close to the posterior, so that the importance weights vary little and the IWAE
-    # and DReG laws, which hold as K grows, are reached within K <= 100 (on digits they are not: see README).
+    # The scaling laws in K and the published claims (vaebench.checks): no training, no anchor run. The laws
+    # are measured at built checkpoints where their weight condition holds (the Gaussian toy of Rainforth et
+    # al. 2018, and a linear-Gaussian VAE with q at its exact posterior perturbed), K from 1 to 1000; next
+    # to them STL at the exact posterior and the 1-D quadrature check. A few minutes on 2 cores.
     scaling = dataclasses.replace(
         default,
         name="scaling",
-        samples=(1, 3, 10, 30, 100),
+        estimators=LAW_ESTIMATORS,
+        samples=LAW_GRID,
         seeds=(0,),
-        data=DataConfig(name="synthetic", dequantize=False),
-        model=ModelConfig(z_dim=5, hidden=()),
-        train=TrainConfig(enabled=False, steps=3000, lr=1e-2),
-        variance=VarianceConfig(checkpoints=("end",), replicates=200, batch_size=20, seeds=(0, 1, 2, 3)),
+        data=DataConfig(name="gaussian-toy", dequantize=False),
+        model=ModelConfig(name="gaussian-toy"),
+        train=TrainConfig(enabled=False),
+        variance=VarianceConfig(enabled=False),
         throughput=ThroughputConfig(enabled=False),
+        checks=ChecksConfig(laws=LAW_CHECKPOINTS, landing=True, quadrature=True),
     )
     # A real-data study sized to about an hour of CPU core time: Burda et al.'s one-stochastic-layer model
     # (2 x 200 tanh, 50 latents, Bernoulli decoder, dynamic binarization) on Fashion-MNIST, the three
@@ -193,22 +275,19 @@ def _presets() -> dict[str, SuiteConfig]:
         ),
         throughput=ThroughputConfig(batch_size=25, repeats=10, warmup=2),
     )
+    # The estimator families added after the classic ones, next to the three they refine (the VAE, IWAE, DReG),
+    # on the default run's data, model and training.
+    families = dataclasses.replace(
+        default, name="families", estimators=("reparam", "iwae", "dreg", *FAMILY_ESTIMATORS)
+    )
     return {
         "quick": quick,
         "default": default,
         "paper": paper,
         "scaling": scaling,
         "fashion-mnist": fashion,
+        "families": families,
     }
-
-
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "quick": "a smoke test in well under a minute: a tiny VAE, 60 steps, K in {1, 4}, 2 seeds",
-    "default": "every estimator x K in {1, 10} x 3 seeds on digits, 64-200-8 VAE, 500 steps (minutes on a CPU)",
-    "scaling": "the scaling laws in K checked against theory: variance only, K in {1, 3, 10, 30, 100}, linear-Gaussian synthetic set (minutes)",
-    "fashion-mnist": "the reference study: reparam, IWAE, DReG at K in {1, 5, 50} x 3 seeds on Fashion-MNIST, Burda et al.'s model, 6000 steps of 25 (about an hour of CPU core time)",
-    "paper": "Fashion-MNIST (or MNIST), dynamic binarization, Burda et al.'s 2x200 tanh, z=50, 200k steps",
-}
 
 
 def preset(name: str) -> SuiteConfig:

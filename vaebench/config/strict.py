@@ -15,10 +15,21 @@ import typing
 from pathlib import Path
 from typing import Any
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the tomli package (a dependency there)
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
 from vaebench import devices
-from vaebench.config.schema import EXECUTION_KEYS, RENAMED_KEYS, SuiteConfig, preset
+from vaebench.config import plugins
+from vaebench.config.schema import ADDED_KEYS, EXECUTION_KEYS, RENAMED_KEYS, SuiteConfig, preset, real_valued
 from vaebench.config.validate import validate
+from vaebench.data import is_data_file
 from vaebench.errors import VaebenchError
+from vaebench.registry import BUILT_CHECKPOINTS
 
 
 def merge(config: Any, data: dict[str, Any], prefix: str = "", renamed: list[str] | None = None) -> Any:
@@ -82,11 +93,13 @@ def from_dict(data: dict[str, Any]) -> SuiteConfig:
     return merge(SuiteConfig(), data)
 
 
-def config_hash(config: SuiteConfig) -> str:
-    """SHA-256 of everything in the configuration that can change a number (all but `EXECUTION_KEYS`).
+def config_hash(config: SuiteConfig, inputs: dict[str, Any] | None = None) -> str:
+    """SHA-256 of everything that can change a number: the configuration (all but `EXECUTION_KEYS`) and
+    ``inputs``, what it names but does not hold (the plugins' fingerprints, a data file's SHA-256).
 
-    Computed under the keys' names as results folders store them: a key renamed since (`RENAMED_KEYS`) is
-    hashed under its old name, so a folder written before the rename keeps its hash and its units verify.
+    Computed as results folders store it: a key renamed since (`RENAMED_KEYS`) is hashed under its old name,
+    and a key added since (`ADDED_KEYS`) or an empty input is left out while it has its default, so a folder
+    written before keeps its hash and its units verify.
     """
     data = to_dict(config)
     for key in EXECUTION_KEYS:
@@ -94,6 +107,12 @@ def config_hash(config: SuiteConfig) -> str:
     for old, new in RENAMED_KEYS.items():
         section, new_key = new.split(".")
         data[section][old.split(".")[1]] = data[section].pop(new_key)
+    for key, default in ADDED_KEYS.items():
+        *section, name = key.split(".")
+        table = data[section[0]] if section else data
+        if table.get(name) == (list(default) if isinstance(default, tuple) else default):
+            table.pop(name)  # a whole section added (a dict default) goes when every key has its default
+    data |= {k: v for k, v in (inputs or {}).items() if v}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -163,15 +182,15 @@ def _of(prefix: str) -> str:
     return f" in [{prefix.rstrip('.')}]" if prefix else ""
 
 
-def _fit_synthetic(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
-    """Synthetic data are real-valued: preset settings made for pixels (dequantization, binarization, a
-    Bernoulli decoder) are turned off, with a note; the same settings asked for explicitly stay (and are
-    rejected by `validate`, naming the key)."""
-    if config.data.name != "synthetic":
+def _fit_real_valued(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
+    """Data that are not grey levels (`real_valued`): preset settings made for pixels (dequantization,
+    binarization, a Bernoulli decoder) are turned off, with a note; the same settings asked for explicitly stay
+    (and are rejected by `validate`, naming the key, where they cannot apply)."""
+    if not real_valued(config.data.name):
         return config, []
 
     def explicit(section: str, key: str) -> bool:
-        return any(isinstance(layer.get(section), dict) and key in layer[section] for layer in layers)
+        return _explicit(layers, section, key)
 
     data, model, changed = {}, {}, []
     if config.data.dequantize and not explicit("data", "dequantize"):
@@ -190,33 +209,68 @@ def _fit_synthetic(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteC
         data=dataclasses.replace(config.data, **data),
         model=dataclasses.replace(config.model, **model),
     )
+    what = "synthetic data are" if config.data.name == "synthetic" else f"{config.data.name} holds"
     return config, [
-        f"synthetic data are real-valued, so the preset's pixel settings give way: {', '.join(changed)}"
+        f"{what} real values, not pixel grey levels, so the preset's pixel settings give way: {', '.join(changed)}"
     ]
+
+
+def _explicit(layers: tuple[dict[str, Any], ...], section: str, key: str) -> bool:
+    """Whether a TOML file or the flags set ``section.key`` themselves."""
+    return any(isinstance(layer.get(section), dict) and key in layer[section] for layer in layers)
+
+
+def _fit_built(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
+    """The Gaussian toy's data bring the toy's model (unless ``model.name`` is set), and a model whose
+    checkpoint is built, not trained (`vaebench.registry.BUILT_CHECKPOINTS`), has one checkpoint to measure at:
+    ``variance.checkpoints`` becomes ``["end"]`` unless set; each change with a note."""
+    changed = []
+    if config.data.name == "gaussian-toy" and config.model.name == "gaussian-vae":
+        if not _explicit(layers, "model", "name"):
+            config = dataclasses.replace(config, model=dataclasses.replace(config.model, name="gaussian-toy"))
+            changed.append(
+                "model.name = 'gaussian-toy' (the toy's own model; set model.name to train a VAE on it)"
+            )
+    if config.model.name in BUILT_CHECKPOINTS and config.variance.checkpoints != ("end",):
+        if not _explicit(layers, "variance", "checkpoints"):
+            variance = dataclasses.replace(config.variance, checkpoints=("end",), summary_checkpoint="end")
+            config = dataclasses.replace(config, variance=variance)
+            changed.append("variance.checkpoints = ['end'] (the built checkpoint)")
+    if not changed:
+        return config, []
+    return config, [
+        f"the {config.model.name} model is measured at a built checkpoint, not a trained one: {'; '.join(changed)}"
+    ]
+
+
+def _relative_to(config: SuiteConfig, data: dict[str, Any], folder: Path) -> SuiteConfig:
+    """A data file named in a TOML file by a relative path is relative to that file's folder."""
+    named = (data.get("data") or {}).get("name") if isinstance(data.get("data"), dict) else None
+    if not (isinstance(named, str) and is_data_file(named)) or Path(named).is_absolute():
+        return config
+    if config.data.name != named:  # a flag named another data set
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, name=str(folder / named)))
 
 
 # ------------------------------------------------------------------------------------------------ loading
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file (tomllib on Python 3.11+, the `tomli` package on 3.10)."""
-    try:
-        import tomllib  # type: ignore[import-not-found]
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
-        except ModuleNotFoundError:
-            raise VaebenchError(
-                "reading a --config file needs Python 3.11+ or the 'tomli' package: pip install tomli"
-            ) from None
+    """Parse a TOML file (tomllib on Python 3.11+, the `tomli` package on 3.10); a UTF-8 byte-order mark, which
+    some editors write first, is accepted (as most TOML readers do)."""
+    if tomllib is None:
+        raise VaebenchError(
+            "reading a --config file needs Python 3.11+ or the 'tomli' package: pip install tomli"
+        )
     path = Path(path)
     if not path.exists():
         raise VaebenchError(f"config file {str(path)!r} does not exist")
     if not path.is_file():
         raise VaebenchError(f"config file {str(path)!r} is not a file")
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8-sig")
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise VaebenchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     except UnicodeDecodeError as err:
@@ -263,8 +317,12 @@ def resolve(
     config = _merge_file(data, preset_name, renamed)
     overrides = overrides or {}
     config = merge(config, overrides)
-    config, fitted = _fit_synthetic(config, data, overrides)
-    notes = renamed + fitted
+    if config_file is not None:
+        config = _relative_to(config, data, Path(config_file).resolve().parent)
+    config = plugins.load(config)
+    config, fitted = _fit_real_valued(config, data, overrides)
+    config, toy = _fit_built(config, data, overrides)
+    notes = renamed + fitted + toy
     notes += validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
     if config.device == "auto":
         config = dataclasses.replace(config, device=devices.auto())

@@ -6,12 +6,13 @@ import math
 import os
 
 from vaebench import devices
-from vaebench.config.schema import CHECKPOINTS, SuiteConfig
-from vaebench.data import BINARIZE_MODES, DATASETS, Dataset
+from vaebench.config.schema import CHECKPOINTS, LAW_CHECKPOINTS, REAL_VALUED, SuiteConfig, real_valued
+from vaebench.data import BINARIZE_MODES, DATASET_PLUGINS, DATASETS, FILE_SUFFIXES, Dataset, is_data_file
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, SAMPLERS, runnable, unsupported
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.optim import OPTIMIZERS
+from vaebench.registry import BUILT_CHECKPOINTS, MODELS
 
 MAX_SEED = 2**63 - 1
 """Largest seed: the largest TOML integer, and one that torch.manual_seed and an int64 CSV column take."""
@@ -63,8 +64,18 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     if not (math.isfinite(c.save_every_s) and c.save_every_s >= 0):
         raise VaebenchError(f"save_every_s must be a number of seconds >= 0 (0: never), got {c.save_every_s}")
     _seed("data.seed", c.data.seed)
-    if c.data.name not in DATASETS:
-        raise VaebenchError(f"unknown data set {c.data.name!r}; valid names: {', '.join(DATASETS)}")
+    if not (c.data.name in DATASETS or c.data.name in DATASET_PLUGINS or is_data_file(c.data.name)):
+        plugins = f", a plugin's ({', '.join(DATASET_PLUGINS)})" if DATASET_PLUGINS else ""
+        raise VaebenchError(
+            f"unknown data set {c.data.name!r}; valid names: {', '.join(DATASETS)}{plugins}, or the path of a "
+            f"{', '.join(FILE_SUFFIXES)} file of your own"
+        )
+    if not 0 < c.data.test_fraction < 1:
+        raise VaebenchError(
+            f"data.test_fraction must lie strictly between 0 and 1, got {c.data.test_fraction!r}"
+        )
+    if c.model.name not in MODELS:
+        raise VaebenchError(f"unknown model {c.model.name!r}; valid names: {', '.join(MODELS)}")
     _choice("data.binarize", c.data.binarize, ("none", *BINARIZE_MODES))
     if c.data.binarize != "none" and c.data.dequantize:
         raise VaebenchError(
@@ -75,16 +86,17 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     for h in c.model.hidden:
         _positive("model.hidden widths", h)
     _choice("model.likelihood", c.model.likelihood, ("auto", *LIKELIHOODS))
-    if c.data.name == "synthetic":
+    if real_valued(c.data.name):
+        simulated = c.data.name in REAL_VALUED  # unbounded values: no Bernoulli decoder, no binarization
         for key, bad, fix in (
-            ("model.likelihood", c.model.likelihood == "bernoulli", "'gaussian' or 'auto'"),
-            ("data.binarize", c.data.binarize != "none", "'none'"),
+            ("model.likelihood", simulated and c.model.likelihood == "bernoulli", "'gaussian' or 'auto'"),
+            ("data.binarize", simulated and c.data.binarize != "none", "'none'"),
             ("data.dequantize", c.data.dequantize, "false"),
         ):
             if bad:
                 raise VaebenchError(
-                    f"{key} {_show(key, c)} does not fit synthetic data, which are real-valued (not pixels in "
-                    f"[0, 1]); set {key} = {fix}"
+                    f"{key} {_show(key, c)} does not fit {c.data.name}, which holds real values (not pixel "
+                    f"grey levels); set {key} = {fix}"
                 )
     _choice("model.decoder_scale", c.model.decoder_scale, DECODER_SCALES)
     _choice("model.activation", c.model.activation, tuple(ACTIVATIONS))
@@ -109,8 +121,7 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     if v.replicates < 2:
         raise VaebenchError(f"variance.replicates must be >= 2 to estimate a variance, got {v.replicates}")
     _positive("variance.batch_size", v.batch_size)
-    _nonempty("variance.seeds", v.seeds)
-    for s in v.seeds:
+    for s in v.seeds:  # () follows the run's seeds (SuiteConfig.variance_seeds)
         _seed("variance.seeds", s)
     _unique("variance.seeds", v.seeds)
     if v.baseline_samples == 1 or v.baseline_samples < 0:
@@ -124,6 +135,20 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
             f"variance.anchor_estimator {v.anchor_estimator!r} needs K >= "
             f"{ESTIMATORS[v.anchor_estimator].min_samples}, but the anchor run trains at K = 1; choose one "
             f"of: {', '.join(usable)}"
+        )
+    if c.model.name in BUILT_CHECKPOINTS and v.enabled and v.checkpoints != ("end",):
+        raise VaebenchError(
+            f"the {c.model.name} model is measured at a built checkpoint, not along a training run: set "
+            f'variance.checkpoints = ["end"] (got {list(v.checkpoints)})'
+        )
+    for label in c.checks.laws:
+        _choice("checks.laws entry", label, LAW_CHECKPOINTS)
+    _unique("checks.laws", c.checks.laws)
+    if not (v.enabled or c.train.enabled or c.throughput.enabled or c.checks.laws or c.checks.landing
+            or c.checks.quadrature):  # fmt: skip
+        raise VaebenchError(
+            "this configuration measures nothing: variance, train and throughput are disabled and no check is "
+            "asked for; enable one (e.g. [variance] enabled = true) or run --preset scaling for the checks"
         )
     t = c.throughput
     for key in ("batch_size", "repeats"):

@@ -5,6 +5,26 @@ The objective. For data x, encoder q_φ(z|x) and model p_θ(x, z), with f(z) = l
     ELBO(θ, φ) = E_{q_φ(z|x)}[f(z)]                                  (objective "elbo")
     IWAE_K     = E_{z_1..K ~ q}[log (1/K) Σ_k exp f(z_k)]            (objective "iwae", Burda et al. 2015)
 
+and, built from the same log-weights log w_k = f(z_k), the objective labels of `OBJECTIVES`:
+
+- ``"iwae-subsets"``: IWAE_m from K >= m draws, the U-statistic over their m-subsets (``iwae`` and ``dreg``
+  with ``subsets=m``; Burroni et al. 2023);
+- ``"renyi"``: the K-sample variational Rényi bound E[(1-α)^-1 log (1/K) Σ_k w_k^(1-α)] at the estimator's α
+  (``renyi``, ``renyi-dreg``; Li & Turner 2016);
+- ``"ciwae"``: β ELBO + (1 - β) IWAE_K (Rainforth et al. 2018);
+- ``"piwae"``: θ by IWAE_{M·K}, φ by MIWAE(M, K), whose mean is IWAE_K (Rainforth et al. 2018; ``miwae``,
+  whose target is IWAE_K in both groups, is labelled ``"iwae"``);
+- ``"inclusive-kl"``: θ by IWAE_K, φ by -KL(p(z|x) || q(z|x)), the wake phase of reweighted wake-sleep
+  (``rws``, ``rws-dreg``; Bornschein & Bengio 2015);
+- ``"tail-adaptive"``: θ by the ELBO, φ by the tail-adaptive f-divergence of Wang, Liu & Liu 2018, which has
+  no fixed value; it is compared with the ELBO gradient.
+
+What exactly an estimator's gradient targets, per parameter group and with its K, α or β, is
+``est.target(K)`` (a :class:`Target` of two :class:`Bound`\ s); the verification and the variance measure's
+baseline gradient read it. The measure-valued derivative (``mvd``, objective ``"elbo"``) is the third family
+of Mohamed et al. 2020's survey: differences of f at points drawn from the two parts of ∂q/∂φ, no derivative
+of f (:mod:`~vaebench.estimators.measure_valued`).
+
 The gradient in θ is pathwise for every estimator (the sampling of z does not depend on θ). The estimators
 differ in how they handle ∇_φ, where q_φ is also the sampling distribution:
 
@@ -25,7 +45,7 @@ x [B, D] returns an :class:`EstimatorOutput`:
   built as ``-(objective + (s - s.detach()))`` (the trick of Pyro's ``Trace_ELBO.differentiable_loss``), so
   loss curves stay honest whatever the gradient estimator;
 - ``out.elbo``: the detached per-datapoint objective estimate [B];
-- ``out.objective``: ``"elbo"`` or ``"iwae"`` (also ``est.objective``), so no table mixes objectives silently.
+- ``out.objective``: the objective label (also ``est.objective``), so no table mixes objectives silently.
 
 Estimators talk to the model only through ``posterior(x)`` (a ``Normal`` with batch shape [B, Z]) and
 ``log_joint(x, z)`` ([K, B, Z] -> [K, B]); the closed-form-KL estimator also uses ``prior()`` and
@@ -40,8 +60,10 @@ points, a fresh scramble per datapoint and call), see :mod:`vaebench.estimators.
 the samplers that keep it unbiased in ``samplers``; asking for another is an error that says why.
 
 Each class declares what it is: ``objective``, ``family`` (``"pathwise"``: the encoder gradient flows through
-the sample z; ``"score-function"``: through ∇ log q), ``min_samples``, ``samplers``, and ``bias`` (empty for
-the unbiased ones; ``iwae-stl`` is biased for K > 1 and the reports mark it).
+the sample z; ``"score-function"``: through ∇ log q; ``"measure-valued"``: through differences of f),
+``min_samples``, ``samplers``, and ``bias`` (empty for the unbiased ones, else when and how it is biased for
+its target, and :meth:`Estimator.biased_at` says at which K: ``iwae-stl`` and ``tail-adaptive`` for K > 1,
+``rws`` and ``rws-dreg`` at every K; the reports mark them).
 
 Stateful estimators (moving averages, learned baselines) are ``nn.Module``\ s: optimise their parameters with
 the model's, call :meth:`Estimator.prepare` with a batch before building the optimizer (it builds learned
@@ -53,8 +75,10 @@ does; VarGrad's factor 2); it reports that factor as ``encoder_scale``.
 
 The modules: :mod:`~vaebench.estimators.base` (the contract's classes and shared helpers),
 :mod:`~vaebench.estimators.sampling` (the samplers), :mod:`~vaebench.estimators.pathwise`,
-:mod:`~vaebench.estimators.score_function`, :mod:`~vaebench.estimators.importance_weighted`, and the registry
-here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
+:mod:`~vaebench.estimators.score_function`, :mod:`~vaebench.estimators.measure_valued`, the log-weight
+family in :mod:`~vaebench.estimators.importance_weighted` (IWAE_K, its U-statistics),
+:mod:`~vaebench.estimators.renyi`, :mod:`~vaebench.estimators.iwae_variants` (MIWAE, CIWAE, PIWAE) and
+:mod:`~vaebench.estimators.inclusive` (wake-sleep, tail-adaptive), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
@@ -70,18 +94,35 @@ from dataclasses import dataclass
 from vaebench.errors import VaebenchError
 from vaebench.estimators import contract
 from vaebench.estimators.base import (
+    BOUNDS,
+    ELBO,
     FAMILIES,
+    Bound,
     Estimator,
     EstimatorOutput,
+    Target,
     check_flag,
     check_num_samples,
+    check_real,
     independent_objective,
     log_density,
     sample_posterior,
     sampler_problem,
     stop_gradient,
 )
-from vaebench.estimators.importance_weighted import IWAE, IWAESTL, VIMCO, DReG, leave_one_out_bounds
+from vaebench.estimators.importance_weighted import (
+    IWAE,
+    IWAESTL,
+    MAX_SUBSETS,
+    VIMCO,
+    DReG,
+    leave_one_out_bounds,
+    subset_index,
+    subset_weights,
+)
+from vaebench.estimators.inclusive import ReweightedWakeSleep, TailAdaptive, WakeSleepDReG
+from vaebench.estimators.iwae_variants import CIWAE, MIWAE, PIWAE
+from vaebench.estimators.measure_valued import MVD_NORMALS, MeasureValued, mvd_points
 from vaebench.estimators.pathwise import (
     Reparam,
     ReparamAnalyticKL,
@@ -89,6 +130,7 @@ from vaebench.estimators.pathwise import (
     StickingTheLanding,
     taylor_terms,
 )
+from vaebench.estimators.renyi import Renyi, RenyiDReG, renyi_bound
 from vaebench.estimators.sampling import SAMPLERS, check_sampler, scrambled_sobol, standard_normal
 from vaebench.estimators.score_function import (
     Reinforce,
@@ -99,44 +141,77 @@ from vaebench.estimators.score_function import (
 )
 
 __all__ = [
+    "BOUNDS",
     "BUILTIN_ESTIMATORS",
+    "CIWAE",
+    "ELBO",
     "ESTIMATORS",
     "FAMILIES",
     "IWAE",
     "IWAESTL",
+    "MAX_SUBSETS",
+    "MIWAE",
+    "MVD_NORMALS",
+    "OBJECTIVES",
+    "PIWAE",
     "SAMPLERS",
     "VIMCO",
+    "Bound",
     "DReG",
     "Estimator",
     "EstimatorOutput",
+    "MeasureValued",
     "Reinforce",
     "ReinforceLeaveOneOut",
     "ReinforceMovingAverage",
     "ReinforceNVIL",
+    "Renyi",
+    "RenyiDReG",
     "Reparam",
     "ReparamAnalyticKL",
     "ReparamCV",
+    "ReweightedWakeSleep",
     "Setting",
     "StickingTheLanding",
+    "TailAdaptive",
+    "Target",
     "VarGrad",
+    "WakeSleepDReG",
     "check_flag",
     "check_num_samples",
+    "check_real",
     "check_sampler",
     "independent_objective",
     "leave_one_out_bounds",
     "log_density",
     "make_estimator",
+    "mvd_points",
     "register",
+    "renyi_bound",
     "runnable",
     "sample_posterior",
     "sampler_problem",
     "scrambled_sobol",
     "standard_normal",
     "stop_gradient",
+    "subset_index",
+    "subset_weights",
     "taylor_terms",
     "unregister",
     "unsupported",
 ]
+
+OBJECTIVES = (
+    "elbo",
+    "iwae",
+    "iwae-subsets",
+    "renyi",
+    "ciwae",
+    "piwae",
+    "inclusive-kl",
+    "tail-adaptive",
+)
+"""Every objective label an estimator declares (see the package docstring for what each means)."""
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     "reparam": Reparam,
@@ -152,6 +227,15 @@ ESTIMATORS: dict[str, type[Estimator]] = {
     "vargrad": VarGrad,
     "iwae-stl": IWAESTL,
     "vimco": VIMCO,
+    "mvd": MeasureValued,
+    "renyi": Renyi,
+    "renyi-dreg": RenyiDReG,
+    "rws": ReweightedWakeSleep,
+    "rws-dreg": WakeSleepDReG,
+    "tail-adaptive": TailAdaptive,
+    "miwae": MIWAE,
+    "ciwae": CIWAE,
+    "piwae": PIWAE,
 }
 
 

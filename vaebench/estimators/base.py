@@ -3,8 +3,10 @@ r"""The estimator contract: the base class, its output, and the helpers every es
 See :mod:`vaebench.estimators` for the contract in words and the maths. Here: :class:`Estimator` (checks K and
 the sampler, prepares state, calls ``estimate``), :class:`EstimatorOutput`, and the pieces the estimators are
 built from: drawing z = μ + σ ⊙ ε with the estimator's sampler (:func:`sample_posterior`), log q(z|x)
-(:func:`log_density`), q with its parameters detached (:func:`stop_gradient`), and the independent draw that
-initialises running statistics (:func:`independent_objective`).
+(:func:`log_density`), q with its parameters detached (:func:`stop_gradient`), the independent draw that
+initialises running statistics (:func:`independent_objective`), and the description of what an estimator's
+gradient targets (:class:`Bound`, :class:`Target`), which the verification and the variance measure's baseline
+gradient read.
 """
 
 from __future__ import annotations
@@ -24,8 +26,67 @@ from vaebench.estimators.sampling import SAMPLERS, check_sampler, standard_norma
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-FAMILIES = ("pathwise", "score-function")
-"""How an estimator forms its encoder gradient: through the sample z (pathwise) or through ∇ log q (score)."""
+FAMILIES = ("pathwise", "score-function", "measure-valued")
+"""How an estimator forms its encoder gradient: through the sample z (pathwise), through ∇ log q (score), or
+from differences of f between points drawn from the two parts of ∂q/∂φ (measure-valued), with no derivative
+of f."""
+
+BOUNDS = ("elbo", "iwae", "renyi", "ciwae", "inclusive-kl")
+"""The bounds a :class:`Bound` can name (see there)."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One bound whose gradient an estimator estimates, for one group of parameters.
+
+    Attributes:
+        name: one of `BOUNDS`: ``"elbo"``; ``"iwae"`` (IWAE_K); ``"renyi"`` (the K-sample variational Rényi
+            bound E[(1-α)^-1 log (1/K) Σ_k w_k^(1-α)]); ``"ciwae"`` (β ELBO + (1-β) IWAE_K); ``"inclusive-kl"``
+            (-KL(p(z|x) || q(z|x)), an encoder target only).
+        samples: K of the bound (1 for the ELBO and the inclusive KL).
+        parameter: α of the Rényi bound, β of CIWAE; None for the others.
+
+    Build one with :meth:`of`, which names every bound equal to the ELBO as the ELBO (IWAE_1, any Rényi or
+    CIWAE bound at K = 1, the Rényi bound at α = 1), so that equal bounds compare equal.
+    """
+
+    name: str
+    samples: int = 1
+    parameter: float | None = None
+
+    @classmethod
+    def of(cls, name: str, samples: int = 1, parameter: float | None = None) -> Bound:
+        if name not in BOUNDS:
+            raise VaebenchError(f"unknown bound {name!r}; valid bounds: {', '.join(BOUNDS)}")
+        if name in ("elbo", "inclusive-kl") or samples == 1 or (name == "renyi" and parameter == 1.0):
+            return cls("elbo" if name != "inclusive-kl" else name)
+        if name == "iwae" or (name == "renyi" and parameter == 0.0) or (name == "ciwae" and parameter == 0.0):
+            return cls("iwae", samples)  # α = 0: the Rényi bound is IWAE_K; β = 0: CIWAE is IWAE_K
+        if name == "ciwae" and parameter == 1.0:
+            return cls("elbo")
+        return cls(name, samples, float(parameter))
+
+    def __str__(self) -> str:
+        if self.name in ("elbo", "inclusive-kl"):
+            return {"elbo": "ELBO", "inclusive-kl": "-KL(p(z|x) || q)"}[self.name]
+        if self.name == "iwae":
+            return f"IWAE_{self.samples}"
+        return f"{'VR' if self.name == 'renyi' else 'CIWAE'}_{self.samples}({self.parameter:g})"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an estimator's gradient estimates: a bound for the encoder (φ) and one for the decoder (θ)."""
+
+    encoder: Bound
+    decoder: Bound
+
+    def __str__(self) -> str:
+        return str(self.encoder) if self.encoder == self.decoder else f"φ: {self.encoder}, θ: {self.decoder}"
+
+
+ELBO = Target(Bound("elbo"), Bound("elbo"))
+"""The target of every estimator of the ELBO gradient."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +121,12 @@ class Estimator(nn.Module):
     - ``family``: one of `FAMILIES`, how the encoder gradient is formed;
     - ``stateful``: whether it carries state across calls (running statistics, a learned baseline) that
       :meth:`prepare` sets and training updates; a variance measurement warms such an estimator up first;
-    - ``min_samples``: the smallest K it can use;
+    - ``min_samples``: the smallest K it can use, and ``min_samples_reason`` why (the leave-one-out
+      baseline's reason when empty);
     - ``samplers``: the samplers that leave it unbiased (see :mod:`vaebench.estimators.sampling`), and
       ``iid_only``: why the others would bias it, for the error message;
     - ``bias``: empty for an unbiased estimator, else when and how it is biased (the reports mark it);
+      :meth:`biased_at` says at which K (by default K > 1, as for ``iwae-stl``);
     - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
       ``reference``, the former name of ``citation``, still reads (and a subclass may still set it) for one
       release, with a `DeprecationWarning`.
@@ -76,6 +139,7 @@ class Estimator(nn.Module):
     family: ClassVar[str] = "pathwise"
     stateful: ClassVar[bool] = False
     min_samples: ClassVar[int] = 1
+    min_samples_reason: ClassVar[str] = ""  # why K >= min_samples, when not the leave-one-out baseline's
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""
     bias: ClassVar[str] = ""
@@ -114,7 +178,7 @@ class Estimator(nn.Module):
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
-        check_num_samples(num_samples, self.min_samples, self.name)
+        check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
         check_sampler(self.sampler, num_samples)
         if not self._prepared:  # never use state that was never set: prepare on this batch first
             self.prepare(model, x)
@@ -141,6 +205,19 @@ class Estimator(nn.Module):
         """Known positive factor this estimator applies to its encoder gradient (1 for unbiased ones)."""
         return 1.0
 
+    def target(self, num_samples: int) -> Target:
+        """The bounds whose gradients this estimator estimates at K = ``num_samples`` (per parameter group).
+
+        From ``objective`` by default: the ELBO, or IWAE_K for ``"iwae"``. Estimators whose target depends on
+        their options (α, β, the groups or subsets) or differs between encoder and decoder override it.
+        """
+        bound = Bound.of("iwae" if self.objective == "iwae" else "elbo", num_samples)
+        return Target(bound, bound)
+
+    def biased_at(self, num_samples: int) -> bool:
+        """Whether the gradient is biased for :meth:`target` at this K (default: a declared bias, K > 1)."""
+        return bool(self.bias) and num_samples > 1
+
     def sample(self, q: Normal, num_samples: int, generator: torch.Generator | Tensor | None) -> Tensor:
         """z = μ + σ ⊙ ε [K, B, Z] from q [B, Z], ε drawn by this estimator's sampler.
 
@@ -153,7 +230,8 @@ class Estimator(nn.Module):
             if generator.shape != (num_samples, *q.loc.shape):
                 raise VaebenchError(
                     f"drawn noise must have shape [K, B, Z] = {[num_samples, *q.loc.shape]}, "
-                    f"got {list(generator.shape)}"
+                    f"got {list(generator.shape)} (noise drawn beforehand is one draw of K samples of the "
+                    "posterior; an estimator that draws otherwise cannot take it, e.g. in a compiled step)"
                 )
             return q.loc + q.scale * generator
         return sample_posterior(q, num_samples, generator, self.sampler)
@@ -191,11 +269,16 @@ def sampler_problem(cls: type[Estimator], sampler: str, name: str = "") -> str:
     return ""
 
 
-def check_num_samples(num_samples: int, minimum: int = 1, name: str = "") -> int:
-    """Raise a clear error unless K is an integer >= minimum."""
+LEAVE_ONE_OUT_MINIMUM = "the leave-one-out baseline averages the other K-1 samples"
+"""Why the leave-one-out estimators need K >= 2 (the default reason of `check_num_samples`)."""
+
+
+def check_num_samples(num_samples: int, minimum: int = 1, name: str = "", reason: str = "") -> int:
+    """Raise a clear error unless K is an integer >= minimum (``reason``: why the minimum, for the message;
+    by default that of the leave-one-out baselines)."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < minimum:
         why = (
-            " (the leave-one-out baseline averages the other K-1 samples; use K >= 2 or another estimator)"
+            f" ({reason or LEAVE_ONE_OUT_MINIMUM}; use K >= {minimum} or another estimator)"
             if minimum > 1
             else ""
         )
@@ -209,6 +292,15 @@ def check_flag(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise VaebenchError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_real(name: str, value, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a float if it is a finite real number in [low, high], else a clear error naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise VaebenchError(f"{name} must be a finite real number, got {value!r}")
+    if not low <= value <= high:
+        raise VaebenchError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
 
 
 @torch.no_grad()

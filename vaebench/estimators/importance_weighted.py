@@ -9,22 +9,43 @@ IWAE_1 is the ELBO; IWAE_K rises towards log p(x) as K grows. The bound is an ex
 samples: with antithetic or RQMC draws, E[log (1/K) Σ_k w_k] is a different bound (still below log p(x), since
 each w_k keeps mean p(x); Domke & Sheldon 2018), so its gradient would be biased for IWAE_K. These estimators
 therefore take only ``sampler="iid"``.
+
+U-statistics (``subsets=m`` for :class:`IWAE` and :class:`DReG`; Burroni, Takatsu, Domke & Sheldon 2023,
+"U-Statistics for Importance-Weighted Variational Inference", arXiv:2302.13918). From K independent draws, the
+IWAE_m bound can be estimated by the mean over K/m *disjoint* groups (MIWAE's average) or by the mean over
+*all* m-subsets S of the K draws,
+
+    U = C(K, m)^-1 Σ_{|S| = m} log (1/m) Σ_{k ∈ S} w_k,       E[U] = IWAE_m,
+
+a U-statistic: the same draws, no extra model evaluation, and a variance no larger than the disjoint
+average's (it is that average's mean over relabellings of the draws, so by Rao-Blackwell). Its gradient is
+Σ_k a_k ∇ log w_k with a_k = C(K, m)^-1 Σ_{S ∋ k} w̃^S_k (w̃^S the weights normalised within S); DReG's
+encoder weight becomes C(K, m)^-1 Σ_{S ∋ k} (w̃^S_k)². When C(K, m) exceeds `MAX_SUBSETS` the sum runs over an
+*incomplete* U-statistic instead: the disjoint m-blocks of random permutations of the K draws (each
+permutation drawn from the call's generator, independently of the draws, so every block is m independent
+draws and every term is unbiased for IWAE_m), as many permutations as give about `MAX_SUBSETS` blocks.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import torch
 from torch import Tensor
 
-from vaebench.estimators.base import Estimator, log_density, stop_gradient
+from vaebench.errors import VaebenchError
+from vaebench.estimators.base import Bound, Estimator, Target, log_density, stop_gradient
 
 DEPENDENT_BOUND = (
     "the IWAE_K bound is an expectation over independent samples; with dependent (antithetic or RQMC) draws "
     "E[log (1/K) Σ w_k] is a different bound (Domke & Sheldon 2018), so the gradient would be biased for IWAE_K"
 )
 """Why the estimators of the IWAE bound take only independent samples."""
+
+MAX_SUBSETS = 1024
+"""Most m-subsets a U-statistic enumerates; beyond it, an incomplete U-statistic over random permutations."""
 
 
 class ImportanceWeighted(Estimator):
@@ -35,11 +56,49 @@ class ImportanceWeighted(Estimator):
     iid_only = DEPENDENT_BOUND
 
 
-class IWAE(ImportanceWeighted):
+class Subsetted(ImportanceWeighted):
+    """An IWAE_K estimator that can average IWAE_m over the m-subsets of its K draws instead (``subsets=m``).
+
+    With ``subsets`` set, the objective is IWAE_m, labelled ``"iwae-subsets"`` (see the module docstring).
+    """
+
+    def __init__(self, subsets: int | None = None, sampler: str = "iid"):
+        super().__init__(sampler)
+        if subsets is not None and (isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1):
+            raise VaebenchError(
+                f"subsets must be None or a positive integer m (the subset size), got {subsets!r}"
+            )
+        self.subsets = subsets
+        if subsets is not None:
+            self.objective = "iwae-subsets"  # IWAE_m, not IWAE_K: a label of its own for the tables
+
+    def target(self, num_samples):
+        if self.subsets is None:
+            return super().target(num_samples)
+        bound = Bound.of("iwae", self.subsets)
+        return Target(bound, bound)
+
+    def weights(self, log_w: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(bound [B], self-normalised weights [K, B], their squares [K, B]) of the detached log-weights.
+
+        Plain IWAE_K (w̃, w̃²), or the U-statistic's per-draw averages over subsets (a_k, c_k).
+        """
+        if self.subsets is None:
+            weights = torch.softmax(log_w, 0)
+            return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]), weights, weights.pow(2)
+        return subset_weights(log_w, subset_index(log_w, self.subsets, generator))
+
+
+class IWAE(Subsetted):
     r"""Pathwise gradient of the importance-weighted bound IWAE_K (objective "iwae", not the ELBO).
 
     log w_k = f(z_k),  IWAE_K ≈ log (1/K) Σ_k w_k,  ∇ ≈ Σ_k w̃_k ∇ log w_k  with w̃ = softmax(log w).
     Equals the ELBO at K = 1; tightens towards log p(x) as K grows. Burda, Grosse & Salakhutdinov 2015.
+
+    Options:
+        subsets: m, to estimate IWAE_m by the U-statistic over the m-subsets of the K draws (K >= m; see the
+            module docstring); None (default): IWAE_K.
+        sampler: ``"iid"`` only.
     """
 
     summary = "importance-weighted bound, pathwise gradient (objective: IWAE_K, not the ELBO)"
@@ -49,10 +108,13 @@ class IWAE(ImportanceWeighted):
         q = model.posterior(x)
         z = self.sample(q, num_samples, generator)
         log_w = model.log_joint(x, z) - log_density(q, z)
-        return self._output(torch.logsumexp(log_w, 0) - math.log(num_samples))
+        if self.subsets is None:
+            return self._output(torch.logsumexp(log_w, 0) - math.log(num_samples))
+        bound, weights, _ = self.weights(log_w.detach(), generator)
+        return self._output(bound, (weights * log_w).sum(0))  # gradient Σ_k a_k ∇ log w_k, that of U
 
 
-class DReG(ImportanceWeighted):
+class DReG(Subsetted):
     r"""Doubly-reparameterized gradient of the IWAE bound (objective "iwae").
 
         ∇_θ ≈ Σ_k w̃_k ∇_θ log w_k,     ∇_φ ≈ Σ_k w̃_k² ∂log w_k/∂z_k · ∂z_k/∂φ   (log q's parameters fixed)
@@ -60,6 +122,11 @@ class DReG(ImportanceWeighted):
     Unbiased for the same gradient as :class:`IWAE`, with encoder variance that does not grow with K.
     Built from one decoder pass over [z, stop_grad(z)]: the θ weights w̃² + (w̃ - w̃²) = w̃, the φ weight w̃².
     Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152.
+
+    Options:
+        subsets: m, for the U-statistic of IWAE_m over the m-subsets of the K draws, DReG within each subset
+            (θ weight a_k, φ weight c_k of the module docstring); None (default): IWAE_K.
+        sampler: ``"iid"`` only.
     """
 
     summary = "doubly-reparameterized IWAE gradient (objective: IWAE_K)"
@@ -71,10 +138,8 @@ class DReG(ImportanceWeighted):
         log_joint = model.log_joint(x, torch.cat([z, z.detach()]))
         path, fixed = log_joint[:num_samples], log_joint[num_samples:]
         log_w = path - log_density(stop_gradient(q), z)  # [K, B]: φ only through z
-        weights = torch.softmax(log_w.detach(), 0)
-        squared = weights.pow(2)
+        bound, weights, squared = self.weights(log_w.detach(), generator)
         score = (squared * log_w + (weights - squared) * fixed).sum(0)
-        bound = torch.logsumexp(log_w.detach(), 0) - math.log(num_samples)
         return self._output(bound, score)
 
 
@@ -157,3 +222,47 @@ def leave_one_out_bounds(log_w: Tensor) -> Tensor:
     diagonal = torch.eye(k, dtype=torch.bool, device=log_w.device).unsqueeze(-1)
     rows = torch.where(diagonal, others.unsqueeze(1), log_w.unsqueeze(0))  # [k, j, B]
     return torch.logsumexp(rows, 1) - math.log(k)
+
+
+def subset_index(log_w: Tensor, size: int, generator: torch.Generator | None) -> Tensor:
+    """The m-subsets of the K draws a U-statistic averages over: [S, m] (all of them) or [B, S, m] (random).
+
+    All C(K, m) subsets when there are at most `MAX_SUBSETS`; else the disjoint m-blocks of random
+    permutations of the K draws, one set of permutations per datapoint, drawn from ``generator``.
+    """
+    k, rows = log_w.shape
+    if size > k:
+        raise VaebenchError(
+            f"subsets={size} averages IWAE_{size} over subsets of {size} of the K draws and needs K >= {size}, "
+            f"got K={k}; use a larger K or a smaller subsets"
+        )
+    if math.comb(k, size) <= MAX_SUBSETS:
+        return _all_subsets(k, size).to(log_w.device)
+    blocks = k // size
+    perms = math.ceil(MAX_SUBSETS / blocks)
+    order = torch.rand((rows, perms, k), generator=generator, device=log_w.device).argsort(-1)
+    return order[..., : blocks * size].reshape(rows, perms * blocks, size)
+
+
+@functools.lru_cache(maxsize=64)
+def _all_subsets(k: int, size: int) -> Tensor:
+    return torch.tensor(list(itertools.combinations(range(k), size)), dtype=torch.long).reshape(-1, size)
+
+
+def subset_weights(log_w: Tensor, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The U-statistic over the subsets ``index`` ([S, m] or [B, S, m]) of detached log-weights [K, B].
+
+    Returns:
+        The mean over subsets of log (1/m) Σ_{k ∈ S} w_k [B]; a_k = mean over subsets of 1[k ∈ S] w̃^S_k and
+        c_k, the same with (w̃^S_k)² [K, B].
+    """
+    k, rows = log_w.shape
+    index = index.expand(rows, *index.shape[-2:])  # [B, S, m]
+    flat = index.reshape(rows, -1)
+    picked = log_w.T.gather(1, flat).reshape(index.shape)  # [B, S, m]
+    count, size = index.shape[1:]
+    bound = (torch.logsumexp(picked, -1) - math.log(size)).mean(-1)
+    weights = torch.softmax(picked, -1)
+    a = log_w.new_zeros(rows, k).scatter_add_(1, flat, weights.reshape(rows, -1)) / count
+    c = log_w.new_zeros(rows, k).scatter_add_(1, flat, weights.pow(2).reshape(rows, -1)) / count
+    return bound, a.T, c.T

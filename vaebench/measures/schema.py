@@ -165,6 +165,13 @@ CONVERGENCE = Table(
 
 THROUGHPUT_FIGURES = ("step_s", "datapoints_per_s", "latent_samples_per_s", "ceiling_fraction")
 
+INTERLEAVED = ("timing_group", "rounds", "round_steps", "round_s", "load_before", "load_after")
+"""Columns of a throughput row added by issue 25, at the end of the row: the steps timed together in rounds
+(``timing_group``: rows of one group were timed round-robin, "" for a row timed alone), how many rounds and
+steps per round, ``round_s`` (the median step time of each round, in round order, as space-separated
+seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.timing`), and
+the machine's 1-minute load average just before and after the timing."""
+
 THROUGHPUT = Table(
     "throughput",
     columns=(
@@ -173,7 +180,7 @@ THROUGHPUT = Table(
         "step_s_median", "step_s_p25", "step_s_p75", "step_s_iqr", "step_s_min", "step_s_low", "step_s_high",
         *_triples("datapoints_per_s", "latent_samples_per_s"),
         "peak_memory_bytes", "memory_baseline_bytes", "memory_kind", "flops_per_step", "achieved_flops",
-        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective",
+        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective", *INTERLEAVED,
     ),
     keys=(*SETTING, "batch_size", "seed", "variant"),
     # step_s is reported as its median: step_s_median, step_s_low, step_s_high
@@ -184,11 +191,15 @@ THROUGHPUT = Table(
         "variant": OptionalColumn(f"{_LEGACY}; such rows ran eagerly", "eager"),
         "compiled": OptionalColumn(f"{_LEGACY}; such rows ran eagerly", False),
         "amp": OptionalColumn(f"{_LEGACY}; such rows ran in float32", False),
+        **{c: OptionalColumn(f"{_LEGACY} (before interleaved timing): each setting was timed alone, so no "
+                             "ratio between settings can be formed") for c in INTERLEAVED},
+        "timing_group": OptionalColumn(f"{_LEGACY} (before interleaved timing): each setting was timed alone",
+                                       ""),
     },
     essential=("estimator", "num_samples", "seed"),
 )
 """throughput.csv: one row per timed setting; the hand-written pytorch/examples step is the row whose
-``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`)."""
+``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed interleaved."""
 
 # On-disk names that keep the word earlier versions used: results folders written before the renames keep
 # reading, and these three constants are the one place that maps them (config keys: RENAMED_KEYS of
@@ -212,15 +223,22 @@ _EXTRA_FINAL = "only on data or models with an exact log-likelihood (synthetic d
 SUMMARY_FIGURES = (
     "trace_var", "snr", "final_test_elbo", "test_log_likelihood", "test_elbo_rise", "step_ms",
     "work_normalized_var", "exact_log_likelihood", "ll_gap", "model_log_likelihood", "bound_gap",
+    "step_ratio", "compute_ratio",
 )
-"""Figures of the comparison table: the seven it shows, then those of synthetic data (after the counts)."""
+"""Figures of the comparison table: the seven it has always shown, those of synthetic data (after the counts),
+then the timing ratios of interleaved steps (issue 25)."""
+
+TIMING_RATIOS = (*_triples("step_ratio", "compute_ratio"), "timing_reference", "timing_rounds")
+"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.timing`): the step time and the variance
+x step time of a setting over those of its K's ``timing_reference`` setting, with intervals over the
+``timing_rounds`` rounds."""
 
 SUMMARY = Table(
     "summary",
     columns=(
         *SETTING, "objective", "biased", *_triples(*SUMMARY_FIGURES[:7]), "snr_floor", "snr_at_floor",
         "converged", "variance_reference", "variance_checkpoint", "variance_group", "runs", "diverged",
-        "train_time_s", *_triples(*SUMMARY_FIGURES[7:]), "rise_from_step", "rise_to_step",
+        "train_time_s", *_triples(*SUMMARY_FIGURES[7:11]), "rise_from_step", "rise_to_step", *TIMING_RATIOS,
     ),
     keys=SETTING,
     figures=SUMMARY_FIGURES,
@@ -236,6 +254,8 @@ SUMMARY = Table(
         **{c: OptionalColumn(_EXTRA_FINAL) for c in _triples("exact_log_likelihood", "ll_gap", "model_log_likelihood",
                                                         "bound_gap")},
         **{c: OptionalColumn(_TIMED) for c in _triples("step_ms")},
+        **{c: OptionalColumn(f"{_TIMED} with settings timed interleaved (not in folders from before)")
+           for c in TIMING_RATIOS},
     },
     essential=SETTING,
 )
@@ -263,8 +283,34 @@ SCALING = Table(
 )
 """scaling.csv: one fitted law in K per row (:func:`vaebench.analysis.scaling.scaling_laws`)."""
 
+QUADRATURE = Table(
+    "quadrature",
+    columns=(
+        "f", "k", "estimator", "registered", "parameter", "quadrature_var", *_triples("mc_var"), "agrees",
+        "draws", "level",
+    ),
+    keys=("f", "k", "estimator", "parameter"),
+    figures=("mc_var",),
+    essential=("f", "k", "estimator", "parameter", "quadrature_var", "mc_var"),
+)
+"""quadrature.csv: the 1-D Gaussian check of Mohamed et al. 2020, one row per (f, k, estimator form, parameter)
+(:func:`vaebench.checks.gaussian_1d.gaussian_1d_check`)."""
+
+CLAIMS = Table(
+    "claims",
+    columns=(
+        "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict", "detail",
+    ),
+    keys=("claim",),
+    figures=("measured",),
+    essential=("claim", "source", "verdict"),
+)
+"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.checks.claims`)."""
+
 # fmt: on
-TABLES: dict[str, Table] = {t.name: t for t in (VARIANCE, CONVERGENCE, THROUGHPUT, SUMMARY, SCALING)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (VARIANCE, CONVERGENCE, THROUGHPUT, SUMMARY, SCALING, QUADRATURE, CLAIMS)
+}
 """Every declared table by measure name."""
 
 

@@ -1,9 +1,11 @@
-"""The text of report.md: status, setup, reading, comparison table and legend, sections per plot, notes.
+"""The text of report.md: status, bottom line, setup, reading, comparison table and legend, sections per plot,
+notes, words.
 
 :func:`render` only formats what it is given (the run's run.json, the resolved configuration, the summary
 table, the measures' frames completed to :mod:`vaebench.measures.schema`, and the plots written); nothing
-here computes a figure. The reading's sentences come from :func:`vaebench.report.reading.reading`, the table
-and its legend from :mod:`vaebench.report.tables`.
+here computes a figure. The bottom line is :mod:`vaebench.report.bottom_line` (the verdicts of
+:mod:`vaebench.analysis.verdicts`), the reading's sentences come from :func:`vaebench.report.reading.reading`,
+the table and its legend from :mod:`vaebench.report.tables`, the words from :mod:`vaebench.report.glossary`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from vaebench.config import SuiteConfig
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures import schema
 from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS
-from vaebench.report import scaling, tables
+from vaebench.report import bottom_line, glossary, scaling, tables
+from vaebench.report.claims import section as claims_section
 from vaebench.report.formatting import fmt_number, markdown
 from vaebench.report.reading import reading
 from vaebench.report.settings import setting_columns
@@ -35,18 +38,31 @@ def render(
     level: float = 0.95,
     laws: pd.DataFrame | None = None,
     landing: pd.DataFrame | None = None,
+    verdicts: list | None = None,
+    claims: pd.DataFrame | None = None,
+    scaling_plots: dict[str, str] | None = None,
 ) -> str:
-    """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section)."""
+    """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section, with
+    ``scaling_plots`` by checkpoint; ``verdicts``: :func:`vaebench.analysis.verdicts.verdicts`, for the bottom
+    line; ``claims``: :func:`vaebench.checks.claims.claims_table`, for the claims section; ``landing``: the
+    STL check's rows)."""
     md = [f"# vaebench report: {config.name}", ""]
     md += _status(run)
+    md += bottom_line.section(verdicts or [], run, frames.get("throughput"))
+    md += claims_section(claims if claims is not None else pd.DataFrame())
     md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
-    lines = reading(summary, frames, checkpoint=checkpoint)
+    lines = reading(
+        summary, frames, checkpoint=checkpoint, data=config.data.name, likelihood=resolved_likelihood(config)
+    )
     if lines:
         md += ["## Reading", "", "Computed from the table below (95% intervals).", ""]
         md += [f"- {line}" for line in lines] + [""]
-    md += ["## Comparison", ""]
-    if summary.empty:
+    measures = config.variance.enabled or config.train.enabled or config.throughput.enabled
+    md += ["## Comparison", ""] if measures or not summary.empty else []
+    if summary.empty and measures:
         md += ["No unit has finished yet.", ""]
+    elif summary.empty:
+        pass  # a run of the checks only (the scaling preset): its sections follow
     else:
         md += [tables.summary_markdown(summary), "", tables.legend_markdown(summary, level), ""]
         notes = _table_notes(summary)
@@ -58,7 +74,8 @@ def render(
             f"![variance and SNR against K]({figures['variance']})",
             "",
         ]
-    md += scaling.section(laws if laws is not None else pd.DataFrame(), figures.get("scaling"), landing)
+    md += scaling.section(laws if laws is not None else pd.DataFrame(), scaling_plots)
+    md += scaling.landing_lines(landing if landing is not None else pd.DataFrame())
     variance = frames["variance"]
     if not variance.empty and variance["checkpoint"].nunique() > 1:
         pivot = summaries.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
@@ -81,9 +98,11 @@ def render(
     if "throughput" in figures:
         md += ["## Cost per training step", "", f"![step time]({figures['throughput']})", ""]
     md += _notes(run, frames)
+    md += glossary.section()
     md += [
         "## Files",
         "",
+        "`verdicts.json` (the bottom line, machine-readable), "
         "`summary.csv` (this table, with every interval bound), `variance.csv`, `convergence.csv`, "
         "`throughput.csv` (tidy rows: every row carries `estimator`, `sampler`, `num_samples`, `seed`), `run.json` "
         "(configuration, versions, device, git revision). Rebuild this report with "
@@ -161,19 +180,30 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
         + (", dequantized" if d.dequantize else "")
     )
     hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
+    model = (
+        f"GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
+        if m.name == "gaussian-vae"
+        else "the Gaussian toy of Rainforth et al. 2018 (q's variance fixed at 2/3, Z = D), measured at its built "
+        "checkpoint (the optimum perturbed by N(0, 0.01²))"
+        if m.name == "gaussian-toy"
+        else f"`{m.name}` (a plugin's model, z_dim={m.z_dim})"
+    )
     text = (
-        f"Data: {data}. Model: GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, "
-        f"{_likelihood(c)}. "
+        f"Data: {data}. Model: {model}. "
         f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
         + (f"samplers {', '.join(c.samplers)}; " if tuple(c.samplers) != ("iid",) else "")
         + f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
         f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
         f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
     )
-    if not t.enabled:  # the scaling preset: only the variance measure's anchor run trains
+    if not t.enabled and v.enabled:  # only the variance measure's anchor run trains
         text += (
             " No estimator was trained (train.enabled = false): the training settings are the anchor run's."
         )
+    if not (t.enabled or v.enabled or tp.enabled):  # the scaling preset: the checks only
+        text = _checks_setup(c)
+    elif c.checks.laws or c.checks.quadrature:
+        text += " " + _checks_setup(c)
     if v.enabled:
         text += (
             f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
@@ -181,8 +211,28 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
             f"(the table reports {checkpoint or v.summary_checkpoint})."
         ) + _warm_up(variance)
     if tp.enabled:
-        text += f" Step time: median of {tp.repeats} steps after {tp.warmup} warm-up steps, batch {tp.batch_size}."
+        text += (
+            f" Step time: {tp.repeats} timed steps per setting after {tp.warmup} warm-up steps, batch "
+            f"{tp.batch_size}, the settings of each K timed interleaved in rounds (median per setting, ratios "
+            "over rounds)."
+        )
     return text
+
+
+def _checks_setup(c: SuiteConfig) -> str:
+    """What the checks measured (``[checks]``)."""
+    parts = []
+    if c.checks.laws:
+        parts.append(
+            f"the scaling laws of {', '.join(f'`{e}`' for e in c.estimators)} at K in "
+            f"{{{', '.join(map(str, c.samples))}}} on the built checkpoints {', '.join(c.checks.laws)} (8 datapoints "
+            "each, the replicates of `vaebench.checks.laws`, the weights' k-hat from 4,000 draws per datapoint)"
+        )
+    if c.checks.landing:
+        parts.append("STL's encoder variance along a line to the exact posterior of a linear-Gaussian model")
+    if c.checks.quadrature:
+        parts.append("the 1-D Gaussian of Mohamed et al. 2020 against exact variances by quadrature")
+    return "Checks: " + "; ".join(parts) + "." if parts else ""
 
 
 def _warm_up(variance: pd.DataFrame) -> str:
@@ -211,10 +261,16 @@ def _warm_up(variance: pd.DataFrame) -> str:
     )
 
 
+def resolved_likelihood(c: SuiteConfig) -> str:
+    """The likelihood the run's model used: ``auto`` resolved as vaebench.data does (Bernoulli for binarized
+    data, else Gaussian)."""
+    if c.model.likelihood == "auto":
+        return "bernoulli" if c.data.binarize != "none" else "gaussian"
+    return c.model.likelihood
+
+
 def _likelihood(c: SuiteConfig) -> str:
-    likelihood = c.model.likelihood
-    if likelihood == "auto":  # as vaebench.data does: Bernoulli for binarized data, else Gaussian
-        likelihood = "bernoulli" if c.data.binarize != "none" else "gaussian"
+    likelihood = resolved_likelihood(c)
     if likelihood == "bernoulli":
         return "Bernoulli likelihood"
     scale = "one learned σ_x per pixel" if c.model.decoder_scale == "learned" else "σ_x(z) from the decoder"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis.settings import truth
+from vaebench.analysis.settings import bias_note, truth
 from vaebench.estimators import ESTIMATORS
 from vaebench.report.formatting import fmt_interval, fmt_number
 from vaebench.report.settings import setting_label
@@ -33,6 +33,11 @@ def setting_key(row: pd.Series) -> tuple[str, int, str]:
     return row["estimator"], int(row["num_samples"]), row["sampler"]
 
 
+def setting_key3(row: pd.Series) -> tuple[str, str, int]:
+    """(estimator, sampler, K) of a summary row, as `vaebench.analysis.timing.step_ratio` takes it."""
+    return row["estimator"], row["sampler"], int(row["num_samples"])
+
+
 def with_interval(row: pd.Series, metric: str, symmetric: bool = False) -> str:
     return fmt_interval(row[metric], row[f"{metric}_low"], row[f"{metric}_high"], symmetric=symmetric)
 
@@ -48,6 +53,21 @@ def overlap(a: pd.Series, b: pd.Series, metric: str) -> bool | None:
 def times(ratio: float) -> str:
     """``ratio`` as "2.5×" ("–" when not finite)."""
     return f"{fmt_number(ratio, 2)}×" if np.isfinite(ratio) else "–"
+
+
+def ratio_text(value: float, low: float, high: float) -> str:
+    """``0.60× [0.37, 0.95]``: a ratio with its interval (no brackets without one)."""
+    if not np.isfinite(value):
+        return "–"
+    interval = (
+        f" [{fmt_number(low, 2)}, {fmt_number(high, 2)}]" if np.isfinite(low) and np.isfinite(high) else ""
+    )
+    return f"{fmt_number(value, 2)}×{interval}"
+
+
+def biased(row) -> bool:
+    """Whether the row's estimator declares a bias at its K (``iwae-stl`` at K > 1)."""
+    return bool(bias_note(row["estimator"], row["num_samples"]))
 
 
 def separation(a: pd.Series, b: pd.Series, metric: str) -> str:

@@ -1,54 +1,40 @@
 """Plots of the suite's tidy frames; every function takes ``ax=None``, draws one panel and returns the axes.
 
-Colours are keyed by estimator name in one place (:func:`estimator_color`), so an estimator has the same
-colour in every figure; a sampler other than iid keeps the estimator's colour and changes the line style
-(:data:`SAMPLER_STYLES`), and the legend names it. Every point comes with its interval: error bars for variance, SNR and step time (the
-``_low`` / ``_high`` columns), and a band over seeds for the learning curves (95% Student-t interval of the
-mean, from :func:`vaebench.stats.mean_interval`).
+How a setting looks is decided in one place (:mod:`vaebench.report.styles`): one colour per estimator family,
+a marker and a line style per member, the sampler in the marker's fill, the same in every figure and every
+run. Settings whose figures are identical (the same gradient on the same draws) are drawn once, with a
+legend entry that names them all, or, where they agree at some K only, with a label that says where
+(:func:`vaebench.report.styles.shared_labels`). Every point comes with its interval: error bars for
+variance, SNR and step time (the ``_low`` / ``_high`` columns), and a band over seeds for the learning curves
+(95% Student-t interval of the mean, from :func:`vaebench.stats.mean_interval`).
 """
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench.analysis.convergence import summarize_curves
-from vaebench.analysis.settings import with_sampler
+from vaebench.analysis.settings import order_estimators, with_sampler
 from vaebench.estimators import ESTIMATORS, SAMPLERS
 from vaebench.files import atomic_write
 from vaebench.measures.schema import CONVERGENCE, HANDWRITTEN, THROUGHPUT, complete
+from vaebench.report import styles
 from vaebench.report.settings import setting_label
-
-_PALETTE = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
-COLORS: dict[str, tuple[float, float, float]] = {
-    name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(ESTIMATORS)
-}
-"""Colour of each registered estimator (registry order through tab10, then Dark2)."""
-
-SAMPLER_STYLES = {"iid": "-", "antithetic": "--", "rqmc": ":"}
-"""Line style of each sampler (the estimator keeps its colour)."""
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
 def estimator_color(name: str) -> tuple[float, float, float]:
-    """The colour of an estimator in every plot (a stable hash for names outside the registry)."""
-    if name in COLORS:
-        return COLORS[name]
-    return matplotlib.colormaps["tab20b"].colors[zlib.crc32(name.encode()) % 20]
+    """The colour of an estimator in every plot: its family's (:func:`vaebench.report.styles.color`)."""
+    return styles.color(name)
 
 
 def estimator_marker(name: str) -> str:
-    """A marker per estimator, so curves stay apart in greyscale print."""
-    order = list(ESTIMATORS)
-    index = order.index(name) if name in order else zlib.crc32(name.encode())
-    return MARKERS[index % len(MARKERS)]
+    """The marker of an estimator within its family (:func:`vaebench.report.styles.member_style`)."""
+    return styles.member_style(name)[0]
 
 
 def figure(ncols: int = 1, *, panel: tuple[float, float] = (5.0, 3.8)) -> tuple[Figure, list[Axes]]:
@@ -103,9 +89,11 @@ def plot_against_k(
         title: panel title.
     """
     ax = _axes(ax)
+    bounds = [c for c in (f"{metric}_low", f"{metric}_high") if c in frame]
+    hidden, labels = styles.shared_labels(with_sampler(frame), [metric, *bounds])
     for name, sampler, rows in _series(frame):
         rows = rows[np.isfinite(rows[metric]) & (rows[metric] > 0)].sort_values("num_samples")
-        if rows.empty:
+        if rows.empty or (name, sampler) in hidden:
             continue
         y = rows[metric].to_numpy(float)
         yerr = None
@@ -117,10 +105,8 @@ def plot_against_k(
             rows["num_samples"],
             y,
             yerr=yerr,
-            label=setting_label(name, sampler),
-            color=estimator_color(name),
-            linestyle=SAMPLER_STYLES.get(sampler, "-."),
-            marker=estimator_marker(name),
+            label=labels.get((name, sampler), setting_label(name, sampler)),
+            **styles.style(name, sampler),
             capsize=3,
             linewidth=1.4,
             markersize=5,
@@ -174,15 +160,22 @@ def plot_curves(
     ax = _axes(ax)
     convergence = complete(convergence, CONVERGENCE)  # older frames: no run diverged
     bands = curve_bands(convergence[convergence["num_samples"] == num_samples], metric)
+    hidden, labels = set(), {}
+    if not bands.empty:
+        ordered = order_estimators(with_sampler(bands))  # "reparam = iwae": the registry's first names both
+        hidden, labels = styles.shared_labels(ordered, ["value"], at=("step",), partial=False)
+        labels = {key: f"{text} (K={num_samples})" for key, text in labels.items()}  # the legend spans panels
     finals = []
     for name, sampler, b in _series(bands):
         b = b.sort_values("step")
-        color = estimator_color(name)
-        style = SAMPLER_STYLES.get(sampler, "-.")
+        if (name, sampler) in hidden:
+            continue
+        look = styles.style(name, sampler)
+        label = labels.get((name, sampler), setting_label(name, sampler))
         ax.plot(
-            b[x], b["value"], color=color, label=setting_label(name, sampler), linestyle=style, linewidth=1.4
+            b[x], b["value"], label=label, linewidth=1.4, markersize=4, markevery=max(len(b) // 6, 1), **look
         )
-        ax.fill_between(b[x], b["value_low"], b["value_high"], color=color, alpha=0.2, linewidth=0)
+        ax.fill_between(b[x], b["value_low"], b["value_high"], color=look["color"], alpha=0.2, linewidth=0)
         finals.append(b["value"].iloc[len(b) // 4 :])
     div = convergence[(convergence["num_samples"] == num_samples) & convergence["diverged"].astype(bool)]
     for (name, _), g in div[div["metric"] == metric].groupby(["estimator", "seed"]):

@@ -1,20 +1,9 @@
 """Sentences of the reading that set the run's test log-likelihoods beside published gaps, paired by seed.
 
-Two published comparisons are checked whenever a run has the settings they need (any data set; the numbers
-quoted are the papers', on MNIST, and the sentences never claim them for this run):
-
-- IWAE against the VAE at the same K: Burda, Grosse & Salakhutdinov 2015 (arXiv:1509.00519, Table 1, one
-  stochastic layer, k = 50) report a test NLL of 84.78 nats for IWAE against 86.35 for the VAE, a gap of
-  `BURDA_GAP` nats in IWAE's favour. The run's gap is IWAE minus ``reparam`` (the VAE trained on the ELBO)
-  at the largest K both have, paired by seed (:func:`vaebench.analysis.summaries.paired_difference`).
-  *Agrees* means its interval lies above 0 (IWAE better, as published); whether `BURDA_GAP` lies inside the
-  interval is said separately (the size of the gap depends on the data and the model).
-- DReG against IWAE at the same K: Tucker et al. 2018 (arXiv:1810.04152) find DReG as good as or better than
-  IWAE; reproductions put the gain at about `DREG_GAIN` nats. *Agrees* means the interval of DReG minus IWAE
-  does not lie below 0 (DReG not worse).
-
-The test log-likelihood is the suite's importance-sampled estimate (k = ``train.ll_samples``), a lower bound
-whose bias is larger for a worse q; a sentence says when the curves had not levelled off.
+The figures and verdicts are :mod:`vaebench.analysis.published` (which says when a run is compared and how
+each verdict follows the interval of the paired difference); here they become words. Words that order the two
+settings (ahead, behind) follow the sign of the mean difference; whether the published size lies inside the
+interval is said on its own.
 """
 
 from __future__ import annotations
@@ -22,88 +11,75 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import summaries
-from vaebench.analysis.settings import truth
-from vaebench.measures.schema import SUMMARY, complete
+from vaebench.analysis import published
+from vaebench.analysis.published import BURDA_GAP, DREG_GAIN, Comparison
 from vaebench.report.formatting import fmt_number
 
-BURDA_GAP = 86.35 - 84.78
-"""IWAE's test log-likelihood gain over the VAE at k = 50 on MNIST, one stochastic layer (Burda et al. 2015)."""
+VERDICT_WORDS = {
+    ("burda", "agrees"): "**agrees** in direction (IWAE better: the interval lies above 0)",
+    ("burda", "does not agree"): "**does not agree**: IWAE is worse (the interval lies below 0)",
+    ("burda", "inconclusive"): "**inconclusive**: the interval holds 0, so no direction is shown",
+    ("tucker", "does not agree"): "**does not agree**: DReG is worse (the interval lies below 0)",
+    ("tucker", "agrees"): "**agrees**: DReG is better (the interval lies above 0)",
+    (
+        "tucker",
+        "consistent",
+    ): "**consistent** with it: DReG is not separated from IWAE (the interval holds 0)",
+}
+"""How each (claim, verdict) is said."""
 
-DREG_GAIN = 0.3
-"""DReG's gain over IWAE at the same K in reproductions (nats, approximate)."""
-
-METRIC = "test_log_likelihood"
-
-
-def published_comparisons(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str]:
-    """The sentences (empty when the run lacks the settings or the test log-likelihood)."""
-    if summary.empty or convergence.empty or not (convergence["metric"] == METRIC).any():
-        return []
-    summary = complete(summary, SUMMARY)
-    lines = []
-    iwae_k = _shared_k(summary, "iwae", "reparam")
-    if iwae_k:
-        diff, low, high, n = summaries.paired_difference(
-            convergence, METRIC, ("iwae", iwae_k), ("reparam", iwae_k)
-        )
-        if n:
-            above = np.isfinite(low) and low > 0
-            inside = np.isfinite(low) and low <= BURDA_GAP <= high
-            lines.append(
-                f"IWAE against the VAE (`reparam`) at K={iwae_k}: test log-likelihood {_diff(diff, low, high, n)} "
-                f"in IWAE's favour. Burda et al. 2015 report {fmt_number(BURDA_GAP)} nats on MNIST (84.78 against "
-                f"86.35 NLL, one stochastic layer, k=50): "
-                + ("**agrees** in direction (IWAE better, the interval above 0)" if above else "**does not agree**: the interval does not lie above 0")
-                + f"; the published {fmt_number(BURDA_GAP)} nats {'lies' if inside else 'does not lie'} within it"
-                + _unconverged(summary, [("iwae", iwae_k), ("reparam", iwae_k)])
-                + "."
-            )  # fmt: skip
-    dreg_k = _shared_k(summary, "dreg", "iwae")
-    if dreg_k:
-        diff, low, high, n = summaries.paired_difference(
-            convergence, METRIC, ("dreg", dreg_k), ("iwae", dreg_k)
-        )
-        if n:
-            worse = np.isfinite(high) and high < 0
-            inside = np.isfinite(low) and low <= DREG_GAIN <= high
-            lines.append(
-                f"DReG against IWAE at K={dreg_k}: test log-likelihood {_diff(diff, low, high, n)} in DReG's favour. "
-                f"Tucker et al. 2018 find DReG as good or better, about {fmt_number(DREG_GAIN)} nats in "
-                "reproductions: "
-                + ("**does not agree**: DReG is worse (the interval lies below 0)" if worse else "**agrees** (DReG not worse: the interval does not lie below 0)")
-                + f"; {fmt_number(DREG_GAIN)} nats {'lies' if inside else 'does not lie'} within it"
-                + _unconverged(summary, [("dreg", dreg_k), ("iwae", dreg_k)])
-                + "."
-            )  # fmt: skip
-    return lines
+SOURCES = {
+    "burda": f"Burda et al. 2015's {fmt_number(BURDA_GAP)}-nat gain of IWAE on MNIST (84.78 against 86.35 NLL, "
+    "one stochastic layer, k=50)",
+    "tucker": f"Tucker et al. 2018's finding that DReG is as good as IWAE or better (about {fmt_number(DREG_GAIN)} "
+    "nats in reproductions)",
+}
 
 
-def _shared_k(summary: pd.DataFrame, a: str, b: str) -> int | None:
-    """The largest K at which both estimators (iid draws) have a test log-likelihood."""
-    rows = summary[np.isfinite(summary[METRIC]) & (summary["sampler"] == "iid")]
-    ks = set(rows.loc[rows["estimator"] == a, "num_samples"]) & set(
-        rows.loc[rows["estimator"] == b, "num_samples"]
+def published_comparisons(
+    summary: pd.DataFrame,
+    convergence: pd.DataFrame,
+    *,
+    data: str | None = None,
+    likelihood: str | None = None,
+) -> list[str]:
+    """One sentence per comparison of :func:`vaebench.analysis.published.published_comparisons`."""
+    found = published.published_comparisons(summary, convergence, data=data, likelihood=likelihood)
+    return [sentence(c, data) for c in found]
+
+
+def sentence(c: Comparison, data: str | None) -> str:
+    """The comparison in words."""
+    a, b = ("IWAE", "the VAE (`reparam`)") if c.claim == "burda" else ("DReG", "IWAE")
+    text = f"{a} against {b} at K={c.k}: {difference(a, c)}."
+    source = SOURCES[c.claim]
+    if c.blocker:
+        return text + f" Not set beside {source}: {c.blocker}."
+    verdict = VERDICT_WORDS.get(
+        (c.claim, c.verdict), "**cannot be judged** (no interval: fewer than two seeds)"
     )
-    ks = {k for k in ks if k > 1}  # at K = 1 IWAE is the VAE and DReG is STL: no comparison to make
-    return int(max(ks)) if ks else None
+    sized = ""
+    if c.size_inside is not None:
+        where = "lies within" if c.size_inside else "lies outside"
+        sized = f"; the published {fmt_number(c.published_size)} nats {where} the interval"
+    elif c.claim == "burda" and data != "mnist" and np.isfinite(c.low):
+        sized = " (the published size is MNIST's: only the direction is compared here)"
+    return text + f" Beside {source}: {verdict}{sized}."
 
 
-def _diff(diff: float, low: float, high: float, n: int) -> str:
-    interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else " (no interval: one seed)"
-    return f"{fmt_number(diff)}{interval} nats, paired over {n} seeds,"
-
-
-def _unconverged(summary: pd.DataFrame, settings: list[tuple[str, int]]) -> str:
-    """A clause when some of the compared settings' test ELBO had not levelled off."""
-    rows = [
-        (name, k, truth(r["converged"]))
-        for name, k in settings
-        for _, r in summary[(summary["estimator"] == name) & (summary["num_samples"] == k)].iterrows()
-    ]
-    if all(judged is None for *_, judged in rows):  # not judged: curves too short, or nothing trained
-        return ""
-    moving = [f"`{name}` K={k}" for name, k, judged in rows if judged is False]
-    if not moving:
-        return " (the curves had levelled off)"
-    return f" (but {', '.join(moving)} had not levelled off: this compares unconverged runs)"
+def difference(a: str, c: Comparison) -> str:
+    """The paired difference with words that follow its sign."""
+    diff, low, high, n = c.diff, c.low, c.high, c.seeds
+    interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else ""
+    side = "ahead" if diff > 0 else "behind" if diff < 0 else "level"
+    by = f" by {fmt_number(abs(diff))} nats" if diff else ""
+    if not np.isfinite(low):
+        separated = "no interval (fewer than two seeds)"
+    elif low > 0 or high < 0:
+        separated = "separated from 0"
+    else:
+        separated = "not separated from 0"
+    return (
+        f"test log-likelihood difference {fmt_number(diff)}{interval} nats paired over {n} seeds, {a} {side}{by} "
+        f"on average ({separated})"
+    )

@@ -1,9 +1,12 @@
 """The reading of a report: sentences computed from the comparison table, never a template.
 
-Each sentence states what the numbers show (which estimator is lowest and by how much, whether intervals
-overlap, who is ahead when runs are paired by seed, what is fastest, what wins at equal compute, which runs
-diverged), so it cannot contradict the table it sits next to. A sentence whose inputs were not measured is
-left out.
+The bottom line (:mod:`vaebench.report.bottom_line`) answers each question with its verdict; the reading
+follows it with the details: how far apart the settings lie, how the variance moves with K, whether training
+had levelled off, the final test ELBO paired by seed, the recommendation across K, the published gaps, the
+step times against each other and against a hand-written step, and which runs diverged. Each sentence states
+what the numbers show, so it cannot contradict the table it sits next to, and every word that orders two
+numbers follows their sign. A sentence whose inputs were not measured is left out. Biased settings (``†``)
+are named apart and never ranked with the unbiased ones.
 
 It also says what the numbers cannot show: an SNR whose interval reaches the noise floor is named as no
 measured signal and not ranked; when the test-ELBO curves had not levelled off, it says that the comparison is
@@ -16,17 +19,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis.settings import bias_note
+from vaebench.analysis import timing
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import HANDWRITTEN, SUMMARY, complete
 from vaebench.report.formatting import fmt_number
 from vaebench.report.phrases import (
     at_noise_floor,
+    biased,
     finite_rows_at,
     is_score_function,
     overlap,
     power_of_ten,
-    separation,
+    ratio_text,
+    setting_key3,
     setting_name,
     setting_names,
     times,
@@ -38,14 +43,23 @@ from vaebench.report.verdict import levelled_off, quality, recommendation
 from vaebench.train import DIVERGENCE_BOUND
 
 
-def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoint: str | None) -> list[str]:
+def reading(
+    summary: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    *,
+    checkpoint: str | None,
+    data: str | None = None,
+    likelihood: str | None = None,
+) -> list[str]:
     """Sentences computed from the summary table and the measures' frames (convergence, throughput).
 
     Args:
         summary: :func:`vaebench.analysis.summaries.summary_table`.
-        frames: the tidy frames by kind (``convergence`` for paired comparisons, ``throughput`` for the
-            hand-written pytorch/examples step); missing kinds drop their sentences.
+        frames: the tidy frames by kind (``convergence`` for paired comparisons, ``throughput`` for the step
+            ratios and the hand-written pytorch/examples step); missing kinds drop their sentences.
         checkpoint: the variance checkpoint the table reports, for the wording.
+        data, likelihood: the run's data set and likelihood, which decide whether the published gaps apply
+            (:func:`vaebench.report.published.published_comparisons`).
     """
     if summary.empty:
         return []
@@ -58,8 +72,8 @@ def reading(summary: pd.DataFrame, frames: dict[str, pd.DataFrame], *, checkpoin
     lines += levelled_off(summary) + quality(summary, ks, convergence)
     if not convergence.empty:
         lines += recommendation(summary, convergence)
-    lines += published_comparisons(summary, convergence)
-    return lines + _speed(summary, ks, throughput) + _equal_compute(summary, ks) + _divergence(summary)
+    lines += published_comparisons(summary, convergence, data=data, likelihood=likelihood)
+    return lines + _speed(summary, ks, throughput) + _divergence(summary)
 
 
 def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[str]:
@@ -67,14 +81,14 @@ def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[s
     where = f" (at the {checkpoint} checkpoint)" if checkpoint else ""
     for k in ks:
         rows = finite_rows_at(summary, k, "trace_var")
-        if len(rows) < 2:
-            continue
-        lo, hi = rows.loc[rows["trace_var"].idxmin()], rows.loc[rows["trace_var"].idxmax()]
-        lines.append(
-            f"Lowest encoder gradient variance at K={k}{where}: {setting_name(lo)}, {with_interval(lo, 'trace_var')}; "
-            f"the highest, {setting_name(hi)} ({with_interval(hi, 'trace_var')}), is "
-            f"{times(hi['trace_var'] / lo['trace_var'])} larger{separation(lo, hi, 'trace_var')}."
-        )
+        fair = rows[[not biased(r) for _, r in rows.iterrows()]]
+        if len(fair) >= 2:
+            lo, hi = fair.loc[fair["trace_var"].idxmin()], fair.loc[fair["trace_var"].idxmax()]
+            lines.append(
+                f"Encoder gradient variance at K={k}{where} spans {times(hi['trace_var'] / lo['trace_var'])} over "
+                f"the {len(fair)} unbiased settings, from {setting_name(lo)}, {with_interval(lo, 'trace_var')}, to "
+                f"{setting_name(hi)}, {with_interval(hi, 'trace_var')}."
+            )
         base = rows[(rows["estimator"] == "reparam") & (rows["sampler"] == "iid")]
         score = rows[rows["estimator"].map(is_score_function)]
         if not base.empty and not score.empty:
@@ -86,11 +100,14 @@ def _variance(summary: pd.DataFrame, ks: list, checkpoint: str | None) -> list[s
             lines.append(
                 f"At K={k} the score-function estimators ({names}) have {span} the encoder variance of `reparam`."
             )
-        biased = rows[[bool(bias_note(n, k)) for n in rows["estimator"]]]
-        if not biased.empty:
+        wrong = rows[[biased(r) for _, r in rows.iterrows()]]
+        if not wrong.empty:
+            many = len(wrong) > 1
             lines.append(
-                f"At K={k}, {setting_names(list(biased.itertuples()), k=False)} estimate(s) a gradient of the wrong mean "
-                f"({ESTIMATORS[biased['estimator'].iloc[0]].bias}): a low variance is no merit there."
+                f"At K={k}, {setting_names(list(wrong.itertuples()), k=False)} † estimate{'' if many else 's'} a "
+                f"gradient of the wrong mean ({ESTIMATORS[wrong['estimator'].iloc[0]].bias}): "
+                f"{'their' if many else 'its'} low variance is no merit, and no ranking here includes "
+                f"{'them' if many else 'it'}."
             )
     return lines
 
@@ -145,50 +162,55 @@ def _snr_floor(summary: pd.DataFrame) -> list[str]:
 
 
 def _speed(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame) -> list[str]:
+    """The step times of each K against each other (as ratios over interleaved rounds where measured so), and
+    the suite's ``reparam`` step against the hand-written one."""
     lines = []
+    timed = timing.timed_rows(throughput)
     for k in ks:
-        rows = finite_rows_at(summary, k, "step_ms")
-        if len(rows) < 2:
-            continue
-        fast, slow = rows.loc[rows["step_ms"].idxmin()], rows.loc[rows["step_ms"].idxmax()]
-        lines.append(
-            f"Fastest training step at K={k}: {setting_name(fast)}, {fmt_number(fast['step_ms'])} ms; slowest "
-            f"{setting_name(slow)}, {fmt_number(slow['step_ms'])} ms ({times(slow['step_ms'] / fast['step_ms'])})."
-        )
-    if not throughput.empty and (throughput["estimator"] == HANDWRITTEN).any():
-        handwritten_ms = 1e3 * float(
-            throughput[throughput["estimator"] == HANDWRITTEN]["step_s_median"].iloc[0]
-        )
-        mine = summary[
-            (summary["estimator"] == "reparam")
-            & (summary["sampler"] == "iid")
-            & (summary["num_samples"] == ks[0])
-        ]
-        if np.isfinite(handwritten_ms) and not mine.empty and np.isfinite(mine["step_ms"].iloc[0]):
+        rows = finite_rows_at(summary, k, "step_ratio")
+        if len(rows) >= 2:
+            fast, slow = rows.loc[rows["step_ratio"].idxmin()], rows.loc[rows["step_ratio"].idxmax()]
+            r = timing.step_ratio(timed, setting_key3(slow), setting_key3(fast))
             lines.append(
-                f"A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
-                f"{fmt_number(handwritten_ms)} ms; the suite's `reparam` step at K={ks[0]} takes "
-                f"{times(mine['step_ms'].iloc[0] / handwritten_ms)} that."
+                f"Step time at K={k}: the slowest, {setting_name(slow)}, takes {ratio_text(r.value, r.low, r.high)} "
+                f"the time of the fastest, {setting_name(fast)} (over {r.rounds} interleaved rounds; "
+                f"{fmt_number(slow['step_ms'])} and {fmt_number(fast['step_ms'])} ms on this machine)."
             )
-    return lines
-
-
-def _equal_compute(summary: pd.DataFrame, ks: list) -> list[str]:
-    lines = []
-    for k in ks:
-        rows = finite_rows_at(summary, k, "work_normalized_var")
-        if len(rows) < 2:
             continue
-        best = rows.loc[rows["work_normalized_var"].idxmin()]
-        others = rows.drop(index=best.name)
-        second = others.loc[others["work_normalized_var"].idxmin()]
-        ratio = times(second["work_normalized_var"] / best["work_normalized_var"])
-        lines.append(
-            f"At equal compute (variance × seconds per estimate, K={k}) {setting_name(best)} wins: "
-            f"{with_interval(best, 'work_normalized_var')}, {ratio} below the next, "
-            f"{setting_name(second)}{separation(best, second, 'work_normalized_var')}."
-        )
-    return lines
+        rows = finite_rows_at(summary, k, "step_ms")
+        if len(rows) >= 2:
+            fast, slow = rows.loc[rows["step_ms"].idxmin()], rows.loc[rows["step_ms"].idxmax()]
+            lines.append(
+                f"Median step time at K={k} on this machine: from {fmt_number(fast['step_ms'])} ms "
+                f"({setting_name(fast)}) to {fmt_number(slow['step_ms'])} ms ({setting_name(slow)}), each setting "
+                "timed alone, so these times are not compared (a busy moment can reorder them)."
+            )
+    return lines + _handwritten(summary, ks, throughput, timed)
+
+
+def _handwritten(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame, timed: pd.DataFrame) -> list[str]:
+    if throughput.empty or not (throughput["estimator"] == HANDWRITTEN).any():
+        return []
+    hand = throughput[throughput["estimator"] == HANDWRITTEN]
+    handwritten_ms = 1e3 * float(hand["step_s_median"].iloc[0])
+    mine = summary[
+        (summary["estimator"] == "reparam")
+        & (summary["sampler"] == "iid")
+        & (summary["num_samples"] == ks[0])
+    ]
+    if not np.isfinite(handwritten_ms) or mine.empty or not np.isfinite(mine["step_ms"].iloc[0]):
+        return []
+    r = timing.step_ratio(timed, ("reparam", "iid", int(ks[0])), (HANDWRITTEN, "iid", 1))
+    head = (
+        "A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
+        f"{fmt_number(handwritten_ms)} ms on this machine; the suite's `reparam` step at K={ks[0]} takes "
+    )
+    if np.isfinite(r.value):
+        return [
+            head
+            + f"{ratio_text(r.value, r.low, r.high)} its time (timed interleaved, over {r.rounds} rounds)."
+        ]
+    return [head + f"{times(mine['step_ms'].iloc[0] / handwritten_ms)} that (timed in separate units)."]
 
 
 def _divergence(summary: pd.DataFrame) -> list[str]:

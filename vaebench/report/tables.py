@@ -21,8 +21,10 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
     ("final_test_elbo", "test ELBO", "plain ELBO of the test set at the end of training (nats; higher is better)", True),
     ("test_log_likelihood", "test log p(x)", "importance-sampled log-likelihood of the test set (nats; higher is better)", True),
     ("test_elbo_rise", "ELBO rise, last quarter", "change of the test ELBO over the last quarter of training, each seed's curve fitted by least squares (nats; within ±1 nat: levelled off, else not converged)", True),
-    ("step_ms", "step (ms)", "median time of one training step: estimator, backward, optimizer", False),
-    ("work_normalized_var", "variance x time", "encoder variance x seconds per estimate: lower wins at equal compute", False),
+    ("step_ms", "step (ms)", "median time of one training step on this machine: estimator, backward, optimizer", False),
+    ("step_ratio", "step / reference", "step time over that of the K's reference setting, timed interleaved: the geometric mean of the per-round ratios with a Student-t interval over rounds", False),
+    ("work_normalized_var", "variance x time", "encoder variance x seconds per gradient estimate, timed inside the variance unit (its interval covers the variance only, not the timing: the figure does not reproduce across runs)", False),
+    ("compute_ratio", "variance x time / reference", "encoder variance x step time over the reference setting's: lower wins at equal compute; the interval combines the variances' and the step-time ratio's", False),
 ]  # fmt: skip
 """The comparison table's columns, their headers in report.md and what they mean."""
 
@@ -31,12 +33,11 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     """The comparison table as markdown (only the columns that were measured)."""
     summary = complete(summary, SUMMARY)  # columns not measured are NaN: left out below
     cols = [*setting_columns(summary), ("objective", lambda r: str(r["objective"]))]
-    for column, header, _, symmetric in SUMMARY_COLUMNS:
-        if summary[column].notna().any():
-            cell = interval_cell(column, symmetric)
-            if column == "snr":
-                cell = flagged_cell(cell, "snr_at_floor", "(noise floor)")
-            cols.append((header, cell))
+    for column, header, _, symmetric in shown_columns(summary):
+        cell = interval_cell(column, symmetric)
+        if column == "snr":
+            cell = flagged_cell(cell, "snr_at_floor", "(noise floor)")
+        cols.append((header, cell))
     if summary["diverged"].fillna(0).any():
         cols.append(
             (
@@ -45,6 +46,15 @@ def summary_markdown(summary: pd.DataFrame) -> str:
             )
         )
     return markdown(summary, cols)
+
+
+def shown_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
+    """The columns of `SUMMARY_COLUMNS` the table shows: those measured, and the work-normalised variance only
+    where no interleaved compute ratio replaces it (results folders from before interleaved timing)."""
+    shown = [c for c in SUMMARY_COLUMNS if summary[c[0]].notna().any()]
+    if summary["compute_ratio"].notna().any():
+        shown = [c for c in shown if c[0] != "work_normalized_var"]
+    return shown
 
 
 def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
@@ -68,20 +78,26 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
             f"- †: `{name}` is {ESTIMATORS[name].bias}: its variance and SNR describe a gradient of the wrong "
             "mean, so a low variance is no merit."
         )
-    for column, header, meaning, _ in SUMMARY_COLUMNS:
-        if summary[column].notna().any():
-            lines.append(f"- **{header}**: {meaning}.")
-            if column == "snr" and at_floor(summary).any():
-                floor = summary.loc[at_floor(summary), "snr_floor"]
-                lines[-1] = lines[-1][:-1] + (
-                    f"; *(noise floor)*: its interval reaches √(2/(πR)) = {fmt_number(floor.max())}, the SNR "
-                    "that a gradient of mean zero shows with R replicates: no signal is measured, so these SNRs "
-                    "are not ranked."
-                )
+    for column, header, meaning, _ in shown_columns(summary):
+        lines.append(f"- **{header}**: {meaning}.")
+        if column in ("step_ratio", "compute_ratio"):
+            refs = ", ".join(
+                f"`{r}`" for r in dict.fromkeys(summary["timing_reference"].dropna().astype(str))
+            )
+            lines[-1] = lines[-1][:-1] + f" (the reference: {refs})."
+        if column == "snr" and at_floor(summary).any():
+            floor = summary.loc[at_floor(summary), "snr_floor"]
+            lines[-1] = lines[-1][:-1] + (
+                f"; *(noise floor)*: its interval reaches √(2/(πR)) = {fmt_number(floor.max())}, the SNR "
+                "that a gradient of mean zero shows with R replicates: no signal is measured, so these SNRs "
+                "are not ranked."
+            )
     lines.append(
         f"- Intervals are {level:.0%}. `x ± h`: Student-t interval of the mean over training seeds. "
         "`x [low, high]`: percentile bootstrap over gradient replicates (variance, SNR) or over timed steps "
         "(step time); variance figures are averaged over the variance seeds' minibatches (the same ones for "
-        "every estimator) and their interval is the Monte Carlo error of that average."
+        "every estimator) and their interval is the Monte Carlo error of that average. A ratio to the "
+        "reference: Student-t over the rounds of interleaved timing (step time), combined in quadrature with "
+        "the variances' intervals (variance x time)."
     )
     return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""The reading's verdicts on quality: whether training had levelled off, the best test figures and whom they
-beat paired by seed, and the recommendation.
+"""The reading's sentences on quality: whether training had levelled off, the best final test ELBO and whom
+it beats paired by seed, and the recommendation across K (the best test log-likelihood of each K is a
+verdict of the bottom line, :mod:`vaebench.analysis.verdicts`).
 
 Runs of one seed share the initialisation and the data order, so the per-seed difference of two settings'
 final test log-likelihood removes that shared variation (:func:`vaebench.analysis.summaries.paired_difference`:
@@ -7,7 +8,8 @@ the mean of d_s = a_s - b_s over seeds s with a Student-t interval). A setting i
 interval lies above 0, and is recommended only when it is ahead of every other setting and none of its runs
 diverged; otherwise the reading says that the runs do not single out one setting. A curve had *levelled off*
 when its test ELBO moved by less than :data:`vaebench.analysis.plateau.TOLERANCE` nats over the last quarter
-of training, interval included (:mod:`vaebench.analysis.plateau`).
+of training, interval included (:mod:`vaebench.analysis.plateau`). A setting whose estimator declares a bias
+at its K (``iwae-stl`` at K > 1, marked †) is never ranked with the unbiased ones: the sentences name it apart.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from vaebench.analysis.plateau import TOLERANCE
 from vaebench.analysis.settings import truth
 from vaebench.report.formatting import fmt_number
 from vaebench.report.phrases import (
+    biased,
     diverged_note,
     diverged_runs,
     finite_rows_at,
@@ -55,14 +58,13 @@ def levelled_off(summary: pd.DataFrame) -> list[str]:
 
 
 def quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list[str]:
-    """The best test log-likelihood and final test ELBO per K, and whom it beats when paired by seed."""
+    """The best final test ELBO per K among the unbiased settings, and whom it beats when paired by seed."""
     lines = []
-    for metric, what in (
-        ("test_log_likelihood", "test log-likelihood"),
-        ("final_test_elbo", "final test ELBO"),
-    ):
+    for metric, what in (("final_test_elbo", "final test ELBO"),):
         for k in ks:
             rows = finite_rows_at(summary, k, metric)
+            wrong = rows[[biased(r) for _, r in rows.iterrows()]]
+            rows = rows.drop(index=wrong.index)
             if rows.empty:
                 continue
             best = rows.loc[rows[metric].idxmax()]
@@ -79,14 +81,24 @@ def quality(summary: pd.DataFrame, ks: list, convergence: pd.DataFrame) -> list[
                 )
                 if tied:
                     text += f"; not separated from it: {setting_names(tied)}"
-            lines.append(text + ".")
+            lines.append(text + _not_ranked(wrong) + ".")
     return lines
+
+
+def _not_ranked(wrong: pd.DataFrame) -> str:
+    """' (`iwae-stl` † not ranked: biased ...)' for the biased rows left out of a ranking, else ''."""
+    if wrong.empty:
+        return ""
+    names = setting_names(list(wrong.itertuples()))
+    return f" ({names} † not ranked: {wrong['biased'].iloc[0]})"
 
 
 def recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str]:
     """The best setting by test log-likelihood if it is separated from every other, and the best at the
     cheapest K with its paired deficit; settings with diverged runs are not recommended."""
     rows = summary[np.isfinite(summary["test_log_likelihood"])]
+    wrong = rows[[biased(r) for _, r in rows.iterrows()]]
+    rows = rows.drop(index=wrong.index)
     if rows.empty:
         return []
     top = rows.loc[rows["test_log_likelihood"].idxmax()]
@@ -108,7 +120,7 @@ def recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str
             lead + f"No estimator is separated from the best by test log-likelihood: {setting_name(best)} at "
             f"K={int(best['num_samples'])} has the highest ({with_interval(best, 'test_log_likelihood', True)} nats), but "
             f"paired by seed it is not separated from {setting_names(tied, k=True)}, so these runs do not single out one "
-            f"setting.{caveat}"
+            f"setting{_not_ranked(wrong)}.{caveat}"
         ]  # fmt: skip
     k_min = clean["num_samples"].min()
     cheap = clean[clean["num_samples"] == k_min]
@@ -117,8 +129,8 @@ def recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str
     text = (
         lead
         + f"Recommendation for this model and data: {setting_name(best)} at K={int(best['num_samples'])}, the "
-        f"best test log-likelihood of all {len(rows)} settings and separated from every other when paired by "
-        "seed" + (f" ({why})" if why else "")
+        f"best test log-likelihood of all {len(rows)} unbiased settings and separated from every other when "
+        "paired by seed" + (f" ({why})" if why else "") + _not_ranked(wrong)
     )
     if cheap_best.name == best.name:
         return [text + f", at the cheapest K.{caveat}"]
@@ -130,13 +142,24 @@ def recommendation(summary: pd.DataFrame, convergence: pd.DataFrame) -> list[str
     )
     cost = ""
     if np.isfinite([best["step_ms"], cheap_best["step_ms"]]).all():
-        cost = f", {times(best['step_ms'] / cheap_best['step_ms'])} cheaper per step"
-    interval = f" [{fmt_number(low)}, {fmt_number(high)}]" if np.isfinite(low) else ""
+        cost = (
+            f"; its step takes {times(cheap_best['step_ms'] / best['step_ms'])} the time of the recommended one's "
+            "on this machine (timed in separate units: no interval)"
+        )
     why = variance_rank(summary, cheap_best)
     return [
-        text + f". At K={int(k_min)}{cost}, the best is {setting_name(cheap_best)}" + (f" ({why})" if why else "")
-        + f": {fmt_number(diff)}{interval} nats from it, paired over {n} seeds.{caveat}"
+        text + f". At the cheapest K={int(k_min)} the best is {setting_name(cheap_best)}" + (f" ({why})" if why else "")
+        + f": {_signed_gap(diff, low, high)}, paired over {n} seeds{cost}.{caveat}"
     ]  # fmt: skip
+
+
+def _signed_gap(diff: float, low: float, high: float) -> str:
+    """'behind it by 2.0 [1.0, 3.0] nats' (or ahead of it, level with it): words that follow the sign."""
+    if not np.isfinite(diff) or diff == 0:
+        return "level with it"
+    lo, hi = (low, high) if diff > 0 else (-high, -low)
+    interval = f" [{fmt_number(lo)}, {fmt_number(hi)}]" if np.isfinite(low) else ""
+    return f"{'ahead of' if diff > 0 else 'behind'} it by {fmt_number(abs(diff))}{interval} nats"
 
 
 def tied_with(

@@ -1,4 +1,4 @@
-"""The report of a results folder: ``summary.csv``, the plots, and ``report.md`` with a reading of the numbers.
+"""The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
 
 This module reads the folder (:func:`load`) and writes the files; the text of report.md is
 :mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
@@ -9,9 +9,10 @@ samples or measures, and it does not import the suite.
 Everything is rebuilt from the folder's CSVs and run.json, so ``python -m vaebench report DIR`` reproduces it,
 and a partial run (interrupted, or with failed units) gets a partial report that says so.
 
-The reading is generated from the summary table: each sentence is computed (which estimator is lowest, by
-how much, whether the intervals overlap), so it cannot contradict the table next to it. Nothing in it is a
-fixed claim about estimators in general.
+report.md opens with the bottom line, one verdict per question and K
+(:func:`vaebench.analysis.verdicts.verdicts`; the same verdicts, machine-readable, are ``verdicts.json``).
+The reading that follows is generated from the summary table: each sentence is computed, so it cannot
+contradict the table next to it. Nothing in it is a fixed claim about estimators in general.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import summaries
+from vaebench.analysis import folder, published, summaries, verdicts
+from vaebench.checks.claims import claims_table
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
-from vaebench.provenance import load_run
 from vaebench.report import plots, scaling
-from vaebench.report.document import render
+from vaebench.report.document import render, resolved_likelihood
 
 FIGURES = {
     "variance": "variance_snr_vs_k.png",
@@ -38,45 +39,16 @@ FIGURES = {
 """File names of the report's plots."""
 
 
-REQUIRED = {kind: schema.table(kind).essential for kind in ("variance", "convergence", "throughput")}
+REQUIRED = folder.REQUIRED
 """Columns a combined CSV of a kind must have to be read (:attr:`vaebench.measures.schema.Table.essential`)."""
-
-NUMERIC = ("num_samples", "seed", "trace_var", "step", "value")
-"""Essential columns that must hold numbers."""
 
 
 def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """A results folder's run.json (empty if missing) and its combined CSVs (empty frames if missing).
-
-    Raises:
-        VaebenchError: run.json or a CSV is unreadable or not what vaebench writes (naming the file).
-    """
-    out = Path(out)
-    run = load_run(out)
-    frames = {}
-    for kind, columns in REQUIRED.items():
-        path = out / f"{kind}.csv"
-        try:
-            frames[kind] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-        except pd.errors.EmptyDataError:
-            frames[kind] = pd.DataFrame()
-        except (ValueError, UnicodeDecodeError, OSError) as err:  # ParserError is a ValueError
-            raise VaebenchError(f"{path} is not a readable CSV ({type(err).__name__}); {_FIX}") from None
-        frame = frames[kind]
-        if frame.empty:
-            continue
-        missing = [c for c in columns if c not in frame]
-        text = [c for c in columns if c in NUMERIC and c not in missing]
-        text = [c for c in text if not pd.api.types.is_numeric_dtype(frame[c])]
-        if missing or text:
-            what = f"missing columns {', '.join(missing)}" if missing else f"non-numeric {', '.join(text)}"
-            raise VaebenchError(f"{path} is not a vaebench {kind} table ({what}); {_FIX}")
-        # Older folders lack later columns: from here on every declared column is there (NaN: not measured).
-        frames[kind] = schema.complete(frame, kind)
-    return run, frames
+    """A results folder's run.json and its combined CSVs, checked (:func:`vaebench.analysis.folder.load`)."""
+    return folder.load(out)
 
 
-_FIX = "restore it, move it away, or rebuild the folder with `python -m vaebench run --resume --out <folder>`"
+_FIX = folder.FIX
 
 
 def write_report(
@@ -92,7 +64,8 @@ def write_report(
         status: overrides run.json's status (a killed run's run.json still says ``running``).
 
     Every file is written atomically, report.md last, so an interrupted report leaves each file whole (old or
-    new) and ``python -m vaebench report`` rebuilds it.
+    new) and ``python -m vaebench report`` rebuilds it. ``verdicts.json`` holds the bottom line's verdicts
+    (:func:`vaebench.analysis.verdicts.records`).
     """
     out = Path(out)
     run, frames = load(out)
@@ -114,17 +87,36 @@ def write_report(
     )
     files.write_csv(out / "summary.csv", summary)
     faults.point("report")
-    figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
-    laws, plot = scaling.write_scaling(out, frames["variance"], checkpoint)
-    if plot:
-        figures["scaling"] = plot
-    landing = _read_landing(out) if not laws.empty else pd.DataFrame()
-    text = render(
-        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing
+    found = verdicts.verdicts(
+        summary, frames["convergence"], frames["throughput"], checkpoint=checkpoint, level=level
     )
+    files.write_json(out / "verdicts.json", verdicts_json(found, run, level))
+    figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
+    laws, scaling_plots = scaling.write_scaling(out, frames["variance"], checkpoint, frames["laws"])
+    landing = _read_landing(out)
+    comparisons = published.published_comparisons(
+        summary, frames["convergence"], data=config.data.name, likelihood=resolved_likelihood(config)
+    )
+    claimed = claims_table(laws, landing, frames["quadrature"], comparisons)
+    files.write_csv(out / "claims.csv", claimed)
+    text = render(
+        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing,
+        verdicts=found, claims=claimed, scaling_plots=scaling_plots,
+    )  # fmt: skip
     path = out / "report.md"
     files.write_text(path, text)
     return path
+
+
+def verdicts_json(found: list, run: dict, level: float) -> dict:
+    """The content of verdicts.json: the verdicts as plain data, with what they were computed from."""
+    return {
+        "level": level,
+        "started": run.get("started"),
+        "status": run.get("status"),
+        "questions": list(verdicts.QUESTIONS),
+        "verdicts": verdicts.records(found),
+    }
 
 
 def _read_landing(out: Path) -> pd.DataFrame:
@@ -195,4 +187,4 @@ def write_plots(
     return written
 
 
-__all__ = ["FIGURES", "REQUIRED", "load", "write_plots", "write_report"]
+__all__ = ["FIGURES", "REQUIRED", "load", "verdicts_json", "write_plots", "write_report"]

@@ -10,8 +10,12 @@ forward cost per point-sample:
 - anchor unit: steps · t(anchor, 1) + the same evaluations (no log-likelihood)
 - variance unit (one checkpoint, one seed): Σ_(e, K) replicates · t(e, K) + baseline_samples · t(e, K), an
   upper bound: the variance harness computes its replicates in batches, several times faster than one step each
-- throughput unit: (warmup + repeats) · t(e, K)
+- throughput unit (one K): (warmup + repeats + 1) · Σ_e t(e, K), its settings timed interleaved (one more step
+  each reads the peak memory)
 - landing unit: `LANDING_S`, a fixed few seconds (a small model built for the check)
+- laws unit: Σ_K replicates(e, K) · (`LAWS_S_PER_REPLICATE` + K · `LAWS_S_PER_DRAW`), measured on the built
+  checkpoints (they are small and fixed: not the configured model)
+- quadrature unit: `QUADRATURE_S`
 
 The estimate is for one worker of ``threads`` threads on this machine; the total with ``W`` workers is the
 total over W, a lower bound (units do not divide evenly; throughput units run alone). Timing a few steps
@@ -31,11 +35,14 @@ from dataclasses import dataclass
 import torch
 
 from vaebench import rng
+from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.estimators import Setting
 from vaebench.measures.throughput import Timing, measure_throughput
+from vaebench.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.context import Context
+from vaebench.suite.memory import check_memory
 from vaebench.suite.units import ANCHOR, Unit
 from vaebench.train import evaluate_elbo
 
@@ -43,8 +50,18 @@ LANDING_S = 5.0
 """Seconds the STL check's unit takes (:mod:`vaebench.checks.landing`: 6 points x 2 estimators x 100
 replicates on an 8-3 linear model; about 2 s on one core of a 2-core machine, doubled to stay an upper bound)."""
 
+LAWS_S_PER_REPLICATE = 1e-3
+"""Seconds per replicate of a laws unit, besides its draws (measured; see :func:`estimate`)."""
+
+LAWS_S_PER_DRAW = 2e-5
+"""Seconds per replicate and latent draw of a laws unit (8 datapoints of the toy or the near-posterior VAE)."""
+
+QUADRATURE_S = 30.0
+"""Seconds of the 1-D quadrature check (200,000 draws x 45 settings; about 13 s on one core of an idle 2-core
+machine, doubled)."""
+
 THROUGHPUT_ROUNDS = 1
-"""Rounds of (warmup + repeats) steps a throughput unit takes (`vaebench.measures.throughput`: one)."""
+"""Passes of (warmup + repeats + 1) steps of each setting a throughput unit takes (one: its rounds share them)."""
 
 
 @dataclass
@@ -74,7 +91,8 @@ def calibrate(config: SuiteConfig, ctx: Context, repeats: int = 5, warmup: int =
     x = ctx.dataset.train[: config.train.batch_size]
     if ctx.dataset.binarize == "dynamic":
         x = torch.bernoulli(x, generator=rng.generator(seed, "cost.data"))
-    shapes = {s for s in units.settings(config)}
+    trained = config.variance.enabled or config.train.enabled or config.throughput.enabled
+    shapes = {s for s in units.settings(config)} if trained else set()
     if config.variance.enabled:
         shapes.add(Setting(config.variance.anchor_estimator, 1))
     step_s = {}
@@ -103,6 +121,7 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     """Every unit of ``config``'s plan with its estimated seconds on this machine (see the module's model)."""
     tick = time.perf_counter()
     ctx = ctx or Context(config, ".")
+    check_memory(config, ctx.dataset.x_dim, ctx.device)  # calibrating a K that cannot fit would not return
     before = torch.get_num_threads()
     if config.threads:  # as the units will run: many more threads than cores is many times slower
         torch.set_num_threads(config.threads)
@@ -119,7 +138,7 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     costs = []
     for unit in units.plan(config, test_points=test_points):
         if unit.kind == ANCHOR:
-            seconds = t.steps * ref_step + eval_s
+            seconds = 0.0 if config.model.name in BUILT_CHECKPOINTS else t.steps * ref_step + eval_s
         elif unit.kind == "variance":
             seconds = sum(
                 (v.replicates + v.baseline_samples) * step_s[(s.estimator, s.sampler, s.num_samples)]
@@ -127,13 +146,19 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
             )
         elif unit.kind == "landing":
             seconds = LANDING_S
+        elif unit.kind == "laws":
+            seconds = sum(
+                laws.replicates(unit.estimator, k) * (LAWS_S_PER_REPLICATE + k * LAWS_S_PER_DRAW)
+                for k in config.samples
+            )
+        elif unit.kind == "quadrature":
+            seconds = QUADRATURE_S
         elif unit.kind == "convergence":
             seconds = t.steps * step_s[_key(unit.setting)] + eval_s + ll_s
-        else:
-            one = (
-                step_s[_key(unit.setting)] if unit.setting is not None else ref_step
-            )  # hand-written: ~reparam's
-            seconds = THROUGHPUT_ROUNDS * (tp.warmup + tp.repeats) * one
+        else:  # every setting at the unit's K, timed interleaved; the hand-written step costs about reparam's
+            one = sum(step_s[_key(s)] for s in units.timed_settings(unit, config))
+            one += ref_step if units.times_handwritten(unit, config) else 0.0
+            seconds = THROUGHPUT_ROUNDS * (tp.warmup + tp.repeats + 1) * one
         costs.append((unit, seconds))
     return Estimate(costs, step_s, forward_s, time.perf_counter() - tick)
 

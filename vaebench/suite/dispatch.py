@@ -35,9 +35,10 @@ from typing import Any
 
 import torch
 
-from vaebench import faults
+from vaebench import faults, registry
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
+from vaebench.provenance import usable_cores
 from vaebench.suite import execute
 from vaebench.suite.context import Context
 from vaebench.suite.units import ANCHOR, Skipped, Unit
@@ -84,14 +85,6 @@ def compute(unit: Unit, ctx: Context) -> Outcome:
         outcome = Outcome("failed", why=why, detail=detail, permanent=isinstance(err, VaebenchError))
     outcome.seconds = time.perf_counter() - tick
     return outcome
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def worker_count(config: SuiteConfig) -> int:
@@ -163,14 +156,16 @@ class Scheduler:
 _ctx: Context | None = None
 
 
-def _init_worker(config: SuiteConfig, out: str, parent: int) -> None:
-    """Set up one worker process: its own context (data loaded once), its thread count, no Ctrl-C of its own."""
+def _init_worker(config: SuiteConfig, out: str, parent: int, plugins: list, data_sha256: str | None) -> None:
+    """Set up one worker process: the driver's plugins (the same code: :func:`vaebench.registry.reload`), its
+    own context (data loaded once, refused if the file changed), its thread count, no Ctrl-C of its own."""
     global _ctx
     # Ctrl-C reaches the whole process group: the driver decides what happens, the worker is stopped by it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.threads:
         torch.set_num_threads(config.threads)
-    _ctx = Context(config, out)
+    registry.reload(plugins)
+    _ctx = Context(config, out, data_sha256)
     threading.Thread(target=_orphan_watch, args=(parent,), daemon=True).start()
 
 
@@ -205,8 +200,11 @@ class LocalPool:
     """``workers`` processes of this machine (started by a fork server: one clean process that imported torch
     once, forked per worker, never a fork of the driver's threads)."""
 
-    def __init__(self, config: SuiteConfig, out, workers: int):
+    def __init__(
+        self, config: SuiteConfig, out, workers: int, plugins: list = (), data_sha256: str | None = None
+    ):
         self.config, self.out, self.workers = config, str(out), workers
+        self.plugins, self.data_sha256 = list(plugins), data_sha256
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -216,7 +214,7 @@ class LocalPool:
             context.set_forkserver_preload(["vaebench.suite.dispatch", "vaebench.suite.execute"])
         return ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.config, self.out, os.getpid()),
+            initargs=(self.config, self.out, os.getpid(), self.plugins, self.data_sha256),
         )  # fmt: skip
 
     def submit(self, unit: Unit) -> Future:

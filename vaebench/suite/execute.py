@@ -14,22 +14,35 @@ import pandas as pd
 import torch
 
 from vaebench import rng
+from vaebench.checks import laws
+from vaebench.checks.gaussian_1d import FAMILY_LEVEL, gaussian_1d_check
 from vaebench.checks.landing import stl_landing
 from vaebench.estimators import ESTIMATORS, Setting, unsupported
 from vaebench.measures import schema
 from vaebench.measures.convergence import LogLikelihood, measure_convergence
-from vaebench.measures.throughput import Timing, measure_handwritten, measure_throughput
+from vaebench.measures.throughput import Timing, build_handwritten, build_step, measure_interleaved
 from vaebench.measures.variance import (
-    baseline_key,
+    VarianceOptions,
+    baseline_target,
     layout,
     measure_variance,
     measured_minibatch,
+    target_baseline,
     warm_up,
     warm_up_minibatches,
 )
-from vaebench.measures.variance.baseline import sampled_baseline
+from vaebench.measures.weights import WEIGHT_SAMPLES, weight_summary
+from vaebench.registry import BUILT_CHECKPOINTS
 from vaebench.suite.context import Context
-from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Skipped, Unit, checkpoint_steps
+from vaebench.suite.units import (
+    ANCHOR,
+    ANCHOR_FILE,
+    Skipped,
+    Unit,
+    checkpoint_steps,
+    timed_settings,
+    times_handwritten,
+)
 from vaebench.train import train
 
 HANDWRITTEN_STEP_NEEDS = (
@@ -44,8 +57,15 @@ def execute(unit: Unit, ctx: Context) -> pd.DataFrame | dict:
 
 
 def _anchor(unit: Unit, ctx: Context) -> dict:
+    """The anchor run's checkpoints: trained by the anchor estimator, or for a model whose checkpoint is built
+    (:data:`vaebench.registry.BUILT_CHECKPOINTS`: the Gaussian toy) that checkpoint, as ``end``, at step 0."""
     config = ctx.config
     seed = config.seeds[0]
+    build = BUILT_CHECKPOINTS.get(config.model.name)
+    if build is not None:
+        state = build(ctx.dataset, seed=seed).state_dict()
+        checkpoints = {label: {"step": 0, "state": state} for label in config.variance.checkpoints}
+        return {"estimator": "built", "seed": seed, "diverged_step": None, "checkpoints": checkpoints}
     steps = checkpoint_steps(config)
     setting = Setting(config.variance.anchor_estimator, 1)
     spec = ctx.train_spec(keep=tuple(sorted(set(steps.values()))))
@@ -91,7 +111,9 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
     others = (
         [b.to(ctx.device) for b in warm_up_minibatches(ctx.dataset, v.batch_size, seed)] if stateful else []
     )
-    baselines: dict[tuple[str, int], tuple] = {}  # one per objective, shared by its estimators
+    baselines: dict = {}  # one per target, shared by the estimators of that target
+    # the minibatch's importance-weight diagnostics (k-hat, ESS, chi²), drawn once, on every row
+    options = VarianceOptions(weights=weight_summary(model, x, WEIGHT_SAMPLES, seed=seed))
     frames = []
     for name in config.estimators:
         for sampler in config.samplers:
@@ -105,11 +127,13 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
                     warm_up(estimator, model, others, num_samples=k, seed=seed)
                 baseline = None
                 if v.baseline_samples:
-                    key = baseline_key(estimator.objective, k)
-                    if key not in baselines:
-                        baselines[key] = sampled_baseline(model, x, *key, v.baseline_samples, seed)
-                    baseline = baselines[key]
-                frame = measure_variance(model, estimator, x, k, v.replicates, baseline=baseline, seed=seed)
+                    target = baseline_target(estimator, k)
+                    if target not in baselines:
+                        baselines[target] = target_baseline(model, x, target, v.baseline_samples, seed)
+                    baseline = baselines[target]
+                frame = measure_variance(
+                    model, estimator, x, k, v.replicates, baseline=baseline, seed=seed, options=options
+                )
                 warmed = len(others) if estimator.stateful else 0
                 frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=warmed))
     out = pd.concat(frames, ignore_index=True).assign(
@@ -147,32 +171,72 @@ def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
 
 
 def _throughput(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """Every setting at the unit's K (and at the smallest K the hand-written step), built here and timed
+    interleaved in rounds by the throughput measure, so that their ratios share each round's machine load."""
     config = ctx.config
     t = config.throughput
     seed = config.seeds[0]
     x = ctx.dataset.train[: t.batch_size]
     if ctx.dataset.binarize == "dynamic":
         x = torch.bernoulli(x, generator=rng.generator(seed, "throughput.data"))
-    timing = Timing(t.repeats, t.warmup)
     model = ctx.model_factory(seed)
-    if unit.handwritten:
+    built, skipped = [], []
+    if times_handwritten(unit, config):
         if x.numel() and (x.min() < 0 or x.max() > 1):
-            return pd.DataFrame([{
+            skipped.append({
                 "sampler": "iid", "estimator": schema.HANDWRITTEN, "num_samples": 1, "seed": seed,
                 "batch_size": int(x.shape[0]), "device": str(ctx.device), "status": "skipped",
-                "reason": HANDWRITTEN_STEP_NEEDS,
-            }])  # fmt: skip
-        return measure_handwritten(
-            x, hidden=model.hidden[0], z_dim=model.z_dim, device=ctx.device, seed=seed, timing=timing
-        )
-    setting = unit.setting
-    return measure_throughput(
-        model, setting.build(), x, setting.num_samples, device=ctx.device, seed=seed, timing=timing
-    )
+                "reason": HANDWRITTEN_STEP_NEEDS, "timing_group": unit.name,
+            })  # fmt: skip
+        else:
+            built.append(
+                build_handwritten(x, hidden=model.hidden[0], z_dim=model.z_dim, device=ctx.device, seed=seed)
+            )
+    for setting in timed_settings(unit, config):
+        with rng.seeded(seed, "throughput.noise", device=ctx.device):  # as measure_throughput builds a step
+            built.append(
+                build_step(model, setting.build(), x, setting.num_samples, device=ctx.device, seed=seed)
+            )
+    frames = [pd.DataFrame(skipped)] if skipped else []
+    if built:
+        timing = Timing(t.repeats, t.warmup)
+        frames.append(measure_interleaved(built, seed=seed, timing=timing, group=unit.name))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _landing(unit: Unit, ctx: Context) -> pd.DataFrame:
     return stl_landing()
+
+
+def _laws(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """One estimator at every K of the grid at a built checkpoint of :mod:`vaebench.checks.laws`, on the
+    first seed, with the checkpoint's weight diagnostics (drawn once, the same for every estimator)."""
+    config = ctx.config
+    seed = config.seeds[0]
+    model, x = laws.checkpoint(unit.checkpoint, laws.BATCH_SIZE, seed)
+    model, x = model.to(ctx.device), x.to(ctx.device)
+    groups = list(layout(model).groups)
+    options = VarianceOptions(timing_repeats=1, weights=weight_summary(model, x, WEIGHT_SAMPLES, seed=seed))
+    frames = []
+    for k in config.samples:
+        reason = unsupported(unit.estimator, k, unit.sampler)
+        if reason:
+            frames.append(_skipped(unit.estimator, k, seed, groups, reason, unit.sampler))
+            continue
+        estimator = Setting(unit.estimator, k, unit.sampler).build()
+        replicates = laws.replicates(unit.estimator, k)
+        frame = measure_variance(model, estimator, x, k, replicates, seed=seed, options=options)
+        frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=0))
+    out = pd.concat(frames, ignore_index=True).assign(checkpoint=unit.checkpoint, step=0, run="built")
+    return schema.conform(out[list(schema.VARIANCE.columns)], schema.VARIANCE)
+
+
+def _quadrature(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """Mohamed et al. 2020's 1-D check, every row's interval at the family-wise level of
+    :data:`vaebench.checks.gaussian_1d.FAMILY_LEVEL` (Bonferroni over the rows)."""
+    return schema.conform(
+        gaussian_1d_check(family_level=FAMILY_LEVEL, seed=ctx.config.seeds[0]), schema.QUADRATURE
+    )
 
 
 RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
@@ -181,4 +245,6 @@ RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
     "convergence": _convergence,
     "throughput": _throughput,
     "landing": _landing,
+    "laws": _laws,
+    "quadrature": _quadrature,
 }

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from vaebench import plugins, registry
 from vaebench.config import EXECUTION_KEYS, SuiteConfig, differences, from_dict
 from vaebench.errors import StorageError, VaebenchError
 from vaebench.provenance import load_run
@@ -127,14 +128,22 @@ def _holder(path: Path) -> str:
 # ------------------------------------------------------------------------------------------------ resume
 
 
+CHANGED_PLUGIN = (
+    "its source changed since this run started, and a results folder must not mix two versions of an "
+    "estimator: start a new run (another --out), or restore the recorded version to resume or report this one"
+)
+
+
 def saved_config(out: str | Path) -> SuiteConfig:
-    """The configuration a results folder was run with (from its run.json)."""
+    """The configuration a results folder was run with (from its run.json), with the plugins it used loaded
+    in this process from their records (:func:`vaebench.registry.reload`, which refuses changed code)."""
     run = load_run(out)
     if not run:
         raise VaebenchError(f"{str(out)!r} has no run.json: nothing to resume or report there")
     if not isinstance(run.get("config"), dict):
         raise VaebenchError(f"{Path(out) / 'run.json'}: not a vaebench run.json (no 'config' table)")
     try:
+        registry.reload(run.get("plugins") or [], fix=CHANGED_PLUGIN)
         return from_dict(run["config"])
     except VaebenchError as err:
         raise VaebenchError(f"{Path(out) / 'run.json'}: {err}") from None
@@ -144,8 +153,10 @@ def _is_empty(out: Path) -> bool:
     return not any(p.name != LOCK_FILE and not p.name.endswith(".tmp") for p in out.iterdir())
 
 
-def check_resume(out: Path, config: SuiteConfig, resume: bool) -> None:
-    """Refuse to mix two runs in one folder; on resume, require the same configuration."""
+def check_resume(out: Path, config: SuiteConfig, resume: bool, ctx=None) -> None:
+    """Refuse to mix two runs in one folder; on resume, require the same configuration, and (with the run's
+    `~vaebench.suite.context.Context`) the same plugin code and the same data file: a results folder must not
+    mix two versions of an estimator, or of the data."""
     if out.exists() and not out.is_dir():
         raise VaebenchError(f"--out {str(out)!r} is a file, not a folder; choose another --out")
     if not (out / "run.json").is_file():
@@ -167,4 +178,19 @@ def check_resume(out: Path, config: SuiteConfig, resume: bool) -> None:
             f"--resume: the configuration differs from the one saved in {out / 'run.json'}: "
             + "; ".join(diffs)
             + " (resume with the same options, or pass only --resume --out to reuse the saved ones)"
+        )
+    if ctx is None:
+        return
+    run = load_run(out)
+    changed = plugins.changes(run.get("plugins") or [], ctx.plugins)
+    if changed:
+        raise VaebenchError(
+            f"--resume: the plugins differ from those the run in {out} used: " + "; ".join(changed) + " (a "
+            "results folder must not mix two versions of an estimator: restore the plugin's code, or start a new run)"
+        )
+    then, now = (run.get("data") or {}).get("sha256"), ctx.dataset.sha256
+    if then != now:
+        raise VaebenchError(
+            f"--resume: the data differ from those the run in {out} used (sha256 {str(then)[:12]} then, "
+            f"{str(now)[:12]} now; {ctx.dataset.source}): restore the data, or start a new run"
         )

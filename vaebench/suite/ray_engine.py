@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from vaebench import faults, files
+from vaebench import faults, files, registry
+from vaebench import plugins as vaebench_plugins
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
 from vaebench.suite import dispatch
@@ -77,14 +78,26 @@ class RayEngine:
         self.worker_errors: tuple[type[BaseException], ...] = ()
         self.started = False
 
-    def start(self, config: SuiteConfig, out: Path) -> RayEngine:
-        """Connect to (or start) the cluster; after this, ``workers`` is how many units run at once."""
+    def start(
+        self, config: SuiteConfig, out: Path, plugins: list = (), data_sha256: str | None = None
+    ) -> RayEngine:
+        """Connect to (or start) the cluster; after this, ``workers`` is how many units run at once.
+
+        The run's plugins are shipped to the workers with Ray's runtime environment (``py_modules``: each
+        plugin's package folder, so a cluster needs nothing installed), and each task re-loads them from their
+        records, refusing a copy whose source differs (:func:`vaebench.registry.reload`). A cluster this
+        engine did not start (``ray.init`` called before) must have them importable already.
+        """
         ray = require_ray()
+        self.plugins, self.data_sha256 = list(plugins), data_sha256
         if not ray.is_initialized():
+            shipped = {"py_modules": vaebench_plugins.py_modules(self.plugins)} if self.plugins else None
             if self.address is None:
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=shipped
+                )
             else:
-                ray.init(address=self.address, log_to_driver=False)
+                ray.init(address=self.address, log_to_driver=False, runtime_env=shipped)
             self.started = True
         cpus = config.threads or 1
         gpus = self.num_gpus if config.device.startswith("cuda") else 0
@@ -107,7 +120,7 @@ class RayEngine:
         if unit.kind == "variance" and self.anchor is None:
             self.anchor = ray.put((Path(self.out) / ANCHOR_FILE).read_bytes())
         anchor = self.anchor if unit.kind == "variance" else None
-        ref = self.task.remote(self.config, self.out, unit, anchor)
+        ref = self.task.remote(self.config, self.out, unit, anchor, self.plugins, self.data_sha256)
         self.refs.append(ref)
         return ref.future()
 
@@ -131,15 +144,20 @@ class RayEngine:
 _contexts: dict[tuple, Context] = {}
 
 
-def _compute_task(config: SuiteConfig, out: str, unit: Unit, anchor: bytes | None) -> dispatch.Outcome:
+def _compute_task(
+    config: SuiteConfig, out: str, unit: Unit, anchor, plugins, data_sha256
+) -> dispatch.Outcome:
     """One unit in a Ray worker process (a context per configuration, kept between the tasks of one worker)."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    registry.reload(
+        plugins
+    )  # cheap when loaded already; refuses a copy whose source differs from the driver's
     key = (repr(config), out)
     if key not in _contexts:
         # the driver's folder where this node sees it; else a folder of this node for the anchor's copy
         folder = out if Path(out).is_dir() else tempfile.mkdtemp(prefix="vaebench-")
-        _contexts[key] = Context(config, folder)
+        _contexts[key] = Context(config, folder, data_sha256)
     ctx = _contexts[key]
     if anchor is not None and ctx.out != Path(out):
         files.write_bytes(ctx.out / ANCHOR_FILE, anchor)

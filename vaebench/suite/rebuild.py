@@ -16,6 +16,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
+from vaebench.analysis import folder
 from vaebench.config import config_hash
 from vaebench.errors import VaebenchError
 from vaebench.provenance import load_run
@@ -58,7 +61,7 @@ def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
     """Check the units, refuse a damaged folder, rebuild the combined CSVs; the counts for the report."""
     config = ownership.saved_config(out)
     units = plan(config)
-    state = integrity.verify(out, units, config_hash(config))
+    state = integrity.verify(out, units, config_hash(config, load_run(out).get("inputs")))
     damaged = state.reasons(DAMAGED)
     left_out = state.reasons(MISSING, UNFINISHED)
     if load_run(out).get("status") == "complete":
@@ -84,3 +87,39 @@ def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
     left_out = {k: f"failed: {failed[k]}" if k in failed else why for k, why in left_out.items()}
     store.combine(out, state.frames(units))
     return {"total": len(units), "finished": len(state.keys(VERIFIED)), "left_out": left_out}
+
+
+def verified_tables(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A folder's run.json and tables, read (never written) through the same checks as the report's rebuild:
+    with ``units/``, the verified units' rows (a damaged unit refuses, naming it); without, the combined CSVs
+    (:func:`vaebench.analysis.folder.load`). For ``compare``.
+
+    Raises:
+        VaebenchError: not a results folder, damaged units, or tables that are not vaebench's.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise VaebenchError(f"{str(out)!r} is not a folder")
+    if not (out / "units").is_dir():
+        if not any((out / name).is_file() for name in store.COMBINED.values()):
+            raise VaebenchError(
+                f"{str(out)!r} holds no results (no units/ and no variance/convergence/throughput.csv)"
+            )
+        return folder.load(out)
+    config = ownership.saved_config(out)
+    units = plan(config)
+    run = load_run(out)
+    state = integrity.verify(out, units, config_hash(config, run.get("inputs")))
+    damaged = state.reasons(DAMAGED)
+    if damaged:
+        raise VaebenchError(
+            f"{len(damaged)} unit(s) of {out} are damaged, so it cannot be compared: {integrity.describe(damaged)}; "
+            f"re-run them with: python -m vaebench run --resume --out {out}"
+        )
+    parts = state.frames(units)
+    tables = {}
+    for kind in folder.KINDS:
+        rows = [p for p in parts.get(kind, []) if not p.empty]
+        frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        tables[kind] = folder.checked(frame, kind, out / "units" / kind)
+    return run, tables

@@ -36,10 +36,11 @@ import pandas as pd
 import torch
 
 from vaebench import faults, files, interrupts
-from vaebench.config import SuiteConfig, config_hash, to_dict
+from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
+from vaebench.suite.memory import check_memory
 from vaebench.errors import StorageError
-from vaebench.provenance import collect, git_revision, load_run, now
+from vaebench.provenance import collect, git_revision, load_run, machine_load, now
 from vaebench.suite import dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
@@ -129,12 +130,15 @@ def run_suite(
     ctx = Context(config, out)
     ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
     check_data(config, ctx.dataset)
+    check_memory(config, ctx.dataset.x_dim, ctx.device)
     plan = units.plan(config, test_points=len(ctx.dataset.test))
     if resume:
-        ownership.check_resume(out, config, resume)  # before creating anything; again below, under the lock
+        ownership.check_resume(
+            out, config, resume, ctx
+        )  # before creating anything; again below, under the lock
     with ownership.hold(out, create=not resume):
         faults.point("start")
-        ownership.check_resume(out, config, resume)
+        ownership.check_resume(out, config, resume, ctx)
         run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume, engine)
         with _threads(config.threads):
             return run.run(progress, report)
@@ -146,16 +150,18 @@ class _Run:
     def __init__(self, config, out, ctx, plan, notes, argv, log, warn, resume, engine=None):
         self.config, self.out, self.ctx, self.plan, self.argv, self.log = config, out, ctx, plan, argv, log
         self.warn = warn or (lambda line: print(f"vaebench: {line}", file=sys.stderr, flush=True))
-        self.digest = config_hash(config)
+        self.digest = ctx.digest
         history = load_run(out) if resume else {}
         self.first_start = history.get("started") or now()
         command = _command(argv)
         # The code this process runs is the code at start: read the revision now, not at each write of
         # run.json (a checkout moved during a long run would otherwise be credited with its results).
         self.git = git_revision()
+        # The load before any unit runs and (in write_run_json) when the run ends: the timings' context.
+        self.load: dict = {"before": machine_load()}
         self.invocations = [
             *history.get("invocations", []),
-            {"started": now(), "command": command, "git": self.git},
+            {"started": now(), "command": command, "git": self.git, "load": self.load},
         ]
         self.notes = list(dict.fromkeys([*history.get("notes", []), *notes]))
         self.result = SuiteResult(out=out, total=len(plan))
@@ -170,15 +176,21 @@ class _Run:
         }
 
     def write_run_json(self, status: str, ended: str | None = None, error: str | None = None) -> None:
+        if ended is not None:
+            self.load["after"] = machine_load()
         data = collect(
             to_dict(self.config), device=self.config.device, started=self.first_start, ended=ended,
             status=status, command=_command(self.argv),
             units={"total": self.result.total, "finished": self.finished, "failed": len(self.result.failed)},
-            notes=self.notes, git=self.git,
+            notes=self.notes, git=self.git, load=self.load,
         )  # fmt: skip
         self.invocations[-1].update(ended=ended, status=status)
         data["invocations"] = self.invocations
         data["failed"] = self.result.failed
+        dataset = self.ctx.dataset
+        data["data"] = {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
+        data["plugins"] = self.ctx.plugins  # what they are, where they came from (vaebench.plugins.record)
+        data["inputs"] = self.ctx.inputs  # hashed with the configuration: a resume and a rebuild re-check it
         if error:
             data["error"] = error
         files.write_json(self.out / "run.json", data)
@@ -326,9 +338,9 @@ class _Run:
             return sha
 
         pool = (
-            self.engine.start(self.config, out)
+            self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
             if self.engine
-            else dispatch.LocalPool(self.config, out, self.workers)
+            else dispatch.LocalPool(self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256)
         )
         self.invocations[-1]["execution"]["workers"] = pool.workers
         dispatch.run_pool(pool, scheduler, finish, say)

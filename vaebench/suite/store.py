@@ -8,8 +8,9 @@ Layout of a results folder::
     units/<kind>/<unit>.json          its manifest: unit, configuration hash, bytes, rows, sha256 (suite.integrity)
     units/<kind>/<unit>.error         a unit that raised: its error, retried by --resume
     units/reference/checkpoints.pt    the anchor run's checkpoints (for the variance units), + .json
-    variance.csv convergence.csv throughput.csv stl_landing.csv   the verified units of a kind, concatenated
-    summary.csv report.md *.png       the report (vaebench.report.writer)
+    variance.csv convergence.csv throughput.csv stl_landing.csv laws.csv quadrature.csv
+                                      the verified units of a kind, concatenated
+    summary.csv verdicts.json scaling.csv claims.csv report.md *.png   the report (vaebench.report.writer)
 
 Every write is atomic (:mod:`vaebench.files`): a crash, Ctrl-C or a full disk leaves either the old file or
 the new one, never half a file. A unit is finished when its manifest exists and matches its
@@ -34,6 +35,8 @@ COMBINED = {
     "convergence": "convergence.csv",
     "throughput": "throughput.csv",
     "landing": "stl_landing.csv",
+    "laws": "laws.csv",
+    "quadrature": "quadrature.csv",
 }
 """Kinds of units whose rows are combined into one CSV each, and its file name."""
 

@@ -7,13 +7,23 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
 - the **anchor** run (on disk ``units/reference/checkpoints.pt``, kind `ANCHOR`): one training run of the
   anchor estimator (K = 1, the first seed) that keeps checkpoints at the fractions of
   `vaebench.config.CHECKPOINTS` (init, early, middle, end): every setting's gradient variance is measured at
-  these same parameters, so estimators are compared on equal footing;
+  these same parameters, so estimators are compared on equal footing. A model whose checkpoint is built, not
+  trained (the Gaussian toy: :data:`vaebench.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
 - ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
 - ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
-- ``throughput/<setting>-K<k>`` and ``throughput/reference`` (the hand-written pytorch/examples step): the
-  training-step time;
+- ``throughput/K<k>``: the training-step time of every setting at one K, the steps timed interleaved in
+  rounds (:func:`vaebench.measures.throughput.measure_interleaved`) so that their ratios survive the machine's
+  load; the hand-written pytorch/examples step joins the unit of the smallest K (it is a K = 1 step, and the
+  reading sets the suite's ``reparam`` step at that K against it). Results folders written before this
+  layout have one unit per setting (``throughput/<setting>-K<k>``, ``throughput/reference``): on resume they
+  are strays, and the throughput units run again;
 - ``landing/stl``: STL's encoder variance along a line to the exact posterior of a model built for the check
-  (:mod:`vaebench.checks.landing`), when the run measures ``stl``'s variance at several K.
+  (:mod:`vaebench.checks.landing`), when the run measures ``stl``'s variance at several K or ``checks.landing``
+  asks for it;
+- ``laws/<checkpoint>-<setting>``: one estimator (and sampler) at every K of the grid at a built checkpoint
+  where the scaling laws' weight condition holds (``checks.laws``; :mod:`vaebench.checks.laws`);
+- ``quadrature/gaussian-1d``: the 1-D Gaussian check of Mohamed et al. 2020 (``checks.quadrature``;
+  :mod:`vaebench.checks.gaussian_1d`).
 
 A setting's part of a name is the estimator for iid draws, else ``<estimator>@<sampler>``
 (:attr:`vaebench.estimators.Setting.name`), so the names of older results folders stay valid. Each unit has a
@@ -22,13 +32,15 @@ relative cost (``weight``), from which the progress bar's ETA is computed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.estimators import ESTIMATORS, Setting, runnable
-from vaebench.measures.schema import ANCHOR_UNIT, HANDWRITTEN
+from vaebench.measures.schema import ANCHOR_UNIT
+from vaebench.registry import BUILT_CHECKPOINTS
 
 ANCHOR = ANCHOR_UNIT
 """The anchor run's unit kind, as results folders name it on disk."""
@@ -39,7 +51,7 @@ ANCHOR_FILE = Path("units") / ANCHOR / "checkpoints.pt"
 PARTIAL = Path("partial")
 """Where running training units keep their state (:mod:`vaebench.train.checkpoints`), removed when saved."""
 
-KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing")
+KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing", "laws", "quadrature")
 """Kinds of units, in plan order."""
 
 
@@ -50,10 +62,13 @@ class Unit:
     Attributes:
         kind: one of `KINDS`.
         name: unique within its kind, used as the file name.
-        setting: the setting it measures (convergence, throughput), else None.
+        setting: the setting it measures (convergence), else None.
         seed: the seed (convergence, variance), else None.
         checkpoint: the checkpoint label (variance), else None.
         weight: relative cost, for the ETA.
+        num_samples: the K whose settings a throughput unit times together (:func:`timed_settings`), else None.
+        estimator: a laws unit's estimator, else None.
+        sampler: a laws unit's sampler.
     """
 
     kind: str
@@ -62,6 +77,9 @@ class Unit:
     seed: int | None = None
     checkpoint: str | None = None
     weight: float = 1.0
+    num_samples: int | None = None
+    estimator: str | None = None
+    sampler: str = "iid"
 
     @property
     def path(self) -> Path:
@@ -90,11 +108,6 @@ class Unit:
         return f"{self.kind}/{self.name}"
 
     @property
-    def handwritten(self) -> bool:
-        """Whether this is the throughput unit of the hand-written pytorch/examples step."""
-        return self.kind == "throughput" and self.setting is None
-
-    @property
     def keys(self) -> dict[str, object]:
         """The key columns every row of the unit's file carries (the house data contract)."""
         if self.setting is None:
@@ -114,6 +127,22 @@ def settings(config: SuiteConfig) -> list[Setting]:
     return runnable(config.estimators, config.samples, config.samplers)
 
 
+def timed_settings(unit: Unit, config: SuiteConfig) -> list[Setting]:
+    """The settings a throughput unit times together: every runnable setting at its K, in the configuration's order."""
+    if unit.kind != "throughput":
+        return []
+    return [s for s in settings(config) if s.num_samples == unit.num_samples]
+
+
+def times_handwritten(unit: Unit, config: SuiteConfig) -> bool:
+    """Whether a throughput unit also times the hand-written pytorch/examples step: the unit of the smallest
+    K, for a model of one hidden layer (the recipe's shape)."""
+    if unit.kind != "throughput" or len(config.model.hidden) != 1 or config.model.name != "gaussian-vae":
+        return False
+    ks = [s.num_samples for s in settings(config)]
+    return bool(ks) and unit.num_samples == min(ks)
+
+
 def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
     """Checkpoint label -> step of the anchor run."""
     return {label: round(CHECKPOINTS[label] * config.train.steps) for label in config.variance.checkpoints}
@@ -122,11 +151,19 @@ def checkpoint_steps(config: SuiteConfig) -> dict[str, int]:
 def measures_landing(config: SuiteConfig) -> bool:
     """Whether the run includes the STL check: ``stl``'s variance measured at several K."""
     ks = {s.num_samples for s in settings(config) if s.estimator == "stl"}
-    return config.variance.enabled and len(set(config.samples)) > 1 and bool(ks)
+    return config.checks.landing or (config.variance.enabled and len(set(config.samples)) > 1 and bool(ks))
+
+
+def law_settings(config: SuiteConfig) -> list[tuple[str, str]]:
+    """(estimator, sampler) pairs the laws units measure: the grid's, stateless ones only (a stateful
+    estimator's statistics would need a warm-up on other minibatches, which a built checkpoint has not)."""
+    pairs = dict.fromkeys((s.estimator, s.sampler) for s in settings(config))
+    return [pair for pair in pairs if not ESTIMATORS[pair[0]].stateful]
 
 
 def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
-    """All units of a run, in execution order: anchor, variance, landing, convergence, throughput.
+    """All units of a run, in execution order: anchor, variance, landing, laws, quadrature, convergence,
+    throughput.
 
     ``test_points`` (the test set's size) only scales the weight of the log-likelihood evaluation. Weights
     are rough costs (about 300 per second on one CPU core, calibrated on the default preset) so that the
@@ -136,17 +173,26 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
     grid = settings(config)
     t, v = config.train, config.variance
     if v.enabled:
-        units.append(Unit(ANCHOR, "checkpoints", weight=1.6 * t.steps))
+        built = config.model.name in BUILT_CHECKPOINTS  # built, not trained: the Gaussian toy
+        units.append(Unit(ANCHOR, "checkpoints", weight=1.0 if built else 1.6 * t.steps))
         per_unit = sum(
             50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (s.num_samples - 1)) for s in grid
         )
         for label in v.checkpoints:
-            for seed in v.seeds:
+            for seed in config.variance_seeds:
                 units.append(
                     Unit("variance", f"{label}-s{seed}", seed=seed, checkpoint=label, weight=per_unit)
                 )
-        if measures_landing(config):
-            units.append(Unit("landing", "stl", weight=300.0))
+    if measures_landing(config):
+        units.append(Unit("landing", "stl", weight=300.0))
+    for label in config.checks.laws:
+        for name, sampler in law_settings(config):
+            part = name if sampler == "iid" else f"{name}@{sampler}"  # as Setting.name
+            weight = sum(150 + 1.5 * k for k in config.samples)  # the IWAE-objective ones dominate
+            unit = Unit("laws", f"{label}-{part}", checkpoint=label, estimator=name, sampler=sampler)
+            units.append(dataclasses.replace(unit, weight=weight))
+    if config.checks.quadrature:
+        units.append(Unit("quadrature", "gaussian-1d", weight=4000.0))
     points = min(t.ll_points or test_points, test_points)
     ll_cost = t.ll_samples * points / (50 * t.batch_size)
     for setting in grid if t.enabled else []:
@@ -157,15 +203,12 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
             units.append(Unit("convergence", name, setting, seed, weight=cost))
     if config.throughput.enabled:
         tp = config.throughput
-        reps = (tp.repeats + tp.warmup) * tp.batch_size / 100
-        if len(config.model.hidden) == 1:
-            units.append(Unit("throughput", HANDWRITTEN, weight=reps))
-        for setting in grid:
-            units.append(
-                Unit(
-                    "throughput", setting.label, setting, weight=reps * (1 + 0.15 * (setting.num_samples - 1))
-                )
-            )
+        reps = (tp.repeats + tp.warmup + 1) * tp.batch_size / 100
+        for k in sorted({s.num_samples for s in grid}):
+            unit = Unit("throughput", f"K{k}", num_samples=k)
+            weight = reps * len(timed_settings(unit, config)) * (1 + 0.15 * (k - 1))
+            weight += reps if times_handwritten(unit, config) else 0.0
+            units.append(dataclasses.replace(unit, weight=weight))
     return units
 
 

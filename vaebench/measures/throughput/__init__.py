@@ -2,9 +2,13 @@
 
 A *step* is what training does: the estimator's forward pass, ``surrogate.backward()`` and an Adam step over
 the model's and the estimator's parameters (:func:`build_step`; the benchmarks in ``benchmarks/`` time the
-same callable). :func:`measure_throughput` warms up, times ``repeats`` steps one by one with the device
-synchronized (CUDA events on a GPU), and reports the median step time with its quartiles and a 95% bootstrap
-interval; throughputs are B / t and K·B / t.
+same callable). :func:`measure_interleaved` times several prebuilt steps together: it warms them up, then
+takes them round-robin in R rounds of n steps each with the device synchronized (CUDA events on a GPU;
+:func:`~vaebench.measures.throughput.timing.time_interleaved`), and reports per step the median step time
+with its quartiles and a 95% bootstrap interval, and the median of each round (``round_s``), from which
+:mod:`vaebench.analysis.timing` forms the ratio of two steps timed together with an interval over rounds: a
+ratio survives a change of the machine's load that an absolute time does not. :func:`measure_throughput`
+is one step timed that way on its own. Throughputs are B / t and K·B / t.
 
 Achieved fraction of the matrix-multiply ceiling (nanoGPT's ``estimate_mfu``, with a *measured* ceiling so CPU
 and GPU read alike). The FLOPs of a step are counted analytically for the linear layers: an ``nn.Linear(n, m)``
@@ -31,10 +35,13 @@ from vaebench.measures.throughput.handwritten import (
     handwritten_step,
 )
 from vaebench.measures.throughput.measure import (
+    ROUNDS,
     StepOptions,
     Timing,
+    build_handwritten,
     build_step,
     measure_handwritten,
+    measure_interleaved,
     measure_throughput,
     variant_label,
 )
@@ -43,14 +50,17 @@ from vaebench.measures.throughput.timing import (
     matmul_ceiling,
     summarize_times,
     synchronize,
+    time_interleaved,
     time_steps,
     track_peak_memory,
 )
 
 __all__ = [
+    "ROUNDS",
     "HandwrittenVAE",
     "StepOptions",
     "Timing",
+    "build_handwritten",
     "build_handwritten_step",
     "build_step",
     "count_linear_flops",
@@ -58,9 +68,11 @@ __all__ = [
     "handwritten_step",
     "matmul_ceiling",
     "measure_handwritten",
+    "measure_interleaved",
     "measure_throughput",
     "summarize_times",
     "synchronize",
+    "time_interleaved",
     "time_steps",
     "track_peak_memory",
     "variant_label",

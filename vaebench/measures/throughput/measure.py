@@ -6,9 +6,10 @@ The maths of the figures is in the package docstring (:mod:`vaebench.measures.th
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -26,10 +27,11 @@ from vaebench.measures.throughput.timing import (
     matmul_ceiling,
     num_threads,
     summarize_times,
-    time_steps,
+    time_interleaved,
     track_peak_memory,
 )
 from vaebench.optim import make_optimizer
+from vaebench.provenance import load_average
 from vaebench.train.step import surrogate_of, training_step
 
 
@@ -57,23 +59,44 @@ class StepOptions:
     lr: float = 1e-3
 
 
+ROUNDS = 10
+"""Rounds of interleaved timing when :class:`Timing` leaves them to the repeats: at most this many, so that
+each round's figure is the median of a block of repeats // rounds steps (5 at the default 50 repeats)."""
+
+
 @dataclass(frozen=True)
 class Timing:
-    """How a step is timed: ``repeats`` timed steps after ``warmup`` untimed ones, on ``threads`` CPU threads.
+    """How steps are timed: ``repeats`` timed steps after ``warmup`` untimed ones, on ``threads`` CPU threads.
+
+    The repeats are taken in rounds (:func:`~vaebench.measures.throughput.timing.time_interleaved`): R rounds
+    of n = repeats // R consecutive steps of each setting, so that steps timed together share each round's
+    machine load.
 
     Attributes:
-        repeats: timed steps (the median is over these).
+        repeats: timed steps per setting (the median is over these; rounded down to a multiple of the rounds).
         warmup: untimed steps first (enough for ``torch.compile`` to finish compiling).
         threads: torch CPU threads for the measurement (None: leave as is); recorded in ``threads``.
+        rounds: rounds of interleaved timing (None: min(repeats, `ROUNDS`)).
     """
 
     repeats: int = 30
     warmup: int = 5
     threads: int | None = None
+    rounds: int | None = None
 
     def __post_init__(self) -> None:
         check_int("repeats", self.repeats, 1)
         check_int("warmup", self.warmup, 0)
+        if self.rounds is not None:
+            check_int("rounds", self.rounds, 1)
+            if self.rounds > self.repeats:
+                raise VaebenchError(f"rounds ({self.rounds}) cannot exceed repeats ({self.repeats})")
+
+    @property
+    def schedule(self) -> tuple[int, int]:
+        """(rounds, timed steps of each setting per round)."""
+        rounds = self.rounds if self.rounds is not None else min(self.repeats, ROUNDS)
+        return rounds, self.repeats // rounds
 
 
 def build_step(
@@ -184,17 +207,54 @@ def measure_throughput(
         compiled, amp, optimizer, repeats, warmup, status, reason, step_s_median, step_s_p25, step_s_p75, step_s_iqr,
         step_s_min, step_s_low, step_s_high, datapoints_per_s(_low/_high), latent_samples_per_s(_low/_high),
         peak_memory_bytes, memory_baseline_bytes, memory_kind, flops_per_step, achieved_flops,
-        matmul_ceiling_flops, ceiling_fraction(_low/_high), objective``.
+        matmul_ceiling_flops, ceiling_fraction(_low/_high), objective, timing_group`` ("": timed alone),
+        ``rounds, round_steps, round_s`` (the median of each round's block of steps, space-separated seconds),
+        ``load_before, load_after`` (the 1-minute load average around the timing).
 
     Raises:
         VaebenchError: a K this estimator cannot take, bad counts, a device that is not there.
     """
     device = devices.resolve(device, x if isinstance(x, Tensor) else None)
     with num_threads(timing.threads), rng.seeded(seed, "throughput.noise", device=device):
-        step, info = build_step(model, estimator, x, num_samples, device=device, seed=seed, options=options)
-        row = _base_row(info, seed, timing)
-        row.update(_measure(step, info, timing, seed))
-    return conform(pd.DataFrame([row]), THROUGHPUT)
+        built = build_step(model, estimator, x, num_samples, device=device, seed=seed, options=options)
+    return measure_interleaved([built], seed=seed, timing=timing)
+
+
+def build_handwritten(
+    x: Tensor,
+    *,
+    hidden: int = 400,
+    z_dim: int = 20,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> tuple[Callable[[], object], dict[str, object]]:
+    """The hand-written pytorch/examples step on x [B, D] and its ``info``, as :func:`build_step` returns them.
+
+    Its weights come from torch's global RNG seeded from ``seed`` (the recipe's ``nn.Linear`` initialisation);
+    one untimed step counts the linear layers' FLOPs. ``optimizer`` is ``"adam-default"`` (the recipe's
+    ``optim.Adam(model.parameters(), lr=1e-3)``), ``objective`` is ``"elbo"``, K = 1.
+    """
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise VaebenchError(
+            f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    device = devices.resolve(device, x)
+    with rng.seeded(seed, "throughput.noise", device=device):
+        step, model, _ = build_handwritten_step(x.to(device), hidden, z_dim)
+        with count_linear_flops(model) as forward_flops:
+            step()
+    info = {
+        "estimator": HANDWRITTEN,
+        "flops_per_step": 3 * forward_flops[0],
+        "optimizer": "adam-default",
+        "objective": "elbo",
+        "device": device,
+        "batch_size": x.shape[0],
+        "num_samples": 1,
+        "compiled": False,
+        "amp": False,
+    }
+    return step, info
 
 
 def measure_handwritten(
@@ -208,32 +268,73 @@ def measure_handwritten(
 ) -> pd.DataFrame:
     """The hand-written row (on disk ``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
 
-    Same columns as :func:`measure_throughput`; ``optimizer`` is ``"adam-default"`` (the recipe's
-    ``optim.Adam(model.parameters(), lr=1e-3)``), ``objective`` is ``"elbo"``.
+    Same columns as :func:`measure_throughput` (see :func:`build_handwritten`).
     """
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        raise VaebenchError(
-            f"x must be a tensor of shape [B, D], got {getattr(x, 'shape', type(x).__name__)}"
-        )
-    device = devices.resolve(device, x)
+    with num_threads(timing.threads):
+        built = build_handwritten(x, hidden=hidden, z_dim=z_dim, device=device, seed=seed)
+    return measure_interleaved([built], seed=seed, timing=timing)
+
+
+def measure_interleaved(
+    built: Sequence[tuple[Callable[[], object], dict[str, object]]],
+    *,
+    seed: int = 0,
+    timing: Timing = Timing(),
+    group: str = "",
+) -> pd.DataFrame:
+    """Time prebuilt steps interleaved, in rounds, and return one row per step.
+
+    The steps are taken round-robin (:func:`~vaebench.measures.throughput.timing.time_interleaved`) so that
+    each round's machine load is shared by all of them; each row keeps its own median step time (over all
+    its timed steps) and, in ``round_s``, the median of each round's block, from which the analysis forms
+    ratios between the rows of one ``timing_group`` with intervals over rounds
+    (:mod:`vaebench.analysis.timing`). Each step's peak memory is read afterwards, on one more step of it
+    alone.
+
+    Args:
+        built: ``(step, info)`` pairs as :func:`build_step` or :func:`build_handwritten` return them, all on one
+            device.
+        seed: seeds torch's global RNG while timing (the hand-written step draws its noise from it) and the
+            bootstrap of each row's interval.
+        timing: repeats, rounds, warm-up steps and threads (:class:`Timing`).
+        group: the ``timing_group`` of the rows ("" for a step timed alone: it forms no ratio).
+
+    Returns:
+        One row per step, in the order given, with the columns of :func:`measure_throughput`.
+    """
+    if not built:
+        raise VaebenchError("measure_interleaved needs at least one built step")
+    device = built[0][1]["device"]
+    if any(info["device"] != device for _, info in built):
+        raise VaebenchError("steps timed together must run on one device")
+    rounds, per_round = timing.schedule
     with num_threads(timing.threads), rng.seeded(seed, "throughput.noise", device=device):
-        step, model, _ = build_handwritten_step(x.to(device), hidden, z_dim)
-        with count_linear_flops(model) as forward_flops:
-            step()
-        info = {
-            "estimator": HANDWRITTEN,
-            "flops_per_step": 3 * forward_flops[0],
-            "optimizer": "adam-default",
-            "objective": "elbo",
-            "device": device,
-            "batch_size": x.shape[0],
-            "num_samples": 1,
-            "compiled": False,
-            "amp": False,
-        }
-        row = _base_row(info, seed, timing)
-        row.update(_measure(step, info, timing, seed))
-    return conform(pd.DataFrame([row]), THROUGHPUT)
+        # The ceilings first: measured once per process, their half second of warm-up also brings a cold CPU
+        # to its sustained clock before the first step is timed.
+        ceilings = {amp: matmul_ceiling(device, torch.bfloat16 if amp else torch.float32) for amp in {bool(i["amp"]) for _, i in built}}  # fmt: skip
+        load_before = load_average()
+        times = time_interleaved([step for step, _ in built], device, rounds, per_round, timing.warmup)
+        load_after = load_average()
+        memories = []
+        for step, _ in built:
+            with track_peak_memory(device) as memory:
+                step()
+            memories.append(memory)
+        threads = torch.get_num_threads()
+    rows = []
+    for i, (_, info) in enumerate(built):
+        row = _base_row(info, seed, timing, threads)
+        row.update(_figures(times[:, i], info, memories[i], ceilings[bool(info["amp"])], seed))
+        row.update(
+            timing_group=group,
+            rounds=rounds,
+            round_steps=per_round,
+            round_s=" ".join(f"{t:.6g}" for t in np.median(times[:, i], axis=1)),
+            load_before=load_before,
+            load_after=load_after,
+        )
+        rows.append(row)
+    return conform(pd.DataFrame(rows), THROUGHPUT)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -247,15 +348,9 @@ def _compile(function: Callable, compile: bool | str) -> Callable:
         raise VaebenchError(f"torch.compile with backend {backend!r} failed: {error}") from error
 
 
-def _measure(step: Callable[[], object], info: dict, timing: Timing, seed: int) -> dict:
-    """Time ``step`` and turn the times into the row's figures (shared by estimators and the hand-written step)."""
-    device = info["device"]
-    # The ceiling first: measured once per process, its half second of warm-up also brings a cold CPU to its
-    # sustained clock before the first row is timed.
-    ceiling = matmul_ceiling(device, torch.bfloat16 if info["amp"] else torch.float32)
-    with track_peak_memory(device) as memory:
-        times = time_steps(step, device, timing.repeats, timing.warmup)
-    row: dict[str, object] = summarize_times(times, seed=seed)
+def _figures(times: np.ndarray, info: dict, memory: dict, ceiling: float, seed: int) -> dict:
+    """A row's figures from its timed steps [rounds, per_round] (shared by estimators and the hand-written step)."""
+    row: dict[str, object] = summarize_times(times.ravel(), seed=seed)
     median, low, high = row["step_s_median"], row["step_s_low"], row["step_s_high"]
     batch_size, flops = info["batch_size"], info["flops_per_step"]
     for name, work in (
@@ -278,8 +373,9 @@ def _measure(step: Callable[[], object], info: dict, timing: Timing, seed: int) 
     return row
 
 
-def _base_row(info: dict, seed: int, timing: Timing) -> dict[str, object]:
+def _base_row(info: dict, seed: int, timing: Timing, threads: int) -> dict[str, object]:
     device = info["device"]
+    rounds, per_round = timing.schedule
     return {
         "estimator": info["estimator"],
         "sampler": info.get("sampler", "iid"),
@@ -288,12 +384,12 @@ def _base_row(info: dict, seed: int, timing: Timing) -> dict[str, object]:
         "seed": seed,
         "device": device_name(device),
         "device_type": device.type,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "variant": variant_label(info["compiled"], info["amp"]),
         "compiled": info["compiled"],
         "amp": info["amp"],
         "optimizer": info["optimizer"],
-        "repeats": timing.repeats,
+        "repeats": rounds * per_round,
         "warmup": timing.warmup,
         "status": "ok",
         "reason": "",

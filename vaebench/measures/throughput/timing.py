@@ -3,6 +3,16 @@
 Timing follows nanoGPT's ``bench.py``: warm up, synchronize the device before reading a clock (CUDA events on
 a GPU), repeat, report the median. The matrix-multiply ceiling is *measured* (the best of a few large square
 products), so a fraction of it means the same on a laptop CPU and a data-centre GPU.
+
+Competing steps are timed **interleaved** (:func:`time_interleaved`), as the benchmarks compare steps within
+one session: R rounds, each taking every step in turn for a block of n calls, the order rotated by one from
+round to round. A load that slows the machine for seconds (another process, a clock that drops) then slows
+every step of a round alike, and the ratio of two steps' times within a round cancels it:
+
+    t_{r,a} / t_{r,b} = (λ_r τ_a) / (λ_r τ_b) = τ_a / τ_b,
+
+for a load factor λ_r that is constant over a round. Steps timed one after the other for a whole unit each
+(the earlier layout) see different λ, so a busy minute could reverse which is faster.
 """
 
 from __future__ import annotations
@@ -10,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +93,56 @@ def time_steps(step: Callable[[], object], device: torch.device, repeats: int, w
         start = time.perf_counter()
         step()
         times[i] = time.perf_counter() - start
+    return times
+
+
+def time_interleaved(
+    steps: Sequence[Callable[[], object]], device: torch.device, rounds: int, per_round: int, warmup: int
+) -> np.ndarray:
+    """Seconds of every timed call of each step, the steps taken round-robin. -> [rounds, S, per_round]
+
+    First ``warmup`` untimed calls of each step, interleaved the same way. Then in round r the S steps run in
+    the order r, r+1, ..., S-1, 0, ..., r-1 (a rotation, so that no step always follows the same one or
+    always opens a round), each for ``per_round`` consecutive timed calls. On CUDA each call is bracketed by
+    CUDA events and the device synchronized once per round; on the CPU by ``time.perf_counter``.
+
+    Args:
+        steps: the prebuilt steps (each a callable that runs one training step).
+        device: where they run.
+        rounds: R >= 1 rounds.
+        per_round: n >= 1 timed calls of each step per round.
+        warmup: untimed calls of each step before the first round.
+    """
+    for name, value, low in (("rounds", rounds, 1), ("per_round", per_round, 1), ("warmup", warmup, 0)):
+        if not isinstance(value, int) or value < low:
+            raise VaebenchError(f"{name} must be an integer >= {low}, got {value!r}")
+    count = len(steps)
+    if count == 0:
+        raise VaebenchError("time_interleaved needs at least one step")
+    for _ in range(warmup):
+        for step in steps:
+            step()
+    synchronize(device)
+    times = np.empty((rounds, count, per_round))
+    for r in range(rounds):
+        order = [(r + i) % count for i in range(count)]
+        if device.type == "cuda":
+            events = {}
+            for s in order:
+                events[s] = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(per_round)]  # fmt: skip
+                for start, end in events[s]:
+                    start.record()
+                    steps[s]()
+                    end.record()
+            synchronize(device)
+            for s, pairs in events.items():
+                times[r, s] = [start.elapsed_time(end) / 1e3 for start, end in pairs]
+            continue
+        for s in order:
+            for i in range(per_round):
+                start = time.perf_counter()
+                steps[s]()
+                times[r, s, i] = time.perf_counter() - start
     return times
 
 

@@ -32,7 +32,7 @@ Modules: ``layout`` (parameter order and groups, the engine and measure options)
 (:func:`decompose_noise`), ``minibatches`` (which minibatch is measured, which warm up).
 """
 
-from vaebench.measures.variance.baseline import baseline_gradient, baseline_key
+from vaebench.measures.variance.baseline import baseline_gradient, baseline_target, target_baseline
 from vaebench.measures.variance.engines import gradient_sample, replicate_gradients
 from vaebench.measures.variance.layout import (
     METHODS,
@@ -59,13 +59,14 @@ __all__ = [
     "Layout",
     "VarianceOptions",
     "baseline_gradient",
-    "baseline_key",
+    "baseline_target",
     "decompose_noise",
     "gradient_sample",
     "layout",
     "measure_variance",
     "measured_minibatch",
     "replicate_gradients",
+    "target_baseline",
     "time_estimate",
     "warm_up",
     "warm_up_minibatches",

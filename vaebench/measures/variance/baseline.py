@@ -1,9 +1,20 @@
 """The baseline gradient: the gradient the estimators' replicates are compared with (bias, cosine, SNR).
 
-Exact where the model has a closed-form objective (autograd through :func:`vaebench.exact.exact_elbo`, or the
-model's own ``exact_elbo(x)`` method, as :class:`vaebench.toy.GaussianToy` has), else the mean of many
-independent pathwise estimates of the same objective. On disk, the variance table's ``reference`` column keeps
-the name earlier versions gave it (see :mod:`vaebench.measures.schema`).
+What an estimator is compared with is its own target, ``estimator.target(K)`` (a bound per parameter group),
+and `target_baseline` is the one function from a target to its gradient, bound by bound (`bound_baseline`):
+
+- the ELBO: exact where the model has a closed form (autograd through :func:`vaebench.exact.exact_elbo`),
+  else the mean of many ``reparam`` estimates;
+- IWAE_K, the Rényi bound VR_{α,K}, CIWAE_β: the mean of many pathwise estimates of the same bound at the same
+  K (``iwae``, ``renyi`` at α, ``ciwae`` at β), exact at K = 1 (they are the ELBO there);
+- the inclusive KL -KL(p(z|x) || q) of the wake phase (encoder only): exact on the linear-Gaussian model
+  (:func:`vaebench.exact.exact_inclusive_kl`), else `SNIS_SAMPLES`-sample self-normalised estimates
+  (``rws``), consistent but biased by O(1/`SNIS_SAMPLES`): no unbiased estimator of it exists.
+
+A target whose groups differ (``rws``: φ the inclusive KL, θ IWAE_K; ``piwae``) takes each group's
+coordinates from its own bound. A model with a closed-form ELBO of its own (``exact_elbo(x)``, as
+:class:`vaebench.toy.GaussianToy` has) gives the exact ELBO gradient too. On disk, the variance table's
+``reference`` column keeps the name earlier versions gave it (see :mod:`vaebench.measures.schema`).
 """
 
 from __future__ import annotations
@@ -16,12 +27,19 @@ from torch import Tensor, nn
 
 from vaebench import rng
 from vaebench.errors import VaebenchError, check_int
-from vaebench.estimators import IWAE, Reparam, check_num_samples
-from vaebench.exact import exact_elbo
+from vaebench.estimators import (
+    Bound,
+    Estimator,
+    Target,
+    check_num_samples,
+    make_estimator,
+)
+from vaebench.exact import exact_elbo, exact_inclusive_kl
 from vaebench.measures.variance.engines import ROW_BUDGET
 from vaebench.measures.variance.layout import Layout, layout
 
 DEFAULT_BASELINE_SAMPLES = 4096  # independent estimates averaged into a sampled baseline gradient
+SNIS_SAMPLES = 1024  # draws of each self-normalised estimate of the inclusive-KL gradient (non-linear models)
 
 
 def baseline_gradient(
@@ -57,29 +75,86 @@ def baseline_gradient(
     return flat, label
 
 
-def baseline_key(objective: str, num_samples: int) -> tuple[str, int]:
-    """The (objective, K) whose gradient an estimator of ``objective`` at K is compared with: IWAE_K for the
-    importance-weighted bound at K > 1, else the ELBO (IWAE_1 is the ELBO). Estimators with the same key share
-    one baseline gradient."""
-    return ("iwae", num_samples) if objective == "iwae" and num_samples > 1 else ("elbo", 1)
-
-
 def sampled_baseline(model, x, objective, num_samples, samples, seed) -> tuple[Tensor, str, dict[str, float]]:
-    """(flat gradient, label, per-group trace of the baseline's own covariance)."""
+    """(flat gradient, label, per-group trace of the baseline's own covariance) for ``"elbo"`` or
+    ``"iwae"`` at K = ``num_samples`` (the form from before targets; see `target_baseline`)."""
     if objective not in ("elbo", "iwae"):
         raise VaebenchError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
     check_num_samples(num_samples)
+    bound = Bound.of(objective, num_samples)
+    return target_baseline(model, x, Target(bound, bound), samples, seed)
+
+
+def baseline_target(estimator: Estimator, num_samples: int) -> Target:
+    """What ``estimator``'s replicates at K = ``num_samples`` are compared with: its own target, per group.
+
+    The one place that chooses a baseline for an objective label: every label's estimator declares its
+    bounds in ``target`` (IWAE_K, VR_{α,K}, CIWAE_β, the inclusive KL, ...); `target_baseline` computes them.
+    """
+    return estimator.target(num_samples)
+
+
+def target_baseline(
+    model: nn.Module, x: Tensor, target: Target, samples: int, seed: int
+) -> tuple[Tensor, str, dict[str, float]]:
+    """(flat gradient [P], label, per-group trace of its own covariance) of ``target``'s gradient.
+
+    Each group's coordinates come from its own bound (`bound_baseline`); the label is the bound's, or
+    ``"<encoder's>|<decoder's>"`` when they differ.
+    """
     check_int("samples", samples, 2)
+    parts = {
+        bound: bound_baseline(model, x, bound, samples, seed) for bound in (target.encoder, target.decoder)
+    }
+    if target.encoder == target.decoder:
+        return parts[target.encoder]
     lay = layout(model)
-    iwae = objective == "iwae" and num_samples > 1
+    (enc, enc_label, enc_var), (dec, dec_label, dec_var) = parts[target.encoder], parts[target.decoder]
+    offsets = _offsets(lay)
+    flat = dec.clone()
+    for i in lay.encoder:
+        flat[offsets[i] : offsets[i] + lay.params[i].numel()] = enc[
+            offsets[i] : offsets[i] + lay.params[i].numel()
+        ]
+    ref_var = {group: (enc_var if group == "encoder" else dec_var)[group] for group in lay.groups}
+    return flat, f"{enc_label}|{dec_label}", ref_var
+
+
+def bound_baseline(
+    model: nn.Module, x: Tensor, bound: Bound, samples: int, seed: int
+) -> tuple[Tensor, str, dict[str, float]]:
+    """(flat gradient [P], label, per-group trace of its own covariance) of one bound (module docstring)."""
+    lay = layout(model)
+    linear = getattr(model, "is_linear_gaussian", False)
     closed = getattr(model, "exact_elbo", None)  # a model's own closed-form ELBO (the Gaussian toy's)
-    if not iwae and (getattr(model, "is_linear_gaussian", False) or callable(closed)):
+    if (linear and bound.name in ("elbo", "inclusive-kl")) or (callable(closed) and bound.name == "elbo"):
         with torch.enable_grad():
-            elbo = closed(x) if callable(closed) else exact_elbo(model, x)
-            grads = torch.autograd.grad(-elbo.mean(), lay.params, allow_unused=True)
-        return _flat(grads, lay.params), "exact", dict.fromkeys(lay.groups, 0.0)
-    estimator = IWAE() if iwae else Reparam()
-    k = num_samples if iwae else 1
+            if bound.name == "elbo":
+                loss = (closed(x) if callable(closed) else exact_elbo(model, x)).neg()
+            else:
+                loss = exact_inclusive_kl(model, x)
+            grads = torch.autograd.grad(loss.mean(), lay.params, allow_unused=True)
+        label = "exact" if bound.name == "elbo" else "exact-inclusive-kl"
+        return _flat(grads, lay.params), label, dict.fromkeys(lay.groups, 0.0)
+    if bound.name == "inclusive-kl":
+        # Self-normalised estimates are biased by O(1/K): few estimates, each of many draws.
+        return _sampled(model, x, make_estimator("rws"), SNIS_SAMPLES, 8, seed, f"rws{SNIS_SAMPLES}x8")
+    if bound.name == "elbo":
+        name, options, label = "reparam", {}, f"reparam-{samples}"
+    elif bound.name == "iwae":
+        name, options, label = "iwae", {}, f"iwae{bound.samples}-{samples}"
+    elif bound.name == "renyi":
+        name, options = "renyi", {"alpha": bound.parameter}
+        label = f"renyi{bound.parameter:g}-{bound.samples}-{samples}"
+    else:
+        name, options = "ciwae", {"beta": bound.parameter}
+        label = f"ciwae{bound.parameter:g}-{bound.samples}-{samples}"
+    return _sampled(model, x, make_estimator(name, **options), bound.samples, samples, seed, label)
+
+
+def _sampled(model, x, estimator, k, samples, seed, label) -> tuple[Tensor, str, dict[str, float]]:
+    """The mean of ``samples`` independent estimates by ``estimator`` at K = ``k``, with its own noise."""
+    lay = layout(model)
     chunks = max(
         8, math.ceil(samples * k * x.shape[0] / ROW_BUDGET)
     )  # >= 8 chunk means to estimate its noise
@@ -101,7 +176,6 @@ def sampled_baseline(model, x, objective, num_samples, samples, seed) -> tuple[T
         group: float(sum(per_coord[offsets[i] : offsets[i] + lay.params[i].numel()].sum() for i in members))
         for group, members in lay.groups.items()
     }
-    label = f"iwae{num_samples}-{samples}" if iwae else f"reparam-{samples}"
     return flat.detach(), label, ref_var
 
 
@@ -114,8 +188,8 @@ def resolve_baseline(baseline, model, x, estimator, num_samples, seed):
             raise VaebenchError(
                 f"baseline must be None, 'auto', a tensor or (tensor, label), got {baseline!r}"
             )
-        objective, k = baseline_key(estimator.objective, num_samples)
-        return sampled_baseline(model, x, objective, k, DEFAULT_BASELINE_SAMPLES, seed)
+        target = baseline_target(estimator, num_samples)
+        return target_baseline(model, x, target, DEFAULT_BASELINE_SAMPLES, seed)
     if isinstance(baseline, tuple):
         flat, label, ref_var = (*baseline, None)[:3]
     else:
@@ -125,10 +199,12 @@ def resolve_baseline(baseline, model, x, estimator, num_samples, seed):
         raise VaebenchError(
             f"the baseline gradient must be a flat tensor of shape [{size}], got {getattr(flat, 'shape', flat)!r}"
         )
-    wants = f"IWAE_{num_samples}" if estimator.objective == "iwae" and num_samples > 1 else "ELBO"
+    wants = str(baseline_target(estimator, num_samples))
     match = re.fullmatch(r"iwae(\d+)-\d+", label)
     has = (
-        f"IWAE_{match.group(1)}"
+        None  # a per-group label "<encoder's>|<decoder's>" (target_baseline's): not one bound
+        if "|" in label
+        else f"IWAE_{match.group(1)}"
         if match
         else "ELBO"
         if label == "exact" or label.startswith("reparam-")
@@ -137,8 +213,8 @@ def resolve_baseline(baseline, model, x, estimator, num_samples, seed):
     if has is not None and has != wants:
         raise VaebenchError(
             f"baseline {label!r} is the {has} gradient but {estimator.name or 'the estimator'} estimates the "
-            f"{wants} gradient; use baseline_gradient(model, x, objective={estimator.objective!r}, "
-            f"num_samples={num_samples})"
+            f"{wants} gradient; use baseline='auto', or target_baseline(model, x, "
+            f"estimator.target({num_samples}), samples, seed)"
         )
     return flat.to(device=x.device, dtype=x.dtype), label, ref_var
 

@@ -379,9 +379,12 @@ def figures(
     intervals = {
         "trace_var": percentile_interval(tv_draws.numpy(), level),
         "mean_sq_norm": percentile_interval(((w @ sq_norms) / n).numpy(), level),
+        # A group with no noise at all (rws-dreg's encoder at K = 1, whose gradient is 0) has no SNR.
         "snr_norm": _root(
             centred_percentile(((mean_w_sq - tv_draws / n) / tv_draws).numpy(), signal_sq / trace_var, level)
-        ),
+        )
+        if trace_var > 0
+        else (float("nan"), float("nan")),
         "snr": jackknife_interval(snr, (partial.loo_sum / partial.loo_count).numpy(), level),
         "snr_rms": jackknife_interval(snr_rms, np.array(loo_rms), level),
     }

@@ -1,0 +1,62 @@
+"""The words of report.md that carry a technical meaning, defined once, at the end of every report.
+
+The definitions say what the suite computes (they match :mod:`vaebench.analysis`), not what the words mean
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vaebench.analysis.plateau import FRACTION, TOLERANCE
+
+_PIXEL = -0.5 * math.log(2 * math.pi * 0.1**2)  # log N(x; x, 0.1²): +1.38 nats at the centre
+
+GLOSSARY: dict[str, str] = {
+    "noise floor": (
+        "the signal-to-noise ratio that a gradient whose mean is zero shows when the mean is estimated from R "
+        "replicates: the mean of |average of R draws| / sd is about √(2/(πR)) for pure noise, so an SNR whose "
+        "interval reaches √(2/(πR)) measures no signal, and the report does not rank it."
+    ),
+    "levelled off": (
+        f"a setting's test ELBO changed by less than {TOLERANCE:g} nat over the last {FRACTION:.0%} of "
+        "training, interval included (a least-squares line through each seed's curve over that window, the "
+        "mean change over seeds with a Student-t interval). Otherwise the curves had not levelled off and the "
+        "test figures compare early training, not converged models; with too few evaluations in that window "
+        "it cannot be judged."
+    ),
+    "separated": (
+        "two settings are separated when the interval of their contrast excludes no difference: a ratio "
+        "(variance, step time, variance x step time) whose 95% interval excludes 1, or a difference (test "
+        "figures, paired by seed) whose interval excludes 0. A verdict names a winner only when the best is "
+        "separated from every other setting it is compared with. Not separated means these runs cannot order "
+        "them, not that they are equal."
+    ),
+    "paired by seed": (
+        "runs with the same seed share the model's initialisation, the order of the minibatches and the test "
+        "points, so the difference of two settings' final figures seed by seed removes that shared variation; "
+        "the comparison is the mean of the per-seed differences with a Student-t interval over the seeds."
+    ),
+    "variance x step time": (
+        "the encoder gradient variance times the time of one training step. Averaging n gradient estimates "
+        "divides the variance by n and multiplies the time by n, so the product does not change with "
+        "averaging, and the lower one wins for a fixed compute budget. The report gives it relative to the "
+        "reference setting of each K (a ratio does not depend on the machine's speed), its interval combining "
+        "the variance's bootstrap interval with the step-time ratio's interval over rounds of interleaved "
+        "timing."
+    ),
+    "a positive Gaussian ELBO": (
+        "a Gaussian likelihood is a density, not a probability, and a density exceeds 1 when it is narrow: "
+        f"log N(x; μ, σ²) = -½ log(2πσ²) - (x - μ)²/(2σ²) is {_PIXEL:+.2f} nats per pixel at σ = 0.1 when the "
+        "reconstruction is exact. On dequantized pixels in [0, 1] with a learned per-pixel σ, the ELBO and "
+        "log p(x) summed over the pixels can therefore be positive. They compare settings of one run (the "
+        "same data and likelihood), not a Bernoulli model's log-likelihood of binarized images, which is a "
+        "log-probability and never above 0."
+    ),
+}
+"""Each word, and what it means in the report."""
+
+
+def section() -> list[str]:
+    """The markdown lines of the report's *Words* section."""
+    return ["## Words", "", *[f"- **{word}**: {meaning}" for word, meaning in GLOSSARY.items()], ""]
