@@ -21,7 +21,7 @@ from vaebench.model import GaussianVAE
 from vaebench.train import Checkpointer, TrainSpec, stacking_problem, train, train_seeds
 
 SEEDS = [0, 1, 2]
-FAMILIES = {  # every family, both stateful estimators, and a K > 1 for the importance-weighted ones
+FAMILIES = {  # every family, both stateful estimators, estimators drawing M·K or 4·K normals a call
     "pathwise": [("reparam", 1), ("stl", 2), ("reparam-cv", 2), ("reparam-analytic-kl", 1)],
     "score-function": [
         ("reinforce", 1),
@@ -30,7 +30,16 @@ FAMILIES = {  # every family, both stateful estimators, and a K > 1 for the impo
         ("reinforce-nvil", 1),
         ("vargrad", 2),
     ],
-    "importance-weighted": [("iwae", 3), ("dreg", 3), ("iwae-stl", 2), ("vimco", 3)],
+    "importance-weighted": [
+        ("iwae", 3),
+        ("dreg", 3),
+        ("iwae-stl", 2),
+        ("vimco", 3),
+        ("miwae", 2),
+        ("renyi", 2),
+    ],
+    "measure-valued": [("mvd", 1)],  # 4 normals per sample and coordinate: draws other than [K, B, Z]
+    "other": [("rws", 2), ("tail-adaptive", 2)],
 }
 CASES = [pytest.param(n, k, id=f"{family}-{n}-K{k}") for family, cases in FAMILIES.items() for n, k in cases]
 

@@ -131,7 +131,13 @@ from vaebench.estimators.pathwise import (
     taylor_terms,
 )
 from vaebench.estimators.renyi import Renyi, RenyiDReG, renyi_bound
-from vaebench.estimators.sampling import SAMPLERS, check_sampler, scrambled_sobol, standard_normal
+from vaebench.estimators.sampling import (
+    SAMPLERS,
+    NoiseSource,
+    check_sampler,
+    scrambled_sobol,
+    standard_normal,
+)
 from vaebench.estimators.score_function import (
     Reinforce,
     ReinforceLeaveOneOut,
@@ -161,6 +167,7 @@ __all__ = [
     "Estimator",
     "EstimatorOutput",
     "MeasureValued",
+    "NoiseSource",
     "Reinforce",
     "ReinforceLeaveOneOut",
     "ReinforceMovingAverage",

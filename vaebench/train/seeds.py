@@ -50,7 +50,14 @@ from vaebench.train.memory import keep_freed_memory
 from vaebench.train.program import unique
 from vaebench.train.run import Run
 from vaebench.train.spec import TrainSpec
-from vaebench.train.stacking import draw_noise, seed_state, stack_estimators, stack_models, stacking_problem
+from vaebench.train.stacking import (
+    SeedNoise,
+    draw_noise,
+    seed_state,
+    stack_estimators,
+    stack_models,
+    stacking_problem,
+)
 
 PROBE_TOLERANCE = 1e-3
 """Largest relative difference (Frobenius norm, per parameter) between a seed's stacked first-step gradient
@@ -200,16 +207,18 @@ class StackedProgram:
         seeds = len(self.seeds)
         rows = x.shape[0] // seeds
         drawn_from = None if self.verified else [g.get_state() for g in self.noise]
-        eps = draw_noise(self.noise, self.est.sampler, self.k, (rows, self.model.z_dim), self.params[0])
         if self.state_guard is not None:
             self.state_guard.save()
         self.opt.zero_grad(set_to_none=True)
         try:
-            if self.compiled is not None:
+            if self.compiled is not None:  # one draw of [K, S·B, Z], made before the compiled region
+                eps = draw_noise(
+                    self.noise, self.est.sampler, self.k, (rows, self.model.z_dim), self.params[0]
+                )
                 self.compiling = self.compiled.compiles(x, eps)
                 surrogate, elbo = self.compiled(x, eps)
             else:
-                out = self.est(self.model, x, num_samples=self.k, generator=eps)
+                out = self.est(self.model, x, num_samples=self.k, generator=SeedNoise(self.noise))
                 surrogate, elbo = out.surrogate * seeds, out.elbo
             surrogate.backward()
         except Exception as error:

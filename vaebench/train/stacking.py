@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     Estimator,
+    NoiseSource,
     ReinforceMovingAverage,
     ReinforceNVIL,
     Setting,
@@ -220,6 +221,28 @@ def seed_state(estimator: Estimator, index: int) -> dict[str, Tensor]:
     if hasattr(estimator, "seed_state"):
         return estimator.seed_state(index)
     return {k: v.detach().clone() for k, v in estimator.state_dict().items()}
+
+
+class SeedNoise(NoiseSource):
+    """Each seed's noise from its own generator: rows s·B .. s·B + B - 1 of every draw from ``generators[s]``.
+
+    Given as the stacked estimator's ``generator``, it answers every draw the estimator makes, however many
+    and of whatever size (MIWAE's M·K samples, the measure-valued estimator's normals), with exactly the draws
+    each seed's own run makes, in the same order.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]):
+        self.generators = list(generators)
+
+    def standard_normal(self, sampler, num_samples, shape, dtype, device) -> Tensor:
+        seeds = len(self.generators)
+        if not shape or shape[0] % seeds:
+            raise VaebenchError(f"a draw of shape {list(shape)} does not split into {seeds} seeds' rows")
+        own = (shape[0] // seeds, *shape[1:])
+        draws = [
+            standard_normal(sampler, num_samples, own, g, dtype=dtype, device=device) for g in self.generators
+        ]
+        return draws[0] if seeds == 1 else torch.cat(draws, 1)
 
 
 def draw_noise(
