@@ -12,3 +12,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def no_plugins_left_behind():
+    # A test that loads plugins (a CLI run with --plugin, `list` finding installed entry points such as the
+    # example package CI installs) must not change what the next test sees in the registries.
+    yield
+    from vaebench import registry
+
+    registry.unload()

@@ -82,7 +82,16 @@ def test_a_resume_after_the_plugins_source_changed_is_refused(tmp_path: Path, mo
     monkeypatch.syspath_prepend(str(copy))
     out = tmp_path / "run"
     try:
-        args = ["--plugin", "vaebench_partial_stl", "--estimators", "partial-stl", "--seeds", "0", "--workers", "1"]
+        args = [
+            "--plugin",
+            "vaebench_partial_stl",
+            "--estimators",
+            "partial-stl",
+            "--seeds",
+            "0",
+            "--workers",
+            "1",
+        ]
         assert _run(out, *args) == 0
         source = copy / "vaebench_partial_stl" / "__init__.py"
         source.write_text(source.read_text() + "\n# an edit\n")
@@ -103,9 +112,14 @@ def test_an_npz_data_set_runs_and_its_sha256_is_recorded(tmp_path: Path) -> None
 
     gen = np.random.default_rng(0)
     path = tmp_path / "mine.npz"
-    np.savez(path, train=gen.random((300, 12)).astype(np.float32), test=gen.random((80, 12)).astype(np.float32))
+    np.savez(
+        path, train=gen.random((300, 12)).astype(np.float32), test=gen.random((80, 12)).astype(np.float32)
+    )
     out = tmp_path / "run"
-    assert _run(out, "--dataset", str(path), "--estimators", "reparam,iwae", "--seeds", "0", "--workers", "1") == 0
+    assert (
+        _run(out, "--dataset", str(path), "--estimators", "reparam,iwae", "--seeds", "0", "--workers", "1")
+        == 0
+    )
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert set(pd.read_csv(out / "summary.csv")["estimator"]) == {"reparam", "iwae"}

@@ -273,7 +273,7 @@ def test_summary_equals_the_figures_written_out(monkeypatch, dtype):
     est = make_estimator("reparam").to(dtype)
     sample = gradient_sample(model, est, x, 2, 40, engine=Engine(method="naive"))
     ref = baseline_gradient(model, x, samples=64)[0]
-    rows = {r["group"]: r for r in summarize(sample, reference=ref, level=0.9, resamples=200, seed=5)}
+    rows = {r["group"]: r for r in summarize(sample, baseline=ref, level=0.9, resamples=200, seed=5)}
     counts = resample_counts(40, 200, 5)
     tol = {"rtol": 1e-9, "abs_tol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-4, "abs_tol": 1e-6}
     lay = sample.layout
@@ -310,7 +310,7 @@ def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
     assert list(sample.factors) == [0]
     formed = GradientSample([sample.block(i) for i in range(len(sample.blocks))], sample.layout)
     ref = baseline_gradient(model, x, samples=64)[0]
-    got, want = (summarize(s, reference=ref, level=0.9, resamples=200, seed=5) for s in (sample, formed))
+    got, want = (summarize(s, baseline=ref, level=0.9, resamples=200, seed=5) for s in (sample, formed))
     rtol = 1e-9 if dtype == torch.float64 else 1e-4
     for a, b in zip(got, want, strict=True):
         for name in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine"):

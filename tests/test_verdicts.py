@@ -175,7 +175,7 @@ def test_equal_compute_combines_the_variance_and_the_step_time_ratio() -> None:
     variance = variance_frame({("reparam", 4): 10.0, ("reparam-cv", 4): 1.0})
     v = judge(variance=variance, throughput=frame)[(QUESTIONS[1], 4)]
     # (1 / 10) x (2) = 0.2 of reparam's variance x time
-    assert v.winner == "reparam-cv" and v.reference == "reparam" and v.value == pytest.approx(0.2, rel=0.03)
+    assert v.winner == "reparam-cv" and v.yardstick == "reparam" and v.value == pytest.approx(0.2, rel=0.03)
     assert v.change == pytest.approx(0.2, rel=0.03) and v.change_high < 1
     # the other sign: a step 20x slower loses the 10x variance advantage
     slow = throughput_frame({("reparam", 4): 0.002, ("reparam-cv", 4): 0.040}, LOADS["quiet"])
@@ -301,7 +301,7 @@ def test_two_runs_of_a_shrunk_preset_state_the_same_verdicts(tmp_path: Path) -> 
         if a["question"] in (QUESTIONS[0], QUESTIONS[2]):
             assert a == b  # deterministic: every field equal
         else:
-            stated = ("winner", "best", "separated", "not_separated", "left_out", "reference")
+            stated = ("winner", "best", "separated", "not_separated", "left_out", "yardstick")
             assert {k: a[k] for k in stated} == {k: b[k] for k in stated}, (a, b)
     assert contradictions(first, second) == []
     by = {(r["question"], r["K"]): r for r in first}

@@ -13,8 +13,8 @@ samplers existed count as ``iid``) at one K. The comparison table (:func:`summar
 - the median training-step time and its interval;
 - work-normalised variance (variance x seconds per estimate, timed inside the variance unit), with interval;
 - where the settings of a K were timed interleaved (:mod:`vaebench.analysis.timing`): ``step_ratio``, the step
-  time over that of the K's reference setting (``timing_reference``, e.g. ``reparam``), and
-  ``compute_ratio``, variance x step time over the reference's (lower wins at equal compute), each with an
+  time over that of the K's yardstick setting (``timing_yardstick``, e.g. ``reparam``), and
+  ``compute_ratio``, variance x step time over the yardstick's (lower wins at equal compute), each with an
   interval over the ``timing_rounds`` rounds: ratios measured in one unit reproduce where absolute times and
   the work-normalised variance do not;
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
@@ -246,7 +246,7 @@ def summary_table(
         ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
         measured), ``converged`` (the test ELBO had levelled off), ``runs, diverged,
         variance_reference, variance_checkpoint, variance_group``, and where the steps were timed
-        interleaved ``step_ratio, compute_ratio`` (with ``_low``/``_high``), ``timing_reference`` and
+        interleaved ``step_ratio, compute_ratio`` (with ``_low``/``_high``), ``timing_yardstick`` and
         ``timing_rounds``.
     """
     measured = {

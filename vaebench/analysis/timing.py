@@ -12,7 +12,7 @@ in d_r; what is left is the spread from round to round, which the interval measu
 **separated** when its ratio interval excludes 1, and only then does a sentence or a verdict call one step
 faster. Rows timed alone (``timing_group`` "", results folders from before interleaving) form no ratio.
 
-Every setting's ratio to its group's *reference* setting (:func:`reference_setting`: ``reparam`` with iid
+Every setting's ratio to its group's *yardstick* setting (:func:`yardstick_setting`: ``reparam`` with iid
 draws at that K where it was timed, else the first setting of the group in registry order) goes into the
 summary table as ``step_ratio`` (:func:`step_ratios`).
 
@@ -47,7 +47,7 @@ from scipy import stats
 from vaebench.analysis.settings import KEYS, order_estimators
 from vaebench.measures.schema import HANDWRITTEN, THROUGHPUT, complete
 
-REFERENCE = "reparam"
+YARDSTICK = "reparam"
 """The estimator whose step (iid draws) every other of its K is set against, where it was timed."""
 
 
@@ -119,13 +119,13 @@ def step_ratio(rows: pd.DataFrame, a: tuple, b: tuple, level: float = 0.95) -> R
     return Ratio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), int(d.size))
 
 
-def reference_setting(rows: pd.DataFrame, group: str) -> tuple | None:
+def yardstick_setting(rows: pd.DataFrame, group: str) -> tuple | None:
     """The setting of ``group`` that the others are set against: ``reparam`` (iid), else the first in
     registry order (never the hand-written step); None for an empty group."""
     mine = rows[(rows["timing_group"] == group) & (rows["estimator"] != HANDWRITTEN)]
     if mine.empty:
         return None
-    preferred = mine[(mine["estimator"] == REFERENCE) & (mine["sampler"] == "iid")]
+    preferred = mine[(mine["estimator"] == YARDSTICK) & (mine["sampler"] == "iid")]
     first = (preferred if not preferred.empty else order_estimators(mine)).iloc[0]
     return first["estimator"], first["sampler"], int(first["num_samples"])
 
@@ -133,29 +133,29 @@ def reference_setting(rows: pd.DataFrame, group: str) -> tuple | None:
 def step_ratios(
     throughput: pd.DataFrame | None, batch_size: int | None = None, level: float = 0.95
 ) -> pd.DataFrame:
-    """Every estimator setting's step time over its group's reference setting, with the interval over rounds.
+    """Every estimator setting's step time over its group's yardstick setting, with the interval over rounds.
 
     Returns:
-        Columns ``estimator, sampler, num_samples, timing_reference`` (the reference's label),
-        ``step_ratio, step_ratio_low, step_ratio_high, timing_rounds``, and the reference's key as
-        ``reference_estimator, reference_sampler``; empty when nothing was timed interleaved.
+        Columns ``estimator, sampler, num_samples, timing_yardstick`` (the yardstick's label),
+        ``step_ratio, step_ratio_low, step_ratio_high, timing_rounds``, and the yardstick's key as
+        ``yardstick_estimator, yardstick_sampler``; empty when nothing was timed interleaved.
     """
     rows = timed_rows(throughput, batch_size)
     out = []
     for group in dict.fromkeys(rows["timing_group"]):
-        ref = reference_setting(rows, group)
+        ref = yardstick_setting(rows, group)
         if ref is None:
             continue
         for _, row in rows[(rows["timing_group"] == group) & (rows["estimator"] != HANDWRITTEN)].iterrows():
             key = (row["estimator"], row["sampler"], int(row["num_samples"]))
             r = step_ratio(rows, key, ref, level)
             out.append(dict(zip(KEYS, key, strict=True)) | {
-                "timing_reference": label(ref), "step_ratio": r.value, "step_ratio_low": r.low,
-                "step_ratio_high": r.high, "timing_rounds": r.rounds, "reference_estimator": ref[0],
-                "reference_sampler": ref[1],
+                "timing_yardstick": label(ref), "step_ratio": r.value, "step_ratio_low": r.low,
+                "step_ratio_high": r.high, "timing_rounds": r.rounds, "yardstick_estimator": ref[0],
+                "yardstick_sampler": ref[1],
             })  # fmt: skip
-    columns = [*KEYS, "timing_reference", "step_ratio", "step_ratio_low", "step_ratio_high", "timing_rounds",
-               "reference_estimator", "reference_sampler"]  # fmt: skip
+    columns = [*KEYS, "timing_yardstick", "step_ratio", "step_ratio_low", "step_ratio_high", "timing_rounds",
+               "yardstick_estimator", "yardstick_sampler"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
 
@@ -178,21 +178,21 @@ def variance_ratio(a: tuple[float, float, float], b: tuple[float, float, float])
 
 def with_compute_ratios(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` (the summary's rows, with ``trace_var`` and :func:`step_ratios`' columns) with
-    ``compute_ratio`` and its interval: each setting's variance x step time over its reference's at that K."""
+    ``compute_ratio`` and its interval: each setting's variance x step time over its yardstick's at that K."""
     table = table.copy()
     for column in ("compute_ratio", "compute_ratio_low", "compute_ratio_high"):
         table[column] = math.nan
-    if "reference_estimator" not in table or "trace_var" not in table:
+    if "yardstick_estimator" not in table or "trace_var" not in table:
         return table
     index = {(r["estimator"], r["sampler"], r["num_samples"]): i for i, r in table.iterrows()}
     for i, row in table.iterrows():
-        if not isinstance(row["reference_estimator"], str):
+        if not isinstance(row["yardstick_estimator"], str):
             continue
-        ref = index.get((row["reference_estimator"], row["reference_sampler"], row["num_samples"]))
+        ref = index.get((row["yardstick_estimator"], row["yardstick_sampler"], row["num_samples"]))
         if ref is None:
             continue
         time = Ratio(row["step_ratio"], row["step_ratio_low"], row["step_ratio_high"], row["timing_rounds"])
-        if ref == i:  # the reference against itself: 1 exactly
+        if ref == i:  # the yardstick against itself: 1 exactly
             found = Ratio(1.0, 1.0, 1.0, time.rounds) if np.isfinite(row["trace_var"]) else NO_RATIO
         else:
             found = compute_ratio(_triple(row), _triple(table.loc[ref]), time)

@@ -84,7 +84,7 @@ class Verdict:
         not_separated: the runners-up not separated from the best.
         same_as: settings with the best's figures to rounding.
         left_out: settings not ranked, each "label: why".
-        reference: for the timing questions, the K's reference setting that ``value`` is relative to.
+        yardstick: for the timing questions, the K's yardstick setting that ``value`` is relative to.
         reason: the verdict's reason in words.
         compared: how many settings were ranked (the best included).
         notes: caveats (for the test figures: whether the curves had levelled off).
@@ -107,7 +107,7 @@ class Verdict:
     not_separated: tuple[str, ...] = ()
     same_as: tuple[str, ...] = ()
     left_out: tuple[str, ...] = ()
-    reference: str | None = None
+    yardstick: str | None = None
     reason: str = ""
     compared: int = 0
     notes: tuple[str, ...] = ()
@@ -152,12 +152,12 @@ def verdicts(
     questions = [
         _Question(QUESTIONS[0], f"encoder gradient variance (trace of its covariance{where})", "trace_var", True,
                   "ratio", lambda a, b: _ratio(timing.variance_ratio(_triple(a, "trace_var"), _triple(b, "trace_var")))),
-        _Question(QUESTIONS[1], "variance x step time, over that of the K's reference setting", "compute_ratio",
+        _Question(QUESTIONS[1], "variance x step time, over that of the K's yardstick setting", "compute_ratio",
                   True, "ratio", lambda a, b: _ratio(timing.compute_ratio(
                       _triple(a, "trace_var"), _triple(b, "trace_var"), timing.step_ratio(rows, _key(a), _key(b), level)))),
         _Question(QUESTIONS[2], "test log-likelihood (nats, mean over seeds)", "test_log_likelihood", False,
                   "difference", lambda a, b: _paired(convergence, a, b, level)),
-        _Question(QUESTIONS[3], "step time, over that of the K's reference setting", "step_ratio", True, "ratio",
+        _Question(QUESTIONS[3], "step time, over that of the K's yardstick setting", "step_ratio", True, "ratio",
                   lambda a, b: _ratio(timing.step_ratio(rows, _key(a), _key(b), level))),
     ]  # fmt: skip
     out = []
@@ -202,15 +202,15 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
         change=contrast.value, change_low=contrast.low, change_high=contrast.high, separated=separated,
         not_separated=tuple(_label(r) for r in tied), same_as=tuple(_label(r) for r in same),
         left_out=tuple(left_out), reason=_reason(q, separated, tied, unformed, reversed_, rivals), compared=len(measured),
-        notes=tuple(_convergence_notes(q, measured)), reference=_reference(q, best),
+        notes=tuple(_convergence_notes(q, measured)), yardstick=_yardstick(q, best),
     )  # fmt: skip
 
 
-def _reference(q: _Question, best: pd.Series) -> str | None:
-    """The reference setting a timing figure is relative to (None for the other questions)."""
+def _yardstick(q: _Question, best: pd.Series) -> str | None:
+    """The yardstick setting a timing figure is relative to (None for the other questions)."""
     if q.column not in ("step_ratio", "compute_ratio"):
         return None
-    ref = best["timing_reference"]
+    ref = best["timing_yardstick"]
     return ref if isinstance(ref, str) else None
 
 
@@ -321,7 +321,7 @@ def records(found: list[Verdict]) -> list[dict]:
             "against": v.against, "contrast": v.contrast or None, "change": _plain(v.change),
             "change_interval": [_plain(v.change_low), _plain(v.change_high)], "separated": v.separated,
             "not_separated": list(v.not_separated), "same_as": list(v.same_as), "left_out": list(v.left_out),
-            "reference": v.reference,
+            "yardstick": v.yardstick,
             "compared": v.compared, "reason": v.reason, "notes": list(v.notes),
         }  # fmt: skip
         out.append(record)

@@ -228,9 +228,9 @@ SUMMARY_FIGURES = (
 """Figures of the comparison table: the seven it has always shown, those of synthetic data (after the counts),
 then the timing ratios of interleaved steps (issue 25)."""
 
-TIMING_RATIOS = (*_triples("step_ratio", "compute_ratio"), "timing_reference", "timing_rounds")
+TIMING_RATIOS = (*_triples("step_ratio", "compute_ratio"), "timing_yardstick", "timing_rounds")
 """Summary columns of the interleaved timing (:mod:`vaebench.analysis.timing`): the step time and the variance
-x step time of a setting over those of its K's ``timing_reference`` setting, with intervals over the
+x step time of a setting over those of its K's ``timing_yardstick`` setting, with intervals over the
 ``timing_rounds`` rounds."""
 
 SUMMARY = Table(

@@ -92,14 +92,14 @@ def names(labels: tuple[str, ...], limit: int = 4) -> str:
 
 
 def _figure(v: Verdict, noun: bool) -> str:
-    """The best's own figure (for the timing questions: its ratio to the K's reference setting)."""
+    """The best's own figure (for the timing questions: its ratio to the K's yardstick setting)."""
     if v.question == QUESTIONS[2]:
         return f"{fmt_interval(v.value, v.low, v.high, symmetric=True)} nats"
     if v.question == QUESTIONS[0]:
         return fmt_interval(v.value, v.low, v.high)
-    if v.reference is None or v.reference in (v.best, v.against):
-        return ""  # 1 exactly against itself, and the runner-up's ratio says it when it is the reference
-    ratio = f"{ratio_text(v.value, v.low, v.high)} that of `{v.reference}`"
+    if v.yardstick is None or v.yardstick in (v.best, v.against):
+        return ""  # 1 exactly against itself, and the runner-up's ratio says it when it is the yardstick
+    ratio = f"{ratio_text(v.value, v.low, v.high)} that of `{v.yardstick}`"
     return f"{NOUNS[v.question]} {ratio}" if noun else ratio
 
 

@@ -41,9 +41,13 @@ GLOSSARY: dict[str, str] = {
         "the encoder gradient variance times the time of one training step. Averaging n gradient estimates "
         "divides the variance by n and multiplies the time by n, so the product does not change with "
         "averaging, and the lower one wins for a fixed compute budget. The report gives it relative to the "
-        "reference setting of each K (a ratio does not depend on the machine's speed), its interval combining "
+        "yardstick setting of each K (a ratio does not depend on the machine's speed), its interval combining "
         "the variance's bootstrap interval with the step-time ratio's interval over rounds of interleaved "
         "timing."
+    ),
+    "yardstick": (
+        "the setting each K's timing ratios are taken against: `reparam` with iid draws where it was timed (the "
+        "plain pathwise step every estimator is an alternative to), else the first timed at that K in registry order."
     ),
     "a positive Gaussian ELBO": (
         "a Gaussian likelihood is a density, not a probability, and a density exceeds 1 when it is narrow: "

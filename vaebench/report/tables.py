@@ -22,9 +22,9 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
     ("test_log_likelihood", "test log p(x)", "importance-sampled log-likelihood of the test set (nats; higher is better)", True),
     ("test_elbo_rise", "ELBO rise, last quarter", "change of the test ELBO over the last quarter of training, each seed's curve fitted by least squares (nats; within ±1 nat: levelled off, else not converged)", True),
     ("step_ms", "step (ms)", "median time of one training step on this machine: estimator, backward, optimizer", False),
-    ("step_ratio", "step / reference", "step time over that of the K's reference setting, timed interleaved: the geometric mean of the per-round ratios with a Student-t interval over rounds", False),
+    ("step_ratio", "step / yardstick", "step time over that of the K's yardstick setting, timed interleaved: the geometric mean of the per-round ratios with a Student-t interval over rounds", False),
     ("work_normalized_var", "variance x time", "encoder variance x seconds per gradient estimate, timed inside the variance unit (its interval covers the variance only, not the timing: the figure does not reproduce across runs)", False),
-    ("compute_ratio", "variance x time / reference", "encoder variance x step time over the reference setting's: lower wins at equal compute; the interval combines the variances' and the step-time ratio's", False),
+    ("compute_ratio", "variance x time / yardstick", "encoder variance x step time over the yardstick setting's: lower wins at equal compute; the interval combines the variances' and the step-time ratio's", False),
 ]  # fmt: skip
 """The comparison table's columns, their headers in report.md and what they mean."""
 
@@ -82,9 +82,9 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
         lines.append(f"- **{header}**: {meaning}.")
         if column in ("step_ratio", "compute_ratio"):
             refs = ", ".join(
-                f"`{r}`" for r in dict.fromkeys(summary["timing_reference"].dropna().astype(str))
+                f"`{r}`" for r in dict.fromkeys(summary["timing_yardstick"].dropna().astype(str))
             )
-            lines[-1] = lines[-1][:-1] + f" (the reference: {refs})."
+            lines[-1] = lines[-1][:-1] + f" (the yardstick: {refs})."
         if column == "snr" and at_floor(summary).any():
             floor = summary.loc[at_floor(summary), "snr_floor"]
             lines[-1] = lines[-1][:-1] + (
@@ -97,7 +97,7 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
         "`x [low, high]`: percentile bootstrap over gradient replicates (variance, SNR) or over timed steps "
         "(step time); variance figures are averaged over the variance seeds' minibatches (the same ones for "
         "every estimator) and their interval is the Monte Carlo error of that average. A ratio to the "
-        "reference: Student-t over the rounds of interleaved timing (step time), combined in quadrature with "
+        "yardstick: Student-t over the rounds of interleaved timing (step time), combined in quadrature with "
         "the variances' intervals (variance x time)."
     )
     return "\n".join(lines)

@@ -38,12 +38,12 @@ import torch
 from vaebench import faults, files, interrupts
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
-from vaebench.suite.memory import check_memory
 from vaebench.errors import StorageError
 from vaebench.provenance import collect, git_revision, load_run, machine_load, now
 from vaebench.suite import dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
+from vaebench.suite.memory import check_memory
 from vaebench.suite.progress import bar as progress_bar
 from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit
 

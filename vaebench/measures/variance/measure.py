@@ -103,8 +103,8 @@ def measure_variance(
         estimator.train(was_training)
     rows = summarize(
         sample,
-        reference=ref_flat,
-        reference_var=ref_var,
+        baseline=ref_flat,
+        baseline_var=ref_var,
         level=options.level,
         resamples=options.resamples,
         seed=seed,
@@ -134,8 +134,8 @@ def measure_variance(
 def summarize(
     sample: GradientSample,
     *,
-    reference: Tensor | None = None,
-    reference_var: dict[str, float] | None = None,
+    baseline: Tensor | None = None,
+    baseline_var: dict[str, float] | None = None,
     level: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
@@ -147,7 +147,7 @@ def summarize(
     runs' partials.
     """
     lay = sample.layout
-    refs = None if reference is None else list(reference.split([p.numel() for p in lay.params]))
+    refs = None if baseline is None else list(baseline.split([p.numel() for p in lay.params]))
     # Reduce every replicate first: a replicate with a NaN or Inf anywhere makes the Gram matrix non-finite,
     # and only then is the sample read once more to find it and the finite ones reduced again.
     keep, used = None, sample.replicates
@@ -175,8 +175,8 @@ def summarize(
             row |= figures(
                 total,
                 used,
-                has_reference=reference is not None,
-                reference_var=(reference_var or {}).get(group, 0.0),
+                has_baseline=baseline is not None,
+                baseline_var=(baseline_var or {}).get(group, 0.0),
                 level=level,
                 resamples=resamples,
                 seed=seed,

@@ -1,6 +1,6 @@
 r"""The figures of the variance measure, computed from R replicate gradients g_1..g_R of one parameter group.
 
-With ḡ the replicate mean, c_r = g_r - ḡ, and g* a reference gradient (when there is one):
+With ḡ the replicate mean, c_r = g_r - ḡ, and g* a baseline gradient (when there is one):
 
     trace_var        = Σ_p Var(g_p) = Σ_r ||c_r||² / (R-1)     trace of the covariance of one estimate
     mean_sq_norm     = (1/R) Σ_r ||g_r||²                      E||g||² = ||E g||² + trace_var
@@ -8,7 +8,7 @@ With ḡ the replicate mean, c_r = g_r - ḡ, and g* a reference gradient (when 
     snr_rms          = √(mean_p [(R-3)/(R-1) ḡ_p²/s_p² - 1/R])  the per-coordinate SNR, noise-corrected
     snr_norm         = √((||ḡ||² - trace_var/R) / trace_var)   ||E g|| over the noise's norm √tr Cov
     dsnr             = mean_r |g_r·u_{-r}| / √(mean_r ||g_r - (g_r·u_{-r}) u_{-r}||²)   directional SNR
-    bias_norm        = √(||ḡ - g*||² - trace_var/R - V*)        ||E g - g*||, V* the reference's own variance
+    bias_norm        = √(||ḡ - g*||² - trace_var/R - V*)        ||E g - g*||, V* the baseline's own variance
     mean_error_norm  = ||ḡ - g*||,     cosine = (1/R) Σ_r cos(g_r, g*)
 
 ``snr`` is Rainforth et al.'s plain estimator: it skips coordinates whose gradient never varies (s_p = 0, e.g.
@@ -169,7 +169,7 @@ class _Coordinates:
         torch.sub(about[groups], s2, out=about[:groups]).addcmul_(s1, s1, value=-1.0 / self.kept)
         self.sums += _snr(top, about)
 
-    def partial(self, gram: Tensor, along: Tensor, reference: Tensor | None) -> Partial:
+    def partial(self, gram: Tensor, along: Tensor, baseline: Tensor | None) -> Partial:
         """The :class:`Partial`, given the Gram matrix [n, n] and ``along`` [2, n] (m · c_r, g* · c_r)."""
         f64 = torch.float64
         # s = √(Σ (c - c̄)² / (replicates - 1)): the ratios were summed without that factor.
@@ -179,7 +179,7 @@ class _Coordinates:
         loo_count, snr_count = sums[1].split([self.groups, 1])
         loo_sq_sum, snr_sq_sum = (sums[2] * scale.square()).split([self.groups, 1])
         mean = self.means.to(f64)
-        ref = None if reference is None else reference.to(f64)
+        ref = None if baseline is None else baseline.to(f64)
         zero = mean.new_zeros(())
         scalars = torch.stack(
             [mean @ mean, zero if ref is None else ref @ ref, zero if ref is None else mean @ ref]
@@ -203,9 +203,9 @@ class _Coordinates:
 
 
 def block_partial(
-    block: Tensor, reference: Tensor | None = None, scratch: Tensor | None = None, tile: int | None = None
+    block: Tensor, baseline: Tensor | None = None, scratch: Tensor | None = None, tile: int | None = None
 ) -> Partial:
-    """The :class:`Partial` of one block [n, numel] of finite replicates (and its reference [numel]).
+    """The :class:`Partial` of one block [n, numel] of finite replicates (and its baseline [numel]).
 
     The block is reduced ``tile`` columns at a time: every sum is over coordinates, so tiles add up, and a
     tile small enough to stay in cache is read from memory once however many reductions use it. Large
@@ -214,7 +214,7 @@ def block_partial(
 
     Args:
         block: replicate gradients of one parameter, left unchanged.
-        reference: the reference gradient on the same coordinates, or None.
+        baseline: the baseline gradient on the same coordinates, or None.
         scratch: a buffer of at least ``2 * n * tile`` entries to work in (saves allocations).
         tile: columns per step (default: all of them).
     """
@@ -233,19 +233,19 @@ def block_partial(
         mean = torch.sum(cols, 0, out=coords.means[lo : lo + width]).div_(n)
         torch.sub(cols, mean, out=centred)
         torch.mul(centred, centred, out=squares)  # (mul is faster than square, a pow, on CPU)
-        if reference is None:
+        if baseline is None:
             along[0] += mean @ centred.T
         else:  # a product with two columns is slow in BLAS, two rows are not
-            along += torch.stack([mean, reference[lo : lo + width].to(block.dtype)]) @ centred.T
+            along += torch.stack([mean, baseline[lo : lo + width].to(block.dtype)]) @ centred.T
         gram += centred @ centred.T
         coords.add(work, lo)
-    return coords.partial(gram, along, reference)
+    return coords.partial(gram, along, baseline)
 
 
 def factored_partial(
     shared: Tensor,
     deltas: Tensor,
-    reference: Tensor | None = None,
+    baseline: Tensor | None = None,
     scratch: Tensor | None = None,
     tile: int | None = None,
 ) -> Partial:
@@ -263,7 +263,7 @@ def factored_partial(
     Args:
         shared: a [B, in], the layer's input.
         deltas: δ [n, B, out] of the finite replicates (left unchanged).
-        reference: the reference gradient of the weight, flattened [out * in], or None.
+        baseline: the baseline gradient of the weight, flattened [out * in], or None.
         scratch: a buffer of at least ``2 * n * tile`` entries to work in.
         tile: columns per step (rounded down to whole output units, at least one).
     """
@@ -279,8 +279,8 @@ def factored_partial(
     flat = centred.view(n, -1)
     gram = (flat @ torch.matmul(shared @ shared.T, centred).view(n, -1).T).double()
     vectors = [coords.means.view(out_f, in_f)]
-    if reference is not None:
-        vectors.append(reference.to(deltas.dtype).view(out_f, in_f))
+    if baseline is not None:
+        vectors.append(baseline.to(deltas.dtype).view(out_f, in_f))
     # c_r · v = Σ_{b,o} δ̃_r[b, o] (a vᵀ)[b, o] for v = m and g*.
     along = deltas.new_zeros(2, n, dtype=torch.float64)
     along[: len(vectors)] = (torch.stack([(shared @ v.T).reshape(-1) for v in vectors]) @ flat.T).double()
@@ -295,7 +295,7 @@ def factored_partial(
         work[0].view(n, u, in_f).copy_(products[: u * n].view(u, n, in_f).transpose(0, 1))
         torch.mul(work[0], work[0], out=work[1])
         coords.add(work, unit * in_f)
-    return coords.partial(gram, along, reference)
+    return coords.partial(gram, along, baseline)
 
 
 def _snr(tops: Tensor, squares_about: Tensor) -> Tensor:
@@ -319,8 +319,8 @@ def figures(
     partial: Partial,
     n: int,
     *,
-    has_reference: bool = False,
-    reference_var: float = 0.0,
+    has_baseline: bool = False,
+    baseline_var: float = 0.0,
     level: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
@@ -331,8 +331,8 @@ def figures(
     Args:
         partial: sum of :func:`block_partial` over the group's blocks.
         n: finite replicates (>= 2).
-        has_reference: whether the partials carry a reference (bias and cosine figures).
-        reference_var: trace of the covariance of the reference itself (0 for an exact one).
+        has_baseline: whether the partials carry a baseline (bias and cosine figures).
+        baseline_var: trace of the covariance of the baseline itself (0 for an exact one).
         level: interval level.
         resamples: bootstrap resamples.
         seed: seeds the resampling.
@@ -389,9 +389,9 @@ def figures(
         "snr_rms": jackknife_interval(snr_rms, np.array(loo_rms), level),
     }
     out["dsnr"], intervals["dsnr"] = _directional(partial, n, w, wg, wgw, level)
-    if has_reference and partial.ref_sq > 0:
+    if has_baseline and partial.ref_sq > 0:
         err_sq = mean_sq - 2 * partial.mean_dot_ref + partial.ref_sq  # ||ḡ - g*||²
-        bias_sq = err_sq - trace_var / n - reference_var  # unbiased for ||E g - g*||²
+        bias_sq = err_sq - trace_var / n - baseline_var  # unbiased for ||E g - g*||²
         err_w_sq = err_sq + 2 * (w @ (partial.along_mean - partial.along_ref)) / n + wgw / n**2
         cos = (partial.mean_dot_ref + partial.along_ref) / (
             sq_norms.clamp_min(0).sqrt() * math.sqrt(partial.ref_sq)
@@ -399,10 +399,10 @@ def figures(
         out |= {
             "bias_norm": math.sqrt(max(bias_sq, 0.0)),
             "mean_error_norm": math.sqrt(max(err_sq, 0.0)),
-            "bias_floor": math.sqrt(trace_var / n + reference_var),
+            "bias_floor": math.sqrt(trace_var / n + baseline_var),
             "cosine": float(cos.mean()),
         }
-        bias_draws = err_w_sq - tv_draws / n - reference_var
+        bias_draws = err_w_sq - tv_draws / n - baseline_var
         intervals["bias_norm"] = _root(centred_percentile(bias_draws.numpy(), bias_sq, level))
         intervals["cosine"] = percentile_interval(((w @ cos) / n).numpy(), level)
     for name in FIGURES:
