@@ -20,7 +20,8 @@ machines with more cores.
 The ratios (``reparam-K1 / handwritten`` and the others of issue 6) are computed from the medians of the
 benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% bootstrap intervals of
 the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``;
-``test_variance_speed.py``'s speed-ups over the plain loop likewise, under ``"vaebench_variance_speedups"``.
+``test_variance_speed.py``'s speed-ups over the plain loop likewise, under ``"vaebench_variance_speedups"``, and
+``test_seeds_speed.py``'s (stacked seeds, compiled steps) under ``"vaebench_seed_speedups"``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ WARMUP_STEPS = 5  # untimed steps before pytest-benchmark's rounds: allocator ca
 _TIMINGS = pytest.StashKey[dict]()
 _CEILING = pytest.StashKey[float]()
 _VARIANCE = pytest.StashKey[list]()
+_SEEDS = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,12 +62,19 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(config.getoption("--vaebench-threads", 2))
     config.stash[_TIMINGS] = {}
     config.stash[_VARIANCE] = []
+    config.stash[_SEEDS] = []
 
 
 @pytest.fixture(scope="session")
 def variance_speedups(pytestconfig: pytest.Config) -> list[dict]:
     """Rows of the variance harness's speed-ups over the plain loop, printed after the table."""
     return pytestconfig.stash[_VARIANCE]
+
+
+@pytest.fixture(scope="session")
+def seed_speedups(pytestconfig: pytest.Config) -> list[dict]:
+    """Rows of the stacked-seeds and compiled-step speed-ups (``test_seeds_speed.py``), printed after the table."""
+    return pytestconfig.stash[_SEEDS]
 
 
 @pytest.fixture(scope="session")
@@ -256,15 +265,16 @@ def _format(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _format_speedups(rows: list[dict]) -> list[str]:
+def _format_speedups(rows: list[dict], names: tuple[str, str] = ("plain loop", "harness")) -> list[str]:
+    width = max([22, *(len(row["case"]) for row in rows)])
     lines = [
-        f"{'case':22} {'plain loop':>11} {'harness':>10} {'speed-up':>9} {'95% interval':>15} {'target':>8}"
+        f"{'case':{width}} {names[0]:>11} {names[1]:>10} {'speed-up':>9} {'95% interval':>15} {'target':>8}"
     ]
     for row in rows:
         target = "" if row["target"] is None else f">= {row['target']:.1f}x"
         verdict = {None: "", True: "met", False: "MISSED"}[row["met"]]
         lines.append(
-            f"{row['case']:22} {row['loop']:10.3f}s {row['harness']:9.3f}s {row['value']:8.2f}x "
+            f"{row['case']:{width}} {row['loop']:10.4f}s {row['harness']:9.4f}s {row['value']:8.2f}x "
             f"[{row['low']:5.2f}, {row['high']:5.2f}] {target:>8}  {verdict}"
         )
     return lines
@@ -280,6 +290,16 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             f"variance harness vs plain loop ({device_name(device)}, 1 thread, {timer}, medians of this run)"
         )
         for line in _format_speedups(speedups):
+            terminalreporter.write_line(line)
+    seeds = config.stash.get(_SEEDS, [])
+    if seeds:
+        device = resolve_device(config.getoption("--vaebench-device"))
+        timer = config.getoption("benchmark_timer", "time.perf_counter")
+        terminalreporter.section(
+            f"seeds as one program and compiled steps ({device_name(device)}, 1 thread, {timer}, medians of this "
+            "run; stacked: seed-steps/s of the stacked step over S single-seed steps; compiled: over the eager step)"
+        )
+        for line in _format_speedups(seeds, ("reference", "candidate")):
             terminalreporter.write_line(line)
     timings = config.stash.get(_TIMINGS, {})
     if not timings:
@@ -298,6 +318,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
     if config.stash.get(_VARIANCE, []):
         output_json["vaebench_variance_speedups"] = config.stash[_VARIANCE]
+    if config.stash.get(_SEEDS, []):
+        output_json["vaebench_seed_speedups"] = config.stash[_SEEDS]
     timings = config.stash.get(_TIMINGS, {})
     if timings:
         device = resolve_device(config.getoption("--vaebench-device"))

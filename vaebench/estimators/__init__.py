@@ -50,7 +50,9 @@ x [B, D] returns an :class:`EstimatorOutput`:
 Estimators talk to the model only through ``posterior(x)`` (a ``Normal`` with batch shape [B, Z]) and
 ``log_joint(x, z)`` ([K, B, Z] -> [K, B]); the closed-form-KL estimator also uses ``prior()`` and
 ``log_likelihood(x, z)``. Every estimator is vectorised over the K samples. Randomness comes from the optional
-``generator`` argument (a ``torch.Generator`` on x's device), or torch's global generator when it is ``None``.
+``generator`` argument (a ``torch.Generator`` on x's device), or torch's global generator when it is ``None``;
+an estimator draws its noise through :meth:`Estimator.sample`, which also takes the noise ε [K, B, Z] itself in
+place of a generator (drawn beforehand: a compiled training step, or seeds trained as one program).
 
 Samplers. Every estimator draws z = μ + σ ⊙ ε; ``make_estimator(name, sampler=...)`` chooses how the K draws
 of ε are made: ``"iid"`` (the default), ``"antithetic"`` (pairs ε, -ε; even K) or ``"rqmc"`` (scrambled Sobol
@@ -129,7 +131,13 @@ from vaebench.estimators.pathwise import (
     taylor_terms,
 )
 from vaebench.estimators.renyi import Renyi, RenyiDReG, renyi_bound
-from vaebench.estimators.sampling import SAMPLERS, check_sampler, scrambled_sobol, standard_normal
+from vaebench.estimators.sampling import (
+    SAMPLERS,
+    NoiseSource,
+    check_sampler,
+    scrambled_sobol,
+    standard_normal,
+)
 from vaebench.estimators.score_function import (
     Reinforce,
     ReinforceLeaveOneOut,
@@ -159,6 +167,7 @@ __all__ = [
     "Estimator",
     "EstimatorOutput",
     "MeasureValued",
+    "NoiseSource",
     "Reinforce",
     "ReinforceLeaveOneOut",
     "ReinforceMovingAverage",

@@ -170,7 +170,11 @@ class Estimator(nn.Module):
         self.register_load_state_dict_post_hook(_loaded)
 
     def forward(
-        self, model: nn.Module, x: Tensor, num_samples: int = 1, generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        x: Tensor,
+        num_samples: int = 1,
+        generator: torch.Generator | Tensor | None = None,
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
@@ -214,8 +218,22 @@ class Estimator(nn.Module):
         """Whether the gradient is biased for :meth:`target` at this K (default: a declared bias, K > 1)."""
         return bool(self.bias) and num_samples > 1
 
-    def sample(self, q: Normal, num_samples: int, generator: torch.Generator | None) -> Tensor:
-        """z = μ + σ ⊙ ε [K, B, Z] from q [B, Z], ε drawn by this estimator's sampler."""
+    def sample(self, q: Normal, num_samples: int, generator: torch.Generator | Tensor | None) -> Tensor:
+        """z = μ + σ ⊙ ε [K, B, Z] from q [B, Z], ε drawn by this estimator's sampler.
+
+        ``generator`` may also be ε itself, a tensor [K, B, Z] drawn beforehand with this estimator's sampler:
+        training draws the noise outside the estimator where a ``torch.Generator`` cannot go (a compiled step)
+        or where each seed's rows need their own generator (seeds stacked as one program,
+        :mod:`vaebench.train.stacking`).
+        """
+        if isinstance(generator, Tensor):
+            if generator.shape != (num_samples, *q.loc.shape):
+                raise VaebenchError(
+                    f"drawn noise must have shape [K, B, Z] = {[num_samples, *q.loc.shape]}, "
+                    f"got {list(generator.shape)} (noise drawn beforehand is one draw of K samples of the "
+                    "posterior; an estimator that draws otherwise cannot take it, e.g. in a compiled step)"
+                )
+            return q.loc + q.scale * generator
         return sample_posterior(q, num_samples, generator, self.sampler)
 
     def _output(self, objective: Tensor, score: Tensor | None = None) -> EstimatorOutput:

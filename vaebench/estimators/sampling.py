@@ -69,11 +69,26 @@ def check_sampler(sampler: str, num_samples: int) -> None:
         )
 
 
+class NoiseSource:
+    """Where the standard normals of a call come from when no single ``torch.Generator`` can give them.
+
+    Passed as an estimator's ``generator``, it is asked for every draw :func:`standard_normal` makes (every
+    estimator draws through :meth:`~vaebench.estimators.Estimator.sample`): seeds trained as one program
+    (:class:`vaebench.train.stacking.SeedNoise`) give each seed's rows the draws of that seed's own generator.
+    """
+
+    def standard_normal(
+        self, sampler: str, num_samples: int, shape: tuple[int, ...], dtype: torch.dtype, device
+    ) -> Tensor:
+        """ε [K, *shape], as :func:`standard_normal` would draw it with this source's generators."""
+        raise NotImplementedError
+
+
 def standard_normal(
     sampler: str,
     num_samples: int,
     shape: torch.Size | tuple[int, ...],
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | NoiseSource | None = None,
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
@@ -84,10 +99,12 @@ def standard_normal(
         sampler: a key of `SAMPLERS`.
         num_samples: K.
         shape: the shape of one draw, [..., Z] (rows, then the latent dimension).
-        generator: the source of all randomness (torch's global generator when None).
+        generator: the source of all randomness (torch's global generator when None, or a `NoiseSource`).
         dtype, device: of the result.
     """
     check_sampler(sampler, num_samples)
+    if isinstance(generator, NoiseSource):
+        return generator.standard_normal(sampler, num_samples, tuple(shape), dtype=dtype, device=device)
     if sampler == "iid":
         return torch.randn((num_samples, *shape), generator=generator, dtype=dtype, device=device)
     if sampler == "antithetic":

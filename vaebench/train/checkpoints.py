@@ -50,6 +50,18 @@ class Checkpointer:
         self.key = key
         self.last = time.monotonic()
         self.saves = 0
+        self.children: list[Checkpointer] = []
+
+    def for_seed(self, seed: int) -> Checkpointer:
+        """A checkpoint beside this one for seed ``seed`` of a unit whose seeds train one at a time
+        (``unit.pt`` -> ``unit.seed<seed>.pt``, its key extended by the seed); `discard` removes it too."""
+        child = Checkpointer(
+            self.path.with_name(f"{self.path.stem}.seed{seed}{self.path.suffix}"),
+            self.every_s,
+            key=f"{self.key}:seed{seed}",
+        )
+        self.children.append(child)
+        return child
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None (no file, an unreadable one, or one saved for something else)."""
@@ -78,8 +90,10 @@ class Checkpointer:
         self.last = time.monotonic()
 
     def discard(self) -> None:
-        """Remove the checkpoint (its unit is saved)."""
+        """Remove the checkpoint and those of its seeds (its unit is saved)."""
         self.path.unlink(missing_ok=True)
+        for child in self.children:
+            child.discard()
 
 
 def capture(*, model, estimator, optimizer, generator, progress: dict[str, Any]) -> dict[str, Any]:

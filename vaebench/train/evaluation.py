@@ -55,6 +55,27 @@ def evaluate_elbo(
     return torch.cat(out)
 
 
+def elbo_noise(
+    num_samples: int,
+    points: int,
+    z_dim: int,
+    generator: torch.Generator,
+    like: Tensor,
+    chunk: int = _EVAL_CHUNK,
+) -> Tensor:
+    """The noise ε [n, N, Z] that :func:`evaluate_elbo` draws for N points from ``generator``, chunk by chunk.
+
+    For evaluating several seeds at once (:mod:`vaebench.train.seeds`), each with its own noise: point j's
+    draws are those ``evaluate_elbo`` gives point j (``like``: a tensor of the draws' dtype and device).
+    """
+    sizes = [min(chunk, points - start) for start in range(0, points, chunk)]
+    draws = [
+        torch.randn((num_samples, size, z_dim), generator=generator, dtype=like.dtype, device=like.device)
+        for size in sizes
+    ]
+    return torch.cat(draws, 1) if draws else like.new_zeros((num_samples, 0, z_dim))
+
+
 @torch.no_grad()
 def estimate_log_likelihood(
     model: nn.Module,

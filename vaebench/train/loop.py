@@ -26,28 +26,28 @@ Divergence: after every backward pass the loss and the norm of all gradients are
 scalars, which also gives the recorded loss). A NaN or Inf, or a loss or gradient norm beyond
 `~vaebench.train.spec.DIVERGENCE_BOUND`, ends the run *before* that update is applied: the history stops at the step before, and
 ``final_state`` holds the parameters at which the bad value was seen, finite, but after an out-of-bound loss as
-absurd as that loss (summaries leave diverged runs out of their means).
+absurd as that loss (summaries leave diverged runs out of their means). With ``spec.check_every`` > 1 the check
+is latched on the device and read every so many steps, with the same outcome (:mod:`vaebench.train.divergence`).
+
+The loop itself is :mod:`vaebench.train.run`, shared with :func:`vaebench.train.train_seeds`, which trains the S
+seeds of one setting as one program (:mod:`vaebench.train.seeds`).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 
 import pandas as pd
-import torch
 from torch import Tensor, nn
 
-from vaebench import devices, rng
+from vaebench import devices
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Estimator, Setting
-from vaebench.optim import make_optimizer
-from vaebench.progress import bar as progress_bar
-from vaebench.train.checkpoints import Checkpointer, capture, restore
-from vaebench.train.recording import Counts, Recorder, cpu_copy
+from vaebench.train.checkpoints import Checkpointer
+from vaebench.train.program import SeedProgram
+from vaebench.train.recording import Counts, Recorder
+from vaebench.train.run import Lane, Run, Schedule
 from vaebench.train.spec import TrainSpec
-from vaebench.train.step import out_of_bounds, surrogate_of, training_step
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "step",
@@ -60,8 +60,6 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "objective",
 )
 """Columns of `TrainResult.history`, in order."""
-
-_DEFAULT_EVALS = 20  # evaluations per run when eval_every is not given and the length is known in steps
 
 
 @dataclass
@@ -88,6 +86,11 @@ class TrainResult:
         estimator_checkpoints: step -> the estimator's ``state_dict`` (baselines, running statistics) at the
             same steps as ``checkpoints``.
         estimator_state: the estimator's ``state_dict`` at the end.
+        compile_time_s: seconds of the steps that compiled (``spec.compile``), kept out of ``wall_time_s``;
+            for seeds trained together, each seed's share.
+        seeds_stacked: how many seeds were trained as one program with this one (1: on its own); its
+            ``wall_time_s`` is then its share of the stacked steps (elapsed / seeds in the step).
+        note: why seeds asked to train together trained one at a time ("" otherwise).
     """
 
     history: pd.DataFrame
@@ -101,6 +104,9 @@ class TrainResult:
     stop_reason: str = ""
     estimator_checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     estimator_state: dict[str, Tensor] = field(default_factory=dict)
+    compile_time_s: float = 0.0
+    seeds_stacked: int = 1
+    note: str = ""
 
     @property
     def diverged(self) -> bool:
@@ -144,6 +150,16 @@ def train(
         VaebenchError: an estimator that is not the setting's, or a model that does not fit the data.
     """
     estimator = setting.build() if estimator is None else estimator
+    check_run(model, setting, estimator, dataset)
+    device = devices.resolve(spec.device, like=model)
+    program = SeedProgram(model, estimator, setting.num_samples, dataset, spec, seed, device)
+    lane = new_lane(seed, model, estimator, dataset, spec, program.test)
+    (lane,) = Run(program, [lane], dataset, spec, setting.num_samples).run(checkpoint)
+    return result_of(lane)
+
+
+def check_run(model: nn.Module, setting: Setting, estimator: Estimator, dataset) -> None:
+    """Raise a `VaebenchError` for an estimator that is not the setting's or a model that does not fit the data."""
     if not isinstance(estimator, Estimator):
         raise VaebenchError(f"estimator must be an Estimator, got {type(estimator).__name__}")
     if (estimator.name or setting.estimator, estimator.sampler) != (setting.estimator, setting.sampler):
@@ -157,142 +173,32 @@ def train(
             f"the model's x_dim is {x_dim} but data set {dataset.name!r} has {dataset.x_dim} features; "
             "build the model with x_dim=dataset.x_dim"
         )
-    loop = _Loop(model, estimator, setting.num_samples, dataset, spec, seed)
-    return loop.run(checkpoint)
 
 
-class _Loop:
-    """One training run: the setup (device, optimizer, noise, recorder), the steps, and the result."""
-
-    def __init__(self, model, estimator, num_samples, dataset, spec, seed):
-        self.model, self.est, self.k, self.data, self.spec, self.seed = (
-            model, estimator, num_samples, dataset, spec, seed,
-        )  # fmt: skip
-        device = devices.resolve(spec.device, like=model)
-        model.to(device)
-        self.device = device
-        self.per_epoch = _steps_per_epoch(dataset, spec.batch_size, spec.drop_last)
-        limits = [
-            s
-            for s in (spec.steps, None if spec.epochs is None else spec.epochs * self.per_epoch)
-            if s is not None
-        ]
-        self.total = min(limits) if limits else None
-        self.eval_every = spec.eval_every or (
-            self.per_epoch
-            if (spec.epochs is not None or self.total is None)
-            else max(1, self.total // _DEFAULT_EVALS)
-        )
-        estimator.prepare(model, dataset.train[: spec.batch_size].to(device), seed=seed)
-        estimator.to(device)
-        self.params = _unique([*model.parameters(), *estimator.parameters()])
-        self.opt, _ = make_optimizer(self.params, spec.lr, spec.optimizer)
-        self.noise = rng.generator(seed, "train.noise", device=device)
-        self.counts = Counts()
-        test = dataset.test[: spec.eval_points].to(device)
-        self.recorder = Recorder(model, estimator, test, seed, spec.eval_samples, self.per_epoch, self.counts)
-        self.diverged_step: int | None = None
-
-    def run(self, checkpoint: Checkpointer | None) -> TrainResult:
-        model, est, recorder = self.model, self.est, self.recorder
-        model.train()
-        est.train()
-        bar = progress_bar(self.total, self.spec.progress, unit="step", leave=False, desc="train")
-        objects = {"model": model, "estimator": est, "optimizer": self.opt, "generator": self.noise}
-        saved = checkpoint.load() if checkpoint is not None else None
-        epoch = skip = recorded_at = 0
-        if saved is None:
-            recorder.record()
-            recorder.snapshot(self.spec.keep)
-        else:  # continue a preempted run where its checkpoint left it
-            epoch, skip, recorded_at = recorder.resume(restore(saved, **objects))
-        stop = ""
-        while not stop:
-            batches = self.data.batches(
-                self.spec.batch_size, seed=self.seed, epoch=epoch, drop_last=self.spec.drop_last
-            )
-            for batch, x in enumerate(batches):
-                if batch < skip:  # drawn before the checkpoint: the data order's generator replays them
-                    continue
-                stop = self._stop_reason() or self._step(x)
-                if stop:
-                    break
-                bar.update(1)
-                if self.counts.step % self.eval_every == 0:
-                    recorder.record()
-                    recorded_at = self.counts.step
-                    bar.set_postfix(test_elbo=f"{recorder.last_elbo:.2f}", refresh=False)
-                recorder.snapshot(self.spec.keep)
-                if checkpoint is not None and checkpoint.due():
-                    where = recorder.position(epoch=epoch, batch=batch + 1, recorded_at=recorded_at)
-                    checkpoint.save(capture(**objects, progress=where))
-            epoch, skip = epoch + 1, 0
-        if recorded_at != self.counts.step:
-            recorder.record()
-        bar.close()
-        model.train()
-        return self._result(stop)
-
-    def _step(self, x: Tensor) -> str:
-        """One update on minibatch ``x``; "diverged" (the update not applied) or ""."""
-        x = x.to(self.device, non_blocking=True)
-        start = time.perf_counter()
-        surrogate = surrogate_of(self.model, self.est, x, self.k, self.noise)
-        loss = training_step(self.opt, surrogate, apply=False)
-        # One host read per step: the divergence check must come before the update it would refuse,
-        # and the same read brings the loss for the record.
-        bad, loss = torch.stack(
-            [out_of_bounds(loss, self.params, self.spec.divergence_bound).to(loss.dtype), loss]
-        ).tolist()
-        if bad:
-            self.diverged_step = self.counts.step + 1
-            return "diverged"
-        self.opt.step()
-        counts = self.counts
-        counts.wall += time.perf_counter() - start
-        counts.step += 1
-        counts.samples += x.shape[0] * self.k
-        self.recorder.window.append(-loss)
-        return ""
-
-    def _stop_reason(self) -> str:
-        """Why the run should stop before the next update, or "" to go on."""
-        counts, spec = self.counts, self.spec
-        if self.total is not None and counts.step >= self.total:
-            return "steps" if spec.steps is not None and counts.step >= spec.steps else "epochs"
-        reached = {"grad_evals": counts.step, "latent_samples": counts.samples, "seconds": counts.wall}
-        for key, limit in (spec.budget or {}).items():
-            if reached[key] >= limit:
-                return f"budget:{key}"
-        return ""
-
-    def _result(self, stop: str) -> TrainResult:
-        recorder, counts = self.recorder, self.counts
-        return TrainResult(
-            history=pd.DataFrame(recorder.rows, columns=list(HISTORY_COLUMNS)),
-            diverged_step=self.diverged_step,
-            checkpoints=recorder.checkpoints,
-            final_state=cpu_copy(self.model.state_dict()),
-            wall_time_s=counts.wall,
-            steps=counts.step,
-            grad_evals=counts.step,
-            latent_samples=counts.samples,
-            stop_reason=stop,
-            estimator_checkpoints=recorder.estimator_checkpoints,
-            estimator_state=cpu_copy(self.est.state_dict()),
-        )
+def new_lane(
+    seed: int, model: nn.Module, estimator: Estimator, dataset, spec: TrainSpec, test: Tensor
+) -> Lane:
+    """A seed's lane of a run: empty counts and a recorder of its model, estimator and test points."""
+    per_epoch = Schedule.of(dataset, spec).per_epoch
+    return Lane(seed, Recorder(model, estimator, test, seed, spec.eval_samples, per_epoch, Counts()))
 
 
-def _steps_per_epoch(dataset, batch_size: int, drop_last: bool) -> int:
-    n_train = dataset.train.shape[0]
-    if n_train == 0:
-        raise VaebenchError(f"data set {dataset.name!r} has no training examples")
-    per_epoch = n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
-    if per_epoch == 0:
-        raise VaebenchError(f"batch_size {batch_size} exceeds the {n_train} training examples with drop_last")
-    return per_epoch
-
-
-def _unique(params: list[nn.Parameter]) -> list[nn.Parameter]:
-    seen: set[int] = set()
-    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
+def result_of(lane: Lane, seeds_stacked: int = 1, note: str = "") -> TrainResult:
+    """The `TrainResult` of an ended lane."""
+    recorder, counts = lane.recorder, lane.counts
+    return TrainResult(
+        history=pd.DataFrame(recorder.rows, columns=list(HISTORY_COLUMNS)),
+        diverged_step=lane.diverged_step,
+        checkpoints=recorder.checkpoints,
+        final_state=lane.final_state,
+        wall_time_s=counts.wall,
+        steps=counts.step,
+        grad_evals=counts.step,
+        latent_samples=counts.samples,
+        stop_reason=lane.stop,
+        estimator_checkpoints=recorder.estimator_checkpoints,
+        estimator_state=lane.estimator_state,
+        compile_time_s=counts.compile,
+        seeds_stacked=seeds_stacked,
+        note=note,
+    )

@@ -23,11 +23,12 @@ from vaebench.train.evaluation import evaluate_elbo
 
 @dataclass
 class Counts:
-    """The cost so far: optimizer updates, training seconds, latent samples (Σ B·K)."""
+    """The cost so far: optimizer updates, training seconds, latent samples (Σ B·K), compile seconds."""
 
     step: int = 0
     wall: float = 0.0
     samples: int = 0
+    compile: float = 0.0
 
 
 @dataclass
@@ -49,6 +50,14 @@ class Recorder:
 
     def record(self) -> None:
         """Rows at the current step: the mean train objective since the last record, and the test ELBO."""
+        gen = rng.generator(self.seed, "eval.elbo", device=self.test.device)  # the same noise every time
+        elbo = (
+            evaluate_elbo(self.model, self.test, num_samples=self.eval_samples, generator=gen).mean().item()
+        )
+        self.record_elbo(elbo)
+
+    def record_elbo(self, elbo: float) -> None:
+        """`record` with the test ELBO evaluated elsewhere (seeds stacked evaluate theirs at once)."""
         c = self.counts
         cost = (c.step, c.step / self.per_epoch, c.wall, c.step, c.samples)
         if self.window:
@@ -56,10 +65,6 @@ class Recorder:
                 (*cost, "train_objective", float(np.mean(self.window)), self.estimator.objective)
             )
             self.window.clear()
-        gen = rng.generator(self.seed, "eval.elbo", device=self.test.device)  # the same noise every time
-        elbo = (
-            evaluate_elbo(self.model, self.test, num_samples=self.eval_samples, generator=gen).mean().item()
-        )
         self.rows.append((*cost, "test_elbo", elbo, self.estimator.objective))
         self.last_elbo = elbo
 
@@ -91,8 +96,12 @@ class Recorder:
     def snapshot(self, at: list[int]) -> None:
         """Copy the model's and the estimator's state to the CPU if the current step is in ``at``."""
         if self.counts.step in at:
-            self.checkpoints[self.counts.step] = cpu_copy(self.model.state_dict())
-            self.estimator_checkpoints[self.counts.step] = cpu_copy(self.estimator.state_dict())
+            self.keep(self.model.state_dict(), self.estimator.state_dict())
+
+    def keep(self, model_state: Mapping[str, Tensor], estimator_state: Mapping[str, Tensor]) -> None:
+        """Keep CPU copies of these states as the current step's (`snapshot` with the states given)."""
+        self.checkpoints[self.counts.step] = cpu_copy(model_state)
+        self.estimator_checkpoints[self.counts.step] = cpu_copy(estimator_state)
 
 
 def cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -5,7 +5,8 @@ sampler, K), the data nor the seed; :func:`vaebench.train.train` takes one. The 
 configuration's ``[train]`` table (:meth:`TrainSpec.from_config`).
 
 Divergence: a step whose loss or gradient norm is NaN, Inf or beyond `DIVERGENCE_BOUND` (finite but absurd: a
-huge learning rate once gave test ELBOs of -1e18 that passed as finite) ends the run before its update.
+huge learning rate once gave test ELBOs of -1e18 that passed as finite) ends the run before its update. The
+host reads the check every ``check_every`` steps (:mod:`vaebench.train.divergence`); the run is the same.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ class TrainSpec:
         drop_last: drop each epoch's final short batch.
         divergence_bound: a step whose |loss| or gradient norm exceeds it (or is NaN/Inf) ends the run as
             diverged, before its update; see `DIVERGENCE_BOUND`.
+        check_every: steps between two host reads of the divergence check. 1 (default): every step, before
+            its update; N > 1: the check is latched on the device, no update after the first bad step is
+            applied, and the run is cut back to that step when it is read (the same results, without a
+            device synchronisation per step: for GPUs; :mod:`vaebench.train.divergence`).
+        compile: ``torch.compile`` the step's estimator and model (forward and backward): True for inductor
+            (``mode="reduce-overhead"``, CUDA graphs, on CUDA), a string for that backend (``"aot_eager"``:
+            no code generation). Compile time is reported apart (`TrainResult.compile_time_s`); the noise
+            is drawn outside the compiled region from the same generator, so the run equals an eager one
+            to float precision.
         device: where to train (:func:`vaebench.devices.resolve`); default: the model's device.
         progress: show a tqdm progress bar with the latest test ELBO.
 
@@ -72,6 +82,8 @@ class TrainSpec:
     keep: Iterable[int] = field(default=())
     drop_last: bool = False
     divergence_bound: float = DIVERGENCE_BOUND
+    check_every: int = 1
+    compile: bool | str = False
     device: str | torch.device | None = None
     progress: bool = False
 
@@ -82,6 +94,11 @@ class TrainSpec:
                 check_int(name, value, 0 if name in ("steps", "epochs") else 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("eval_samples", self.eval_samples, 1)
+        check_int("check_every", self.check_every, 1)
+        if not isinstance(self.compile, bool | str) or self.compile == "":
+            raise VaebenchError(
+                f"compile must be True, False or a torch.compile backend name, got {self.compile!r}"
+            )
         lr, bound = self.lr, self.divergence_bound
         if isinstance(lr, bool) or not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
             raise VaebenchError(f"lr must be a positive number, got {lr!r}")

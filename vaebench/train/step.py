@@ -48,9 +48,14 @@ def training_step(
     return loss.detach()
 
 
+def gradient_norm(parameters: Iterable[nn.Parameter]) -> Tensor:
+    """The Euclidean norm of all the parameters' gradients, on their device (0 when none has one)."""
+    parameters = list(parameters)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=parameters[0].device)
+
+
 def out_of_bounds(loss: Tensor, parameters: Iterable[nn.Parameter], bound: float) -> Tensor:
     """A device bool: the loss or the norm of all gradients is NaN, Inf or beyond ``bound`` (no host read)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=loss.device)
-    norm = norm.to(device=loss.device, dtype=loss.dtype)
+    norm = gradient_norm(parameters).to(device=loss.device, dtype=loss.dtype)
     return ~((loss.abs() <= bound) & (norm <= bound))  # NaN compares False, so it counts as out of bounds
