@@ -77,7 +77,9 @@ def _cxx() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own import
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)  # torch's own import
 @pytest.mark.skipif(not _cxx(), reason="inductor needs a C++ compiler on a CPU")
 def test_inductor_compiles_stacked_stateful_seeds_to_the_eager_run(digits):
     setting = Setting("reinforce-ma", 2)

@@ -8,6 +8,7 @@ fails); standard errors are measured from the points, never assumed.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -257,7 +258,16 @@ def test_the_plan_trains_every_runnable_setting_and_seed_and_skips_k_below_the_m
         overrides={"estimators": ["reparam", "reinforce-loo"], "samples": [1, 2], "seeds": [0, 1]}
     )
     units = {
-        (u.setting.estimator, u.setting.num_samples, u.seed) for u in plan(config) if u.kind == "convergence"
+        (u.setting.estimator, u.setting.num_samples, u.seeds) for u in plan(config) if u.kind == "convergence"
+    }
+    # the seeds of a setting are one unit (train.stack_seeds), named by them all
+    assert units == {("reparam", 1, (0, 1)), ("reparam", 2, (0, 1)), ("reinforce-loo", 2, (0, 1))}
+    assert "reparam-K2-s0+1" in {u.name for u in plan(config)}
+    one_by_one = dataclasses.replace(config, train=dataclasses.replace(config.train, stack_seeds=False))
+    units = {
+        (u.setting.estimator, u.setting.num_samples, u.seed)
+        for u in plan(one_by_one)
+        if u.kind == "convergence"
     }
     assert units == {("reparam", 1, 0), ("reparam", 1, 1), ("reparam", 2, 0), ("reparam", 2, 1)} | {
         ("reinforce-loo", 2, 0),

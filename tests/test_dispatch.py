@@ -134,7 +134,7 @@ def test_dry_run_prints_every_unit_with_a_cost_and_runs_nothing(tmp_path: Path, 
     text = capsys.readouterr().out
     plan = units.plan(preset("quick"), test_points=360)
     assert not out.exists()
-    assert "convergence reparam-K4-s1" in text and "variance end" in text
+    assert "convergence reparam-K4-s0+1" in text and "variance end" in text
     assert "units, estimated" in text and "with 2 workers" in text
     assert len([line for line in text.splitlines() if line.startswith("  ")]) == len(
         [

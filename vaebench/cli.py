@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data-dir", metavar="DIR", help="folder with the IDX files of fashion-mnist / mnist")
     run.add_argument("--steps", metavar="N", help="training steps per run")
+    run.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (train.compile = true; its compile time is counted apart)",
+    )
     run.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto")
     run.add_argument("--threads", metavar="N", help="torch CPU threads (0: torch's default)")
     run.add_argument(
@@ -217,6 +222,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         over.setdefault("data", {})["root"] = args.data_dir
     if args.steps is not None:
         over.setdefault("train", {})["steps"] = _int("--steps", args.steps)
+    if getattr(args, "compile", False):
+        over.setdefault("train", {})["compile"] = True
     return over
 
 

@@ -130,7 +130,8 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
 
     Returns:
         Columns ``estimator, sampler, num_samples, objective, runs, diverged``, ``train_time_s`` (mean training
-        seconds), for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
+        seconds), ``trained_as`` (whose runs these are, when the setting was trained once as another: the
+        convergence table's column; empty for its own runs), for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
         synthetic data ``exact_log_likelihood``, ``ll_gap``...) the mean with ``_low``/``_high``, and where
         the curves allow it ``test_elbo_rise`` (with ``_low``/``_high``), ``rise_from_step``,
         ``rise_to_step`` and ``converged``.
@@ -155,6 +156,9 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
             rec[m], rec[f"{m}_low"], rec[f"{m}_high"] = row["value"], row["value_low"], row["value_high"]
         out.append(rec)
     table = pd.DataFrame(out)
+    trained_as = convergence["trained_as"].astype(object).where(convergence["trained_as"].notna(), "")
+    shared = trained_as.groupby([convergence[k] for k in KEYS], sort=False).first().rename("trained_as")
+    table = table.merge(shared.reset_index(), on=KEYS, how="left")
     levelled = plateau(convergence, level=level).drop(columns="rise_seeds")
     if not levelled.empty:
         table = table.merge(levelled, on=KEYS, how="left")

@@ -43,14 +43,25 @@ class ModelConfig:
     # hundreds of steps shrinking σ_x (at ~lr per step) and every estimator's curve looks the same
 
 
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+"""Learning-rate schedules: ``constant`` (``lr`` at every step) or ``cosine``, ``lr · (1 + cos(π t / T)) / 2``
+at update t of T (Loshchilov & Hutter 2017, without restarts): the step size decays to 0 at the last update,
+so a run of fixed length ends on a curve that has levelled off instead of one still moving at full step size."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The shared training loop and the end-of-run evaluation (one convergence unit)."""
 
     steps: int = 500  # optimizer steps per run: 35 epochs of digits at batch 100
     batch_size: int = 100  # examples per minibatch
-    lr: float = 1e-3  # Adam's default step size, the usual VAE setting
+    lr: float = 1e-3  # Adam's default step size, the usual VAE setting (the first step's, under a schedule)
+    lr_schedule: str = "constant"  # constant, or cosine: decays to 0 at the last step (vaebench.train.spec)
     optimizer: str = "adam"  # a key of vaebench.optim.OPTIMIZERS
+    stack_seeds: bool = True  # the seeds of a setting trained as one program, one unit (vaebench.train.seeds)
+    compile: bool | str = False  # torch.compile the step: true (inductor), or a backend name; compile time
+    # is counted apart from the step time
+    check_every: int = 1  # steps between host reads of the divergence check (N > 1: latched on the device)
     eval_every: int = 25  # steps between test-ELBO evaluations (the curves' resolution)
     eval_samples: int = 10  # pathwise samples per test point for the test ELBO of the curves
     eval_points: int = 0  # test points for the curves' test ELBO; 0 uses the whole test set
@@ -139,6 +150,10 @@ ADDED_KEYS: dict[str, object] = {
     "plugins": (),
     "model.name": "gaussian-vae",
     "data.test_fraction": 0.2,
+    "train.lr_schedule": "constant",
+    "train.stack_seeds": True,
+    "train.compile": False,
+    "train.check_every": 1,
     "checks": {
         f.name: list(v) if isinstance(v := getattr(ChecksConfig(), f.name), tuple) else v
         for f in dataclasses.fields(ChecksConfig)

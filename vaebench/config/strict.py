@@ -134,8 +134,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, path)
+        inner = [a for a in args if a is not type(None)]
+        for option in inner[:-1]:  # bool | str: the first type the value is, else the last one's message
+            if option in (bool, str) and isinstance(value, option):
+                return value
+        return _coerce(value, inner[-1], path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise VaebenchError(

@@ -6,7 +6,14 @@ import math
 import os
 
 from vaebench import devices
-from vaebench.config.schema import CHECKPOINTS, LAW_CHECKPOINTS, REAL_VALUED, SuiteConfig, real_valued
+from vaebench.config.schema import (
+    CHECKPOINTS,
+    LAW_CHECKPOINTS,
+    LR_SCHEDULES,
+    REAL_VALUED,
+    SuiteConfig,
+    real_valued,
+)
 from vaebench.data import BINARIZE_MODES, DATASET_PLUGINS, DATASETS, FILE_SUFFIXES, Dataset, is_data_file
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, SAMPLERS, runnable, unsupported
@@ -106,6 +113,12 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
         _positive(f"train.{key}", getattr(c.train, key))
     _positive("train.lr", c.train.lr)
     _choice("train.optimizer", c.train.optimizer, tuple(OPTIMIZERS))
+    _choice("train.lr_schedule", c.train.lr_schedule, LR_SCHEDULES)
+    _positive("train.check_every", c.train.check_every)
+    if c.train.compile == "":
+        raise VaebenchError(
+            "train.compile is an empty string; set true (inductor), false, or a torch.compile backend name"
+        )
     _positive("train.eval_samples", c.train.eval_samples)
     for key in ("ll_points", "eval_points"):
         if getattr(c.train, key) < 0:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -127,6 +129,10 @@ class Estimator(nn.Module):
       ``iid_only``: why the others would bias it, for the error message;
     - ``bias``: empty for an unbiased estimator, else when and how it is biased (the reports mark it);
       :meth:`biased_at` says at which K (by default K > 1, as for ``iwae-stl``);
+    - ``same_gradient``: K -> the registered estimator whose gradient this one's is at that K, draw for draw
+      (the same noise, the same surrogate's gradient up to rounding; e.g. IWAE at K = 1 is the ELBO's
+      reparameterization gradient): the suite trains such a setting once and reports the run under both
+      names, marked as shared (``tests/test_estimators.py`` checks every declaration);
     - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
       ``reference``, the former name of ``citation``, still reads (and a subclass may still set it) for one
       release, with a `DeprecationWarning`.
@@ -143,6 +149,7 @@ class Estimator(nn.Module):
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""
     bias: ClassVar[str] = ""
+    same_gradient: ClassVar[Mapping[int, str]] = MappingProxyType({})
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     reference = _FormerCitation()

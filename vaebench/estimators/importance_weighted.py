@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
@@ -102,6 +103,7 @@ class IWAE(Subsetted):
     """
 
     summary = "importance-weighted bound, pathwise gradient (objective: IWAE_K, not the ELBO)"
+    same_gradient = MappingProxyType({1: "reparam"})  # IWAE_1 is the ELBO
     citation = "Burda, Grosse & Salakhutdinov 2015, arXiv:1509.00519"
 
     def estimate(self, model, x, num_samples, generator):
@@ -130,6 +132,7 @@ class DReG(Subsetted):
     """
 
     summary = "doubly-reparameterized IWAE gradient (objective: IWAE_K)"
+    same_gradient = MappingProxyType({1: "stl"})  # w̃ = 1: the path term alone
     citation = "Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
 
     def estimate(self, model, x, num_samples, generator):
@@ -163,6 +166,7 @@ class IWAESTL(ImportanceWeighted):
 
     bias = "biased for the IWAE_K gradient when K > 1"
     summary = "IWAE with the score term of log q dropped (objective: IWAE_K)"
+    same_gradient = MappingProxyType({1: "stl"})
     citation = "Roeder, Wu & Duvenaud 2017; Tucker, Lawson, Gu & Maddison 2018, arXiv:1810.04152"
 
     def estimate(self, model, x, num_samples, generator):

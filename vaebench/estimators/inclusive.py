@@ -38,6 +38,7 @@ All three self-normalise or rank over the K draws of one call, which dependent d
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 
@@ -135,6 +136,7 @@ class TailAdaptive(Estimator):
     iid_only = SELF_NORMALISED
     bias = "not the ELBO gradient in the encoder when K > 1 and beta != 0 (rank-adaptive f-divergence)"
     summary = "tail-adaptive f-divergence: rank weights F^beta on the encoder's pathwise gradient; theta by the ELBO"
+    same_gradient = MappingProxyType({1: "reparam"})  # one draw: its rank weight is 1
     citation = "Wang, Liu & Liu 2018, arXiv:1810.11943"
 
     def __init__(self, beta: float = -1.0, sampler: str = "iid"):

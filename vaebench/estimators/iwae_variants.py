@@ -24,6 +24,7 @@ All are pathwise and unbiased for their targets. Every bound here is an expectat
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 
@@ -95,6 +96,7 @@ class CIWAE(Estimator):
     samplers = ("iid",)
     iid_only = DEPENDENT_BOUND
     summary = "CIWAE: beta ELBO + (1 - beta) IWAE_K on the same draws, pathwise gradient (objective: CIWAE)"
+    same_gradient = MappingProxyType({1: "reparam"})  # IWAE_1 is the ELBO, whatever beta
     citation = "Rainforth, Kosiorek, Le, Maddison, Igl, Wood & Teh 2018, arXiv:1802.04537"
 
     def __init__(self, beta: float = 0.5, sampler: str = "iid"):

@@ -32,6 +32,7 @@ Li & Turner 2016, "Rényi Divergence Variational Inference", arXiv:1602.02311; B
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
@@ -78,6 +79,7 @@ class Renyi(RenyiBound):
     """
 
     summary = "variational Rényi bound of order alpha, pathwise gradient (objective: VR_alpha,K)"
+    same_gradient = MappingProxyType({1: "reparam"})  # VR_alpha,1 is the ELBO, whatever alpha
     citation = "Li & Turner 2016, arXiv:1602.02311"
 
     def estimate(self, model, x, num_samples, generator):
@@ -101,6 +103,7 @@ class RenyiDReG(RenyiBound):
     """
 
     summary = "doubly reparameterized (GDReG) gradient of the variational Rényi bound (objective: VR_alpha,K)"
+    same_gradient = MappingProxyType({1: "stl"})
     citation = "Bauer & Mnih 2021, arXiv:2101.11046; Li & Turner 2016"
 
     def estimate(self, model, x, num_samples, generator):

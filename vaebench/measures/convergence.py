@@ -16,6 +16,7 @@ with their intervals are analysis (:mod:`vaebench.analysis.convergence`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -34,6 +35,7 @@ from vaebench.train import (
     estimate_log_likelihood,
     evaluate_elbo,
     train,
+    train_seeds,
 )
 
 FINAL_METRICS: tuple[str, ...] = (
@@ -50,8 +52,9 @@ and its gap to the estimate (exact - estimate); for linear-Gaussian models the m
 bound's gap to it: means over test points, in nats per datapoint. And the number of active latent units on the
 same points (Burda et al. 2015; :mod:`vaebench.measures.latents`)."""
 
-UNIT_COLUMNS: tuple[str, ...] = CONVERGENCE.columns
-"""Columns of a `measure_convergence` frame, in order."""
+UNIT_COLUMNS: tuple[str, ...] = tuple(c for c in CONVERGENCE.columns if c != "trained_as")
+"""Columns of a `measure_convergence` frame, in order (``trained_as`` is added where the suite combines the
+units: :func:`vaebench.suite.store.combine`)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,39 @@ def measure_convergence(
     """
     estimator = setting.build() if estimator is None else estimator
     result = train(model, setting, dataset, spec, seed=seed, estimator=estimator, checkpoint=checkpoint)
+    return _run_frame(result, model, setting, estimator, dataset, spec, seed, likelihood)
+
+
+def measure_convergence_seeds(
+    models: Sequence[nn.Module],
+    setting: Setting,
+    dataset,
+    spec: TrainSpec,
+    *,
+    seeds: Sequence[int],
+    likelihood: LogLikelihood = LogLikelihood(),
+    checkpoint: Checkpointer | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """The training runs of ``setting`` on several seeds, trained as one program where they stack
+    (:func:`vaebench.train.train_seeds`), each measured as :func:`measure_convergence` measures its own run.
+
+    Returns:
+        The seeds' frames concatenated in seed order (each equal to its own run's to float precision), and the
+        note of :func:`~vaebench.train.train_seeds` when the seeds trained one at a time ("" when they stacked).
+    """
+    estimators = [setting.build() for _ in seeds]
+    results = train_seeds(
+        models, setting, dataset, spec, seeds=seeds, estimators=estimators, checkpoint=checkpoint
+    )
+    frames = [
+        _run_frame(result, model, setting, estimator, dataset, spec, seed, likelihood)
+        for result, model, estimator, seed in zip(results, models, estimators, seeds, strict=True)
+    ]
+    return pd.concat(frames, ignore_index=True), results[0].note
+
+
+def _run_frame(result, model, setting, estimator, dataset, spec, seed, likelihood) -> pd.DataFrame:
+    """One trained run's history and final metrics as the convergence unit's tidy rows."""
     history = result.history
     last = history.iloc[-1]
     final = final_metrics(model, dataset, seed, spec.eval_samples, likelihood)

@@ -37,6 +37,8 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         cell = interval_cell(column, symmetric)
         if column == "snr":
             cell = flagged_cell(cell, "snr_at_floor", "(noise floor)")
+        if column in TRAINED_COLUMNS:
+            cell = _shared_cell(cell)
         cols.append((header, cell))
     if summary["diverged"].fillna(0).any():
         cols.append(
@@ -46,6 +48,22 @@ def summary_markdown(summary: pd.DataFrame) -> str:
             )
         )
     return markdown(summary, cols)
+
+
+TRAINED_COLUMNS = ("final_test_elbo", "test_log_likelihood", "test_elbo_rise")
+"""Columns measured on the training runs: a setting trained once as another shows that setting's (‡)."""
+
+
+def _shared_cell(cell):
+    def shown(row) -> str:
+        text = cell(row)
+        return (
+            f"{text} ‡"
+            if isinstance(row.get("trained_as"), str) and row["trained_as"] and text != "–"
+            else text
+        )
+
+    return shown
 
 
 def shown_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
@@ -77,6 +95,17 @@ def legend_markdown(summary: pd.DataFrame, level: float = 0.95) -> str:
         lines.append(
             f"- †: `{name}` is {ESTIMATORS[name].bias}: its variance and SNR describe a gradient of the wrong "
             "mean, so a low variance is no merit."
+        )
+    shared = summary[summary["trained_as"].astype(object).fillna("").astype(str) != ""]
+    if not shared.empty:
+        pairs = "; ".join(
+            f"`{r['estimator']}` K={int(r['num_samples'])} is `{r['trained_as']}`'s"
+            for _, r in shared.iterrows()
+        )
+        lines.append(
+            f"- ‡: the training runs of another setting ({pairs}): the estimator declares that at this K its "
+            "gradient is that one's, draw for draw, so the suite trained it once (a test checks the "
+            "declaration); its variance and step time are its own measurements."
         )
     for column, header, meaning, _ in shown_columns(summary):
         lines.append(f"- **{header}**: {meaning}.")

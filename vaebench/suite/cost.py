@@ -7,6 +7,7 @@ for the cost of a forward pass per (test point x latent sample). Then, with t(e,
 forward cost per point-sample:
 
 - convergence unit: steps · t(e, K) + evaluations · eval_samples · eval_points · r + ll_samples · ll_points · r
+  per seed, the steps' part divided by `vaebench.suite.units.STACKED_SPEEDUP` for a unit of several seeds
 - anchor unit: steps · t(anchor, 1) + the same evaluations (no log-likelihood)
 - variance unit (one checkpoint, one seed): Σ_(e, K) replicates · t(e, K) + baseline_samples · t(e, K), an
   upper bound: the variance harness computes its replicates in batches, several times faster than one step each
@@ -153,6 +154,9 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
             )
         elif unit.kind == "quadrature":
             seconds = QUADRATURE_S
+        elif unit.kind == "convergence" and unit.seeds:  # S seeds as one program
+            seeds = len(unit.seeds)
+            seconds = seeds * (t.steps * step_s[_key(unit.setting)] / units.STACKED_SPEEDUP + eval_s + ll_s)
         elif unit.kind == "convergence":
             seconds = t.steps * step_s[_key(unit.setting)] + eval_s + ll_s
         else:  # every setting at the unit's K, timed interleaved; the hand-written step costs about reparam's

@@ -19,7 +19,7 @@ from vaebench.checks.gaussian_1d import FAMILY_LEVEL, gaussian_1d_check
 from vaebench.checks.landing import stl_landing
 from vaebench.estimators import ESTIMATORS, Setting, unsupported
 from vaebench.measures import schema
-from vaebench.measures.convergence import LogLikelihood, measure_convergence
+from vaebench.measures.convergence import LogLikelihood, measure_convergence, measure_convergence_seeds
 from vaebench.measures.throughput import Timing, build_handwritten, build_step, measure_interleaved
 from vaebench.measures.variance import (
     VarianceOptions,
@@ -158,14 +158,29 @@ def _skipped(name: str, k: int, seed: int, groups: list[str], reason: str, sampl
 
 
 def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """One training run, or the runs of the unit's seeds as one program (a note when they could not stack)."""
     t = ctx.config.train
+    likelihood = LogLikelihood(t.ll_samples, t.ll_points or None)
+    if unit.seeds:
+        frame, note = measure_convergence_seeds(
+            [ctx.model_factory(seed) for seed in unit.seeds],
+            unit.setting,
+            ctx.dataset,
+            ctx.train_spec(),
+            seeds=unit.seeds,
+            likelihood=likelihood,
+            checkpoint=ctx.checkpointer(unit),
+        )
+        if note:
+            frame.attrs["note"] = f"{unit.key}: {note}"
+        return frame
     return measure_convergence(
         ctx.model_factory(unit.seed),
         unit.setting,
         ctx.dataset,
         ctx.train_spec(),
         seed=unit.seed,
-        likelihood=LogLikelihood(t.ll_samples, t.ll_points or None),
+        likelihood=likelihood,
         checkpoint=ctx.checkpointer(unit),
     )
 

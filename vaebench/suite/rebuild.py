@@ -24,7 +24,7 @@ from vaebench.errors import VaebenchError
 from vaebench.provenance import load_run
 from vaebench.suite import integrity, ownership, store
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
-from vaebench.suite.units import plan
+from vaebench.suite.units import plan, shared_settings
 
 KILLED = "killed"
 """The status a report gives a run whose run.json still says ``running`` while nobody holds its folder."""
@@ -85,7 +85,7 @@ def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
         )
     failed = integrity.failures(out, units, state)
     left_out = {k: f"failed: {failed[k]}" if k in failed else why for k, why in left_out.items()}
-    store.combine(out, state.frames(units))
+    store.combine(out, state.frames(units), shared_settings(config))
     return {"total": len(units), "finished": len(state.keys(VERIFIED)), "left_out": left_out}
 
 
@@ -119,7 +119,9 @@ def verified_tables(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     parts = state.frames(units)
     tables = {}
     for kind in folder.KINDS:
-        rows = [p for p in parts.get(kind, []) if not p.empty]
+        rows = store.with_shared(
+            kind, [p for p in parts.get(kind, []) if not p.empty], shared_settings(config)
+        )
         frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         tables[kind] = folder.checked(frame, kind, out / "units" / kind)
     return run, tables

@@ -45,7 +45,7 @@ from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
 from vaebench.suite.memory import check_memory
 from vaebench.suite.progress import bar as progress_bar
-from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit
+from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit, shared_settings
 
 Report = Callable[..., object]
 """``report(out, *, units)``: writes the report of a results folder (``units``: what the check found: total,
@@ -224,7 +224,7 @@ class _Run:
             result.status = "failed" if result.failed else "complete"
             result.status = "aborted" if storage else result.status
             result.status = "interrupted" if interrupt else result.status
-            store.combine(out, state.frames(self.plan))
+            store.combine(out, state.frames(self.plan), shared_settings(self.config))
             with interrupts.deferred():
                 self.write_run_json(result.status, now(), str(storage) if storage else None)
             if report is not None and not storage:
@@ -372,6 +372,9 @@ class _Run:
         else:
             value = outcome.value
             remark = _remark(unit, value)
+            note = value.attrs.get("note", "") if isinstance(value, pd.DataFrame) else ""
+            if note:  # e.g. seeds that could not train as one program and trained one at a time
+                self.notes = list(dict.fromkeys([*self.notes, note]))
         sha = store.save(unit, value, out, self.digest, inputs)
         (out / unit.partial_path).unlink(missing_ok=True)  # the unit's saved training state is done with
         self.finished += 1

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from vaebench import faults, files
+from vaebench.estimators import Setting
 from vaebench.suite import integrity
 from vaebench.suite.units import ANCHOR, Unit
 
@@ -77,6 +78,27 @@ def save(unit: Unit, result: pd.DataFrame | dict, out: Path, digest: str, inputs
     return json.loads(record)["sha256"]
 
 
+def with_shared(
+    kind: str, parts: list[pd.DataFrame], shared: dict[Setting, Setting] | None
+) -> list[pd.DataFrame]:
+    """A kind's non-empty unit frames, and for the convergence kind the rows of each shared setting: its
+    stand-in's, relabelled (see :func:`combine`)."""
+    if kind != "convergence" or not shared or not parts:
+        return parts
+    frame = pd.concat(parts, ignore_index=True)
+    sampler = frame["sampler"] if "sampler" in frame else pd.Series("iid", index=frame.index)
+    rows = []
+    for setting, target in shared.items():
+        mine = (frame["estimator"] == target.estimator) & (frame["num_samples"] == target.num_samples)
+        copy = frame[mine & (sampler == target.sampler)].copy()
+        if copy.empty:
+            continue
+        copy["estimator"], copy["objective"] = setting.estimator, setting.kind.objective
+        copy["trained_as"] = target.estimator
+        rows.append(copy)
+    return parts + rows
+
+
 def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
     """Make sure every row carries the unit's key columns (estimator, sampler, num_samples, seed)."""
     frame = frame.copy()
@@ -86,16 +108,19 @@ def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def combine(out: str | Path, frames: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+def combine(
+    out: str | Path, frames: dict[str, list[pd.DataFrame]], shared: dict[Setting, Setting] | None = None
+) -> dict[str, pd.DataFrame]:
     """Rewrite each kind's combined CSV from the given verified units' frames and return every kind's frame.
 
     A kind without frames gets no file (a stale one is removed): the combined files never hold rows that no
-    verified unit holds.
+    verified unit holds. ``shared`` (:func:`vaebench.suite.units.shared_settings`): each such setting gets a
+    copy of its stand-in's convergence rows under its own name, ``trained_as`` naming whose runs they are.
     """
     out = Path(out)
     combined = {}
     for kind, name in COMBINED.items():
-        parts = [p for p in frames.get(kind, []) if not p.empty]
+        parts = with_shared(kind, [p for p in frames.get(kind, []) if not p.empty], shared)
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         if parts:
             files.write_csv(out / name, frame)

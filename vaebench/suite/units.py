@@ -11,6 +11,9 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
   trained (the Gaussian toy: :data:`vaebench.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
 - ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
 - ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
+  ``convergence/<setting>-K<k>-s<seed>+<seed>...``: the runs of several seeds, trained as one program
+  (``train.stack_seeds``, :func:`vaebench.train.train_seeds`), saved, verified and redone as one unit: a
+  resume redoes all of its seeds or none, and its preemption checkpoint holds the whole stack;
 - ``throughput/K<k>``: the training-step time of every setting at one K, the steps timed interleaved in
   rounds (:func:`vaebench.measures.throughput.measure_interleaved`) so that their ratios survive the machine's
   load; the hand-written pytorch/examples step joins the unit of the smallest K (it is a K = 1 step, and the
@@ -51,6 +54,11 @@ ANCHOR_FILE = Path("units") / ANCHOR / "checkpoints.pt"
 PARTIAL = Path("partial")
 """Where running training units keep their state (:mod:`vaebench.train.checkpoints`), removed when saved."""
 
+STACKED_SPEEDUP = 1.35
+"""Seed-steps per second of S = 3 seeds trained as one program over S separate steps, the smaller of the two
+measured on the default digits model on one CPU thread (1.90x at K = 1, 1.39x at K = 10: benchmarks/README.md),
+for the weight and the estimated seconds of a convergence unit of several seeds."""
+
 KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing", "laws", "quadrature")
 """Kinds of units, in plan order."""
 
@@ -63,7 +71,9 @@ class Unit:
         kind: one of `KINDS`.
         name: unique within its kind, used as the file name.
         setting: the setting it measures (convergence), else None.
-        seed: the seed (convergence, variance), else None.
+        seed: the seed (convergence, variance), else None; None for a convergence unit of several seeds.
+        seeds: a convergence unit's seeds, trained as one program (``train.stack_seeds``; its rows carry
+            each its own ``seed``), else ().
         checkpoint: the checkpoint label (variance), else None.
         weight: relative cost, for the ETA.
         num_samples: the K whose settings a throughput unit times together (:func:`timed_settings`), else None.
@@ -80,6 +90,7 @@ class Unit:
     num_samples: int | None = None
     estimator: str | None = None
     sampler: str = "iid"
+    seeds: tuple[int, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -125,6 +136,23 @@ class Skipped(Exception):
 def settings(config: SuiteConfig) -> list[Setting]:
     """The settings of ``config`` that can run (:func:`vaebench.estimators.runnable`)."""
     return runnable(config.estimators, config.samples, config.samplers)
+
+
+def shared_settings(config: SuiteConfig) -> dict[Setting, Setting]:
+    """Setting -> the setting of the grid whose training runs are its own: its estimator declares that at this
+    K its gradient is that estimator's, draw for draw (`Estimator.same_gradient`; IWAE, DReG and IWAE-STL at
+    K = 1 are reparam, STL and STL), so the suite trains it once. Only where the other is in the grid too."""
+    grid = settings(config)
+    present, out = set(grid), {}
+    for setting in grid:
+        other = setting.kind.same_gradient.get(setting.num_samples)
+        if other is None or other == setting.estimator:
+            continue
+        target = next((s for s in present if (s.estimator, s.num_samples, s.sampler) == (
+            other, setting.num_samples, setting.sampler)), None)  # fmt: skip
+        if target is not None and target not in out:
+            out[setting] = target
+    return out
 
 
 def timed_settings(unit: Unit, config: SuiteConfig) -> list[Setting]:
@@ -195,12 +223,20 @@ def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
         units.append(Unit("quadrature", "gaussian-1d", weight=4000.0))
     points = min(t.ll_points or test_points, test_points)
     ll_cost = t.ll_samples * points / (50 * t.batch_size)
-    for setting in grid if t.enabled else []:
-        for seed in config.seeds:
-            stateful = 1.2 if ESTIMATORS[setting.estimator].stateful else 1.0
-            cost = t.steps * (1 + 0.1 * (setting.num_samples - 1)) * stateful + ll_cost
-            name = f"{setting.label}-s{seed}"
-            units.append(Unit("convergence", name, setting, seed, weight=cost))
+    stacks = (
+        [tuple(config.seeds)] if t.stack_seeds and len(config.seeds) > 1 else [(s,) for s in config.seeds]
+    )
+    shared = shared_settings(config)
+    for setting in [s for s in grid if s not in shared] if t.enabled else []:
+        stateful = 1.2 if ESTIMATORS[setting.estimator].stateful else 1.0
+        cost = t.steps * (1 + 0.1 * (setting.num_samples - 1)) * stateful + ll_cost
+        for seeds in stacks:
+            name = f"{setting.label}-s{'+'.join(map(str, seeds))}"
+            if len(seeds) == 1:
+                units.append(Unit("convergence", name, setting, seeds[0], weight=cost))
+            else:
+                weight = cost * len(seeds) / STACKED_SPEEDUP
+                units.append(Unit("convergence", name, setting, weight=weight, seeds=seeds))
     if config.throughput.enabled:
         tp = config.throughput
         reps = (tp.repeats + tp.warmup + 1) * tp.batch_size / 100

@@ -27,7 +27,7 @@ from vaebench.progress import bar as progress_bar
 from vaebench.train.checkpoints import Checkpointer
 from vaebench.train.divergence import Latch
 from vaebench.train.recording import Counts, Recorder, cpu_copy
-from vaebench.train.spec import TrainSpec
+from vaebench.train.spec import TrainSpec, learning_rate
 
 _DEFAULT_EVALS = 20  # evaluations per run when eval_every is not given and the length is known in steps
 
@@ -172,6 +172,10 @@ class Run:
     def _step(self, xs, batches) -> str:
         """One update of every live seed; "diverged" when none is left, else ""."""
         program, seeds = self.program, len(self.alive)
+        if self.spec.lr_schedule != "constant":  # a function of the step alone: a resumed run continues it
+            lr = learning_rate(self.spec, self.alive[0].counts.step, self.schedule.total or 0)
+            for group in program.opt.param_groups:
+                group["lr"] = lr
         x = program.batch(xs)
         start = time.perf_counter()
         loss, norm = program.forward_backward(x)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vaebench.config import TrainConfig
+from vaebench.config import LR_SCHEDULES, TrainConfig
 from vaebench.errors import VaebenchError, check_int
 from vaebench.optim import OPTIMIZERS
 from vaebench.train.evaluation import DEFAULT_EVAL_SAMPLES
@@ -43,7 +43,8 @@ class TrainSpec:
             ``{"seconds": 5.0}`` (training wall-clock); the run stops after the first update at which a given
             count is reached. Several keys: the first reached.
         batch_size: datapoints per step.
-        lr: learning rate.
+        lr: learning rate (the first step's, under a schedule).
+        lr_schedule: a key of `LR_SCHEDULES`; ``cosine`` needs a length in steps or epochs.
         optimizer: a key of `vaebench.optim.OPTIMIZERS`.
         eval_every: evaluate and record every this many updates (plus at step 0 and at the end). Default:
             once per epoch when ``epochs`` is given, else about 20 records over ``steps`` (or once per epoch
@@ -75,6 +76,7 @@ class TrainSpec:
     budget: Mapping[str, float] | None = None
     batch_size: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     optimizer: str = "adam"
     eval_every: int | None = None
     eval_samples: int = DEFAULT_EVAL_SAMPLES
@@ -111,6 +113,15 @@ class TrainSpec:
         object.__setattr__(self, "budget", _checked_budget(self.budget) or None)
         if self.steps is None and self.epochs is None and not self.budget:
             raise VaebenchError("training needs a length: give steps, epochs or budget")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise VaebenchError(
+                f"unknown lr_schedule {self.lr_schedule!r}; choose one of: {', '.join(LR_SCHEDULES)}"
+            )
+        if self.lr_schedule != "constant" and self.steps is None and self.epochs is None:
+            raise VaebenchError(
+                f"lr_schedule {self.lr_schedule!r} decays over the run's length: give steps or epochs, "
+                "not a budget alone"
+            )
         keep = tuple(sorted({int(s) for s in self.keep}))
         if any(s < 0 for s in keep):
             raise VaebenchError(f"keep (steps at which to keep the state) must be >= 0, got {list(keep)}")
@@ -125,13 +136,23 @@ class TrainSpec:
             steps=config.steps,
             batch_size=config.batch_size,
             lr=config.lr,
+            lr_schedule=config.lr_schedule,
             optimizer=config.optimizer,
+            compile=config.compile,
+            check_every=config.check_every,
             eval_every=config.eval_every,
             eval_samples=config.eval_samples,
             eval_points=config.eval_points or None,
             keep=keep,
             device=device,
         )
+
+
+def learning_rate(spec: TrainSpec, step: int, total: int) -> float:
+    """The learning rate of update ``step`` (0 for the first) of a run of ``total`` updates (`LR_SCHEDULES`)."""
+    if spec.lr_schedule == "constant" or total <= 0:
+        return spec.lr
+    return spec.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 def _checked_budget(budget: Mapping[str, float] | None) -> dict[str, float]:
