@@ -93,7 +93,7 @@ BUDGET_COLUMNS = (
 - ``biased``: the estimator's declared bias at K (empty when unbiased); biased rows are never the reference.
 """
 
-FIGURES = {
+BUDGET_FIGURES = {
     "wall-clock": ("test_elbo",),
     "steps": ("test_elbo",),
     "target": ("steps_to_target", "seconds_to_target"),
@@ -145,7 +145,7 @@ def budget(convergence: pd.DataFrame, *, fraction: float = FRACTION, level: floa
         }
         missed = {key: sum(v is None for v in seeds.values()) for key, seeds in reached.items()}
         late = unfit | {key for key, n in missed.items() if n}
-        for i, figure in enumerate(FIGURES["target"]):
+        for i, figure in enumerate(BUDGET_FIGURES["target"]):
             figures = {
                 key: {s: v[i] for s, v in seeds.items() if v is not None and np.isfinite(v[i])}
                 for key, seeds in reached.items()
