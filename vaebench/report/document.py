@@ -103,7 +103,8 @@ def render(
         "## Files",
         "",
         "`verdicts.json` (the bottom line, machine-readable), "
-        "`summary.csv` (this table, with every interval bound), `variance.csv`, `convergence.csv`, "
+        "`summary.csv` (this table, with every interval bound), `budget.csv` (the settings at equal "
+        "wall-clock, at equal steps and their steps to a target, paired by seed), `variance.csv`, `convergence.csv`, "
         "`throughput.csv` (tidy rows: every row carries `estimator`, `sampler`, `num_samples`, `seed`), `run.json` "
         "(configuration, versions, device, git revision). Rebuild this report with "
         "`python -m vaebench report <this folder>`.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from vaebench.analysis.budget import FRACTION as TARGET_FRACTION
 from vaebench.analysis.plateau import FRACTION, TOLERANCE
 
 _PIXEL = -0.5 * math.log(2 * math.pi * 0.1**2)  # log N(x; x, 0.1²): +1.38 nats at the centre
@@ -36,6 +37,22 @@ GLOSSARY: dict[str, str] = {
         "runs with the same seed share the model's initialisation, the order of the minibatches and the test "
         "points, so the difference of two settings' final figures seed by seed removes that shared variation; "
         "the comparison is the mean of the per-seed differences with a Student-t interval over the seeds."
+    ),
+    "equal wall-clock": (
+        "the settings of one K compared at one training time: that of the run (setting and seed) that trained "
+        "for the fewest seconds, so every other run reached it. Each run's test ELBO at that time is "
+        "interpolated linearly between its two evaluations around it, and the difference to the best setting "
+        "is paired by seed. The seconds are those spent in training steps, measured in each setting's own "
+        "unit: a busy machine can move them. At *equal steps* the same is done at the last step of the "
+        "shortest run, which does not depend on the machine. Either holds at its budget whether or not the "
+        "curves had levelled off."
+    ),
+    "steps to reach a target": (
+        f"the steps (and training seconds) a run takes to first reach a test ELBO {TARGET_FRACTION:.0%} of the way "
+        "from the initial one (at step 0, shared by the settings of a seed) to the lowest final one among the "
+        "settings of that K: a target that every setting reaches on average. The crossing is interpolated "
+        "between two evaluations; a seed whose curve never reaches it is counted as *not reached* and left "
+        "out of its setting's mean, and the setting is then not taken as the fastest."
     ),
     "variance x step time": (
         "the encoder gradient variance times the time of one training step. Averaging n gradient estimates "

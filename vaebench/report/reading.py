@@ -2,7 +2,8 @@
 
 The bottom line (:mod:`vaebench.report.bottom_line`) answers each question with its verdict; the reading
 follows it with the details: how far apart the settings lie, how the variance moves with K, whether training
-had levelled off, the final test ELBO paired by seed, the recommendation across K, the published gaps, the
+had levelled off, the final test ELBO paired by seed, the recommendation across K, the settings at equal
+budget (equal wall-clock, equal steps, steps to a target: :mod:`vaebench.report.budget`), the published gaps, the
 step times against each other and against a hand-written step, and which runs diverged. Each sentence states
 what the numbers show, so it cannot contradict the table it sits next to, and every word that orders two
 numbers follows their sign. A sentence whose inputs were not measured is left out. Biased settings (``†``)
@@ -20,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from vaebench.analysis import timing
+from vaebench.analysis.budget import budget
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import HANDWRITTEN, SUMMARY, complete
+from vaebench.report.budget import at_equal_budget
 from vaebench.report.formatting import fmt_number
 from vaebench.report.phrases import (
     at_noise_floor,
@@ -56,7 +59,8 @@ def reading(
     Args:
         summary: :func:`vaebench.analysis.summaries.summary_table`.
         frames: the tidy frames by kind (``convergence`` for paired comparisons, ``throughput`` for the step
-            ratios and the hand-written pytorch/examples step); missing kinds drop their sentences.
+            ratios and the hand-written pytorch/examples step, and ``budget``, :func:`vaebench.analysis.budget.budget`,
+            computed from ``convergence`` when absent); missing kinds drop their sentences.
         checkpoint: the variance checkpoint the table reports, for the wording.
         data, likelihood: the run's data set and likelihood, which decide whether the published gaps apply
             (:func:`vaebench.report.published.published_comparisons`).
@@ -72,6 +76,8 @@ def reading(
     lines += levelled_off(summary) + quality(summary, ks, convergence)
     if not convergence.empty:
         lines += recommendation(summary, convergence)
+        at_budget = frames.get("budget")
+        lines += at_equal_budget(budget(convergence) if at_budget is None else at_budget, summary)
     lines += published_comparisons(summary, convergence, data=data, likelihood=likelihood)
     return lines + _speed(summary, ks, throughput) + _divergence(summary)
 

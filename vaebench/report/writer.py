@@ -1,6 +1,7 @@
 """The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
 
-This module reads the folder (:func:`load`) and writes the files; the text of report.md is
+This module reads the folder (:func:`load`) and writes the files (``budget.csv``: the settings at equal
+wall-clock, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
 :mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
 measured (``variance.csv``, ``convergence.csv``, ``throughput.csv``, ``stl_landing.csv``) and turns those
 tables into the comparison table and the fitted laws with :mod:`vaebench.analysis`; it never trains,
@@ -22,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import folder, published, summaries, verdicts
+from vaebench.analysis import budget, folder, published, summaries, verdicts
 from vaebench.checks.claims import claims_table
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
@@ -54,7 +55,7 @@ _FIX = folder.FIX
 def write_report(
     out: str | Path, level: float = 0.95, *, units: dict | None = None, status: str | None = None
 ) -> Path:
-    """Write summary.csv, the PNG plots and report.md into ``out`` from its CSVs; return report.md's path.
+    """Write summary.csv, budget.csv, the PNG plots and report.md into ``out`` from its CSVs; return report.md's path.
 
     Args:
         out: the results folder.
@@ -86,6 +87,10 @@ def write_report(
         batch_size=config.throughput.batch_size,
     )
     files.write_csv(out / "summary.csv", summary)
+    at_budget = budget.budget(frames["convergence"], level=level)
+    if not frames["convergence"].empty:
+        files.write_csv(out / "budget.csv", at_budget)
+    frames = {**frames, "budget": at_budget}
     faults.point("report")
     found = verdicts.verdicts(
         summary, frames["convergence"], frames["throughput"], checkpoint=checkpoint, level=level

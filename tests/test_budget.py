@@ -1,0 +1,236 @@
+"""Estimators at equal budget (vaebench.analysis.budget) and the reading's lines on them.
+
+The curves are built by hand and exactly linear in the step, with a fixed number of seconds per step, so the
+test ELBO at any budget, the common budgets, the target and every crossing are known in closed form (linear
+interpolation of a straight line is exact).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaebench import files
+from vaebench.analysis import summaries
+from vaebench.analysis.budget import BUDGET_COLUMNS, FRACTION, budget
+from vaebench.report import glossary
+from vaebench.report.reading import reading
+from vaebench.report.writer import write_report
+
+SEEDS = (0, 1, 2)
+STEPS = 100
+EVERY = 10
+
+
+def start(seed: int) -> float:
+    """The test ELBO at initialisation, shared by every setting of a seed."""
+    return -100.0 - seed
+
+
+def runs_frame(settings: dict) -> pd.DataFrame:
+    """Test-ELBO curves: (estimator, K) -> dict(slope=[nats per step, per seed], seconds=per step,
+    steps=last step, diverged={seed: its last step}); value = start(seed) + slope · step."""
+    rows = []
+    for (name, k), spec in settings.items():
+        for seed, slope in zip(SEEDS, spec["slope"], strict=True):
+            stop = spec.get("diverged", {}).get(seed)
+            last = stop if stop is not None else spec.get("steps", STEPS)
+            for step in range(0, last + 1, EVERY):
+                value = start(seed) + slope * step
+                rows.append(
+                    (name, k, seed, step, spec["seconds"] * step, step, "test_elbo", value, stop is not None)
+                )
+            final = start(seed) + slope * last
+            for metric, value in (("final_test_elbo", final), ("test_log_likelihood", final + 5)):
+                rows.append(
+                    (name, k, seed, last, spec["seconds"] * last, last, metric, value, stop is not None)
+                )
+    cols = [
+        "estimator",
+        "num_samples",
+        "seed",
+        "step",
+        "wall_time_s",
+        "grad_evals",
+        "metric",
+        "value",
+        "diverged",
+    ]
+    frame = pd.DataFrame(rows, columns=cols)
+    return frame.assign(
+        sampler="iid", objective="elbo", epoch=frame["step"] / 10, latent_samples=frame["step"]
+    )
+
+
+# reparam: 1 nat per step (a little more on later seeds), 0.01 s per step. stl: half the gain per step but a
+# step four times cheaper (0.0025 s): ahead at equal wall-clock, behind at equal steps.
+SPEED = {
+    ("reparam", 1): dict(slope=[1.0, 1.01, 1.02], seconds=0.01),
+    ("stl", 1): dict(slope=[0.5, 0.5, 0.5], seconds=0.0025),
+}
+
+
+def rows_of(frame: pd.DataFrame, budget_name: str, figure: str = "test_elbo") -> pd.DataFrame:
+    part = frame[(frame["budget"] == budget_name) & (frame["figure"] == figure)]
+    return part.set_index("estimator")
+
+
+def test_the_frame_has_the_declared_columns_and_one_row_per_setting_budget_and_figure() -> None:
+    found = budget(runs_frame(SPEED))
+    assert tuple(found.columns) == BUDGET_COLUMNS
+    assert len(found) == 2 * 4  # two settings x (wall-clock, steps, steps and seconds to the target)
+    assert set(found["budget"]) == {"wall-clock", "steps", "target"}
+
+
+def test_equal_wall_clock_interpolates_each_curve_at_the_shortest_run() -> None:
+    found = rows_of(budget(runs_frame(SPEED)), "wall-clock")
+    # The shortest run: stl, 100 steps x 0.0025 s = 0.25 s; reparam is at step 25 then (between evaluations).
+    assert found["budget_value"].tolist() == pytest.approx([0.25, 0.25])
+    reparam = [start(s) + 25 * slope for s, slope in zip(SEEDS, SPEED[("reparam", 1)]["slope"], strict=True)]
+    assert found.loc["reparam", "value"] == pytest.approx(np.mean(reparam))
+    assert found.loc["stl", "value"] == pytest.approx(np.mean([start(s) + 50 for s in SEEDS]))
+    # stl is the best; reparam - stl = 25 (1 + 0.01 s) - 50 per seed: -24.75 on average, on every seed below 0.
+    assert (found["reference_estimator"] == "stl").all()
+    assert found.loc["reparam", "difference"] == pytest.approx(-24.75)
+    assert found.loc["reparam", "difference_high"] < 0 and found.loc["reparam", "separated"] is True
+    assert found.loc["stl", "difference"] == 0 and found.loc["stl", "separated"] is False
+    assert found.loc["reparam", "paired_seeds"] == 3
+
+
+def test_equal_steps_can_reverse_the_verdict_at_equal_wall_clock() -> None:
+    frame = budget(runs_frame(SPEED))
+    steps, seconds = rows_of(frame, "steps"), rows_of(frame, "wall-clock")
+    assert steps["budget_value"].tolist() == [100.0, 100.0]
+    assert (steps["reference_estimator"] == "reparam").all()
+    # stl - reparam at step 100 = 50 - 100 (1 + 0.01 s): -51 on average
+    assert steps.loc["stl", "difference"] == pytest.approx(-51.0)
+    assert steps.loc["stl", "separated"] is True and seconds.loc["reparam", "separated"] is True
+
+
+def test_a_diverged_run_neither_shrinks_the_budget_nor_makes_the_reference() -> None:
+    # reinforce climbs fastest, but its seed 1 diverged at step 20 (0.2 s, before the 0.25 s budget): left out.
+    spec = {**SPEED, ("reinforce", 1): dict(slope=[3.0, 3.0, 3.0], seconds=0.01, diverged={1: 20})}
+    found = rows_of(budget(runs_frame(spec)), "wall-clock")
+    assert found.loc["reinforce", "budget_value"] == pytest.approx(0.25)
+    assert found.loc["reinforce", "seeds"] == 2
+    assert found.loc["reinforce", "value"] == pytest.approx(np.mean([start(s) + 75 for s in (0, 2)]))
+    assert (found["reference_estimator"] == "stl").all()  # reinforce is ahead, but has a diverged run
+    assert found.loc["reinforce", "difference"] == pytest.approx(25.0)
+
+
+def test_the_target_is_reached_by_every_setting_on_average_and_a_seed_that_falls_short_is_not_reached() -> (
+    None
+):
+    # dreg's seed 2 gains only 0.35 nat per step: it ends 35 nats up, short of the target 45 nats up.
+    spec = {**SPEED, ("dreg", 1): dict(slope=[0.7, 0.7, 0.35], seconds=0.01)}
+    frame = budget(runs_frame(spec))
+    steps, seconds = (
+        rows_of(frame, "target", "steps_to_target"),
+        rows_of(frame, "target", "seconds_to_target"),
+    )
+    # the worst mean final: stl, 50 nats up; the target 90% of the way there from the mean start (-101).
+    target = -101.0 + FRACTION * 50
+    assert steps["budget_value"].tolist() == pytest.approx([target] * 3)
+    # seed s reaches it after (target - start(s)) / slope steps
+    gain = [target - start(s) for s in SEEDS]
+    assert steps.loc["stl", "value"] == pytest.approx(np.mean([g / 0.5 for g in gain]))
+    assert seconds.loc["stl", "value"] == pytest.approx(np.mean([0.0025 * g / 0.5 for g in gain]))
+    reparam = [g / slope for g, slope in zip(gain, SPEED[("reparam", 1)]["slope"], strict=True)]
+    assert steps.loc["reparam", "value"] == pytest.approx(np.mean(reparam))
+    assert (steps.loc["dreg", "not_reached"], steps.loc["dreg", "seeds"]) == (1, 2)
+    assert steps.loc["dreg", "value"] == pytest.approx(np.mean([g / 0.7 for g in gain[:2]]))
+    assert steps.loc["stl", "not_reached"] == 0 and steps.loc["reparam", "not_reached"] == 0
+    # the fewest steps: reparam; the fewest seconds: stl (a step four times cheaper)
+    assert (steps["reference_estimator"] == "reparam").all()
+    assert (seconds["reference_estimator"] == "stl").all()
+    assert steps.loc["dreg", "paired_seeds"] == 2
+
+
+def test_no_target_when_no_curve_rises() -> None:
+    flat = {key: {**spec, "slope": [0.0, 0.0, 0.0]} for key, spec in SPEED.items()}
+    assert "target" not in set(budget(runs_frame(flat))["budget"])
+
+
+def test_a_fixed_margin_on_every_seed_is_separated_even_when_the_seeds_spread_widely() -> None:
+    # The seeds' curves lie far apart (slopes 0.2 to 2), stl is 1 nat ahead of reparam at every step of every
+    # seed: the separate intervals overlap, the difference paired by seed is exactly 1 with no spread.
+    rows = runs_frame({("reparam", 1): dict(slope=[0.2, 1.0, 2.0], seconds=0.01)})
+    ahead = rows.assign(estimator="stl", value=rows["value"] + 1.0)
+    found = rows_of(budget(pd.concat([rows, ahead], ignore_index=True)), "steps")
+    assert found.loc["stl", "value_low"] < found.loc["reparam", "value_high"]  # unpaired: they overlap
+    reparam = found.loc["reparam"]
+    assert reparam["reference_estimator"] == "stl"
+    assert (reparam["difference"], reparam["difference_low"], reparam["difference_high"]) == pytest.approx(
+        (-1.0, -1.0, -1.0)
+    )
+    assert reparam["separated"] is True
+
+
+def test_biased_settings_get_rows_but_are_never_the_reference() -> None:
+    spec = {
+        ("reparam", 4): dict(slope=[1.0, 1.01, 1.02], seconds=0.01),
+        ("iwae-stl", 4): dict(slope=[2.0, 2.0, 2.0], seconds=0.01),  # biased at K > 1, and ahead
+    }
+    found = rows_of(budget(runs_frame(spec)), "steps")
+    assert (found["reference_estimator"] == "reparam").all()
+    assert found.loc["iwae-stl", "biased"] != "" and found.loc["reparam", "biased"] == ""
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def read(convergence: pd.DataFrame) -> list[str]:
+    summary = summaries.summary_table(None, convergence, None)
+    return reading(summary, {"convergence": convergence}, checkpoint=None)
+
+
+def test_the_reading_says_who_is_separated_from_the_best_at_each_budget() -> None:
+    lines = read(runs_frame({**SPEED, ("dreg", 1): dict(slope=[0.7, 0.7, 0.35], seconds=0.01)}))
+    assert (
+        "At equal wall-clock, K=1 (0.250 s of training, the shortest run's; each test ELBO interpolated on its own "
+        "curve): the best is `stl`, -51.0 ± 2.5 nats; paired by seed, separated from it: `reparam` (behind by "
+        "24.75 ± 0.62 nats), `dreg` (behind by 35 ± 13 nats)."
+    ) in lines
+    # at equal steps the order flips, and dreg (its seeds spread: 0.7, 0.7, 0.35 nat per step) is not separated
+    assert (
+        "At equal steps, K=1 (step 100, the shortest run's last; each test ELBO interpolated on its own curve): "
+        "the best is `reparam`, 0.00 ± 0.00 nats; paired by seed, separated from it: `stl` (behind by 51.0 ± 2.5 "
+        "nats); not separated from it: `dreg`."
+    ) in lines
+    target = next(line for line in lines if line.startswith("Steps to reach"))
+    assert target.startswith("Steps to reach a test ELBO of -56.0 at K=1 (90% of the way")
+    assert "`dreg` 63.6 ± 9.1 steps (0.636 ± 0.091 s), not reached on 1 of 3 seeds" in target
+    assert (
+        "Fewest steps: `reparam`; paired by seed, separated from it: `stl` (45.4 ± 3.6 steps more)" in target
+    )
+    assert "Fewest seconds: `stl`;" in target
+    assert any(line.startswith("Training seconds were measured in each setting's own unit") for line in lines)
+    assert (
+        "Some curves had not levelled off: these comparisons hold at the budgets stated, not for converged models."
+        in lines
+    )
+
+
+def test_the_reading_names_the_settings_not_separated_and_leaves_a_lone_setting_unranked() -> None:
+    # stl is ahead of reparam on two seeds (by 20 nats at step 100) and behind on the third (by 10): at equal
+    # steps it is the best, not separated from reparam.
+    spec = {
+        ("reparam", 1): dict(slope=[1.0, 1.0, 1.0], seconds=0.01),
+        ("stl", 1): dict(slope=[1.2, 1.2, 0.9], seconds=0.01),
+    }
+    steps = next(line for line in read(runs_frame(spec)) if line.startswith("At equal steps"))
+    assert "the best is `stl`, " in steps and steps.endswith(
+        "; paired by seed, not separated from it: `reparam`."
+    )
+    lone = {("reparam", 1): SPEED[("reparam", 1)]}
+    assert not [line for line in read(runs_frame(lone)) if "equal" in line or "Steps to reach" in line]
+
+
+def test_the_words_define_the_budgets_and_the_report_writes_budget_csv(tmp_path) -> None:
+    assert {"equal wall-clock", "steps to reach a target"} <= set(glossary.GLOSSARY)
+    files.write_csv(tmp_path / "convergence.csv", runs_frame(SPEED))
+    text = write_report(tmp_path).read_text()
+    written = pd.read_csv(tmp_path / "budget.csv")
+    assert tuple(written.columns) == BUDGET_COLUMNS and len(written) == 8
+    assert "- At equal wall-clock, K=1 (0.250 s of training" in text and "**equal wall-clock**:" in text

@@ -1,0 +1,270 @@
+r"""Estimators compared at equal budget along the learning curve: what unconverged runs can still say.
+
+A final test ELBO compares converged models only if the curves have levelled off
+(:mod:`vaebench.analysis.plateau`); before that it compares whoever started fastest, *at whatever budget each
+run happened to get*. Held at one budget, the comparison is true for that budget whether or not training had
+finished. Per K, over the runs that did not diverge (a diverged run stops early and would shrink every budget):
+
+- **equal wall-clock**: the budget is T = min over runs (settings x seeds) of the training seconds at the
+  run's last curve point (``wall_time_s``: seconds in training steps only, evaluation excluded). Every run
+  reaches T, so each run's test ELBO at T is *interpolated* linearly on its own curve (wall_time_s → value),
+  never extrapolated; one T for every seed keeps the per-seed differences differences of one quantity
+  (a budget per seed would pair each seed at its own T, and the mean would mix budgets);
+- **equal steps**: the same with the step: S = min over runs of the last curve step, the value at S
+  interpolated on step → value (exact at a recorded step when every run evaluates on the same grid);
+- **steps to a target**: the target test ELBO is
+
+      target = e₀ + f · (w - e₀),     f = `FRACTION` (0.9)
+
+  with e₀ the mean test ELBO at initialisation (step 0, shared by the settings of a seed) and w the lowest
+  over settings of the mean over seeds of the final test ELBO (each setting's last curve point). Every
+  setting's mean curve ends at or above w, beyond the target, so every compared setting reaches it on
+  average; a target at the *best* setting's final value would be out of reach of the others, and a target
+  at w itself would be missed by about half the seeds of the worst setting. The remaining (1 - f)·(w - e₀)
+  leaves room for the spread between seeds; a seed whose curve still never reaches the target is counted
+  in ``not_reached`` and left out of its setting's mean. Each run's first crossing is interpolated linearly
+  between the two evaluations around it, in steps and in training seconds. No target is set where no
+  setting's test ELBO rose (w ≤ e₀).
+
+Each figure is the mean over seeds with a Student-t interval (:func:`vaebench.stats.mean_interval`), and is
+set against the **reference**: the best unbiased setting for that budget and figure (the highest test ELBO;
+the fewest steps or seconds to the target), chosen among the settings with no diverged run and, for the
+target, none that missed it. The difference d = setting - reference is **paired by seed** (runs of a seed share
+the initialisation and the data order), d̄ ± t_{1-α/2, n-1} s_d / √n over the n seeds both ran (and, for the
+target, both reached); it is **separated** when that interval excludes 0. The reference is the best and not
+the K's yardstick (:data:`vaebench.analysis.timing.YARDSTICK`) because the question is who is ahead at that
+budget, as in the bottom line (:mod:`vaebench.analysis.verdicts`); like there, a best picked by its mean is
+the favourite of a noisy ranking, so "not separated" is the answer the data can always give.
+
+Reproducibility: steps and the test ELBO at a step are deterministic given the seeds; training seconds are
+measured in each setting's own unit, so a busy machine moves the wall-clock figures (the report says so).
+Settings whose estimator declares a bias at K (``iwae-stl`` at K > 1) get their rows (``biased``), but are
+never the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from vaebench.analysis.settings import KEYS, bias_note, order_estimators, truth, with_sampler
+from vaebench.stats import mean_interval
+
+FRACTION = 0.9
+"""How far the target lies from the initial test ELBO towards the worst setting's final one."""
+
+BUDGETS = ("wall-clock", "steps", "target")
+"""What is held equal: training seconds, steps, or the test ELBO to reach."""
+
+BUDGET_COLUMNS = (
+    "estimator",
+    "sampler",
+    "num_samples",
+    "budget",
+    "budget_value",
+    "figure",
+    "value",
+    "value_low",
+    "value_high",
+    "seeds",
+    "not_reached",
+    "reference_estimator",
+    "reference_sampler",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "paired_seeds",
+    "separated",
+    "biased",
+)
+"""Columns of `budget`'s frame, one row per setting x K x budget x figure:
+
+- ``budget``: one of `BUDGETS`; ``budget_value``: the common budget at that K (seconds, a step, or the
+  target test ELBO in nats);
+- ``figure``: ``test_elbo`` (at the budget) for ``wall-clock`` and ``steps``; ``steps_to_target`` and
+  ``seconds_to_target`` for ``target``;
+- ``value`` with ``value_low``/``value_high``: the mean over seeds and its Student-t interval; ``seeds``: the
+  runs behind it; ``not_reached``: seeds whose curve never reached the target (0 for the other budgets);
+- ``reference_estimator``, ``reference_sampler``: the best setting for this budget and figure;
+- ``difference`` (setting - reference) with its interval, paired by seed over ``paired_seeds`` seeds;
+  ``separated``: whether that interval excludes 0 (None without an interval; False for the reference);
+- ``biased``: the estimator's declared bias at K (empty when unbiased); biased rows are never the reference.
+"""
+
+BUDGET_FIGURES = {
+    "wall-clock": ("test_elbo",),
+    "steps": ("test_elbo",),
+    "target": ("steps_to_target", "seconds_to_target"),
+}
+"""The figures of each budget."""
+
+HIGHER_IS_BETTER = {"test_elbo": True, "steps_to_target": False, "seconds_to_target": False}
+
+Runs = dict[tuple, dict[int, pd.DataFrame]]
+"""A K's curves: setting key (estimator, sampler, K) -> seed -> its test-ELBO rows sorted by step."""
+
+
+def budget(convergence: pd.DataFrame, *, fraction: float = FRACTION, level: float = 0.95) -> pd.DataFrame:
+    """Every setting's test ELBO at equal wall-clock and at equal steps, and its cost to a target, per K.
+
+    Args:
+        convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step,
+            wall_time_s, metric, value``, and ``diverged``: those runs are left out); only the ``test_elbo``
+            curve is read.
+        fraction: where the target lies between the initial test ELBO and the worst final one.
+        level: level of the intervals.
+
+    Returns:
+        One row per setting x K x budget x figure, columns `BUDGET_COLUMNS` (module docstring); empty when
+        there is no curve.
+    """
+    curves, diverged = _curves(convergence)
+    out = []
+    for k in sorted(curves["num_samples"].unique()):
+        at_k = curves[curves["num_samples"] == k]
+        order = order_estimators(at_k[KEYS].drop_duplicates())
+        runs: Runs = {
+            key: {int(s): run.sort_values("step") for s, run in at_k[_is(at_k, key)].groupby("seed")}
+            for key in (tuple(r) for r in order[KEYS].itertuples(index=False))
+        }
+        unfit = {key for key in runs if key in diverged or bias_note(key[0], key[2])}
+        for name, column in (("wall-clock", "wall_time_s"), ("steps", "step")):
+            ends = [run[column].iloc[-1] for seeds in runs.values() for run in seeds.values()]
+            at = float(np.nanmin(ends)) if np.isfinite(ends).any() else math.nan
+            if not np.isfinite(at):
+                continue
+            figures = {key: _at(seeds, column, at) for key, seeds in runs.items()}
+            out += _rows(name, at, "test_elbo", figures, {}, unfit, level)
+        target = _target(runs, fraction)
+        if not np.isfinite(target):
+            continue
+        reached = {
+            key: {s: _crossing(run, target) for s, run in seeds.items()} for key, seeds in runs.items()
+        }
+        missed = {key: sum(v is None for v in seeds.values()) for key, seeds in reached.items()}
+        late = unfit | {key for key, n in missed.items() if n}
+        for i, figure in enumerate(BUDGET_FIGURES["target"]):
+            figures = {
+                key: {s: v[i] for s, v in seeds.items() if v is not None and np.isfinite(v[i])}
+                for key, seeds in reached.items()
+            }
+            out += _rows("target", target, figure, figures, missed, late, level)
+    frame = pd.DataFrame(out, columns=list(BUDGET_COLUMNS))
+    frame["separated"] = frame["separated"].map(truth).astype(object)  # True, False or None, not numpy bools
+    return frame
+
+
+def _curves(convergence: pd.DataFrame) -> tuple[pd.DataFrame, set[tuple]]:
+    """The test-ELBO rows of the runs that did not diverge, and the settings with a diverged run."""
+    rows = with_sampler(convergence)
+    rows = rows[rows["metric"] == "test_elbo"] if rows is not None and not rows.empty else pd.DataFrame()
+    if rows.empty:
+        return pd.DataFrame(columns=[*KEYS, "seed", "step", "wall_time_s", "value"]), set()
+    rows = rows.assign(num_samples=rows["num_samples"].astype(int))
+    if "wall_time_s" not in rows:
+        rows = rows.assign(wall_time_s=math.nan)
+    bad = pd.Series(False, index=rows.index)
+    if "diverged" in rows:
+        bad = rows["diverged"].map(lambda v: truth(v) is True).astype(bool)
+    diverged = {tuple(r) for r in rows.loc[bad, KEYS].drop_duplicates().itertuples(index=False)}
+    return rows[~bad], diverged
+
+
+def _is(frame: pd.DataFrame, key: tuple) -> pd.Series:
+    name, sampler, k = key
+    return (frame["estimator"] == name) & (frame["sampler"] == sampler) & (frame["num_samples"] == k)
+
+
+def _at(seeds: dict[int, pd.DataFrame], column: str, at: float) -> dict[int, float]:
+    """Each seed's test ELBO at ``column`` = ``at``, linearly interpolated on its curve (``at`` within it)."""
+    found = {}
+    for seed, run in seeds.items():
+        x, y = run[column].to_numpy(float), run["value"].to_numpy(float)
+        keep = np.isfinite(x) & np.isfinite(y)
+        if keep.any() and x[keep][-1] >= at:
+            found[seed] = float(np.interp(at, x[keep], y[keep]))
+    return found
+
+
+def _target(runs: Runs, fraction: float) -> float:
+    """e₀ + fraction · (w - e₀): the mean initial test ELBO towards the lowest mean final one (NaN if w ≤ e₀)."""
+    starts = [run["value"].iloc[0] for seeds in runs.values() for run in seeds.values()]
+    finals = [np.mean([run["value"].iloc[-1] for run in seeds.values()]) for seeds in runs.values() if seeds]
+    if not finals:
+        return math.nan
+    start, worst = float(np.mean(starts)), float(np.min(finals))
+    if not (np.isfinite(start) and np.isfinite(worst)) or worst <= start:
+        return math.nan
+    return start + fraction * (worst - start)
+
+
+def _crossing(run: pd.DataFrame, target: float) -> tuple[float, float] | None:
+    """(step, training seconds) where the curve first reaches ``target``, interpolated; None if it never does."""
+    values = run["value"].to_numpy(float)
+    hits = np.flatnonzero(values >= target)
+    if hits.size == 0:
+        return None
+    i = int(hits[0])
+    steps, seconds = run["step"].to_numpy(float), run["wall_time_s"].to_numpy(float)
+    if i == 0:
+        return float(steps[0]), float(seconds[0])
+    share = (target - values[i - 1]) / (values[i] - values[i - 1])
+    return tuple(float(x[i - 1] + share * (x[i] - x[i - 1])) for x in (steps, seconds))
+
+
+def _rows(
+    name: str,
+    at: float,
+    figure: str,
+    figures: dict[tuple, dict[int, float]],
+    missed: dict[tuple, int],
+    unfit: set[tuple],
+    level: float,
+) -> list[dict]:
+    """One budget's rows at one K: each setting's mean figure and its paired difference to the best."""
+    higher = HIGHER_IS_BETTER[figure]
+    means = {key: float(np.mean(list(v.values()))) for key, v in figures.items() if v}
+    candidates = {key: m for key, m in means.items() if key not in unfit}
+    reference = (max if higher else min)(candidates, key=candidates.get) if candidates else None
+    out = []
+    for key, per_seed in figures.items():
+        values = np.array(list(per_seed.values()), dtype=float)
+        low, high = (float(v) for v in mean_interval(values, level)) if values.size else (math.nan, math.nan)
+        diff, diff_low, diff_high, paired = _paired(per_seed, figures.get(reference, {}), level)
+        separated = None if not np.isfinite(diff_low) else bool(diff_low > 0 or diff_high < 0)
+        if key == reference:
+            diff, diff_low, diff_high, separated = 0.0, 0.0, 0.0, False
+        out.append(
+            dict(zip(KEYS, key, strict=True))
+            | {
+                "budget": name,
+                "budget_value": at,
+                "figure": figure,
+                "value": means.get(key, math.nan),
+                "value_low": low,
+                "value_high": high,
+                "seeds": len(per_seed),
+                "not_reached": missed.get(key, 0),
+                "reference_estimator": reference[0] if reference else None,
+                "reference_sampler": reference[1] if reference else None,
+                "difference": diff,
+                "difference_low": diff_low,
+                "difference_high": diff_high,
+                "paired_seeds": paired,
+                "separated": separated,
+                "biased": bias_note(key[0], key[2]),
+            }
+        )
+    return out
+
+
+def _paired(a: dict[int, float], b: dict[int, float], level: float) -> tuple[float, float, float, int]:
+    """mean over the seeds both have of a_s - b_s, with its Student-t interval (NaN with fewer than two)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return math.nan, math.nan, math.nan, 0
+    d = np.array([a[s] - b[s] for s in seeds])
+    low, high = mean_interval(d, level)
+    return float(d.mean()), float(low), float(high), len(seeds)
