@@ -225,7 +225,12 @@ class SuiteConfig:
 
 
 def _presets() -> dict[str, SuiteConfig]:
-    default = SuiteConfig()
+    # The default run: 1000 steps (70 epochs of digits) from lr 3e-3 decayed by a cosine to 0, where the
+    # learning curves level off (measured on digits, 3 seeds, reparam K = 1: test ELBO 23.6 and still rising
+    # 6.6-14 nats over the last quarter after 500 steps at a constant 1e-3; 44.0, rising 0.96 [0.91, 1.01], after
+    # 1000 cosine steps from 3e-3; 49.6 and 0.91 [0.79, 1.03] after 1500; 52.1 and 1.00 [0.87, 1.14] after
+    # 2000; from 1e-2 the last quarter still rose 1.67, from σ_x = 0.03 training started too sharp, -105).
+    default = SuiteConfig(train=TrainConfig(steps=1000, lr=3e-3, lr_schedule="cosine", eval_every=50))
     quick = dataclasses.replace(
         default,
         name="quick",
