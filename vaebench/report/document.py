@@ -194,7 +194,14 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
         f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
         + (f"samplers {', '.join(c.samplers)}; " if tuple(c.samplers) != ("iid",) else "")
         + f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
-        f"lr {t.lr:g}; test log-likelihood with k={t.ll_samples} importance samples on "
+        f"lr {t.lr:g}{' decayed by a cosine to 0' if getattr(t, 'lr_schedule', 'constant') == 'cosine' else ''}"
+        + (
+            ", the seeds of each setting trained as one program"
+            if getattr(t, "stack_seeds", False) and len(c.seeds) > 1
+            else ""
+        )
+        + (", the step compiled (torch.compile)" if getattr(t, "compile", False) else "")
+        + f"; test log-likelihood with k={t.ll_samples} importance samples on "
         f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
     )
     if not t.enabled and v.enabled:  # only the variance measure's anchor run trains
