@@ -14,17 +14,19 @@ finished. Per K, over the runs that did not diverge (a diverged run stops early 
   interpolated on step → value (exact at a recorded step when every run evaluates on the same grid);
 - **steps to a target**: the target test ELBO is
 
-      target = e₀ + f · (w - e₀),     f = `FRACTION` (0.9)
+      target = w - m,     m = `MARGIN` (1 nat)
 
-  with e₀ the mean test ELBO at initialisation (step 0, shared by the settings of a seed) and w the lowest
-  over settings of the mean over seeds of the final test ELBO (each setting's last curve point). Every
-  setting's mean curve ends at or above w, beyond the target, so every compared setting reaches it on
-  average; a target at the *best* setting's final value would be out of reach of the others, and a target
-  at w itself would be missed by about half the seeds of the worst setting. The remaining (1 - f)·(w - e₀)
-  leaves room for the spread between seeds; a seed whose curve still never reaches the target is counted
-  in ``not_reached`` and left out of its setting's mean. Each run's first crossing is interpolated linearly
-  between the two evaluations around it, in steps and in training seconds. No target is set where no
-  setting's test ELBO rose (w ≤ e₀).
+  with w the lowest over settings of the mean over seeds of the final test ELBO (each setting's last curve
+  point): the step at which a run comes within m of where the slowest setting ended. Every setting's mean
+  curve ends at or above w, so every compared setting reaches the target on average; a target at the *best*
+  setting's final value would be out of reach of the others, and one at w itself would be missed by about
+  half the seeds of the worst setting. The margin is the plateau test's tolerance
+  (:data:`vaebench.analysis.plateau.TOLERANCE`), the size of the differences comparisons turn on; a target
+  placed as a fraction of the way from the initial test ELBO (several hundred nats below) would be reached in
+  the first few dozen steps by every setting and say nothing about the rest of training. A seed whose curve
+  never reaches the target is counted in ``not_reached`` and left out of its setting's mean. Each run's first
+  crossing is interpolated linearly between the two evaluations around it, in steps and in training seconds.
+  No target is set where it would lie at or below the mean initial test ELBO (no setting rose by more than m).
 
 Each figure is the mean over seeds with a Student-t interval (:func:`vaebench.stats.mean_interval`), and is
 set against the **reference**: the best unbiased setting for that budget and figure (the highest test ELBO;
@@ -49,11 +51,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis.plateau import TOLERANCE
 from vaebench.analysis.settings import KEYS, bias_note, order_estimators, truth, with_sampler
 from vaebench.stats import mean_interval
 
-FRACTION = 0.9
-"""How far the target lies from the initial test ELBO towards the worst setting's final one."""
+MARGIN = TOLERANCE
+"""Nats below the worst setting's final test ELBO where the target lies (the plateau test's tolerance)."""
 
 BUDGETS = ("wall-clock", "steps", "target")
 """What is held equal: training seconds, steps, or the test ELBO to reach."""
@@ -106,14 +109,14 @@ Runs = dict[tuple, dict[int, pd.DataFrame]]
 """A K's curves: setting key (estimator, sampler, K) -> seed -> its test-ELBO rows sorted by step."""
 
 
-def budget(convergence: pd.DataFrame, *, fraction: float = FRACTION, level: float = 0.95) -> pd.DataFrame:
+def budget(convergence: pd.DataFrame, *, margin: float = MARGIN, level: float = 0.95) -> pd.DataFrame:
     """Every setting's test ELBO at equal wall-clock and at equal steps, and its cost to a target, per K.
 
     Args:
         convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step,
             wall_time_s, metric, value``, and ``diverged``: those runs are left out); only the ``test_elbo``
             curve is read.
-        fraction: where the target lies between the initial test ELBO and the worst final one.
+        margin: nats below the worst setting's mean final test ELBO where the target lies.
         level: level of the intervals.
 
     Returns:
@@ -137,7 +140,7 @@ def budget(convergence: pd.DataFrame, *, fraction: float = FRACTION, level: floa
                 continue
             figures = {key: _at(seeds, column, at) for key, seeds in runs.items()}
             out += _rows(name, at, "test_elbo", figures, {}, unfit, level)
-        target = _target(runs, fraction)
+        target = _target(runs, margin)
         if not np.isfinite(target):
             continue
         reached = {
@@ -188,16 +191,16 @@ def _at(seeds: dict[int, pd.DataFrame], column: str, at: float) -> dict[int, flo
     return found
 
 
-def _target(runs: Runs, fraction: float) -> float:
-    """e₀ + fraction · (w - e₀): the mean initial test ELBO towards the lowest mean final one (NaN if w ≤ e₀)."""
+def _target(runs: Runs, margin: float) -> float:
+    """w - margin, w the lowest mean final test ELBO; NaN if that is not above the mean initial test ELBO."""
     starts = [run["value"].iloc[0] for seeds in runs.values() for run in seeds.values()]
     finals = [np.mean([run["value"].iloc[-1] for run in seeds.values()]) for seeds in runs.values() if seeds]
     if not finals:
         return math.nan
-    start, worst = float(np.mean(starts)), float(np.min(finals))
-    if not (np.isfinite(start) and np.isfinite(worst)) or worst <= start:
+    start, target = float(np.mean(starts)), float(np.min(finals)) - margin
+    if not (np.isfinite(start) and np.isfinite(target)) or target <= start:
         return math.nan
-    return start + fraction * (worst - start)
+    return target
 
 
 def _crossing(run: pd.DataFrame, target: float) -> tuple[float, float] | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis.budget import FRACTION
+from vaebench.analysis.budget import MARGIN
 from vaebench.analysis.settings import truth
 from vaebench.report.formatting import fmt_interval, fmt_number
 from vaebench.report.settings import setting_label
@@ -92,8 +92,8 @@ def _target(part: pd.DataFrame, k) -> str:
             text += f", not reached on {int(row['not_reached'])} of {total} seeds"
         each.append(text + (" †" if row["biased"] else ""))
     text = (
-        f"Steps to reach a test ELBO of {fmt_number(target)} at K={int(k)} ({FRACTION:.0%} of the way from the "
-        f"initial test ELBO to the lowest final one of the settings; the first crossing, interpolated): "
+        f"Steps to reach a test ELBO of {fmt_number(target)} at K={int(k)} (within {MARGIN:g} nat of the lowest "
+        f"final one of the settings; the first crossing, interpolated): "
         + "; ".join(each)
     )
     for figure, frame, unit in (("steps", steps, "steps"), ("seconds", seconds, "s")):
