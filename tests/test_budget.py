@@ -199,7 +199,9 @@ def test_the_reading_says_who_is_separated_from_the_best_at_each_budget() -> Non
         "nats); not separated from it: `dreg`."
     ) in lines
     target = next(line for line in lines if line.startswith("Steps to reach"))
-    assert target.startswith("Steps to reach a test ELBO of -52.0 at K=1 (within 1 nat of the lowest final one")
+    assert target.startswith(
+        "Steps to reach a test ELBO of -52.0 at K=1 (within 1 nat of the lowest final one"
+    )
     assert "`dreg` 69.3 ± 9.1 steps (0.693 ± 0.091 s), not reached on 1 of 3 seeds" in target
     assert (
         "Fewest steps: `reparam`; paired by seed, separated from it: `stl` (49.5 ± 3.7 steps more)" in target

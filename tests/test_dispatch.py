@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +83,48 @@ def test_a_variance_unit_verified_at_an_identical_anchor_run_is_not_run_again() 
     assert sched.next().kind == "reference" and sched.next() is None
     sched.finished(plan[0], "same")
     assert sched.next() is None and sched.done
+
+
+class _BreaksBetweenWaits(dispatch.LocalPool):
+    """A pool whose worker dies after one unit ended and before the next is submitted: ``submit`` raises
+    BrokenProcessPool while the unit the death broke is still in flight (the race CI once hit)."""
+
+    def __init__(self) -> None:
+        self.workers, self.submitted, self.broke, self.executor = 2, [], False, None
+        self.flight: list[Future] = []
+
+    def submit(self, unit: Unit) -> Future:
+        if len(self.submitted) == 2 and not self.broke:
+            self.broke = True
+            for future in self.flight:
+                future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+            raise BrokenProcessPool("a child process terminated abruptly")
+        self.submitted.append(unit.key)
+        future: Future = Future()
+        if len(self.submitted) == 1:
+            future.set_result(dispatch.Outcome("done"))  # ends at once
+        elif len(self.submitted) == 2:
+            self.flight.append(future)  # the one the dying worker holds
+        else:
+            future.set_result(dispatch.Outcome("done"))
+        return future
+
+    def restart(self) -> None:
+        self.flight = []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_pool_broken_between_two_waits_runs_every_unit_once() -> None:
+    plan = [Unit("convergence", f"c{i}") for i in range(4)]
+    sched = dispatch.Scheduler(plan, plan, lambda unit, ref: False, None)
+    saved: list[str] = []
+    pool = _BreaksBetweenWaits()
+    dispatch.run_pool(pool, sched, lambda unit, outcome: saved.append(unit.key) or "sha", lambda line: None)
+    assert pool.broke and sched.done
+    assert sorted(saved) == sorted(u.key for u in plan)  # each saved once: the broken one ran again
+    assert pool.submitted.count(plan[1].key) == 2
 
 
 def test_worker_count_respects_threads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -93,8 +93,7 @@ def _target(part: pd.DataFrame, k) -> str:
         each.append(text + (" †" if row["biased"] else ""))
     text = (
         f"Steps to reach a test ELBO of {fmt_number(target)} at K={int(k)} (within {MARGIN:g} nat of the lowest "
-        f"final one of the settings; the first crossing, interpolated): "
-        + "; ".join(each)
+        f"final one of the settings; the first crossing, interpolated): " + "; ".join(each)
     )
     for figure, frame, unit in (("steps", steps, "steps"), ("seconds", seconds, "s")):
         best, others, _ = _split(frame.reset_index())

@@ -257,7 +257,15 @@ def run_pool(pool, scheduler: Scheduler, finish, say) -> None:
                 if unit.kind == "variance" and scheduler.anchor is None:
                     scheduler.finished(unit, finish(unit, None))  # the anchor run failed: nothing to measure
                     continue
-                futures[pool.submit(unit)] = unit
+                try:
+                    futures[pool.submit(unit)] = unit
+                except BrokenProcessPool:
+                    # a worker died after the last wait: the units it broke come out of the next one
+                    scheduler.again(unit)
+                    if not futures:
+                        pool.restart()
+                        continue
+                    break
             if not futures:
                 if scheduler.done:
                     break
