@@ -25,6 +25,7 @@ from vaebench.measures.throughput import (
     Timing,
     build_step,
     count_linear_flops,
+    estimate_flops,
     handwritten_loss,
     handwritten_step,
     matmul_ceiling,
@@ -145,6 +146,20 @@ def test_count_linear_flops_counts_leading_dimensions():
     assert total[0] == 2 * 3 * 2 * 6 * 4
     layer(torch.zeros(1, 6))  # hooks are gone after the block
     assert total[0] == 2 * 3 * 2 * 6 * 4
+
+
+@pytest.mark.parametrize(("name", "decoder_passes"), [("reparam", 1), ("reinforce", 1), ("dreg", 2)])
+@pytest.mark.parametrize("k", [1, 3])
+def test_estimate_flops_match_hand_count(name, decoder_passes, k):
+    # The count the variance benchmark's ceiling is built on, on the digits model's shape (Gaussian, tanh,
+    # learned σ_x: the decoder's last layer has D outputs, not 2D), by hand: 2·m·n·k per layer.
+    model = GaussianVAE(D, Z, hidden=(H,), activation="tanh", init_decoder_scale=0.1, seed=0)
+    estimator = make_estimator(name).eval()
+    encoder = 2 * B * D * H + 2 * B * H * (2 * Z)
+    decoder = 2 * (decoder_passes * k * B) * Z * H + 2 * (decoder_passes * k * B) * H * D
+    flops = estimate_flops(model, estimator, binary_batch(), k)
+    assert flops == 3 * (encoder + decoder)
+    assert all(p.grad is None for p in model.parameters())  # counting writes no gradients
 
 
 def test_k_below_the_minimum_is_refused_and_the_suite_never_plans_it():

@@ -175,6 +175,23 @@ def build_step(
     return step, info
 
 
+def estimate_flops(
+    model: nn.Module, estimator: Estimator, x: Tensor, num_samples: int, *, seed: int = 0
+) -> int:
+    """Linear-layer FLOPs of one gradient estimate: 3 x the forward FLOPs of one call of ``estimator``.
+
+    The count :func:`build_step` makes (``flops_per_step``) without the optimizer step, for a caller that
+    times estimates rather than steps (the variance harness's benchmark: R estimates cost R times this). The
+    forward is one call on ``x`` [B, D] at K = ``num_samples``, counted over the model and the estimator (a
+    baseline network is part of the estimate); the backward costs about twice the forward (the gradients of
+    each layer's input and of its weight). Nothing is stepped and no ``.grad`` is written.
+    """
+    generator = rng.generator(seed, "throughput.noise", device=x.device)
+    with count_linear_flops(model, estimator) as forward_flops:
+        estimator(model, x, num_samples=num_samples, generator=generator)
+    return 3 * forward_flops[0]
+
+
 def measure_throughput(
     model: nn.Module,
     estimator: Estimator | str,
