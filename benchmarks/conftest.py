@@ -45,7 +45,7 @@ from vaebench.stats import bootstrap_interval
 X_DIM, HIDDEN, Z_DIM, BATCH_SIZE = 784, 400, 20, 128
 WARMUP_STEPS = 5  # untimed steps before pytest-benchmark's rounds: allocator caches, lazy init, compilation
 _TIMINGS = pytest.StashKey[dict]()
-_CEILING = pytest.StashKey[float]()
+_CEILING = pytest.StashKey[dict]()  # torch thread count -> FLOP/s
 _VARIANCE = pytest.StashKey[list]()
 _SEEDS = pytest.StashKey[list]()
 
@@ -61,6 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(config.getoption("--vaebench-threads", 2))
     config.stash[_TIMINGS] = {}
+    config.stash[_CEILING] = {}
     config.stash[_VARIANCE] = []
     config.stash[_SEEDS] = []
 
@@ -124,10 +125,25 @@ def ceiling_flops(device: torch.device, pytestconfig: pytest.Config) -> float:
     return session_ceiling(device, pytestconfig)
 
 
+@pytest.fixture(scope="session")
+def ceiling_now(device: torch.device, pytestconfig: pytest.Config) -> Callable[[], float]:
+    """``ceiling_now()``: the matmul ceiling (FLOP/s) for the torch thread count in force when it is called.
+
+    For a benchmark that runs on other threads than the session's (``test_variance_speed.py``'s one thread):
+    the ``ceiling_flops`` fixture is measured before a module's thread setting takes effect.
+    """
+    return lambda: session_ceiling(device, pytestconfig)
+
+
 def session_ceiling(device: torch.device, config: pytest.Config, size: int = 1024) -> float:
-    """FLOP/s of the best of 10 warmed-up [size, size] matmuls, read with the session's benchmark timer."""
-    if _CEILING in config.stash:
-        return config.stash[_CEILING]
+    """FLOP/s of the best of 10 warmed-up [size, size] matmuls, read with the session's benchmark timer.
+
+    Measured once per torch thread count in force when it is asked for: the steps run on the session's
+    threads, the variance harness on one (``test_variance_speed.py``), and each is set against its own.
+    """
+    threads = torch.get_num_threads()
+    if threads in config.stash[_CEILING]:
+        return config.stash[_CEILING][threads]
     from pytest_benchmark.utils import load_timer
 
     timer = load_timer(config.getoption("benchmark_timer", "time.perf_counter")).target
@@ -144,8 +160,8 @@ def session_ceiling(device: torch.device, config: pytest.Config, size: int = 102
         torch.mm(a, b, out=out)
         synchronize(device)
         best = min(best, timer() - start)
-    config.stash[_CEILING] = 2.0 * size**3 / best
-    return config.stash[_CEILING]
+    config.stash[_CEILING][threads] = 2.0 * size**3 / best
+    return config.stash[_CEILING][threads]
 
 
 @pytest.fixture
