@@ -20,8 +20,9 @@ machines with more cores.
 The ratios (``reparam-K1 / handwritten`` and the others of issue 6) are computed from the medians of the
 benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% bootstrap intervals of
 the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``;
-``test_variance_speed.py``'s speed-ups over the plain loop likewise, under ``"vaebench_variance_speedups"``, and
-``test_seeds_speed.py``'s (stacked seeds, compiled steps) under ``"vaebench_seed_speedups"``.
+``test_variance_speed.py``'s speed-ups over the plain loop and ratios to the matmul ceiling likewise, under
+``"vaebench_variance_speedups"``, and ``test_seeds_speed.py``'s (stacked seeds, compiled steps) under
+``"vaebench_seed_speedups"``.
 """
 
 from __future__ import annotations
@@ -296,6 +297,27 @@ def _format_speedups(rows: list[dict], names: tuple[str, str] = ("plain loop", "
     return lines
 
 
+def _format_variance(rows: list[dict]) -> list[str]:
+    """The variance rows: speed-up over the loop, ratio to the matmul ceiling, and the target judged."""
+    width = max([22, *(len(row["case"]) for row in rows)])
+    lines = [
+        f"{'case':{width}} {'plain loop':>11} {'harness':>10} {'speed-up':>9} {'95% interval':>15} "
+        f"{'ceiling':>10} {'/ ceiling':>9} {'95% interval':>15} {'target':>17}"
+    ]
+    for row in rows:
+        if row["judged_by"] == "loop":
+            target = f"speed-up >= {row['target']:.1f}x"
+        else:
+            target = f"/ ceiling <= {row['target']:.1f}"
+        verdict = "met" if row["met"] else "MISSED"
+        lines.append(
+            f"{row['case']:{width}} {row['loop']:10.4f}s {row['harness']:9.4f}s {row['value']:8.2f}x "
+            f"[{row['low']:5.2f}, {row['high']:5.2f}] {row['ceiling_s']:9.4f}s {row['ceiling_ratio']:9.2f} "
+            f"[{row['ceiling_low']:5.2f}, {row['ceiling_high']:5.2f}] {target:>17}  {verdict}"
+        )
+    return lines
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     speedups = config.stash.get(_VARIANCE, [])
@@ -303,9 +325,11 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         device = resolve_device(config.getoption("--vaebench-device"))
         timer = config.getoption("benchmark_timer", "time.perf_counter")
         terminalreporter.section(
-            f"variance harness vs plain loop ({device_name(device)}, 1 thread, {timer}, medians of this run)"
+            f"variance harness vs plain loop and vs the matmul ceiling ({device_name(device)}, 1 thread, "
+            f"{timer}, medians of this run; ceiling: the harness's linear-layer FLOPs at the 1-thread matmul "
+            f"FLOP/s, {speedups[0]['flops'] / speedups[0]['ceiling_s'] / 1e9:.0f} GFLOP/s)"
         )
-        for line in _format_speedups(speedups):
+        for line in _format_variance(speedups):
             terminalreporter.write_line(line)
     seeds = config.stash.get(_SEEDS, [])
     if seeds:

@@ -10,14 +10,29 @@ ordinary estimate, and every figure with its interval, for every parameter group
 Both run in the same round, one after the other (the loop in pytest-benchmark's ``setup``, timed with the
 session's ``--benchmark-timer``, the harness as the benchmark), so drifting machine load hits both alike. The
 table shows the harness; after it, ``conftest.py`` prints each case's speed-up over the loop, the ratio of the
-medians with a 95% interval (the ratio of the two medians' 97.5% bootstrap intervals), and the issue's target;
-each benchmark's ``extra_info`` (``--benchmark-json``) holds the same and the loop's times. Recorded, not
-asserted: timings belong to the report. Cases, with readable ids:
+medians with a 95% interval (the ratio of the two medians' 97.5% bootstrap intervals), its ratio to the
+matrix-multiply ceiling, and the target the case is judged by; each benchmark's ``extra_info``
+(``--benchmark-json``) holds the same and the loop's times. Recorded, not asserted: timings belong to the
+report.
+
+The ceiling (issue 23): at K = 10 the harness and the loop both spend their time in the model's own
+arithmetic, which no harness removes, so a K = 10 case is judged against physics, not the loop. The FLOPs it
+must do are R = 100 gradient estimates, each 3 x the linear-layer FLOPs of one forward of the estimator
+(:func:`~vaebench.measures.throughput.estimate_flops`, the count behind the steps' ``flops_per_step``); the
+ceiling time is those FLOPs at the FLOP/s of a 1024 x 1024 matmul measured in the same session on the same
+thread count and timer (``conftest.py``'s ``session_ceiling``), and
+
+    ceiling_ratio = median harness time / ceiling time,
+
+with an interval from the harness median's 95% bootstrap interval. The harness's own summary (the R x R Gram
+matrix of the replicates, R² P multiply-adds) and the timing of one ordinary estimate are not counted: they
+are the harness's choice, not work the measurement needs. Cases, with readable ids and targets:
 
 - ``digits-<estimator>-K<k>``: the suite's default model, the 64-200-8 Gaussian VAE with tanh (initial
-  σ_x = 0.1), on B = 100 digits, for reparam, reinforce and dreg at K = 1 and 10; target >= 2x;
-- ``vae784-reparam-K1``: the 784-400-20 Bernoulli VAE with ReLU (``conftest.py``'s model and batch of
-  B = 128 binary images); target >= 1.5x; ``vae784-reparam-K10`` for information.
+  σ_x = 0.1), on B = 100 digits, for reparam, reinforce and dreg at K = 1 and 10; at K = 1 a speed-up over
+  the loop >= 1.8x, at K = 10 a ceiling ratio <= 2;
+- ``vae784-reparam-K<k>``: the 784-400-20 Bernoulli VAE with ReLU (``conftest.py``'s model and batch of
+  B = 128 binary images); at K = 1 a speed-up >= 1.5x, at K = 10 a ceiling ratio <= 2.
 
 Torch runs on one thread here (the issue's setting; the thread count in force before is restored after).
 Run (about 3 minutes on 2 cores; on a shared machine, time CPU time):
@@ -34,17 +49,21 @@ import pytest
 import torch
 
 from vaebench.estimators import make_estimator
-from vaebench.measures.throughput import synchronize
+from vaebench.measures.throughput import estimate_flops, synchronize
 from vaebench.measures.variance import measure_variance
 from vaebench.model import GaussianVAE
 from vaebench.stats import bootstrap_interval
 
 REPLICATES = 100
 ROUNDS = {"digits": 15, "vae784": 7}  # per case; a K = 10 case of the 784 model runs 3 (it is information)
+# (what the case is judged by, the bound): "loop", a speed-up over the plain loop of at least the bound;
+# "ceiling", a harness time at most the bound times the matmul time of its FLOPs
+LOOP, CEILING = "loop", "ceiling"
 CASES = [
-    *(("digits", name, k, 2.0) for k in (1, 10) for name in ("reparam", "reinforce", "dreg")),
-    ("vae784", "reparam", 1, 1.5),
-    ("vae784", "reparam", 10, None),
+    *(("digits", name, 1, (LOOP, 1.8)) for name in ("reparam", "reinforce", "dreg")),
+    *(("digits", name, 10, (CEILING, 2.0)) for name in ("reparam", "reinforce", "dreg")),
+    ("vae784", "reparam", 1, (LOOP, 1.5)),
+    ("vae784", "reparam", 10, (CEILING, 2.0)),
 ]
 
 
@@ -82,10 +101,14 @@ def digits_setup(device):
     [pytest.param(*c, id=f"{c[0]}-{c[1]}-K{c[2]}") for c in CASES],
 )
 def test_variance_speed(
-    case, name, k, target, benchmark, request, vae_factory, batch, device, variance_speedups
+    case, name, k, target, benchmark, request, ceiling_now, vae_factory, batch, device, variance_speedups
 ):
     model, x = (vae_factory(), batch) if case == "vae784" else request.getfixturevalue("digits_setup")
     estimator = make_estimator(name).to(device).eval()
+    flops = REPLICATES * estimate_flops(model, estimator, x, k)
+    ceiling_flops = ceiling_now()  # called here, so measured on this file's one thread
+    ceiling_s = flops / ceiling_flops
+    judged_by, bound = target
     timer = benchmark._timer  # the session's --benchmark-timer, so both sides are read on the same clock
     loop_times: list[float] = []
 
@@ -103,7 +126,14 @@ def test_variance_speed(
     rounds = ROUNDS[case] if k == 1 or case == "digits" else 3
     benchmark.group = f"variance harness vs plain loop, R={REPLICATES}"
     benchmark.extra_info.update(
-        name=request.node.callspec.id, replicates=REPLICATES, threads=1, target=target
+        name=request.node.callspec.id,
+        replicates=REPLICATES,
+        threads=1,
+        judged_by=judged_by,
+        target=bound,
+        flops=flops,
+        matmul_ceiling_flops=ceiling_flops,
+        ceiling_s=ceiling_s,
     )
     frame = benchmark.pedantic(harness, setup=loop_then_harness, rounds=rounds, warmup_rounds=1)
     assert frame["trace_var"].notna().all()
@@ -112,14 +142,20 @@ def test_variance_speed(
     loop = np.asarray(loop_times[1:], dtype=float)  # the first was the warm-up round's
     times = np.asarray(benchmark.stats.stats.data, dtype=float)
     value, low, high = speedup(loop, times)
-    met = None if target is None else value >= target
+    harness_median = float(np.median(times))
+    harness_low, harness_high = bootstrap_interval(np.median, times, level=0.95, resamples=500, seed=0)
+    ratio = harness_median / ceiling_s
+    met = bool(value >= bound) if judged_by == LOOP else bool(ratio <= bound)
     benchmark.extra_info.update(
         loop_times=loop.tolist(),
         loop_median=float(np.median(loop)),
-        harness_median=float(np.median(times)),
+        harness_median=harness_median,
         speedup=value,
         speedup_low=low,
         speedup_high=high,
+        ceiling_ratio=ratio,
+        ceiling_ratio_low=harness_low / ceiling_s,
+        ceiling_ratio_high=harness_high / ceiling_s,
         met=met,
         method=str(frame["method"].iloc[0]),
     )
@@ -127,11 +163,17 @@ def test_variance_speed(
         {
             "case": request.node.callspec.id,
             "loop": float(np.median(loop)),
-            "harness": float(np.median(times)),
+            "harness": harness_median,
             "value": value,
             "low": low,
             "high": high,
-            "target": target,
+            "flops": flops,
+            "ceiling_s": ceiling_s,
+            "ceiling_ratio": ratio,
+            "ceiling_low": harness_low / ceiling_s,
+            "ceiling_high": harness_high / ceiling_s,
+            "judged_by": judged_by,
+            "target": bound,
             "met": met,
         }
     )
