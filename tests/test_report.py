@@ -16,7 +16,7 @@ import pytest
 from matplotlib.axes import Axes
 
 from vaebench import files
-from vaebench.analysis import summaries
+from vaebench.analysis import summaries, verdicts
 from vaebench.report import formatting, plots, tables
 from vaebench.report.reading import reading
 from vaebench.report.writer import FIGURES, write_report
@@ -384,9 +384,17 @@ def test_levelled_off_curves_are_said_to_be():
     mixed = {("reparam", 1): flat[("reparam", 1)], ("stl", 1): {**SEPARATED[("stl", 1)], "slope": 0.4}}
     _, text = read(runs_frame(mixed))
     assert (
-        "This rests on runs that had not converged (the test ELBO of 1 of the 2 settings still moved by more "
-        "than 1 nat over the last quarter of training)"
+        "`reparam`'s curves had levelled off; those of `stl` K=1 had not (their test ELBO still moved by more "
+        "than 1 nat over the last quarter of training): their places rank early training"
     ) in text
+    assert "This rests on runs that had not converged" not in text
+    # the bottom line's verdict names the ones that had not, and says the leader's had levelled off
+    summary = summaries.summary_table(None, runs := runs_frame(mixed), None)
+    (quality,) = [v for v in verdicts.verdicts(summary, runs) if v.question == verdicts.QUESTIONS[2]]
+    assert quality.notes == (
+        "the leader's curves and those of the settings not separated from it had levelled off; `stl` had "
+        "not: their places rank early training",
+    )
 
 
 def test_no_recommendation_without_separation():

@@ -202,7 +202,7 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
         change=contrast.value, change_low=contrast.low, change_high=contrast.high, separated=separated,
         not_separated=tuple(_label(r) for r in tied), same_as=tuple(_label(r) for r in same),
         left_out=tuple(left_out), reason=_reason(q, separated, tied, unformed, reversed_, rivals), compared=len(measured),
-        notes=tuple(_convergence_notes(q, measured)), yardstick=_yardstick(q, best),
+        notes=tuple(_convergence_notes(q, measured, [best, *same, *tied])), yardstick=_yardstick(q, best),
     )  # fmt: skip
 
 
@@ -249,8 +249,9 @@ def _reason(q: _Question, separated: bool, tied: list, unformed: list, reversed_
     return "not separated: " + "; ".join(parts)
 
 
-def _convergence_notes(q: _Question, rows: pd.DataFrame) -> list[str]:
-    """For the test figures: whether the compared runs had levelled off."""
+def _convergence_notes(q: _Question, rows: pd.DataFrame, contenders: list[pd.Series]) -> list[str]:
+    """For the test figures: whether the compared runs had levelled off. ``contenders``: the best and the
+    settings not separated from it, whose curves decide whether the verdict itself is one of converged models."""
     if q.name != QUESTIONS[2]:
         return []
     judged = [truth(v) for v in rows["converged"]]
@@ -258,9 +259,16 @@ def _convergence_notes(q: _Question, rows: pd.DataFrame) -> list[str]:
         return [
             "whether training had levelled off could not be judged (too few evaluations in the last quarter)"
         ]
-    if any(v is False for v in judged):
+    moving = [r for _, r in rows.iterrows() if truth(r["converged"]) is False]
+    if not moving:
+        return []
+    if any(truth(r["converged"]) is False for r in contenders):
         return ["some curves had not levelled off: this ranks early training, not converged models"]
-    return []
+    names = ", ".join(f"`{_label(r)}`" for r in moving)
+    return [
+        f"the leader's curves and those of the settings not separated from it had levelled off; {names} had "
+        "not: their places rank early training"
+    ]
 
 
 def _on_best_side(q: _Question, c: Contrast) -> bool:

@@ -189,10 +189,15 @@ def unconverged_note(rows: pd.DataFrame, best: pd.Series) -> str:
     moving = rows[rows["converged"].map(lambda v: truth(v) is False)]
     if moving.empty:
         return ""
-    if best.name in moving.index:
-        which = f"`{best['estimator']}`'s test ELBO still moved by {with_interval(best, 'test_elbo_rise', True)} nats"
-    else:
-        which = f"the test ELBO of {len(moving)} of the {len(rows)} settings still moved by more than {TOLERANCE:g} nat"
+    if best.name not in moving.index:
+        return (
+            f" `{best['estimator']}`'s curves had levelled off; those of {setting_names(list(moving.itertuples()), k=True)} "
+            f"had not (their test ELBO still moved by more than {TOLERANCE:g} nat over the last quarter of "
+            "training): their places rank early training, not converged models."
+        )
+    which = (
+        f"`{best['estimator']}`'s test ELBO still moved by {with_interval(best, 'test_elbo_rise', True)} nats"
+    )
     return (
         f" This rests on runs that had not converged ({which} over the last quarter of training): it ranks early "
         "training, not converged models."
