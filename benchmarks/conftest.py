@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 import torch
 
+from vaebench.config import preset
 from vaebench.devices import resolve as resolve_device
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
@@ -49,6 +50,21 @@ _TIMINGS = pytest.StashKey[dict]()
 _CEILING = pytest.StashKey[dict]()  # torch thread count -> FLOP/s
 _VARIANCE = pytest.StashKey[list]()
 _SEEDS = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def digits_vae() -> Callable[[int], GaussianVAE]:
+    """``seed -> model``: the default preset's model for digits (64-100-8, tanh, σ_x from 0.1), what
+    ``python -m vaebench run`` trains, so the digits benchmarks follow the default when it changes."""
+    m = preset("default").model
+
+    def build(seed: int = 0) -> GaussianVAE:
+        return GaussianVAE(
+            64, m.z_dim, hidden=m.hidden, activation=m.activation, init_decoder_scale=m.init_decoder_scale,
+            seed=seed,
+        )  # fmt: skip
+
+    return build
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -28,7 +28,7 @@ with an interval from the harness median's 95% bootstrap interval. The harness's
 matrix of the replicates, R² P multiply-adds) and the timing of one ordinary estimate are not counted: they
 are the harness's choice, not work the measurement needs. Cases, with readable ids and targets:
 
-- ``digits-<estimator>-K<k>``: the suite's default model, the 64-200-8 Gaussian VAE with tanh (initial
+- ``digits-<estimator>-K<k>``: the default preset's model (conftest's ``digits_vae``), the 64-100-8 Gaussian VAE with tanh (initial
   σ_x = 0.1), on B = 100 digits, for reparam, reinforce and dreg at K = 1 and 10; at K = 1 a speed-up over
   the loop >= 1.8x, at K = 10 a ceiling ratio <= 2;
 - ``vae784-reparam-K<k>``: the 784-400-20 Bernoulli VAE with ReLU (``conftest.py``'s model and batch of
@@ -51,7 +51,6 @@ import torch
 from vaebench.estimators import make_estimator
 from vaebench.measures.throughput import estimate_flops, synchronize
 from vaebench.measures.variance import measure_variance
-from vaebench.model import GaussianVAE
 from vaebench.stats import bootstrap_interval
 
 REPLICATES = 100
@@ -87,12 +86,12 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def digits_setup(device):
+def digits_setup(device, digits_vae):
     """The suite's default model (``ModelConfig``'s defaults) on the first 100 digits."""
     from vaebench.data import load_dataset
 
     data = load_dataset("digits", dequantize=True)
-    model = GaussianVAE(data.x_dim, 8, hidden=(200,), init_decoder_scale=0.1, seed=0).to(device)
+    model = digits_vae(0).to(device)
     return model, data.train[:100].to(device)
 
 
