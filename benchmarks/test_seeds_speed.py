@@ -17,8 +17,9 @@ host read, the optimizer step), with the same model, activation, estimator and f
   `TrainResult.compile_time_s`, and excluded here by the warm-up); ``compiled-stacked-digits-K1-S3`` the
   same for a stacked step. For information: the issue asks for a default that is on only where it pays.
 
-Models: ``digits``, the default preset's (conftest's ``digits_vae``: 64-100-8 Gaussian VAE with tanh, σ_x initialised at 0.1, B = 100
-digits per seed), and ``vae784``, the 784-400-20 Bernoulli VAE with ReLU of ``test_steps.py`` (B = 128).
+Models: ``digits``, the default preset's (conftest's ``digits_vae``: 64-100-8 Gaussian VAE with tanh, σ_x
+initialised at 0.1, B = 100 digits per seed), and ``vae784``, the 784-400-20 Bernoulli VAE with ReLU of
+``test_steps.py`` (B = 128).
 Torch runs on one thread (the targets' setting; the previous count is restored after). After the table,
 ``conftest.py`` prints each ratio with a 95% interval (the ratio of the two medians' 97.5% bootstrap
 intervals) and its target, and writes them to the JSON under ``"vaebench_seed_speedups"``.
