@@ -191,7 +191,7 @@ THROUGHPUT = Table(
         "step_s_median", "step_s_p25", "step_s_p75", "step_s_iqr", "step_s_min", "step_s_low", "step_s_high",
         *_triples("datapoints_per_s", "latent_samples_per_s"),
         "peak_memory_bytes", "memory_baseline_bytes", "memory_kind", "flops_per_step", "achieved_flops",
-        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective", *INTERLEAVED,
+        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective", *INTERLEAVED, "compile_s",
     ),
     keys=(*SETTING, "batch_size", "seed", "variant"),
     # step_s is reported as its median: step_s_median, step_s_low, step_s_high
@@ -206,11 +206,14 @@ THROUGHPUT = Table(
                              "ratio between settings can be formed") for c in INTERLEAVED},
         "timing_group": OptionalColumn(f"{_LEGACY} (before interleaved timing): each setting was timed alone",
                                        ""),
+        "compile_s": OptionalColumn(f"{_LEGACY} (before the compiling call was timed); NaN: not recorded"),
     },
     essential=("estimator", "num_samples", "seed"),
 )
 """throughput.csv: one row per timed setting; the hand-written pytorch/examples step is the row whose
-``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed interleaved."""
+``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed interleaved.
+``compile_s`` (issue 23, at the end of the row): a compiled row's first call of its step, which compiles it,
+timed alone before the warm-up (seconds; 0 for an eager row)."""
 
 # On-disk names that keep the word earlier versions used: results folders written before the renames keep
 # reading, and these three constants are the one place that maps them (config keys: RENAMED_KEYS of

@@ -53,7 +53,9 @@ GLOSSARY: dict[str, str] = {
         "run's `compile_s`, counted apart from its training seconds (`wall_time_s`), so the wall-clock "
         "comparisons and the learning curves against time compare compiled steps, not compilers; 0 for an "
         "eager run. Seeds trained as one program compile once, and each seed's run counts its share (that "
-        "compilation's seconds divided by the seeds), so the seeds' `compile_s` add up to what compiling took."
+        "compilation's seconds divided by the seeds), so the seeds' `compile_s` add up to what compiling took. "
+        "In `throughput.csv`, a compiled row's `compile_s` is the first (compiling) call of its step, timed "
+        "alone before the warm-up; 0 for an eager row."
     ),
     "steps to reach a target": (
         f"the steps (and training seconds) a run takes to first come within {TARGET_MARGIN:g} nat of the lowest "
