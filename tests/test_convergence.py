@@ -19,14 +19,22 @@ import torch
 from torch import Tensor
 
 from vaebench.analysis.convergence import summarize_convergence, summarize_curves
+from vaebench.analysis.summaries import summary_table
 from vaebench.checks.recipe import PYTORCH_EXAMPLES_MNIST_TEST_LOSS, pytorch_examples_recipe, run_recipe
 from vaebench.config import resolve
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Reparam, Setting, runnable
 from vaebench.exact import exact_log_marginal
-from vaebench.measures.convergence import FINAL_METRICS, UNIT_COLUMNS, LogLikelihood, measure_convergence
+from vaebench.measures.convergence import (
+    FINAL_METRICS,
+    UNIT_COLUMNS,
+    LogLikelihood,
+    measure_convergence,
+    measure_convergence_seeds,
+)
 from vaebench.model import GaussianVAE
+from vaebench.report.tables import summary_markdown
 from vaebench.stats import bonferroni_threshold, mean_interval
 from vaebench.suite.units import plan
 from vaebench.train import TrainSpec, estimate_log_likelihood
@@ -176,6 +184,37 @@ def test_unit_on_digits_restricts_points_and_has_no_exact_rows():
     assert "test_log_likelihood" not in set(skipped["metric"])
 
 
+def test_compile_seconds_are_on_every_row_positive_when_compiled_zero_when_eager_and_shared_by_stacked_seeds():
+    digits = load_dataset("digits")
+    spec = TrainSpec(steps=4, eval_every=2, compile="aot_eager")  # aot_eager: graph capture, no codegen
+    no_ll = LogLikelihood(samples=0)
+
+    def run(spec):
+        model = GaussianVAE(64, 3, hidden=(16,), seed=0)
+        return measure_convergence(model, Setting("reparam", 2), digits, spec, likelihood=no_ll)
+
+    compiled, eager = run(spec), run(dataclasses.replace(spec, compile=False))
+    assert list(compiled.columns) == list(UNIT_COLUMNS)
+    assert compiled["compile_s"].nunique() == 1 and compiled["compile_s"].iloc[0] > 0
+    assert (eager["compile_s"] == 0).all()
+    # The summary carries the mean compile seconds; the report's table shows them only where a run compiled.
+    with_compile = summary_table(None, compiled, None)
+    assert with_compile["compile_s"].iloc[0] == pytest.approx(compiled["compile_s"].iloc[0])
+    assert "compile (s)" in summary_markdown(with_compile)
+    without = summary_table(None, eager, None)
+    assert without["compile_s"].iloc[0] == 0 and "compile (s)" not in summary_markdown(without)
+    # Seeds trained as one program compile once: each seed's rows carry an equal share of it.
+    models = [GaussianVAE(64, 3, hidden=(16,), seed=s) for s in (0, 1)]
+    stacked, note = measure_convergence_seeds(
+        models, Setting("reparam", 2), digits, spec, seeds=[0, 1], likelihood=no_ll
+    )
+    assert note == ""
+    shares = stacked.groupby("seed")["compile_s"].agg(["min", "max"])
+    assert (
+        (shares["min"] == shares["max"]).all() and shares["max"].nunique() == 1 and shares["max"].iloc[0] > 0
+    )
+
+
 class NaNAtThirdStep(Reparam):
     def __init__(self):
         super().__init__()
@@ -221,8 +260,9 @@ def fake_units(values, metric="final_test_elbo", diverged=()):
                 )
             )
         rows.append(("reparam", "iid", 1, seed, 5, 1.0, 0.5, 5, 500, metric, value, "elbo"))
-    frame = pd.DataFrame(rows, columns=list(UNIT_COLUMNS[:-1]))
+    frame = pd.DataFrame(rows, columns=[c for c in UNIT_COLUMNS if c not in ("diverged", "compile_s")])
     frame["diverged"] = frame["seed"].isin(diverged)
+    frame["compile_s"] = 0.0
     return frame
 
 
@@ -241,6 +281,7 @@ def test_summaries_give_the_mean_over_seeds_with_a_student_t_interval():
     assert row["value"] == pytest.approx(np.mean(values))
     assert (row["value_low"], row["value_high"]) == pytest.approx((low, high))
     assert row["n_seeds"] == 3 and row["n_diverged"] == 0 and row["wall_time_s"] == pytest.approx(0.5)
+    assert row["compile_s"] == 0
     curves = summarize_curves(fake_units(values))
     assert list(curves["step"]) == [0, 5] and (curves["n_seeds"] == 3).all()
     assert curves["value"].tolist() == pytest.approx([np.mean(values) - 10, np.mean(values)])

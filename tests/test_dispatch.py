@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from vaebench import cli, faults
-from vaebench.config import config_hash, preset
-from vaebench.suite import dispatch, integrity, ownership, units
+from vaebench.config import config_hash, preset, resolve
+from vaebench.suite import cost, dispatch, integrity, ownership, units
+from vaebench.suite.context import Context
 from vaebench.suite.units import Unit
 
 pytestmark = pytest.mark.slow
@@ -187,6 +188,34 @@ def test_dry_run_prints_every_unit_with_a_cost_and_runs_nothing(tmp_path: Path, 
             if u.kind != "landing" and (u.setting is None or u.setting.estimator in ("reparam", "iwae"))
         ]
     )
+
+
+def test_the_dry_run_counts_each_training_unit_compiling_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = {"estimators": ["reparam"], "seeds": [0]}
+    eager, _ = resolve(preset_name="quick", overrides=overrides)
+    compiled, _ = resolve(preset_name="quick", overrides={**overrides, "train": {"compile": "aot_eager"}})
+    measured = cost.calibrate(eager, Context(eager, "."))
+    monkeypatch.setattr(cost, "calibrate", lambda config, ctx: measured)  # the same eager steps for both
+    without, with_compile = cost.estimate(eager), cost.estimate(compiled)
+    assert without.compile is None
+    c = with_compile.compile
+    assert set(c.compile_s) == {1, max(compiled.samples)} and all(s > 0 for s in c.compile_s.values())
+    graphs = cost.graphs_per_run(compiled, Context(compiled, "."))
+    trained = 0
+    for (unit, eager_s), (same, compiled_s) in zip(without.units, with_compile.units, strict=True):
+        assert unit.label == same.label
+        if unit.kind not in ("convergence", units.ANCHOR):
+            assert compiled_s == eager_s
+            continue
+        k = 1 if unit.kind == units.ANCHOR else unit.setting.num_samples
+        key = (compiled.variance.anchor_estimator, "iid", 1) if k == 1 and unit.kind == units.ANCHOR else None
+        step = measured[0][key or (unit.setting.estimator, unit.setting.sampler, k)]
+        near = c.nearest(k)
+        extra = compiled.train.steps * step * (c.ratio[near] - 1) + graphs * c.compile_s[near]
+        assert compiled_s - eager_s == pytest.approx(extra)
+        trained += 1
+    assert trained >= 2
+    assert "to compile" in cost.describe(with_compile, 1)
 
 
 def test_engine_ray_without_ray_is_one_line_and_claims_no_folder(

@@ -28,7 +28,8 @@ def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
     Returns:
         Tidy frame with columns estimator, sampler (when ``df`` has one: frames written before samplers
         existed have none), num_samples, objective, metric, value, value_low, value_high, n_seeds (completed
-        runs), n_diverged, wall_time_s (mean training seconds of the completed runs).
+        runs), n_diverged, wall_time_s (mean training seconds of the completed runs), compile_s (their mean
+        compile seconds: 0 for eager runs, NaN for frames written before it was recorded).
     """
     _require_columns(df, ("estimator", "num_samples", "seed", "metric", "value", "diverged", "objective"))
     setting = setting_keys(df)
@@ -53,6 +54,7 @@ def summarize_convergence(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
                 "n_seeds": len(values),
                 "n_diverged": int(diverged[tuple(values_of_setting)]),
                 "wall_time_s": done["wall_time_s"].mean() if len(values) else np.nan,
+                "compile_s": done["compile_s"].mean() if len(values) and "compile_s" in done else np.nan,
             }
         )
     return pd.DataFrame(rows)

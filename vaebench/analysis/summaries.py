@@ -130,7 +130,9 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
 
     Returns:
         Columns ``estimator, sampler, num_samples, objective, runs, diverged``, ``train_time_s`` (mean training
-        seconds), ``trained_as`` (whose runs these are, when the setting was trained once as another: the
+        seconds), ``compile_s`` (mean seconds of the steps that compiled, kept out of ``train_time_s``: 0
+        for eager runs; for seeds trained as one program, each seed's share of its one compilation),
+        ``trained_as`` (whose runs these are, when the setting was trained once as another: the
         convergence table's column; empty for its own runs), for each final metric present (``final_test_elbo``, ``test_log_likelihood``, and on
         synthetic data ``exact_log_likelihood``, ``ll_gap``...) the mean with ``_low``/``_high``, and where
         the curves allow it ``test_elbo_rise`` (with ``_low``/``_high``), ``rise_from_step``,
@@ -151,6 +153,7 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
         rec["runs"] = int(g["n_seeds"].max() + g["n_diverged"].max())
         rec["diverged"] = int(g["n_diverged"].max())
         rec["train_time_s"] = g["wall_time_s"].iloc[0]
+        rec["compile_s"] = g["compile_s"].iloc[0]
         for _, row in g.iterrows():
             m = row["metric"]
             rec[m], rec[f"{m}_low"], rec[f"{m}_high"] = row["value"], row["value_low"], row["value_high"]

@@ -103,8 +103,8 @@ def measure_convergence(
 
     Returns:
         Tidy frame, columns `UNIT_COLUMNS`: the training history (``train_objective``, ``test_elbo``) plus
-        one row per `FINAL_METRICS` entry that applies, at the final step; ``diverged`` is the same on
-        every row of the run.
+        one row per `FINAL_METRICS` entry that applies, at the final step; ``diverged`` and ``compile_s``
+        (seconds of the steps that compiled, 0 for an eager run) are the same on every row of the run.
     """
     estimator = setting.build() if estimator is None else estimator
     result = train(model, setting, dataset, spec, seed=seed, estimator=estimator, checkpoint=checkpoint)
@@ -125,7 +125,8 @@ def measure_convergence_seeds(
     (:func:`vaebench.train.train_seeds`), each measured as :func:`measure_convergence` measures its own run.
 
     Returns:
-        The seeds' frames concatenated in seed order (each equal to its own run's to float precision), and the
+        The seeds' frames concatenated in seed order (each equal to its own run's to float precision; with
+        ``compile`` each seed's ``compile_s`` is its share of the one compilation of the stacked step), and the
         note of :func:`~vaebench.train.train_seeds` when the seeds trained one at a time ("" when they stacked).
     """
     estimators = [setting.build() for _ in seeds]
@@ -162,6 +163,7 @@ def _run_frame(result, model, setting, estimator, dataset, spec, seed, likelihoo
     frame.insert(0, "sampler", setting.sampler)
     frame.insert(0, "estimator", setting.estimator)
     frame["diverged"] = result.diverged
+    frame["compile_s"] = result.compile_time_s  # the run's (its share, for seeds compiled as one program)
     return conform(frame[list(UNIT_COLUMNS)], CONVERGENCE)
 
 

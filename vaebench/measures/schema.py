@@ -154,12 +154,13 @@ CONVERGENCE = Table(
     "convergence",
     columns=(
         *SETTING[:2], "num_samples", "seed", "step", "epoch", "wall_time_s", "grad_evals", "latent_samples",
-        "metric", "value", "objective", "diverged", "trained_as",
+        "metric", "value", "objective", "diverged", "compile_s", "trained_as",
     ),
     keys=(*SETTING, "seed", "step", "metric"),
     optional={
         "sampler": SAMPLER,
         "diverged": OptionalColumn(f"{_LEGACY}; none of its runs was stopped", False),
+        "compile_s": OptionalColumn(f"{_LEGACY} (before compile time was recorded); NaN: not recorded"),
         "trained_as": OptionalColumn("each setting's rows are its own runs", ""),
     },
     essential=("estimator", "num_samples", "seed", "step", "metric", "value"),
@@ -167,7 +168,11 @@ CONVERGENCE = Table(
 """convergence.csv: `measure_convergence`'s rows, one per recorded step x metric of one training run. Its
 ``value`` is one run's number; the intervals over seeds are formed by the summaries. ``trained_as`` names
 the estimator whose runs a setting's rows are when its estimator declares the same gradient at this K
-(`Estimator.same_gradient`: ``iwae`` at K = 1 is ``reparam``'s run, trained once; empty: its own runs)."""
+(`Estimator.same_gradient`: ``iwae`` at K = 1 is ``reparam``'s run, trained once; empty: its own runs).
+``compile_s`` is the run's seconds in steps that compiled (`TrainResult.compile_time_s`, kept out of
+``wall_time_s``; 0 for an eager run), the same on every row of the run; seeds trained as one program compiled
+once, and each seed's rows carry its share (the compile seconds / S), so the seeds' rows sum to what the
+compilation took, as their ``wall_time_s`` do."""
 
 THROUGHPUT_FIGURES = ("step_s", "datapoints_per_s", "latent_samples_per_s", "ceiling_fraction")
 
@@ -186,7 +191,7 @@ THROUGHPUT = Table(
         "step_s_median", "step_s_p25", "step_s_p75", "step_s_iqr", "step_s_min", "step_s_low", "step_s_high",
         *_triples("datapoints_per_s", "latent_samples_per_s"),
         "peak_memory_bytes", "memory_baseline_bytes", "memory_kind", "flops_per_step", "achieved_flops",
-        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective", *INTERLEAVED,
+        "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective", *INTERLEAVED, "compile_s",
     ),
     keys=(*SETTING, "batch_size", "seed", "variant"),
     # step_s is reported as its median: step_s_median, step_s_low, step_s_high
@@ -201,11 +206,14 @@ THROUGHPUT = Table(
                              "ratio between settings can be formed") for c in INTERLEAVED},
         "timing_group": OptionalColumn(f"{_LEGACY} (before interleaved timing): each setting was timed alone",
                                        ""),
+        "compile_s": OptionalColumn(f"{_LEGACY} (before the compiling call was timed); NaN: not recorded"),
     },
     essential=("estimator", "num_samples", "seed"),
 )
 """throughput.csv: one row per timed setting; the hand-written pytorch/examples step is the row whose
-``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed interleaved."""
+``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed interleaved.
+``compile_s`` (issue 23, at the end of the row): a compiled row's first call of its step, which compiles it,
+timed alone before the warm-up (seconds; 0 for an eager row)."""
 
 # On-disk names that keep the word earlier versions used: results folders written before the renames keep
 # reading, and these three constants are the one place that maps them (config keys: RENAMED_KEYS of
@@ -244,7 +252,7 @@ SUMMARY = Table(
     columns=(
         *SETTING, "objective", "biased", *_triples(*SUMMARY_FIGURES[:7]), "snr_floor", "snr_at_floor",
         "converged", "variance_reference", "variance_checkpoint", "variance_group", "runs", "diverged",
-        "train_time_s", "trained_as", *_triples(*SUMMARY_FIGURES[7:11]), "rise_from_step", "rise_to_step", *TIMING_RATIOS,
+        "train_time_s", "compile_s", "trained_as", *_triples(*SUMMARY_FIGURES[7:11]), "rise_from_step", "rise_to_step", *TIMING_RATIOS,
     ),
     keys=SETTING,
     figures=SUMMARY_FIGURES,
@@ -254,7 +262,7 @@ SUMMARY = Table(
                                                  "variance_group")},
         "variance_reference": OptionalColumn(f"{_VARIANCE_RAN} and a baseline gradient was measured", None),
         **{c: OptionalColumn(_TRAINED) for c in (*_triples("final_test_elbo", "test_log_likelihood"), "runs",
-                                            "diverged", "train_time_s", "trained_as")},
+                                            "diverged", "train_time_s", "compile_s", "trained_as")},
         **{c: OptionalColumn(f"{_TRAINED}, with curves long enough to judge the last quarter")
            for c in (*_triples("test_elbo_rise"), "rise_from_step", "rise_to_step", "converged")},
         **{c: OptionalColumn(_EXTRA_FINAL) for c in _triples("exact_log_likelihood", "ll_gap", "model_log_likelihood",

@@ -47,6 +47,16 @@ GLOSSARY: dict[str, str] = {
         "shortest run, which does not depend on the machine. Either holds at its budget whether or not the "
         "curves had levelled off."
     ),
+    "compile time": (
+        "with `train.compile` (`--compile`) the training step is compiled by torch.compile at its first call for "
+        "each batch shape (the epoch's last short batch compiles again). The seconds of those steps are the "
+        "run's `compile_s`, counted apart from its training seconds (`wall_time_s`), so the wall-clock "
+        "comparisons and the learning curves against time compare compiled steps, not compilers; 0 for an "
+        "eager run. Seeds trained as one program compile once, and each seed's run counts its share (that "
+        "compilation's seconds divided by the seeds), so the seeds' `compile_s` add up to what compiling took. "
+        "In `throughput.csv`, a compiled row's `compile_s` is the first (compiling) call of its step, timed "
+        "alone before the warm-up; 0 for an eager row."
+    ),
     "steps to reach a target": (
         f"the steps (and training seconds) a run takes to first come within {TARGET_MARGIN:g} nat of the lowest "
         "final test ELBO among the settings of that K (each setting's mean over seeds): a target that every "

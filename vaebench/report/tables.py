@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS
-from vaebench.measures.schema import SUMMARY, complete
+from vaebench.measures.schema import SUMMARY, SUMMARY_FIGURES, complete
 from vaebench.report.formatting import at_floor, flagged_cell, fmt_number, interval_cell, markdown
 from vaebench.report.settings import all_iid, setting_columns
 
@@ -21,6 +21,7 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, bool]] = [
     ("final_test_elbo", "test ELBO", "plain ELBO of the test set at the end of training (nats; higher is better)", True),
     ("test_log_likelihood", "test log p(x)", "importance-sampled log-likelihood of the test set (nats; higher is better)", True),
     ("test_elbo_rise", "ELBO rise, last quarter", "change of the test ELBO over the last quarter of training, each seed's curve fitted by least squares (nats; within ±1 nat: levelled off, else not converged)", True),
+    ("compile_s", "compile (s)", "seconds of a training run's steps that compiled (torch.compile: the first step of each batch shape), mean over its seeds; kept out of the training seconds that the wall-clock figures use. Seeds trained as one program compile once, and each seed counts its share (that compilation's seconds / seeds). Shown only when the runs compiled", False),
     ("step_ms", "step (ms)", "median time of one training step on this machine: estimator, backward, optimizer", False),
     ("step_ratio", "step / yardstick", "step time over that of the K's yardstick setting, timed interleaved: the geometric mean of the per-round ratios with a Student-t interval over rounds", False),
     ("work_normalized_var", "variance x time", "encoder variance x seconds per gradient estimate, timed inside the variance unit (its interval covers the variance only, not the timing: the figure does not reproduce across runs)", False),
@@ -34,7 +35,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     summary = complete(summary, SUMMARY)  # columns not measured are NaN: left out below
     cols = [*setting_columns(summary), ("objective", lambda r: str(r["objective"]))]
     for column, header, _, symmetric in shown_columns(summary):
-        cell = interval_cell(column, symmetric)
+        cell = interval_cell(column, symmetric) if column in SUMMARY_FIGURES else _number_cell(column)
         if column == "snr":
             cell = flagged_cell(cell, "snr_at_floor", "(noise floor)")
         if column in TRAINED_COLUMNS:
@@ -50,8 +51,12 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     return markdown(summary, cols)
 
 
-TRAINED_COLUMNS = ("final_test_elbo", "test_log_likelihood", "test_elbo_rise")
+TRAINED_COLUMNS = ("final_test_elbo", "test_log_likelihood", "test_elbo_rise", "compile_s")
 """Columns measured on the training runs: a setting trained once as another shows that setting's (‡)."""
+
+
+def _number_cell(column: str):
+    return lambda row: fmt_number(row[column])
 
 
 def _shared_cell(cell):
@@ -67,9 +72,12 @@ def _shared_cell(cell):
 
 
 def shown_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, bool]]:
-    """The columns of `SUMMARY_COLUMNS` the table shows: those measured, and the work-normalised variance only
-    where no interleaved compute ratio replaces it (results folders from before interleaved timing)."""
+    """The columns of `SUMMARY_COLUMNS` the table shows: those measured, the compile seconds only where a run
+    compiled, and the work-normalised variance only where no interleaved compute ratio replaces it (results
+    folders from before interleaved timing)."""
     shown = [c for c in SUMMARY_COLUMNS if summary[c[0]].notna().any()]
+    if not (summary["compile_s"].fillna(0) > 0).any():  # eager runs: a column of zeros says nothing
+        shown = [c for c in shown if c[0] != "compile_s"]
     if summary["compute_ratio"].notna().any():
         shown = [c for c in shown if c[0] != "work_normalized_var"]
     return shown

@@ -18,6 +18,18 @@ forward cost per point-sample:
   checkpoints (they are small and fixed: not the configured model)
 - quadrature unit: `QUADRATURE_S`
 
+With ``train.compile`` every run compiles its own step (:mod:`vaebench.train.compiled`), once per batch shape:
+g = 1 graph, or 2 when the run reaches an epoch's last short batch. The calibration then compiles the training
+step of the anchor estimator at K = 1 and at the plan's largest K (the path training takes,
+`~vaebench.train.program.SeedProgram`; compiling every setting would cost seconds each): c(K) the seconds of
+its first call (compiling, and that step, as training counts them), ρ(K) = the compiled step's median time over
+the eager one's, both timed the same way. With K* the calibrated K nearest K (in log K), a convergence or anchor
+unit's steps' part is multiplied by ρ(K*) and the unit gets g · c(K*) more: once per unit, for stacked seeds too
+(they compile one program). Other estimators compile in about the anchor's time (the same model; a few more
+operations), an assumption, not a measurement. K = 1 compiles first and its c(1) includes the compiler's
+start-up in a fresh process (imports, caches: seconds), which a worker pays once, not per unit: an upper bound.
+On the default preset (64-200-8 on digits, a busy 2-core machine): c(1) = 6.6 s, c(10) = 3.0 s, ρ 0.61 and 0.78.
+
 The estimate is for one worker of ``threads`` threads on this machine; the total with ``W`` workers is the
 total over W, a lower bound (units do not divide evenly; throughput units run alone). Timing a few steps
 of every shape takes seconds on the small presets and about a minute on ``paper``.
@@ -29,23 +41,27 @@ the bound above), the whole run 556 s estimated for 474 s of units.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vaebench import rng
 from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.estimators import Setting
-from vaebench.measures.throughput import Timing, measure_throughput
+from vaebench.measures.throughput import Timing, measure_throughput, synchronize, time_steps
 from vaebench.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.context import Context
 from vaebench.suite.memory import check_memory
 from vaebench.suite.units import ANCHOR, Unit
 from vaebench.train import evaluate_elbo
+from vaebench.train.program import SeedProgram
+from vaebench.train.run import Schedule
 
 LANDING_S = 5.0
 """Seconds the STL check's unit takes (:mod:`vaebench.checks.landing`: 6 points x 2 estimators x 100
@@ -65,6 +81,23 @@ THROUGHPUT_ROUNDS = 1
 """Passes of (warmup + repeats + 1) steps of each setting a throughput unit takes (one: its rounds share them)."""
 
 
+@dataclass(frozen=True)
+class CompileCost:
+    """What compiling the training step costs, measured on the anchor estimator at a few K.
+
+    Attributes:
+        compile_s: K -> seconds of the first (compiling) step.
+        ratio: K -> the compiled step's median time over the eager step's.
+    """
+
+    compile_s: dict[int, float]
+    ratio: dict[int, float]
+
+    def nearest(self, k: int) -> int:
+        """The calibrated K nearest ``k`` in log K (the smaller on a tie)."""
+        return min(self.compile_s, key=lambda c: (abs(math.log(k / c)), c))
+
+
 @dataclass
 class Estimate:
     """The plan with a cost per unit.
@@ -74,12 +107,14 @@ class Estimate:
         step_s: (estimator, sampler, K) -> measured seconds per training step.
         forward_s: measured seconds per (test point x latent sample) of a forward pass.
         calibration_s: seconds the calibration took.
+        compile: the measured cost of compiling the step (``train.compile``), or None (eager).
     """
 
     units: list[tuple[Unit, float]]
     step_s: dict[tuple[str, str, int], float]
     forward_s: float
     calibration_s: float
+    compile: CompileCost | None = None
 
     @property
     def total_s(self) -> float:
@@ -118,6 +153,51 @@ def calibrate(config: SuiteConfig, ctx: Context, repeats: int = 5, warmup: int =
     return step_s, forward_s
 
 
+def calibrate_compile(config: SuiteConfig, ctx: Context, repeats: int = 5, warmup: int = 2) -> CompileCost:
+    """Compile the anchor estimator's training step at K = 1 and the largest K; time its first call, then
+    ``repeats`` compiled and eager steps (median after ``warmup``), on the path training takes."""
+    seed, anchor = config.seeds[0], config.variance.anchor_estimator
+    spec = ctx.train_spec()
+    x = ctx.dataset.train[: spec.batch_size]
+    if ctx.dataset.binarize == "dynamic":
+        x = torch.bernoulli(x, generator=rng.generator(seed, "cost.data"))
+    x = x.to(ctx.device)
+    compile_s, ratio = {}, {}
+    for k in sorted({1, max(config.samples)}):
+        medians = {}
+        for compile in (spec.compile, False):
+            program = SeedProgram(
+                ctx.model_factory(seed),
+                Setting(anchor, k).build(),
+                k,
+                ctx.dataset,
+                dataclasses.replace(spec, compile=compile),
+                seed,
+                ctx.device,
+            )
+
+            def step(program=program) -> None:
+                program.forward_backward(x)
+                program.update(None)
+
+            synchronize(ctx.device)
+            tick = time.perf_counter()
+            step()  # compiled: the call that compiles, which training counts as compile time
+            synchronize(ctx.device)
+            if compile:
+                compile_s[k] = time.perf_counter() - tick
+            medians[bool(compile)] = float(np.median(time_steps(step, ctx.device, repeats, warmup)))
+        ratio[k] = medians[True] / medians[False]
+    return CompileCost(compile_s, ratio)
+
+
+def graphs_per_run(config: SuiteConfig, ctx: Context) -> int:
+    """Batch shapes a run compiles for: 1, or 2 when it reaches an epoch's short last batch."""
+    spec = ctx.train_spec()
+    short = not spec.drop_last and len(ctx.dataset.train) % spec.batch_size != 0
+    return 2 if short and config.train.steps >= Schedule.of(ctx.dataset, spec).per_epoch else 1
+
+
 def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     """Every unit of ``config``'s plan with its estimated seconds on this machine (see the module's model)."""
     tick = time.perf_counter()
@@ -126,8 +206,12 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     before = torch.get_num_threads()
     if config.threads:  # as the units will run: many more threads than cores is many times slower
         torch.set_num_threads(config.threads)
+    trains = config.train.enabled or (config.variance.enabled and config.model.name not in BUILT_CHECKPOINTS)
+    compiled = None
     try:
         step_s, forward_s = calibrate(config, ctx)
+        if config.train.compile and trains:
+            compiled = calibrate_compile(config, ctx)
     finally:
         torch.set_num_threads(before)
     test_points = len(ctx.dataset.test)
@@ -136,10 +220,24 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     eval_s = evals * t.eval_samples * min(t.eval_points or test_points, test_points) * forward_s
     ll_s = t.ll_samples * min(t.ll_points or test_points, test_points) * forward_s
     ref_step = step_s.get((v.anchor_estimator, "iid", 1), 0.0)
+    graphs = graphs_per_run(config, ctx) if compiled else 0
+
+    def compiled_at(k: int) -> tuple[float, float]:
+        """(ρ, g · c) at the calibrated K nearest k: (1, 0) for an eager run."""
+        if compiled is None:
+            return 1.0, 0.0
+        near = compiled.nearest(k)
+        return compiled.ratio[near], graphs * compiled.compile_s[near]
+
     costs = []
     for unit in units.plan(config, test_points=test_points):
         if unit.kind == ANCHOR:
-            seconds = 0.0 if config.model.name in BUILT_CHECKPOINTS else t.steps * ref_step + eval_s
+            rho, compiling = compiled_at(1)
+            seconds = (
+                0.0
+                if config.model.name in BUILT_CHECKPOINTS
+                else t.steps * ref_step * rho + compiling + eval_s
+            )
         elif unit.kind == "variance":
             seconds = sum(
                 (v.replicates + v.baseline_samples) * step_s[(s.estimator, s.sampler, s.num_samples)]
@@ -154,17 +252,19 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
             )
         elif unit.kind == "quadrature":
             seconds = QUADRATURE_S
-        elif unit.kind == "convergence" and unit.seeds:  # S seeds as one program
-            seeds = len(unit.seeds)
-            seconds = seeds * (t.steps * step_s[_key(unit.setting)] / units.STACKED_SPEEDUP + eval_s + ll_s)
+        elif unit.kind == "convergence" and unit.seeds:  # S seeds as one program, compiled once
+            seeds, (rho, compiling) = len(unit.seeds), compiled_at(unit.setting.num_samples)
+            steps_s = t.steps * step_s[_key(unit.setting)] * rho / units.STACKED_SPEEDUP
+            seconds = seeds * (steps_s + eval_s + ll_s) + compiling
         elif unit.kind == "convergence":
-            seconds = t.steps * step_s[_key(unit.setting)] + eval_s + ll_s
+            rho, compiling = compiled_at(unit.setting.num_samples)
+            seconds = t.steps * step_s[_key(unit.setting)] * rho + compiling + eval_s + ll_s
         else:  # every setting at the unit's K, timed interleaved; the hand-written step costs about reparam's
             one = sum(step_s[_key(s)] for s in units.timed_settings(unit, config))
             one += ref_step if units.times_handwritten(unit, config) else 0.0
             seconds = THROUGHPUT_ROUNDS * (tp.warmup + tp.repeats + 1) * one
         costs.append((unit, seconds))
-    return Estimate(costs, step_s, forward_s, time.perf_counter() - tick)
+    return Estimate(costs, step_s, forward_s, time.perf_counter() - tick, compiled)
 
 
 def _key(setting: Setting) -> tuple[str, str, int]:
@@ -187,6 +287,14 @@ def describe(est: Estimate, workers: int) -> str:
     )
     if workers > 1:
         lines.append(f"with {workers} workers: at least {duration(total / workers)}")
+    if est.compile is not None:
+        lines.append(
+            "compiled step (torch.compile, each training unit compiles its own): "
+            + ", ".join(
+                f"K={k} {est.compile.compile_s[k]:.1f} s to compile, steps {est.compile.ratio[k]:.2f}x eager"
+                for k in sorted(est.compile.compile_s)
+            )
+        )
     lines.append(
         f"(calibrated in {est.calibration_s:.1f} s from timed training steps of every estimator x K on this "
         "machine; variance units are an upper bound)"

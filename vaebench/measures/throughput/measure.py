@@ -6,6 +6,7 @@ The maths of the figures is in the package docstring (:mod:`vaebench.measures.th
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from vaebench.measures.throughput.timing import (
     matmul_ceiling,
     num_threads,
     summarize_times,
+    synchronize,
     time_interleaved,
     track_peak_memory,
 )
@@ -74,7 +76,8 @@ class Timing:
 
     Attributes:
         repeats: timed steps per setting (the median is over these; rounded down to a multiple of the rounds).
-        warmup: untimed steps first (enough for ``torch.compile`` to finish compiling).
+        warmup: untimed steps first (a compiled step has compiled already, in :func:`build_step`; CUDA
+            graphs still record in the first calls).
         threads: torch CPU threads for the measurement (None: leave as is); recorded in ``threads``.
         rounds: rounds of interleaved timing (None: min(repeats, `ROUNDS`)).
     """
@@ -114,6 +117,7 @@ def build_step(
     The caller's model and estimator are left as they were. The estimator runs in training mode; stateful
     estimators are prepared with ``x`` before the optimizer is built. One eager step runs here (untimed): it
     counts the linear layers' FLOPs and raises any error (a K the estimator cannot take) before timing starts.
+    With ``options.compile`` the first compiled step runs here too, timed alone (``info["compile_s"]``).
 
     Args:
         model, estimator, x, num_samples: as in :func:`measure_throughput`.
@@ -124,7 +128,8 @@ def build_step(
     Returns:
         ``(step, info)``: ``step()`` runs one step (it does not synchronize the device); ``info`` holds
         ``estimator`` (the name), ``sampler``, ``flops_per_step``, ``optimizer`` (label), ``objective``, ``device``
-        (a ``torch.device``), ``batch_size``, ``num_samples``, ``compiled``, ``amp``.
+        (a ``torch.device``), ``batch_size``, ``num_samples``, ``compiled``, ``amp``, ``compile_s`` (seconds of
+        the first compiled step, which compiles it, run and timed here; 0 eager).
     """
     if isinstance(estimator, str):
         estimator = make_estimator(estimator)
@@ -160,6 +165,14 @@ def build_step(
     def step() -> None:
         training_step(optimizer, forward, apply=options.optimizer_step)
 
+    compile_s = 0.0
+    if compile:  # the call that compiles, timed alone: the warm-up and the timed steps then run compiled code
+        synchronize(device)
+        tick = time.perf_counter()
+        step()
+        synchronize(device)
+        compile_s = time.perf_counter() - tick
+
     info = {
         "estimator": estimator.name or type(estimator).__name__,
         "sampler": estimator.sampler,
@@ -171,6 +184,7 @@ def build_step(
         "num_samples": num_samples,
         "compiled": bool(compile),
         "amp": amp,
+        "compile_s": compile_s,
     }
     return step, info
 
@@ -226,7 +240,8 @@ def measure_throughput(
         peak_memory_bytes, memory_baseline_bytes, memory_kind, flops_per_step, achieved_flops,
         matmul_ceiling_flops, ceiling_fraction(_low/_high), objective, timing_group`` ("": timed alone),
         ``rounds, round_steps, round_s`` (the median of each round's block of steps, space-separated seconds),
-        ``load_before, load_after`` (the 1-minute load average around the timing).
+        ``load_before, load_after`` (the 1-minute load average around the timing), ``compile_s`` (the first,
+        compiling call of a compiled step, timed alone before the warm-up; 0 eager).
 
     Raises:
         VaebenchError: a K this estimator cannot take, bad counts, a device that is not there.
@@ -270,6 +285,7 @@ def build_handwritten(
         "num_samples": 1,
         "compiled": False,
         "amp": False,
+        "compile_s": 0.0,
     }
     return step, info
 
@@ -349,6 +365,7 @@ def measure_interleaved(
             round_s=" ".join(f"{t:.6g}" for t in np.median(times[:, i], axis=1)),
             load_before=load_before,
             load_after=load_after,
+            compile_s=info.get("compile_s", 0.0),
         )
         rows.append(row)
     return conform(pd.DataFrame(rows), THROUGHPUT)
