@@ -31,8 +31,8 @@ def vae(seed: int) -> GaussianVAE:
     return GaussianVAE(64, 4, hidden=(16,), seed=seed)
 
 
-def spec(compile=False, steps: int = 6) -> TrainSpec:
-    return TrainSpec(steps=steps, eval_every=3, keep=(0, 3), compile=compile)
+def spec(compile=False, steps: int = 6, **options) -> TrainSpec:
+    return TrainSpec(steps=steps, eval_every=3, keep=(0, 3), compile=compile, **options)
 
 
 def assert_close_runs(a, b, rtol: float = 1e-6, atol: float = 1e-6) -> None:
@@ -88,4 +88,28 @@ def test_inductor_compiles_stacked_stateful_seeds_to_the_eager_run(digits):
         assert result.seeds_stacked == 2 and result.note == "" and result.compile_time_s > 0
         # inductor fuses and reorders: float rounding, amplified for a few coordinates by Adam's first steps
         own = train(vae(seed), setting, digits, spec(steps=4), seed=seed)
+        assert_close_runs(result, own, rtol=1e-3, atol=2e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)  # torch's own import
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_compiled_steps_with_cuda_graphs_equal_the_eager_run(digits):
+    # compile=True on CUDA is inductor with CUDA graphs (reduce-overhead): graph outputs are overwritten by the
+    # next replay, so the latched check (several steps between reads) and a stateful estimator are the risks
+    on_cuda = {"device": "cuda", "check_every": 4}
+    single = Setting("reinforce-ma", 2)
+    compiled = train(vae(0), single, digits, spec(True, steps=8, **on_cuda), seed=0)
+    assert compiled.compile_time_s > 0
+    assert_close_runs(compiled, train(vae(0), single, digits, spec(steps=8, **on_cuda), seed=0), 1e-3, 2e-5)
+    stacked = Setting("dreg", 3)
+    results = train_seeds(
+        [vae(s) for s in SEEDS], stacked, digits, spec(True, steps=8, **on_cuda), seeds=SEEDS
+    )
+    for seed, result in zip(SEEDS, results, strict=True):
+        assert result.seeds_stacked == 2 and result.compile_time_s > 0
+        own = train(vae(seed), stacked, digits, spec(steps=8, **on_cuda), seed=seed)
         assert_close_runs(result, own, rtol=1e-3, atol=2e-5)

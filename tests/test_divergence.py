@@ -71,8 +71,15 @@ class ExplodingBaseline(ReinforceMovingAverage):
         )
 
 
-def run(digits, estimator, check_every: int, optimizer: str = "adam"):
-    spec = TrainSpec(steps=30, eval_every=5, keep=(0, 5, 7, 10), check_every=check_every, optimizer=optimizer)
+def run(digits, estimator, check_every: int, optimizer: str = "adam", device: str | None = None):
+    spec = TrainSpec(
+        steps=30,
+        eval_every=5,
+        keep=(0, 5, 7, 10),
+        check_every=check_every,
+        optimizer=optimizer,
+        device=device,
+    )
     setting = Setting("reinforce-ma" if isinstance(estimator, ReinforceMovingAverage) else "reparam", 1)
     return train(GaussianVAE(64, 4, hidden=(16,), seed=3), setting, digits, spec, seed=3, estimator=estimator)
 
@@ -123,6 +130,17 @@ def test_an_estimators_state_stops_where_the_check_at_every_step_leaves_it(digit
     assert every.diverged_step == AT
     assert_same(latched, every)
     assert int(latched.estimator_state["steps"]) == AT + 1  # prepared (1), then one update per forward pass
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_on_cuda_the_latch_gives_the_run_of_a_check_at_every_step(digits, where):
+    # what the latch is for: on a GPU the flags stay on the device between reads
+    every = run(digits, ExplodingBaseline(where), 1, device="cuda")
+    latched = run(digits, ExplodingBaseline(where), 6, device="cuda")
+    assert every.diverged_step == AT
+    assert_same(latched, every)
 
 
 def test_a_run_that_does_not_diverge_is_unchanged_by_the_latch(digits):

@@ -110,6 +110,17 @@ def test_a_sampler_and_a_latched_check_stack_too(digits):
         assert_same_run(result, own)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("name", "k"), [("reparam", 1), ("reinforce-ma", 2), ("dreg", 3), ("mvd", 1)])
+def test_on_cuda_each_seed_equals_its_own_run(digits, name, k):
+    setting, on_cuda = Setting(name, k), spec(device="cuda")
+    results = train_seeds([vae(s) for s in SEEDS], setting, digits, on_cuda, seeds=SEEDS)
+    for result, own in zip(results, apart(digits, setting, on_cuda), strict=True):
+        assert result.seeds_stacked == 3 and result.note == ""
+        assert_same_run(result, own)
+
+
 def test_the_clock_is_shared_fairly(digits):
     results = train_seeds([vae(s) for s in SEEDS], Setting("reparam", 1), digits, spec(), seeds=SEEDS)
     walls = {r.wall_time_s for r in results}
