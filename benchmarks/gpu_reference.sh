@@ -14,7 +14,8 @@
 # whole pass stops after SECONDS (default 540): a part is cut at what is left, and a part that fails or is
 # cut leaves the others' results. Warnings are shown, not raised, in the benchmarks (a newer or older torch
 # than the project's pin warns about its own APIs); the tests keep the project's warnings-as-errors and are
-# rerun with warnings shown only if a warning is what failed them. DEVICE=cpu checks the script itself.
+# rerun with warnings shown only if a warning is what failed them. DEVICE=cpu checks the script itself;
+# PARTS="cuda-tests compiled" runs only those parts (names as in parts.txt).
 set -u
 out=${1:?usage: benchmarks/gpu_reference.sh OUTDIR [SECONDS]}
 deadline=$((SECONDS + ${2:-540}))
@@ -27,6 +28,7 @@ mkdir -p "$out"
 part() { # name, limit (s), command...: runs it under the smaller of its limit and the time left
   local name=$1 limit=$2 start=$SECONDS rc
   shift 2
+  [ -n "${PARTS:-}" ] && [[ " $PARTS smoke cuda-tests-warnings-shown " != *" $name "* ]] && return 0
   local left=$((deadline - SECONDS))
   ((left < limit)) && limit=$left
   if ((limit < 10)); then

@@ -202,9 +202,10 @@ class Estimator(nn.Module):
         ``seed``: the run's seed, from which a stateful estimator draws its initial state (its own ``seed``
         option wins when set; None: 0), so independent runs start from independent states. Called by the
         first ``forward`` (without a seed) if nobody called it before. Subclasses that override it take the
-        same arguments, must end by calling ``super().prepare(model, x)`` (which marks the estimator
-        prepared) and keep it idempotent.
+        same arguments, must end by calling ``super().prepare(model, x)`` (which moves the estimator's
+        buffers and parameters to ``x``'s device and marks it prepared) and keep it idempotent.
         """
+        self.to(x.device)
         self._prepared = True
 
     @property

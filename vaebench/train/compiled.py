@@ -16,7 +16,9 @@ counts that step's time as compile time (`~vaebench.train.loop.TrainResult.compi
 time; the step's own arithmetic, milliseconds next to seconds of compilation, goes with it.
 
 On CUDA, ``compile=True`` uses ``mode="reduce-overhead"`` (CUDA graphs: one launch per step where the eager
-step is launch-bound); on a CPU the default mode.
+step is launch-bound); on a CPU the default mode. A graph's outputs are overwritten by its next replay, so each
+call marks a new step and returns copies of the surrogate and the objective (two small kernels), which the
+latched divergence check keeps for several steps.
 
 A stateful estimator updates its state in the forward pass (``reinforce-ma``'s baseline, NVIL's statistics).
 Inductor keeps the value read before the update for the backward pass (gradients within 1.2e-6 of eager,
@@ -78,6 +80,7 @@ class CompiledSurrogate:
         except Exception as error:  # an unknown backend surfaces as several exception types
             raise VaebenchError(f"torch.compile with {self.options} failed: {error}") from error
         self.shapes: set[tuple[tuple[int, ...], ...]] = set()
+        self.graphs = self.options.get("mode") == "reduce-overhead"
 
     def compiles(self, x: Tensor, eps: Tensor) -> bool:
         """Whether the next call with these shapes compiles (its first call for them)."""
@@ -86,7 +89,13 @@ class CompiledSurrogate:
     def __call__(self, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         self.shapes.add((tuple(x.shape), tuple(eps.shape)))
         try:
-            return self.function(x, eps)
+            if not self.graphs:
+                return self.function(x, eps)
+            # a CUDA graph's outputs live in its memory pool, overwritten by the next replay; the loop keeps a
+            # step's losses until the latched divergence check reads them, steps later: keep copies
+            torch.compiler.cudagraph_mark_step_begin()
+            surrogate, objective = self.function(x, eps)
+            return surrogate.clone(), objective.clone()
         except VaebenchError:
             raise
         except Exception as error:  # the compiler's own failures (no C++ compiler, an unsupported operation)
