@@ -7,6 +7,7 @@ Bonferroni-corrected where one test makes several comparisons.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -210,9 +211,13 @@ def test_every_estimator_and_sampler_runs_on_cuda_from_a_cuda_generator():
             est.prepare(model, x)
             est.to(x.dtype)
             grads = []
-            for _ in range(2):  # the same generator state gives the same gradient
+            for _ in range(
+                2
+            ):  # the same generator state (and estimator state: a copy) gives the same gradient
                 model.zero_grad(set_to_none=True)
-                out = est(model, x, num_samples=4, generator=torch.Generator("cuda").manual_seed(0))
+                out = copy.deepcopy(est)(
+                    model, x, num_samples=4, generator=torch.Generator("cuda").manual_seed(0)
+                )
                 out.surrogate.backward()
                 grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
             assert torch.isfinite(grads[0]).all() and torch.equal(grads[0], grads[1]), (name, sampler)
