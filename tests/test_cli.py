@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -454,7 +455,7 @@ def test_run_json_names_the_revision_the_run_started_from(tmp_path: Path, monkey
 
     reads = iter(range(1000))
 
-    def moving(*args):  # each read of the checkout sees a new commit
+    def moving(*args, **kwargs):  # each read of the checkout sees a new commit
         return {"commit": f"commit-{next(reads)}", "dirty": False}
 
     monkeypatch.setattr(runner, "git_revision", moving)
@@ -464,3 +465,24 @@ def test_run_json_names_the_revision_the_run_started_from(tmp_path: Path, monkey
     run = json.loads((out / "run.json").read_text())
     assert run["git"]["commit"] == "commit-0"
     assert [i["git"]["commit"] for i in run["invocations"]] == ["commit-0"]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_run_into_a_tracked_folder_does_not_call_the_code_edited(tmp_path: Path) -> None:
+    # rerunning a committed reference run (--out results/reference/default) rewrites tracked files
+    from vaebench.provenance import git_revision
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "summary.csv").write_text("x\n1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    (tmp_path / "results" / "summary.csv").write_text("x\n2\n")
+    assert git_revision(tmp_path, exclude=tmp_path / "results")["dirty"] is False
+    assert git_revision(tmp_path)["dirty"] is True
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert git_revision(tmp_path, exclude=tmp_path / "results")["dirty"] is True

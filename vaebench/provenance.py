@@ -100,15 +100,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_revision(path: str | Path | None = None) -> dict[str, Any] | None:
+def git_revision(path: str | Path | None = None, exclude: str | Path | None = None) -> dict[str, Any] | None:
     """The git commit of the checkout holding `path` (default: this package) and whether it has edits.
 
+    ``exclude``: a folder whose edits do not count, the run's own results folder: rerunning into a tracked
+    folder (``--out results/reference/default``) rewrites its files, which says nothing about the code.
     Returns None outside a git checkout or without git; never raises.
     """
     folder = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         commit = _git(folder, "rev-parse", "HEAD")
-        status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+        pathspec = []
+        if exclude is not None:
+            top = Path(_git(folder, "rev-parse", "--show-toplevel")).resolve()
+            out = Path(exclude).resolve()
+            if out.is_relative_to(top) and out != top:
+                pathspec = ["--", ".", f":(top,exclude){out.relative_to(top).as_posix()}"]
+        status = _git(folder, "status", "--porcelain", "--untracked-files=no", *pathspec)
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(status)}

@@ -156,7 +156,7 @@ class _Run:
         command = _command(argv)
         # The code this process runs is the code at start: read the revision now, not at each write of
         # run.json (a checkout moved during a long run would otherwise be credited with its results).
-        self.git = git_revision()
+        self.git = git_revision(exclude=out)  # the results folder's own edits are not the code's
         # The load before any unit runs and (in write_run_json) when the run ends: the timings' context.
         self.load: dict = {"before": machine_load()}
         self.invocations = [
