@@ -211,9 +211,8 @@ def test_every_estimator_and_sampler_runs_on_cuda_from_a_cuda_generator():
             est.prepare(model, x)
             est.to(x.dtype)
             grads = []
-            for _ in range(
-                2
-            ):  # the same generator state (and estimator state: a copy) gives the same gradient
+            # the same generator state (and estimator state: a copy) gives the same gradient
+            for _ in range(2):
                 model.zero_grad(set_to_none=True)
                 out = copy.deepcopy(est)(
                     model, x, num_samples=4, generator=torch.Generator("cuda").manual_seed(0)

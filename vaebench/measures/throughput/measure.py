@@ -149,10 +149,8 @@ def build_step(
     x = x.to(device)
     estimator.prepare(model, x, seed=seed)
     optimizer, optimizer_label = make_optimizer([*model.parameters(), *estimator.parameters()], options.lr)
+    flops = estimate_flops(model, estimator, x, num_samples, seed=seed)
     generator = rng.generator(seed, "throughput.noise", device=device)
-    with count_linear_flops(model, estimator) as forward_flops:
-        estimator(model, x, num_samples=num_samples, generator=generator).surrogate.backward()
-    optimizer.zero_grad(set_to_none=True)
 
     surrogate = surrogate_of(model, estimator, x, num_samples, None if compile else generator)
 
@@ -176,7 +174,7 @@ def build_step(
     info = {
         "estimator": estimator.name or type(estimator).__name__,
         "sampler": estimator.sampler,
-        "flops_per_step": 3 * forward_flops[0],
+        "flops_per_step": flops,
         "optimizer": optimizer_label if options.optimizer_step else "none",
         "objective": estimator.objective,
         "device": device,
@@ -194,8 +192,8 @@ def estimate_flops(
 ) -> int:
     """Linear-layer FLOPs of one gradient estimate: 3 x the forward FLOPs of one call of ``estimator``.
 
-    The count :func:`build_step` makes (``flops_per_step``) without the optimizer step, for a caller that
-    times estimates rather than steps (the variance harness's benchmark: R estimates cost R times this). The
+    :func:`build_step`'s ``flops_per_step`` (the optimizer step's few FLOPs are not counted), and for a caller
+    that times estimates rather than steps (the variance harness's benchmark: R estimates cost R times this). The
     forward is one call on ``x`` [B, D] at K = ``num_samples``, counted over the model and the estimator (a
     baseline network is part of the estimate); the backward costs about twice the forward (the gradients of
     each layer's input and of its weight). Nothing is stepped and no ``.grad`` is written.
