@@ -97,29 +97,28 @@ def variance_by_k(
 
 
 def variance_by_checkpoint(
-    variance: pd.DataFrame,
-    *,
-    metric: str = "trace_var",
-    group: str = "encoder",
-    checkpoints: Sequence[str] = (),
+    variance: pd.DataFrame, *, group: str = "encoder", checkpoints: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """``metric`` pooled over seeds, one row per (estimator, sampler, K), one column per checkpoint (in order)."""
+    """The encoder variance and SNR of every setting at each checkpoint of the anchor run, pooled over seeds
+    (:func:`variance_by_k` at each): one row per (estimator, sampler, K, checkpoint), with the checkpoint's
+    ``step``, checkpoints in ``checkpoints``' order (else as measured)."""
     rows = _measured(complete(variance, VARIANCE))
     rows = rows[rows["group"] == group]
     labels = [c for c in checkpoints if c in set(rows["checkpoint"])] or list(
         dict.fromkeys(rows["checkpoint"])
     )
+    figures = [c for f in ("trace_var", "snr") for c in (f, f"{f}_low", f"{f}_high")]
     frames = []
     for label in labels:
         part = variance_by_k(rows, group=group, checkpoint=label)
-        if not part.empty:
-            frames.append(part[[*KEYS, metric]].rename(columns={metric: label}))
+        step = rows.loc[rows["checkpoint"] == label, "step"].iloc[0]
+        frames.append(part[[*KEYS, *figures]].assign(checkpoint=label, step=step, _order=len(frames)))
     if not frames:
-        return pd.DataFrame(columns=KEYS)
-    table = frames[0]
-    for part in frames[1:]:
-        table = table.merge(part, on=KEYS, how="outer")
-    return order_estimators(table)
+        return pd.DataFrame(columns=[*KEYS, "checkpoint", "step", *figures])
+    table = pd.concat(frames, ignore_index=True)
+    settings = order_estimators(table[KEYS].drop_duplicates()).assign(_setting=lambda f: range(len(f)))
+    table = table.merge(settings, on=KEYS).sort_values(["_setting", "_order"], kind="stable")
+    return table[[*KEYS, "checkpoint", "step", *figures]].reset_index(drop=True)
 
 
 def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

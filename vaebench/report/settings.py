@@ -1,6 +1,7 @@
 """How the report names a setting: its label in plots and sentences, its cell in a table (with † for a bias).
 
-The setting keys and the sampler default are analysis's (:mod:`vaebench.analysis.settings`).
+The render half of the setting: its keys, order, sampler default and declared bias are analysis's
+(:mod:`vaebench.analysis.settings`); this module only says how a setting is written.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ from vaebench.analysis.settings import all_iid, bias_note
 
 
 def estimator_cell(row: pd.Series) -> str:
-    """The estimator's name as a table cell, marked † where it declares a bias at this K (see the legend)."""
-    return f"`{row['estimator']}`" + (" †" if bias_note(row["estimator"], row["num_samples"]) else "")
+    """The estimator's name as a table cell, marked † where it declares a bias at this K and ‡ where its
+    training runs are another setting's (``trained_as``: the same gradient, draw for draw)."""
+    shared = isinstance(row.get("trained_as"), str) and bool(row.get("trained_as"))
+    return (
+        f"`{row['estimator']}`"
+        + (" †" if bias_note(row["estimator"], row["num_samples"]) else "")
+        + (" ‡" if shared else "")
+    )
 
 
 def setting_columns(frame: pd.DataFrame) -> list[tuple[str, Callable[[pd.Series], str]]]:

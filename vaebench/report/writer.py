@@ -1,19 +1,13 @@
-"""The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
+"""The report of a results folder: its analysis tables, ``verdicts.json``, the plots, and ``report.md``.
 
-This module reads the folder (:func:`load`) and writes the files (``budget.csv``: the settings at equal
-wall-clock, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
-:mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
-measured (``variance.csv``, ``convergence.csv``, ``throughput.csv``, ``stl_landing.csv``) and turns those
-tables into the comparison table and the fitted laws with :mod:`vaebench.analysis`; it never trains,
-samples or measures, and it does not import the suite.
+This module reads the folder (:func:`load`), has :mod:`vaebench.analysis` turn the measures' tables into the
+analysis files (``summary.csv``, ``budget.csv``, ``variance_by_checkpoint.csv``, ``verdicts.json``,
+``claims.csv``, ``scaling.csv``), draws the plots and writes report.md (:mod:`vaebench.report.document`) from
+those files' contents only: every number the report shows is in one of them. It never trains, samples or
+measures, and it does not import the suite.
 
 Everything is rebuilt from the folder's CSVs and run.json, so ``python -m vaebench report DIR`` reproduces it,
 and a partial run (interrupted, or with failed units) gets a partial report that says so.
-
-report.md opens with the bottom line, one verdict per question and K
-(:func:`vaebench.analysis.verdicts.verdicts`; the same verdicts, machine-readable, are ``verdicts.json``).
-The reading that follows is generated from the summary table: each sentence is computed, so it cannot
-contradict the table next to it. Nothing in it is a fixed claim about estimators in general.
 """
 
 from __future__ import annotations
@@ -90,12 +84,15 @@ def write_report(
     at_budget = budget.budget(frames["convergence"], level=level)
     if not frames["convergence"].empty:
         files.write_csv(out / "budget.csv", at_budget)
-    frames = {**frames, "budget": at_budget}
+    by_checkpoint = _variance_by_checkpoint(frames["variance"], config)
+    if not by_checkpoint.empty:
+        files.write_csv(out / "variance_by_checkpoint.csv", by_checkpoint)
     faults.point("report")
     found = verdicts.verdicts(
         summary, frames["convergence"], frames["throughput"], checkpoint=checkpoint, level=level
     )
-    files.write_json(out / "verdicts.json", verdicts_json(found, run, level))
+    document = verdicts_json(found, run, level)
+    files.write_json(out / "verdicts.json", document)
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
     laws, scaling_plots = scaling.write_scaling(out, frames["variance"], checkpoint, frames["laws"])
     landing = _read_landing(out)
@@ -105,8 +102,9 @@ def write_report(
     claimed = claims_table(laws, landing, frames["quadrature"], comparisons)
     files.write_csv(out / "claims.csv", claimed)
     text = render(
-        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing,
-        verdicts=found, claims=claimed, scaling_plots=scaling_plots,
+        run, config, summary, frames, figures, checkpoint=checkpoint, records=document["verdicts"],
+        claims=claimed, laws=laws, scaling_plots=scaling_plots,
+        written=[p.name for p in out.iterdir() if p.is_file()],
     )  # fmt: skip
     path = out / "report.md"
     files.write_text(path, text)
@@ -140,6 +138,14 @@ def _estimator_rows(throughput: pd.DataFrame) -> pd.DataFrame:
     if throughput.empty:
         return throughput
     return throughput[throughput["estimator"] != schema.HANDWRITTEN]
+
+
+def _variance_by_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> pd.DataFrame:
+    """:func:`vaebench.analysis.summaries.variance_by_checkpoint` (empty with fewer than two checkpoints: the
+    comparison table has the one)."""
+    if variance.empty or variance.loc[variance["status"] == "ok", "checkpoint"].nunique() < 2:
+        return pd.DataFrame()
+    return summaries.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
 
 
 def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | None:
