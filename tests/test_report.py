@@ -13,6 +13,7 @@ import json
 import math
 import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -512,7 +513,7 @@ def test_laws_are_fitted_only_on_three_k_or_more(tmp_path: Path, frames) -> None
         ignore_index=True,
     )  # fmt: skip
     text = write_report(write_folder(tmp_path / "three", {"variance": three})).read_text()
-    assert "## Scaling laws in K" in text and "laws fitted: " in text
+    assert "## Scaling laws in K" in text and "laws fitted (verdicts: " in text
     fits = pd.read_csv(tmp_path / "three" / "scaling.csv").set_index(["estimator", "group", "figure"])
     assert fits.loc[("reparam", "encoder", "trace_var"), "slope"] == pytest.approx(-1.0, abs=0.01)
 
@@ -540,8 +541,8 @@ def test_the_takeaway_groups_winners_by_what_and_where_they_win() -> None:
                record(q[3], 10, None, "reinforce")]  # fmt: skip
     assert bottom_line.takeaway(records) == (
         "`cv` has the lowest gradient variance and the best variance x step time at K = 1 and 10; `stl` has the "
-        "fastest step at K = 1; no setting is separated from the rest on test log-likelihood; no setting is "
-        "separated from the rest on step time at K = 10."
+        "fastest step at K = 1; no setting is separated from the rest on test log-likelihood or on step time at "
+        "K = 10."
     )
 
 
@@ -601,7 +602,8 @@ def _tolerance(token: str) -> float:
 
 def _values(folder: Path) -> np.ndarray:
     """Every number in the folder's CSV and JSON files (cells and the numbers inside text), the half-width of
-    every interval (``x ± h`` shows (high - low) / 2), and the step times in ms (``step_s_*`` are seconds)."""
+    every interval (``x ± h`` shows (high - low) / 2), the step times in ms (``step_s_*`` are seconds), and the
+    run's wall-clock (its invocations' times in run.json)."""
     found: list[float] = []
     for path in [*folder.glob("*.csv"), *folder.glob("*.json")]:
         raw = path.read_text()
@@ -614,6 +616,14 @@ def _values(folder: Path) -> np.ndarray:
                     found += list(pd.to_numeric(half, errors="coerce").dropna())
                 if column.startswith("step_s"):
                     found += list(1e3 * pd.to_numeric(frame[column], errors="coerce").dropna())
+    invocations = json.loads((folder / "run.json").read_text()).get("invocations", [])
+    found.append(  # the wall-clock: the invocations' seconds, ended - started
+        sum(
+            (datetime.fromisoformat(i["ended"]) - datetime.fromisoformat(i["started"])).total_seconds()
+            for i in invocations
+            if i.get("ended")
+        )
+    )
     for record in json.loads((folder / "verdicts.json").read_text())["verdicts"]:
         for pair in (record["interval"], record["change_interval"]):
             if None not in pair:

@@ -71,7 +71,7 @@ def takeaway(records: list[dict], claims: pd.DataFrame | None = None) -> str:
         for question, ks in questions.items():
             by_ks.setdefault(tuple(ks), []).append(WINS[question])
         said = [f"{_and(words)} at {_ks(list(ks))}" for ks, words in by_ks.items()]
-        clauses.append(f"`{name}` has " + _and(said))
+        clauses.append(f"`{name}` has " + ", and ".join(said))
     open_: dict[str, list] = {}
     for r in judged:
         if r["winner"] is None:
@@ -80,9 +80,12 @@ def takeaway(records: list[dict], claims: pd.DataFrame | None = None) -> str:
     by_ks = {}
     for question, ks in open_.items():
         by_ks.setdefault(tuple(ks), []).append(NOUNS[question])
-    for ks, nouns in by_ks.items():
-        where = "" if list(ks) == every else f" at {_ks(list(ks))}"
-        clauses.append(f"no setting is separated from the rest on {_and(nouns, 'or')}{where}")
+    unseparated = [
+        f"{_and(nouns, 'or')}" + ("" if list(ks) == every else f" at {_ks(list(ks))}")
+        for ks, nouns in by_ks.items()
+    ]
+    if unseparated:
+        clauses.append("no setting is separated from the rest on " + " or on ".join(unseparated))
     text = "; ".join(clauses)
     return text[0].upper() + text[1:] + "." if not text.startswith("`") else text + "."
 
@@ -92,10 +95,10 @@ def _claims_takeaway(claims: pd.DataFrame | None) -> str:
         return "No verdict: this run compared no settings and measured no published claim."
     measured = claims[claims["verdict"] != "not measured in this run"]
     counts = measured["verdict"].value_counts()
-    told = _and([f"{n} {word}" for word, n in counts.items()]) if len(measured) else "none"
+    told = ", ".join(f"{word} {n}" for word, n in counts.items())
     return (
-        f"This run compares no estimators (its checks only); of the {len(measured)} published claims it "
-        f"measured: {told}."
+        f"This run compares no estimators (its checks only); it measured {len(measured)} published claims"
+        + (f" (verdicts: {told})." if told else ".")
     )
 
 
@@ -142,6 +145,8 @@ def _figure(r: dict) -> str:
         return fmt_interval(value, low, high)
     if r["yardstick"] in (None, r["best"]):
         return "1 (the yardstick)" if r["yardstick"] else ratio_text(value, low, high)
+    if r["yardstick"] == r["against"]:
+        return "–"  # its ratio to the yardstick is the next column's
     return f"{ratio_text(value, low, high)} `{r['yardstick']}`'s"
 
 

@@ -135,7 +135,7 @@ def _laws(laws: pd.DataFrame, plots_by: dict[str, str]) -> list[str]:
         return []
     words = laws.apply(verdict_of, axis=1).str.partition(":")[0]
     counts = words.value_counts()
-    told = ", ".join(f"{n} {word}" for word, n in counts.items())
+    told = ", ".join(f"{word} {n}" for word, n in counts.items())
     odd = laws[words != "agrees"]
     named = "; ".join(
         f"`{r['estimator']}` {r['group']} {r['figure']} at {r['checkpoint']}: {w}"
@@ -144,7 +144,7 @@ def _laws(laws: pd.DataFrame, plots_by: dict[str, str]) -> list[str]:
     md = [
         "## Scaling laws in K",
         "",
-        f"{len(laws)} laws fitted: {told}" + (f" ({named})" if named else "") + ".",
+        f"{len(laws)} laws fitted (verdicts: {told})" + (f" ({named})" if named else "") + ".",
     ]
     md.append("")
     for label, name in plots_by.items():
