@@ -127,7 +127,9 @@ def _winner(r: dict) -> str:
     if r["winner"] is not None:
         return f"`{r['winner']}`{same}"
     level = len(r["not_separated"])
-    return f"not separated: `{r['best']}`{same} leads, {level} level with it" if level else "not separated"
+    if not level:  # every other setting has its figures: nothing to separate it from
+        return f"`{r['best']}`{same}: {r['reason']}"
+    return f"not separated: `{r['best']}`{same} leads, {level} level with it"
 
 
 def _interval(r: dict, key: str, pair: str) -> tuple[float, float, float]:
