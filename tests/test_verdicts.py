@@ -258,7 +258,7 @@ def test_the_report_opens_with_the_bottom_line_and_writes_verdicts_json(tmp_path
         "fastest step at K = 1."
     )
     assert (
-        "| lowest gradient variance | 1 | `stl` | 10.0 [9.0, 11] | 0.10× [0.080, 0.12] `reparam`'s |" in text
+        "| lowest gradient variance | 1 | `stl` | 10.0 [9.0, 11] | 0.10× [0.087, 0.12] `reparam`'s |" in text
     )
     assert "| fastest step | 1 | `reparam` |" in text
     assert "Test CPU, 2 usable cores; 1-minute load 0.50 at the start, 3.5 at the end" in text
