@@ -21,6 +21,13 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
    ownership, workers and Ray, cost, rebuild; it does not import the report;
 9. **report**: reads a results folder through the schema and analysis, and writes only report files;
 10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``) and the deprecated ``training``.
+
+Two modules share a file name only as the two halves of one concept, one in each layer:
+
+- ``analysis.settings`` computes what a setting is (its keys, their order, the sampler default, the bias an
+  estimator declares at a K); ``report.settings`` renders it (a setting's label, its table cells, † and ‡);
+- ``measures.convergence`` measures one training run (curves and final figures, one tidy table);
+  ``analysis.convergence`` summarises those rows over seeds (means, intervals, diverged runs).
 """
 
 __version__ = "0.1.0"
