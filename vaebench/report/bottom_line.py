@@ -175,12 +175,11 @@ def caveats(
     claims: pd.DataFrame | None,
     run: dict,
     throughput: pd.DataFrame | None,
-    records: list[dict],
 ) -> list[str]:
     """At most four caveats, each said once: curves that had not levelled off (and diverged runs), the biased
     settings left out of every ranking, the timing basis and the machine's load, the claims not compared."""
     summary = complete(summary, SUMMARY) if not summary.empty else summary
-    said = [_curves(summary), _biased(summary), timing_basis(run, throughput, records), _not_compared(claims)]
+    said = [_curves(summary), _biased(summary), timing_basis(run, throughput), _not_compared(claims)]
     lines = [c for c in said if c]
     return ["## Caveats", "", *[f"- {c}" for c in lines], ""] if lines else []
 
@@ -242,7 +241,7 @@ def _not_compared(claims: pd.DataFrame | None) -> str:
     return f"**Claims not compared** ({len(rows)}): " + ". ".join(groups) + "."
 
 
-def timing_basis(run: dict, throughput: pd.DataFrame | None, records: list[dict]) -> str:
+def timing_basis(run: dict, throughput: pd.DataFrame | None) -> str:
     """What the timing verdicts rest on (interleaved rounds) and the machine's load; '' without timing."""
     if throughput is None or throughput.empty:
         return ""

@@ -76,7 +76,7 @@ def render(
     md = [f"# vaebench report: {config.name}", "", bottom_line.takeaway(records, claims), ""]
     md += _status(run)
     md += bottom_line.table(records)
-    md += bottom_line.caveats(summary, claims, run, frames.get("throughput"), records)
+    md += bottom_line.caveats(summary, claims, run, frames.get("throughput"))
     md += _claims(claims)
     measures = config.variance.enabled or config.train.enabled or config.throughput.enabled
     if measures or not summary.empty:
