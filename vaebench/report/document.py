@@ -112,7 +112,8 @@ def _claims(claims: pd.DataFrame) -> list[str]:
         md += [markdown(measured, [(c, cells[c]) for c in CLAIM_COLUMNS]), ""]
     if not rest.empty:
         how = "; ".join(dict.fromkeys(rest["detail"].fillna("").astype(str)))
-        md += [f"The other {len(rest)} of the {len(claims)} claims are measured elsewhere: {how}.", ""]
+        which = f"The other {len(rest)} of the {len(claims)}" if len(measured) else f"All {len(claims)}"
+        md += [f"{which} claims are measured by another run: {how}.", ""]
     return md
 
 
