@@ -20,7 +20,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;
 9. **report**: reads a results folder through the schema and analysis, and writes only report files;
-10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``) and the deprecated ``training``.
+10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``).
 """
 
 __version__ = "0.1.0"
@@ -36,6 +36,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("checks", ("checks",)),
     ("suite", ("suite",)),
     ("report", ("report",)),
-    ("commands", ("cli", "__main__", "verify", "training")),
+    ("commands", ("cli", "__main__", "verify")),
 )  # fmt: skip
 """The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""
