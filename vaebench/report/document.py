@@ -288,8 +288,8 @@ def _likelihood(c: SuiteConfig) -> str:
 def _table_notes(summary: pd.DataFrame) -> list[str]:
     notes = []
     summary = schema.complete(summary, schema.SUMMARY)
-    if summary["variance_reference"].notna().any():
-        refs = sorted(set(summary["variance_reference"].dropna().astype(str)))
+    if summary["variance_baseline"].notna().any():
+        refs = sorted(set(summary["variance_baseline"].dropna().astype(str)))
         notes.append(f"Bias and cosine in variance.csv are measured against: {', '.join(refs)}.")
     return notes
 

@@ -297,7 +297,7 @@ def measure_handwritten(
     seed: int = 0,
     timing: Timing = Timing(),
 ) -> pd.DataFrame:
-    """The hand-written row (on disk ``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
+    """The hand-written row (``estimator="handwritten"``, K = 1): the pytorch/examples step on x [B, D].
 
     Same columns as :func:`measure_throughput` (see :func:`build_handwritten`).
     """
