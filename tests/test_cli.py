@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from vaebench import cli, interrupts
-from vaebench.config.schema import CLASSIC_ESTIMATORS
+from vaebench.config.sections import CLASSIC_ESTIMATORS
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 from vaebench.report.writer import FIGURES

@@ -10,7 +10,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 2. **core**: ``model``, ``stacked_model`` (S seeds of a model as one module, for training seeds together),
    ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
    registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
-3. **config**: the schema, the presets, strict TOML, validation, the configuration's hash;
+3. **config**: the sections (each field with its type and constraints), the presets, strict TOML, validation,
+   the configuration's hash;
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.analysis.scaling import scaling_laws
 from vaebench.checks.landing import exact_posterior_model
-from vaebench.config.schema import LAW_CHECKPOINTS, LAW_ESTIMATORS, LAW_GRID
+from vaebench.config.sections import LAW_CHECKPOINTS, LAW_ESTIMATORS, LAW_GRID
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, make_estimator, unsupported

@@ -20,7 +20,7 @@ TOML has no null, so options that mean "nothing" use a word or zero: `binarize =
 (see :func:`to_dict`), and a saved one is read back with :func:`from_dict`.
 """
 
-from vaebench.config.schema import (
+from vaebench.config.sections import (
     CHECKPOINTS,
     EXECUTION_KEYS,
     LR_SCHEDULES,

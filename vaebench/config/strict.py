@@ -2,7 +2,7 @@
 
 `merge` is the one code path for TOML files, command-line overrides and a saved run.json, so all three give
 the same messages: an unknown key names itself and the valid keys of its table, a wrong type names the key,
-what was expected and what was given.
+what was expected and what was given (:func:`vaebench.config.constraints.coerce`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ except ModuleNotFoundError:  # Python 3.10: the tomli package (a dependency ther
 
 from vaebench import devices
 from vaebench.config import plugins
-from vaebench.config.schema import EXECUTION_KEYS, SuiteConfig, preset, real_valued
+from vaebench.config.constraints import coerce, describe
+from vaebench.config.sections import EXECUTION_KEYS, SuiteConfig, preset, real_valued
 from vaebench.config.validate import validate
 from vaebench.data import is_data_file
 from vaebench.errors import VaebenchError
@@ -44,7 +44,7 @@ def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
         VaebenchError: an unknown key (listing the valid ones) or a value of the wrong type.
     """
     if not isinstance(data, dict):
-        raise VaebenchError(f"config key {_where(prefix)} must be a table, got {_describe(data)}")
+        raise VaebenchError(f"config key {_where(prefix)} must be a table, got {describe(data)}")
     hints = typing.get_type_hints(type(config))
     names = [f.name for f in dataclasses.fields(config)]
     changes: dict[str, Any] = {}
@@ -56,7 +56,7 @@ def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(current):
             changes[key] = merge(current, value, prefix=f"{path}.")
         else:
-            changes[key] = _coerce(value, hints[key], path)
+            changes[key] = coerce(value, hints[key], path)
     return dataclasses.replace(config, **changes)
 
 
@@ -101,51 +101,6 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         elif x != y:
             out.append(f"{prefix}{f.name}: {_show(x)} -> {_show(y)}")
     return out
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check `value` against the annotation `tp` (int, float, str, bool, X | None, tuple[X, ...])."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for option in inner[:-1]:  # bool | str: the first type the value is, else the last one's message
-            if option in (bool, str) and isinstance(value, option):
-                return value
-        return _coerce(value, inner[-1], path)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise VaebenchError(
-                f"config key {path!r} must be a list of {_type_name(args[0])}s, got {_describe(value)}"
-            )
-        return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, tp)
-    if not ok:
-        raise VaebenchError(
-            f"config key {path!r} must be {_type_name(tp, article=True)}, got {_describe(value)}"
-        )
-    return value
-
-
-def _type_name(tp: Any, article: bool = False) -> str:
-    name = {int: "integer", float: "number", str: "string", bool: "boolean (true or false)"}.get(tp, str(tp))
-    if not article:
-        return name
-    return ("an " if name[0] in "aeiou" else "a ") + name
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
-    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
 
 
 def _show(value: Any) -> str:
@@ -273,7 +228,7 @@ def _merge_file(data: dict[str, Any], base: str | None) -> SuiteConfig:
     data = dict(data)
     named = data.pop("preset", None)
     if named is not None and not isinstance(named, str):
-        raise VaebenchError(f"config key 'preset' must be a string, got {_describe(named)}")
+        raise VaebenchError(f"config key 'preset' must be a string, got {describe(named)}")
     return merge(preset(base or named or "default"), data)
 
 
