@@ -269,23 +269,17 @@ class SuiteConfig:
 
 # A note on threads: the default model's matrices are small (batch 100 x a few hundred units), where an OpenMP
 # parallel region costs about as much as it saves; and when the machine is busy, a second spinning thread
-# that gets descheduled stalls every operation (measured on a loaded 2-core machine: 300 ms vs 1.5 ms per
-# step for a 64-32-4 VAE). One thread is the robust default for the digits presets; `paper` uses torch's
-# default (all cores), where the 784-200-200-50 model's matrices are large enough to share.
+# that gets descheduled stalls every operation (benchmarks/README.md, "A shared machine"). One thread is the
+# robust default for the digits presets; `paper` uses torch's default (all cores), where the 784-200-200-50
+# model's matrices are large enough to share.
 
 
 def _presets() -> dict[str, SuiteConfig]:
     # The default run: the seed's Gaussian VAE at 64-100-8 (tanh), 3000 steps (210 epochs of digits) from lr 3e-3
-    # decayed by a cosine to 0, where the pathwise curves level off (issue 23; 3 seeds, the change of the test
-    # ELBO over the last quarter, 95% interval). At 64-200-8 they did not within 5 minutes: 0.96 [0.91, 1.01]
-    # nats for reparam K = 1 after 1000 cosine steps, and after 3000 still 0.94 [0.85, 1.02] (reparam K = 1),
-    # 0.97 [0.85, 1.09] (iwae K = 10), 0.88 [0.74, 1.03] (dreg K = 10), a 5.2-minute run; after 500 constant
-    # steps at 1e-3 every curve rose 6.6-14 nats; from 1e-2 the last quarter still rose 1.67, from σ_x = 0.03
-    # training started too sharp, -105. At 64-100-8 a step costs about half as much and 3000 steps leave every
-    # pathwise setting at K = 1 and 10 between 0.51 [0.42, 0.61] and 0.61 [0.53, 0.70]; after 2000 steps they
-    # were already within 0.70 [0.64, 0.76], 3 nats lower. Under a schedule that decays to 0, "levelled off"
-    # is the end of the schedule, not the best the model can do: 4000 steps end 1.5 nats higher again (reparam
-    # K = 1: 51.8 after 3000, 53.3 after 4000). Variance at init, middle and end (not also early).
+    # decayed by a cosine to 0, so that the pathwise curves level off (the change of the test ELBO over the last
+    # quarter, within a nat; how the size and the schedule were chosen: the README's "Reference results").
+    # Under a schedule that decays to 0, "levelled off" is the end of the schedule, not the best the model can
+    # do. Variance at init, middle and end (not also early).
     default = SuiteConfig(
         model=ModelConfig(hidden=(100,)),
         train=TrainConfig(steps=3000, lr=3e-3, lr_schedule="cosine", eval_every=50),
@@ -337,11 +331,10 @@ def _presets() -> dict[str, SuiteConfig]:
     # estimators the published comparisons need (the VAE, IWAE, DReG) at their K in {1, 5, 50}, 3 seeds.
     # A step at K = 50 costs ~10x one at K = 1 (DReG's ~15x), so K = 50 sets the budget: batch 25 buys four
     # times the updates of batch 100 for the same cost. 24,000 steps (10 epochs) with the learning rate decayed
-    # by a cosine, as in the default run, so that the curves can level off: at 6000 constant-rate steps
-    # (2.5 epochs) every curve still rose 1.7 to 17 nats a quarter. 1 h 55 min on 2 cores with stacked seeds
-    # (measured; the dry run estimates 58.5 min with 2 workers, 2 h on one). The test log-likelihood
-    # uses 1000 samples on the first 500 test points, the same for every run (Burda et al.: 5000 on all
-    # 10,000); runs are compared paired by seed on those same points.
+    # by a cosine, as in the default run, so that the curves can level off (its cost and what levelled off:
+    # the README's "The Fashion-MNIST reference study"). The test log-likelihood uses 1000 samples on the first
+    # 500 test points, the same for every run (Burda et al.: 5000 on all 10,000); runs are compared paired by
+    # seed on those same points.
     fashion = dataclasses.replace(
         default,
         name="fashion-mnist",

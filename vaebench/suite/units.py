@@ -54,7 +54,7 @@ PARTIAL = Path("partial")
 
 STACKED_SPEEDUP = 1.35
 """Seed-steps per second of S = 3 seeds trained as one program over S separate steps, the smaller of the two
-measured on the default digits model on one CPU thread (1.90x at K = 1, 1.39x at K = 10: benchmarks/README.md),
+measured on the default digits model on one CPU thread (benchmarks/README.md, "Seeds as one program"),
 for the weight and the estimated seconds of a convergence unit of several seeds."""
 
 KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing", "laws", "quadrature")
