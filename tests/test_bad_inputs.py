@@ -18,6 +18,7 @@ import pytest
 
 from vaebench import cli
 from vaebench.config import preset, to_dict
+from vaebench.provenance import RESULTS_VERSION
 
 QUICK = ["run", "--preset", "quick", "--quiet"]
 
@@ -65,7 +66,11 @@ def saved(
         folder = tmp / "folder"
         folder.mkdir()
         text = (
-            run_json if run_json is not None else json.dumps({"config": config or to_dict(preset("quick"))})
+            run_json
+            if run_json is not None
+            else json.dumps(
+                {"results_version": RESULTS_VERSION, "config": config or to_dict(preset("quick"))}
+            )
         )
         (folder / "run.json").write_bytes(text.encode() if isinstance(text, str) else text)
         (folder / "convergence.csv").write_text("estimator,num_samples,seed,step,metric,value\n")
@@ -136,6 +141,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "resume: run.json invalid JSON": (saved(b"{nope"), r"run.json is not valid JSON"),
     "resume: run.json a list": (saved(b"[]"), r"run.json holds a JSON list"),
     "resume: run.json without config": (saved(b'{"status": "complete"}'), r"not a vaebench run.json \(no 'config' table\)"),
+    "resume: a folder of another layout": (saved(json.dumps({"results_version": 0, "config": {}})), r"run.json: this results folder has layout version 0 .* reads version \d+ only; rerun its configuration into a new folder"),
     "resume: not a run folder": (lambda t: ["run", "--resume", "--out", str(t)], "has no run.json: nothing to resume"),
     # issue 25: inputs that regressed
     "--out empty": (flags("--out", ""), r"--out is empty; name a folder"),

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from vaebench import cli, interrupts
-from vaebench.config.schema import CLASSIC_ESTIMATORS
+from vaebench.config.sections import CLASSIC_ESTIMATORS
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 from vaebench.report.writer import FIGURES
@@ -74,7 +74,7 @@ def test_quick_preset_csv_columns(quick_run) -> None:
     pairs = {(n, k) for n in CLASSIC_ESTIMATORS for k in (1, 4) if k >= ESTIMATORS[n].min_samples}
     assert set(zip(convergence["estimator"], convergence["num_samples"], strict=True)) == pairs
     assert set(convergence["seed"]) == {0, 1}
-    measured = throughput[throughput["estimator"] != "reference"]
+    measured = throughput[throughput["estimator"] != "handwritten"]
     assert set(zip(measured["estimator"], measured["num_samples"], strict=True)) == pairs
 
 
@@ -204,7 +204,7 @@ def test_a_failed_anchor_run_is_named_by_the_variance_units(
     real = execute.execute
 
     def broken(unit, ctx):
-        if unit.kind == "reference":
+        if unit.kind == "anchor":
             raise RuntimeError("boom")
         return real(unit, ctx)
 
@@ -214,7 +214,7 @@ def test_a_failed_anchor_run_is_named_by_the_variance_units(
     tiny.write_text("[throughput]\nenabled = false\n")
     assert cli.main(["run", *SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    cause = "not run: the anchor run (reference/checkpoints) failed: RuntimeError: boom"
+    cause = "not run: the anchor run (anchor/checkpoints) failed: RuntimeError: boom"
     assert f"unit variance/init-s0 failed: {cause}" in err and f"unit variance/end-s0 failed: {cause}" in err
     assert "FileNotFoundError" not in err and "retry the failed units" in err
 
@@ -291,7 +291,7 @@ def test_synthetic_data_run_end_to_end_under_every_preset(name: str, tmp_path: P
     assert run["status"] == "complete" and run["config"]["data"]["name"] == "synthetic"
     assert not run["config"]["data"]["dequantize"] and run["config"]["data"]["binarize"] == "none"
     throughput = pd.read_csv(out / "throughput.csv")
-    reference = throughput[throughput["estimator"] == "reference"]
+    reference = throughput[throughput["estimator"] == "handwritten"]
     if name == "paper":  # two hidden layers: no pytorch/examples reference row at all
         assert reference.empty and run["config"]["model"]["likelihood"] == "auto"
     else:  # the reference step's Bernoulli loss needs data in [0, 1]: skipped, with the reason, not failed
@@ -407,8 +407,10 @@ def test_resume_with_other_options_names_the_difference(tmp_path: Path, capsys) 
     out = tmp_path / "run"
     out.mkdir()
     from vaebench.config import preset, to_dict
+    from vaebench.provenance import RESULTS_VERSION
 
-    (out / "run.json").write_text(json.dumps({"config": to_dict(preset("quick"))}))
+    run = {"results_version": RESULTS_VERSION, "config": to_dict(preset("quick"))}
+    (out / "run.json").write_text(json.dumps(run))
     assert cli.main(["run", "--preset", "quick", "--seeds", "5", "--resume", "--out", str(out)]) == 2
     assert "seeds: [0, 1] -> [5]" in capsys.readouterr().err
 

@@ -136,16 +136,16 @@ def test_an_interval_reaching_zero_gives_no_interval_and_decoder_figures_are_sep
 
 def test_step_times_are_compared_at_the_largest_batch_size_both_timed():
     a = run(throughput=[timing("reparam", 1, (2.0, 1.9, 2.1), 50), timing("reparam", 1, (4.0, 3.9, 4.1), 100),
-                        timing("reference", 1, (1.0, 0.95, 1.05), 100)])  # fmt: skip
+                        timing("handwritten", 1, (1.0, 0.95, 1.05), 100)])  # fmt: skip
     b = run(
         throughput=[
             timing("reparam", 1, (2.0, 1.9, 2.1), 100),
-            timing("reference", 1, (0.5, 0.45, 0.55), 100),
+            timing("handwritten", 1, (0.5, 0.45, 0.55), 100),
         ]
     )
     t = compare(a, b)
     assert row(t, "step_ms")["change"] == pytest.approx(0.5) and row(t, "step_ms")["a"] == pytest.approx(4.0)
-    assert row(t, "step_ms", "reference")["change"] == pytest.approx(
+    assert row(t, "step_ms", "handwritten")["change"] == pytest.approx(
         0.5
     )  # the machine alone is twice as fast
     assert row(t, "step_ms")["verdict"] == "better" and row(compare(b, a), "step_ms")["verdict"] == "worse"

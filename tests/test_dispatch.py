@@ -62,7 +62,7 @@ def test_scheduler_waits_for_the_anchor_run_and_runs_timed_units_alone() -> None
     plan = units.plan(preset("quick"))
     sched = dispatch.Scheduler(plan, plan, lambda unit, ref: False, None)
     started = [sched.next() for _ in range(3)]
-    assert started[0].kind == "reference"
+    assert started[0].kind == "anchor"
     # the variance units wait for the anchor run; the STL check and the training units need nothing
     assert [u.kind for u in started[1:]] == ["landing", "convergence"]
     sched.finished(started[0], "sha")
@@ -79,9 +79,9 @@ def test_scheduler_waits_for_the_anchor_run_and_runs_timed_units_alone() -> None
 
 
 def test_a_variance_unit_verified_at_an_identical_anchor_run_is_not_run_again() -> None:
-    plan = [Unit("reference", "checkpoints"), Unit("variance", "init", checkpoint="init")]
+    plan = [Unit("anchor", "checkpoints"), Unit("variance", "init", checkpoint="init")]
     sched = dispatch.Scheduler(plan, plan, lambda unit, ref: ref == "same", None)
-    assert sched.next().kind == "reference" and sched.next() is None
+    assert sched.next().kind == "anchor" and sched.next() is None
     sched.finished(plan[0], "same")
     assert sched.next() is None and sched.done
 

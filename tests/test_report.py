@@ -58,7 +58,7 @@ def variance_frame() -> pd.DataFrame:
                                  snr=snr, snr_low=0.9 * snr, snr_high=1.1 * snr, snr_norm=snr,
                                  work_normalized_var=v * STEP_S[name], work_normalized_var_low=0.9 * v * STEP_S[name],
                                  work_normalized_var_high=1.1 * v * STEP_S[name], objective=OBJECTIVE[name],
-                                 reference="reparam-1000", status="ok")
+                                 baseline="reparam-1000", status="ok")
                         )  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -87,7 +87,7 @@ def convergence_frame() -> pd.DataFrame:
 
 def throughput_frame() -> pd.DataFrame:
     rows = [
-        dict(estimator="reference", num_samples=1, seed=0, batch_size=100, status="ok", variant="eager",
+        dict(estimator="handwritten", num_samples=1, seed=0, batch_size=100, status="ok", variant="eager",
              step_s_median=0.0009, step_s_low=0.00085, step_s_high=0.00095)
     ]  # fmt: skip
     for name in NAMES:
@@ -109,7 +109,7 @@ def frames() -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def summary(frames) -> pd.DataFrame:
-    throughput = frames["throughput"][frames["throughput"]["estimator"] != "reference"]
+    throughput = frames["throughput"][frames["throughput"]["estimator"] != "handwritten"]
     return summaries.summary_table(frames["variance"], frames["convergence"], throughput, checkpoint="end")
 
 
@@ -425,7 +425,7 @@ def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp
         if kind == "convergence":
             mine = mine.assign(value=mine["value"] + 1.0)
         rqmc[kind] = pd.concat([frame, mine], ignore_index=True)
-    throughput = rqmc["throughput"][rqmc["throughput"]["estimator"] != "reference"]
+    throughput = rqmc["throughput"][rqmc["throughput"]["estimator"] != "handwritten"]
     summary = summaries.summary_table(rqmc["variance"], rqmc["convergence"], throughput, checkpoint="end")
     assert list(zip(summary["estimator"], summary["sampler"], summary["num_samples"], strict=True)) == [
         (n, s, k) for n in NAMES for s in (("iid", "rqmc") if n == "reparam" else ("iid",)) for k in KS

@@ -336,7 +336,7 @@ def test_identities_hold_exactly():
         assert r["work_normalized_var"] == pytest.approx(r["trace_var"] * r["seconds_per_estimate"])
         for f in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "cosine", "work_normalized_var"):
             assert r[f"{f}_low"] <= r[f] <= r[f"{f}_high"], f
-        assert r["reference"] == "exact" and r["nan_fraction"] == 0 and r["replicates_used"] == n
+        assert r["baseline"] == "exact" and r["nan_fraction"] == 0 and r["replicates_used"] == n
     # Traces and squared norms add over groups.
     assert rows.loc["all", "trace_var"] == pytest.approx(
         rows.loc["encoder", "trace_var"] + rows.loc["decoder", "trace_var"]
@@ -354,7 +354,7 @@ def test_iw_estimators_at_k1_measure_like_their_elbo_counterparts(iw, elbo):
         )
         for n in (iw, elbo)
     )
-    assert a["reference"].iloc[0] == b["reference"].iloc[0] == "reparam-4096"
+    assert a["baseline"].iloc[0] == b["baseline"].iloc[0] == "reparam-4096"
     for f in ("trace_var", "snr", "snr_norm", "bias_norm", "cosine", "trace_var_high"):
         torch.testing.assert_close(torch.tensor(a[f].values), torch.tensor(b[f].values))
 
@@ -584,8 +584,8 @@ def test_a_variance_unit_measures_every_combination_at_the_same_parameters(tmp_p
     ok = frame[frame["status"] == "ok"]
     assert ok["trace_var"].notna().all() and set(ok["checkpoint"]) == {"end"}
     assert set(ok["run"]) == {"shared"} and set(ok["seed"]) == {0}
-    assert set(ok[ok["estimator"] == "iwae"].query("num_samples == 2")["reference"]) == {"iwae2-64"}
-    assert set(ok[ok["estimator"] == "reparam"]["reference"]) == {"reparam-64"}
+    assert set(ok[ok["estimator"] == "iwae"].query("num_samples == 2")["baseline"]) == {"iwae2-64"}
+    assert set(ok[ok["estimator"] == "reparam"]["baseline"]) == {"reparam-64"}
     # One setting measured by the suite is what the measure gives for that setting, at the same parameters.
     model = ctx.model_factory(0).to(ctx.device)
     x = measured_minibatch(ctx.dataset, 50, 0)

@@ -10,7 +10,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 2. **core**: ``model``, ``stacked_model`` (S seeds of a model as one module, for training seeds together),
    ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
    registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
-3. **config**: the schema, the presets, strict TOML, validation, the configuration's hash;
+3. **config**: the sections (each field with its type and constraints), the presets, strict TOML, validation,
+   the configuration's hash;
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;
@@ -20,7 +21,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;
 9. **report**: reads a results folder through the schema and analysis, and writes only report files;
-10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``) and the deprecated ``training``.
+10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``).
 
 Two modules share a file name only as the two halves of one concept, one in each layer:
 
@@ -43,6 +44,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("checks", ("checks",)),
     ("suite", ("suite",)),
     ("report", ("report",)),
-    ("commands", ("cli", "__main__", "verify", "training")),
+    ("commands", ("cli", "__main__", "verify")),
 )  # fmt: skip
 """The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""

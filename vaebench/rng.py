@@ -63,7 +63,6 @@ STREAMS: dict[str, int] = {
     "variance.warm_up": 33,  # the steps that warm an estimator's state before it is frozen
     "variance.weights": 34,  # the importance weights of the weight diagnostics (vaebench.measures.weights)
     "variance.bootstrap": 35,  # the bootstrap resamples of the variance figures' intervals
-    "stats.bootstrap": 36,  # vaebench.stats.bootstrap_interval's resamples
     # throughput (vaebench.measures.throughput)
     "throughput.noise": 40,  # latent noise of the timed steps
     "throughput.data": 41,  # dynamic binarization of the timed batch

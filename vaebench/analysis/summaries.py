@@ -75,7 +75,7 @@ def variance_by_k(
         level: unused (the pooled interval has the level of the measure's own intervals).
 
     Returns:
-        Columns ``estimator, sampler, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
+        Columns ``estimator, sampler, num_samples, objective, baseline, seeds`` and each of `VARIANCE_METRICS`
         present, with ``_low``/``_high``.
     """
     rows = _measured(complete(variance, VARIANCE))
@@ -85,7 +85,7 @@ def variance_by_k(
     out = []
     for (name, sampler, k), g in rows.groupby(KEYS, sort=False):
         rec: dict = {"estimator": name, "sampler": sampler, "num_samples": k}
-        rec["objective"], rec["reference"] = g["objective"].iloc[0], g["reference"].iloc[0]
+        rec["objective"], rec["baseline"] = g["objective"].iloc[0], g["baseline"].iloc[0]
         rec["seeds"] = g["seed"].nunique()
         rec["snr_floor"] = float(g["snr_floor"].mean())  # the floor of the seeds' mean SNR
         for metric in VARIANCE_METRICS:
@@ -251,7 +251,7 @@ def summary_table(
         final_test_elbo, test_log_likelihood, test_elbo_rise, step_ms, work_normalized_var`` each with
         ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
         measured), ``converged`` (the test ELBO had levelled off), ``runs, diverged,
-        variance_reference, variance_checkpoint, variance_group``, and where the steps were timed
+        variance_baseline, variance_checkpoint, variance_group``, and where the steps were timed
         interleaved ``step_ratio, compute_ratio`` (with ``_low``/``_high``), ``timing_yardstick`` and
         ``timing_rounds``.
     """
@@ -262,8 +262,8 @@ def summary_table(
     parts = []
     if measured["variance"]:
         v = variance_by_k(variance, group=group, checkpoint=checkpoint)
-        v = v[[*KEYS, *SUMMARY_VARIANCE, "snr_floor", "objective", "reference"]]
-        v = v.rename(columns={"reference": "variance_reference", "objective": "objective_v"})
+        v = v[[*KEYS, *SUMMARY_VARIANCE, "snr_floor", "objective", "baseline"]]
+        v = v.rename(columns={"baseline": "variance_baseline", "objective": "objective_v"})
         v["variance_checkpoint"] = checkpoint
         v["variance_group"] = group
         parts.append(v)

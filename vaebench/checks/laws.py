@@ -27,12 +27,11 @@ seconds) and 200 above (where the other SNRs they carry are large: a 200-replica
 wide, the slope's over the top decade about ±0.02); the ELBO estimators, whose law is the variance's exact
 1/K, get 100 everywhere. The IWAE encoder law is then judged on the largest decade where its SNR is
 resolved, which the row's ``k_min``/``k_max`` report (on the toy: K in [3, 30]; resolving it at K = 1000
-would take some 10⁵ replicates; on the near-posterior checkpoint too). The
-whole evidence takes about 61 s of CPU on one core (167 s of wall clock with 2 threads on a loaded 2-core
-machine), the 2000-replicate summaries of the IWAE-objective estimators most of it.
+would take some 10⁵ replicates; on the near-posterior checkpoint too). The 2000-replicate summaries of the
+IWAE-objective estimators are most of the evidence's cost.
 
 :func:`closed_form_gradients` computes the toy's per-draw gradients of ``reparam``, ``stl``, ``iwae`` and
-``dreg`` from their formulas, without autograd: the independent check of the harness the issue's audit made.
+``dreg`` from their formulas, without autograd: an independent check of the variance harness.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.analysis.scaling import scaling_laws
 from vaebench.checks.landing import exact_posterior_model
-from vaebench.config.schema import LAW_CHECKPOINTS, LAW_ESTIMATORS, LAW_GRID
+from vaebench.config.sections import LAW_CHECKPOINTS, LAW_ESTIMATORS, LAW_GRID
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, make_estimator, unsupported

@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from vaebench import plugins, registry
-from vaebench.config.schema import SuiteConfig
+from vaebench.config.sections import SuiteConfig
 from vaebench.data import DATASET_PLUGINS, DATASETS, is_data_file
 from vaebench.estimators import ESTIMATORS
 

@@ -12,7 +12,6 @@ gradient read.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -106,14 +105,6 @@ class EstimatorOutput:
     objective: str
 
 
-class _FormerCitation:
-    """``Estimator.reference``: the former name of ``citation``, read with a `DeprecationWarning`."""
-
-    def __get__(self, obj, owner) -> str:
-        warnings.warn("Estimator.reference is deprecated: read `citation`", DeprecationWarning, stacklevel=2)
-        return owner.citation
-
-
 class Estimator(nn.Module):
     """Base class: validates K and the sampler, prepares state, then calls :meth:`estimate`.
 
@@ -134,8 +125,6 @@ class Estimator(nn.Module):
       reparameterization gradient): the suite trains such a setting once and reports the run under both
       names, marked as shared (``tests/test_estimators.py`` checks every declaration);
     - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
-      ``reference``, the former name of ``citation``, still reads (and a subclass may still set it) for one
-      release, with a `DeprecationWarning`.
 
     Args:
         sampler: how the standard normal noise ε of z = μ + σ ⊙ ε is drawn, a key of `SAMPLERS`.
@@ -152,21 +141,8 @@ class Estimator(nn.Module):
     same_gradient: ClassVar[Mapping[int, str]] = MappingProxyType({})
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
-    reference = _FormerCitation()
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if isinstance(cls.__dict__.get("reference"), str):  # a subclass using the former name of `citation`
-            warnings.warn(
-                f"{cls.__name__}.reference is deprecated: name the paper in `citation`",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if "citation" not in cls.__dict__:
-                cls.citation = cls.__dict__["reference"]
-            delattr(cls, "reference")
 
     def __init__(self, sampler: str = "iid"):
         super().__init__()

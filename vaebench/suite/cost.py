@@ -28,15 +28,11 @@ unit's steps' part is multiplied by ρ(K*) and the unit gets g · c(K*) more: on
 (they compile one program). Other estimators compile in about the anchor's time (the same model; a few more
 operations), an assumption, not a measurement. K = 1 compiles first and its c(1) includes the compiler's
 start-up in a fresh process (imports, caches: seconds), which a worker pays once, not per unit: an upper bound.
-On the default preset (64-200-8 on digits, a busy 2-core machine): c(1) = 6.6 s, c(10) = 3.0 s, ρ 0.61 and 0.78.
 
 The estimate is for one worker of ``threads`` threads on this machine; the total with ``W`` workers is the
 total over W, a lower bound (units do not divide evenly; throughput units run alone). Timing a few steps
-of every shape takes seconds on the small presets and about a minute on ``paper``.
-
-Accuracy, measured on the default preset on a busy 2-core machine (one worker, 490 s): the training units
-(convergence) within 20% (estimated 309 s, took 371 s), the variance units overestimated 2.6x (220 s for 85 s:
-the bound above), the whole run 556 s estimated for 474 s of units.
+of every shape takes seconds on the small presets and about a minute on ``paper``. How close the estimate
+comes on one machine: the README's ``--dry-run`` paragraph.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A unit is the smallest piece of the suite that is saved on its own as soon as it
 suite's one loop over the configuration's grid (settings x seeds x checkpoints); each unit is computed by
 :mod:`vaebench.suite.execute`:
 
-- the **anchor** run (on disk ``units/reference/checkpoints.pt``, kind `ANCHOR`): one training run of the
+- the **anchor** run (on disk ``units/anchor/checkpoints.pt``, kind `ANCHOR`): one training run of the
   anchor estimator (K = 1, the first seed) that keeps checkpoints at the fractions of
   `vaebench.config.CHECKPOINTS` (init, early, middle, end): every setting's gradient variance is measured at
   these same parameters, so estimators are compared on equal footing. A model whose checkpoint is built, not
@@ -17,9 +17,7 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
 - ``throughput/K<k>``: the training-step time of every setting at one K, the steps timed interleaved in
   rounds (:func:`vaebench.measures.throughput.measure_interleaved`) so that their ratios survive the machine's
   load; the hand-written pytorch/examples step joins the unit of the smallest K (it is a K = 1 step, and the
-  reading sets the suite's ``reparam`` step at that K against it). Results folders written before this
-  layout have one unit per setting (``throughput/<setting>-K<k>``, ``throughput/reference``): on resume they
-  are strays, and the throughput units run again;
+  reading sets the suite's ``reparam`` step at that K against it);
 - ``landing/stl``: STL's encoder variance along a line to the exact posterior of a model built for the check
   (:mod:`vaebench.checks.landing`), when the run measures ``stl``'s variance at several K or ``checks.landing``
   asks for it;
@@ -29,7 +27,7 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
   :mod:`vaebench.checks.gaussian_1d`).
 
 A setting's part of a name is the estimator for iid draws, else ``<estimator>@<sampler>``
-(:attr:`vaebench.estimators.Setting.name`), so the names of older results folders stay valid. Each unit has a
+(:attr:`vaebench.estimators.Setting.name`). Each unit has a
 relative cost (``weight``), from which the progress bar's ETA is computed.
 """
 
@@ -46,7 +44,7 @@ from vaebench.measures.schema import ANCHOR_UNIT
 from vaebench.registry import BUILT_CHECKPOINTS
 
 ANCHOR = ANCHOR_UNIT
-"""The anchor run's unit kind, as results folders name it on disk."""
+"""The anchor run's unit kind."""
 
 ANCHOR_FILE = Path("units") / ANCHOR / "checkpoints.pt"
 """Where the anchor run's checkpoints are saved, relative to the results folder."""
@@ -56,7 +54,7 @@ PARTIAL = Path("partial")
 
 STACKED_SPEEDUP = 1.35
 """Seed-steps per second of S = 3 seeds trained as one program over S separate steps, the smaller of the two
-measured on the default digits model on one CPU thread (1.90x at K = 1, 1.39x at K = 10: benchmarks/README.md),
+measured on the default digits model on one CPU thread (benchmarks/README.md, "Seeds as one program"),
 for the weight and the estimated seconds of a convergence unit of several seeds."""
 
 KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing", "laws", "quadrature")

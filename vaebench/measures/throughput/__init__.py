@@ -24,7 +24,7 @@ large square matmul timed in the same process (:func:`~vaebench.measures.through
     ceiling_fraction = flops_per_step / step_s_median / matmul_ceiling_flops.
 
 Everything else in a step (elementwise maths, the optimizer, Python overhead) is the gap between that fraction
-and 1. The hand-written row (on disk ``estimator="reference"``, :mod:`~vaebench.measures.throughput.handwritten`) is the
+and 1. The hand-written row (``estimator="handwritten"``, :mod:`~vaebench.measures.throughput.handwritten`) is the
 plain hand-written pytorch/examples VAE step, measured in the same run, so the suite's own overhead shows.
 """
 

@@ -297,7 +297,7 @@ def measure_handwritten(
     seed: int = 0,
     timing: Timing = Timing(),
 ) -> pd.DataFrame:
-    """The hand-written row (on disk ``estimator="reference"``, K = 1): the pytorch/examples step on x [B, D].
+    """The hand-written row (``estimator="handwritten"``, K = 1): the pytorch/examples step on x [B, D].
 
     Same columns as :func:`measure_throughput` (see :func:`build_handwritten`).
     """
@@ -355,7 +355,7 @@ def measure_interleaved(
     rows = []
     for i, (_, info) in enumerate(built):
         row = _base_row(info, seed, timing, threads)
-        row.update(_figures(times[:, i], info, memories[i], ceilings[bool(info["amp"])], seed))
+        row.update(_figures(times[:, i], info, memories[i], ceilings[bool(info["amp"])]))
         row.update(
             timing_group=group,
             rounds=rounds,
@@ -380,9 +380,9 @@ def _compile(function: Callable, compile: bool | str) -> Callable:
         raise VaebenchError(f"torch.compile with backend {backend!r} failed: {error}") from error
 
 
-def _figures(times: np.ndarray, info: dict, memory: dict, ceiling: float, seed: int) -> dict:
+def _figures(times: np.ndarray, info: dict, memory: dict, ceiling: float) -> dict:
     """A row's figures from its timed steps [rounds, per_round] (shared by estimators and the hand-written step)."""
-    row: dict[str, object] = summarize_times(times.ravel(), seed=seed)
+    row: dict[str, object] = summarize_times(times.ravel())
     median, low, high = row["step_s_median"], row["step_s_low"], row["step_s_high"]
     batch_size, flops = info["batch_size"], info["flops_per_step"]
     for name, work in (

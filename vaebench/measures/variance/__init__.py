@@ -14,7 +14,7 @@ NVIL's encoder part divided by its known ``encoder_scale``), with R independent 
   ``snr_norm`` = ||E g|| / √tr Cov;
 - ``bias_norm`` = ||ḡ - g*|| and ``cosine`` = E cos(g, g*) against a baseline gradient g*: the exact gradient
   on the linear-Gaussian model, else a high-sample pathwise estimate of the same objective
-  (:func:`baseline_gradient`; column ``reference``);
+  (:func:`baseline_gradient`; column ``baseline``);
 - ``work_normalized_var`` = trace_var x seconds per estimate: the variance at equal compute (averaging n
   estimates divides the variance by n and multiplies the time by n), the figure that decides which estimator
   wins for a fixed budget;

@@ -67,7 +67,7 @@ def measure_variance(
         num_samples: K.
         replicates: R >= 2 independent estimates.
         baseline: the gradient to measure bias and cosine against: None (no bias figures, column
-            ``reference`` = ``"none"``), ``"auto"`` (:func:`baseline_gradient` for the estimator's objective
+            ``baseline`` = ``"none"``), ``"auto"`` (:func:`baseline_gradient` for the estimator's objective
             at this K), a ``(flat gradient [P], label)`` pair as :func:`baseline_gradient` returns, or a flat
             tensor (label ``"given"``).
         seed: seeds the replicates' noise, the bootstrap and the baseline.
@@ -120,7 +120,7 @@ def measure_variance(
             seed=seed,
             batch_size=x.shape[0],
             replicates=replicates,
-            reference=ref_label,
+            baseline=ref_label,
             seconds_per_estimate=seconds,
             encoder_scale=encoder_scale,
             method=sample.method,
