@@ -14,7 +14,7 @@ from vaebench import rng
 from vaebench.cli import main
 from vaebench.errors import VaebenchError
 from vaebench.estimators import sample_posterior
-from vaebench.measures.merit import global_merit
+from vaebench.measures.merit import figures_of_merit, global_merit
 from vaebench.problems import (
     BUILTIN_PROBLEMS,
     FIGURES,
@@ -153,3 +153,16 @@ def test_list_prints_every_problem(capsys):
     section = out[out.index("problems") : out.index("presets:")]
     for name in EXPECTED:
         assert f"  {name} " in section
+
+
+@pytest.mark.parametrize("name", ["gaussian-toy", "linear-gaussian"])
+def test_the_figures_of_merit_of_an_exact_local_problem(name):
+    problem = get_problem(name)
+    data = problem.load()
+    model = problem.build(data, seed=0)
+    merit = figures_of_merit(model, data, problem.figures, samples=50, points=64).set_index("figure")
+    assert list(merit.index) == list(problem.figures)
+    gap = merit.loc["gap_to_log_z"]
+    assert gap["value"] > 0 and gap["low"] <= gap["value"] <= gap["high"]
+    if "test_log_likelihood" in problem.figures:  # IWAE_50 >= ELBO on average, both below log p(x)
+        assert merit.loc["test_elbo", "value"] < merit.loc["test_log_likelihood", "value"]
