@@ -385,7 +385,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(map(len, problems.PROBLEMS))
     for name, problem in problems.PROBLEMS.items():
         why = problem.unavailable()
-        print(f"  {name:<{width}}  {problem.description}" + (f" [not here: {why.splitlines()[0]}]" if why else ""))
+        print(
+            f"  {name:<{width}}  {problem.description}"
+            + (f" [not here: {why.splitlines()[0]}]" if why else "")
+        )
     print("presets:")
     for name, text in PRESET_DESCRIPTIONS.items():
         print(f"  {name:<{width}}  {text}")

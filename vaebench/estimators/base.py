@@ -192,7 +192,9 @@ class Estimator(nn.Module):
         check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
         check_sampler(self.sampler, num_samples)
         if self.local_only and getattr(model, "global_latents", False):
-            raise VaebenchError(f"{self.name or type(self).__name__} cannot run on a model with global latents: {self.local_only}")
+            raise VaebenchError(
+                f"{self.name or type(self).__name__} cannot run on a model with global latents: {self.local_only}"
+            )
         if not self._prepared:  # never use state that was never set: prepare on this batch first
             self.prepare(model, x)
         return self.estimate(model, x, num_samples, generator)
