@@ -19,6 +19,7 @@ from vaebench.analysis.across import (
     variance_time_scores,
 )
 from vaebench.errors import VaebenchError
+from vaebench.report.across import across_section, plot_improvement
 
 PROBLEMS = ("digits", "blr-breast-cancer", "eight-schools", "funnel", "gaussian-toy")
 
@@ -163,3 +164,16 @@ def test_duplicate_scores_are_refused():
     with pytest.raises(VaebenchError, match="duplicate"):
         across(pd.concat([scores, scores.head(1)]))
     assert np.isfinite(across(scores, resamples=20)["value"]).all()
+
+
+def test_the_across_problems_section_reads_the_tables_and_draws_the_improvements():
+    scores = planted({"reparam": 0.0, "stl": 2.0, "planted": -3.0}, noise=0.1, seeds=4)
+    table = across(scores, resamples=100)
+    moves = transfer(scores, leaders(table, 2))
+    text = across_section(table, moves, plot="across.png")
+    assert text.startswith("## Across problems\n\nstl ahead of reparam at K=1 across these problems")
+    assert "| planted | 1 |" in text and "![probability of improvement over reparam](across.png)" in text
+    ax = plot_improvement(table)
+    assert len(ax.get_yticklabels()) == 4  # stl and planted against reparam, at K = 1 and 10
+    none = moves.assign(winner="")
+    assert across_section(table, none).splitlines()[2].startswith("No estimator is ahead")

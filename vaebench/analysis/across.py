@@ -283,7 +283,7 @@ def leaders(table: pd.DataFrame, count: int = 3) -> dict[int, list[str]]:
     return {int(k): list(g["estimator"].head(count)) for k, g in iqm.groupby("num_samples")}
 
 
-TRANSFER_COLUMNS = ("num_samples", "a", "b", "a_ahead", "b_ahead", "neither", "problems", "verdict")
+TRANSFER_COLUMNS = ("num_samples", "a", "b", "a_ahead", "b_ahead", "neither", "problems", "winner", "verdict")
 
 
 def transfer(scores: pd.DataFrame, leading: dict[int, list[str]], level: float = 0.95) -> pd.DataFrame:
@@ -293,7 +293,7 @@ def transfer(scores: pd.DataFrame, leading: dict[int, list[str]], level: float =
     differences of their scores lies above 0 (at least two shared seeds); behind when below; else neither.
 
     Returns:
-        `TRANSFER_COLUMNS`, with ``verdict`` a sentence: "<A> ahead of <B> across these problems ..." only when
+        `TRANSFER_COLUMNS`, with ``winner`` the estimator named (or "") and ``verdict`` a sentence: "<A> ahead of <B> across these problems ..." only when
         A is ahead on a majority of the ``problems`` compared and behind on none (either way round), else
         "not separated across these problems".
     """
@@ -325,14 +325,27 @@ def transfer(scores: pd.DataFrame, leading: dict[int, list[str]], level: float =
                         "b_ahead": counts["b"],
                         "neither": counts["neither"],
                         "problems": n,
+                        "winner": _winner(a, b, counts, n),
                         "verdict": _verdict(a, b, k, counts, n),
                     }
                 )
     return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
 
 
-def _verdict(a: str, b: str, k: int, counts: dict[str, int], n: int) -> str:
-    for win, lose, ahead, behind in ((a, b, counts["a"], counts["b"]), (b, a, counts["b"], counts["a"])):
+def _winner(a: str, b: str, counts: dict[str, int], n: int) -> str:
+    """The estimator ahead on a majority of the ``n`` problems and behind on none, else ""."""
+    for win, ahead, behind in ((a, counts["a"], counts["b"]), (b, counts["b"], counts["a"])):
         if ahead > n / 2 and behind == 0:
-            return f"{win} ahead of {lose} at K={k} across these problems (separated on {ahead} of {n}, behind on none)"
-    return f"{a} and {b} at K={k}: not separated across these problems ({a} ahead on {counts['a']}, {b} on {counts['b']}, neither on {counts['neither']})"
+            return win
+    return ""
+
+
+def _verdict(a: str, b: str, k: int, counts: dict[str, int], n: int) -> str:
+    win = _winner(a, b, counts, n)
+    if win:
+        lose, ahead = (b, counts["a"]) if win == a else (a, counts["b"])
+        return f"{win} ahead of {lose} at K={k} across these problems (separated on {ahead} of {n}, behind on none)"
+    return (
+        f"{a} and {b} at K={k}: not separated across these problems ({a} ahead on {counts['a']}, {b} on "
+        f"{counts['b']}, neither on {counts['neither']})"
+    )
