@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices",
                 "plugins", "presets")),
-    ("core", ("model", "stacked_model", "toy", "exact", "data", "estimators", "optim", "registry")),
+    ("core", ("model", "stacked_model", "toy", "exact", "data", "estimators", "optim", "registry", "problems")),
     ("config", ("config",)),
     ("train", ("train",)),
     ("measures", ("measures",)),

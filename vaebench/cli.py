@@ -341,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import inspect
 
-    from vaebench import plugins, registry
+    from vaebench import plugins, problems, registry
     from vaebench.data import DATASET_PLUGINS, DATASETS
     from vaebench.estimators import ESTIMATORS, SAMPLERS
 
@@ -380,6 +380,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("models:")
     for name in registry.MODELS:
         print(f"  {name:<{width}}  {'the seed Gaussian VAE' if name == 'gaussian-vae' else 'a plugin model'}")
+    print("problems (data, model, budget and the figure that ranks it; vaebench.problems entry points):")
+    problems.load_installed_problems()
+    width = max(map(len, problems.PROBLEMS))
+    for name, problem in problems.PROBLEMS.items():
+        why = problem.unavailable()
+        print(
+            f"  {name:<{width}}  {problem.description}"
+            + (f" [not here: {why.splitlines()[0]}]" if why else "")
+        )
     print("presets:")
     for name, text in PRESET_DESCRIPTIONS.items():
         print(f"  {name:<{width}}  {text}")

@@ -80,6 +80,11 @@ STREAMS: dict[str, int] = {
     "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
     # checks against exact answers (vaebench.checks)
     "checks.gaussian_1d": 63,  # the Monte Carlo estimates of the 1-D Gaussian check; index: (f, k, form)
+    # problems and the conclusions across them (vaebench.problems, vaebench.analysis.across)
+    "problems.split": 70,  # the fixed train/test permutation of a problem's data (seed fixed, not the run's)
+    "problems.merit": 71,  # the draws from q of a global-latent problem's figures of merit
+    "problems.verify": 72,  # the conjugate regression's data in the global-latent check; index: part
+    "across.bootstrap": 73,  # the stratified bootstrap over problems and seeds
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

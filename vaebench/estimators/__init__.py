@@ -49,7 +49,10 @@ x [B, D] returns an :class:`EstimatorOutput`:
 
 Estimators talk to the model only through ``posterior(x)`` (a ``Normal`` with batch shape [B, Z]) and
 ``log_joint(x, z)`` ([K, B, Z] -> [K, B]); the closed-form-KL estimator also uses ``prior()`` and
-``log_likelihood(x, z)``. Every estimator is vectorised over the K samples. Randomness comes from the optional
+``log_likelihood(x, z)``. A model with *global* latents (one z for the whole data set, ``model.global_latents``)
+keeps the same methods with B = 1: ``posterior(x)`` [1, Z] and ``log_joint(x, z)`` [K, 1, Z] -> [K, 1], the
+minibatch's log-likelihood scaled by N / B (:mod:`vaebench.problems.variational`); an estimator that cannot
+run on one says why in ``local_only``. Every estimator is vectorised over the K samples. Randomness comes from the optional
 ``generator`` argument (a ``torch.Generator`` on x's device), or torch's global generator when it is ``None``;
 an estimator draws its noise through :meth:`Estimator.sample`, which also takes the noise ε [K, B, Z] itself in
 place of a generator (drawn beforehand: a compiled training step, or seeds trained as one program).

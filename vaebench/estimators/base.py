@@ -124,6 +124,9 @@ class Estimator(nn.Module):
       (the same noise, the same surrogate's gradient up to rounding; e.g. IWAE at K = 1 is the ELBO's
       reparameterization gradient): the suite trains such a setting once and reports the run under both
       names, marked as shared (``tests/test_estimators.py`` checks every declaration);
+    - ``local_only``: empty when the estimator also runs on a model with global latents (one z for the whole
+      data set, ``model.global_latents``; see :mod:`vaebench.problems.variational`), else why not: calling it
+      on such a model is an error that says so;
     - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
 
     Args:
@@ -138,6 +141,7 @@ class Estimator(nn.Module):
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""
     bias: ClassVar[str] = ""
+    local_only: ClassVar[str] = ""
     same_gradient: ClassVar[Mapping[int, str]] = MappingProxyType({})
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
@@ -163,6 +167,10 @@ class Estimator(nn.Module):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
         check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
         check_sampler(self.sampler, num_samples)
+        if self.local_only and getattr(model, "global_latents", False):
+            raise VaebenchError(
+                f"{self.name or type(self).__name__} cannot run on a model with global latents: {self.local_only}"
+            )
         if not self._prepared:  # never use state that was never set: prepare on this batch first
             self.prepare(model, x)
         return self.estimate(model, x, num_samples, generator)
