@@ -93,7 +93,9 @@ def read_derived(out: Path, name: str) -> pd.DataFrame:
         return frame
     missing = [c for c in schema.table(kind).essential if c not in frame]
     if missing:
-        raise VaebenchError(f"{path} is not a vaebench {name} table (missing columns {', '.join(missing)}); {FIX}")
+        raise VaebenchError(
+            f"{path} is not a vaebench {name} table (missing columns {', '.join(missing)}); {FIX}"
+        )
     return schema.complete(frame, kind)
 
 
@@ -159,7 +161,9 @@ def results(out: str | Path, run: dict, frames: dict[str, pd.DataFrame]) -> Resu
         try:
             found = json.loads(verdicts_path.read_text())
         except (ValueError, UnicodeDecodeError, OSError) as err:
-            raise VaebenchError(f"{verdicts_path} is not readable JSON ({type(err).__name__}); {FIX}") from None
+            raise VaebenchError(
+                f"{verdicts_path} is not readable JSON ({type(err).__name__}); {FIX}"
+            ) from None
     derived = {name: read_derived(out, name) for name in DERIVED}
     return Results(
         folder=out, provenance=run, **{k: frames.get(k, pd.DataFrame()) for k in KINDS}, **derived,

@@ -215,8 +215,12 @@ def describe(column: str) -> Column:
         base = column.removesuffix(suffix)
         if column.endswith(suffix) and base in COLUMNS:
             figure = COLUMNS[base]
-            return Column(column, f"{figure.header} ({end})", figure.unit, "", f"{end} of the interval of {base}")
-    raise KeyError(f"{column!r} is not a column of vaebench's tables (see vaebench.measures.dictionary.COLUMNS)")
+            return Column(
+                column, f"{figure.header} ({end})", figure.unit, "", f"{end} of the interval of {base}"
+            )
+    raise KeyError(
+        f"{column!r} is not a column of vaebench's tables (see vaebench.measures.dictionary.COLUMNS)"
+    )
 
 
 def header(column: str) -> str:
