@@ -23,6 +23,7 @@ import math
 import re
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -432,9 +433,10 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"cannot save a figure as {path.name!r}: the formats are {', '.join(FORMATS)}")
     metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)
-    atomic_write(
-        path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-    )
+    with matplotlib.rc_context({"svg.hashsalt": "vaebench"}):  # SVG ids from a fixed salt, not a random one
+        atomic_write(
+            path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+        )
     return path
 
 
@@ -456,8 +458,12 @@ def legend_outside(fig: Figure, axes) -> None:
                 notes.append(note)
             entries[base] = (kept, notes)
     if entries:
-        handles = [h for h, _ in entries.values()]
-        labels = [base + "".join(notes) for base, (_, notes) in entries.items()]
+        rank = {name: i for i, name in enumerate(_ordered(b.split(" (")[0] for b in entries))}
+        bases = sorted(
+            entries, key=lambda b: rank[b.split(" (")[0]]
+        )  # registry order, whichever panel drew first
+        handles = [entries[b][0] for b in bases]
+        labels = [b + "".join(entries[b][1]) for b in bases]
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
 
