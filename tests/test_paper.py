@@ -62,6 +62,12 @@ def test_every_column_of_every_table_is_in_the_dictionary(folder: Path) -> None:
         dictionary.describe("no_such_column")
 
 
+def test_the_reports_table_headers_are_the_dictionarys() -> None:
+    from vaebench.report.tables import SUMMARY_COLUMNS
+
+    assert [head for _, head, *_ in SUMMARY_COLUMNS] == [vaebench.header(c) for c, *_ in SUMMARY_COLUMNS]
+
+
 def test_the_readme_holds_the_dictionary_as_the_module_renders_it() -> None:
     assert dictionary.markdown() in (ROOT / "README.md").read_text()
 

@@ -72,7 +72,8 @@ def test_a_new_estimator_gets_a_look_no_builtin_has_the_same_in_every_run(
     builtin = {(styles.color(n), styles.marker(n)) for n in BUILTIN_ESTIMATORS}
     monkeypatch.setitem(ESTIMATORS, "my-pathwise", ESTIMATORS["reparam"])
     look = (styles.color("my-pathwise"), styles.marker("my-pathwise"))
-    assert look not in builtin
+    assert look[0] not in {colour for colour, _ in builtin}  # never the blue of reparam
+    assert styles.line_style("my-pathwise") == styles.line_style("reparam")  # its family's
     # a function of the name alone: the same whether its plugin is loaded or not, on every machine
     monkeypatch.delitem(ESTIMATORS, "my-pathwise")
     assert (styles.color("my-pathwise"), styles.marker("my-pathwise")) == look

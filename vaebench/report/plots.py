@@ -119,11 +119,18 @@ def label_log_axis(ax: Axes, which: str = "y") -> None:
     if len(ticks) < 2:  # a narrow range: evenly spaced ticks inside it
         ticks = [t for t in MaxNLocator(4).tick_values(low, high) if low <= t <= high]
     digits = 3
-    while len({f"{t:.{digits}g}" for t in ticks}) < len(ticks) and digits < 8:
+    while len({_tick(t, digits) for t in ticks}) < len(ticks) and digits < 8:
         digits += 1
     axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.{digits}g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v, digits)))
     axis.set_minor_locator(NullLocator())
+
+
+def _tick(value: float, digits: int) -> str:
+    """A tick label: plain (``1000``, ``0.05``) inside [1e-3, 1e5), scientific outside."""
+    if 1e-3 <= abs(value) < 1e5:
+        return np.format_float_positional(value, precision=digits, unique=True, fractional=False, trim="-")
+    return f"{value:.{digits}g}"
 
 
 def plot_against_k(

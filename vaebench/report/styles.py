@@ -4,9 +4,9 @@ Each estimator has its own (colour, marker) pair, so a new estimator never looks
 
 - the built-ins, in registry order, take pairs ``(PALETTE[i % 10], MARKERS[i % 11])``: fixed, whatever else a
   run measured (10 and 11 are coprime, so the first 110 pairs are distinct);
-- any other name (a plugin's estimator, or a name in a folder whose plugin is not loaded) takes one of the
-  pairs the built-ins leave free, chosen by a CRC-32 of its name: the same in every run and on every
-  machine (two such names may share a pair, 1 chance in 88).
+- any other name (a plugin's estimator, or a name in a folder whose plugin is not loaded) takes a pair
+  ``(OTHER_PALETTE[j % 8], MARKERS[j % 11])``, j a CRC-32 of its name modulo 88: colours no built-in has, the
+  same in every run and on every machine (two such names share a pair with chance 1 in 88).
 
 The *family* (how the encoder gradient is formed, as the registry declares it) is the line style
 (`FAMILY_LINES`): solid pathwise, dashed score-function, dotted measure-valued, dash-dot for the
@@ -43,29 +43,27 @@ FAMILY_LINES: dict[str, object] = {
 SAMPLER_FILLS = {"iid": "full", "antithetic": "none", "rqmc": "left"}
 """Marker fill of each sampler (the estimator keeps its colour, marker and line style)."""
 
-_PAIRS = math.lcm(len(PALETTE), len(MARKERS))  # i -> (i % 10, i % 11) is one-to-one below 110
+OTHER_PALETTE: tuple[tuple[float, float, float], ...] = tuple(matplotlib.colormaps["Dark2"].colors)
+"""The colours of estimators that are not built in (matplotlib's Dark2: none of them is a tab10 colour)."""
 
 
-def _pair(index: int) -> tuple[tuple[float, float, float], str]:
-    return PALETTE[index % len(PALETTE)], MARKERS[index % len(MARKERS)]
-
-
-def _index(name: str) -> int:
-    """The estimator's place among the (colour, marker) pairs (see the module docstring)."""
-    builtins = list(BUILTIN_ESTIMATORS)
-    if name in builtins:
-        return builtins.index(name)
-    return len(builtins) + zlib.crc32(name.encode()) % (_PAIRS - len(builtins))
+def _pair(name: str) -> tuple[tuple[float, float, float], str]:
+    """(colour, marker) of an estimator (see the module docstring)."""
+    if name in BUILTIN_ESTIMATORS:
+        i = list(BUILTIN_ESTIMATORS).index(name)  # i -> (i % 10, i % 11) is one-to-one below 110
+        return PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
+    j = zlib.crc32(name.encode()) % math.lcm(len(OTHER_PALETTE), len(MARKERS))
+    return OTHER_PALETTE[j % len(OTHER_PALETTE)], MARKERS[j % len(MARKERS)]
 
 
 def color(name: str) -> tuple[float, float, float]:
     """The colour of an estimator in every plot."""
-    return _pair(_index(name))[0]
+    return _pair(name)[0]
 
 
 def marker(name: str) -> str:
     """The marker of an estimator in every plot."""
-    return _pair(_index(name))[1]
+    return _pair(name)[1]
 
 
 def line_style(name: str) -> object:
