@@ -157,6 +157,11 @@ def to_mlflow(results: Results, uri: str | None = None) -> str:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise VaebenchError("MLflow export needs the mlflow extra: pip install 'vaebench[mlflow]'") from None
+    if results.summary.empty:
+        raise VaebenchError(
+            f"{results.folder} has no summary.csv, the settings MLflow's runs are made of; write it with: "
+            f"python -m vaebench report {results.folder}"
+        )
     if uri is None:
         (results.folder / "mlflow").mkdir(exist_ok=True)
         uri = default_uri(results.folder)
