@@ -155,3 +155,14 @@ def test_figures_are_written_in_each_format_and_vector_ones_reproduce(tmp_path: 
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     with pytest.raises(ValueError, match="formats are pdf, svg, png"):
         plots.save(plots.figure(1)[0], tmp_path / "x.jpg")
+
+
+def test_the_scaling_law_panel_takes_the_loaded_results_of_the_reference_scaling_run() -> None:
+    import vaebench
+    from vaebench.report import scaling
+
+    res = vaebench.load(Path(__file__).resolve().parents[1] / "results" / "reference" / "scaling")
+    ax = scaling.scaling_law(res, "snr_norm", checkpoint="toy")
+    fits = res.scaling[(res.scaling["checkpoint"] == "toy") & (res.scaling["figure"] == "snr_norm")]
+    fits = fits[(fits["group"] == "encoder") & np.isfinite(fits["slope"])]
+    assert isinstance(ax, Axes) and len(ax.get_legend_handles_labels()[1]) == len(fits) > 0

@@ -35,7 +35,7 @@ REQUIRED = {kind: schema.table(TABLES[kind]).essential for kind in KINDS}
 NUMERIC = ("num_samples", "seed", "trace_var", "step", "value")
 """Essential columns that must hold numbers."""
 
-DERIVED = {"summary": "summary", "claims": "claims", "budget": None, "across": None}
+DERIVED = {"summary": "summary", "claims": "claims", "scaling": "scaling", "budget": None, "across": None}
 """The tables the report derives from the measures' (``<name>.csv``): name -> its declaration in the schema (None:
 the analysis that writes it declares its columns: ``budget.csv``, :mod:`vaebench.analysis.budget`; ``across.csv``,
 the across-problem tables)."""
@@ -110,7 +110,7 @@ class Results:
         variance, convergence, throughput: the measures' tidy frames (:mod:`vaebench.measures.schema`), every
             declared column present (NaN: not measured); empty where the measure did not run.
         laws, quadrature: the scaling checks' frames (empty unless the run made them).
-        summary, claims, budget, across: the tables the report derived (empty where absent: an unreported run,
+        summary, claims, scaling, budget, across: the tables the report derived (empty where absent: an unreported run,
             or no across-problem study).
         verdicts: the bottom line, one dict per question and K (``verdicts.json``; empty if absent).
         level: the confidence level of the verdicts' intervals.
@@ -125,6 +125,7 @@ class Results:
     quadrature: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scaling: pd.DataFrame = field(default_factory=pd.DataFrame)
     budget: pd.DataFrame = field(default_factory=pd.DataFrame)
     across: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdicts: list = field(default_factory=list)
