@@ -1,8 +1,8 @@
 """Reading a results folder's tables: run.json and the combined CSVs, checked to be vaebench's tables.
 
-Every reader of a folder (the report, ``compare``, :func:`vaebench.load`) goes through :func:`load`, which completes each frame to
-its declaration (:func:`vaebench.measures.schema.complete`): older folders lack later columns, and from here
-on every declared column is there (NaN: not measured). A folder's units are verified against their manifests
+Every reader of a folder (the report, ``compare``, :func:`vaebench.load`) goes through :func:`load`, which
+completes each frame to its declaration (:func:`vaebench.measures.schema.complete`): older folders lack later
+columns, and from here on every declared column is there (NaN: not measured). A folder's units are verified against their manifests
 by the suite (:mod:`vaebench.suite.rebuild`) before its combined CSVs are trusted.
 """
 
@@ -36,9 +36,9 @@ NUMERIC = ("num_samples", "seed", "trace_var", "step", "value")
 """Essential columns that must hold numbers."""
 
 DERIVED = {"summary": "summary", "claims": "claims", "scaling": "scaling", "budget": None, "across": None}
-"""The tables the report derives from the measures' (``<name>.csv``): name -> its declaration in the schema (None:
-the analysis that writes it declares its columns: ``budget.csv``, :mod:`vaebench.analysis.budget`; ``across.csv``,
-the across-problem tables)."""
+"""The tables the report derives from the measures' (``<name>.csv``): name -> its declaration in the schema
+(None: the analysis that writes it declares its columns: ``budget.csv``, :mod:`vaebench.analysis.budget`;
+``across.csv``, the across-problem tables)."""
 
 FIX = "restore it, move it away, or rebuild the folder with `python -m vaebench run --resume --out <folder>`"
 
@@ -80,7 +80,8 @@ def checked(frame: pd.DataFrame, kind: str, where: Path | str) -> pd.DataFrame:
 
 
 def read_derived(out: Path, name: str) -> pd.DataFrame:
-    """A table the report wrote (`DERIVED`), checked like a measure's where the schema declares it; empty if absent."""
+    """A table the report wrote (`DERIVED`), checked like a measure's where the schema declares it; empty if
+    absent."""
     kind = DERIVED[name]
     path = out / f"{name}.csv"
     try:
@@ -110,8 +111,8 @@ class Results:
         variance, convergence, throughput: the measures' tidy frames (:mod:`vaebench.measures.schema`), every
             declared column present (NaN: not measured); empty where the measure did not run.
         laws, quadrature: the scaling checks' frames (empty unless the run made them).
-        summary, claims, scaling, budget, across: the tables the report derived (empty where absent: an unreported run,
-            or no across-problem study).
+        summary, claims, scaling, budget, across: the tables the report derived (empty where absent: an
+            unreported run, no scaling laws, or no across-problem study).
         verdicts: the bottom line, one dict per question and K (``verdicts.json``; empty if absent).
         level: the confidence level of the verdicts' intervals.
     """

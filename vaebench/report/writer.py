@@ -1,7 +1,7 @@
 """The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
 
-This module reads the folder (:func:`vaebench.analysis.folder.load`) and writes the files (``budget.csv``: the settings at equal
-wall-clock, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
+This module reads the folder (:func:`vaebench.analysis.folder.load`) and writes the files (``budget.csv``:
+the settings at equal wall-clock, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
 :mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
 measured (``variance.csv``, ``convergence.csv``, ``throughput.csv``, ``stl_landing.csv``) and turns those
 tables into the comparison table and the fitted laws with :mod:`vaebench.analysis`; it never trains,
