@@ -1,7 +1,6 @@
-"""Command line: ``python -m vaebench {run,report,list,verify,compare,plot,table,export}``. Wiring only; the
-logic lives in the library.
+"""Command line: ``python -m vaebench {run,report,list,verify,compare,plot,table,export}``; wiring only.
 
-``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
+The logic lives in the library: ``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
 suite (:mod:`vaebench.suite`) and writes the report (:mod:`vaebench.report`); ``report DIR`` rebuilds a results
 folder's tables from its verified units (or its CSVs) and then its report; ``list`` prints the estimators,
 data sets and presets; ``verify`` checks estimators against exact gradients
