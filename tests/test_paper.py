@@ -224,11 +224,16 @@ def test_mlflow_has_one_run_per_setting_with_config_params_and_provenance_tags(
     assert sorted(m.step for m in history) == sorted(curve["step"])
 
 
-def test_an_unknown_tracker_is_refused_before_a_run_starts(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+def test_an_unknown_or_missing_tracker_is_refused_before_a_run_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from vaebench import trackers
+
     assert cli.main(["run", *TINY, "--out", str(tmp_path / "x"), "--log", "wandb"]) == 2
     assert "unknown tracker(s) wandb" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    monkeypatch.setitem(trackers.EXTRAS, "mlflow", ("no_such_package_here",))
+    assert cli.main(["run", *TINY, "--out", str(tmp_path / "x"), "--log", "tensorboard,mlflow"]) == 2
+    assert "pip install 'vaebench[mlflow]'" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_readme_commands_name_real_flags() -> None:

@@ -22,6 +22,7 @@ logs what its verified units hold, once, however often it was resumed (``run --l
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import time
@@ -44,14 +45,25 @@ MARKER = ".vaebench-tensorboard"
 """The file that marks a TensorBoard folder as vaebench's, so an export may replace it."""
 
 
+EXTRAS = {"tensorboard": ("tensorboard",), "mlflow": ("mlflow", "sqlalchemy", "alembic")}
+"""The packages each tracker needs (its extra in pyproject.toml)."""
+
+
 def parse(text: str) -> list[str]:
-    """``tensorboard,mlflow`` as a list, each checked to be one of `TRACKERS`."""
+    """``tensorboard,mlflow`` as a list, each checked to be one of `TRACKERS` and installed, so that a run
+    asked to log refuses before it starts rather than after it has finished."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     bad = [n for n in names if n not in TRACKERS]
     if bad or not names:
         raise VaebenchError(
             f"unknown tracker(s) {', '.join(bad) or '(none)'}; choose among {', '.join(TRACKERS)}"
         )
+    for name in names:
+        missing = [m for m in EXTRAS[name] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise VaebenchError(
+                f"{name} needs {', '.join(missing)}, not installed here: pip install 'vaebench[{name}]'"
+            )
     return names
 
 
