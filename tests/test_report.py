@@ -180,9 +180,6 @@ def test_plots_take_and_return_axes(frames, summary: pd.DataFrame) -> None:
     assert plots.plot_curves(frames["convergence"], num_samples=1, ax=left) is left
     assert plots.plot_curves(frames["convergence"], num_samples=1, x="wall_time_s", ax=right) is right
     assert plots.plot_throughput(frames["throughput"]) is not None
-    assert plots.estimator_color("reparam") == plots.estimator_color("reparam")
-    assert plots.estimator_color("reparam") != plots.estimator_color("reinforce")
-    assert len(plots.estimator_color("my-new-estimator")) >= 3
 
 
 def write_folder(tmp_path: Path, frames, status: str = "complete") -> Path:
@@ -444,61 +441,6 @@ def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp
     # Plots name the sampler in the legend.
     ax = plots.plot_against_k(summaries.variance_by_k(rqmc["variance"], checkpoint="end"), "trace_var")
     assert "reparam (rqmc)" in [t.get_text() for t in ax.legend().get_texts()]
-
-
-# --- the plots' looks: a colour per family, a style per member, identical rows shown as shared --------------
-
-
-def test_each_family_has_one_colour_and_each_member_its_own_marker() -> None:
-    from vaebench.estimators import BUILTIN_ESTIMATORS
-    from vaebench.report import styles
-
-    families: dict = {}
-    for name in BUILTIN_ESTIMATORS:
-        families.setdefault(styles.colour_group(name), []).append(name)
-    assert set(families) == set(styles.FAMILY_COLORS)  # every colour is used by a built-in
-    assert {"miwae", "ciwae", "piwae", "dreg"} <= set(
-        families[("iwae", "pathwise")]
-    )  # the mixtures are IWAE's
-    colours = {kin: {styles.color(n) for n in members} for kin, members in families.items()}
-    assert all(len(c) == 1 for c in colours.values())  # one colour per family...
-    assert len({next(iter(c)) for c in colours.values()}) == len(families)  # ...each its own
-    assert styles.UNKNOWN_COLOR not in {next(iter(c)) for c in colours.values()}
-    for members in families.values():  # distinct marker and line style within a family
-        looks = [styles.member_style(n) for n in members]
-        assert len(set(looks)) == len(looks)
-    # the formerly clashing pairs are apart now
-    assert styles.color("vimco") != styles.color("reinforce-ma")
-    assert styles.color("iwae-stl") != styles.color("reparam-analytic-kl")
-    # fixed whatever else a run measured: the look is a function of the name alone
-    assert styles.style("dreg") == styles.style("dreg") and styles.style("stl", "rqmc")["fillstyle"] == "left"
-
-
-def test_a_plugin_estimator_takes_its_family_colour_and_a_free_style(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vaebench.estimators import ESTIMATORS
-    from vaebench.report import styles
-
-    monkeypatch.setitem(ESTIMATORS, "my-pathwise", ESTIMATORS["reparam"])
-    assert styles.color("my-pathwise") == styles.color("reparam")
-    builtin = {styles.member_style(n) for n in ("reparam", "reparam-analytic-kl", "stl", "reparam-cv")}
-    assert styles.member_style("my-pathwise") not in builtin
-    assert styles.color("never-registered") == styles.UNKNOWN_COLOR
-
-
-def test_identical_rows_share_one_legend_entry() -> None:
-    from vaebench.report import styles
-
-    frame = pd.DataFrame(
-        dict(estimator=["reparam", "reparam", "iwae", "iwae", "reinforce-loo", "vargrad"],
-             sampler="iid", num_samples=[1, 4, 1, 4, 4, 4], trace_var=[10.0, 2.5, 10.0, 4.0, 7.0, 7.0 * (1 + 1e-7)])
-    )  # fmt: skip
-    hidden, labels = styles.shared_labels(frame, ["trace_var"])
-    assert hidden == {("vargrad", "iid")}  # the same everywhere: drawn once...
-    assert labels[("reinforce-loo", "iid")] == "reinforce-loo = vargrad"  # ...and named as shared
-    assert labels[("iwae", "iid")] == "iwae (= reparam at K=1)"  # the same at K=1 only
-    ax = plots.plot_against_k(frame, "trace_var")
-    texts = [t.get_text() for t in ax.legend().get_texts()]
-    assert "reinforce-loo = vargrad" in texts and "vargrad" not in texts
 
 
 def test_laws_are_fitted_only_on_three_k_or_more(tmp_path: Path, frames) -> None:

@@ -21,7 +21,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;
 9. **report**: reads a results folder through the schema and analysis, and writes only report files;
-10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``).
+10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``, ``results``: :func:`load`,
+    ``trackers``: TensorBoard and MLflow).
 
 Two modules share a file name only as the two halves of one concept, one in each layer:
 
@@ -44,6 +45,31 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("checks", ("checks",)),
     ("suite", ("suite",)),
     ("report", ("report",)),
-    ("commands", ("cli", "__main__", "verify")),
+    ("commands", ("cli", "__main__", "verify", "results", "trackers")),
 )  # fmt: skip
 """The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""
+
+
+def load(folder):
+    """Read a results folder into a :class:`vaebench.results.Results` (its tables, verdicts and provenance).
+
+    Imported when called, so that ``import vaebench`` stays free of torch and pandas; see
+    :mod:`vaebench.results`.
+    """
+    from vaebench.results import load as _load
+
+    return _load(folder)
+
+
+def header(column: str) -> str:
+    """The header of a results column in tables (:func:`vaebench.measures.dictionary.header`)."""
+    from vaebench.measures.dictionary import header as _header
+
+    return _header(column)
+
+
+def describe(column: str):
+    """What a results column means, its unit and direction (:func:`vaebench.measures.dictionary.describe`)."""
+    from vaebench.measures.dictionary import describe as _describe
+
+    return _describe(column)

@@ -1,11 +1,13 @@
-"""Command line: ``python -m vaebench {run,report,list,verify}``. Wiring only; the logic lives in the library.
+"""Command line: ``python -m vaebench {run,report,list,verify,compare,plot,table,export}``; wiring only.
 
-``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
+The logic lives in the library: ``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
 suite (:mod:`vaebench.suite`) and writes the report (:mod:`vaebench.report`); ``report DIR`` rebuilds a results
 folder's tables from its verified units (or its CSVs) and then its report; ``list`` prints the estimators,
 data sets and presets; ``verify`` checks estimators against exact gradients
-(:mod:`vaebench.checks.exact_gradients`). The commands import the library when they run, so ``--help`` and a
-bad flag answer at once.
+(:mod:`vaebench.checks.exact_gradients`); ``plot``, ``table`` and ``export`` turn a results folder into
+figures, a table for a paper, and TensorBoard or MLflow runs (:mod:`vaebench.report.plots`,
+:mod:`vaebench.report.paper`, :mod:`vaebench.trackers`). The commands import the library when they run, so
+``--help`` and a bad flag answer at once.
 
 Exit status: 0 done; 1 some units failed (the others are saved; ``--resume`` retries); 2 bad input (a
 one-line message, never a traceback); 74 a write was refused (read-only folder, disk full, file-size limit;
@@ -36,7 +38,9 @@ EXIT_TERMINATED = 143
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaebench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vaebench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list,verify,compare}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,report,list,verify,compare,plot,table,export}"
+    )
 
     run = sub.add_parser(
         "run",
@@ -109,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan with each unit's estimated time (from a few timed steps) and run nothing",
     )
+    run.add_argument(
+        "--log",
+        metavar="TRACKERS",
+        help="after the report, export the folder to tensorboard and/or mlflow (comma-separated; see `export`)",
+    )
 
     report = sub.add_parser("report", help="rebuild a results folder's report (tables, plots, report.md)")
     report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
@@ -161,7 +170,61 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--checkpoint", metavar="LABEL", help="the variance checkpoint (default: both runs' last)"
     )
+    _paper_parsers(sub)
     return parser
+
+
+def _paper_parsers(sub) -> None:
+    """The commands that turn a results folder into a paper's figures and tables, and into trackers' runs."""
+    plot = sub.add_parser(
+        "plot",
+        help="draw a results folder's figures as PDF, SVG or PNG (the report's figures, for a paper)",
+        description="Draw the report's figures from a results folder (read through the same integrity checks as "
+        "`report`) and write them in one format: PDF or SVG (vector, for a journal) or PNG.",
+    )
+    plot.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+    plot.add_argument(
+        "--format", choices=["pdf", "svg", "png"], default="pdf", help="file format (default pdf)"
+    )
+    plot.add_argument("--out", metavar="OUTDIR", help="where to write them (default: DIR/figures)")
+    table = sub.add_parser(
+        "table",
+        help="the comparison table for a paper: booktabs LaTeX, markdown or CSV",
+        description="Print (or write) the comparison table of a results folder: one row per setting, a figure "
+        "with its interval per column, the best estimate of each column at each K in bold.",
+    )
+    table.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+    table.add_argument(
+        "--format", choices=["latex", "markdown", "csv"], default="latex", help="default latex"
+    )
+    table.add_argument(
+        "--columns",
+        metavar="NAMES",
+        help="comma-separated summary columns (default: the main figures measured)",
+    )
+    table.add_argument(
+        "--intervals",
+        choices=["range", "pm", "none"],
+        default="range",
+        help="value [low, high] (default), ± or none",
+    )
+    table.add_argument("--digits", type=int, default=3, metavar="N", help="significant figures (default 3)")
+    table.add_argument("--out", metavar="FILE", help="write to FILE instead of printing")
+    export = sub.add_parser(
+        "export",
+        help="send a results folder to TensorBoard and/or MLflow",
+        description="Write TensorBoard event files (every training curve, the summary figures, the report's "
+        "figures) and/or one MLflow run per setting (configuration as parameters, provenance as tags) from a "
+        "results folder's tables. Each export replaces the previous one.",
+    )
+    export.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+    export.add_argument(
+        "--to", required=True, metavar="TRACKERS", help="tensorboard, mlflow, or both: tensorboard,mlflow"
+    )
+    export.add_argument("--logdir", metavar="DIR", help="TensorBoard's folder (default: DIR/tensorboard)")
+    export.add_argument(
+        "--tracking-uri", metavar="URI", help="MLflow's store (default: sqlite:///DIR/mlflow/mlflow.db)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -237,6 +300,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
+    log = None
+    if args.log is not None:
+        from vaebench import trackers
+
+        log = trackers.parse(args.log)  # a bad name is refused before anything runs
     if args.out is not None and not args.out.strip():
         raise VaebenchError("--out is empty; name a folder, or leave --out out to write under results/")
     if args.resume and args.out is None:
@@ -311,6 +379,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(summary_markdown(pd.read_csv(summary)))
     print(f"{result.status}: {out / 'report.md'} ({result.wall_time_s:.0f} s)")
+    if log:
+        for line in trackers.export(out, log):
+            print(line)
     if result.failed:
         for unit, error in result.failed.items():
             print(f"vaebench: unit {unit} failed: {error}", file=sys.stderr)
@@ -478,12 +549,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if not worse.empty else 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vaebench.report.plots import write_figures
+    from vaebench.results import load
+
+    out = Path(args.out) if args.out else Path(args.dir) / "figures"
+    written = write_figures(load(args.dir), out, args.format)
+    if not written:
+        raise VaebenchError(f"{args.dir} holds nothing to draw (no variance, convergence or throughput rows)")
+    for name in written.values():
+        print(out / name)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from vaebench import files
+    from vaebench.report.paper import render
+    from vaebench.results import load
+
+    columns = tuple(_split(args.columns)) if args.columns else None
+    text = render(load(args.dir), args.format, columns=columns, intervals=args.intervals, digits=args.digits)
+    if args.out:
+        files.write_text(args.out, text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vaebench import trackers
+
+    for line in trackers.export(args.dir, trackers.parse(args.to), logdir=args.logdir, uri=args.tracking_uri):
+        print(line)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "report": cmd_report,
     "list": cmd_list,
     "verify": cmd_verify,
     "compare": cmd_compare,
+    "plot": cmd_plot,
+    "table": cmd_table,
+    "export": cmd_export,
 }
 
 

@@ -24,24 +24,7 @@ from vaebench.errors import VaebenchError
 from vaebench.measures import schema
 from vaebench.report import plots, scaling
 from vaebench.report.document import render, resolved_likelihood
-
-FIGURES = {
-    "variance": "variance_snr_vs_k.png",
-    "steps": "elbo_vs_steps.png",
-    "wallclock": "elbo_vs_wallclock.png",
-    "throughput": "throughput.png",
-}
-"""File names of the report's plots."""
-
-
-REQUIRED = folder.REQUIRED
-"""Columns a combined CSV of a kind must have to be read (:attr:`vaebench.measures.schema.Table.essential`)."""
-
-
-def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """A results folder's run.json and its combined CSVs, checked (:func:`vaebench.analysis.folder.load`)."""
-    return folder.load(out)
-
+from vaebench.report.plots import FIGURES
 
 _FIX = folder.FIX
 
@@ -63,7 +46,7 @@ def write_report(
     (:func:`vaebench.analysis.verdicts.records`).
     """
     out = Path(out)
-    run, frames = load(out)
+    run, frames = folder.load(out)
     try:
         config = from_dict(run["config"]) if isinstance(run.get("config"), dict) else SuiteConfig()
     except VaebenchError as err:
@@ -93,7 +76,10 @@ def write_report(
     )
     document = verdicts_json(found, run, level)
     files.write_json(out / "verdicts.json", document)
-    figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
+    read = folder.Results(
+        out, run, frames["variance"], frames["convergence"], frames["throughput"], summary=summary
+    )
+    figures = plots.write_figures(read, out)
     laws, scaling_plots = scaling.write_scaling(out, frames["variance"], checkpoint, frames["laws"])
     landing = _read_landing(out)
     comparisons = published.published_comparisons(
@@ -159,43 +145,4 @@ def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | No
     return ordered[-1] if ordered else None
 
 
-# ------------------------------------------------------------------------------------------------ plots
-
-
-def write_plots(
-    out: Path, frames: dict[str, pd.DataFrame], *, checkpoint: str | None, batch_size: int | None
-) -> dict[str, str]:
-    """Draw every plot the data allow; return {figure key: file name}."""
-    written = {}
-    variance, convergence, throughput = frames["variance"], frames["convergence"], frames["throughput"]
-    if not variance.empty:
-        by_k = summaries.variance_by_k(variance, checkpoint=checkpoint)
-        if not by_k.empty:
-            fig, (left, right) = plots.figure(2)
-            where = f" ({checkpoint} checkpoint)" if checkpoint else ""
-            plots.plot_against_k(by_k, "trace_var", ax=left, ylabel="trace of covariance", title=f"Encoder gradient variance{where}")  # fmt: skip
-            if by_k["snr"].notna().any():
-                plots.plot_against_k(by_k, "snr", ax=right, ylabel="mean |E g| / std g", title=f"Encoder gradient SNR{where}")  # fmt: skip
-            plots.legend_outside(fig, [left, right])
-            written["variance"] = plots.save(fig, out / FIGURES["variance"]).name
-    if not convergence.empty:
-        ks = sorted(convergence["num_samples"].unique())
-        for key, x in (("steps", "step"), ("wallclock", "wall_time_s")):
-            fig, axes = plots.figure(len(ks))
-            for ax, k in zip(axes, ks, strict=True):
-                plots.plot_curves(convergence, num_samples=k, x=x, ax=ax)
-            plots.legend_outside(fig, axes)
-            written[key] = plots.save(fig, out / FIGURES[key]).name
-    if not throughput.empty:
-        rows = throughput[throughput["status"] == "ok"]
-        rows = rows[rows["variant"] == rows["variant"].iloc[0]] if not rows.empty else rows
-        if batch_size is not None and (rows["batch_size"] == batch_size).any():
-            rows = rows[rows["batch_size"] == batch_size]
-        if not rows.empty:
-            fig, (ax,) = plots.figure(1, panel=(9.0, 4.0))
-            plots.plot_throughput(rows, ax=ax)
-            written["throughput"] = plots.save(fig, out / FIGURES["throughput"]).name
-    return written
-
-
-__all__ = ["FIGURES", "REQUIRED", "load", "verdicts_json", "write_plots", "write_report"]
+__all__ = ["FIGURES", "verdicts_json", "write_report"]
