@@ -309,13 +309,13 @@ def test_markdown_escapes_pipes() -> None:
 def test_paired_difference_pairs_runs_by_seed(frames) -> None:
     conv = frames["convergence"]
     diff, low, high, n = summaries.paired_difference(
-        conv, "test_log_likelihood", ("iwae", 10), ("reparam", 1)
+        conv, "test_log_likelihood", ("iwae", "iid", 10), ("reparam", "iid", 1)
     )
     assert (diff, n) == (pytest.approx(5.5), 2)
     assert (low, high) == (pytest.approx(5.5), pytest.approx(5.5))  # the seeds' offsets cancel exactly
     # a diverged seed is left out: one pair remains, so there is no interval
     diff, low, _, n = summaries.paired_difference(
-        conv, "test_log_likelihood", ("reparam", 1), ("reinforce", 1)
+        conv, "test_log_likelihood", ("reparam", "iid", 1), ("reinforce", "iid", 1)
     )
     assert (diff, n) == (pytest.approx(10.0), 1) and np.isnan(low)
 
@@ -488,7 +488,7 @@ def test_a_sampler_makes_its_own_setting_named_in_tables_and_reading(frames, tmp
     row = summary.set_index(["estimator", "sampler", "num_samples"]).loc[("reparam", "rqmc", 10)]
     assert row["trace_var"] == pytest.approx(VARIANCE["reparam"] / 10 / 2 * 1.005)
     diff, *_ = summaries.paired_difference(
-        rqmc["convergence"], "test_log_likelihood", ("reparam", 1, "rqmc"), ("reparam", 1)
+        rqmc["convergence"], "test_log_likelihood", ("reparam", "rqmc", 1), ("reparam", "iid", 1)
     )
     assert diff == pytest.approx(1.0)
     assert "| estimator | sampler | K |" in tables.summary_markdown(summary)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaebench.analysis import summaries, timing, verdicts
+from vaebench.analysis import summaries, verdicts, yardstick
 from vaebench.analysis.verdicts import QUESTIONS, contradictions, records
 from vaebench.config import resolve
 from vaebench.report import bottom_line
@@ -120,12 +120,12 @@ LOADS = {
 @pytest.mark.parametrize("load", list(LOADS))
 def test_step_ratios_cancel_a_load_shared_by_a_round(load: str) -> None:
     frame = throughput_frame({("reparam", 1): 0.002, ("dreg", 1): 0.003}, LOADS[load])
-    r = timing.step_ratio(timing.timed_rows(frame), ("dreg", "iid", 1), ("reparam", "iid", 1))
-    assert r.rounds == ROUNDS and r.value == pytest.approx(1.5, rel=0.03)
+    r = yardstick.step_ratio(yardstick.timed_rows(frame), ("dreg", "iid", 1), ("reparam", "iid", 1))
+    assert r.n == ROUNDS and r.value == pytest.approx(1.5, rel=0.03)
     assert 1 < r.low < 1.5 < r.high and r.separated
     # the load is gone from the ratio: the busy machine gives the quiet machine's ratio
     quiet = throughput_frame({("reparam", 1): 0.002, ("dreg", 1): 0.003}, LOADS["quiet"])
-    r_quiet = timing.step_ratio(timing.timed_rows(quiet), ("dreg", "iid", 1), ("reparam", "iid", 1))
+    r_quiet = yardstick.step_ratio(yardstick.timed_rows(quiet), ("dreg", "iid", 1), ("reparam", "iid", 1))
     assert r.value == pytest.approx(r_quiet.value, rel=1e-9)
 
 

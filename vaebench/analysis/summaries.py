@@ -12,7 +12,7 @@ samplers existed count as ``iid``) at one K. The comparison table (:func:`summar
   (``converged``, see :mod:`vaebench.analysis.plateau`);
 - the median training-step time and its interval;
 - work-normalised variance (variance x seconds per estimate, timed inside the variance unit), with interval;
-- where the settings of a K were timed interleaved (:mod:`vaebench.analysis.timing`): ``step_ratio``, the step
+- where the settings of a K were timed interleaved (:mod:`vaebench.analysis.yardstick`): ``step_ratio``, the step
   time over that of the K's yardstick setting (``timing_yardstick``, e.g. ``reparam``), and
   ``compute_ratio``, variance x step time over the yardstick's (lower wins at equal compute), each with an
   interval over the ``timing_rounds`` rounds: ratios measured in one unit reproduce where absolute times and
@@ -29,19 +29,19 @@ tables (:mod:`vaebench.report.tables`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import timing
+from vaebench.analysis import yardstick
+from vaebench.analysis.contrast import contrast
 from vaebench.analysis.convergence import summarize_convergence
 from vaebench.analysis.plateau import plateau
 from vaebench.analysis.settings import KEYS, bias_note, order_estimators, truth
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import CONVERGENCE, SUMMARY, THROUGHPUT, VARIANCE, complete, conform
-from vaebench.stats import mean_interval, pooled_mean_interval
+from vaebench.stats import pooled_mean_interval
 
 VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "snr_norm")
 """Variance figures pooled over seeds by :func:`variance_by_k` (each with its `_low`/`_high`)."""
@@ -170,35 +170,41 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
 
 
 def paired_difference(
-    convergence: pd.DataFrame, metric: str, a: tuple[str, int], b: tuple[str, int], level: float = 0.95
+    convergence: pd.DataFrame,
+    metric: str,
+    a: tuple[str, str, int],
+    b: tuple[str, str, int],
+    level: float = 0.95,
 ) -> tuple[float, float, float, int]:
     """Mean over seeds of ``metric`` of run ``a`` minus run ``b``, paired by seed, with a Student-t interval.
 
     Runs of one seed share the model's initialisation and the data order, so the per-seed difference
-    removes that shared variation: a much sharper comparison than two separate intervals. Seeds where
-    either run diverged are left out.
+    removes that shared variation: a much sharper comparison than two separate intervals
+    (:func:`vaebench.analysis.contrast.contrast`, ``paired difference``). Seeds where either run diverged are
+    left out.
 
     Args:
         convergence: tidy rows of the convergence measure.
         metric: a final metric, e.g. ``test_log_likelihood``.
-        a, b: (estimator, K) or (estimator, K, sampler) of the two settings (the sampler defaults to iid).
+        a, b: the two settings' keys (estimator, sampler, K).
         level: interval level.
 
     Returns:
         (mean difference, low, high, number of seeds); NaN interval with fewer than two seeds.
     """
+    c = contrast(
+        per_seed(convergence, metric, a), per_seed(convergence, metric, b), "paired difference", level
+    )
+    return c.value, c.low, c.high, c.n
+
+
+def per_seed(convergence: pd.DataFrame, metric: str, key: tuple[str, str, int]) -> pd.Series:
+    """The last value of ``metric`` of each seed of one setting (estimator, sampler, K) that did not diverge."""
     rows = complete(convergence[convergence["metric"] == metric], CONVERGENCE)
-
-    def per_seed(name: str, k: int, sampler: str = "iid") -> pd.Series:
-        r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k) & (rows["sampler"] == sampler)]
-        r = r[~r["diverged"].astype(bool)]
-        return r.groupby("seed")["value"].last()
-
-    diff = (per_seed(*a) - per_seed(*b)).dropna()
-    if diff.empty:
-        return math.nan, math.nan, math.nan, 0
-    low, high = mean_interval(diff.to_numpy(float), level) if len(diff) > 1 else (math.nan, math.nan)
-    return float(diff.mean()), float(low), float(high), len(diff)
+    name, sampler, k = key
+    r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k) & (rows["sampler"] == sampler)]
+    r = r[~r["diverged"].astype(bool)]
+    return r.groupby("seed")["value"].last()
 
 
 def _registry_objective(name: str) -> str:
@@ -274,7 +280,7 @@ def summary_table(
         parts.append(
             throughput_by_k(throughput, batch_size)[[*KEYS, "step_ms", "step_ms_low", "step_ms_high"]]
         )
-        ratios = timing.step_ratios(throughput, batch_size)
+        ratios = yardstick.step_ratios(throughput, batch_size)
         if not ratios.empty:
             parts.append(ratios)
     if not parts:
@@ -283,7 +289,7 @@ def summary_table(
     for part in parts[1:]:
         table = table.merge(part, on=KEYS, how="outer")
     if "step_ratio" in table:
-        table = timing.with_compute_ratios(table)
+        table = yardstick.with_compute_ratios(table)
     if measured["variance"]:
         known = np.isfinite(table["snr_low"]) & np.isfinite(table["snr_floor"])
         at_floor = (table["snr_low"] <= table["snr_floor"]).map(bool).astype(object)

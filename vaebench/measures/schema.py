@@ -313,13 +313,14 @@ QUADRATURE = Table(
 CLAIMS = Table(
     "claims",
     columns=(
-        "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict", "detail",
+        "key", "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict",
+        "detail",
     ),
-    keys=("claim",),
+    keys=("key",),
     figures=("measured",),
     essential=("claim", "source", "verdict"),
 )
-"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.checks.claims`)."""
+"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.analysis.claims`)."""
 
 # fmt: on
 TABLES: dict[str, Table] = {

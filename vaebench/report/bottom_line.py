@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import timing
+from vaebench.analysis import yardstick
 from vaebench.analysis.verdicts import QUESTIONS, Verdict
 from vaebench.report.formatting import fmt_interval, fmt_number
 from vaebench.report.phrases import ratio_text
@@ -151,7 +151,7 @@ def _code_name(entry: str) -> str:
 
 def timing_basis(run: dict, throughput: pd.DataFrame | None, found: list[Verdict]) -> str:
     """What the timing verdicts rest on: interleaved rounds, the machine and its load."""
-    rows = timing.timed_rows(throughput)
+    rows = yardstick.timed_rows(throughput)
     timed = any(v.question in (QUESTIONS[1], QUESTIONS[3]) and v.best is not None for v in found)
     if rows.empty:
         text = (

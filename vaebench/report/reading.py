@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import timing
+from vaebench.analysis import yardstick
 from vaebench.analysis.budget import budget
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import HANDWRITTEN, SUMMARY, complete
@@ -34,13 +34,12 @@ from vaebench.report.phrases import (
     overlap,
     power_of_ten,
     ratio_text,
-    setting_key3,
+    setting_key,
     setting_name,
     setting_names,
     times,
     with_interval,
 )
-from vaebench.report.published import published_comparisons
 from vaebench.report.settings import setting_label
 from vaebench.report.verdict import levelled_off, quality, recommendation
 from vaebench.train import DIVERGENCE_BOUND
@@ -62,8 +61,7 @@ def reading(
             ratios and the hand-written pytorch/examples step, and ``budget``, :func:`vaebench.analysis.budget.budget`,
             computed from ``convergence`` when absent); missing kinds drop their sentences.
         checkpoint: the variance checkpoint the table reports, for the wording.
-        data, likelihood: the run's data set and likelihood, which decide whether the published gaps apply
-            (:func:`vaebench.report.published.published_comparisons`).
+        data, likelihood: unused (the published gaps are claims: :mod:`vaebench.analysis.claims`).
     """
     if summary.empty:
         return []
@@ -78,7 +76,6 @@ def reading(
         lines += recommendation(summary, convergence)
         at_budget = frames.get("budget")
         lines += at_equal_budget(budget(convergence) if at_budget is None else at_budget, summary)
-    lines += published_comparisons(summary, convergence, data=data, likelihood=likelihood)
     return lines + _speed(summary, ks, throughput) + _divergence(summary)
 
 
@@ -171,15 +168,15 @@ def _speed(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame) -> list[st
     """The step times of each K against each other (as ratios over interleaved rounds where measured so), and
     the suite's ``reparam`` step against the hand-written one."""
     lines = []
-    timed = timing.timed_rows(throughput)
+    timed = yardstick.timed_rows(throughput)
     for k in ks:
         rows = finite_rows_at(summary, k, "step_ratio")
         if len(rows) >= 2:
             fast, slow = rows.loc[rows["step_ratio"].idxmin()], rows.loc[rows["step_ratio"].idxmax()]
-            r = timing.step_ratio(timed, setting_key3(slow), setting_key3(fast))
+            r = yardstick.step_ratio(timed, setting_key(slow), setting_key(fast))
             lines.append(
                 f"Step time at K={k}: the slowest, {setting_name(slow)}, takes {ratio_text(r.value, r.low, r.high)} "
-                f"the time of the fastest, {setting_name(fast)} (over {r.rounds} interleaved rounds; "
+                f"the time of the fastest, {setting_name(fast)} (over {r.n} interleaved rounds; "
                 f"{fmt_number(slow['step_ms'])} and {fmt_number(fast['step_ms'])} ms on this machine)."
             )
             continue
@@ -206,15 +203,14 @@ def _handwritten(summary: pd.DataFrame, ks: list, throughput: pd.DataFrame, time
     ]
     if not np.isfinite(handwritten_ms) or mine.empty or not np.isfinite(mine["step_ms"].iloc[0]):
         return []
-    r = timing.step_ratio(timed, ("reparam", "iid", int(ks[0])), (HANDWRITTEN, "iid", 1))
+    r = yardstick.step_ratio(timed, ("reparam", "iid", int(ks[0])), (HANDWRITTEN, "iid", 1))
     head = (
         "A hand-written PyTorch step of the same VAE (the pytorch/examples recipe) takes "
         f"{fmt_number(handwritten_ms)} ms on this machine; the suite's `reparam` step at K={ks[0]} takes "
     )
     if np.isfinite(r.value):
         return [
-            head
-            + f"{ratio_text(r.value, r.low, r.high)} its time (timed interleaved, over {r.rounds} rounds)."
+            head + f"{ratio_text(r.value, r.low, r.high)} its time (timed interleaved, over {r.n} rounds)."
         ]
     return [head + f"{times(mine['step_ms'].iloc[0] / handwritten_ms)} that (timed in separate units)."]
 

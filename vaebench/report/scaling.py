@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench import files
+from vaebench.analysis.claims import LANDED, landed
 from vaebench.analysis.scaling import (
     ASYMPTOTIC_K,
     FIGURES,
@@ -29,7 +30,6 @@ from vaebench.analysis.scaling import (
     scaling_laws,
 )
 from vaebench.analysis.settings import truth
-from vaebench.checks.landing import landed
 from vaebench.measures.schema import SCALING, VARIANCE, complete
 from vaebench.report import plots, styles
 from vaebench.report.formatting import fmt_number
@@ -177,7 +177,7 @@ def landing_lines(frame: pd.DataFrame) -> list[str]:
         return []
     ratio = landed(frame)
     stl, reparam = ratio.get("stl", float("nan")), ratio.get("reparam", float("nan"))
-    holds = bool(np.isfinite(stl) and stl < 1e-8)
+    holds = bool(np.isfinite(stl) and stl < LANDED)
     wide = frame.pivot_table(
         index=["fraction", "kl_to_posterior"], columns="estimator", values="trace_var", sort=False
     )
