@@ -113,7 +113,9 @@ def contrast(a, b, kind: str, level: float = 0.95) -> Contrast:
         low, high = mean_interval(d, level) if d.size > 1 else (math.nan, math.nan)
         return Contrast(float(d.mean()), float(low), float(high), kind, int(d.size))
     if kind == "difference":
-        diff, low, high, _ = welch_interval(np.asarray(a, dtype=float), np.asarray(b, dtype=float), level)
+        diff, low, high, _ = welch_interval(
+            np.asarray(b, dtype=float), np.asarray(a, dtype=float), level
+        )  # a - b
         return Contrast(float(diff), float(low), float(high), kind, 0)
     raise ValueError(f"unknown contrast kind {kind!r}; choose one of: {', '.join(KINDS)}")
 

@@ -8,8 +8,8 @@ samplers existed count as ``iid``) at one K. The comparison table (:func:`summar
   an SNR whose interval reaches ``snr_floor`` = √(2/(πR)), the SNR a zero-mean gradient shows with R
   replicates (no signal measured);
 - final test ELBO and test log-likelihood (importance-sampled, k samples), mean over seeds with a Student-t
-  interval; the rise of the test ELBO over the last quarter of training and whether it had levelled off
-  (``converged``, see :mod:`vaebench.analysis.plateau`);
+  interval; the rise of the test ELBO over a quarter of training before the learning rate's decay dominates,
+  and whether it had converged (``converged``, see :mod:`vaebench.analysis.plateau`);
 - the median training-step time and its interval;
 - work-normalised variance (variance x seconds per estimate, timed inside the variance unit), with interval;
 - where the settings of a K were timed interleaved (:mod:`vaebench.analysis.yardstick`): ``step_ratio``, the step
@@ -122,7 +122,9 @@ def variance_by_checkpoint(
     return order_estimators(table)
 
 
-def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def convergence_by_k(
+    convergence: pd.DataFrame, level: float = 0.95, schedule: str = "constant"
+) -> pd.DataFrame:
     """Final test ELBO and test log-likelihood per (estimator, sampler, K): mean over seeds, Student-t interval.
 
     A pivot of :func:`vaebench.measures.convergence.summarize_convergence` (diverged runs are left out of
@@ -162,7 +164,7 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
     trained_as = convergence["trained_as"].astype(object).where(convergence["trained_as"].notna(), "")
     shared = trained_as.groupby([convergence[k] for k in KEYS], sort=False).first().rename("trained_as")
     table = table.merge(shared.reset_index(), on=KEYS, how="left")
-    levelled = plateau(convergence, level=level).drop(columns="rise_seeds")
+    levelled = plateau(convergence, level=level, schedule=schedule).drop(columns="rise_seeds")
     if not levelled.empty:
         table = table.merge(levelled, on=KEYS, how="left")
         table["converged"] = table["converged"].map(truth).astype(object)
@@ -244,6 +246,7 @@ def summary_table(
     checkpoint: str | None = None,
     group: str = "encoder",
     batch_size: int | None = None,
+    schedule: str = "constant",
 ) -> pd.DataFrame:
     """The comparison table: one row per (estimator, sampler, K) joining the three measures (outer join).
 
@@ -252,12 +255,13 @@ def summary_table(
         checkpoint: the variance checkpoint reported; None when the frame has only one.
         group: the parameter group reported (``encoder`` by default: where the estimators differ).
         batch_size: the throughput batch size reported (default: the largest measured).
+        schedule: the runs' learning-rate schedule (``train.lr_schedule``), for whether they converged.
 
     Returns:
         Columns ``estimator, sampler, num_samples, objective, biased`` then, where measured: ``trace_var, snr,
         final_test_elbo, test_log_likelihood, test_elbo_rise, step_ms, work_normalized_var`` each with
         ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
-        measured), ``converged`` (the test ELBO had levelled off), ``runs, diverged,
+        measured), ``converged`` (:mod:`vaebench.analysis.plateau`), ``runs, diverged,
         variance_reference, variance_checkpoint, variance_group``, and where the steps were timed
         interleaved ``step_ratio, compute_ratio`` (with ``_low``/``_high``), ``timing_yardstick`` and
         ``timing_rounds``.
@@ -275,7 +279,7 @@ def summary_table(
         v["variance_group"] = group
         parts.append(v)
     if measured["convergence"]:
-        parts.append(convergence_by_k(convergence))
+        parts.append(convergence_by_k(convergence, schedule=schedule))
     if measured["throughput"]:
         parts.append(
             throughput_by_k(throughput, batch_size)[[*KEYS, "step_ms", "step_ms_low", "step_ms_high"]]

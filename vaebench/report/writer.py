@@ -84,6 +84,7 @@ def write_report(
         _estimator_rows(frames["throughput"]),
         checkpoint=checkpoint,
         batch_size=config.throughput.batch_size,
+        schedule=config.train.lr_schedule,
     )
     files.write_csv(out / "summary.csv", summary)
     at_budget = budget.budget(frames["convergence"], level=level)
