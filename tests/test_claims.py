@@ -139,6 +139,18 @@ def test_a_claim_is_one_row_and_the_section_renders_the_table() -> None:
     assert section(_claims({("reparam", 1): -90.0}).reset_index()) == []  # nothing measured: no section
 
 
+def test_the_stems_of_claims_and_their_neighbours_are_used_once_or_as_the_declared_pair() -> None:
+    from pathlib import Path
+
+    import vaebench
+
+    root = Path(vaebench.__file__).parent
+    for stem in ("claims", "published", "scaling", "compare", "timing", "yardstick", "contrast"):
+        found = sorted(str(p.relative_to(root)) for p in root.rglob(f"{stem}.py"))
+        pair = [f"analysis/{stem}.py", f"report/{stem}.py"]
+        assert len(found) <= 1 or (stem in vaebench.PAIRS and found == pair), found
+
+
 @pytest.mark.parametrize("name", ["fashion-mnist", "scaling"])
 def test_the_study_presets_validate(name: str) -> None:
     from vaebench.config import validate

@@ -379,9 +379,9 @@ def test_an_undecided_setting_never_fails_and_bad_rules_are_refused():
     ]:
         with pytest.raises(VaebenchError, match=message):
             parse_rule(text)
-    assert str(parse_rule(" step_ratio : 10% ")) == "step_ratio:10%" and family_level(0.05, 10) == pytest.approx(
-        0.99
-    )
+    assert str(parse_rule(" step_ratio : 10% ")) == "step_ratio:10%" and family_level(
+        0.05, 10
+    ) == pytest.approx(0.99)
 
 
 # -- the rendering -----------------------------------------------------------------------------------------------

@@ -14,13 +14,19 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;
-6. **analysis**: tables in, tables out (summaries, plateaus, scaling fits, step-time ratios of interleaved
-   timing, and the verdicts of the report's bottom line);
+6. **analysis**: tables in, tables out (summaries, convergence, scaling fits, the one contrast of two
+   figures, the yardstick's step-time ratios, the published claims, and the verdicts of the bottom line);
 7. **checks**: exact-gradient verification, the STL landing, the pytorch-recipe reproduction;
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;
 9. **report**: reads a results folder through the schema and analysis, and writes only report files;
 10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``) and the deprecated ``training``.
+
+A module's name says which concept it holds. The names used twice are the compute/render pairs of one
+concept (`PAIRS`): ``analysis/X.py`` computes its table, ``report/X.py`` puts that table into words and
+never computes a figure of its own: ``claims`` (the published claims, one table), ``compare`` (two runs),
+``scaling`` (the laws in K), ``budget`` (equal compute, equal steps, a target) and ``settings`` (a
+setting's key and label, its table cell).
 """
 
 __version__ = "0.1.0"
@@ -39,3 +45,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("commands", ("cli", "__main__", "verify", "training")),
 )  # fmt: skip
 """The layers, lowest first: (name, the top-level modules and packages of ``vaebench`` in it)."""
+
+PAIRS: tuple[str, ...] = ("claims", "compare", "scaling", "budget", "settings")
+"""Module names used twice, as ``analysis/X.py`` (compute) and ``report/X.py`` (render) of one concept."""

@@ -1,11 +1,11 @@
-"""The reading's lines at equal budget: per K, who is ahead at equal wall-clock, at equal steps, and how soon
+"""The reading's lines at equal budget: per K, who is ahead at equal compute, at equal steps, and how soon
 each setting reaches a common target test ELBO.
 
 The numbers are :func:`vaebench.analysis.budget.budget`'s (``budget.csv``); here they are only put in words.
 Against the best of each budget, a setting is named *behind* only when its difference, paired by seed,
 excludes 0 (*separated*); the others are named *not separated* from it. Biased settings (``†``) are named
-apart and never ranked. The wall-clock figures rest on training seconds measured in each setting's own unit,
-which a busy machine moves; the lines say so once, and the steps do not depend on the machine.
+apart and never ranked. Compute is counted in yardstick-step equivalents (steps x the interleaved step-time
+ratio), which a busy machine does not move; training seconds are never a budget here.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from vaebench.analysis.settings import truth
 from vaebench.report.formatting import fmt_interval, fmt_number
 from vaebench.report.settings import setting_label
 
-WALL_CLOCK_CAVEAT = (
-    "Training seconds were measured in each setting's own unit, so a busy machine can move the comparisons "
-    "at equal wall-clock; those at equal steps do not depend on the machine."
+COMPUTE_NOTE = (
+    "Compute is counted in steps of the K's yardstick setting: each setting's steps x its step time over the "
+    "yardstick's, timed interleaved, so a busy machine moves none of these figures."
 )
 
 UNCONVERGED_NOTE = "Some curves had not levelled off: these comparisons hold at the budgets stated, not for converged models."
@@ -38,7 +38,7 @@ def at_equal_budget(frame: pd.DataFrame | None, summary: pd.DataFrame | None = N
     lines = []
     for k in sorted(frame["num_samples"].unique()):
         rows = frame[frame["num_samples"] == k]
-        for name, what in (("wall-clock", "wall-clock"), ("steps", "steps")):
+        for name, what in (("compute", "compute"), ("steps", "steps")):
             part = rows[rows["budget"] == name]
             if _ranked(part) >= 2 and _split(part)[0] is not None:
                 lines.append(_equal(part, what, k))
@@ -47,8 +47,8 @@ def at_equal_budget(frame: pd.DataFrame | None, summary: pd.DataFrame | None = N
             lines.append(_target(target, k))
     if not lines:
         return []
-    if (frame["budget"] == "wall-clock").any():
-        lines.append(WALL_CLOCK_CAVEAT)
+    if (frame["budget"] == "compute").any():
+        lines.append(COMPUTE_NOTE)
     if (
         summary is not None
         and "converged" in summary
@@ -64,9 +64,9 @@ def _ranked(part: pd.DataFrame) -> int:
 
 
 def _equal(part: pd.DataFrame, what: str, k) -> str:
-    """'At equal wall-clock, K=1 (0.25 s of training, ...): the best is `stl`, ...' (``part`` has a reference)."""
+    """'At equal compute, K=1 (1500 yardstick steps, ...): the best is `stl`, ...' (``part`` has a reference)."""
     at = part["budget_value"].iloc[0]
-    budget = f"{fmt_number(at)} s of training, the shortest run's" if what == "wall-clock" else (
+    budget = f"{at:.0f} yardstick steps, the shortest run's" if what == "compute" else (
         f"step {at:.0f}, the shortest run's last"
     )  # fmt: skip
     best, others, biased = _split(part)
@@ -78,15 +78,15 @@ def _equal(part: pd.DataFrame, what: str, k) -> str:
 
 
 def _target(part: pd.DataFrame, k) -> str:
-    """Steps and seconds to the target: each setting's, then who is separated from the fewest."""
+    """Steps and compute to the target: each setting's, then who is separated from the fewest."""
     steps = part[part["figure"] == "steps_to_target"].set_index(["estimator", "sampler"])
-    seconds = part[part["figure"] == "seconds_to_target"].set_index(["estimator", "sampler"])
+    compute = part[part["figure"] == "compute_to_target"].set_index(["estimator", "sampler"])
     target = steps["budget_value"].iloc[0]
     each = []
     for key, row in steps.iterrows():
         text = f"{_name(row, key)} {_interval(row)} steps"
-        if key in seconds.index and np.isfinite(seconds.loc[key, "value"]):
-            text += f" ({_interval(seconds.loc[key])} s)"
+        if key in compute.index and np.isfinite(compute.loc[key, "value"]):
+            text += f" ({_interval(compute.loc[key])} yardstick steps)"
         total = int(row["seeds"] + row["not_reached"])
         if row["not_reached"]:
             text += f", not reached on {int(row['not_reached'])} of {total} seeds"
@@ -95,10 +95,13 @@ def _target(part: pd.DataFrame, k) -> str:
         f"Steps to reach a test ELBO of {fmt_number(target)} at K={int(k)} (within {MARGIN:g} nat of the lowest "
         f"final one of the settings; the first crossing, interpolated): " + "; ".join(each)
     )
-    for figure, frame, unit in (("steps", steps, "steps"), ("seconds", seconds, "s")):
+    for figure, frame, unit in (
+        ("Fewest steps", steps, "steps"),
+        ("Least compute", compute, "yardstick steps"),
+    ):
         best, others, _ = _split(frame.reset_index())
         if best is not None:
-            text += f". Fewest {figure}: {_name(best)}" + _contrasts(others, unit)
+            text += f". {figure}: {_name(best)}" + _contrasts(others, unit)
     return text + "."
 
 

@@ -38,14 +38,15 @@ GLOSSARY: dict[str, str] = {
         "points, so the difference of two settings' final figures seed by seed removes that shared variation; "
         "the comparison is the mean of the per-seed differences with a Student-t interval over the seeds."
     ),
-    "equal wall-clock": (
-        "the settings of one K compared at one training time: that of the run (setting and seed) that trained "
-        "for the fewest seconds, so every other run reached it. Each run's test ELBO at that time is "
-        "interpolated linearly between its two evaluations around it, and the difference to the best setting "
-        "is paired by seed. The seconds are those spent in training steps, measured in each setting's own "
-        "unit: a busy machine can move them. At *equal steps* the same is done at the last step of the "
-        "shortest run, which does not depend on the machine. Either holds at its budget whether or not the "
-        "curves had levelled off."
+    "equal compute": (
+        "the settings of one K compared at one amount of compute, counted in steps of the K's yardstick setting "
+        "(yardstick-step equivalents: each run's steps x its step time over the yardstick's, timed interleaved "
+        "in rounds, so a load over the machine cancels): that of the run (setting and seed) that spent the "
+        "least, so every other run reached it. Each run's test ELBO there is interpolated linearly between its "
+        "two evaluations around it, and the difference to the best setting is paired by seed. Training seconds "
+        "are never a budget: each unit's move with the machine's load, and they only draw the wall-clock plot. "
+        "At *equal steps* the same is done at the last step of the shortest run. Either holds at its budget "
+        "whether or not the curves had converged."
     ),
     "compile time": (
         "with `train.compile` (`--compile`) the training step is compiled by torch.compile at its first call for "

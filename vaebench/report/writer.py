@@ -1,7 +1,7 @@
 """The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
 
 This module reads the folder (:func:`load`) and writes the files (``budget.csv``: the settings at equal
-wall-clock, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
+compute, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
 :mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
 measured (``variance.csv``, ``convergence.csv``, ``throughput.csv``, ``stl_landing.csv``) and turns those
 tables into the comparison table and the fitted laws with :mod:`vaebench.analysis`; it never trains,
@@ -87,7 +87,7 @@ def write_report(
         schedule=config.train.lr_schedule,
     )
     files.write_csv(out / "summary.csv", summary)
-    at_budget = budget.budget(frames["convergence"], level=level)
+    at_budget = budget.budget(frames["convergence"], frames["throughput"], level=level)
     if not frames["convergence"].empty:
         files.write_csv(out / "budget.csv", at_budget)
     frames = {**frames, "budget": at_budget}
