@@ -274,3 +274,21 @@ def test_the_words_define_the_budgets_and_the_report_writes_budget_csv(tmp_path)
     written = pd.read_csv(tmp_path / "budget.csv")
     assert tuple(written.columns) == BUDGET_COLUMNS and len(written) == 6  # no timing: no compute budget
     assert "- At equal steps, K=1 (step 100" in text and "**equal compute**:" in text
+
+
+def test_the_timing_verdicts_and_ratios_do_not_move_with_a_slow_unit_or_a_busy_machine() -> None:
+    """The bottom line's timing questions read the same interleaved ratios as the equal-compute budget: the
+    loaded run of the test above states the same verdicts, every field equal."""
+    from vaebench.analysis import verdicts
+
+    def stated(convergence: pd.DataFrame, throughput: pd.DataFrame) -> list[dict]:
+        summary = summaries.summary_table(None, convergence, throughput)
+        return verdicts.records(verdicts.verdicts(summary, convergence, throughput))
+
+    runs = runs_frame(SPEED)
+    busy = runs.assign(wall_time_s=runs["wall_time_s"] * np.where(runs["estimator"] == "stl", 5.0, 1.0))
+    quiet, loaded = stated(runs, timed(SPEED)), stated(busy, timed(SPEED, load=3.0))
+    words = ("question", "K", "winner", "best", "against", "separated", "not_separated", "reason", "notes")
+    assert [{w: r[w] for w in words} for r in quiet] == [{w: r[w] for w in words} for r in loaded]
+    assert [r["value"] or 0.0 for r in quiet] == pytest.approx([r["value"] or 0.0 for r in loaded], rel=1e-9)
+    assert any(r["question"] == verdicts.QUESTIONS[3] and r["winner"] == "stl" for r in quiet)
