@@ -1,5 +1,5 @@
 """The bottom line: verdicts per question and K (vaebench.analysis.verdicts), the step-time ratios they rest on
-(vaebench.analysis.timing), their words (vaebench.report.bottom_line) and verdicts.json.
+(vaebench.analysis.yardstick), their words (vaebench.report.bottom_line) and verdicts.json.
 
 The frames are built by hand, so every verdict is known in advance; each comparison is fed both signs.
 Per-round step times are built without randomness: a setting's cost times a machine load λ_r that is shared by
@@ -279,7 +279,7 @@ def test_two_runs_of_a_shrunk_preset_state_the_same_verdicts(tmp_path: Path) -> 
     by the timing part only. Under independent rounds a change is far below 1e-6 per comparison; it needs a
     load that changes within rounds of ~20 ms for a whole unit, which the report's machine line would show.
     Contradictions (opposite winners) have a false-alarm rate of at most 0.025² per comparison even for
-    steps of equal cost (vaebench.analysis.timing).
+    steps of equal cost (vaebench.analysis.yardstick).
     """
     overrides = {"estimators": ["reparam", "reparam-cv"], "samples": [1, 4], "seeds": [0, 1], "workers": 1,
                  "throughput": {"repeats": 50, "warmup": 5}}  # fmt: skip

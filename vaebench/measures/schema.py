@@ -180,7 +180,7 @@ INTERLEAVED = ("timing_group", "rounds", "round_steps", "round_s", "load_before"
 """Columns of a throughput row added by issue 25, at the end of the row: the steps timed together in rounds
 (``timing_group``: rows of one group were timed round-robin, "" for a row timed alone), how many rounds and
 steps per round, ``round_s`` (the median step time of each round, in round order, as space-separated
-seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.timing`), and
+seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.yardstick`), and
 the machine's 1-minute load average just before and after the timing."""
 
 THROUGHPUT = Table(
@@ -243,7 +243,7 @@ SUMMARY_FIGURES = (
 then the timing ratios of interleaved steps (issue 25)."""
 
 TIMING_RATIOS = (*_triples("step_ratio", "compute_ratio"), "timing_yardstick", "timing_rounds")
-"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.timing`): the step time and the variance
+"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.yardstick`): the step time and the variance
 x step time of a setting over those of its K's ``timing_yardstick`` setting, with intervals over the
 ``timing_rounds`` rounds."""
 

@@ -44,7 +44,7 @@ def render(
 ) -> str:
     """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section, with
     ``scaling_plots`` by checkpoint; ``verdicts``: :func:`vaebench.analysis.verdicts.verdicts`, for the bottom
-    line; ``claims``: :func:`vaebench.checks.claims.claims_table`, for the claims section; ``landing``: the
+    line; ``claims``: :func:`vaebench.analysis.claims.claims_table`, for the claims section; ``landing``: the
     STL check's rows)."""
     md = [f"# vaebench report: {config.name}", ""]
     md += _status(run)
