@@ -151,6 +151,19 @@ def test_the_stems_of_claims_and_their_neighbours_are_used_once_or_as_the_declar
         assert len(found) <= 1 or (stem in vaebench.PAIRS and found == pair), found
 
 
+def test_the_report_never_imports_the_checks() -> None:
+    import ast
+    from pathlib import Path
+
+    import vaebench
+
+    for path in (Path(vaebench.__file__).parent / "report").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("vaebench.checks") for n in names), (path.name, names)
+
+
 @pytest.mark.parametrize("name", ["fashion-mnist", "scaling"])
 def test_the_study_presets_validate(name: str) -> None:
     from vaebench.config import validate

@@ -205,18 +205,28 @@ def _law(m: Law, ev: Evidence) -> dict | None:
     }  # fmt: skip
 
 
+def landing_verdict(frame: pd.DataFrame) -> tuple[float, float, str]:
+    """(STL's ratio, reparam's ratio, verdict) of the STL check's rows (:func:`landed`): ``agrees`` when STL's
+    variance vanishes at the posterior (below `LANDED`) while reparam's does not, else ``fails``; the verdict
+    is "" when STL was not measured."""
+    ratio = landed(frame)
+    stl, reparam = ratio.get("stl", math.nan), ratio.get("reparam", math.nan)
+    if not math.isfinite(stl):
+        return stl, reparam, ""
+    holds = stl < LANDED and not (math.isfinite(reparam) and reparam < LANDED)
+    return stl, reparam, "agrees" if holds else "fails"
+
+
 def _landing(_: Landing, ev: Evidence) -> dict | None:
     if ev.landing.empty:
         return None
-    ratio = landed(ev.landing)
-    stl, reparam = ratio.get("stl", math.nan), ratio.get("reparam", math.nan)
-    if not math.isfinite(stl):
+    stl, reparam, verdict = landing_verdict(ev.landing)
+    if not verdict:
         return None
-    holds = stl < LANDED and not (math.isfinite(reparam) and reparam < LANDED)
     return {
         "where": "linear-Gaussian model at its exact posterior",
         "figure": "STL encoder variance at the posterior / at the start",
-        "measured": stl, "theory": 0.0, "tolerance": LANDED, "verdict": "agrees" if holds else "fails",
+        "measured": stl, "theory": 0.0, "tolerance": LANDED, "verdict": verdict,
         "detail": f"reparam's ratio {reparam:.3g} (its score term keeps its variance)",
     }  # fmt: skip
 
