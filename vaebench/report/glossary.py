@@ -20,11 +20,13 @@ GLOSSARY: dict[str, str] = {
         "interval reaches √(2/(πR)) measures no signal, and the report does not rank it."
     ),
     "levelled off": (
-        f"a setting's test ELBO changed by less than {TOLERANCE:g} nat over the last {FRACTION:.0%} of "
-        "training, interval included (a least-squares line through each seed's curve over that window, the "
-        "mean change over seeds with a Student-t interval). Otherwise the curves had not levelled off and the "
-        "test figures compare early training, not converged models; with too few evaluations in that window "
-        "it cannot be judged."
+        f"converged: a setting's test ELBO changed by less than {TOLERANCE:g} nat over {FRACTION:.0%} of "
+        "training while the learning rate was still at least half its peak (the last quarter at a constant "
+        "rate, the second quarter under a cosine decay, whose last quarter is flat whether or not the model "
+        "converged), interval included (a least-squares line through each seed's curve over that window, the "
+        "mean change over seeds with a Student-t interval). Otherwise the curves had not converged and the "
+        "test figures compare training that was still gaining, not converged models; with too few evaluations "
+        "in that window it cannot be judged."
     ),
     "separated": (
         "two settings are separated when the interval of their contrast excludes no difference: a ratio "
