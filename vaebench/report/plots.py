@@ -152,7 +152,8 @@ def plot_curves(
         convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step,
             wall_time_s, metric, value``; ``diverged`` optional).
         num_samples: which K to draw.
-        x: ``step`` or ``wall_time_s`` (the wall-clock averaged over seeds at each evaluation step).
+        x: ``step``, ``wall_time_s`` (the wall-clock averaged over seeds at each evaluation step) or
+            ``yardstick_steps`` (compute: :func:`vaebench.analysis.yardstick.yardstick_steps`, on the rows).
         metric: the metric to draw (``test_elbo`` by default: the plain ELBO for every estimator).
         ax: axes to draw on; a new figure when None.
         title: panel title.
@@ -197,7 +198,10 @@ def plot_curves(
             low, high = np.quantile(tail, [0.0, 1.0])
             pad = 0.05 * (high - low) if high > low else 1.0
             ax.set_ylim(low - pad, high + pad)
-    ax.set_xlabel({"step": "optimizer steps", "wall_time_s": "training wall-clock (s)"}.get(x, x))
+    ax.set_xlabel(
+        {"step": "optimizer steps", "wall_time_s": "training wall-clock (s)",
+         "yardstick_steps": "compute (steps of the K's yardstick)"}.get(x, x)
+    )  # fmt: skip
     ax.set_ylabel({"test_elbo": "test ELBO (nats)"}.get(metric, metric))
     ax.set_title(title or f"K = {num_samples}")
     ax.grid(True, alpha=0.3)

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import budget, claims, folder, summaries, verdicts
+from vaebench.analysis import budget, claims, folder, summaries, verdicts, yardstick
+from vaebench.analysis.settings import with_sampler
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
@@ -34,6 +35,7 @@ FIGURES = {
     "variance": "variance_snr_vs_k.png",
     "steps": "elbo_vs_steps.png",
     "wallclock": "elbo_vs_wallclock.png",
+    "compute": "elbo_vs_compute.png",
     "throughput": "throughput.png",
 }
 """File names of the report's plots."""
@@ -175,10 +177,15 @@ def write_plots(
             written["variance"] = plots.save(fig, out / FIGURES["variance"]).name
     if not convergence.empty:
         ks = sorted(convergence["num_samples"].unique())
-        for key, x in (("steps", "step"), ("wallclock", "wall_time_s")):
+        # what happened (seconds), and what compares: compute in yardstick steps, where the steps were timed
+        computed = yardstick.yardstick_steps(with_sampler(convergence), yardstick.step_ratios(throughput))
+        drawn = [("steps", "step", convergence), ("wallclock", "wall_time_s", convergence)]
+        if computed["yardstick_steps"].notna().any():
+            drawn.append(("compute", "yardstick_steps", computed[computed["yardstick_steps"].notna()]))
+        for key, x, rows in drawn:
             fig, axes = plots.figure(len(ks))
             for ax, k in zip(axes, ks, strict=True):
-                plots.plot_curves(convergence, num_samples=k, x=x, ax=ax)
+                plots.plot_curves(rows, num_samples=k, x=x, ax=ax)
             plots.legend_outside(fig, axes)
             written[key] = plots.save(fig, out / FIGURES[key]).name
     if not throughput.empty:
