@@ -226,8 +226,9 @@ def test_write_report_makes_every_file(tmp_path: Path, frames) -> None:
     out = write_folder(tmp_path, frames)
     path = write_report(out)
     assert path == out / "report.md"
-    for name in FIGURES.values():
-        assert (out / name).stat().st_size > 1000, name
+    for key, name in FIGURES.items():
+        if key != "compute":  # drawn only where the steps were timed interleaved, which these frames were not
+            assert (out / name).stat().st_size > 1000, name
     text = path.read_text()
     assert (
         "| estimator | K | objective | encoder grad variance | encoder SNR | test ELBO | test log p(x)"
