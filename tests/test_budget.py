@@ -133,6 +133,21 @@ def test_a_slow_unit_and_a_busy_machine_leave_every_equal_compute_figure_as_it_w
     assert quiet[verdicts].equals(loaded[verdicts])
 
 
+def test_a_step_ratio_too_noisy_to_tell_leaves_the_equal_compute_comparison_unseparated() -> None:
+    """stl's per-round step times swing 2.5x up and down around the same median: its ratio to reparam is still
+    0.25, but its interval is wide, and at its ends stl can be ahead or behind: not separated."""
+    throughput = timed(SPEED)
+    swings = [0.0025 * f * (1 + 0.1 * (r % 3)) for r, f in enumerate((2.5, 0.4, 2.5, 0.4, 1.0, 1.0))]
+    noisy = throughput["estimator"] == "stl"
+    throughput.loc[noisy, "round_s"] = " ".join(f"{t:.12g}" for t in swings)
+    found = rows_of(budget(runs_frame(SPEED), throughput), "compute")
+    assert found.loc["stl", "budget_value"] == pytest.approx(25.0, rel=0.01)  # the same point ratio
+    assert found.loc["reparam", "difference_high"] < 0  # the interval at the measured ratio excludes 0
+    assert found.loc["reparam", "separated"] is False
+    quiet = rows_of(at_budget(SPEED), "compute")
+    assert quiet.loc["reparam", "separated"] is True
+
+
 def test_equal_steps_can_reverse_the_verdict_at_equal_compute() -> None:
     frame = at_budget(SPEED)
     steps, compute = rows_of(frame, "steps"), rows_of(frame, "compute")
@@ -247,7 +262,7 @@ def test_the_reading_says_who_is_separated_from_the_best_at_each_budget() -> Non
     assert "Least compute: `stl`;" in target
     assert any(line.startswith("Compute is counted in steps of the K's yardstick setting") for line in lines)
     assert (
-        "Some curves had not levelled off: these comparisons hold at the budgets stated, not for converged models."
+        "Some curves had not converged: these comparisons hold at the budgets stated, not for converged models."
         in lines
     )
 

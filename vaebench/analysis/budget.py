@@ -39,11 +39,14 @@ the fewest steps or yardstick steps to the target), chosen among the settings wi
 the target, none that missed it. The difference d = setting - reference is **paired by seed** (runs of a seed
 share the initialisation and the data order; :func:`vaebench.analysis.contrast.contrast`), d̄ ±
 t_{1-α/2, n-1} s_d / √n over the n seeds both ran (and, for the target, both reached); it is **separated**
-when that interval excludes 0. The reference is the best and not the K's yardstick because the question is
+when that interval excludes 0, and at equal compute only if it does so, on the same side, with the two
+settings' step-time ratios at either end of their intervals (one at its low end and the other at its high
+end, then the reverse; the budget recomputed for the pair at each), so that the ratios' round-to-round
+spread cannot flip a separated comparison. The reference is the best and not the K's yardstick because the question is
 who is ahead at that budget, as in the bottom line (:mod:`vaebench.analysis.verdicts`), whose equal-compute
 question rests on the same interleaved step-time ratios; like there, a best picked by its mean is the
-favourite of a noisy ranking, so "not separated" is the answer the data can always give. The step-time
-ratio's own interval is not carried into these figures: they hold at the measured ratio.
+favourite of a noisy ranking, so "not separated" is the answer the data can always give. The figures
+themselves (means and intervals) are those at the measured ratios.
 
 Settings whose estimator declares a bias at K (``iwae-stl`` at K > 1) get their rows (``biased``), but are
 never the reference.
@@ -139,7 +142,12 @@ def budget(
         there is no curve.
     """
     curves, diverged = _curves(convergence)
-    curves = yardstick_steps(curves, step_ratios(throughput))
+    ratios = step_ratios(throughput)
+    curves = yardstick_steps(curves, ratios)
+    spans = {
+        tuple(r[:3]): (r[3], r[4])
+        for r in ratios[[*KEYS, "step_ratio_low", "step_ratio_high"]].itertuples(index=False)
+    }
     out = []
     for k in sorted(curves["num_samples"].unique()):
         at_k = curves[curves["num_samples"] == k]
@@ -155,9 +163,13 @@ def budget(
             if not np.isfinite(at):
                 continue
             figures = {key: _at(seeds, column, at) for key, seeds in runs.items()}
+            rows = _rows(name, at, "test_elbo", figures, {}, unfit, level)
             if name == "compute":  # settings not timed interleaved have no compute to compare
-                figures = {key: found for key, found in figures.items() if found}
-            out += _rows(name, at, "test_elbo", figures, {}, unfit, level)
+                rows = _held(
+                    [r for r in rows if figures[_key(r)]],
+                    lambda a, b, runs=runs: _ahead(runs, spans, a, b, level),
+                )
+            out += rows
         target = _target(runs, margin)
         if not np.isfinite(target):
             continue
@@ -171,7 +183,14 @@ def budget(
                 key: {s: v[i] for s, v in seeds.items() if v is not None and np.isfinite(v[i])}
                 for key, seeds in reached.items()
             }
-            out += _rows("target", target, figure, figures, missed, late, level)
+            rows = _rows("target", target, figure, figures, missed, late, level)
+            if figure == "compute_to_target":
+                reached_steps = {
+                    key: {s: v[0] for s, v in seeds.items() if v is not None}
+                    for key, seeds in reached.items()
+                }
+                rows = _held(rows, lambda a, b, n=reached_steps: _sooner(n, spans, a, b, level))
+            out += rows
     frame = pd.DataFrame(out, columns=list(BUDGET_COLUMNS))
     frame["separated"] = frame["separated"].map(truth).astype(object)  # True, False or None, not numpy bools
     return frame
@@ -277,6 +296,57 @@ def _rows(
             }
         )
     return out
+
+
+def _key(row: dict) -> tuple:
+    return row["estimator"], row["sampler"], row["num_samples"]
+
+
+def _held(rows: list[dict], holds) -> list[dict]:
+    """``rows`` with ``separated`` kept only where ``holds(setting, reference)`` (the separation survives the
+    step-time ratios' intervals), else False."""
+    for row in rows:
+        if row["separated"] and row["reference_estimator"] is not None:
+            reference = (row["reference_estimator"], row["reference_sampler"], row["num_samples"])
+            row["separated"] = bool(holds(_key(row), reference))
+    return rows
+
+
+def _ends(spans: dict, a: tuple, b: tuple) -> list[tuple[float, float]]:
+    """The two ends of the ratios' intervals that favour a, then b: (a's low, b's high), (a's high, b's low)."""
+    (a_low, a_high), (b_low, b_high) = spans.get(a, (math.nan,) * 2), spans.get(b, (math.nan,) * 2)
+    return [(a_low, b_high), (a_high, b_low)]
+
+
+def _ahead(runs: Runs, spans: dict, a: tuple, b: tuple, level: float) -> bool:
+    """Whether a - b at equal compute keeps its sign, separated, with each ratio at either end of its interval
+    (at each end, the budget is the least compute of the two settings' runs there)."""
+    signs = set()
+    for ra, rb in _ends(spans, a, b):
+        if not all(math.isfinite(r) and r > 0 for r in (ra, rb)):
+            return False
+        at = min(min(run["step"].iloc[-1] * r for run in runs[key].values()) for key, r in ((a, ra), (b, rb)))
+        steps = [{s: float(np.interp(at / r, run["step"], run["value"])) for s, run in runs[key].items()}
+                 for key, r in ((a, ra), (b, rb))]  # fmt: skip
+        d = contrast(*steps, "paired difference", level)
+        if not d.separated:
+            return False
+        signs.add(d.value > 0)
+    return len(signs) == 1
+
+
+def _sooner(reached: dict, spans: dict, a: tuple, b: tuple, level: float) -> bool:
+    """Whether a - b in yardstick steps to the target keeps its sign, separated, with each ratio at either end."""
+    signs = set()
+    for ra, rb in _ends(spans, a, b):
+        if not all(math.isfinite(r) and r > 0 for r in (ra, rb)):
+            return False
+        d = contrast(*({s: n * r for s, n in reached[key].items()} for key, r in ((a, ra), (b, rb))),
+                     "paired difference", level)  # fmt: skip
+        if not d.separated:
+            return False
+        signs.add(d.value > 0)
+    return len(signs) == 1
 
 
 def _paired(a: dict[int, float], b: dict[int, float], level: float) -> tuple[float, float, float, int]:

@@ -20,10 +20,13 @@ from vaebench.report.settings import setting_label
 
 COMPUTE_NOTE = (
     "Compute is counted in steps of the K's yardstick setting: each setting's steps x its step time over the "
-    "yardstick's, timed interleaved, so a busy machine moves none of these figures."
+    "yardstick's, timed interleaved, so a load over the whole machine cancels; a difference is called separated "
+    "only if it stays so with the step-time ratios at either end of their intervals."
 )
 
-UNCONVERGED_NOTE = "Some curves had not levelled off: these comparisons hold at the budgets stated, not for converged models."
+UNCONVERGED_NOTE = (
+    "Some curves had not converged: these comparisons hold at the budgets stated, not for converged models."
+)
 
 
 def at_equal_budget(frame: pd.DataFrame | None, summary: pd.DataFrame | None = None) -> list[str]:
