@@ -14,7 +14,7 @@ samplers existed count as ``iid``) at one K. The comparison table (:func:`summar
 - work-normalised variance (variance x seconds per estimate, timed inside the variance unit), with interval;
 - where the settings of a K were timed interleaved (:mod:`vaebench.analysis.yardstick`): ``step_ratio``, the step
   time over that of the K's yardstick setting (``timing_yardstick``, e.g. ``reparam``), and
-  ``compute_ratio``, variance x step time over the yardstick's (lower wins at equal compute), each with an
+  ``compute_ratio``, variance x step time over the yardstick's (lower: less gradient variance at equal compute), each with an
   interval over the ``timing_rounds`` rounds: ratios measured in one unit reproduce where absolute times and
   the work-normalised variance do not;
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
