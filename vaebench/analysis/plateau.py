@@ -10,12 +10,15 @@ value ≈ a + s·step, and the change over one such window is
 **The window** is the last `FRACTION` of the steps taken at a learning rate of at least half its peak
 (`HALF_RATE`): the last quarter of the run at a constant rate, the second quarter (S/4 to S/2) under a cosine
 decay. Why not the last quarter of a decayed run: as the rate goes to 0 every curve stops moving, converged
-or not, so its last quarter measures the schedule, not the model (a 500-step cosine run moves less than a nat
-in its last quarter, ending some 30 nats below a 3000-step run). A curve's shape under the decay does not tell
-either: runs of one schedule and different lengths have nearly the same shape, scaled. What tells is the
-pace while the rate is still high: a model that has converged at that rate no longer climbs there, and the
-decay then only settles it. Setting the final figure against a longer run of the same setting would tell
-too, at the price of that run; this criterion needs none.
+or not, so its last quarter measures the schedule, not the model (a short cosine run is flat in its last
+quarter and ends far below a longer one). A curve's shape under the decay does not tell either: runs of one
+schedule and different lengths have nearly the same shape, scaled. What tells is the pace while the rate is
+still high: a model that has converged at that rate no longer climbs there, and the decay then only settles
+it. The criterion is strict: after S/2 a cosine run's rate adds up to about a third of a quarter's worth of
+full-rate steps (∫ (1 + cos πu)/2 du over [1/2, 1] = 1/4 - 1/(2π)), so a curve rising by r a quarter at S/2
+gains about r/3 more at that pace, plus what the decay's settling adds. Setting the final figure
+against a longer run of the same setting would tell too, at the price of that run; this criterion needs
+none.
 
 Runs of one (estimator, K) are pooled: the mean rise over seeds with a Student-t interval (a single seed
 gets the interval of its own fitted slope, from the residuals, when it has three points or more). A setting
