@@ -75,7 +75,7 @@ def reading(
     if not convergence.empty:
         lines += recommendation(summary, convergence)
         at_budget = frames.get("budget")
-        lines += at_equal_budget(budget(convergence) if at_budget is None else at_budget, summary)
+        lines += at_equal_budget(budget(convergence, throughput) if at_budget is None else at_budget, summary)
     return lines + _speed(summary, ks, throughput) + _divergence(summary)
 
 
