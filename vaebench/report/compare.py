@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import pandas as pd
 
 from vaebench.analysis.settings import setting_label
-from vaebench.measures.schema import HANDWRITTEN
 
 LABELS: dict[str, str] = {
     "trace_var": "encoder grad variance",
@@ -73,16 +72,12 @@ def render(
 
 
 def _setting(row) -> str:
-    if row.estimator == HANDWRITTEN:
-        return "hand-written pytorch/examples step"
-    sampler = "" if row.sampler == "iid" else f"@{row.sampler}"
-    own = f"{row.estimator}{sampler} K={row.num_samples}"
+    """B's setting, with the setting of A it is set against when that is another one (``--against``)."""
+    own = f"{setting_label(row.estimator, row.sampler)} K={row.num_samples}"
     against = getattr(row, "against", None)
-    return (
-        own
-        if not isinstance(against, str) or against == setting_label(row.estimator, row.sampler)
-        else (f"{own} vs A's {against}")
-    )
+    if not isinstance(against, str) or against == setting_label(row.estimator, row.sampler):
+        return own
+    return f"{own} vs A's {against}"
 
 
 def _cells(row) -> list[str]:
