@@ -97,7 +97,9 @@ def test_quick_preset_summary_and_report(quick_run) -> None:
     report = (out / "report.md").read_text()
     for name in CLASSIC_ESTIMATORS:
         assert f"`{name}`" in report
-    assert "## Bottom line" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
+    assert (
+        "## Bottom line" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
+    )
     assert "| estimator | K | encoder variance |" in report  # every row iid: no sampler column
     assert "`iwae-stl` † | 4 |" in report and "`iwae-stl` K=4 († biased for the IWAE_K gradient" in report
 

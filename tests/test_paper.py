@@ -154,7 +154,9 @@ def test_a_cell_rounds_once_and_says_its_interval() -> None:
 def test_plot_writes_every_figure_of_the_report_as_vector_files(folder: Path, tmp_path: Path) -> None:
     assert cli.main(["plot", str(folder), "--format", "svg", "--out", str(tmp_path)]) == 0
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"variance_snr_vs_k.svg", "elbo_vs_steps.svg", "elbo_vs_wallclock.svg", "throughput.svg"}
+    assert names == {
+        "variance_snr_vs_k.svg", "elbo_vs_steps.svg", "elbo_vs_wallclock.svg", "elbo_vs_compute.svg", "throughput.svg"
+    }  # fmt: skip
     # the report's PNGs are the same figures
     assert {Path(n).stem for n in names} <= {p.stem for p in folder.glob("*.png")}
 
@@ -184,7 +186,7 @@ def test_tensorboard_holds_every_training_curve_and_the_figures(folder: Path, tm
     assert "summary/trace_var" in summary.Tags()["scalars"]
     figures = EventAccumulator(str(logdir / "figures"), size_guidance={"images": 0})
     figures.Reload()
-    assert set(figures.Tags()["images"]) == {"variance", "steps", "wallclock", "throughput"}
+    assert set(figures.Tags()["images"]) == {"variance", "steps", "wallclock", "compute", "throughput"}
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(VaebenchError, match="did not write"):

@@ -1,5 +1,5 @@
 """The bottom line: verdicts per question and K (vaebench.analysis.verdicts), the step-time ratios they rest on
-(vaebench.analysis.timing), their words (vaebench.report.bottom_line) and verdicts.json.
+(vaebench.analysis.yardstick), their words (vaebench.report.bottom_line) and verdicts.json.
 
 The frames are built by hand, so every verdict is known in advance; each comparison is fed both signs.
 Per-round step times are built without randomness: a setting's cost times a machine load λ_r that is shared by
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaebench.analysis import summaries, timing, verdicts
+from vaebench.analysis import summaries, verdicts, yardstick
 from vaebench.analysis.verdicts import QUESTIONS, contradictions, records
 from vaebench.config import resolve
 from vaebench.report import bottom_line
@@ -124,12 +124,12 @@ LOADS = {
 @pytest.mark.parametrize("load", list(LOADS))
 def test_step_ratios_cancel_a_load_shared_by_a_round(load: str) -> None:
     frame = throughput_frame({("reparam", 1): 0.002, ("dreg", 1): 0.003}, LOADS[load])
-    r = timing.step_ratio(timing.timed_rows(frame), ("dreg", "iid", 1), ("reparam", "iid", 1))
-    assert r.rounds == ROUNDS and r.value == pytest.approx(1.5, rel=0.03)
+    r = yardstick.step_ratio(yardstick.timed_rows(frame), ("dreg", "iid", 1), ("reparam", "iid", 1))
+    assert r.n == ROUNDS and r.value == pytest.approx(1.5, rel=0.03)
     assert 1 < r.low < 1.5 < r.high and r.separated
     # the load is gone from the ratio: the busy machine gives the quiet machine's ratio
     quiet = throughput_frame({("reparam", 1): 0.002, ("dreg", 1): 0.003}, LOADS["quiet"])
-    r_quiet = timing.step_ratio(timing.timed_rows(quiet), ("dreg", "iid", 1), ("reparam", "iid", 1))
+    r_quiet = yardstick.step_ratio(yardstick.timed_rows(quiet), ("dreg", "iid", 1), ("reparam", "iid", 1))
     assert r.value == pytest.approx(r_quiet.value, rel=1e-9)
 
 
@@ -292,7 +292,7 @@ def test_two_runs_of_a_shrunk_preset_state_the_same_verdicts(tmp_path: Path) -> 
     by the timing part only. Under independent rounds a change is far below 1e-6 per comparison; it needs a
     load that changes within rounds of ~20 ms for a whole unit, which the report's machine line would show.
     Contradictions (opposite winners) have a false-alarm rate of at most 0.025² per comparison even for
-    steps of equal cost (vaebench.analysis.timing).
+    steps of equal cost (vaebench.analysis.yardstick).
     """
     overrides = {"estimators": ["reparam", "reparam-cv"], "samples": [1, 4], "seeds": [0, 1], "workers": 1,
                  "throughput": {"repeats": 50, "warmup": 5}}  # fmt: skip

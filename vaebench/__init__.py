@@ -15,8 +15,8 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;
-6. **analysis**: tables in, tables out (summaries, plateaus, scaling fits, step-time ratios of interleaved
-   timing, and the verdicts of the report's bottom line);
+6. **analysis**: tables in, tables out (summaries, convergence, scaling fits, the one contrast of two
+   figures, the yardstick's step-time ratios, the published claims, and the verdicts of the bottom line);
 7. **checks**: exact-gradient verification, the STL landing, the pytorch-recipe reproduction;
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;
@@ -24,12 +24,12 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 10. **commands**: ``cli`` and the entry points (``__main__``, ``verify``, ``results``: :func:`load`,
     ``trackers``: TensorBoard and MLflow).
 
-Two modules share a file name only as the two halves of one concept, one in each layer:
-
-- ``analysis.settings`` computes what a setting is (its keys, their order, the sampler default, the bias an
-  estimator declares at a K); ``report.settings`` renders it (a setting's label, its table cells, † and ‡);
-- ``measures.convergence`` measures one training run (curves and final figures, one tidy table);
-  ``analysis.convergence`` summarises those rows over seeds (means, intervals, diverged runs).
+A module's name says which concept it holds. The names used twice are the two halves of one concept
+(`PAIRS`): ``analysis/X.py`` computes its table, ``report/X.py`` puts that table into words and never
+computes a figure of its own: ``claims`` (the published claims, one table), ``compare`` (two runs),
+``scaling`` (the laws in K) and ``settings`` (a setting's key and label; its table cell, † and ‡); and
+``convergence``: ``measures/convergence.py`` measures one training run (curves and final figures),
+``analysis/convergence.py`` summarises those rows over seeds (means, intervals, diverged runs).
 """
 
 __version__ = "0.1.0"
@@ -73,3 +73,7 @@ def describe(column: str):
     from vaebench.measures.dictionary import describe as _describe
 
     return _describe(column)
+
+
+PAIRS: tuple[str, ...] = ("claims", "compare", "scaling", "settings", "convergence")
+"""Module names used twice, as the compute and render (or measure and summarise) halves of one concept."""

@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare run B with run A: paired differences with intervals for the settings both measured",
         description="Match the settings two results folders share and print B against A with intervals: encoder "
         "and decoder variance ratio, SNR, test ELBO and log-likelihood (paired by seed where the seeds match), "
-        "step-time ratio. Both folders are read through the same integrity checks as `report`.",
+        "each run's step-time ratio to its own yardstick. A figure measured at other parameters (checkpoint, "
+        "data, model, seeds) is marked not comparable. Both folders are read through the same integrity checks "
+        "as `report`.",
     )
     compare.add_argument(
         "a", metavar="A", help="the folder to compare against (e.g. results/reference/default)"
@@ -169,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--checkpoint", metavar="LABEL", help="the variance checkpoint (default: both runs' last)"
+    )
+    compare.add_argument(
+        "--against",
+        metavar="NAMES",
+        help="comma-separated estimators of A that each setting measured in B only is set against at its K, "
+        "where the two runs measured at the same parameters, e.g. reparam,stl",
     )
     _paper_parsers(sub)
     return parser
@@ -529,7 +537,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         compare.RunResults(run, t["variance"], t["convergence"], t["throughput"])
         for run, t in ((run_a, a), (run_b, b))
     ]
-    table = compare.compare(*runs, checkpoint=args.checkpoint)
+    against = _split(args.against or "")
+    unknown = [name for name in against if name not in {key[0] for key in compare.settings(runs[0])}]
+    if unknown:
+        raise VaebenchError(
+            f"--against {','.join(unknown)}: {args.a} measured no such estimator; name estimators of A, e.g. "
+            "--against reparam"
+        )
+    table = compare.compare(*runs, checkpoint=args.checkpoint, against=against)
     print(
         render(
             table, compare.only_in_one(*runs), differ, compare.caveats(run_a, run_b), labels=(args.a, args.b)

@@ -11,10 +11,18 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS, SAMPLERS
-from vaebench.measures.schema import SAMPLER
+from vaebench.measures.schema import HANDWRITTEN, SAMPLER
 
 KEYS = ["estimator", "sampler", "num_samples"]
-"""The key columns of one setting."""
+"""The key columns of one setting, in the one order every setting key (a tuple) follows."""
+
+
+def setting_label(name: str, sampler: str | None = "iid") -> str:
+    """The one label of a setting in plots, sentences and verdicts: ``name`` for iid draws, else
+    ``name (sampler)``; the hand-written pytorch/examples step is "hand-written step"."""
+    if name == HANDWRITTEN:
+        return "hand-written step"
+    return f"{name} ({sampler})" if isinstance(sampler, str) and sampler != "iid" else name
 
 
 def with_sampler(frame: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -171,7 +171,7 @@ INTERLEAVED = ("timing_group", "rounds", "round_steps", "round_s", "load_before"
 """The interleaved timing at the end of a throughput row: the steps timed together in rounds
 (``timing_group``: rows of one group were timed round-robin, "" for a row timed alone), how many rounds and
 steps per round, ``round_s`` (the median step time of each round, in round order, as space-separated
-seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.timing`), and
+seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.yardstick`), and
 the machine's 1-minute load average just before and after the timing."""
 
 THROUGHPUT = Table(
@@ -227,7 +227,7 @@ SUMMARY_FIGURES = (
 the timing ratios of interleaved steps."""
 
 TIMING_RATIOS = (*_triples("step_ratio", "compute_ratio"), "timing_yardstick", "timing_rounds")
-"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.timing`): the step time and the variance
+"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.yardstick`): the step time and the variance
 x step time of a setting over those of its K's ``timing_yardstick`` setting, with intervals over the
 ``timing_rounds`` rounds."""
 
@@ -287,13 +287,14 @@ QUADRATURE = Table(
 CLAIMS = Table(
     "claims",
     columns=(
-        "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict", "detail",
+        "key", "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict",
+        "detail",
     ),
-    keys=("claim",),
+    keys=("key",),
     figures=("measured",),
     essential=("claim", "source", "verdict"),
 )
-"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.checks.claims`)."""
+"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.analysis.claims`)."""
 
 # fmt: on
 TABLES: dict[str, Table] = {

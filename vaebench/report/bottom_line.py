@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import timing
+from vaebench.analysis import yardstick
 from vaebench.analysis.plateau import TOLERANCE
 from vaebench.analysis.settings import truth
 from vaebench.analysis.verdicts import QUESTIONS
@@ -245,7 +245,7 @@ def timing_basis(run: dict, throughput: pd.DataFrame | None) -> str:
     """What the timing verdicts rest on (interleaved rounds) and the machine's load; '' without timing."""
     if throughput is None or throughput.empty:
         return ""
-    rows = timing.timed_rows(throughput)
+    rows = yardstick.timed_rows(throughput)
     if rows.empty:
         text = (
             "**Timing**: the steps of this folder were timed one setting at a time (before interleaved "

@@ -157,7 +157,8 @@ def _plots(figures: dict[str, str]) -> list[str]:
     shown = {
         "variance": "variance and SNR against K",
         "steps": "test ELBO against steps",
-        "wallclock": "test ELBO against wall-clock",
+        "compute": "test ELBO against compute (yardstick steps)",
+        "wallclock": "test ELBO against wall-clock (this machine, under its load)",
         "throughput": "step time",
     }
     lines = [f"![{alt}]({figures[key]})" for key, alt in shown.items() if key in figures]

@@ -30,6 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
+from vaebench.analysis import yardstick
 from vaebench.analysis.convergence import summarize_curves
 from vaebench.analysis.folder import Results
 from vaebench.analysis.settings import order_estimators, with_sampler
@@ -45,6 +46,7 @@ FIGURES = {
     "variance": "variance_snr_vs_k.png",
     "steps": "elbo_vs_steps.png",
     "wallclock": "elbo_vs_wallclock.png",
+    "compute": "elbo_vs_compute.png",
     "throughput": "throughput.png",
 }
 """The report's figures: key -> file name (``vaebench plot`` swaps the suffix for its format)."""
@@ -221,7 +223,8 @@ def plot_curves(
         convergence: tidy rows of the convergence measure (``estimator, num_samples, seed, step,
             wall_time_s, metric, value``; ``diverged`` optional).
         num_samples: which K to draw.
-        x: ``step`` or ``wall_time_s`` (the wall-clock averaged over seeds at each evaluation step).
+        x: ``step``, ``wall_time_s`` (the wall-clock averaged over seeds at each evaluation step) or
+            ``yardstick_steps`` (compute: :func:`vaebench.analysis.yardstick.yardstick_steps`, on the rows).
         metric: the metric to draw (``test_elbo`` by default: the plain ELBO for every estimator).
         ax: axes to draw on; a new figure when None.
         title: panel title.
@@ -268,7 +271,10 @@ def plot_curves(
         if not steady.empty:
             tails = [g.sort_values("step")["value"].iloc[len(g) // 4 :] for _, _, g in _series(steady)]
     _frame_tails(ax, tails)
-    ax.set_xlabel({"step": "optimizer steps", "wall_time_s": "training wall-clock (s)"}.get(x, x))
+    ax.set_xlabel(
+        {"step": "optimizer steps", "wall_time_s": "training wall-clock (s)",
+         "yardstick_steps": "compute (steps of the K's yardstick)"}.get(x, x)
+    )  # fmt: skip
     ax.set_ylabel({"test_elbo": "test ELBO (nats)"}.get(metric, metric))
     crowded = f", best {highlight} of {len(series)} in full" if len(series) > CROWDED else ""
     ax.set_title(title or f"K = {num_samples}{crowded}")
@@ -373,9 +379,24 @@ def snr_vs_k(results: Results, *, group: str = "encoder", ax: Axes | None = None
 def elbo_curves(
     results: Results, num_samples: int, *, x: str = "step", ax: Axes | None = None, highlight: int = HIGHLIGHT
 ) -> Axes:
-    """The test-ELBO learning curves of one K against steps (``x="step"``) or training seconds
-    (``x="wall_time_s"``); see :func:`plot_curves`."""
-    return plot_curves(results.convergence, num_samples=num_samples, x=x, ax=ax, highlight=highlight)
+    """The test-ELBO learning curves of one K against steps (``x="step"``), training seconds
+    (``x="wall_time_s"``: what happened on this machine) or compute (``x="yardstick_steps"``: steps x the
+    interleaved step-time ratio to the K's yardstick, :func:`vaebench.analysis.yardstick.yardstick_steps`,
+    where the steps were timed); see :func:`plot_curves`."""
+    rows = results.convergence
+    if x == "yardstick_steps":
+        rows = _computed(results)
+    return plot_curves(rows, num_samples=num_samples, x=x, ax=ax, highlight=highlight)
+
+
+def _computed(results: Results) -> pd.DataFrame:
+    """The convergence rows with their compute in yardstick steps (rows whose steps were not timed left out)."""
+    if results.throughput.empty:
+        return results.convergence.iloc[:0].assign(yardstick_steps=pd.Series(dtype=float))
+    rows = yardstick.yardstick_steps(
+        with_sampler(results.convergence), yardstick.step_ratios(results.throughput)
+    )
+    return rows[rows["yardstick_steps"].notna()]
 
 
 def step_time(results: Results, *, ax: Axes | None = None) -> Axes:
@@ -410,7 +431,10 @@ def draw(results: Results) -> dict[str, Figure]:
         out["variance"] = fig
     if not results.convergence.empty:
         ks = sorted(results.convergence["num_samples"].unique())
-        for key, x in (("steps", "step"), ("wallclock", "wall_time_s")):
+        drawn = [("steps", "step"), ("wallclock", "wall_time_s")]
+        if not _computed(results).empty:
+            drawn.append(("compute", "yardstick_steps"))
+        for key, x in drawn:
             fig, axes = figure(len(ks))
             for ax, k in zip(axes, ks, strict=True):
                 elbo_curves(results, k, x=x, ax=ax)

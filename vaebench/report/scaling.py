@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench import files
+from vaebench.analysis.claims import landing_verdict
 from vaebench.analysis.folder import Results
 from vaebench.analysis.scaling import (
     ASYMPTOTIC_K,
@@ -30,7 +31,6 @@ from vaebench.analysis.scaling import (
     scaling_laws,
 )
 from vaebench.analysis.settings import truth
-from vaebench.checks.landing import landed
 from vaebench.errors import VaebenchError
 from vaebench.measures.schema import SCALING, VARIANCE, complete
 from vaebench.report import plots, styles
@@ -209,9 +209,8 @@ def landing_lines(frame: pd.DataFrame) -> list[str]:
     """The STL check as a sentence and a table (empty when it was not run)."""
     if frame.empty:
         return []
-    ratio = landed(frame)
-    stl, reparam = ratio.get("stl", float("nan")), ratio.get("reparam", float("nan"))
-    holds = bool(np.isfinite(stl) and stl < 1e-8)
+    stl, reparam, verdict = landing_verdict(frame)
+    holds = verdict == "agrees"
     wide = frame.pivot_table(
         index=["fraction", "kl_to_posterior"], columns="estimator", values="trace_var", sort=False
     )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from vaebench.analysis.settings import all_iid, bias_note
+from vaebench.analysis.settings import all_iid, bias_note, setting_label
 
 
 def estimator_cell(row: pd.Series) -> str:
@@ -32,6 +32,4 @@ def setting_columns(frame: pd.DataFrame) -> list[tuple[str, Callable[[pd.Series]
     return [*cols, ("K", lambda r: str(int(r["num_samples"])))]
 
 
-def setting_label(name: str, sampler: str | None) -> str:
-    """``name`` for iid draws, else ``name (sampler)``: the label of a setting in plots and sentences."""
-    return f"{name} ({sampler})" if isinstance(sampler, str) and sampler != "iid" else name
+__all__ = ["estimator_cell", "setting_columns", "setting_label"]

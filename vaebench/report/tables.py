@@ -12,23 +12,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vaebench.measures.dictionary import header
 from vaebench.measures.schema import SUMMARY, SUMMARY_FIGURES, complete
 from vaebench.report.formatting import fmt_number, interval_cell, markdown
 from vaebench.report.settings import setting_columns
 
 SUMMARY_COLUMNS: list[tuple[str, str, bool]] = [
-    # (column of summary.csv, header, symmetric interval); the README's "Reading the report" defines each
-    ("trace_var", "encoder variance", False),
-    ("test_log_likelihood", "test log p(x)", True),
-    ("compile_s", "compile (s)", False),
-    ("step_ms", "step (ms)", False),
-    ("step_ratio", "step / yardstick", False),
-    ("work_normalized_var", "variance x time", False),
-    ("compute_ratio", "var x time / yardstick", False),
+    # (column of summary.csv, its header from the data dictionary, symmetric interval)
+    (column, header(column), symmetric)
+    for column, symmetric in (
+        ("trace_var", False),
+        ("test_log_likelihood", True),
+        ("compile_s", False),
+        ("step_ms", False),
+        ("step_ratio", False),
+        ("work_normalized_var", False),
+        ("compute_ratio", False),
+    )
 ]
-"""The comparison table's columns and their headers in report.md: the figures the bottom line's questions rank.
-The rest of ``summary.csv`` (the SNR and its noise floor, the test ELBO and its rise over the last quarter,
-the objective, the training seconds, every interval bound) is read there."""
+"""The comparison table's columns and their headers in report.md (:func:`vaebench.measures.dictionary.header`):
+the figures the bottom line's questions rank. The rest of ``summary.csv`` (the SNR and its noise floor, the
+test ELBO and its rise, the objective, the training seconds, every interval bound) is read there."""
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:

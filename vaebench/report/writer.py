@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import budget, folder, published, summaries, verdicts
-from vaebench.checks.claims import claims_table
+from vaebench.analysis import budget, claims, folder, summaries, verdicts
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
@@ -62,9 +61,10 @@ def write_report(
         _estimator_rows(frames["throughput"]),
         checkpoint=checkpoint,
         batch_size=config.throughput.batch_size,
+        schedule=config.train.lr_schedule,
     )
     files.write_csv(out / "summary.csv", summary)
-    at_budget = budget.budget(frames["convergence"], level=level)
+    at_budget = budget.budget(frames["convergence"], frames["throughput"], level=level)
     if not frames["convergence"].empty:
         files.write_csv(out / "budget.csv", at_budget)
     by_checkpoint = _variance_by_checkpoint(frames["variance"], config)
@@ -82,10 +82,11 @@ def write_report(
     figures = plots.write_figures(read, out)
     laws, scaling_plots = scaling.write_scaling(out, frames["variance"], checkpoint, frames["laws"])
     landing = _read_landing(out)
-    comparisons = published.published_comparisons(
-        summary, frames["convergence"], data=config.data.name, likelihood=resolved_likelihood(config)
-    )
-    claimed = claims_table(laws, landing, frames["quadrature"], comparisons)
+    evidence = claims.Evidence(
+        laws, landing, frames["quadrature"], summary, frames["convergence"], data=config.data.name,
+        likelihood=resolved_likelihood(config),
+    )  # fmt: skip
+    claimed = claims.claims_table(evidence)
     files.write_csv(out / "claims.csv", claimed)
     text = render(
         run, config, summary, frames, figures, checkpoint=checkpoint, records=document["verdicts"],

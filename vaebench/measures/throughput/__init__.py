@@ -6,7 +6,7 @@ same callable). :func:`measure_interleaved` times several prebuilt steps togethe
 takes them round-robin in R rounds of n steps each with the device synchronized (CUDA events on a GPU;
 :func:`~vaebench.measures.throughput.timing.time_interleaved`), and reports per step the median step time
 with its quartiles and a 95% bootstrap interval, and the median of each round (``round_s``), from which
-:mod:`vaebench.analysis.timing` forms the ratio of two steps timed together with an interval over rounds: a
+:mod:`vaebench.analysis.yardstick` forms the ratio of two steps timed together with an interval over rounds: a
 ratio survives a change of the machine's load that an absolute time does not. :func:`measure_throughput`
 is one step timed that way on its own. Throughputs are B / t and K·B / t.
 

@@ -319,7 +319,7 @@ def measure_interleaved(
     each round's machine load is shared by all of them; each row keeps its own median step time (over all
     its timed steps) and, in ``round_s``, the median of each round's block, from which the analysis forms
     ratios between the rows of one ``timing_group`` with intervals over rounds
-    (:mod:`vaebench.analysis.timing`). Each step's peak memory is read afterwards, on one more step of it
+    (:mod:`vaebench.analysis.yardstick`). Each step's peak memory is read afterwards, on one more step of it
     alone.
 
     Args:
