@@ -39,9 +39,9 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     """The comparison table as markdown (only the columns that were measured)."""
     summary = complete(summary, SUMMARY)  # columns not measured are NaN: left out below
     cols = setting_columns(summary)
-    for column, header, symmetric in shown_columns(summary):
+    for column, head, symmetric in shown_columns(summary):
         cell = interval_cell(column, symmetric) if column in SUMMARY_FIGURES else _number_cell(column)
-        cols.append((header, cell))
+        cols.append((head, cell))
     if summary["diverged"].fillna(0).any():
         cols.append(
             (
