@@ -206,9 +206,9 @@ class _Run:
         interrupt: KeyboardInterrupt | None = None
         storage: StorageError | None = None
         try:
-            state = self.inspect()
+            self.inspect()
             self.write_run_json("running")
-            self.loop(state, progress)
+            self.loop(progress)
         except KeyboardInterrupt as err:
             interrupt = err
         except OSError as err:
@@ -272,10 +272,12 @@ class _Run:
             self.invocations[-1]["ignored"] = names
         return state
 
-    def loop(self, state: integrity.FolderState, progress: bool | None) -> None:
+    def loop(self, progress: bool | None) -> None:
+        """Every unit not yet verified, in this process (one worker), on worker processes or on an engine, by the
+        one loop over units (:func:`vaebench.suite.dispatch.run_pool`); this process saves each as it ends."""
         out, result = self.out, self.result
-        todo = [u for u in self.plan if state.verdicts[u.key].state != VERIFIED]
-        bar = progress_bar(self.plan, todo, progress)
+        pending, scheduler = self.schedule()
+        bar = progress_bar(self.plan, pending, progress)
 
         def say(line: str) -> None:
             if self.log is not None:
@@ -287,47 +289,6 @@ class _Run:
 
         if result.skipped:
             say(f"resuming {out}: {result.skipped} of {result.total} units already finished")
-        if self.engine is not None or self.workers > 1:
-            try:
-                self.loop_parallel(bar, say)
-            finally:
-                bar.close()
-            return
-        anchor = None
-        try:
-            for unit in self.plan:
-                # checked again now, not from `state`: a re-run anchor invalidates variance units measured at the old one
-                verdict = integrity.check(out, unit, self.digest, anchor)
-                if verdict.state == VERIFIED:
-                    anchor = verdict.sha256 if unit.kind == ANCHOR else anchor
-                    continue
-                faults.point("unit")
-                bar.set_postfix_str(unit.label, refresh=True)
-                tick = time.perf_counter()
-                sha, remark = self.execute(unit, anchor)
-                if unit.kind == ANCHOR and sha is not None:
-                    anchor = sha
-                result.done += 1
-                bar.update(unit.weight)
-                seconds = time.perf_counter() - tick
-                say(
-                    f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds:.1f}s {remark}".rstrip()
-                )
-        finally:
-            bar.close()
-
-    def loop_parallel(self, bar, say) -> None:
-        """The units on worker processes (:mod:`vaebench.suite.dispatch`); this process saves each one."""
-        out, result = self.out, self.result
-
-        def verified(unit: Unit, anchor: str | None) -> bool:
-            return integrity.check(out, unit, self.digest, anchor).state == VERIFIED
-
-        head = next((u for u in self.plan if u.kind == ANCHOR), None)
-        verdict = integrity.check(out, head, self.digest) if head is not None else None
-        anchor = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
-        pending = [u for u in self.plan if not verified(u, anchor)]
-        scheduler = dispatch.Scheduler(self.plan, pending, verified, anchor)
 
         def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
             sha, remark = self.accept(unit, scheduler.anchor, outcome)
@@ -337,18 +298,30 @@ class _Run:
             say(f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds}{remark}".rstrip())
             return sha
 
-        pool = (
-            self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
-            if self.engine
-            else dispatch.LocalPool(self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256)
-        )
+        if self.engine is not None:
+            pool = self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
+        elif self.workers > 1:
+            pool = dispatch.LocalPool(self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256)
+        else:
+            pool = dispatch.InlinePool(self.ctx)
         self.invocations[-1]["execution"]["workers"] = pool.workers
-        dispatch.run_pool(pool, scheduler, finish, say)
+        try:
+            dispatch.run_pool(pool, scheduler, finish, say, start=lambda u: bar.set_postfix_str(u.label))
+        finally:
+            bar.close()
 
-    def execute(self, unit: Unit, anchor: str | None) -> tuple[str | None, str]:
-        """Run and save one unit, or record why it failed; return (its data's SHA-256 or None, a remark)."""
-        blocked = unit.kind == "variance" and anchor is None
-        return self.accept(unit, anchor, None if blocked else dispatch.compute(unit, self.ctx))
+    def schedule(self) -> tuple[list[Unit], dispatch.Scheduler]:
+        """The units still to run, and their scheduler, from the folder as it is now."""
+        out = self.out
+
+        def verified(unit: Unit, anchor: str | None) -> bool:
+            return integrity.check(out, unit, self.digest, anchor).state == VERIFIED
+
+        head = next((u for u in self.plan if u.kind == ANCHOR), None)
+        verdict = integrity.check(out, head, self.digest) if head is not None else None
+        anchor = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
+        pending = [u for u in self.plan if not verified(u, anchor)]
+        return pending, dispatch.Scheduler(self.plan, pending, verified, anchor)
 
     def accept(
         self, unit: Unit, anchor: str | None, outcome: dispatch.Outcome | None
