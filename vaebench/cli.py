@@ -262,9 +262,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
     if args.dry_run:
-        from vaebench.suite import cost, dispatch
+        from vaebench.suite import calibration, dispatch
 
-        print(cost.describe(cost.estimate(config), dispatch.worker_count(config)))
+        print(calibration.describe(calibration.estimate(config), dispatch.worker_count(config)))
         return 0
     if args.out is not None:
         out, created = Path(args.out), not Path(args.out).exists()

@@ -25,6 +25,7 @@ Robustness rules:
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -39,12 +40,11 @@ from vaebench import faults, files, interrupts
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
 from vaebench.errors import StorageError
+from vaebench.progress import bar as progress_bar
 from vaebench.provenance import collect, git_revision, load_run, machine_load, now
-from vaebench.suite import dispatch, integrity, ownership, store, units
+from vaebench.suite import cost, dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
-from vaebench.suite.memory import check_memory
-from vaebench.suite.progress import bar as progress_bar
 from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit, shared_settings
 
 Report = Callable[..., object]
@@ -130,8 +130,8 @@ def run_suite(
     ctx = Context(config, out)
     ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
     check_data(config, ctx.dataset)
-    check_memory(config, ctx.dataset.x_dim, ctx.device)
-    plan = units.plan(config, test_points=len(ctx.dataset.test))
+    cost.check_memory(config, ctx.dataset.x_dim, ctx.device)
+    plan = units.plan(config)
     if resume:
         ownership.check_resume(
             out, config, resume, ctx
@@ -277,7 +277,7 @@ class _Run:
         one loop over units (:func:`vaebench.suite.dispatch.run_pool`); this process saves each as it ends."""
         out, result = self.out, self.result
         pending, scheduler = self.schedule()
-        bar = progress_bar(self.plan, pending, progress)
+        bar, weight = self.progress_bar(pending, progress)
 
         def say(line: str) -> None:
             if self.log is not None:
@@ -293,7 +293,7 @@ class _Run:
         def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
             sha, remark = self.accept(unit, scheduler.anchor, outcome)
             result.done += 1
-            bar.update(unit.weight)
+            bar.update(weight[unit.key])
             seconds = f"{outcome.seconds:.1f}s " if outcome is not None else ""
             say(f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds}{remark}".rstrip())
             return sha
@@ -301,7 +301,9 @@ class _Run:
         if self.engine is not None:
             pool = self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
         elif self.workers > 1:
-            pool = dispatch.LocalPool(self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256)
+            pool = dispatch.LocalPool(
+                self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256
+            )
         else:
             pool = dispatch.InlinePool(self.ctx)
         self.invocations[-1]["execution"]["workers"] = pool.workers
@@ -309,6 +311,22 @@ class _Run:
             dispatch.run_pool(pool, scheduler, finish, say, start=lambda u: bar.set_postfix_str(u.label))
         finally:
             bar.close()
+
+    def progress_bar(self, pending: list[Unit], enabled: bool | None):
+        """One bar over every unit of the plan, starting at the finished ones and advanced by each unit's nominal
+        seconds (:func:`vaebench.suite.cost.nominal`), so its ETA covers every unit left; and those seconds."""
+        rates = cost.nominal(self.config, len(self.ctx.dataset.test))
+        weight = {u.key: cost.seconds(u, self.config, rates) for u in self.plan}
+        total = math.fsum(weight.values())
+        bar = progress_bar(
+            total,
+            enabled,
+            initial=total - math.fsum(weight[u.key] for u in pending),
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+            desc="vaebench",
+            dynamic_ncols=True,
+        )
+        return bar, weight
 
     def schedule(self) -> tuple[list[Unit], dispatch.Scheduler]:
         """The units still to run, and their scheduler, from the folder as it is now."""

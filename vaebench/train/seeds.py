@@ -46,7 +46,7 @@ from vaebench.train.compiled import CompiledSurrogate
 from vaebench.train.divergence import StateGuard, UpdateGuard
 from vaebench.train.evaluation import elbo_noise, evaluate_elbo
 from vaebench.train.loop import TrainResult, check_run, new_lane, result_of, train
-from vaebench.train.memory import keep_freed_memory
+from vaebench.train.malloc import keep_freed_memory
 from vaebench.train.program import unique
 from vaebench.train.run import Run
 from vaebench.train.spec import TrainSpec
@@ -166,7 +166,7 @@ class StackedProgram:
 
     def __init__(self, models, estimators, num_samples, dataset, spec: TrainSpec, seeds, device):
         self.k, self.spec, self.device, self.seeds = num_samples, spec, device, list(seeds)
-        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.memory)
+        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.malloc)
         first = dataset.train[: spec.batch_size].to(device)
         for model, estimator, seed in zip(models, estimators, seeds, strict=True):
             model.to(device)

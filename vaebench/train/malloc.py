@@ -4,10 +4,8 @@ A training step allocates and frees the same tensors every step. glibc returns a
 *mmap threshold* to the operating system at once, and trims the top of the heap when more than its *trim
 threshold* is free there; both adapt to the largest block freed so far (starting at 128 KiB), so a step whose
 activations are megabytes (S seeds stacked, or K = 10 rows of a 784-pixel decoder) gets fresh, zero-filled
-pages from the kernel at every step: measured on 3 stacked seeds of the digits model at K = 10, 1,600 page
-faults per step and 18.1 ms per step, against 40 faults and 11.9 ms with the thresholds below (one CPU
-thread; 3,000 to 11,000 faults per step for the 784-400-20 model). Single-seed steps barely fault at the
-suite's sizes (0 to 360 faults per step) and are unchanged.
+pages from the kernel at every step (figures in benchmarks/README.md). Single-seed steps at the suite's sizes
+barely fault.
 
 :func:`keep_freed_memory` fixes the two thresholds once per process (``mallopt``): blocks up to 32 MiB come
 from the heap and up to 256 MiB of freed heap is kept. The cost is memory the process keeps between steps
