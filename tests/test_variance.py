@@ -37,7 +37,7 @@ from vaebench.measures.variance import (
 from vaebench.measures.variance import measure as measure_module
 from vaebench.measures.variance import tiled as tiled_module
 from vaebench.measures.variance.engines import resolve_method
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.variance.summary import resample_counts
 from vaebench.model import GaussianVAE
 from vaebench.stats import jackknife_interval, normal_quantile, percentile_interval

@@ -54,7 +54,7 @@ from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, make_estimator, unsupported
 from vaebench.measures.variance import VarianceOptions
-from vaebench.measures.variance.measure import measure_variance
+from vaebench.measures.variance.harness import measure_variance
 from vaebench.measures.weights import WEIGHT_SAMPLES, weight_summary
 from vaebench.model import GaussianVAE
 from vaebench.progress import bar as progress_bar

@@ -19,7 +19,7 @@ from vaebench.analysis.settings import KEYS
 from vaebench.config import SuiteConfig
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures import schema
-from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS
+from vaebench.measures.variance.harness import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS
 from vaebench.report import bottom_line, glossary, scaling, tables
 from vaebench.report.claims import section as claims_section
 from vaebench.report.formatting import fmt_number, markdown

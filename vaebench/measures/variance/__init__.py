@@ -42,7 +42,7 @@ from vaebench.measures.variance.layout import (
     VarianceOptions,
     layout,
 )
-from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
+from vaebench.measures.variance.harness import COLUMNS, measure_variance, time_estimate, warm_up
 from vaebench.measures.variance.minibatches import (
     WARM_UP_BATCHES,
     measured_minibatch,
