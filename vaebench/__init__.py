@@ -7,8 +7,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 1. **ground**: ``errors``, ``rng`` (every random stream), ``stats``, ``progress``, ``provenance``, ``files``
    (every write, atomic), ``faults`` (fault-injection hooks), ``interrupts`` (signals), ``devices`` (the one
    device rule), ``plugins`` (finding and hashing a user's modules), ``presets`` (their names, for ``--help``);
-2. **core**: ``model``, ``stacked_model`` (S seeds of a model as one module, for training seeds together),
-   ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
+2. **core**: ``model``, ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
    registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
 3. **config**: the schema, the presets, strict TOML, validation, the configuration's hash;
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
@@ -28,7 +27,7 @@ __version__ = "0.1.0"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices",
                 "plugins", "presets")),
-    ("core", ("model", "stacked_model", "toy", "exact", "data", "estimators", "optim", "registry")),
+    ("core", ("model", "toy", "exact", "data", "estimators", "optim", "registry")),
     ("config", ("config",)),
     ("train", ("train",)),
     ("measures", ("measures",)),

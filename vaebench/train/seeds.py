@@ -4,7 +4,7 @@ r"""The S seeds of one setting trained as one program: one step, one optimizer, 
 :func:`~vaebench.train.train` runs return, to float precision: each seed keeps its own initialisation (its
 model, built by the caller), data order (``dataset.batches(seed=s)``), latent noise (its ``train.noise``
 generator, drawn exactly as its own run draws it), evaluation noise (``eval.elbo``) and estimator state. What
-is shared is the program: one stacked model (:mod:`vaebench.stacked_model`), one estimator call on the S
+is shared is the program: one stacked model (:mod:`vaebench.train.stacked_model`), one estimator call on the S
 seeds' minibatches stacked seed-major, one backward pass and one optimizer over the stacked tensors. Adam (and
 every optimizer of :mod:`vaebench.optim`) is elementwise, so seed s's update is a function of seed s's
 gradient alone; the surrogate, a mean over S·B rows, is multiplied by S so that seed s's gradient is its own
