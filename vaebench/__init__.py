@@ -6,9 +6,10 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 
 1. **ground**: ``errors``, ``rng`` (every random stream), ``stats``, ``progress``, ``provenance``, ``files``
    (every write, atomic), ``faults`` (fault-injection hooks), ``interrupts`` (signals), ``devices`` (the one
-   device rule), ``plugins`` (finding and hashing a user's modules), ``presets`` (their names, for ``--help``);
-2. **core**: ``model``, ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
-   registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
+   device rule), ``presets`` (their names, for ``--help``);
+2. **core**: ``model``, ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators``
+   (the contract, the registry, ``Setting``), ``optim``, ``plugins`` (finding and hashing a user's modules,
+   the registries of what can run, built in or added, and the data sets plugins add);
 3. **config**: the schema, the presets, strict TOML, validation, the configuration's hash;
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
@@ -26,8 +27,8 @@ __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices",
-                "plugins", "presets")),
-    ("core", ("model", "toy", "exact", "data", "estimators", "optim", "registry")),
+                "presets")),
+    ("core", ("model", "toy", "exact", "data", "estimators", "optim", "plugins")),
     ("config", ("config",)),
     ("train", ("train",)),
     ("measures", ("measures",)),

@@ -189,8 +189,8 @@ def _int(flag: str, text: str) -> int:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The nested config overrides (as in the TOML) that the flags of ``run`` ask for."""
-    from vaebench import registry
     from vaebench.estimators import ESTIMATORS
+    from vaebench.plugins import registry
 
     over: dict = {}
     if args.plugin:
@@ -341,9 +341,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import inspect
 
-    from vaebench import plugins, registry
+    from vaebench import plugins
     from vaebench.data import DATASET_PLUGINS, DATASETS
     from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.plugins import registry
 
     for module in args.plugin or []:
         registry.load_module(module)
@@ -400,9 +401,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from vaebench import registry
     from vaebench.checks.exact_gradients import verify
     from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.plugins import registry
 
     for module in args.plugin or []:
         registry.load_module(module)

@@ -31,7 +31,7 @@ class DataConfig:
 class ModelConfig:
     """The shared `GaussianVAE` (see :class:`vaebench.model.GaussianVAE`); x_dim comes from the data."""
 
-    name: str = "gaussian-vae"  # a key of vaebench.registry.MODELS: the seed's VAE, or a plugin's model
+    name: str = "gaussian-vae"  # a key of plugins.registry.MODELS: the seed's VAE, or a plugin's model
     # (built as factory(x_dim, z_dim, seed=...)); the keys below but z_dim are GaussianVAE's own
     z_dim: int = 8  # latent dimension Z: small enough for digits' 64 pixels, large enough to matter
     hidden: tuple[int, ...] = (200,)  # hidden widths (decoder mirrors them); () is the linear-Gaussian model
@@ -187,7 +187,7 @@ class SuiteConfig:
 
     name: str = "default"  # names the output folder results/<timestamp>-<name>/
     plugins: tuple[str, ...] = ()  # your modules, loaded first: their ESTIMATORS, MODELS, DATASETS dicts join
-    # the registries (vaebench.registry); an estimator can also be named module:Class in `estimators`
+    # the registries (plugins.registry); an estimator can also be named module:Class in `estimators`
     estimators: tuple[str, ...] = field(default_factory=_classic_estimators)  # CLASSIC_ESTIMATORS
     # (keys of ESTIMATORS; a plugin's by name)
     samples: tuple[int, ...] = (1, 10)  # K values; combinations an estimator cannot do are skipped, noted

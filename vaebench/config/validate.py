@@ -19,7 +19,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, SAMPLERS, runnable, unsupported
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.optim import OPTIMIZERS
-from vaebench.registry import BUILT_CHECKPOINTS, MODELS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS, MODELS
 
 MAX_SEED = 2**63 - 1
 """Largest seed: the largest TOML integer, and one that torch.manual_seed and an int64 CSV column take."""

@@ -82,7 +82,7 @@ family in :mod:`~vaebench.estimators.importance_weighted` (IWAE_K, its U-statist
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
-when its plugin is loaded (:mod:`vaebench.registry`).
+when its plugin is loaded (:mod:`vaebench.plugins.registry`).
 """
 
 from __future__ import annotations
@@ -380,7 +380,7 @@ def runnable(
 # ------------------------------------------------------------------------------------------------ plugins
 
 BUILTIN_ESTIMATORS: tuple[str, ...] = tuple(ESTIMATORS)
-"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.registry`) add theirs to `ESTIMATORS` with
+"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.plugins.registry`) add theirs to `ESTIMATORS` with
 :func:`register`, under names other than these."""
 
 

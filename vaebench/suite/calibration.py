@@ -29,7 +29,7 @@ from vaebench import rng
 from vaebench.config import SuiteConfig
 from vaebench.estimators import Setting
 from vaebench.measures.throughput import Timing, measure_throughput, synchronize, time_steps
-from vaebench.registry import BUILT_CHECKPOINTS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.suite import cost, units
 from vaebench.suite.context import Context
 from vaebench.suite.cost import CompileCost, Rates

@@ -50,7 +50,7 @@ from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Setting
-from vaebench.registry import BUILT_CHECKPOINTS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.units import ANCHOR, Unit
 

@@ -36,9 +36,10 @@ from typing import Any
 
 import torch
 
-from vaebench import faults, registry
+from vaebench import faults
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
+from vaebench.plugins import registry
 from vaebench.provenance import usable_cores
 from vaebench.suite import execute
 from vaebench.suite.context import Context
@@ -179,7 +180,7 @@ _ctx: Context | None = None
 
 
 def _init_worker(config: SuiteConfig, out: str, parent: int, plugins: list, data_sha256: str | None) -> None:
-    """Set up one worker process: the driver's plugins (the same code: :func:`vaebench.registry.reload`), its
+    """Set up one worker process: the driver's plugins (the same code: :func:`vaebench.plugins.registry.reload`), its
     own context (data loaded once, refused if the file changed), its thread count, no Ctrl-C of its own."""
     global _ctx
     # Ctrl-C reaches the whole process group: the driver decides what happens, the worker is stopped by it.

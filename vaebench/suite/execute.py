@@ -32,7 +32,7 @@ from vaebench.measures.variance import (
     warm_up_minibatches,
 )
 from vaebench.measures.weights import WEIGHT_SAMPLES, weight_summary
-from vaebench.registry import BUILT_CHECKPOINTS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.suite.context import Context
 from vaebench.suite.units import (
     ANCHOR,
@@ -58,7 +58,7 @@ def execute(unit: Unit, ctx: Context) -> pd.DataFrame | dict:
 
 def _anchor(unit: Unit, ctx: Context) -> dict:
     """The anchor run's checkpoints: trained by the anchor estimator, or for a model whose checkpoint is built
-    (:data:`vaebench.registry.BUILT_CHECKPOINTS`: the Gaussian toy) that checkpoint, as ``end``, at step 0."""
+    (:data:`vaebench.plugins.registry.BUILT_CHECKPOINTS`: the Gaussian toy) that checkpoint, as ``end``, at step 0."""
     config = ctx.config
     seed = config.seeds[0]
     build = BUILT_CHECKPOINTS.get(config.model.name)

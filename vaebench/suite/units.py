@@ -8,7 +8,7 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
   anchor estimator (K = 1, the first seed) that keeps checkpoints at the fractions of
   `vaebench.config.CHECKPOINTS` (init, early, middle, end): every setting's gradient variance is measured at
   these same parameters, so estimators are compared on equal footing. A model whose checkpoint is built, not
-  trained (the Gaussian toy: :data:`vaebench.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
+  trained (the Gaussian toy: :data:`vaebench.plugins.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
 - ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
 - ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
   ``convergence/<setting>-K<k>-s<seed>+<seed>...``: the runs of several seeds, trained as one program
