@@ -155,6 +155,7 @@ class Estimator(nn.Module):
     reference = _FormerCitation()
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
+    checked_samples: int | None = None  # the K its `Setting` checked when it built it: not checked again
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -185,8 +186,9 @@ class Estimator(nn.Module):
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
-        check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
-        check_sampler(self.sampler, num_samples)
+        if num_samples != self.checked_samples:  # the library's boundary (a Setting checked its own K)
+            check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
+            check_sampler(self.sampler, num_samples)
         if not self._prepared:  # never use state that was never set: prepare on this batch first
             self.prepare(model, x)
         return self.estimate(model, x, num_samples, generator)
