@@ -151,9 +151,8 @@ def _compute_task(
     """One unit in a Ray worker process (a context per configuration, kept between the tasks of one worker)."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    registry.reload(
-        plugins
-    )  # cheap when loaded already; refuses a copy whose source differs from the driver's
+    # cheap when loaded already; refuses a copy whose source differs from the driver's
+    registry.reload(plugins)
     key = (repr(config), out)
     if key not in _contexts:
         # the driver's folder where this node sees it; else a folder of this node for the anchor's copy
