@@ -39,8 +39,8 @@ from vaebench.measures.variance import (
     warm_up,
     warm_up_minibatches,
 )
+from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.problems import get_problem
-from vaebench.registry import BUILT_CHECKPOINTS
 from vaebench.train import TrainSpec, train
 
 PROBLEMS = "blr-breast-cancer,eight-schools,funnel,gaussian-toy,linear-gaussian"

@@ -100,7 +100,7 @@ def test_quick_preset_summary_and_report(quick_run) -> None:
     assert (
         "## Bottom line" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
     )
-    assert "| estimator | K | encoder variance |" in report  # every row iid: no sampler column
+    assert "| estimator | K | encoder grad variance |" in report  # every row iid: no sampler column
     assert "`iwae-stl` † | 4 |" in report and "`iwae-stl` K=4 († biased for the IWAE_K gradient" in report
 
 
@@ -323,7 +323,7 @@ def test_a_run_with_samplers_keys_every_row_by_its_sampler(tmp_path: Path) -> No
         ("reinforce-loo", "iid"),
     }
     report = (out / "report.md").read_text()
-    assert "| estimator | sampler | K | encoder variance |" in report and "| `reparam` | rqmc | 2 |" in report
+    assert "| estimator | sampler | K | encoder grad variance |" in report and "| `reparam` | rqmc | 2 |" in report
     assert "skipping reinforce-loo with sampler rqmc: they are unbiased only with iid samples" in report
 
 

@@ -21,7 +21,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import make_estimator
 from vaebench.exact import kl_to_posterior
 from vaebench.measures.variance import GradientSample, VarianceOptions, layout, measure_variance
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.weights import weight_summary
 from vaebench.stats import normal_quantile
 from vaebench.toy import toy_checkpoint

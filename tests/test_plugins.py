@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaebench import plugins, registry
+from vaebench import plugins
 from vaebench.data import DATASET_PLUGINS, load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import BUILTIN_ESTIMATORS, ESTIMATORS, Setting, make_estimator, runnable, unsupported
 from vaebench.model import GaussianVAE
+from vaebench.plugins import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "partial-stl"
@@ -464,7 +465,7 @@ def test_a_worker_process_reloads_the_plugins_from_the_record_alone(tmp_path: Pa
     recorded = registry.load_module("vbplug_far")
     code = (
         "import json, sys\n"
-        "from vaebench import registry\n"
+        "from vaebench.plugins import registry\n"
         "from vaebench.estimators import make_estimator\n"
         "registry.reload(json.loads(sys.argv[1]))\n"
         "print(type(make_estimator('mine')).__module__)\n"

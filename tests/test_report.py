@@ -201,7 +201,7 @@ def test_write_report_makes_every_file(tmp_path: Path, frames) -> None:
         if key != "compute":  # drawn only where the steps were timed interleaved, which these frames were not
             assert (out / name).stat().st_size > 1000, name
     text = path.read_text()
-    assert "| estimator | K | encoder variance | test log p(x) | step (ms) | variance x time |" in text
+    assert "| estimator | K | encoder grad variance | test log p(x) | step (ms) | variance x time |" in text
     for name in NAMES:
         assert f"| `{name}` | 1 |" in text
     assert "wall-clock 100 s" in text and "## Bottom line" in text and "Partial report" not in text

@@ -20,7 +20,7 @@ from vaebench.estimators import make_estimator
 from vaebench.exact import kl_to_posterior
 from vaebench.measures import schema
 from vaebench.measures.variance import GradientSample, Layout, VarianceOptions, measure_variance
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.variance.summary import JACKKNIFE_GROUPS, resample_counts
 from vaebench.measures.weights import WEIGHT_COLUMNS, weight_summary
 from vaebench.model import GaussianVAE

@@ -298,7 +298,7 @@ def test_seeds_and_models_must_pair_up(digits):
 def test_freed_memory_is_kept_once_per_process_where_glibc_allows():
     import platform
 
-    from vaebench.train.memory import keep_freed_memory
+    from vaebench.train.malloc import keep_freed_memory
 
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is expected and keep_freed_memory() is expected

@@ -34,10 +34,10 @@ from vaebench.measures.variance import (
     warm_up,
     warm_up_minibatches,
 )
-from vaebench.measures.variance import measure as measure_module
+from vaebench.measures.variance import harness as harness_module
 from vaebench.measures.variance import tiled as tiled_module
 from vaebench.measures.variance.engines import resolve_method
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.variance.summary import resample_counts
 from vaebench.model import GaussianVAE
 from vaebench.stats import jackknife_interval, normal_quantile, percentile_interval
@@ -267,7 +267,7 @@ def brute_force_figures(g: np.ndarray, ref: np.ndarray, counts: np.ndarray, leve
 def test_summary_equals_the_figures_written_out(monkeypatch, dtype):
     # The summary reduces the sample in cache-sized column tiles, by runs of parameters, with one bootstrap
     # Gram matrix; forcing tiles of a few columns (so tiles split parameters and runs) must not change a figure.
-    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    monkeypatch.setattr(harness_module, "summary_tile", lambda replicates, like: 5)
     model, x = small_vae("gaussian")
     model, x = model.to(dtype), x.to(dtype)
     est = make_estimator("reparam").to(dtype)
@@ -302,7 +302,7 @@ def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
     # over gradients formed a few units at a time must equal the reduction of the formed block, interval for
     # interval (tiles of a few columns, so units split across tiles).
     monkeypatch.setattr(tiled_module, "factors_pay", lambda *shape: True)
-    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    monkeypatch.setattr(harness_module, "summary_tile", lambda replicates, like: 5)
     model, x = small_vae("gaussian")
     model, x = model.to(dtype), x.to(dtype)
     est = make_estimator("reinforce").to(dtype)

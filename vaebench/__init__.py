@@ -6,12 +6,11 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 
 1. **ground**: ``errors``, ``rng`` (every random stream), ``stats``, ``progress``, ``provenance``, ``files``
    (every write, atomic), ``faults`` (fault-injection hooks), ``interrupts`` (signals), ``devices`` (the one
-   device rule), ``plugins`` (finding and hashing a user's modules), ``presets`` (their names, for ``--help``);
-2. **core**: ``model``, ``stacked_model`` (S seeds of a model as one module, for training seeds together),
-   ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators`` (the contract, the
-   registry, ``Setting``), ``optim``, ``registry`` (what can run: built-ins and plugins);
-3. **config**: the sections (each field with its type and constraints), the presets, strict TOML, validation,
-   the configuration's hash;
+   device rule), ``presets`` (their names, for ``--help``);
+2. **core**: ``model``, ``toy`` (the Gaussian toy of Rainforth et al.), ``exact``, ``data``, ``estimators``
+   (the contract, the registry, ``Setting``), ``optim``, ``plugins`` (finding and hashing a user's modules,
+   the registries of what can run, built in or added, and the data sets plugins add), ``problems`` (named bundles of data, model, budget and figures of merit);
+3. **config**: the sections (each field with its type and constraints), the presets, strict TOML, validation, the configuration's hash;
 4. **train**: the step, the loop, recording, evaluation, checkpoints;
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;
@@ -36,8 +35,8 @@ __version__ = "0.1.0"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("errors", "rng", "stats", "progress", "provenance", "files", "faults", "interrupts", "devices",
-                "plugins", "presets")),
-    ("core", ("model", "stacked_model", "toy", "exact", "data", "estimators", "optim", "registry", "problems")),
+                "presets")),
+    ("core", ("model", "toy", "exact", "data", "estimators", "optim", "plugins", "problems")),
     ("config", ("config",)),
     ("train", ("train",)),
     ("measures", ("measures",)),

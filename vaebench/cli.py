@@ -260,8 +260,8 @@ def _int(flag: str, text: str) -> int:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The nested config overrides (as in the TOML) that the flags of ``run`` ask for."""
-    from vaebench import registry
     from vaebench.estimators import ESTIMATORS
+    from vaebench.plugins import registry
 
     over: dict = {}
     if args.plugin:
@@ -338,9 +338,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
     if args.dry_run:
-        from vaebench.suite import cost, dispatch
+        from vaebench.suite import calibration, dispatch
 
-        print(cost.describe(cost.estimate(config), dispatch.worker_count(config)))
+        print(calibration.describe(calibration.estimate(config), dispatch.worker_count(config)))
         return 0
     if args.out is not None:
         out, created = Path(args.out), not Path(args.out).exists()
@@ -420,9 +420,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import inspect
 
-    from vaebench import plugins, problems, registry
+    from vaebench import plugins, problems
     from vaebench.data import DATASET_PLUGINS, DATASETS
     from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.plugins import registry
 
     for module in args.plugin or []:
         registry.load_module(module)
@@ -488,9 +489,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from vaebench import registry
     from vaebench.checks.exact_gradients import verify
     from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.plugins import registry
 
     for module in args.plugin or []:
         registry.load_module(module)

@@ -26,7 +26,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import BUILTIN_ESTIMATORS, ESTIMATORS, SAMPLERS
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.optim import OPTIMIZERS
-from vaebench.registry import MODELS
+from vaebench.plugins.registry import MODELS
 
 CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end": 1.0}
 """Where the shared variance checkpoints sit, as fractions of the anchor training run's steps."""
@@ -69,7 +69,7 @@ class DataConfig:
 class ModelConfig:
     """The shared `GaussianVAE` (see :class:`vaebench.model.GaussianVAE`); x_dim comes from the data."""
 
-    name: str = option("gaussian-vae", one_of(MODELS, "model"))  # a key of vaebench.registry.MODELS: the
+    name: str = option("gaussian-vae", one_of(MODELS, "model"))  # a key of plugins.registry.MODELS: the
     # seed's VAE, or a plugin's model (built as factory(x_dim, z_dim, seed=...)); the keys below but z_dim are
     # GaussianVAE's own
     z_dim: int = option(8, positive)  # latent dimension Z: small enough for digits' 64 pixels, large enough
@@ -228,7 +228,7 @@ class SuiteConfig:
 
     name: str = option("default", folder_name)  # names the output folder results/<timestamp>-<name>/
     plugins: tuple[str, ...] = ()  # your modules, loaded first: their ESTIMATORS, MODELS, DATASETS dicts join
-    # the registries (vaebench.registry); an estimator can also be named module:Class in `estimators`
+    # the registries (plugins.registry); an estimator can also be named module:Class in `estimators`
     estimators: tuple[str, ...] = option(CLASSIC_ESTIMATORS, entries(one_of(ESTIMATORS, "estimator"), entry=""))  # keys
     # of ESTIMATORS (a plugin's by name)
     samples: tuple[int, ...] = option((1, 10), entries(sample_count))  # K values; combinations

@@ -23,13 +23,12 @@ except ModuleNotFoundError:  # Python 3.10: the tomli package (a dependency ther
         tomllib = None
 
 from vaebench import devices
-from vaebench.config import plugins
 from vaebench.config.constraints import coerce, describe
 from vaebench.config.sections import EXECUTION_KEYS, SuiteConfig, preset, real_valued
 from vaebench.config.validate import validate
 from vaebench.data import is_data_file
 from vaebench.errors import VaebenchError
-from vaebench.registry import BUILT_CHECKPOINTS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS, load_configured
 
 
 def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
@@ -155,7 +154,7 @@ def _explicit(layers: tuple[dict[str, Any], ...], section: str, key: str) -> boo
 
 def _fit_built(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
     """The Gaussian toy's data bring the toy's model (unless ``model.name`` is set), and a model whose
-    checkpoint is built, not trained (`vaebench.registry.BUILT_CHECKPOINTS`), has one checkpoint to measure at:
+    checkpoint is built, not trained (`vaebench.plugins.registry.BUILT_CHECKPOINTS`), has one checkpoint to measure at:
     ``variance.checkpoints`` becomes ``["end"]`` unless set; each change with a note."""
     changed = []
     if config.data.name == "gaussian-toy" and config.model.name == "gaussian-vae":
@@ -251,7 +250,7 @@ def resolve(
     config = merge(config, overrides)
     if config_file is not None:
         config = _relative_to(config, data, Path(config_file).resolve().parent)
-    config = plugins.load(config)
+    config = load_configured(config)
     config, fitted = _fit_real_valued(config, data, overrides)
     config, toy = _fit_built(config, data, overrides)
     notes = fitted + toy

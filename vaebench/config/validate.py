@@ -14,7 +14,7 @@ from vaebench.config.sections import REAL_VALUED, SuiteConfig, real_valued
 from vaebench.data import Dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, runnable, unsupported
-from vaebench.registry import BUILT_CHECKPOINTS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS
 
 
 def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str]:

@@ -31,7 +31,7 @@ class Dataset:
         source: where the data came from, for provenance (a directory, a file, or a description).
         truth: the generating parameters for `synthetic` and `gaussian-toy`, else None.
         sha256: for a data file, the SHA-256 of its bytes (as ``sha256sum`` prints it); for a plugin's data,
-            of its train and test tensors (:func:`vaebench.data.custom.tensor_digest`); None for the built-in sets.
+            of its train and test tensors (:func:`vaebench.plugins.data_sets.tensor_digest`); None for the built-in sets.
     """
 
     name: str

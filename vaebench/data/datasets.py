@@ -35,10 +35,8 @@ in [0, 1] can be binarized like the image sets. The loaded `Dataset` and its min
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +50,7 @@ from vaebench.data.gaussian_toy import TOY_DIM, TOY_POINTS, draw_gaussian_toy
 from vaebench.data.idx import IDX_FILES, find_idx_dir, read_idx, require_idx
 from vaebench.data.synthetic import draw_synthetic
 from vaebench.errors import VaebenchError
+from vaebench.plugins.data_sets import DATASET_PLUGINS
 
 DATASETS: dict[str, str] = {
     "digits": "8x8 handwritten digits shipped with scikit-learn (1,437 train / 360 test), offline",
@@ -114,9 +113,9 @@ def load_dataset(
     Raises:
         VaebenchError: unknown name or mode, impossible sizes, missing, corrupt or invalid files.
     """
-    if name not in DATASETS and name not in custom.DATASET_PLUGINS and not files.is_data_file(name):
+    if name not in DATASETS and name not in DATASET_PLUGINS and not files.is_data_file(name):
         raise VaebenchError(
-            f"unknown data set {name!r}; valid names: {', '.join([*DATASETS, *custom.DATASET_PLUGINS])}, or the path "
+            f"unknown data set {name!r}; valid names: {', '.join([*DATASETS, *DATASET_PLUGINS])}, or the path "
             f"of a data file ending in {', '.join(files.FILE_SUFFIXES)}"
         )
     if binarize is not None and binarize not in BINARIZE_MODES:
@@ -274,45 +273,3 @@ def _load_gaussian_toy(seed: int) -> Dataset:
         source=f"Gaussian toy of Rainforth et al. 2018, seed {seed}, D={TOY_DIM}, {TOY_POINTS} points per split",
         truth=truth,
     )
-
-
-# ------------------------------------------------------------------------------------------------ plugins
-
-
-def register_dataset(name: str, factory: Callable[..., object], origin: str = "") -> None:
-    """Add a plugin's data set to `custom.DATASET_PLUGINS`: ``factory(seed=...)`` returns its data.
-
-    It returns a `Dataset`, or ``{"train": ..., "test": ...}`` / ``(train, test)`` (see :mod:`vaebench.data.custom`).
-
-    Raises:
-        VaebenchError: ``factory`` is not callable with ``seed=``, or ``name`` is a built-in set's or another
-            plugin's.
-    """
-    where = f" from {origin}" if origin else ""
-    if not callable(factory):
-        raise VaebenchError(f"data set {name!r}{where} is a {type(factory).__name__}, not a callable factory")
-    try:
-        inspect.signature(factory).bind(seed=0)
-    except TypeError:
-        raise VaebenchError(
-            f"data set {name!r}{where}: its factory cannot be called as factory(seed=0); it must take the seed "
-            "as a keyword argument (and need no other)"
-        ) from None
-    except ValueError:  # a callable without a signature (some built-ins): trust it
-        pass
-    if name in DATASETS:
-        raise VaebenchError(
-            f"data set {name!r}{where} clashes with the built-in data set {name!r}: rename it"
-        )
-    current = custom.DATASET_PLUGINS.get(name)
-    if current is not None and current is not factory:
-        raise VaebenchError(
-            f"data set {name!r}{where} clashes with the plugin data set {name!r} from "
-            f"{getattr(current, '__module__', '?')}: give one of them another name"
-        )
-    custom.DATASET_PLUGINS[name] = factory
-
-
-def unregister_dataset(name: str) -> None:
-    """Remove a plugin's data set (an unknown name is ignored)."""
-    custom.DATASET_PLUGINS.pop(name, None)

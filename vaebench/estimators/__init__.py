@@ -85,7 +85,7 @@ family in :mod:`~vaebench.estimators.importance_weighted` (IWAE_K, its U-statist
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
-when its plugin is loaded (:mod:`vaebench.registry`).
+when its plugin is loaded (:mod:`vaebench.plugins.registry`).
 """
 
 from __future__ import annotations
@@ -310,9 +310,9 @@ class Setting:
     """One setting of the suite: a registered estimator with its sampler at one K, checked once, here.
 
     Building a `Setting` is where the suite's route checks that the estimator exists and can run at this K
-    with this sampler (:func:`unsupported`); nothing the setting is passed to checks it again. (An estimator
-    called directly still checks its own K and sampler when called: that is the contract's guard for
-    library callers, not a second check on the suite's route.)
+    with this sampler (:func:`unsupported`); nothing the setting is passed to checks it again, and the
+    estimator it builds trusts that K (`Estimator.checked_samples`). An estimator built otherwise checks its
+    K and sampler at every call: the contract's guard for library callers.
 
     Attributes:
         estimator: a key of `ESTIMATORS`.
@@ -331,10 +331,7 @@ class Setting:
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise VaebenchError(f"unknown estimator {self.estimator!r}; valid names: {', '.join(ESTIMATORS)}")
-        k = self.num_samples
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise VaebenchError(f"num_samples (K) must be an integer >= 1, got {k!r}")
-        problem = unsupported(self.estimator, k, self.sampler)
+        problem = unsupported(self.estimator, check_num_samples(self.num_samples), self.sampler)
         if problem:
             raise VaebenchError(problem)
 
@@ -359,7 +356,9 @@ class Setting:
             self.sampler != "iid"
         ):  # iid is every estimator's default (and the only one some user classes know)
             options["sampler"] = self.sampler
-        return make_estimator(self.estimator, **options)
+        estimator = make_estimator(self.estimator, **options)
+        estimator.checked_samples = self.num_samples
+        return estimator
 
 
 def runnable(
@@ -383,7 +382,7 @@ def runnable(
 # ------------------------------------------------------------------------------------------------ plugins
 
 BUILTIN_ESTIMATORS: tuple[str, ...] = tuple(ESTIMATORS)
-"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.registry`) add theirs to `ESTIMATORS` with
+"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.plugins.registry`) add theirs to `ESTIMATORS` with
 :func:`register`, under names other than these."""
 
 

@@ -147,6 +147,7 @@ class Estimator(nn.Module):
     citation: ClassVar[str] = ""
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
+    checked_samples: int | None = None  # the K its `Setting` checked when it built it: not checked again
 
     def __init__(self, sampler: str = "iid"):
         super().__init__()
@@ -165,8 +166,9 @@ class Estimator(nn.Module):
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
-        check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
-        check_sampler(self.sampler, num_samples)
+        if num_samples != self.checked_samples:  # the library's boundary (a Setting checked its own K)
+            check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
+            check_sampler(self.sampler, num_samples)
         if self.local_only and getattr(model, "global_latents", False):
             raise VaebenchError(
                 f"{self.name or type(self).__name__} cannot run on a model with global latents: {self.local_only}"

@@ -25,7 +25,7 @@ from vaebench.report.scaling import verdict_of
 FILES = {
     "verdicts.json": "every verdict",
     "summary.csv": "the whole comparison table",
-    "budget.csv": "equal wall-clock, equal steps, steps to a target",
+    "budget.csv": "equal compute, equal steps, steps to a target",
     "claims.csv": "every published claim",
     "scaling.csv": "every law in K",
     "variance_by_checkpoint.csv": "variance along the anchor run",

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 
-from vaebench import faults, files, registry
+from vaebench import faults, files
 from vaebench import plugins as vaebench_plugins
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
+from vaebench.plugins import registry
 from vaebench.suite import dispatch
 from vaebench.suite.context import Context
 from vaebench.suite.units import ANCHOR_FILE, Unit
@@ -85,7 +86,7 @@ class RayEngine:
 
         The run's plugins are shipped to the workers with Ray's runtime environment (``py_modules``: each
         plugin's package folder, so a cluster needs nothing installed), and each task re-loads them from their
-        records, refusing a copy whose source differs (:func:`vaebench.registry.reload`). A cluster this
+        records, refusing a copy whose source differs (:func:`vaebench.plugins.registry.reload`). A cluster this
         engine did not start (``ray.init`` called before) must have them importable already.
         """
         ray = require_ray()
@@ -150,9 +151,8 @@ def _compute_task(
     """One unit in a Ray worker process (a context per configuration, kept between the tasks of one worker)."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    registry.reload(
-        plugins
-    )  # cheap when loaded already; refuses a copy whose source differs from the driver's
+    # cheap when loaded already; refuses a copy whose source differs from the driver's
+    registry.reload(plugins)
     key = (repr(config), out)
     if key not in _contexts:
         # the driver's folder where this node sees it; else a folder of this node for the anchor's copy

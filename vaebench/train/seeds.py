@@ -4,7 +4,7 @@ r"""The S seeds of one setting trained as one program: one step, one optimizer, 
 :func:`~vaebench.train.train` runs return, to float precision: each seed keeps its own initialisation (its
 model, built by the caller), data order (``dataset.batches(seed=s)``), latent noise (its ``train.noise``
 generator, drawn exactly as its own run draws it), evaluation noise (``eval.elbo``) and estimator state. What
-is shared is the program: one stacked model (:mod:`vaebench.stacked_model`), one estimator call on the S
+is shared is the program: one stacked model (:mod:`vaebench.train.stacked_model`), one estimator call on the S
 seeds' minibatches stacked seed-major, one backward pass and one optimizer over the stacked tensors. Adam (and
 every optimizer of :mod:`vaebench.optim`) is elementwise, so seed s's update is a function of seed s's
 gradient alone; the surrogate, a mean over S·B rows, is multiplied by S so that seed s's gradient is its own
@@ -46,7 +46,7 @@ from vaebench.train.compiled import CompiledSurrogate
 from vaebench.train.divergence import StateGuard, UpdateGuard
 from vaebench.train.evaluation import elbo_noise, evaluate_elbo
 from vaebench.train.loop import TrainResult, check_run, new_lane, result_of, train
-from vaebench.train.memory import keep_freed_memory
+from vaebench.train.malloc import keep_freed_memory
 from vaebench.train.program import unique
 from vaebench.train.run import Run
 from vaebench.train.spec import TrainSpec
@@ -166,7 +166,7 @@ class StackedProgram:
 
     def __init__(self, models, estimators, num_samples, dataset, spec: TrainSpec, seeds, device):
         self.k, self.spec, self.device, self.seeds = num_samples, spec, device, list(seeds)
-        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.memory)
+        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.malloc)
         first = dataset.train[: spec.batch_size].to(device)
         for model, estimator, seed in zip(models, estimators, seeds, strict=True):
             model.to(device)

@@ -34,7 +34,7 @@ from vaebench.measures.throughput.handwritten import (
     handwritten_loss,
     handwritten_step,
 )
-from vaebench.measures.throughput.measure import (
+from vaebench.measures.throughput.steps import (
     ROUNDS,
     StepOptions,
     Timing,

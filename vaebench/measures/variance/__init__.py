@@ -34,6 +34,7 @@ Modules: ``layout`` (parameter order and groups, the engine and measure options)
 
 from vaebench.measures.variance.baseline import baseline_gradient, baseline_target, target_baseline
 from vaebench.measures.variance.engines import gradient_sample, replicate_gradients
+from vaebench.measures.variance.harness import COLUMNS, measure_variance, time_estimate, warm_up
 from vaebench.measures.variance.layout import (
     METHODS,
     Engine,
@@ -42,7 +43,6 @@ from vaebench.measures.variance.layout import (
     VarianceOptions,
     layout,
 )
-from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
 from vaebench.measures.variance.minibatches import (
     WARM_UP_BATCHES,
     measured_minibatch,

@@ -4,8 +4,8 @@ A training step allocates and frees the same tensors every step. glibc returns a
 *mmap threshold* to the operating system at once, and trims the top of the heap when more than its *trim
 threshold* is free there; both adapt to the largest block freed so far (starting at 128 KiB), so a step whose
 activations are megabytes (S seeds stacked, or K = 10 rows of a 784-pixel decoder) gets fresh, zero-filled
-pages from the kernel at every step: thousands of page faults per step where the thresholds below leave
-tens, and a step half again as long. Single-seed steps barely fault at the suite's sizes and are unchanged.
+pages from the kernel at every step (figures in benchmarks/README.md). Single-seed steps at the suite's sizes
+barely fault.
 
 :func:`keep_freed_memory` fixes the two thresholds once per process (``mallopt``): blocks up to 32 MiB come
 from the heap and up to 256 MiB of freed heap is kept. The cost is memory the process keeps between steps

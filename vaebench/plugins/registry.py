@@ -5,8 +5,9 @@ The registries are plain dicts, each the one source of truth for its kind:
 - estimators: :data:`vaebench.estimators.ESTIMATORS` (name -> class; :func:`~vaebench.estimators.register`);
 - models: `MODELS` here (name -> factory; the built-in ``gaussian-vae`` is :class:`~vaebench.model.GaussianVAE`,
   ``gaussian-toy`` the Gaussian toy of :mod:`vaebench.toy`);
-- data sets: :data:`vaebench.data.DATASETS` (built in) and :data:`vaebench.data.DATASET_PLUGINS`
-  (:func:`~vaebench.data.register_dataset`), besides data files named by their path.
+- data sets: :data:`vaebench.data.DATASETS` (built in) and
+  :data:`~vaebench.plugins.data_sets.DATASET_PLUGINS` (:func:`~vaebench.plugins.data_sets.register_dataset`),
+  besides data files named by their path.
 
 The contracts a plugin must keep:
 
@@ -19,16 +20,20 @@ The contracts a plugin must keep:
   reports apart); a class is checked when it is loaded, a factory's product when it is built
   (:func:`build_model`), and :func:`probe_model` checks the shapes on a batch;
 - a **data set** is ``factory(seed=...)`` returning a :class:`~vaebench.data.Dataset` or its train and test
-  arrays (see :func:`vaebench.data.register_dataset`).
+  arrays (see :mod:`vaebench.plugins.data_sets`).
 
 Plugins are loaded (:mod:`vaebench.plugins` finds them) by :func:`load_module`, :func:`load_spec` and
 :func:`load_installed`; each returns the provenance records of what it added, :func:`records` all of them.
+A configuration reaches them through :func:`load_configured` (before it is validated) and :func:`used` (the
+records of those it uses: run.json keeps them, the configuration's hash includes their fingerprints, a
+resume compares them).
 A worker process (local or Ray) calls :func:`reload` with the driver's records: it imports the same plugins
 and refuses to run when its copy of their source differs from the driver's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -36,16 +41,17 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from vaebench import plugins
-from vaebench.data import DATASET_PLUGINS, DATASETS, register_dataset, unregister_dataset
+from vaebench.data import DATASETS, is_data_file
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, register, unregister
 from vaebench.model import GaussianVAE
+from vaebench.plugins.data_sets import DATASET_PLUGINS, register_dataset, unregister_dataset
 from vaebench.toy import gaussian_toy, toy_checkpoint
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"gaussian-vae": GaussianVAE, "gaussian-toy": gaussian_toy}
@@ -122,6 +128,40 @@ def load_installed(kinds: Iterable[str] = tuple(plugins.KINDS)) -> list[dict[str
     return out
 
 
+Config = TypeVar("Config")
+
+
+def load_configured(config: Config) -> Config:
+    """Load what a `~vaebench.config.SuiteConfig` names, before it is validated; return it with its
+    ``module:Class`` estimators replaced by the names they registered.
+
+    Its ``plugins`` modules (``--plugin``) are loaded, its ``module:Class`` estimators, and, for a name that no
+    built-in or loaded plugin has, the installed packages' entry points of that kind (imported only then).
+
+    Raises:
+        VaebenchError: a module that does not import, a class that breaks the contract, a name that clashes.
+    """
+    for module in config.plugins:
+        load_module(module)
+    estimators = tuple(estimator_names(config.estimators))
+    if any(name not in ESTIMATORS for name in estimators):
+        load_installed(["estimator"])
+    data = config.data.name
+    if not (data in DATASETS or data in DATASET_PLUGINS or is_data_file(data)):
+        load_installed(["dataset"])
+    if config.model.name not in MODELS:
+        load_installed(["model"])
+    return dataclasses.replace(config, estimators=estimators)
+
+
+def used(config) -> list[dict[str, Any]]:
+    """The provenance records of the loaded plugins that a `~vaebench.config.SuiteConfig` uses (none for a
+    built-in-only run)."""
+    return plugins.select(
+        records(), estimators=config.estimators, models=[config.model.name], datasets=[config.data.name]
+    )
+
+
 def records() -> list[dict[str, Any]]:
     """The provenance records of every plugin loaded in this process, by kind and name (for run.json)."""
     return [LOADED[key] for key in sorted(LOADED)]
@@ -196,6 +236,10 @@ def _register(kind: str, name: str, obj: Any, where: str) -> None:
         register(name, obj, where)
     elif kind == "model":
         register_model(name, obj, where)
+    elif name in DATASETS:
+        raise VaebenchError(
+            f"data set {name!r} from {where} clashes with the built-in data set {name!r}: rename it"
+        )
     else:
         register_dataset(name, obj, where)
 

@@ -1,5 +1,10 @@
 """Plugins: finding a user's estimators, models and data sets, and recording where their code came from.
 
+The package is the one home of plugins: this module finds them and records their provenance;
+:mod:`vaebench.plugins.registry` checks them against their contracts, adds them to the registries and loads
+what a configuration names; :mod:`vaebench.plugins.data_sets` holds the data sets they add and checks what
+those return.
+
 Three ways to name a plugin (each of the three kinds: ``estimator``, ``model``, ``dataset``):
 
 - **a module by name** (``--plugin my_pkg.estimators``): the module declares its plugins in plain module-level
@@ -10,9 +15,7 @@ Three ways to name a plugin (each of the three kinds: ``estimator``, ``model``, 
   or ``vaebench.datasets`` (the convention of pytest's ``pytest11`` plugins): ``name = "module:Attr"`` names
   one object, ``name = "module"`` a module whose dict of that kind lists several.
 
-This module only finds objects and describes them; :mod:`vaebench.registry` checks them against their
-contracts and adds them to the registries. It imports nothing of vaebench but its errors, so anything may
-use it.
+This module only finds objects and describes them, and imports nothing of vaebench but its errors.
 
 Provenance. Each plugin gets a JSON-able record: kind, name, module, attribute, how it was named, the
 distribution and version that installed it (None for a module on ``PYTHONPATH``), the file defining the
@@ -372,7 +375,7 @@ def py_modules(records: Iterable[dict[str, Any]]) -> list[str]:
     """The package folders to ship to Ray workers (``runtime_env={"py_modules": [...]}``) for these plugins.
 
     Ray uploads each folder and puts it on its workers' path, so a cluster needs nothing installed; workers
-    then import the same source (`vaebench.registry.reload` checks its hash).
+    then import the same source (`vaebench.plugins.registry.reload` checks its hash).
 
     Raises:
         VaebenchError: a plugin that is a single-file module (Ray ships folders): make it a package, or
