@@ -93,6 +93,7 @@ from dataclasses import dataclass
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators import contract
+from vaebench.estimators.contract import OBJECTIVES
 from vaebench.estimators.base import (
     BOUNDS,
     ELBO,
@@ -207,18 +208,6 @@ __all__ = [
     "unregister",
     "unsupported",
 ]
-
-OBJECTIVES = (
-    "elbo",
-    "iwae",
-    "iwae-subsets",
-    "renyi",
-    "ciwae",
-    "piwae",
-    "inclusive-kl",
-    "tail-adaptive",
-)
-"""Every objective label an estimator declares (see the package docstring for what each means)."""
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     "reparam": Reparam,
