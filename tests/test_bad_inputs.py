@@ -8,12 +8,17 @@ Everything is rejected before a unit runs (most before the data are loaded).
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import re
 import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vaebench import cli
@@ -95,6 +100,64 @@ def config_is_a_folder(tmp: Path) -> list[str]:
     return [*QUICK, "--config", str(tmp)]
 
 
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+
+
+def data_file(make: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    """`run --dataset FILE` on the file ``make(tmp)`` returns."""
+    return lambda tmp: [*QUICK, "--dataset", str(make(tmp))]
+
+
+def huge_npy(tmp: Path) -> Path:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**8, 10**6)})
+    (tmp / "huge.npy").write_bytes(header.getvalue() + bytes(80))
+    return tmp / "huge.npy"
+
+
+def huge_npz(tmp: Path) -> Path:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 10**3)})
+    with zipfile.ZipFile(tmp / "huge.npz", "w") as archive:
+        archive.writestr("train.npy", header.getvalue() + bytes(80))
+        archive.writestr("test.npy", header.getvalue())
+    return tmp / "huge.npz"
+
+
+def fifo(name: str) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        os.mkfifo(tmp / name)
+        return tmp / name
+
+    return make
+
+
+def link_to(target: str, name: str) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        (tmp / name).symlink_to(target)
+        return tmp / name
+
+    return make
+
+
+def idx_fifo(tmp: Path) -> list[str]:
+    """`run --dataset mnist` where the training images are a FIFO (gzipped name: found, then refused)."""
+    argv = idx((2, 2, 2))(tmp)
+    (tmp / "train-images-idx3-ubyte").unlink()
+    os.mkfifo(tmp / "train-images-idx3-ubyte.gz")
+    return argv
+
+
+def compare(*args: str, a: str = "default", b: str = "default") -> Callable[[Path], list[str]]:
+    """`compare A B ...` on the committed reference runs (``{tmp}`` in an argument is the temporary folder)."""
+    return lambda tmp: ["compare", str(REFERENCE / a), str(REFERENCE / b), *(x.format(tmp=tmp) for x in args)]
+
+
+def compare_csv_to_fifo(tmp: Path) -> list[str]:
+    os.mkfifo(tmp / "out.csv")
+    return compare("--csv", str(tmp / "out.csv"))(tmp)
+
+
 CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     # item 6
     "--out is a file": (out_is_a_file, r"--out '.*afile' is a file, not a folder"),
@@ -145,6 +208,20 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "checks.laws unknown": (toml('[checks]\nlaws = ["digits"]\n'), r"checks.laws entry 'digits'"),
     "nothing to measure": (toml("[variance]\nenabled = false\n[train]\nenabled = false\n[throughput]\nenabled = false\n"), "this configuration measures nothing"),
     "toy model at trained checkpoints": (toml('[data]\nname = "gaussian-toy"\n[variance]\ncheckpoints = ["init", "end"]\n'), r"the gaussian-toy model is measured at a built checkpoint"),
+    # issue 32: data files that are not regular files, or declare more than they hold
+    "data: .npy header declares 745,058 GiB": (data_file(huge_npy), r"huge.npy: the file's header declares an array of shape \(100000000, 1000000\).* only 80 bytes of data follow"),
+    "data: .npz member declares 3.7 TiB": (data_file(huge_npz), r"huge.npz: its 'train' array's header declares"),
+    "data: a FIFO": (data_file(fifo("pipe.npy")), r"pipe.npy is a FIFO \(named pipe\), not a regular file"),
+    "data: /dev/zero behind a .npy name": (data_file(link_to("/dev/zero", "zero.npy")), r"zero.npy is a character device, not a regular file"),
+    "data: a folder named .csv": (data_file(lambda t: (t / "d.csv").mkdir() or t / "d.csv"), r"d.csv is a folder, not a regular file"),
+    "IDX: a FIFO": (idx_fifo, r"train-images-idx3-ubyte.gz is a FIFO \(named pipe\), not a regular file"),
+    # issue 32: compare
+    "compare --csv /dev/full": (compare("--csv", "/dev/full"), r"/dev/full is a character device, not a regular file: name a new file"),
+    "compare --csv a FIFO": (compare_csv_to_fifo, r"out.csv is a FIFO \(named pipe\), not a regular file"),
+    "compare --csv a folder": (compare("--csv", "{tmp}"), r"is a folder, not a regular file"),
+    "compare --checkpoint never measured": (compare("--checkpoint", "halfway"), r"--checkpoint 'halfway': .*default measured no variance there \(its checkpoints: .*\); name one both runs measured"),
+    "compare --checkpoint one run lacks": (compare("--checkpoint", "middle", "--force", b="scaling"), r"--checkpoint 'middle': .*scaling measured no variance there"),
+    "compare --fail-on with nothing shared": (compare("--force", "--fail-on", "trace_var:5%", b="scaling"), r"--fail-on: .* share no setting, so nothing was compared"),
 }  # fmt: skip
 
 

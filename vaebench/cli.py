@@ -433,11 +433,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from vaebench import files
     from vaebench.analysis import compare, guard
     from vaebench.report.compare import render
     from vaebench.suite.rebuild import verified_tables
 
+    if args.csv:
+        files.writable_target(args.csv)  # a device, FIFO or folder is refused before anything is read
     (run_a, a), (run_b, b) = verified_tables(args.a), verified_tables(args.b)
+    if args.checkpoint is not None:
+        measured = [_checkpoints(t["variance"]) for t in (a, b)]
+        for folder, labels in zip((args.a, args.b), measured, strict=True):
+            if args.checkpoint not in labels:
+                raise VaebenchError(
+                    f"--checkpoint {args.checkpoint!r}: {folder} measured no variance there (its checkpoints: "
+                    f"{', '.join(labels) or 'none'}); name one both runs measured, or leave --checkpoint out"
+                )
     differ = compare.differences(run_a, run_b)
     if differ and not args.force:
         raise VaebenchError(
@@ -450,14 +461,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for run, t in ((run_a, a), (run_b, b))
     ]
     table = compare.compare(*runs, checkpoint=args.checkpoint)
+    if rules and table.empty:
+        raise VaebenchError(
+            f"--fail-on: {args.a} and {args.b} share no setting, so nothing was compared and no rule could fail; "
+            "compare runs that measured some of the same estimators and K, or drop --fail-on"
+        )
     print(
         render(
             table, compare.only_in_one(*runs), differ, compare.caveats(run_a, run_b), labels=(args.a, args.b)
         )
     )
     if args.csv:
-        from vaebench import files
-
         files.write_csv(args.csv, table)
     failed = pd.concat([guard.check(table, rule) for rule in rules]) if rules else pd.DataFrame()
     worse = failed[failed["worse"]] if not failed.empty else failed
@@ -467,6 +481,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if not worse.empty else 0
+
+
+def _checkpoints(variance) -> list[str]:
+    """The variance checkpoints a run measured, in its order (none when it measured no variance)."""
+    if variance is None or variance.empty or "checkpoint" not in variance:
+        return []
+    return list(dict.fromkeys(variance["checkpoint"].astype(str)))
 
 
 COMMANDS = {
