@@ -14,6 +14,7 @@ import json
 import os
 import re
 import struct
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaebench import cli
+from vaebench import cli, registry
 from vaebench.config import preset, to_dict
 
 QUICK = ["run", "--preset", "quick", "--quiet"]
@@ -30,6 +31,17 @@ QUICK = ["run", "--preset", "quick", "--quiet"]
 @pytest.fixture(autouse=True)
 def _no_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VAEBENCH_DATA", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _unload_plugins():
+    """Forget the plugins a case loaded (and their modules), so that the next case starts clean."""
+    path = list(sys.path)
+    yield
+    registry.unload()
+    for name in [m for m in sys.modules if m.startswith("vb_bad_")]:
+        del sys.modules[name]
+    sys.path[:] = path
 
 
 def toml(text: str) -> Callable[[Path], list[str]]:
@@ -148,6 +160,64 @@ def idx_fifo(tmp: Path) -> list[str]:
     return argv
 
 
+ESTIMATOR = """
+from vaebench.estimators import Estimator, EstimatorOutput, MIWAE, MeasureValued, log_density
+
+class Bad(Estimator):
+    summary = "reparam, broken as the case says"
+    def estimate(self, model, x, num_samples, generator):
+        q = model.posterior(x)
+        z = self.sample(q, num_samples, generator)
+        f = (model.log_joint(x, z) - log_density(q, z)).mean(0)
+        {body}
+
+class Groups(MIWAE):
+    def __init__(self, groups={groups}, sampler="iid"):
+        super().__init__(groups, sampler)
+
+class Coupled(MeasureValued):
+    def __init__(self, coupling="yes", sampler="iid"):
+        super().__init__(coupling, sampler)
+
+ESTIMATORS = {{"bad": Bad, "groups": Groups, "coupled": Coupled}}
+"""
+
+MODEL = """
+from vaebench.model import GaussianVAE
+
+class Averaging(GaussianVAE):
+    def __init__(self, x_dim, z_dim, seed=0):
+        super().__init__(x_dim, z_dim, hidden=(8,), seed=seed)
+    def log_joint(self, x, z):
+        return super().log_joint(x, z).mean(0)  # [B], not [K, B]: broadcast, it would mean nothing
+
+MODELS = {"averaging": Averaging}
+"""
+
+_PLUGINS = iter(range(10**6))
+
+
+def plugin(source: str, *args: str, **fill: object) -> Callable[[Path], list[str]]:
+    """`run --plugin MODULE ...` with ``source`` (formatted with ``fill``) as the module, on the quick preset."""
+
+    def build(tmp: Path) -> list[str]:
+        name = f"vb_bad_{next(_PLUGINS)}"
+        (tmp / f"{name}.py").write_text(source.format(**fill) if fill else source)
+        sys.path.insert(0, str(tmp))
+        return [*QUICK, "--plugin", name, *args]
+
+    return build
+
+
+def estimator(name: str, body: str = "return EstimatorOutput(-f.mean(), f.detach(), self.objective)", groups: object = 2) -> Callable[[Path], list[str]]:
+    return plugin(ESTIMATOR, "--estimators", f"reparam,{name}", body=body, groups=groups)
+
+
+def model_plugin(tmp: Path) -> list[str]:
+    (tmp / "model.toml").write_text('[model]\nname = "averaging"\n')
+    return plugin(MODEL, "--config", str(tmp / "model.toml"))(tmp)
+
+
 def compare(*args: str, a: str = "default", b: str = "default") -> Callable[[Path], list[str]]:
     """`compare A B ...` on the committed reference runs (``{tmp}`` in an argument is the temporary folder)."""
     return lambda tmp: ["compare", str(REFERENCE / a), str(REFERENCE / b), *(x.format(tmp=tmp) for x in args)]
@@ -227,6 +297,24 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "save_every_s of 400 digits": (toml(f"save_every_s = {'9' * 400}\n"), r"config key 'save_every_s' must be a number within"),
     "model.init_decoder_scale of 400 digits": (toml(f"[model]\ninit_decoder_scale = -{'9' * 400}\n"), r"config key 'model.init_decoder_scale' must be a number within"),
     "an integer of 5000 digits": (toml(f"[train]\nsteps = {'9' * 5000}\n"), r"c.toml', line 2 \(steps = ...\): an integer of over 4000 digits"),
+    # issue 32: a plugin's estimator or model, probed on a batch before the first unit
+    "plugin estimator: elbo of the wrong shape": (estimator("bad", "return EstimatorOutput(-f.mean(), f.detach().mean(), self.objective)"), r"estimator bad-K1: its elbo should be a tensor of shape \[4\], got shape \[\]"),
+    "plugin estimator: a NaN surrogate": (estimator("bad", "return EstimatorOutput(-f.mean() * float('nan'), f.detach(), self.objective)"), r"estimator bad-K1: its surrogate holds 1 NaN or infinite value"),
+    "plugin estimator: a NaN elbo": (estimator("bad", "return EstimatorOutput(-f.mean(), f.detach() / 0 * 0, self.objective)"), r"estimator bad-K1: its elbo holds 4 NaN"),
+    "plugin estimator: raises": (estimator("bad", "raise RuntimeError('boom')"), r"estimator bad-K1: calling it on a batch of 4 raised RuntimeError: boom \(.*vb_bad_\d+.py, line \d+\)"),
+    "plugin estimator: returns a tuple": (estimator("bad", "return -f.mean(), f"), r"estimator bad-K1 returned a tuple, not an EstimatorOutput"),
+    "plugin estimator: surrogate of the wrong shape": (estimator("bad", "return EstimatorOutput(-f, f.detach(), self.objective)"), r"estimator bad-K1: calling it .* raised RuntimeError: grad can be implicitly created only for scalar|its surrogate should be a tensor of shape \[\]"),
+    "miwae groups = 0": (estimator("groups", groups=0), r"estimator 'groups': groups must be a positive integer M .* got 0"),
+    "miwae groups = 2.5": (estimator("groups", groups=2.5), r"estimator 'groups': groups must be a positive integer M .* got 2.5"),
+    "mvd coupling = 'yes'": (estimator("coupled"), r"estimator 'coupled': coupling must be True or False, got 'yes'"),
+    "plugin model: log_joint averages over K": (model_plugin, r"model 'averaging': log_joint\(x, z\) should be a tensor of shape \[2, 4\], got shape \[4\]"),
+    # issue 32: checked before the first unit, not by each unit
+    "--compile INDUCTOR": (toml('[train]\ncompile = "INDUCTOR"\n'), r"train.compile 'INDUCTOR' is not a torch.compile backend \(for inductor write compile = true, without quotes\); known: .*inductor"),
+    "--compile 'true' as a string": (toml('[train]\ncompile = "true"\n'), r"train.compile 'true' is not a torch.compile backend \(for inductor write compile = true"),
+    "--compile a typo": (toml('[train]\ncompile = "indcutor"\n'), r"train.compile 'indcutor' is not a torch.compile backend; known"),
+    "--name of 100 characters but 400 bytes": (flags("--name", "\U0001F600" * 100), r"is 400 bytes long in UTF-8, more than 100"),
+    "dry run: a folder that holds something": (lambda t: ((t / "full").mkdir(), (t / "full" / "x").write_text(""), [*QUICK, "--dry-run", "--out", str(t / "full")])[2], r"exists and is not empty"),
+    "dry run: a resume whose configuration changed": (saved(None, "--steps", "30", "--dry-run"), r"saved in .*run.json: train.steps: 60 -> 30"),
 }  # fmt: skip
 
 

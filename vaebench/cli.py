@@ -261,10 +261,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = RayEngine(args.address)
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
-    if args.dry_run:
+    if args.dry_run:  # every check the run makes before its first unit, then the plan; nothing is written
         from vaebench.suite import cost, dispatch
+        from vaebench.suite.runner import preflight
 
-        print(cost.describe(cost.estimate(config), dispatch.worker_count(config)))
+        ctx, _ = preflight(config, Path(args.out) if args.out is not None else default_out(config), args.resume)
+        print(cost.describe(cost.estimate(config, ctx), dispatch.worker_count(config)))
         return 0
     if args.out is not None:
         out, created = Path(args.out), not Path(args.out).exists()
