@@ -331,3 +331,53 @@ def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path, capsys) -> N
     assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing written for bad input
+
+
+# -- not exit 2: a refused write, accepted input ------------------------------------------------------------------
+
+
+def test_compare_csv_to_a_full_disk_exits_74(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert cli.main(compare("--csv", str(tmp_path / "out.csv"))(tmp_path)) == 74
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"out.csv: No space left on device \(ENOSPC\); the disk is full", err[0])
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_compare_csv_writes_through_a_symlink(tmp_path: Path, capsys) -> None:
+    (tmp_path / "link.csv").symlink_to(tmp_path / "target.csv")
+    assert cli.main(compare("--csv", str(tmp_path / "link.csv"))(tmp_path)) == 0
+    assert (tmp_path / "link.csv").is_symlink() and "estimator" in (tmp_path / "target.csv").read_text()
+
+
+def test_a_plugin_may_declare_any_objective_of_the_contract(tmp_path: Path, capsys) -> None:
+    source = "from vaebench.estimators import Renyi\n\nclass MyRenyi(Renyi):\n    pass\n\nESTIMATORS = {'my-renyi': MyRenyi}\n"
+    argv = plugin(source)(tmp_path)
+    assert cli.main(["list", "--plugin", argv[argv.index("--plugin") + 1]]) == 0
+    assert re.search(r"my-renyi\s+pathwise\s+renyi", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--estimators", "miwae", "--samples", "100000"], r"miwae at K=100000 \(4 decoder evaluations per sample"),
+        (["--estimators", "mvd", "--samples", "10000"], r"mvd at K=10000 \(16 decoder evaluations per sample"),
+        (["--estimators", "reparam", "--dataset", "{wide}"], r"the model on 200000-dimensional data would need about .* even at K=1"),
+    ],
+)  # fmt: skip
+def test_options_that_multiply_the_work_count_in_the_memory_check(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from vaebench.suite import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**30)
+    if "{wide}" in args:  # 130 examples of 200,000 dimensions: 104 MB on disk, 80 GiB of parameters
+        np.save(tmp_path / "wide.npy", np.zeros((130, 200_000), dtype=np.float32))
+    argv = [*QUICK, *(a.format(wide=tmp_path / "wide.npy") for a in args), "--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert not (tmp_path / "out").exists()
