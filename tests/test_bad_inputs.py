@@ -218,6 +218,16 @@ def model_plugin(tmp: Path) -> list[str]:
     return plugin(MODEL, "--config", str(tmp / "model.toml"))(tmp)
 
 
+def verify_plugin(body: str) -> Callable[[Path], list[str]]:
+    """`verify --plugin MODULE bad` with the ``Bad`` estimator's last line ``body``."""
+
+    def build(tmp: Path) -> list[str]:
+        argv = plugin(ESTIMATOR, body=body, groups=2)(tmp)
+        return ["verify", "--plugin", argv[argv.index("--plugin") + 1], "--samplers", "iid", "bad"]
+
+    return build
+
+
 def compare(*args: str, a: str = "default", b: str = "default") -> Callable[[Path], list[str]]:
     """`compare A B ...` on the committed reference runs (``{tmp}`` in an argument is the temporary folder)."""
     return lambda tmp: ["compare", str(REFERENCE / a), str(REFERENCE / b), *(x.format(tmp=tmp) for x in args)]
@@ -308,6 +318,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "miwae groups = 2.5": (estimator("groups", groups=2.5), r"estimator 'groups': groups must be a positive integer M .* got 2.5"),
     "mvd coupling = 'yes'": (estimator("coupled"), r"estimator 'coupled': coupling must be True or False, got 'yes'"),
     "plugin model: log_joint averages over K": (model_plugin, r"model 'averaging': log_joint\(x, z\) should be a tensor of shape \[2, 4\], got shape \[4\]"),
+    "verify: a plugin that raises": (verify_plugin("raise RuntimeError('boom')"), r"estimator 'bad' \(iid, K=3\): calling it on a batch of 4 raised RuntimeError: boom \(.*vb_bad_\d+.py, line \d+\)"),
+    "verify: a plugin's surrogate of the wrong shape": (verify_plugin("return EstimatorOutput(-f, f.detach(), self.objective)"), r"estimator 'bad' \(iid, K=3\): (calling it .* raised RuntimeError: grad can be implicitly created only for scalar|its surrogate should be a tensor of shape \[\])"),
+    "verify: a plugin returning NaN": (verify_plugin("return EstimatorOutput(-f.mean() * float('nan'), f.detach(), self.objective)"), r"estimator 'bad' \(iid, K=3\): its surrogate holds 1 NaN or infinite value"),
+    "verify --csv to a FIFO": (lambda t: (os.mkfifo(t / "v.csv"), ["verify", "reparam", "--csv", str(t / "v.csv")])[1], r"v.csv is a FIFO \(named pipe\), not a regular file"),
     # issue 32: checked before the first unit, not by each unit
     "--compile INDUCTOR": (toml('[train]\ncompile = "INDUCTOR"\n'), r"train.compile 'INDUCTOR' is not a torch.compile backend \(for inductor write compile = true, without quotes\); known: .*inductor"),
     "--compile 'true' as a string": (toml('[train]\ncompile = "true"\n'), r"train.compile 'true' is not a torch.compile backend \(for inductor write compile = true"),
@@ -374,10 +388,18 @@ def test_options_that_multiply_the_work_count_in_the_memory_check(
     from vaebench.suite import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2**30)
-    if "{wide}" in args:  # 130 examples of 200,000 dimensions: 104 MB on disk, 80 GiB of parameters
+    if "{wide}" in args:  # 130 examples of 200,000 dimensions: 104 MB on disk, more than 1 GiB in the model
         np.save(tmp_path / "wide.npy", np.zeros((130, 200_000), dtype=np.float32))
     argv = [*QUICK, *(a.format(wide=tmp_path / "wide.npy") for a in args), "--out", str(tmp_path / "out")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]), err
     assert not (tmp_path / "out").exists()
+
+
+def test_verify_says_pass_or_fail_with_the_figure_and_names_a_nan_gradient() -> None:
+    row = {"estimator": "mine", "sampler": "iid", "k_tested": 3, "expected": "unbiased", "threshold": 4.24}
+    ok = cli.verdict_line([row | {"max_z": 1.69, "rel_error": 0.005, "unbiased": True, "as_expected": True}])
+    assert ok == "PASS mine (iid): K=3 unbiased as declared, max |z| 1.69 < 4.24 (rel. error 0.5%)"
+    nan = cli.verdict_line([row | {"max_z": float("nan"), "rel_error": float("nan"), "unbiased": False, "as_expected": False}])
+    assert nan == "FAIL mine (iid): K=3: the mean gradient is NaN or infinite (expected unbiased)"

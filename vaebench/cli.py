@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -137,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         metavar="NAMES",
         help="comma-separated samplers, or 'all' (default): each estimator is checked with those it offers",
+    )
+    verify.add_argument(
+        "--csv", metavar="FILE", help="also write the whole table (one row per K tested) as CSV"
     )
 
     compare = sub.add_parser(
@@ -265,7 +269,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from vaebench.suite import cost, dispatch
         from vaebench.suite.runner import preflight
 
-        ctx, _ = preflight(config, Path(args.out) if args.out is not None else default_out(config), args.resume)
+        ctx, _ = preflight(
+            config, Path(args.out) if args.out is not None else default_out(config), args.resume
+        )
         print(cost.describe(cost.estimate(config, ctx), dispatch.worker_count(config)))
         return 0
     if args.out is not None:
@@ -400,9 +406,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from vaebench import registry
+    from vaebench import files, registry
     from vaebench.checks.exact_gradients import verify
     from vaebench.estimators import ESTIMATORS, SAMPLERS
 
@@ -422,14 +426,43 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise VaebenchError(
             f"--samplers: unknown sampler(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SAMPLERS)} or all"
         )
-    table = verify(names or None, samplers)
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
-        print(table)
-    for name, rows in table.groupby("estimator", sort=False):
-        ok = bool(rows["as_expected"].all())
-        tested = ", ".join(f"{r.sampler} K={r.k_tested}: {r.expected}" for r in rows.itertuples())
-        print(f"{'PASS' if ok else 'FAIL'} {name} ({tested})")
+    if args.csv:
+        files.writable_target(args.csv)  # before minutes of checks, not after
+    checked = names or list(ESTIMATORS)
+    print(
+        f"verify: {len(checked)} estimator(s) against the exact gradient of a linear-Gaussian VAE (Bonferroni, "
+        "false-alarm rate 1e-3 each); one line per estimator and sampler as it finishes",
+        flush=True,
+    )
+    table = verify(names or None, samplers, on_done=lambda rows: print(verdict_line(rows), flush=True))
+    passed = table.groupby(["estimator", "sampler"], sort=False)["as_expected"].all()
+    print(f"verify: {int(passed.sum())} of {len(passed)} (estimator, sampler) behave as they declare")
+    if args.csv:
+        files.write_csv(args.csv, table)
+        print(f"verify: the table is in {args.csv}")
     return 0 if table["as_expected"].all() else 1
+
+
+def verdict_line(rows: list[dict]) -> str:
+    """``PASS name (sampler): K=k unbiased as declared, max |z| 1.9 < 4.1 (rel. error 0.6%); ...`` for the rows
+    of one estimator and sampler: the figure that decided each K (max |z| against the threshold)."""
+    first = rows[0]
+    parts = []
+    for r in rows:
+        if not math.isfinite(r["max_z"]):
+            parts.append(
+                f"K={r['k_tested']}: the mean gradient is NaN or infinite (expected {r['expected']})"
+            )
+            continue
+        found = "unbiased" if r["unbiased"] else "biased"
+        sign = "<" if r["unbiased"] else ">="
+        claim = "as declared" if r["as_expected"] else f"but declares {r['expected']}"
+        parts.append(
+            f"K={r['k_tested']} {found} {claim}, max |z| {r['max_z']:.2f} {sign} {r['threshold']:.2f} "
+            f"(rel. error {r['rel_error']:.1%})"
+        )
+    ok = all(r["as_expected"] for r in rows)
+    return f"{'PASS' if ok else 'FAIL'} {first['estimator']} ({first['sampler']}): " + "; ".join(parts)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -59,7 +59,9 @@ def writable_target(path: str | Path) -> Path:
     path = Path(path)
     kind = kind_of(path)
     if kind is not None:
-        raise VaebenchError(f"{path} is {kind}, not a regular file: name a new file or a regular one to write")
+        raise VaebenchError(
+            f"{path} is {kind}, not a regular file: name a new file or a regular one to write"
+        )
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 

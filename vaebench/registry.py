@@ -356,11 +356,18 @@ def _expect(what: str, value: object, shape: tuple[int, ...]) -> None:
         raise VaebenchError(f"{what} should be a tensor of shape {list(shape)}, got {shown}")
     bad = int((~torch.isfinite(value.detach())).sum())
     if bad:
-        raise VaebenchError(f"{what} holds {bad} NaN or infinite value(s) of {value.numel()} on a batch of data")
+        raise VaebenchError(
+            f"{what} holds {bad} NaN or infinite value(s) of {value.numel()} on a batch of data"
+        )
 
 
 def probe_estimator(
-    estimator: Estimator, model: nn.Module, x: Tensor, num_samples: int, generator: torch.Generator, label: str
+    estimator: Estimator,
+    model: nn.Module,
+    x: Tensor,
+    num_samples: int,
+    generator: torch.Generator,
+    label: str,
 ) -> None:
     """Call an estimator once on a batch x [B, D] and check what it returns: a finite scalar surrogate with
     finite gradients, a finite ``elbo`` [B], and its class's ``objective``.

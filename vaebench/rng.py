@@ -81,6 +81,8 @@ STREAMS: dict[str, int] = {
     "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
     # checks against exact answers (vaebench.checks)
     "checks.gaussian_1d": 63,  # the Monte Carlo estimates of the 1-D Gaussian check; index: (f, k, form)
+    # the contract probe of a plugin's estimator on a batch (vaebench.suite.probe, verify)
+    "probe": 64,
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

@@ -167,7 +167,9 @@ def _npz(path: Path, raw: bytes) -> dict[str, np.ndarray]:
             try:
                 info = archive.zip.getinfo(f"{key}.npy")
                 with archive.zip.open(info) as member:
-                    _check_npy_header(path, io.BytesIO(member.read(4096)), info.file_size, f"its {key!r} array")
+                    _check_npy_header(
+                        path, io.BytesIO(member.read(4096)), info.file_size, f"its {key!r} array"
+                    )
                 out[key] = archive[key]
             except VaebenchError:
                 raise
@@ -202,7 +204,9 @@ def _check_npy_header(path: Path, fh: io.BytesIO, size: int, what: str = "the fi
     fh.seek(0)
     try:
         version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
         shape, _, dtype = read(fh)
     except (ValueError, OSError, EOFError, SyntaxError):
         return  # not a well-formed header: np.load says why

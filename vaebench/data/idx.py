@@ -112,11 +112,15 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError, zlib.error) as e:
-                raise VaebenchError(f"{path}: corrupt or truncated gzip stream ({e}); download it again") from None
+                raise VaebenchError(
+                    f"{path}: corrupt or truncated gzip stream ({e}); download it again"
+                ) from None
     except OSError as e:
         raise VaebenchError(f"{path}: cannot read IDX file ({e})") from None
     except MemoryError:
-        raise VaebenchError(f"{path}: too large to load into memory; is it really an IDX image file?") from None
+        raise VaebenchError(
+            f"{path}: too large to load into memory; is it really an IDX image file?"
+        ) from None
     want = f"0x{0x800 + ndim:08x}" if ndim is not None else "0x000008NN"
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or (ndim is not None and raw[3] != ndim):
         magic = f"0x{raw[:4].hex()}" if len(raw) >= 4 else f"only {len(raw)} bytes"

@@ -93,7 +93,6 @@ from dataclasses import dataclass
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators import contract
-from vaebench.estimators.contract import OBJECTIVES
 from vaebench.estimators.base import (
     BOUNDS,
     ELBO,
@@ -111,6 +110,7 @@ from vaebench.estimators.base import (
     sampler_problem,
     stop_gradient,
 )
+from vaebench.estimators.contract import OBJECTIVES
 from vaebench.estimators.importance_weighted import (
     IWAE,
     IWAESTL,

@@ -21,6 +21,7 @@ are added: on very wide data the decoder's last layer alone can exceed the memor
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def parameter_bytes(config: SuiteConfig, x_dim: int) -> int:
     if m.name != "gaussian-vae":
         return 0
     layers = [x_dim, *m.hidden, 2 * m.z_dim], [m.z_dim, *reversed(m.hidden), 2 * x_dim]
-    count = sum(a * b for dims in layers for a, b in zip(dims, dims[1:], strict=False))
+    count = sum(a * b for dims in layers for a, b in itertools.pairwise(dims))
     return 4 * 4 * count * max(1, len(config.seeds))
 
 
@@ -101,7 +102,10 @@ def check_memory(config: SuiteConfig, x_dim: int, device: torch.device) -> None:
     settings = runnable(config.estimators, config.samples, config.samplers)
     z_dim = config.model.z_dim
     worst, k, name = max(
-        [(s.num_samples * evaluations_per_draw(s.build(), z_dim), s.num_samples, s.estimator) for s in settings]
+        [
+            (s.num_samples * evaluations_per_draw(s.build(), z_dim), s.num_samples, s.estimator)
+            for s in settings
+        ]
         or [(max(config.samples), max(config.samples), "")]
     )
     per_step = step_bytes(config, x_dim, worst)

@@ -16,9 +16,7 @@ only catches what would otherwise be broadcast into figures that mean nothing.
 
 from __future__ import annotations
 
-import torch
-
-from vaebench import plugins, registry
+from vaebench import plugins, registry, rng
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
 from vaebench.estimators import BUILTIN_ESTIMATORS, runnable
@@ -77,5 +75,5 @@ def probe(config: SuiteConfig, ctx: Context) -> None:
         if setting.estimator not in BUILTIN_ESTIMATORS:
             first.setdefault(setting.estimator, setting)
     for setting in first.values():
-        generator = torch.Generator(ctx.device).manual_seed(0)
+        generator = rng.generator(config.seeds[0] if config.seeds else 0, "probe", device=ctx.device)
         registry.probe_estimator(setting.build(), model, x, setting.num_samples, generator, setting.label)
