@@ -315,10 +315,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     summary = out / "summary.csv"
     if summary.is_file() and not quiet:
-        import pandas as pd
+        from vaebench import files
 
-        print(summary_markdown(pd.read_csv(summary)))
-    print(f"{result.status}: {out / 'report.md'} ({result.wall_time_s:.0f} s)")
+        table = files.read_csv(summary)
+        if not table.empty:  # a run of checks only (--preset scaling) has no settings' table
+            print(summary_markdown(table))
+    for line in bottom_line(out):
+        print(line)
+    print(f"{result.status}: {out / 'report.md'}")  # its duration is said once, there (from run.json's clock)
     if result.failed:
         for unit, error in result.failed.items():
             print(f"vaebench: unit {unit} failed: {error}", file=sys.stderr)
@@ -329,6 +333,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         return EXIT_FAILED_UNITS
     return 0
+
+
+def bottom_line(out: Path) -> list[str]:
+    """The run's answer for the terminal, from its verdicts.json: one line per question and K with the winner
+    (or who is not separated), and the file it is in. [] when the run judged nothing."""
+    import json
+
+    try:
+        verdicts = json.loads((out / "verdicts.json").read_text()).get("verdicts") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not verdicts:
+        return []
+    lines = [f"bottom line ({out / 'verdicts.json'}; the reasons in {out / 'report.md'}):"]
+    for v in verdicts:
+        tied = [v["best"], *(v.get("not_separated") or [])] if v.get("best") else []
+        answer = v["winner"] if v.get("winner") else "not separated: " + ", ".join(tied) if tied else "no verdict"
+        lines.append(f"  {v['question']} at K={v['K']}: {answer}")
+    return lines
 
 
 def _discard(out: Path, created: bool) -> None:

@@ -182,7 +182,7 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
     )
     hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
     model = (
-        f"GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
+        f"VAE (Gaussian encoder) with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
         if m.name == "gaussian-vae"
         else "the Gaussian toy of Rainforth et al. 2018 (q's variance fixed at 2/3, Z = D), measured at its built "
         "checkpoint (the optimum perturbed by N(0, 0.01²))"
