@@ -322,6 +322,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "verify: a plugin's surrogate of the wrong shape": (verify_plugin("return EstimatorOutput(-f, f.detach(), self.objective)"), r"estimator 'bad' \(iid, K=3\): (calling it .* raised RuntimeError: grad can be implicitly created only for scalar|its surrogate should be a tensor of shape \[\])"),
     "verify: a plugin returning NaN": (verify_plugin("return EstimatorOutput(-f.mean() * float('nan'), f.detach(), self.objective)"), r"estimator 'bad' \(iid, K=3\): its surrogate holds 1 NaN or infinite value"),
     "verify --csv to a FIFO": (lambda t: (os.mkfifo(t / "v.csv"), ["verify", "reparam", "--csv", str(t / "v.csv")])[1], r"v.csv is a FIFO \(named pipe\), not a regular file"),
+    "--address malformed": (flags("--engine", "ray", "--address", "not an address"), r"--address 'not an address' is not a Ray address: use HOST:PORT|needs Ray, which is not installed"),
+    "--address ray:// nobody serves": (flags("--engine", "ray", "--address", "ray://127.0.0.1:1"), r"--address 'ray://127.0.0.1:1': nothing accepts a connection at 127.0.0.1:1|needs Ray, which is not installed"),
+    "--address where nothing listens": (flags("--engine", "ray", "--address", "127.0.0.1:1"), r"--address '127.0.0.1:1': nothing accepts a connection at 127.0.0.1:1 \(.*\); start the cluster|needs Ray, which is not installed"),
+    "--address with a port out of range": (flags("--engine", "ray", "--address", "localhost:70000"), r"is not a Ray address|needs Ray, which is not installed"),
     # issue 32: checked before the first unit, not by each unit
     "--compile INDUCTOR": (toml('[train]\ncompile = "INDUCTOR"\n'), r"train.compile 'INDUCTOR' is not a torch.compile backend \(for inductor write compile = true, without quotes\); known: .*inductor"),
     "--compile 'true' as a string": (toml('[train]\ncompile = "true"\n'), r"train.compile 'true' is not a torch.compile backend \(for inductor write compile = true"),
