@@ -349,9 +349,8 @@ def bottom_line(out: Path) -> list[str]:
     lines = [f"bottom line ({out / 'verdicts.json'}; the reasons in {out / 'report.md'}):"]
     for v in verdicts:
         tied = [v["best"], *(v.get("not_separated") or [])] if v.get("best") else []
-        answer = (
-            v["winner"] if v.get("winner") else "not separated: " + ", ".join(tied) if tied else "no verdict"
-        )
+        shown = ", ".join(tied[:4]) + (f" and {len(tied) - 4} more" if len(tied) > 4 else "")
+        answer = v["winner"] if v.get("winner") else f"not separated: {shown}" if tied else "no verdict"
         lines.append(f"  {v['question']} at K={v['K']}: {answer}")
     return lines
 
