@@ -407,3 +407,20 @@ def test_verify_says_pass_or_fail_with_the_figure_and_names_a_nan_gradient() -> 
     assert ok == "PASS mine (iid): K=3 unbiased as declared, max |z| 1.69 < 4.24 (rel. error 0.5%)"
     nan = cli.verdict_line([row | {"max_z": float("nan"), "rel_error": float("nan"), "unbiased": False, "as_expected": False}])
     assert nan == "FAIL mine (iid): K=3: the mean gradient is NaN or infinite (expected unbiased)"
+
+
+def test_a_resume_names_a_key_whose_default_changed_since_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A run.json written before ``train.lr_schedule`` existed ran with its default then; were that default
+    changed, the run's value is still the old one, and a resume that asks for another names the key."""
+    from vaebench.config import schema, strict
+
+    config = to_dict(preset("quick"))
+    del config["train"]["lr_schedule"]
+    monkeypatch.setitem(schema.ADDED_KEYS, "train.lr_schedule", "cosine")  # the default when it was added
+    assert strict.from_dict(config).train.lr_schedule == "cosine"
+    argv = saved(None, "--preset", "quick", config=config)(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"train.lr_schedule: 'cosine' -> 'constant'", err[0]), err

@@ -90,8 +90,20 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any]) -> SuiteConfig:
-    """Rebuild a `SuiteConfig` from :func:`to_dict` output (e.g. a saved run.json), strictly."""
-    return merge(SuiteConfig(), data)
+    """Rebuild a `SuiteConfig` from :func:`to_dict` output (e.g. a saved run.json), strictly.
+
+    A key the saved configuration lacks because it was added since (`ADDED_KEYS`) takes the value that run
+    used, the key's default when it was added, not today's default: a resume then names the key if the
+    requested configuration differs, instead of finding every unit written "by another configuration".
+    """
+    filled = dict(data)
+    for key, default in ADDED_KEYS.items():
+        *section, name = key.split(".")
+        table = filled.get(section[0]) if section else filled
+        if isinstance(table, dict) and name not in table:
+            table = filled[section[0]] = dict(table) if section else filled
+            table[name] = list(default) if isinstance(default, tuple) else default
+    return merge(SuiteConfig(), filled)
 
 
 def config_hash(config: SuiteConfig, inputs: dict[str, Any] | None = None) -> str:
