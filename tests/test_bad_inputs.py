@@ -424,3 +424,19 @@ def test_a_resume_names_a_key_whose_default_changed_since_the_run(
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(r"train.lr_schedule: 'cosine' -> 'constant'", err[0]), err
+
+
+def test_the_bottom_line_is_read_from_verdicts_json(tmp_path: Path) -> None:
+    verdicts = [
+        {"question": "lowest gradient variance", "K": 1, "winner": "reparam-cv", "best": "reparam-cv"},
+        {"question": "fastest step", "K": 1, "winner": None, "best": "stl", "not_separated": list("abcde")},
+    ]
+    (tmp_path / "verdicts.json").write_text(json.dumps({"verdicts": verdicts}))
+    lines = cli.bottom_line(tmp_path)
+    assert str(tmp_path / "verdicts.json") in lines[0]
+    assert lines[1:] == [
+        "  lowest gradient variance at K=1: reparam-cv",
+        "  fastest step at K=1: not separated: stl, a, b, c and 2 more",
+    ]
+    (tmp_path / "verdicts.json").write_text("{not json")
+    assert cli.bottom_line(tmp_path) == []  # a damaged file costs the summary, never the run's exit

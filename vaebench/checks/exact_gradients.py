@@ -14,10 +14,12 @@ estimator that declares a bias at that K (``est.biased_at(K)``: ``iwae-stl`` and
 ``rws`` and ``rws-dreg`` at every K) is expected to fail: the same test, read the other way, detects its bias
 with false-alarm rate 1e-3.
 
-``python -m vaebench verify [NAME ...] [--samplers iid,rqmc]`` (:mod:`vaebench.cli`) prints, for each
-registered estimator and sampler, the relative error of its mean gradient, the test's verdict against what the
-estimator claims, and its encoder-gradient variance relative to ``reparam`` at K = 1 and 10; it exits with 1 if
-any verdict differs from the claim. The test suite uses the same functions.
+``python -m vaebench verify [NAME ...] [--samplers iid,rqmc] [--csv FILE]`` (:mod:`vaebench.cli`) prints, as
+each estimator and sampler finishes (`verify`'s ``on_done``), PASS or FAIL with the max |z| that decided each K
+against the threshold and the relative error of its mean gradient; the CSV holds the whole table (with the
+encoder-gradient variance relative to ``reparam`` at K = 1 and 10). It exits with 1 if any verdict differs from
+the claim. A plugin's estimator is first called on the batch (:func:`vaebench.registry.probe_estimator`), so a
+broken one is named in one line. The test suite uses the same functions.
 """
 
 from __future__ import annotations
