@@ -16,7 +16,9 @@ The split of one array of N examples: a permutation π from the seed's ``data.fi
 (:mod:`vaebench.rng`), the first M = round(f·N) examples of π for test (at least one, and at least one left
 for training), the rest for training in their order of π; the same seed and fraction give the same split.
 
-Everything is checked where it enters, with a message that names the file and the problem: an unreadable,
+Everything is checked where it enters, with a message that names the file and the problem: a path that is
+not a regular file (a FIFO would hang the read, ``/dev/zero`` never end it), an ``.npy`` header (or an ``.npz``
+member's) declaring more data than the file holds (refused before numpy allocates it), an unreadable,
 empty or corrupt file, an ``.npz`` without ``train`` or ``test``, an array of Python objects or complex
 numbers, a shape that is not [N, D] or [N, H, W], a non-numeric CSV cell (with its row and column), NaN or
 Inf values (how many and where the first is), a value too large for float32, train and test of different
