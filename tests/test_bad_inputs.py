@@ -302,6 +302,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "compare --checkpoint never measured": (compare("--checkpoint", "halfway"), r"--checkpoint 'halfway': .*default measured no variance there \(its checkpoints: .*\); name one both runs measured"),
     "compare --checkpoint one run lacks": (compare("--checkpoint", "middle", "--force", b="scaling"), r"--checkpoint 'middle': .*scaling measured no variance there"),
     "compare --fail-on with nothing shared": (compare("--force", "--fail-on", "trace_var:5%", b="scaling"), r"--fail-on: .* share no setting, so nothing was compared"),
+    "--out is a FIFO": (lambda t: (os.mkfifo(t / "pipe"), [*QUICK, "--out", str(t / "pipe")])[1], r"--out '.*pipe' is a FIFO \(named pipe\), not a folder"),
+    "--out is /dev/null": (flags("--out", "/dev/null"), r"--out '/dev/null' is a character device, not a folder"),
     # issue 32: numbers a float cannot hold
     "train.lr of 400 digits": (toml(f"[train]\nlr = {'9' * 400}\n"), r"config key 'train.lr' must be a number within ±1.8e308, got an integer of 400 digits"),
     "save_every_s of 400 digits": (toml(f"save_every_s = {'9' * 400}\n"), r"config key 'save_every_s' must be a number within"),

@@ -246,7 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise VaebenchError(f"--out {args.out!r} is a file, not a folder; choose another --out")
+        from vaebench import files
+
+        what = files.kind_of(args.out) or "a file"
+        raise VaebenchError(f"--out {args.out!r} is {what}, not a folder; choose another --out")
     if args.resume and args.preset is None and args.config is None:
         # the run's own settings; flags that repeat them are fine, flags that change them are refused
         config = merge(saved_config(args.out), overrides)
