@@ -101,7 +101,8 @@ def from_dict(data: dict[str, Any]) -> SuiteConfig:
         *section, name = key.split(".")
         table = filled.get(section[0]) if section else filled
         if isinstance(table, dict) and name not in table:
-            table = filled[section[0]] = dict(table) if section else filled
+            if section:  # a copy: the caller's dict is left as it was
+                table = filled[section[0]] = dict(table)
             table[name] = list(default) if isinstance(default, tuple) else default
     return merge(SuiteConfig(), filled)
 
