@@ -323,7 +323,10 @@ def test_a_run_with_samplers_keys_every_row_by_its_sampler(tmp_path: Path) -> No
         ("reinforce-loo", "iid"),
     }
     report = (out / "report.md").read_text()
-    assert "| estimator | sampler | K | encoder grad variance |" in report and "| `reparam` | rqmc | 2 |" in report
+    assert (
+        "| estimator | sampler | K | encoder grad variance |" in report
+        and "| `reparam` | rqmc | 2 |" in report
+    )
     assert "skipping reinforce-loo with sampler rqmc: they are unbiased only with iid samples" in report
 
 

@@ -354,7 +354,7 @@ def test_a_model_plugin_is_built_by_name_and_its_shapes_are_probed(tmp_path: Pat
     registry.probe_model(model, x, name="wide")
     assert model.hidden == (8,)
     with pytest.raises(
-        VaebenchError, match=r"log_joint\(x, z\) should be a tensor of shape \[2, 5\], got \(5,\)"
+        VaebenchError, match=r"log_joint\(x, z\) should be a tensor of shape \[2, 5\], got shape \[5\]"
     ):
         registry.probe_model(registry.build_model("flat", 6, 3), x, name="flat")
     with pytest.raises(VaebenchError, match="model 'wide' cannot be built with these options"):

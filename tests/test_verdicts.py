@@ -359,3 +359,26 @@ def test_the_report_computes_no_verdict_of_its_own() -> None:
         if calls & computing:
             found[path.name] = sorted(calls & computing)
     assert not found, found
+
+
+def test_the_next_of_settings_with_one_gradient_is_the_trained_one() -> None:
+    # dreg's gradient is stl's at K = 1 (its figure lower by rounding) and its runs are stl's (trained_as): the
+    # next is named stl, not dreg
+    lls = {(n, 1): [-95.0, -94.0, -93.0] for n in ("reparam-cv", "dreg", "stl", "reinforce")}
+    convergence = convergence_frame(lls)
+    convergence["trained_as"] = np.where(convergence["estimator"] == "dreg", "stl", "")
+    variance = variance_frame(
+        {("reparam-cv", 1): 1.0, ("dreg", 1): 10.0, ("stl", 1): 10.0 + 1e-12, ("reinforce", 1): 1e3}
+    )
+    v = judge(variance, convergence)[(QUESTIONS[0], 1)]
+    assert (v.winner, v.against) == ("reparam-cv", "stl")
+
+
+def test_a_setting_whose_training_diverged_is_never_the_fastest_step() -> None:
+    lls = {(n, 1): [-95.0, -94.0, -93.0] for n in ("stl", "reparam", "reinforce")}
+    convergence = convergence_frame(lls, diverged={("stl", 1): (2,)})
+    throughput = throughput_frame(
+        {("stl", 1): 1.0, ("reparam", 1): 2.0, ("reinforce", 1): 3.0}, [1.0] * ROUNDS
+    )
+    v = judge(convergence=convergence, throughput=throughput)[(QUESTIONS[3], 1)]
+    assert v.best != "stl" and "stl: 1 of 3 runs diverged" in v.left_out

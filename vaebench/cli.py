@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         metavar="NAMES",
         help="comma-separated samplers, or 'all' (default): each estimator is checked with those it offers",
+    )
+    verify.add_argument(
+        "--csv", metavar="FILE", help="also write the whole table (one row per K tested) as CSV"
     )
 
     compare = sub.add_parser(
@@ -318,7 +322,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise VaebenchError(f"--out {args.out!r} is a file, not a folder; choose another --out")
+        from vaebench import files
+
+        what = files.kind_of(args.out) or "a file"
+        raise VaebenchError(f"--out {args.out!r} is {what}, not a folder; choose another --out")
     if args.resume and args.preset is None and args.config is None:
         # the run's own settings; flags that repeat them are fine, flags that change them are refused
         config = merge(saved_config(args.out), overrides)
@@ -337,9 +344,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = RayEngine(args.address)
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
-    if args.dry_run:
+    if args.dry_run:  # every check the run makes before its first unit, then the plan; nothing is written
         from vaebench.suite import calibration, dispatch
+        from vaebench.suite.runner import preflight
 
+        preflight(config, Path(args.out) if args.out is not None else default_out(config), args.resume)
         print(calibration.describe(calibration.estimate(config), dispatch.worker_count(config)))
         return 0
     if args.out is not None:
@@ -383,10 +392,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     summary = out / "summary.csv"
     if summary.is_file() and not quiet:
-        import pandas as pd
+        from vaebench import files
 
-        print(summary_markdown(pd.read_csv(summary)))
-    print(f"{result.status}: {out / 'report.md'} ({result.wall_time_s:.0f} s)")
+        table = files.read_csv(summary)
+        if not table.empty:  # a run of checks only (--preset scaling) has no settings' table
+            print(summary_markdown(table))
+    for line in bottom_line(out):
+        print(line)
+    print(f"{result.status}: {out / 'report.md'}")  # its duration is said once, there (from run.json's clock)
     if log:
         for line in trackers.export(out, log):
             print(line)
@@ -400,6 +413,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         return EXIT_FAILED_UNITS
     return 0
+
+
+def bottom_line(out: Path) -> list[str]:
+    """The run's answer for the terminal, from its verdicts.json: one line per question and K with the winner
+    (or who is not separated), and the file it is in. [] when the run judged nothing."""
+    import json
+
+    try:
+        verdicts = json.loads((out / "verdicts.json").read_text()).get("verdicts") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not verdicts:
+        return []
+    lines = [f"bottom line ({out / 'verdicts.json'}; the reasons in {out / 'report.md'}):"]
+    for v in verdicts:
+        tied = [v["best"], *(v.get("not_separated") or [])] if v.get("best") else []
+        shown = ", ".join(tied[:4]) + (f" and {len(tied) - 4} more" if len(tied) > 4 else "")
+        answer = v["winner"] if v.get("winner") else f"not separated: {shown}" if tied else "no verdict"
+        lines.append(f"  {v['question']} at K={v['K']}: {answer}")
+    return lines
 
 
 def _discard(out: Path, created: bool) -> None:
@@ -487,8 +520,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from vaebench import files
     from vaebench.checks.exact_gradients import verify
     from vaebench.estimators import ESTIMATORS, SAMPLERS
     from vaebench.plugins import registry
@@ -509,24 +541,64 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise VaebenchError(
             f"--samplers: unknown sampler(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SAMPLERS)} or all"
         )
-    table = verify(names or None, samplers)
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
-        print(table)
-    for name, rows in table.groupby("estimator", sort=False):
-        ok = bool(rows["as_expected"].all())
-        tested = ", ".join(f"{r.sampler} K={r.k_tested}: {r.expected}" for r in rows.itertuples())
-        print(f"{'PASS' if ok else 'FAIL'} {name} ({tested})")
+    if args.csv:
+        files.writable_target(args.csv)  # before minutes of checks, not after
+    checked = names or list(ESTIMATORS)
+    print(
+        f"verify: {len(checked)} estimator(s) against the exact gradient of a linear-Gaussian VAE (Bonferroni, "
+        "false-alarm rate 1e-3 each); one line per estimator and sampler as it finishes",
+        flush=True,
+    )
+    table = verify(names or None, samplers, on_done=lambda rows: print(verdict_line(rows), flush=True))
+    passed = table.groupby(["estimator", "sampler"], sort=False)["as_expected"].all()
+    print(f"verify: {int(passed.sum())} of {len(passed)} (estimator, sampler) behave as they declare")
+    if args.csv:
+        files.write_csv(args.csv, table)
+        print(f"verify: the table is in {args.csv}")
     return 0 if table["as_expected"].all() else 1
+
+
+def verdict_line(rows: list[dict]) -> str:
+    """``PASS name (sampler): K=k unbiased as declared, max |z| 1.9 < 4.1 (rel. error 0.6%); ...`` for the rows
+    of one estimator and sampler: the figure that decided each K (max |z| against the threshold)."""
+    first = rows[0]
+    parts = []
+    for r in rows:
+        if not math.isfinite(r["max_z"]):
+            parts.append(
+                f"K={r['k_tested']}: the mean gradient is NaN or infinite (expected {r['expected']})"
+            )
+            continue
+        found = "unbiased" if r["unbiased"] else "biased"
+        sign = "<" if r["unbiased"] else ">="
+        claim = "as declared" if r["as_expected"] else f"but declares {r['expected']}"
+        parts.append(
+            f"K={r['k_tested']} {found} {claim}, max |z| {r['max_z']:.2f} {sign} {r['threshold']:.2f} "
+            f"(rel. error {r['rel_error']:.1%})"
+        )
+    ok = all(r["as_expected"] for r in rows)
+    return f"{'PASS' if ok else 'FAIL'} {first['estimator']} ({first['sampler']}): " + "; ".join(parts)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from vaebench import files
     from vaebench.analysis import compare, guard
     from vaebench.report.compare import render
     from vaebench.suite.rebuild import verified_tables
 
+    if args.csv:
+        files.writable_target(args.csv)  # a device, FIFO or folder is refused before anything is read
     (run_a, a), (run_b, b) = verified_tables(args.a), verified_tables(args.b)
+    if args.checkpoint is not None:
+        measured = [_checkpoints(t["variance"]) for t in (a, b)]
+        for folder, labels in zip((args.a, args.b), measured, strict=True):
+            if args.checkpoint not in labels:
+                raise VaebenchError(
+                    f"--checkpoint {args.checkpoint!r}: {folder} measured no variance there (its checkpoints: "
+                    f"{', '.join(labels) or 'none'}); name one both runs measured, or leave --checkpoint out"
+                )
     differ = compare.differences(run_a, run_b)
     if differ and not args.force:
         raise VaebenchError(
@@ -546,14 +618,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "--against reparam"
         )
     table = compare.compare(*runs, checkpoint=args.checkpoint, against=against)
+    if rules and table.empty:
+        raise VaebenchError(
+            f"--fail-on: {args.a} and {args.b} share no setting, so nothing was compared and no rule could fail; "
+            "compare runs that measured some of the same estimators and K, or drop --fail-on"
+        )
     print(
         render(
             table, compare.only_in_one(*runs), differ, compare.caveats(run_a, run_b), labels=(args.a, args.b)
         )
     )
     if args.csv:
-        from vaebench import files
-
         files.write_csv(args.csv, table)
     failed = pd.concat([guard.check(table, rule) for rule in rules]) if rules else pd.DataFrame()
     worse = failed[failed["worse"]] if not failed.empty else failed
@@ -563,6 +638,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if not worse.empty else 0
+
+
+def _checkpoints(variance) -> list[str]:
+    """The variance checkpoints a run measured, in its order (none when it measured no variance)."""
+    if variance is None or variance.empty or "checkpoint" not in variance:
+        return []
+    return list(dict.fromkeys(variance["checkpoint"].astype(str)))
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

@@ -80,6 +80,8 @@ STREAMS: dict[str, int] = {
     "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
     # checks against exact answers (vaebench.checks)
     "checks.gaussian_1d": 63,  # the Monte Carlo estimates of the 1-D Gaussian check; index: (f, k, form)
+    # the contract probe of a plugin's estimator on a batch (vaebench.suite.probe, verify)
+    "probe": 64,
     # problems and the conclusions across them (vaebench.problems, vaebench.analysis.across)
     "problems.split": 70,  # the fixed train/test permutation of a problem's data (seed fixed, not the run's)
     "problems.merit": 71,  # the draws from q of a global-latent problem's figures of merit

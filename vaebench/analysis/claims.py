@@ -127,8 +127,8 @@ CLAIMS: tuple[Claim, ...] = (
           "scaling", Law("toy", "dreg", "encoder")),
     Claim("roeder", "STL's encoder gradient variance is zero at the exact posterior", "Roeder, Wu & Duvenaud "
           "2017 (arXiv:1703.09194), Section 3", "scaling", Landing()),
-    Claim("mohamed", "exact variances of the pathwise, score-function and mean-baseline gradients of "
-          "E_N(μ,σ²)[f] for f in {(x-k)², exp(-kx²), cos(kx)}", "Mohamed, Rosca, Figurnov & Mnih 2020 (JMLR "
+    Claim("mohamed", "exact variances of the pathwise, score-function, mean-baseline and measure-valued "
+          "(coupled and uncoupled) gradients of E_N(μ,σ²)[f] for f in {(x-k)², exp(-kx²), cos(kx)}", "Mohamed, Rosca, Figurnov & Mnih 2020 (JMLR "
           "21(132), arXiv:1906.10652), Figures 2-3", "scaling", Quadrature()),
     Claim("burda", "IWAE's test log-likelihood is above the VAE's at the same K", "Burda, Grosse & "
           "Salakhutdinov 2015 (arXiv:1509.00519), Table 1: 84.78 against 86.35 nats at k = 50", "fashion-mnist",

@@ -162,7 +162,7 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
     """The verdict of one question at one K (None when fewer than two settings can be compared)."""
     left_out = [f"{_label(r)}: {bias_note(r['estimator'], k)}" for _, r in rows.iterrows() if _biased(r)]
     rows = rows[[not _biased(r) for _, r in rows.iterrows()]]
-    if q.name == QUESTIONS[2]:
+    if q.name in (QUESTIONS[2], QUESTIONS[3]):  # a setting whose training diverged wins neither
         bad = rows["diverged"].fillna(0) > 0
         left_out += [
             f"{_label(r)}: {int(r['diverged'])} of {int(r['runs'])} runs diverged"
@@ -183,6 +183,12 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
     reversed_ = [r for r, c in contrasts if c.separated and not _on_best_side(q, c)]
     separated = bool(rivals) and not tied
     against, first = contrasts[0] if contrasts else (None, none(q.contrast))
+    if against is not None:  # of settings with the same gradient (dreg = stl at K = 1), name the trained one
+        twins = [against, *(r for r in rivals if r is not against and _identical(q, against, r))]
+        against, first = next(
+            ((r, c) for r, c in contrasts if r is next((t for t in twins if not _trained_as(t)), against)),
+            (against, first),
+        )
     return Verdict(
         question=q.name, num_samples=k, figure=q.figure, best=_label(best),
         winner=_label(best) if separated else None, value=float(best[q.column]),
@@ -286,6 +292,12 @@ def _paired(convergence: pd.DataFrame, a: pd.Series, b: pd.Series, level: float)
 
 def _key(row: pd.Series) -> tuple[str, str, int]:
     return row["estimator"], row["sampler"], int(row["num_samples"])
+
+
+def _trained_as(row: pd.Series) -> str:
+    """The setting whose training runs these are ("" when its own; see `TRAINED_COLUMNS` of the report)."""
+    value = row.get("trained_as", "")
+    return value if isinstance(value, str) else ""
 
 
 def _label(row: pd.Series) -> str:

@@ -233,8 +233,8 @@ def folder_name(key: str, name: str) -> str | None:
         why = "is empty"
     elif name.startswith("."):
         why = "starts with '.'"
-    elif len(name) > 100:
-        why = "is longer than 100 characters"
+    elif len(name.encode("utf-8", "surrogatepass")) > 100:  # file systems count a name's bytes (255 at most)
+        why = f"is {len(name.encode('utf-8', 'surrogatepass'))} bytes long in UTF-8, more than 100"
     elif bad:
         why = f"contains {bad[0]!r}"
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise VaebenchError(
             f"config file {str(path)!r} is not valid TOML: not UTF-8 text (byte {err.start}); is it a binary file?"
+        ) from None
+    except ValueError:  # an integer literal past Python's 4300-digit conversion limit
+        long = re.search(r"[0-9_]{4000,}", text)
+        where = text[: long.start()].splitlines()[-1] if long else ""
+        line = text[: long.start()].count("\n") + 1 if long else "?"
+        raise VaebenchError(
+            f"config file {str(path)!r}, line {line} ({where.strip()} ...): an integer of over 4000 digits; no "
+            "setting takes a number that long"
         ) from None
     except OSError as err:
         raise VaebenchError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None

@@ -16,7 +16,9 @@ The split of one array of N examples: a permutation π from the seed's ``data.fi
 (:mod:`vaebench.rng`), the first M = round(f·N) examples of π for test (at least one, and at least one left
 for training), the rest for training in their order of π; the same seed and fraction give the same split.
 
-Everything is checked where it enters, with a message that names the file and the problem: an unreadable,
+Everything is checked where it enters, with a message that names the file and the problem: a path that is
+not a regular file (a FIFO would hang the read, ``/dev/zero`` never end it), an ``.npy`` header (or an ``.npz``
+member's) declaring more data than the file holds (refused before numpy allocates it), an unreadable,
 empty or corrupt file, an ``.npz`` without ``train`` or ``test``, an array of Python objects or complex
 numbers, a shape that is not [N, D] or [N, H, W], a non-numeric CSV cell (with its row and column), NaN or
 Inf values (how many and where the first is), a value too large for float32, train and test of different
@@ -40,7 +42,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from vaebench import rng
+from vaebench import files, rng
 from vaebench.errors import VaebenchError
 
 FILE_SUFFIXES = (".npz", ".npy", ".csv")
@@ -104,10 +106,17 @@ def read_file(
         raise VaebenchError(f"{path}: vaebench reads data files ending in {', '.join(FILE_SUFFIXES)}")
     if not (isinstance(test_fraction, int | float) and 0 < test_fraction < 1):
         raise VaebenchError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+    kind = files.kind_of(path)
+    if kind is not None:  # a FIFO would hang the read, a device (/dev/zero) never end it
+        raise VaebenchError(f"{path} is {kind}, not a regular file: save the data to a file and name that")
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise VaebenchError(f"{path}: cannot read it ({err.strerror}); check the path") from None
+    except MemoryError:
+        raise VaebenchError(
+            f"{path}: {_gib(path.stat().st_size)} does not fit in memory; use a smaller file"
+        ) from None
     digest = hashlib.sha256(raw).hexdigest()
     if sha256 is not None and digest != sha256:
         raise VaebenchError(
@@ -158,21 +167,61 @@ def _npz(path: Path, raw: bytes) -> dict[str, np.ndarray]:
         out = {}
         for key in ("train", "test"):
             try:
+                info = archive.zip.getinfo(f"{key}.npy")
+                with archive.zip.open(info) as member:
+                    _check_npy_header(
+                        path, io.BytesIO(member.read(4096)), info.file_size, f"its {key!r} array"
+                    )
                 out[key] = archive[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            except VaebenchError:
+                raise
+            except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
                 raise VaebenchError(f"{path}: its {key!r} array is unreadable ({_reason(err)})") from None
+            except MemoryError:
+                raise VaebenchError(f"{path}: its {key!r} array does not fit in memory") from None
     return out
 
 
 def _npy(path: Path, raw: bytes) -> np.ndarray:
+    _check_npy_header(path, io.BytesIO(raw), len(raw))
     try:
         array = np.load(io.BytesIO(raw), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise VaebenchError(f"{path}: not a readable .npy file ({_reason(err)})") from None
+    except MemoryError:
+        raise VaebenchError(f"{path}: its array does not fit in memory; use a smaller one") from None
     if not isinstance(array, np.ndarray):
         array.close()
         raise VaebenchError(f"{path} is an .npz archive, not a single .npy array: rename it .npz")
     return array
+
+
+def _check_npy_header(path: Path, fh: io.BytesIO, size: int, what: str = "the file") -> None:
+    """Refuse a .npy whose header declares more data than ``size`` bytes hold, before numpy allocates it.
+
+    An .npz archive (its zip magic) is let through: its members are checked as they are read.
+    """
+    if fh.read(2) == b"PK":
+        return
+    fh.seek(0)
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError):
+        return  # not a well-formed header: np.load says why
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > size - fh.tell():
+        raise VaebenchError(
+            f"{path}: {what}'s header declares an array of shape {shape} ({dtype}, {_gib(declared)}) but only "
+            f"{size - fh.tell()} bytes of data follow; the file is truncated or corrupt: save it again"
+        )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n} bytes"
 
 
 def _reason(err: BaseException) -> str:

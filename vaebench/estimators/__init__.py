@@ -113,6 +113,7 @@ from vaebench.estimators.base import (
     sampler_problem,
     stop_gradient,
 )
+from vaebench.estimators.contract import OBJECTIVES
 from vaebench.estimators.importance_weighted import (
     IWAE,
     IWAESTL,
@@ -210,18 +211,6 @@ __all__ = [
     "unregister",
     "unsupported",
 ]
-
-OBJECTIVES = (
-    "elbo",
-    "iwae",
-    "iwae-subsets",
-    "renyi",
-    "ciwae",
-    "piwae",
-    "inclusive-kl",
-    "tail-adaptive",
-)
-"""Every objective label an estimator declares (see the package docstring for what each means)."""
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     "reparam": Reparam,

@@ -97,7 +97,8 @@ class EstimatorOutput:
     Attributes:
         surrogate: scalar; value = -mean_b(objective estimate), gradient = this estimator's estimate.
         elbo: detached per-datapoint objective estimate [B].
-        objective: ``"elbo"`` or ``"iwae"``.
+        objective: the objective label, one of :data:`vaebench.estimators.OBJECTIVES` (``"elbo"``, ``"iwae"``,
+            ``"renyi"``, ...).
     """
 
     surrogate: Tensor
@@ -110,7 +111,8 @@ class Estimator(nn.Module):
 
     Class attributes describe the estimator to the registry, the CLI and the reports:
 
-    - ``objective``: ``"elbo"`` or ``"iwae"``, the bound whose gradient it estimates;
+    - ``objective``: the bound whose gradient it estimates, one of :data:`vaebench.estimators.OBJECTIVES`
+      (``"elbo"``, ``"iwae"``, ``"renyi"``, ...; the package docstring defines each);
     - ``family``: one of `FAMILIES`, how the encoder gradient is formed;
     - ``stateful``: whether it carries state across calls (running statistics, a learned baseline) that
       :meth:`prepare` sets and training updates; a variance measurement warms such an estimator up first;

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from vaebench import plugins
 from vaebench.data import DATASETS, is_data_file
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, register, unregister
+from vaebench.estimators import ESTIMATORS, Estimator, EstimatorOutput, register, unregister
 from vaebench.model import GaussianVAE
 from vaebench.plugins.data_sets import DATASET_PLUGINS, register_dataset, unregister_dataset
 from vaebench.toy import gaussian_toy, toy_checkpoint
@@ -366,11 +366,7 @@ def probe_model(model: nn.Module, x: Tensor, num_samples: int = 2, name: str = "
             raise VaebenchError(f"model {name!r}: {method} raised {plugins.summarize(err)}") from None
 
     def expect(what: str, value: object, shape: tuple[int, ...]) -> None:
-        got = tuple(value.shape) if isinstance(value, Tensor) else None
-        if got != shape:
-            raise VaebenchError(
-                f"model {name!r}: {what} should be a tensor of shape {list(shape)}, got {got}"
-            )
+        _expect(f"model {name!r}: {what}", value, shape)
 
     q = call("posterior", x)
     loc = getattr(q, "loc", None)
@@ -394,6 +390,63 @@ def probe_model(model: nn.Module, x: Tensor, num_samples: int = 2, name: str = "
             raise VaebenchError(
                 f"model {name!r}: parameter_groups()[{group!r}] holds tensors that are not its parameters"
             )
+
+
+def _expect(what: str, value: object, shape: tuple[int, ...]) -> None:
+    """Raise unless ``value`` is a tensor of ``shape`` with finite values (``what`` names it)."""
+    got = tuple(value.shape) if isinstance(value, Tensor) else None
+    if got != shape:
+        shown = f"shape {list(got)}" if got is not None else f"a {type(value).__name__}"
+        raise VaebenchError(f"{what} should be a tensor of shape {list(shape)}, got {shown}")
+    bad = int((~torch.isfinite(value.detach())).sum())
+    if bad:
+        raise VaebenchError(
+            f"{what} holds {bad} NaN or infinite value(s) of {value.numel()} on a batch of data"
+        )
+
+
+def probe_estimator(
+    estimator: Estimator,
+    model: nn.Module,
+    x: Tensor,
+    num_samples: int,
+    generator: torch.Generator,
+    label: str,
+) -> None:
+    """Call an estimator once on a batch x [B, D] and check what it returns: a finite scalar surrogate with
+    finite gradients, a finite ``elbo`` [B], and its class's ``objective``.
+
+    Raises:
+        VaebenchError: naming ``label`` (e.g. ``my-est-K5``), the call, and what is wrong.
+    """
+    b = x.shape[0]
+    model.zero_grad(set_to_none=True)
+    try:
+        out = estimator(model, x, num_samples=num_samples, generator=generator)
+        surrogate = getattr(out, "surrogate", None)
+        if isinstance(surrogate, Tensor) and surrogate.dim() == 0 and surrogate.requires_grad:
+            surrogate.backward()
+    except VaebenchError:
+        raise
+    except Exception as err:
+        raise VaebenchError(
+            f"estimator {label}: calling it on a batch of {b} raised {plugins.summarize(err)}"
+        ) from None
+    if not isinstance(out, EstimatorOutput):
+        raise VaebenchError(
+            f"estimator {label} returned a {type(out).__name__}, not an EstimatorOutput (build it with "
+            "self._output(objective, surrogate_term) or EstimatorOutput(surrogate, elbo, objective))"
+        )
+    _expect(f"estimator {label}: its surrogate", out.surrogate, ())
+    _expect(f"estimator {label}: its elbo", out.elbo, (b,))
+    if out.objective != estimator.objective:
+        raise VaebenchError(
+            f"estimator {label} returned objective {out.objective!r} but declares {estimator.objective!r}"
+        )
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    model.zero_grad(set_to_none=True)
+    if bad:
+        raise VaebenchError(f"estimator {label}: its gradient is NaN or infinite in {', '.join(bad[:3])}")
 
 
 def names(kind: str) -> list[str]:

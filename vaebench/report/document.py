@@ -238,7 +238,7 @@ def _setup(config: SuiteConfig, checkpoint: str | None, variance: pd.DataFrame) 
     )
     hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
     model = (
-        f"GaussianVAE {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
+        f"VAE (Gaussian encoder) with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
         if m.name == "gaussian-vae"
         else "the Gaussian toy of Rainforth et al. 2018 at its built checkpoint"
         if m.name == "gaussian-toy"

@@ -39,6 +39,7 @@ first unit, rather than after minutes of swapping.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ import torch
 from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, Setting
+from vaebench.estimators import ESTIMATORS, MeasureValued, Setting, runnable
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.units import ANCHOR, Unit
@@ -219,22 +220,65 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
+def evaluations_per_draw(estimator, z_dim: int) -> int:
+    """How many decoder evaluations an estimator makes per latent sample: M groups, MVD's 4Z points, else 1."""
+    if isinstance(estimator, MeasureValued):
+        return 4 * z_dim
+    groups = getattr(estimator, "groups", 1)
+    return groups if isinstance(groups, int) and groups >= 1 else 1
+
+
+def parameter_bytes(config: SuiteConfig, x_dim: int) -> int:
+    """Bytes of the seed VAE's parameters, their gradients and Adam's two moments, for every seed (0 otherwise)."""
+    m = config.model
+    if m.name != "gaussian-vae":
+        return 0
+    layers = [x_dim, *m.hidden, 2 * m.z_dim], [m.z_dim, *reversed(m.hidden), 2 * x_dim]
+    count = sum(a * b for dims in layers for a, b in itertools.pairwise(dims))
+    return 4 * 4 * count * max(1, len(config.seeds))
+
+
 def check_memory(config: SuiteConfig, x_dim: int, device: torch.device) -> None:
-    """Refuse a run whose largest K would not fit (see the module docstring).
+    """Refuse a run whose largest step would not fit (see the module docstring): the largest K times the decoder
+    evaluations an estimator's options make per sample (``miwae``/``piwae``: its M groups; ``mvd``: 4Z points),
+    plus the parameters with their gradients and Adam's two moments (on very wide data the decoder's last layer
+    alone can exceed the memory).
 
     Raises:
-        VaebenchError: naming K, the estimate, what is available and how to fix it.
+        VaebenchError: naming the setting, the estimate, what is available and how to fix it.
     """
     if not config.samples:
         return
-    k = max(config.samples)
-    need = step_bytes(config, x_dim, k)
+    settings = runnable(config.estimators, config.samples, config.samplers)
+    z_dim = config.model.z_dim
+    worst, k, name = max(
+        [
+            (s.num_samples * evaluations_per_draw(s.build(), z_dim), s.num_samples, s.estimator)
+            for s in settings
+        ]
+        or [(max(config.samples), max(config.samples), "")]
+    )
+    per_step = step_bytes(config, x_dim, worst)
     have = available_bytes(device)
-    if need is None or have is None or need <= HEADROOM * have:
+    if per_step is None or have is None:
         return
-    fits = max(1, int(HEADROOM * have // max(1, need // k)))
+    need = per_step + parameter_bytes(config, x_dim)
+    if need <= HEADROOM * have:
+        return
+    least = step_bytes(config, x_dim, 1) + parameter_bytes(config, x_dim)
+    if least > HEADROOM * have:
+        raise VaebenchError(
+            f"the model on {x_dim}-dimensional data would need about {least / 2**30:.1f} GiB even at K=1 (its "
+            f"parameters with their gradients and Adam's moments: {parameter_bytes(config, x_dim) / 2**30:.1f} "
+            f"GiB) and {have / 2**30:.1f} GiB is available on {device}; use fewer data dimensions, narrower "
+            "hidden layers or a smaller batch size"
+        )
+    if worst == k:
+        what, fix = f"samples K={k}", f"choose K <= {max(1, int(HEADROOM * have // max(1, per_step // k)))}"
+    else:
+        what = f"{name} at K={k} ({worst // k} decoder evaluations per sample: {worst} per datapoint)"
+        fix = f"drop {name}, or its options that multiply the work, or choose a smaller K"
     raise VaebenchError(
-        f"samples K={k} would need about {need / 2**30:.1f} GiB per step on {device} (batch {_batch(config)}, "
-        f"{x_dim} data dimensions) and {have / 2**30:.1f} GiB is available; choose K <= {fits}, or a smaller "
-        "batch size"
+        f"{what} would need about {need / 2**30:.1f} GiB per step on {device} (batch {_batch(config)}, "
+        f"{x_dim} data dimensions) and {have / 2**30:.1f} GiB is available; {fix}, or a smaller batch size"
     )

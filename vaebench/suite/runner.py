@@ -45,6 +45,7 @@ from vaebench.provenance import collect, git_revision, load_run, machine_load, n
 from vaebench.suite import cost, dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
+from vaebench.suite.probe import check_settings, probe
 from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit, shared_settings
 
 Report = Callable[..., object]
@@ -127,21 +128,32 @@ def run_suite(
             what was finished; run.json says ``interrupted``.
     """
     out = Path(out)
-    ctx = Context(config, out)
-    ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
-    check_data(config, ctx.dataset)
-    cost.check_memory(config, ctx.dataset.x_dim, ctx.device)
-    plan = units.plan(config)
-    if resume:
-        ownership.check_resume(
-            out, config, resume, ctx
-        )  # before creating anything; again below, under the lock
+    ctx, plan = preflight(config, out, resume)
     with ownership.hold(out, create=not resume):
         faults.point("start")
         ownership.check_resume(out, config, resume, ctx)
         run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume, engine)
         with _threads(config.threads):
             return run.run(progress, report)
+
+
+def preflight(config: SuiteConfig, out: Path, resume: bool = False) -> tuple[Context, list[Unit]]:
+    """Everything checked before the folder is touched: the data, the configuration against the data and the
+    memory, the contract probe (:mod:`vaebench.suite.probe`), and the folder (another run's, or a resume whose
+    configuration changed). `run_suite` and ``--dry-run`` both call it, so a dry run refuses what a run would.
+
+    Returns:
+        The run's context and its plan of units.
+    """
+    ctx = Context(config, out)
+    ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
+    check_data(config, ctx.dataset)
+    check_settings(config)
+    cost.check_memory(config, ctx.dataset.x_dim, ctx.device)
+    probe(config, ctx)
+    plan = units.plan(config)
+    ownership.check_resume(out, config, resume, ctx)  # before creating anything; again under the lock
+    return ctx, plan
 
 
 class _Run:
