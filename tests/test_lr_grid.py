@@ -1,0 +1,140 @@
+"""A step-size grid trained as one stacked program equals separate runs at each rate.
+
+Every slice (seed, lr) of a stacked grid is compared with its own `train` run at that rate (``spec.lr = lr``):
+curves, kept and final states, estimator state, divergence and resumption, to the float tolerance of
+``tests/test_train_seeds.py`` (the rescaled step, θ + r (θ' − θ), rounds differently from the optimizer's own
+step at rate r·η: ~1e-7 relative). Nothing here is statistical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from test_train_seeds import StopAfter, assert_same_run, vae
+
+from vaebench.data import load_dataset
+from vaebench.errors import VaebenchError
+from vaebench.estimators import Setting
+from vaebench.model import GaussianVAE
+from vaebench.train import Checkpointer, TrainSpec, train, train_seeds
+
+SEEDS, LRS = [0, 1], [1e-3, 3e-3, 1e-2]  # larger rates amplify rounding in Adam, stacked or not
+SLICES = [(s, lr) for s in SEEDS for lr in LRS]  # seed-major, as the suite stacks them
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def spec(**options) -> TrainSpec:
+    base = {"steps": 20, "eval_every": 5, "keep": (0, 10), "lr": 3e-3, "lr_schedule": "cosine"}
+    return TrainSpec(**{**base, **options})
+
+
+def grid(digits, setting, train_spec, slices=SLICES, **options):
+    return train_seeds(
+        [vae(s) for s, _ in slices],
+        setting,
+        digits,
+        train_spec,
+        seeds=[s for s, _ in slices],
+        lrs=[lr for _, lr in slices],
+        **options,
+    )
+
+
+def apart(digits, setting, train_spec, slices=SLICES):
+    return [train(vae(s), setting, digits, replace(train_spec, lr=lr), seed=s) for s, lr in slices]
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "optimizer", "check_every"),
+    [
+        ("reparam", 1, "adam", 1),
+        ("reinforce-ma", 2, "adam", 1),  # estimator state per slice
+        ("reinforce-nvil", 1, "adam", 3),  # a network of its own, trained at the slice's rate; latched check
+        ("iwae", 3, "sgd", 1),
+        ("stl", 2, "rmsprop", 1),
+        ("dreg", 2, "adamax", 1),
+    ],
+)
+def test_each_slice_equals_its_own_run_at_its_rate(digits, name, k, optimizer, check_every):
+    setting = Setting(name, k)
+    train_spec = spec(optimizer=optimizer, check_every=check_every)
+    results = grid(digits, setting, train_spec)
+    owns = apart(digits, setting, spec(optimizer=optimizer))
+    for result, own in zip(results, owns, strict=True):
+        assert result.seeds_stacked == len(SLICES) and result.note == ""
+        assert_same_run(result, own)
+    # the rates matter: the slices of one seed end in different places
+    first, last = (torch.cat([v.flatten() for v in r.final_state.values()]) for r in (results[0], results[2]))
+    assert not torch.allclose(first, last, rtol=1e-3, atol=1e-4)
+
+
+def test_a_slice_at_too_large_a_rate_diverges_alone(digits):
+    # at lr 50 Adam's first steps throw the weights far enough for the loss to pass the bound
+    slices = [(0, 1e-3), (0, 50.0), (1, 1e-3)]
+    train_spec = spec(steps=30, lr_schedule="constant", lr=1e-3, divergence_bound=1e6)
+    results = grid(digits, Setting("reparam", 1), train_spec, slices)
+    owns = apart(digits, Setting("reparam", 1), train_spec, slices)
+    assert [r.diverged for r in results] == [False, True, False]
+    for result, own in zip(results, owns, strict=True):
+        assert_same_run(result, own)
+
+
+@pytest.mark.parametrize("stop", [4, 13])
+def test_a_stacked_grid_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path, digits, stop):
+    setting, train_spec = Setting("reinforce-ma", 2), spec(keep=(0, 6, 11))
+    whole = grid(digits, setting, train_spec)
+    path = tmp_path / "unit.pt"
+    with pytest.raises(KeyboardInterrupt):
+        grid(digits, setting, train_spec, checkpoint=StopAfter(path, stop))
+    assert Checkpointer(path, 0.0).load()["slices"] == [list(s) for s in SLICES]
+    resumed = grid(digits, setting, train_spec, checkpoint=Checkpointer(path, 0.0))
+    for a, b in zip(resumed, whole, strict=True):
+        assert_same_run(a, b)
+
+
+def test_a_checkpoint_of_another_grid_is_not_resumed(tmp_path, digits):
+    setting, train_spec = Setting("reparam", 1), spec(steps=6)
+    path = tmp_path / "unit.pt"
+    with pytest.raises(KeyboardInterrupt):
+        grid(digits, setting, train_spec, checkpoint=StopAfter(path, 3))
+    other = [(s, lr * 2) for s, lr in SLICES]
+    resumed = grid(digits, setting, train_spec, other, checkpoint=Checkpointer(path, 0.0))
+    for a, b in zip(resumed, apart(digits, setting, train_spec, other), strict=True):
+        assert_same_run(a, b)
+
+
+def test_a_grid_that_cannot_stack_trains_each_slice_at_its_rate(tmp_path, digits):
+    class Mine(GaussianVAE):
+        pass
+
+    setting, train_spec, slices = Setting("reparam", 1), spec(steps=6), [(0, 1e-3), (0, 1e-2)]
+    results = train_seeds(
+        [vae(0, Mine), vae(0, Mine)],
+        setting,
+        digits,
+        train_spec,
+        seeds=[0, 0],
+        lrs=[1e-3, 1e-2],
+        checkpoint=Checkpointer(tmp_path / "unit.pt", 0.0),
+    )
+    owns = [train(vae(0, Mine), setting, digits, replace(train_spec, lr=lr), seed=0) for _, lr in slices]
+    for result, own in zip(results, owns, strict=True):
+        assert result.seeds_stacked == 1 and "no batched form" in result.note
+        assert_same_run(result, own)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unit.seed0-lr0.001.pt", "unit.seed0-lr0.01.pt"]
+
+
+def test_slices_must_be_distinct_and_rates_positive(digits):
+    setting = Setting("reparam", 1)
+    with pytest.raises(VaebenchError, match=r"distinct \(seed, lr\) slices"):
+        grid(digits, setting, spec(), [(0, 1e-3), (0, 1e-3)])
+    with pytest.raises(VaebenchError, match="one model per seed"):
+        train_seeds([vae(0)], setting, digits, spec(), seeds=[0], lrs=[1e-3, 3e-3])
+    with pytest.raises(VaebenchError, match="lrs must be positive"):
+        grid(digits, setting, spec(), [(0, 1e-3), (0, -1e-3)])
