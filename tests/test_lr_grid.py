@@ -1,4 +1,5 @@
-"""A step-size grid trained as one stacked program equals separate runs at each rate.
+"""A step-size grid trained as one stacked program equals separate runs at each rate; the validation split
+it selects on is a seeded part of the training data, disjoint from what trains and from the test set.
 
 Every slice (seed, lr) of a stacked grid is compared with its own `train` run at that rate (``spec.lr = lr``):
 curves, kept and final states, estimator state, divergence and resumption, to the float tolerance of
@@ -138,3 +139,43 @@ def test_slices_must_be_distinct_and_rates_positive(digits):
         train_seeds([vae(0)], setting, digits, spec(), seeds=[0], lrs=[1e-3, 3e-3])
     with pytest.raises(VaebenchError, match="lrs must be positive"):
         grid(digits, setting, spec(), [(0, 1e-3), (0, -1e-3)])
+
+
+def rows(x: torch.Tensor) -> list[bytes]:
+    """The rows of ``x`` as a sorted multiset (exact bytes)."""
+    return sorted(r.tobytes() for r in x.numpy())
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [("digits", {}), ("synthetic", {"n_train": 500, "n_test": 100})]
+)
+def test_the_validation_split_is_seeded_and_disjoint_from_train_and_test(name, options):
+    data = load_dataset(name, **options)
+    split = data.with_validation(0.2)
+    n = data.train.shape[0]
+    assert split.valid.shape == (round(0.2 * n), data.x_dim) and split.train.shape[0] == n - round(0.2 * n)
+    assert rows(torch.cat([split.train, split.valid])) == rows(data.train)  # a partition of the training rows
+    assert torch.equal(split.test, data.test)
+    if name == "synthetic":  # continuous rows are unique: no validation row is a training or test row
+        assert not set(rows(split.valid)) & (set(rows(split.train)) | set(rows(split.test)))
+    again = data.with_validation(0.2)
+    assert torch.equal(again.valid, split.valid) and torch.equal(again.train, split.train)
+    other = load_dataset(name, seed=1, **options).with_validation(0.2)
+    assert not torch.equal(other.valid, split.valid)  # the data set's seed draws it
+
+
+def test_no_validation_fraction_changes_nothing_and_bad_ones_are_refused(digits):
+    assert digits.with_validation(0) is digits and digits.valid is None
+    for bad in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(VaebenchError, match="valid_fraction must lie in"):
+            digits.with_validation(bad)
+    with pytest.raises(VaebenchError, match="leaves at least one"):
+        digits.with_validation(1e-6)
+    with pytest.raises(VaebenchError, match="already has a validation set"):
+        digits.with_validation(0.1).with_validation(0.1)
+
+
+def test_under_dynamic_binarization_the_validation_set_is_binarized_once():
+    split = load_dataset("digits", binarize="dynamic", dequantize=False).with_validation(0.1)
+    assert set(split.valid.unique().tolist()) <= {0.0, 1.0}
+    assert not set(split.train.unique().tolist()) <= {0.0, 1.0}  # still Bernoulli means

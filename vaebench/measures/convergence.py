@@ -46,11 +46,14 @@ FINAL_METRICS: tuple[str, ...] = (
     "model_log_likelihood",
     "bound_gap",
     "active_units",
+    "valid_elbo",
 )
 """End-of-run metrics: final test ELBO; the IS estimate of log p(x); on ``synthetic`` the data's exact log p(x)
 and its gap to the estimate (exact - estimate); for linear-Gaussian models the model's exact log p_θ(x) and the
 bound's gap to it: means over test points, in nats per datapoint. And the number of active latent units on the
-same points (Burda et al. 2015; :mod:`vaebench.measures.latents`)."""
+same points (Burda et al. 2015; :mod:`vaebench.measures.latents`). With a validation split
+(:meth:`~vaebench.data.Dataset.with_validation`), the final ELBO of its first ``points`` examples: what a
+step-size grid selects on (:mod:`vaebench.analysis.selection`), the test set never read to choose."""
 
 UNIT_COLUMNS: tuple[str, ...] = tuple(c for c in CONVERGENCE.columns if c != "trained_as")
 """Columns of a `measure_convergence` frame, in order (``trained_as`` is added where the suite combines the
@@ -178,6 +181,11 @@ def final_metrics(
     }
     if x.shape[0] > 1:
         final["active_units"] = active_units(model, x)
+    valid = getattr(dataset, "valid", None)
+    if valid is not None:
+        v = valid[: likelihood.points].to(x.device)
+        gen = rng.generator(seed, "eval.valid", device=x.device)
+        final["valid_elbo"] = evaluate_elbo(model, v, num_samples=eval_samples, generator=gen).mean().item()
     if not likelihood.samples:
         return final
     gen = rng.generator(seed, "eval.log_likelihood", device=x.device)
