@@ -1,5 +1,6 @@
 """A step-size grid trained as one stacked program equals separate runs at each rate; the validation split
-it selects on is a seeded part of the training data, disjoint from what trains and from the test set.
+it selects on is a seeded part of the training data, disjoint from what trains and from the test set; the
+selection reads the validation rows alone, never picks a rate at which a seed diverged, and flags an edge.
 
 Every slice (seed, lr) of a stacked grid is compared with its own `train` run at that rate (``spec.lr = lr``):
 curves, kept and final states, estimator state, divergence and resumption, to the float tolerance of
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_train_seeds import StopAfter, assert_same_run, vae
 
+from vaebench.analysis.selection import select_lr
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Setting
@@ -179,3 +183,87 @@ def test_under_dynamic_binarization_the_validation_set_is_binarized_once():
     split = load_dataset("digits", binarize="dynamic", dequantize=False).with_validation(0.1)
     assert set(split.valid.unique().tolist()) <= {0.0, 1.0}
     assert not set(split.train.unique().tolist()) <= {0.0, 1.0}  # still Bernoulli means
+
+
+GRID = [1e-3, 3e-3, 1e-2]
+
+
+def grid_frame(valid: dict, diverged=frozenset(), seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Final rows of a grid: ``valid[(estimator, lr)]`` the mean validation ELBO (seed s adds s/10), test rows
+    drawn at random, ``diverged`` the (estimator, lr, seed) slices that diverged."""
+    gen = np.random.default_rng(0)
+    rows = []
+    for (name, lr), mean in valid.items():
+        for s in seeds:
+            gone = (name, lr, s) in diverged
+            for metric, value in (
+                ("valid_elbo", mean + s / 10),
+                ("final_test_elbo", gen.normal(-50, 5)),
+                ("test_log_likelihood", gen.normal(-45, 5)),
+                ("test_elbo", gen.normal(-50, 5)),  # a curve row: kept at the chosen rate too
+            ):
+                rows.append(
+                    {
+                        "estimator": name,
+                        "sampler": "iid",
+                        "num_samples": 1,
+                        "lr": lr,
+                        "seed": s,
+                        "step": 100,
+                        "metric": metric,
+                        "value": value,
+                        "objective": "elbo",
+                        "diverged": gone,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_selection_picks_the_best_mean_validation_rate_and_reports_the_test_figures_there():
+    valid = {("a", 1e-3): -60, ("a", 3e-3): -50, ("a", 1e-2): -55, ("b", 1e-3): -40, ("b", 3e-3): -45}
+    valid |= {("b", 1e-2): -48}
+    df = grid_frame(valid)
+    choices, tuned = select_lr(df)
+    chosen = choices.set_index("estimator")
+    assert chosen.loc["a", "lr"] == 3e-3 and chosen.loc["a", "edge"] == ""
+    assert chosen.loc["b", "lr"] == 1e-3 and chosen.loc["b", "edge"] == "low"  # at the grid's end: flagged
+    assert chosen.loc["a", "valid_elbo"] == pytest.approx(-50 + 0.1) and chosen.loc["a", "valid_seeds"] == 3
+    assert chosen.loc["a", "valid_elbo_low"] < -50 + 0.1 < chosen.loc["a", "valid_elbo_high"]
+    assert chosen.loc["a", "grid"] == "0.001 0.003 0.01"
+    assert list(tuned.columns) == list(df.columns)
+    expected = df[((df.estimator == "a") & (df.lr == 3e-3)) | ((df.estimator == "b") & (df.lr == 1e-3))]
+    pd.testing.assert_frame_equal(tuned.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_a_rate_at_which_a_seed_diverged_is_never_chosen():
+    valid = {("a", lr): v for lr, v in zip(GRID, (-60, -50, -40), strict=True)}
+    choices, tuned = select_lr(grid_frame(valid, diverged={("a", 1e-2, 1)}))
+    (choice,) = choices.to_dict("records")
+    assert choice["lr"] == 3e-3 and choice["excluded"] == "0.01" and choice["edge"] == ""
+    every = {("a", lr, s) for lr in GRID for s in (0, 1, 2)}
+    choices, tuned = select_lr(grid_frame(valid, diverged=every))
+    assert np.isnan(choices["lr"].iloc[0]) and choices["edge"].iloc[0] == "" and tuned.empty
+
+
+def test_selection_never_reads_the_test_set():
+    valid = {(name, lr): -50 - 10 * abs(i - j) for i, name in enumerate("abc") for j, lr in enumerate(GRID)}
+    df = grid_frame(valid)
+    choices, _ = select_lr(df)
+    test = ~df["metric"].isin(["valid_elbo"])
+    for seed in range(5):  # every test figure permuted, or made absurd: the same choices
+        shuffled = df.copy()
+        shuffled.loc[test, "value"] = np.random.default_rng(seed).permutation(
+            df.loc[test, "value"].to_numpy()
+        )
+        pd.testing.assert_frame_equal(select_lr(shuffled)[0], choices)
+    absurd = df.assign(value=df["value"].where(~test, np.nan))
+    pd.testing.assert_frame_equal(select_lr(absurd)[0], choices)
+    assert list(choices["lr"]) == GRID and list(choices["edge"]) == ["low", "", "high"]
+
+
+def test_selection_needs_a_grid_and_a_validation_split():
+    df = grid_frame({("a", 1e-3): -50})
+    with pytest.raises(VaebenchError, match="missing column"):
+        select_lr(df.drop(columns="lr"))
+    with pytest.raises(VaebenchError, match=r"data\.valid_fraction"):
+        select_lr(df[df["metric"] != "valid_elbo"])
