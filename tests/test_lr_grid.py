@@ -19,9 +19,11 @@ import torch
 from test_train_seeds import StopAfter, assert_same_run, vae
 
 from vaebench.analysis.selection import select_lr
+from vaebench.analysis.summaries import summary_table
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Setting
+from vaebench.measures.convergence import LogLikelihood, measure_convergence_seeds
 from vaebench.model import GaussianVAE
 from vaebench.train import Checkpointer, TrainSpec, train, train_seeds
 
@@ -225,11 +227,11 @@ def test_selection_picks_the_best_mean_validation_rate_and_reports_the_test_figu
     df = grid_frame(valid)
     choices, tuned = select_lr(df)
     chosen = choices.set_index("estimator")
-    assert chosen.loc["a", "lr"] == 3e-3 and chosen.loc["a", "edge"] == ""
-    assert chosen.loc["b", "lr"] == 1e-3 and chosen.loc["b", "edge"] == "low"  # at the grid's end: flagged
+    assert chosen.loc["a", "lr"] == 3e-3 and chosen.loc["a", "lr_edge"] == ""
+    assert chosen.loc["b", "lr"] == 1e-3 and chosen.loc["b", "lr_edge"] == "low"  # at the grid's end: flagged
     assert chosen.loc["a", "valid_elbo"] == pytest.approx(-50 + 0.1) and chosen.loc["a", "valid_seeds"] == 3
     assert chosen.loc["a", "valid_elbo_low"] < -50 + 0.1 < chosen.loc["a", "valid_elbo_high"]
-    assert chosen.loc["a", "grid"] == "0.001 0.003 0.01"
+    assert chosen.loc["a", "lr_grid"] == "0.001 0.003 0.01"
     assert list(tuned.columns) == list(df.columns)
     expected = df[((df.estimator == "a") & (df.lr == 3e-3)) | ((df.estimator == "b") & (df.lr == 1e-3))]
     pd.testing.assert_frame_equal(tuned.reset_index(drop=True), expected.reset_index(drop=True))
@@ -239,10 +241,10 @@ def test_a_rate_at_which_a_seed_diverged_is_never_chosen():
     valid = {("a", lr): v for lr, v in zip(GRID, (-60, -50, -40), strict=True)}
     choices, tuned = select_lr(grid_frame(valid, diverged={("a", 1e-2, 1)}))
     (choice,) = choices.to_dict("records")
-    assert choice["lr"] == 3e-3 and choice["excluded"] == "0.01" and choice["edge"] == ""
+    assert choice["lr"] == 3e-3 and choice["excluded"] == "0.01" and choice["lr_edge"] == ""
     every = {("a", lr, s) for lr in GRID for s in (0, 1, 2)}
     choices, tuned = select_lr(grid_frame(valid, diverged=every))
-    assert np.isnan(choices["lr"].iloc[0]) and choices["edge"].iloc[0] == "" and tuned.empty
+    assert np.isnan(choices["lr"].iloc[0]) and choices["lr_edge"].iloc[0] == "" and tuned.empty
 
 
 def test_selection_never_reads_the_test_set():
@@ -258,7 +260,7 @@ def test_selection_never_reads_the_test_set():
         pd.testing.assert_frame_equal(select_lr(shuffled)[0], choices)
     absurd = df.assign(value=df["value"].where(~test, np.nan))
     pd.testing.assert_frame_equal(select_lr(absurd)[0], choices)
-    assert list(choices["lr"]) == GRID and list(choices["edge"]) == ["low", "", "high"]
+    assert list(choices["lr"]) == GRID and list(choices["lr_edge"]) == ["low", "", "high"]
 
 
 def test_selection_needs_a_grid_and_a_validation_split():
@@ -267,3 +269,28 @@ def test_selection_needs_a_grid_and_a_validation_split():
         select_lr(df.drop(columns="lr"))
     with pytest.raises(VaebenchError, match=r"data\.valid_fraction"):
         select_lr(df[df["metric"] != "valid_elbo"])
+
+
+def test_a_grid_unit_measures_every_slice_and_the_summary_reports_the_chosen_rate():
+    data = load_dataset("digits").with_validation(0.2)
+    rates, seeds = [1e-3, 1e-2], [0, 1]
+    slices = [(s, lr) for s in seeds for lr in rates]
+    frame, note = measure_convergence_seeds(
+        [vae(s) for s, _ in slices],
+        Setting("reparam", 1),
+        data,
+        spec(steps=10),
+        seeds=[s for s, _ in slices],
+        lrs=[lr for _, lr in slices],
+        likelihood=LogLikelihood(samples=0, points=50),
+    )
+    assert note == "" and list(frame.columns[:5]) == ["estimator", "sampler", "num_samples", "seed", "lr"]
+    final = frame[frame["metric"] == "valid_elbo"].set_index(["seed", "lr"])["value"]
+    assert sorted(final.index) == sorted(slices)
+    best = max(rates, key=lambda lr: (final.xs(lr, level="lr").mean(), -lr))
+    summary = summary_table(None, frame, None).iloc[0]
+    assert summary["lr"] == best and summary["lr_grid"] == "0.001 0.01"
+    assert summary["lr_edge"] == ("low" if best == rates[0] else "high")
+    tests = frame[(frame["metric"] == "final_test_elbo") & (frame["lr"] == best)]["value"]
+    assert summary["final_test_elbo"] == pytest.approx(tests.mean())
+    assert summary["valid_elbo"] == pytest.approx(final.xs(best, level="lr").mean()) and summary["runs"] == 2

@@ -12,7 +12,7 @@ keeps every seed of it); ties go to the smaller rate. The objective is the final
 (:meth:`vaebench.data.Dataset.with_validation`), carved from the training data: the choice reads only the
 ``valid_elbo`` rows and the ``diverged`` flags, so no test figure can move it, and the test figures are then
 read at η* as an untuned run's are. A choice at the smallest or largest rate of its grid is flagged
-(``edge``): the optimum may lie outside the grid, which should be widened on that side.
+(``lr_edge``): the optimum may lie outside the grid, which should be widened on that side.
 
 :func:`select_lr` returns the choices (one row per setting) and the convergence rows of the chosen rate, which
 the summaries (:mod:`vaebench.analysis.convergence`) turn into the tuned test figures.
@@ -36,13 +36,13 @@ CHOICE_COLUMNS: tuple[str, ...] = (
     "valid_elbo_low",
     "valid_elbo_high",
     "valid_seeds",
-    "grid",
+    "lr_grid",
     "excluded",
-    "edge",
+    "lr_edge",
 )
 """Columns of a choice after the setting's keys: the chosen rate (NaN when every rate diverged), its mean
-validation ELBO over seeds with a Student-t interval and the seeds it averages, the grid (its rates, ascending,
-space-separated), the rates left out because a seed diverged at them, and ``edge``: ``"low"`` or ``"high"``
+validation ELBO over seeds with a Student-t interval and the seeds it averages, ``lr_grid`` (its rates, ascending,
+space-separated), the rates left out because a seed diverged at them, and ``lr_edge``: ``"low"`` or ``"high"``
 when the choice is the smallest or largest rate of the grid, else ``""``."""
 
 
@@ -98,9 +98,9 @@ def select_lr(df: pd.DataFrame, level: float = 0.95) -> tuple[pd.DataFrame, pd.D
                 "valid_elbo_low": float(low),
                 "valid_elbo_high": float(high),
                 "valid_seeds": len(values),
-                "grid": " ".join(f"{lr:g}" for lr in grid),
+                "lr_grid": " ".join(f"{lr:g}" for lr in grid),
                 "excluded": " ".join(f"{lr:g}" for lr in excluded),
-                "edge": edge,
+                "lr_edge": edge,
             }
         )
     choices = pd.DataFrame(rows, columns=[*setting, *CHOICE_COLUMNS])
