@@ -20,11 +20,15 @@ from test_train_seeds import StopAfter, assert_same_run, vae
 
 from vaebench.analysis.selection import select_lr
 from vaebench.analysis.summaries import summary_table
+from vaebench.analysis.verdicts import QUESTIONS, changes
+from vaebench.cli import build_parser, overrides_from
+from vaebench.config import resolve
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Setting
 from vaebench.measures.convergence import LogLikelihood, measure_convergence_seeds
 from vaebench.model import GaussianVAE
+from vaebench.suite.units import plan
 from vaebench.train import Checkpointer, TrainSpec, train, train_seeds
 
 SEEDS, LRS = [0, 1], [1e-3, 3e-3, 1e-2]  # larger rates amplify rounding in Adam, stacked or not
@@ -294,3 +298,50 @@ def test_a_grid_unit_measures_every_slice_and_the_summary_reports_the_chosen_rat
     tests = frame[(frame["metric"] == "final_test_elbo") & (frame["lr"] == best)]["value"]
     assert summary["final_test_elbo"] == pytest.approx(tests.mean())
     assert summary["valid_elbo"] == pytest.approx(final.xs(best, level="lr").mean()) and summary["runs"] == 2
+
+
+def test_the_grid_is_configured_checked_and_planned_as_one_unit_per_setting():
+    base = {"estimators": ["reparam"], "samples": [1], "seeds": [0, 1]}
+    grid = {**base, "train": {"lr": 3e-3, "lr_grid": [1e-3, 3e-3, 1e-2]}, "data": {"valid_fraction": 0.1}}
+    config, _ = resolve(preset_name="quick", overrides=grid)
+    (unit,) = [u for u in plan(config) if u.kind == "convergence"]
+    assert unit.seeds == (0, 1) and unit.lrs == (1e-3, 3e-3, 1e-2)
+    assert unit.name == "reparam-K1-s0+1-lr0.001+0.003+0.01"
+    one_by_one = {**grid, "train": {**grid["train"], "stack_seeds": False}}
+    units = [
+        u for u in plan(resolve(preset_name="quick", overrides=one_by_one)[0]) if u.kind == "convergence"
+    ]
+    assert [(u.seeds, u.lrs) for u in units] == [((0,), unit.lrs), ((1,), unit.lrs)]  # the rates still stack
+    plain, _ = resolve(preset_name="quick", overrides=base)
+    assert all(not u.lrs for u in plan(plain)) and plain.data.valid_fraction == 0
+    for bad, match in (
+        ({"train": {"lr": 3e-3, "lr_grid": [1e-3, 1e-2]}, "data": {"valid_fraction": 0.1}}, "must contain"),
+        ({"train": {"lr": 3e-3, "lr_grid": [1e-3, 3e-3]}}, "valid_fraction"),
+        ({"train": {"lr": 3e-3, "lr_grid": [3e-3, -1.0]}, "data": {"valid_fraction": 0.1}}, "lr_grid"),
+        ({"data": {"valid_fraction": 1.0}}, "valid_fraction must lie"),
+    ):
+        with pytest.raises(VaebenchError, match=match):
+            resolve(preset_name="quick", overrides={**base, **bad})
+
+
+def test_the_flags_set_the_grid_and_the_split():
+    args = build_parser().parse_args(["run", "--lr-grid", "1e-3,3e-3", "--valid-fraction", "0.2"])
+    over = overrides_from(args)
+    assert over["train"]["lr_grid"] == [1e-3, 3e-3] and over["data"]["valid_fraction"] == 0.2
+    with pytest.raises(VaebenchError, match="--lr-grid takes comma-separated numbers"):
+        overrides_from(build_parser().parse_args(["run", "--lr-grid", "fast"]))
+
+
+def verdict(question: str, k: int, winner: str | None) -> dict:
+    return {"question": question, "K": k, "winner": winner, "best": winner or "a"}
+
+
+def test_a_changed_convergence_verdict_is_named_and_the_others_are_not_compared():
+    ll, variance = QUESTIONS[2], QUESTIONS[0]
+    shared = [verdict(ll, 1, "a"), verdict(ll, 10, None), verdict(variance, 1, "a"), verdict(ll, 5, "b")]
+    tuned = [verdict(ll, 1, "a"), verdict(ll, 10, "c"), verdict(variance, 1, "b"), verdict(ll, 5, None)]
+    assert changes(shared, tuned) == [
+        f"{ll} at K=10: not separated at the shared rate, `c` wins tuned",
+        f"{ll} at K=5: `b` wins at the shared rate, not separated tuned",
+    ]
+    assert changes(shared, shared) == []

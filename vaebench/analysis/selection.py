@@ -108,4 +108,17 @@ def select_lr(df: pd.DataFrame, level: float = 0.95) -> tuple[pd.DataFrame, pd.D
     return choices, picked[list(df.columns)]
 
 
-__all__ = ["CHOICE_COLUMNS", "VALID_METRIC", "select_lr"]
+def tuned_rows(convergence: pd.DataFrame) -> pd.DataFrame:
+    """The convergence rows every reader of a run uses: with a step-size grid those of each setting's chosen
+    rate (`select_lr`), else the rows as they are."""
+    if convergence.empty or "lr" not in convergence or convergence["lr"].isna().all():
+        return convergence
+    return select_lr(convergence)[1]
+
+
+def shared_rows(convergence: pd.DataFrame, lr: float) -> pd.DataFrame:
+    """The rows of a step-size grid at the shared rate ``lr`` (``train.lr``): the untuned comparison."""
+    return convergence[convergence["lr"] == lr]
+
+
+__all__ = ["CHOICE_COLUMNS", "VALID_METRIC", "select_lr", "shared_rows", "tuned_rows"]

@@ -25,6 +25,8 @@ class DataConfig:
     # otherwise collapse to the floor and add ~6 nats each to every Gaussian ELBO (Theis et al. 2016)
     seed: int = 0  # seed of the preprocessing noise (and of the synthetic model), fixed across runs
     test_fraction: float = 0.2  # a .npy or .csv file: the share held out for testing (a seeded split)
+    valid_fraction: float = 0.0  # share of the training examples held out for validation (a seeded split,
+    # vaebench.data.Dataset.with_validation), what a step-size grid selects on; 0: none
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant, or cosine: decays to 0 at the last step (vaebench.train.spec)
     optimizer: str = "adam"  # a key of vaebench.optim.OPTIMIZERS
     stack_seeds: bool = True  # the seeds of a setting trained as one program, one unit (vaebench.train.seeds)
+    lr_grid: tuple[float, ...] = ()  # step sizes each setting is trained at, with lr among them, its seeds x
+    # rates one program; the rate chosen per setting on the validation split (vaebench.analysis.selection)
     compile: bool | str = False  # torch.compile the step: true (inductor), or a backend name; compile time
     # is counted apart from the step time
     check_every: int = 1  # steps between host reads of the divergence check (N > 1: latched on the device)
@@ -150,8 +154,10 @@ ADDED_KEYS: dict[str, object] = {
     "plugins": (),
     "model.name": "gaussian-vae",
     "data.test_fraction": 0.2,
+    "data.valid_fraction": 0.0,
     "train.lr_schedule": "constant",
     "train.stack_seeds": True,
+    "train.lr_grid": (),
     "train.compile": False,
     "train.check_every": 1,
     "checks": {

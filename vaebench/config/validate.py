@@ -112,6 +112,24 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
     for key in ("steps", "batch_size", "eval_every", "ll_samples"):
         _positive(f"train.{key}", getattr(c.train, key))
     _positive("train.lr", c.train.lr)
+    if not 0 <= c.data.valid_fraction < 1:
+        raise VaebenchError(
+            f"data.valid_fraction must lie in [0, 1) (0: none), got {c.data.valid_fraction!r}"
+        )
+    if c.train.lr_grid:
+        for lr in c.train.lr_grid:
+            _positive("train.lr_grid rates", lr)
+        _unique("train.lr_grid", c.train.lr_grid)
+        if c.train.lr not in c.train.lr_grid:
+            raise VaebenchError(
+                f"train.lr_grid {list(c.train.lr_grid)} must contain train.lr = {c.train.lr} (the shared-rate "
+                "verdicts are read at it, beside the tuned ones)"
+            )
+        if len(c.train.lr_grid) > 1 and not c.data.valid_fraction:
+            raise VaebenchError(
+                "train.lr_grid selects each setting's rate on a validation split: set data.valid_fraction "
+                "(--valid-fraction 0.1); the test set is never used to choose"
+            )
     _choice("train.optimizer", c.train.optimizer, tuple(OPTIMIZERS))
     _choice("train.lr_schedule", c.train.lr_schedule, LR_SCHEDULES)
     _positive("train.check_every", c.train.check_every)

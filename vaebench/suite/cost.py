@@ -253,7 +253,10 @@ def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
         elif unit.kind == "quadrature":
             seconds = QUADRATURE_S
         elif unit.kind == "convergence" and unit.seeds:  # S seeds as one program, compiled once
-            seeds, (rho, compiling) = len(unit.seeds), compiled_at(unit.setting.num_samples)
+            seeds, (rho, compiling) = (
+                len(unit.seeds) * max(1, len(unit.lrs)),
+                compiled_at(unit.setting.num_samples),
+            )
             steps_s = t.steps * step_s[_key(unit.setting)] * rho / units.STACKED_SPEEDUP
             seconds = seeds * (steps_s + eval_s + ll_s) + compiling
         elif unit.kind == "convergence":
