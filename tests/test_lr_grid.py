@@ -143,12 +143,14 @@ def test_a_grid_that_cannot_stack_trains_each_slice_at_its_rate(tmp_path, digits
 
 def test_slices_must_be_distinct_and_rates_positive(digits):
     setting = Setting("reparam", 1)
-    with pytest.raises(VaebenchError, match=r"distinct \(seed, lr\) slices"):
+    with pytest.raises(VaebenchError, match=r"distinct \(seed, lr\) slices, got seeds \[0, 0\]$"):
         grid(digits, setting, spec(), [(0, 1e-3), (0, 1e-3)])
-    with pytest.raises(VaebenchError, match="one model per seed"):
+    with pytest.raises(VaebenchError, match="one lr per slice"):
         train_seeds([vae(0)], setting, digits, spec(), seeds=[0], lrs=[1e-3, 3e-3])
     with pytest.raises(VaebenchError, match="lrs must be positive"):
         grid(digits, setting, spec(), [(0, 1e-3), (0, -1e-3)])
+    with pytest.raises(VaebenchError, match="lrs must be positive"):
+        grid(digits, setting, spec(), [(0, 1e-3), (0, float("nan"))])
 
 
 def rows(x: torch.Tensor) -> list[bytes]:

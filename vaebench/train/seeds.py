@@ -32,10 +32,10 @@ stacking_problem`), or an estimator whose stacked gradient for some seed, at the
 that seed's own (an estimator of your own whose terms mix datapoints, or that draws its noise other than
 through :meth:`~vaebench.estimators.Estimator.sample`).
 
-A preemption checkpoint of a stacked run holds the whole stack (every live seed's parameters, optimizer
-moments and generators, every seed's rows and kept states, and the final results of the seeds that ended); a
-run resumed from it equals an uninterrupted one. Seeds trained one at a time save to one checkpoint per seed
-beside it (:meth:`~vaebench.train.checkpoints.Checkpointer.for_seed`).
+A preemption checkpoint of a stacked run holds the whole stack (every live slice's parameters, optimizer
+moments and generators, every slice's rows and kept states, and the final results of the slices that ended,
+all keyed by their (seed, lr)); a run resumed from it equals an uninterrupted one. Slices trained one at a
+time save to one checkpoint per slice beside it (:meth:`~vaebench.train.checkpoints.Checkpointer.for_seed`).
 """
 
 from __future__ import annotations
@@ -116,16 +116,23 @@ def train_seeds(
         VaebenchError: as :func:`~vaebench.train.train`, or models, seeds and rates that do not pair up.
     """
     seeds = list(seeds)
-    lrs = [spec.lr] * len(seeds) if lrs is None else [float(lr) for lr in lrs]
-    slices = list(zip(seeds, lrs, strict=False))
-    if not seeds or len(models) != len(seeds) or len(lrs) != len(seeds) or len(set(slices)) != len(seeds):
+    if not seeds or len(models) != len(seeds):
         raise VaebenchError(
-            f"train_seeds needs one model per seed and distinct seeds (distinct (seed, lr) slices with "
-            f"lrs), got {len(models)} models for seeds {seeds}"
-            + ("" if lrs == [spec.lr] * len(seeds) else f" and lrs {lrs}")
+            f"train_seeds needs one model per seed, got {len(models)} models for seeds {seeds}"
         )
-    if any(not (math.isfinite(lr) and lr > 0) for lr in lrs):
+    lrs = [spec.lr] * len(seeds) if lrs is None else list(lrs)
+    if len(lrs) != len(seeds):
+        raise VaebenchError(f"train_seeds needs one lr per slice, got lrs {lrs} for seeds {seeds}")
+    if any(
+        isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0 or lr == math.inf for lr in lrs
+    ):
         raise VaebenchError(f"train_seeds lrs must be positive numbers, got {lrs}")
+    lrs = [float(lr) for lr in lrs]
+    if len(set(zip(seeds, lrs, strict=True))) != len(seeds):
+        raise VaebenchError(
+            f"train_seeds needs distinct seeds, or distinct (seed, lr) slices, got seeds {seeds}"
+            + ("" if len(set(lrs)) == 1 else f" at lrs {lrs}")
+        )
     estimators = [setting.build() for _ in seeds] if estimators is None else list(estimators)
     if len(estimators) != len(seeds) or len({id(e) for e in estimators}) != len(seeds):
         raise VaebenchError("train_seeds needs one estimator instance per seed")
