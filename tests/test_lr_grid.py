@@ -10,6 +10,7 @@ step at rate r·η: ~1e-7 relative). Nothing here is statistical.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 import torch
 from test_train_seeds import StopAfter, assert_same_run, vae
 
+from vaebench import cli
 from vaebench.analysis.selection import select_lr
 from vaebench.analysis.summaries import summary_table
 from vaebench.analysis.verdicts import QUESTIONS, changes
@@ -347,3 +349,42 @@ def test_a_changed_convergence_verdict_is_named_and_the_others_are_not_compared(
         f"{ll} at K=5: `b` wins at the shared rate, not separated tuned",
     ]
     assert changes(shared, shared) == []
+
+
+def test_a_shrunk_run_with_a_grid_reports_each_setting_at_its_chosen_rate(tmp_path):
+    out, tiny = tmp_path / "run", tmp_path / "tiny.toml"
+    tiny.write_text("[throughput]\nenabled = false\n[variance]\nenabled = false\n")
+    args = [
+        "run",
+        "--preset",
+        "quick",
+        "--workers",
+        "1",
+        "--estimators",
+        "reparam,reinforce-loo",
+        "--samples",
+        "2",
+    ]
+    args += [
+        "--seeds",
+        "0,1",
+        "--steps",
+        "20",
+        "--lr-grid",
+        "1e-3,1e-2",
+        "--valid-fraction",
+        "0.2",
+        "--quiet",
+    ]
+    assert cli.main([*args, "--config", str(tiny), "--out", str(out)]) == 0
+    convergence = pd.read_csv(out / "convergence.csv")
+    assert sorted(convergence.groupby(["estimator", "seed", "lr"]).groups) == [
+        (name, seed, lr) for name in ("reinforce-loo", "reparam") for seed in (0, 1) for lr in (1e-3, 1e-2)
+    ]
+    summary = pd.read_csv(out / "summary.csv").set_index("estimator")
+    choices, _ = select_lr(convergence)
+    assert summary["lr"].to_dict() == choices.set_index("estimator")["lr"].to_dict()
+    assert set(summary["lr_grid"]) == {"0.001 0.01"} and summary["valid_elbo"].notna().all()
+    report = (out / "report.md").read_text()
+    assert "chosen on the validation split from {0.001, 0.01}" in report
+    assert "changed_by_tuning" in json.loads((out / "verdicts.json").read_text())
