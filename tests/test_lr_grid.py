@@ -387,4 +387,6 @@ def test_a_shrunk_run_with_a_grid_reports_each_setting_at_its_chosen_rate(tmp_pa
     assert set(summary["lr_grid"]) == {"0.001 0.01"} and summary["valid_elbo"].notna().all()
     report = (out / "report.md").read_text()
     assert "chosen on the validation split from {0.001, 0.01}" in report
-    assert "changed_by_tuning" in json.loads((out / "verdicts.json").read_text())
+    document = json.loads((out / "verdicts.json").read_text())
+    assert document["changed_by_tuning"] == changes(document["verdicts_at_shared_lr"], document["verdicts"])
+    assert cli.main(["compare", str(out), str(out)]) == 0  # compare reads the chosen rates too

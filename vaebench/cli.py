@@ -459,6 +459,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from vaebench.analysis import compare, guard
+    from vaebench.analysis.selection import tuned_rows
     from vaebench.report.compare import render
     from vaebench.suite.rebuild import verified_tables
 
@@ -471,7 +472,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     rules = [guard.parse_rule(text) for text in args.fail_on or []]
     runs = [
-        compare.RunResults(run, t["variance"], t["convergence"], t["throughput"])
+        compare.RunResults(run, t["variance"], tuned_rows(t["convergence"]), t["throughput"])
         for run, t in ((run_a, a), (run_b, b))
     ]
     table = compare.compare(*runs, checkpoint=args.checkpoint)

@@ -104,8 +104,9 @@ def write_report(
         found_shared = verdicts.verdicts(
             at_shared, shared, frames["throughput"], checkpoint=checkpoint, level=level
         )
+        document["verdicts_at_shared_lr"] = verdicts.records(found_shared)
         tuning = document["changed_by_tuning"] = verdicts.changes(
-            verdicts.records(found_shared), document["verdicts"]
+            document["verdicts_at_shared_lr"], document["verdicts"]
         )
     files.write_json(out / "verdicts.json", document)
     figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
