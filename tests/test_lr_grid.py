@@ -87,11 +87,12 @@ def test_each_slice_equals_its_own_run_at_its_rate(digits, name, k, optimizer, c
     assert not torch.allclose(first, last, rtol=1e-3, atol=1e-4)
 
 
-def test_a_slice_at_too_large_a_rate_diverges_alone(digits):
+@pytest.mark.parametrize("check_every", [1, 4])  # read every step, or latched on the device
+def test_a_slice_at_too_large_a_rate_diverges_alone(digits, check_every):
     # at lr 50 Adam's first steps throw the weights far enough for the loss to pass the bound
     slices = [(0, 1e-3), (0, 50.0), (1, 1e-3)]
     train_spec = spec(steps=30, lr_schedule="constant", lr=1e-3, divergence_bound=1e6)
-    results = grid(digits, Setting("reparam", 1), train_spec, slices)
+    results = grid(digits, Setting("reparam", 1), replace(train_spec, check_every=check_every), slices)
     owns = apart(digits, Setting("reparam", 1), train_spec, slices)
     assert [r.diverged for r in results] == [False, True, False]
     for result, own in zip(results, owns, strict=True):
