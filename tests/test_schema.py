@@ -20,7 +20,8 @@ def _frame(spec: schema.Table) -> pd.DataFrame:
 
 
 def test_the_measures_column_tuples_are_the_declared_ones() -> None:
-    assert (*UNIT_COLUMNS, "trained_as") == schema.CONVERGENCE.columns  # added where the units are combined
+    # trained_as is added where the units are combined, lr by a step-size grid's unit
+    assert (*UNIT_COLUMNS[:4], "lr", *UNIT_COLUMNS[4:], "trained_as") == schema.CONVERGENCE.columns
     assert SCALING_COLUMNS == schema.SCALING.columns
     assert FIGURES == schema.VARIANCE_FIGURES
 

@@ -226,7 +226,8 @@ def test_a_stacked_run_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path,
     path = tmp_path / "unit.pt"
     with pytest.raises(KeyboardInterrupt):
         run(StopAfter(path, stop))
-    assert Checkpointer(path, 0.0).load()["alive"] == (SEEDS if name == "reinforce-ma" else [0, 2])
+    alive = [seed for seed, _ in Checkpointer(path, 0.0).load()["alive"]]
+    assert alive == (SEEDS if name == "reinforce-ma" else [0, 2])
     resumed = run(Checkpointer(path, 0.0))
     for a, b in zip(resumed, whole, strict=True):
         assert_same_run(a, b)

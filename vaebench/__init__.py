@@ -15,7 +15,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 5. **measures**: variance, convergence, throughput (one setting in, one tidy table out) and the results
    schema;
 6. **analysis**: tables in, tables out (summaries, convergence, scaling fits, the one contrast of two
-   figures, the yardstick's step-time ratios, the published claims, and the verdicts of the bottom line);
+   figures, the yardstick's step-time ratios, the published claims, the step size chosen per setting on the validation split, and the verdicts of the bottom line);
 7. **checks**: exact-gradient verification, the STL landing, the pytorch-recipe reproduction;
 8. **suite**: the plan (the only loops over settings, seeds and checkpoints), execution, integrity,
    ownership, workers and Ray, cost, rebuild; it does not import the report;

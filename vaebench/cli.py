@@ -83,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="DIR", help="folder with the IDX files of fashion-mnist / mnist")
     run.add_argument("--steps", metavar="N", help="training steps per run")
     run.add_argument(
+        "--lr-grid",
+        metavar="RATES",
+        help="comma-separated step sizes, e.g. 1e-3,3e-3,1e-2: every setting trained at each (with its seeds, "
+        "one program), its rate chosen on the validation split (--valid-fraction); it must contain train.lr",
+    )
+    run.add_argument(
+        "--valid-fraction",
+        metavar="F",
+        help="share of the training examples held out for validation (a seeded split), e.g. 0.1",
+    )
+    run.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the training step (train.compile = true; its compile time is counted apart)",
@@ -281,6 +292,20 @@ def overrides_from(args: argparse.Namespace) -> dict:
         over["samplers"] = _split(args.samplers)
     if args.seeds is not None:
         over["seeds"] = _ints("--seeds", args.seeds)
+    if args.lr_grid is not None:
+        try:
+            over.setdefault("train", {})["lr_grid"] = [float(part) for part in _split(args.lr_grid)]
+        except ValueError:
+            raise VaebenchError(
+                f"--lr-grid takes comma-separated numbers, e.g. 1e-3,3e-3,1e-2; got {args.lr_grid!r}"
+            ) from None
+    if args.valid_fraction is not None:
+        try:
+            over.setdefault("data", {})["valid_fraction"] = float(args.valid_fraction)
+        except ValueError:
+            raise VaebenchError(
+                f"--valid-fraction takes a number, e.g. 0.1; got {args.valid_fraction!r}"
+            ) from None
     if args.device is not None:
         over["device"] = args.device
     if args.threads is not None:
@@ -585,6 +610,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from vaebench import files
     from vaebench.analysis import compare, guard
+    from vaebench.analysis.selection import tuned_rows
     from vaebench.report.compare import render
     from vaebench.suite.rebuild import verified_tables
 
@@ -607,7 +633,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     rules = [guard.parse_rule(text) for text in args.fail_on or []]
     runs = [
-        compare.RunResults(run, t["variance"], t["convergence"], t["throughput"])
+        compare.RunResults(run, t["variance"], tuned_rows(t["convergence"]), t["throughput"])
         for run, t in ((run_a, a), (run_b, b))
     ]
     against = _split(args.against or "")

@@ -46,6 +46,7 @@ STREAMS: dict[str, int] = {
     "data.toy_truth": 7,  # the Gaussian toy's true prior mean μ (vaebench.data.gaussian_toy)
     "data.toy_sample": 8,  # the Gaussian toy's points; index: 0 train, 1 test
     "data.file_split": 9,  # the train/test permutation of a .npy or .csv data file (vaebench.data.files)
+    "data.valid": 15,  # the validation examples carved from the training set, and their binarization
     # initialisation
     "init.model": 10,  # the model's layers (GaussianVAE(seed=...))
     "init.estimator": 11,  # an estimator's own network (NVIL's baseline)
@@ -56,6 +57,7 @@ STREAMS: dict[str, int] = {
     "train.noise": 20,  # latent noise of the training steps
     "eval.elbo": 21,  # noise of the test ELBO, reseeded identically at every evaluation
     "eval.log_likelihood": 22,  # importance samples of the final test log-likelihood
+    "eval.valid": 23,  # noise of the final validation ELBO (what a step-size grid selects on)
     # gradient variance (vaebench.measures.variance)
     "variance.replicates": 30,  # the replicate gradient estimates; index: batch
     "variance.baseline_gradient": 31,  # the sampled gradient replicates are compared with

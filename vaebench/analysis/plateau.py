@@ -39,7 +39,7 @@ FRACTION = 0.25
 """The window's length, as a fraction of a run's steps."""
 
 HALF_RATE = {"constant": 1.0, "cosine": 0.5}
-"""For each learning-rate schedule (:data:`vaebench.config.schema.LR_SCHEDULES`), the fraction of the run up to
+"""For each learning-rate schedule (:data:`vaebench.config.sections.LR_SCHEDULES`), the fraction of the run up to
 which the rate is at least half its peak: the window ends there (cosine: (1 + cos(π t / S)) / 2 >= 1/2 for
 t <= S / 2)."""
 

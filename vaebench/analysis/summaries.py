@@ -38,6 +38,7 @@ from vaebench.analysis import yardstick
 from vaebench.analysis.contrast import contrast
 from vaebench.analysis.convergence import summarize_convergence
 from vaebench.analysis.plateau import plateau
+from vaebench.analysis.selection import select_lr
 from vaebench.analysis.settings import KEYS, bias_note, order_estimators, truth
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import CONVERGENCE, SUMMARY, THROUGHPUT, VARIANCE, complete, conform
@@ -140,6 +141,9 @@ def convergence_by_k(
         ``rise_to_step`` and ``converged``.
     """
     convergence = complete(convergence, CONVERGENCE)
+    choices = None
+    if convergence["lr"].notna().any():  # a step-size grid: each setting at the rate chosen on validation
+        choices, convergence = select_lr(convergence, level)
     long = summarize_convergence(convergence, level)
     if long.empty:
         return pd.DataFrame(columns=KEYS)
@@ -163,6 +167,8 @@ def convergence_by_k(
     trained_as = convergence["trained_as"].astype(object).where(convergence["trained_as"].notna(), "")
     shared = trained_as.groupby([convergence[k] for k in KEYS], sort=False).first().rename("trained_as")
     table = table.merge(shared.reset_index(), on=KEYS, how="left")
+    if choices is not None:
+        table = table.merge(choices[[*KEYS, "lr", "lr_grid", "lr_edge"]], on=KEYS, how="left")
     levelled = plateau(convergence, level=level, schedule=schedule).drop(columns="rise_seeds")
     if not levelled.empty:
         table = table.merge(levelled, on=KEYS, how="left")

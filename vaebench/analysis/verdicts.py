@@ -356,3 +356,18 @@ def contradictions(a: list[dict], b: list[dict]) -> list[str]:
                     f"ranks it behind {y['best']!r}, separated"
                 )
     return list(dict.fromkeys(found))
+
+
+def changes(shared: list[dict], tuned: list[dict], questions: tuple[str, ...] = (QUESTIONS[2],)) -> list[str]:
+    """Which verdicts (:func:`records`) of ``questions`` a step-size grid changed: at each K, the winner at the
+    shared rate against the winner with every setting at its own rate (:mod:`vaebench.analysis.selection`);
+    "not separated" is a verdict too. The default question is the convergence one (the others do not train)."""
+    index = {(r["question"], r["K"]): r for r in shared if r["question"] in questions}
+    found = []
+    for t in tuned:
+        s = index.get((t["question"], t["K"]))
+        if s is None or s["winner"] == t["winner"]:
+            continue
+        said = [f"`{r['winner']}` wins" if r["winner"] else "not separated" for r in (s, t)]
+        found.append(f"{t['question']} at K={t['K']}: {said[0]} at the shared rate, {said[1]} tuned")
+    return found

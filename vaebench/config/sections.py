@@ -46,6 +46,10 @@ def _fraction(key: str, value: float) -> str | None:
     return None if 0 < value < 1 else f"{key} must lie strictly between 0 and 1, got {value!r}"
 
 
+def _holdout(key: str, value: float) -> str | None:
+    return None if 0 <= value < 1 else f"{key} must lie in [0, 1) (0: none), got {value!r}"
+
+
 # One line per field: its type, default and constraints, then its comment.
 # fmt: off
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class DataConfig:
     # across runs
     test_fraction: float = option(0.2, _fraction)  # a .npy or .csv file: the share held out for testing (a
     # seeded split)
+    valid_fraction: float = option(0.0, _holdout)  # share of the training examples held
+    # out for validation (a seeded split, vaebench.data.Dataset.with_validation), what a step-size grid
+    # selects on; 0: none
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,9 @@ class TrainConfig:
     # last step (vaebench.train.spec)
     optimizer: str = option("adam", one_of(OPTIMIZERS))  # a key of vaebench.optim.OPTIMIZERS
     stack_seeds: bool = True  # the seeds of a setting trained as one program, one unit (vaebench.train.seeds)
+    lr_grid: tuple[float, ...] = option((), entries(positive, entry="rates", empty=True))  # step sizes
+    # each setting is trained at, with lr among them, its seeds x rates one program; the rate chosen per
+    # setting on the validation split (vaebench.analysis.selection)
     compile: bool | str = option(False, _backend)  # torch.compile the step: true (inductor), or a backend
     # name; compile time is counted apart from the step time
     check_every: int = option(1, positive)  # steps between host reads of the divergence check (N > 1: latched

@@ -46,6 +46,17 @@ def validate(config: SuiteConfig, explicit_estimators: bool = False) -> list[str
                     f"{key} {_show(key, c)} does not fit {c.data.name}, which holds real values (not pixel "
                     f"grey levels); set {key} = {fix}"
                 )
+    if c.train.lr_grid:
+        if c.train.lr not in c.train.lr_grid:
+            raise VaebenchError(
+                f"train.lr_grid {list(c.train.lr_grid)} must contain train.lr = {c.train.lr} (the shared-rate "
+                "verdicts are read at it, beside the tuned ones)"
+            )
+        if len(c.train.lr_grid) > 1 and not c.data.valid_fraction:
+            raise VaebenchError(
+                "train.lr_grid selects each setting's rate on a validation split: set data.valid_fraction "
+                "(--valid-fraction 0.1); the test set is never used to choose"
+            )
     v = c.variance
     if v.summary_checkpoint not in v.checkpoints:
         raise VaebenchError(

@@ -145,12 +145,13 @@ VARIANCE = Table(
 CONVERGENCE = Table(
     "convergence",
     columns=(
-        *SETTING[:2], "num_samples", "seed", "step", "epoch", "wall_time_s", "grad_evals", "latent_samples",
-        "metric", "value", "objective", "diverged", "compile_s", "trained_as",
+        *SETTING[:2], "num_samples", "seed", "lr", "step", "epoch", "wall_time_s", "grad_evals",
+        "latent_samples", "metric", "value", "objective", "diverged", "compile_s", "trained_as",
     ),
-    keys=(*SETTING, "seed", "step", "metric"),
+    keys=(*SETTING, "seed", "lr", "step", "metric"),
     optional={
         "sampler": SAMPLER,
+        "lr": OptionalColumn("only with a step-size grid (train.lr_grid); NaN: every run at train.lr"),
         "diverged": OptionalColumn(f"{_UNSAID}: none of its runs was stopped", False),
         "trained_as": OptionalColumn("each setting's rows are its own runs", ""),
     },
@@ -163,7 +164,9 @@ the estimator whose runs a setting's rows are when its estimator declares the sa
 ``compile_s`` is the run's seconds in steps that compiled (`TrainResult.compile_time_s`, kept out of
 ``wall_time_s``; 0 for an eager run), the same on every row of the run; seeds trained as one program compiled
 once, and each seed's rows carry its share (the compile seconds / S), so the seeds' rows sum to what the
-compilation took, as their ``wall_time_s`` do."""
+compilation took, as their ``wall_time_s`` do. ``lr`` (a run with a step-size grid, ``train.lr_grid``) is the
+run's learning rate: each (seed, lr) is a run of its own, and the setting's rate is chosen on the validation
+split (:mod:`vaebench.analysis.selection`)."""
 
 THROUGHPUT_FIGURES = ("step_s", "datapoints_per_s", "latent_samples_per_s", "ceiling_fraction")
 
@@ -237,6 +240,7 @@ SUMMARY = Table(
         *SETTING, "objective", "biased", *_triples(*SUMMARY_FIGURES[:7]), "snr_floor", "snr_at_floor",
         "converged", "variance_baseline", "variance_checkpoint", "variance_group", "runs", "diverged",
         "train_time_s", "compile_s", "trained_as", *_triples(*SUMMARY_FIGURES[7:11]), "rise_from_step", "rise_to_step", *TIMING_RATIOS,
+        "lr", "lr_grid", "lr_edge", *_triples("valid_elbo"),
     ),
     keys=SETTING,
     figures=SUMMARY_FIGURES,
@@ -253,10 +257,16 @@ SUMMARY = Table(
                                                         "bound_gap")},
         **{c: OptionalColumn(_TIMED) for c in _triples("step_ms")},
         **{c: OptionalColumn(f"{_TIMED} with settings timed interleaved") for c in TIMING_RATIOS},
+        **{c: OptionalColumn(f"{_TRAINED} over a step-size grid (train.lr_grid)")
+           for c in ("lr", "lr_grid", "lr_edge")},
+        **{c: OptionalColumn(f"{_TRAINED} with a validation split (data.valid_fraction)")
+           for c in _triples("valid_elbo")},
     },
     essential=SETTING,
 )
-"""summary.csv: one row per setting joining the measures (:func:`vaebench.analysis.summaries.summary_table`)."""
+"""summary.csv: one row per setting joining the measures (:func:`vaebench.analysis.summaries.summary_table`).
+With a step-size grid its convergence figures are those of the rate chosen on the validation split (``lr``,
+among ``lr_grid``; ``lr_edge`` "low" or "high" when it is an end of the grid: :mod:`vaebench.analysis.selection`)."""
 
 SCALING = Table(
     "scaling",

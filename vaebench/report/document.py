@@ -55,6 +55,7 @@ def render(
     laws: pd.DataFrame | None = None,
     scaling_plots: dict[str, str] | None = None,
     written: list[str] | None = None,
+    tuning: list[str] | None = None,
 ) -> str:
     """The text of report.md.
 
@@ -70,12 +71,16 @@ def render(
         claims: ``claims.csv``.
         laws: ``scaling.csv`` (its fits), with ``scaling_plots`` by checkpoint.
         written: the files of the folder to name at the end (default: every one of `FILES`).
+        tuning: with a step-size grid, the convergence verdicts that tuning changed
+            (:func:`vaebench.analysis.verdicts.changes`); None without a grid.
     """
     records = records or []
     claims = claims if claims is not None else pd.DataFrame()
     md = [f"# vaebench report: {config.name}", "", bottom_line.takeaway(records, claims), ""]
     md += _status(run)
     md += bottom_line.table(records)
+    if tuning is not None:
+        md += [_tuning(config, summary, tuning), ""]
     md += bottom_line.caveats(summary, claims, run, frames.get("throughput"))
     md += _claims(claims)
     measures = config.variance.enabled or config.train.enabled or config.throughput.enabled
@@ -334,3 +339,22 @@ def _notes(run: dict) -> list[str]:
     notes += [f"unit {unit} failed: {error}" for unit, error in run.get("failed", {}).items()]
     notes = list(dict.fromkeys(notes))
     return ["## Notes", "", *[f"- {n}" for n in notes], ""] if notes else []
+
+
+def _tuning(config: SuiteConfig, summary: pd.DataFrame, changed: list[str]) -> str:
+    """One sentence on what tuning the step size per setting changed, and one on choices at a grid's end."""
+    rates = ", ".join(f"{lr:g}" for lr in config.train.lr_grid)
+    said = (
+        f"tuning changed {len(changed)} convergence verdict(s) from the shared {config.train.lr:g}: "
+        + "; ".join(changed)
+        if changed
+        else f"no convergence verdict changed from those at the shared {config.train.lr:g}"
+    )
+    text = f"Every setting is reported at its own step size, chosen on the validation split from {{{rates}}}: {said}."
+    edges = int((summary["lr_edge"].fillna("") != "").sum()) if "lr_edge" in summary else 0
+    if edges:
+        text += (
+            f" {edges} setting(s) chose an end of the grid, which should be widened there "
+            "(summary.csv's lr_edge)."
+        )
+    return text

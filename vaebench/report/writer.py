@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import budget, claims, folder, summaries, verdicts
+from vaebench.analysis import budget, claims, folder, selection, summaries, verdicts
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
@@ -55,9 +55,11 @@ def write_report(
     if status is not None:
         run = {**run, "status": status}
     checkpoint = _summary_checkpoint(frames["variance"], config)
+    grid = frames["convergence"]  # with a step-size grid, every rate's runs; the readers below get the chosen
+    frames = {**frames, "convergence": selection.tuned_rows(grid)}
     summary = summaries.summary_table(
         frames["variance"],
-        frames["convergence"],
+        grid,
         _estimator_rows(frames["throughput"]),
         checkpoint=checkpoint,
         batch_size=config.throughput.batch_size,
@@ -75,6 +77,20 @@ def write_report(
         summary, frames["convergence"], frames["throughput"], checkpoint=checkpoint, level=level
     )
     document = verdicts_json(found, run, level)
+    tuning = None
+    if grid is not frames["convergence"]:  # the verdicts at the shared rate, beside the tuned ones
+        shared = selection.shared_rows(grid, config.train.lr)
+        at_shared = summaries.summary_table(
+            frames["variance"], shared, _estimator_rows(frames["throughput"]), checkpoint=checkpoint,
+            batch_size=config.throughput.batch_size, schedule=config.train.lr_schedule,
+        )  # fmt: skip
+        found_shared = verdicts.verdicts(
+            at_shared, shared, frames["throughput"], checkpoint=checkpoint, level=level
+        )
+        document["verdicts_at_shared_lr"] = verdicts.records(found_shared)
+        tuning = document["changed_by_tuning"] = verdicts.changes(
+            document["verdicts_at_shared_lr"], document["verdicts"]
+        )
     files.write_json(out / "verdicts.json", document)
     read = folder.Results(
         out, run, frames["variance"], frames["convergence"], frames["throughput"], summary=summary
@@ -90,7 +106,7 @@ def write_report(
     files.write_csv(out / "claims.csv", claimed)
     text = render(
         run, config, summary, frames, figures, checkpoint=checkpoint, records=document["verdicts"],
-        claims=claimed, laws=laws, scaling_plots=scaling_plots,
+        claims=claimed, laws=laws, scaling_plots=scaling_plots, tuning=tuning,
         written=[p.name for p in out.iterdir() if p.is_file()],
     )  # fmt: skip
     path = out / "report.md"

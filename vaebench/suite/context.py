@@ -39,7 +39,7 @@ class Context:
             seed=d.seed,
             test_fraction=d.test_fraction,
             sha256=self.data_sha256,
-        )
+        ).with_validation(d.valid_fraction)
 
     @cached_property
     def plugins(self) -> list[dict[str, Any]]:

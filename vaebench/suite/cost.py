@@ -173,8 +173,9 @@ def seconds(unit: Unit, config: SuiteConfig, rates: Rates) -> float:
     if unit.kind == "convergence":
         rho, compiling = rates.compiled_at(unit.setting.num_samples)
         steps_s = t.steps * rates.step(unit.setting) * rho
-        if unit.seeds:  # S seeds as one program, compiled once
-            return len(unit.seeds) * (steps_s / STACKED_SPEEDUP + eval_s + ll_s) + compiling
+        if unit.seeds:  # S seeds (x the step sizes of a grid) as one program, compiled once
+            slices = len(unit.seeds) * max(1, len(unit.lrs))
+            return slices * (steps_s / STACKED_SPEEDUP + eval_s + ll_s) + compiling
         return steps_s + compiling + eval_s + ll_s
     # throughput: every setting at the unit's K, timed interleaved; the hand-written step costs about reparam's
     one = sum(rates.step(s) for s in units.timed_settings(unit, config))

@@ -172,14 +172,16 @@ def _convergence(unit: Unit, ctx: Context) -> pd.DataFrame:
     t = ctx.config.train
     likelihood = LogLikelihood(t.ll_samples, t.ll_points or None)
     if unit.seeds:
+        slices = [(seed, lr) for seed in unit.seeds for lr in unit.lrs or (None,)]  # seed-major
         frame, note = measure_convergence_seeds(
-            [ctx.model_factory(seed) for seed in unit.seeds],
+            [ctx.model_factory(seed) for seed, _ in slices],
             unit.setting,
             ctx.dataset,
             ctx.train_spec(),
-            seeds=unit.seeds,
+            seeds=[seed for seed, _ in slices],
             likelihood=likelihood,
             checkpoint=ctx.checkpointer(unit),
+            lrs=[lr for _, lr in slices] if unit.lrs else None,
         )
         if note:
             frame.attrs["note"] = f"{unit.key}: {note}"

@@ -10,7 +10,9 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
   these same parameters, so estimators are compared on equal footing. A model whose checkpoint is built, not
   trained (the Gaussian toy: :data:`vaebench.plugins.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
 - ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
-- ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
+- ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood
+  (``...-s<seeds>-lr<rate>+<rate>...``: with a step-size grid, ``train.lr_grid``, the unit's seeds x rates as
+  one program);
   ``convergence/<setting>-K<k>-s<seed>+<seed>...``: the runs of several seeds, trained as one program
   (``train.stack_seeds``, :func:`vaebench.train.train_seeds`), saved, verified and redone as one unit: a
   resume redoes all of its seeds or none, and its preemption checkpoint holds the whole stack;
@@ -68,6 +70,8 @@ class Unit:
         num_samples: the K whose settings a throughput unit times together (:func:`timed_settings`), else None.
         estimator: a laws unit's estimator, else None.
         sampler: a laws unit's sampler.
+        lrs: a convergence unit's step sizes (``train.lr_grid``): its seeds x rates trained as one program,
+            each (seed, lr) a run of its own, else ().
     """
 
     kind: str
@@ -79,6 +83,7 @@ class Unit:
     estimator: str | None = None
     sampler: str = "iid"
     seeds: tuple[int, ...] = ()
+    lrs: tuple[float, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -201,10 +206,14 @@ def plan(config: SuiteConfig) -> list[Unit]:
         else [(s,) for s in config.seeds]
     )
     shared = shared_settings(config)
+    lrs = tuple(config.train.lr_grid) if len(config.train.lr_grid) > 1 else ()  # a grid: seeds x rates stack
     for setting in [s for s in grid if s not in shared] if config.train.enabled else []:
         for seeds in stacks:
             name = f"{setting.label}-s{'+'.join(map(str, seeds))}"
-            if len(seeds) == 1:
+            if lrs:
+                name += f"-lr{'+'.join(f'{lr:g}' for lr in lrs)}"
+                units.append(Unit("convergence", name, setting, seeds=seeds, lrs=lrs))
+            elif len(seeds) == 1:
                 units.append(Unit("convergence", name, setting, seeds[0]))
             else:
                 units.append(Unit("convergence", name, setting, seeds=seeds))
