@@ -26,7 +26,7 @@ so ``--help`` answers at once (``tests/test_layers.py`` checks all of this from 
 A module's name says which concept it holds. The names used twice are the two halves of one concept
 (`PAIRS`): ``analysis/X.py`` computes its table, ``report/X.py`` puts that table into words and never
 computes a figure of its own: ``claims`` (the published claims, one table), ``compare`` (two runs),
-``scaling`` (the laws in K) and ``settings`` (a setting's key and label; its table cell, † and ‡); and
+``scaling`` (the laws in K), ``across`` (the conclusions across problems) and ``settings`` (a setting's key and label; its table cell, † and ‡); and
 ``convergence``: ``measures/convergence.py`` measures one training run (curves and final figures),
 ``analysis/convergence.py`` summarises those rows over seeds (means, intervals, diverged runs).
 """
@@ -74,5 +74,5 @@ def describe(column: str):
     return _describe(column)
 
 
-PAIRS: tuple[str, ...] = ("claims", "compare", "scaling", "settings", "convergence")
+PAIRS: tuple[str, ...] = ("claims", "compare", "scaling", "settings", "convergence", "across")
 """Module names used twice, as the compute and render (or measure and summarise) halves of one concept."""

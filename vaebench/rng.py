@@ -45,7 +45,7 @@ STREAMS: dict[str, int] = {
     "data.batches": 6,  # minibatch order (and dynamic binarization); index: epoch
     "data.toy_truth": 7,  # the Gaussian toy's true prior mean μ (vaebench.data.gaussian_toy)
     "data.toy_sample": 8,  # the Gaussian toy's points; index: 0 train, 1 test
-    "data.file_split": 9,  # the train/test permutation of a .npy or .csv data file (vaebench.data.files)
+    "data.file_split": 9,  # the train/test permutation of a .npy or .csv data file (vaebench.data.arrays)
     "data.valid": 15,  # the validation examples carved from the training set, and their binarization
     # initialisation
     "init.model": 10,  # the model's layers (GaussianVAE(seed=...))

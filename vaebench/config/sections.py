@@ -57,7 +57,7 @@ class DataConfig:
     """Which data set, and how it is preprocessed (see :func:`vaebench.data.load_dataset`)."""
 
     name: str = option("digits", _data_set)  # one of vaebench.data.DATASETS, a plugin's data set, or the path
-    # of a .npz, .npy or .csv file of your own (vaebench.data.files); digits ships with scikit-learn
+    # of a .npz, .npy or .csv file of your own (vaebench.data.arrays); digits ships with scikit-learn
     root: str | None = None  # folder of the fashion-mnist / mnist IDX files; None: the usual places
     binarize: str = option("none", one_of(("none", *BINARIZE_MODES)))  # "none" keeps grey levels; "dynamic"
     # redraws Bernoulli pixels every batch

@@ -1,4 +1,4 @@
-"""Data of your own: a data file (:mod:`vaebench.data.files`) or a plugin's data set
+"""Data of your own: a data file (:mod:`vaebench.data.arrays`) or a plugin's data set
 (:mod:`vaebench.plugins.data_sets`), as a `Dataset`. Neither is made of grey levels, so neither is dequantized.
 
 Provenance: a file's `Dataset.sha256` is the SHA-256 of its bytes; a plugin's, of its train and test tensors.
@@ -6,7 +6,7 @@ Provenance: a file's `Dataset.sha256` is the SHA-256 of its bytes; a plugin's, o
 
 from __future__ import annotations
 
-from vaebench.data import files
+from vaebench.data import arrays
 from vaebench.data.dataset import Dataset
 from vaebench.plugins import data_sets
 
@@ -16,21 +16,21 @@ def load_own(
     *,
     binarize: str | None,
     seed: int,
-    test_fraction: float = files.TEST_FRACTION,
+    test_fraction: float = arrays.TEST_FRACTION,
     batch_size: int | None = None,
     sha256: str | None = None,
 ) -> Dataset:
     """A plugin's data set (``name`` in `vaebench.plugins.data_sets.DATASET_PLUGINS`) or a data file (its path); see the module docstring.
 
     Raises:
-        VaebenchError: the file's or the plugin's problem, named (see :mod:`vaebench.data.files`).
+        VaebenchError: the file's or the plugin's problem, named (see :mod:`vaebench.data.arrays`).
     """
     if name in data_sets.DATASET_PLUGINS:
         return data_sets.load(name, binarize, seed)
-    found = files.read_file(
+    found = arrays.read_file(
         name, test_fraction=test_fraction, seed=seed, batch_size=batch_size, sha256=sha256
     )
-    train, test = files.binarize_unit(found.train, found.test, binarize, seed, found.source)
+    train, test = arrays.binarize_unit(found.train, found.test, binarize, seed, found.source)
     return Dataset(
         name=name,
         train=train,

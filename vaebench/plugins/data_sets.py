@@ -4,7 +4,7 @@ A plugin's data set is a factory ``factory(seed=...)`` registered under a name (
 :mod:`vaebench.plugins.registry` loads plugins). It returns either a `~vaebench.data.Dataset`, used as it is
 (the plugin chooses its preprocessing, likelihood and image shape), or the plain data, ``{"train": [N, D],
 "test": [M, D]}`` or ``(train, test)`` as arrays or tensors, checked like a data file's arrays
-(:mod:`vaebench.data.files`) and binarized when asked: the plain form is the easy one, the `Dataset` one
+(:mod:`vaebench.data.arrays`) and binarized when asked: the plain form is the easy one, the `Dataset` one
 gives full control. Such data have no grey levels, so they are not dequantized.
 
 Provenance: a plugin's `Dataset.sha256` is that of its train and test tensors (:func:`tensor_digest`: their
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebench.data.arrays import binarize_unit, check_array
 from vaebench.data.dataset import Dataset
-from vaebench.data.files import binarize_unit, check_array
 from vaebench.errors import VaebenchError
 
 DATASET_PLUGINS: dict[str, Callable[..., object]] = {}
