@@ -237,7 +237,14 @@ def test_every_estimator_declares_what_it_is():
         assert cls.samplers[0] == "iid" and set(cls.samplers) <= set(SAMPLERS), name
         assert (cls.iid_only != "") == (cls.samplers != tuple(SAMPLERS)), name  # a refusal says why
         assert cls.summary and cls.citation, name
-    assert [n for n, c in ESTIMATORS.items() if c.bias] == ["iwae-stl", "rws", "rws-dreg", "tail-adaptive"]
+    assert [n for n, c in ESTIMATORS.items() if c.bias] == [
+        "iwae-stl",
+        "rws",
+        "rws-dreg",
+        "tail-adaptive",
+        "tvo",
+        "ovis-gamma",
+    ]
 
 
 def test_reference_is_the_deprecated_name_of_citation() -> None:
