@@ -1,4 +1,5 @@
-"""TVO, OVIS (both forms) and VIMCO's arithmetic baseline: their formulas, targets and declared biases.
+"""TVO, OVIS (both forms), VIMCO's arithmetic baseline and the quadratic control variate: their formulas,
+targets, declared biases and variance claims.
 
 The registry-parametrized tests cover them too (test_estimators.py: surrogate and value; ``ovis-mc`` at K = 1
 against the exact ELBO gradient and at K = 5 against the IWAE_5 reference). Here: each formula written out
@@ -20,14 +21,16 @@ from vaebench.checks.exact_gradients import (
     encoder_mask,
     gradient_draws,
     linear_gaussian,
+    log_ratio,
     max_z,
     target_gradient,
+    trace_variance,
 )
 from vaebench.errors import VaebenchError
 from vaebench.estimators import Bound, leave_one_out_bounds, make_estimator, sample_posterior
 from vaebench.estimators.thermodynamic import partition
 from vaebench.exact import exact_elbo, exact_log_marginal, exact_tvo
-from vaebench.stats import bonferroni_threshold
+from vaebench.stats import bonferroni_threshold, normal_quantile
 
 FALSE_ALARM = 1e-3
 K = 5
@@ -245,3 +248,58 @@ def test_tvo_options_are_checked():
         make_estimator("tvo", schedule="geometric")
     with pytest.raises(VaebenchError, match="beta1 must lie strictly between 0 and 1"):
         make_estimator("tvo", beta1=0.0)
+
+
+# --- the quadratic control variate ---------------------------------------------------------------------------
+
+
+def linear_hessian(model, x) -> torch.Tensor:
+    """H = ∇²_z log p(x, z) = -Wᵀ Σ_x⁻¹ W - I of the linear-Gaussian model, the same for every z and datapoint."""
+    w = model.decoder.net[0].weight.detach()
+    precision = model.decoder(torch.zeros(1, 1, w.shape[1], dtype=x.dtype))[1].detach().pow(-2)
+    return -(w.T * precision) @ w - torch.eye(w.shape[1], dtype=x.dtype)
+
+
+def fitted_quadratic_cv(model, x, steps: int = 300):
+    """``quadratic-cv`` after ``steps`` training-mode calls at fixed model parameters (its curvature fitted)."""
+    est = make_estimator("quadratic-cv").double()
+    est.prepare(model, x)
+    gen_ = gen(4)
+    for _ in range(steps):
+        est(model, x, num_samples=1, generator=gen_)
+    model.zero_grad(set_to_none=True)
+    return est.eval()
+
+
+def test_the_fitted_curvature_is_the_hessians_diagonal_and_m_0_is_reparam_cv():
+    # For log p quadratic in z the variance-minimising diagonal is diag(H) (module docstring); the moving
+    # moments of 300 calls on 4 datapoints put it within 15% here (measured: within 5%).
+    model, x = linear_gaussian()
+    est = fitted_quadratic_cv(model, x)
+    hessian = torch.diagonal(linear_hessian(model, x))
+    assert ((est.curvature - hessian).abs() < 0.15 * hessian.abs()).all()
+    est.moments.zero_()  # m = 0: the zero-order scale term of reparam-cv, draw for draw
+    a, b = make_estimator("reparam-cv"), est
+    for seed in (2, 3):
+        model.zero_grad(set_to_none=True)
+        a(model, x, num_samples=3, generator=gen(seed)).surrogate.backward()
+        ga = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+        b(model, x, num_samples=3, generator=gen(seed)).surrogate.backward()
+        gb = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        torch.testing.assert_close(ga, gb)
+    model.zero_grad(set_to_none=True)
+
+
+def test_the_quadratic_variate_beats_the_taylor_variate_on_the_scale():
+    # reparam-cv removes all of the mean's noise here (log p is quadratic) but only the zero-order part of the
+    # scale's; the fitted diagonal removes the scale's diagonal part too (measured: encoder trace variance
+    # 0.08 against 4.9 for reparam-cv and 15.9 for reparam at K = 1). One-sided z-test on the log-ratio of the
+    # trace variances at level 1 - FALSE_ALARM.
+    model, x = linear_gaussian()
+    mask = encoder_mask(model)
+    fitted = fitted_quadratic_cv(model, x)
+    ours = trace_variance(gradient_draws(model, fitted, x, 1, 600, seed=11)[:, mask])
+    taylor = trace_variance(gradient_draws(model, make_estimator("reparam-cv"), x, 1, 600, seed=11)[:, mask])
+    r, se = log_ratio(ours, taylor)
+    assert r + normal_quantile(1 - FALSE_ALARM) * se < 0

@@ -83,7 +83,8 @@ The modules: :mod:`~vaebench.estimators.base` (the contract's classes and shared
 family in :mod:`~vaebench.estimators.importance_weighted` (IWAE_K, its U-statistics),
 :mod:`~vaebench.estimators.renyi`, :mod:`~vaebench.estimators.iwae_variants` (MIWAE, CIWAE, PIWAE) and
 :mod:`~vaebench.estimators.inclusive` (wake-sleep, tail-adaptive), :mod:`~vaebench.estimators.ovis` (OVIS's
-control variates), :mod:`~vaebench.estimators.thermodynamic` (TVO), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
+control variates), :mod:`~vaebench.estimators.thermodynamic` (TVO), :mod:`~vaebench.estimators.quadratic`
+(the quadratic control variate), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
@@ -136,6 +137,7 @@ from vaebench.estimators.pathwise import (
     StickingTheLanding,
     taylor_terms,
 )
+from vaebench.estimators.quadratic import QuadraticCV
 from vaebench.estimators.renyi import Renyi, RenyiDReG, renyi_bound
 from vaebench.estimators.sampling import (
     SAMPLERS,
@@ -178,6 +180,7 @@ __all__ = [
     "NoiseSource",
     "OVISAsymptotic",
     "OVISMonteCarlo",
+    "QuadraticCV",
     "Reinforce",
     "ReinforceLeaveOneOut",
     "ReinforceMovingAverage",
@@ -258,6 +261,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
     "tvo": TVO,
     "ovis-mc": OVISMonteCarlo,
     "ovis-gamma": OVISAsymptotic,
+    "quadratic-cv": QuadraticCV,
 }
 
 
