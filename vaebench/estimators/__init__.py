@@ -84,7 +84,7 @@ family in :mod:`~vaebench.estimators.importance_weighted` (IWAE_K, its U-statist
 :mod:`~vaebench.estimators.renyi`, :mod:`~vaebench.estimators.iwae_variants` (MIWAE, CIWAE, PIWAE) and
 :mod:`~vaebench.estimators.inclusive` (wake-sleep, tail-adaptive), :mod:`~vaebench.estimators.ovis` (OVIS's
 control variates), :mod:`~vaebench.estimators.thermodynamic` (TVO), :mod:`~vaebench.estimators.quadratic`
-(the quadratic control variate), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
+(the quadratic control variate), :mod:`~vaebench.estimators.annealed` (UHA), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
@@ -99,6 +99,7 @@ from dataclasses import dataclass
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators import contract
+from vaebench.estimators.annealed import UHA
 from vaebench.estimators.base import (
     BOUNDS,
     ELBO,
@@ -171,6 +172,7 @@ __all__ = [
     "PIWAE",
     "SAMPLERS",
     "TVO",
+    "UHA",
     "VIMCO",
     "Bound",
     "DReG",
@@ -262,6 +264,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
     "ovis-mc": OVISMonteCarlo,
     "ovis-gamma": OVISAsymptotic,
     "quadratic-cv": QuadraticCV,
+    "uha": UHA,
 }
 
 
