@@ -271,4 +271,8 @@ def test_declared_statefulness_matches_the_state_an_estimator_keeps():
         est.prepare(model, x)
         holds = any(True for _ in est.buffers()) or any(True for _ in est.parameters())
         assert cls.stateful == holds, name
-    assert sorted(n for n, c in ESTIMATORS.items() if c.stateful) == ["reinforce-ma", "reinforce-nvil"]
+    assert sorted(n for n, c in ESTIMATORS.items() if c.stateful) == [
+        "quadratic-cv",
+        "reinforce-ma",
+        "reinforce-nvil",
+    ]

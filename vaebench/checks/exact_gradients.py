@@ -31,8 +31,16 @@ import torch
 from torch import Tensor
 
 from vaebench import rng
-from vaebench.estimators import ESTIMATORS, Bound, Estimator, Target, make_estimator, unsupported
-from vaebench.estimators.thermodynamic import partition
+from vaebench.estimators import (
+    ESTIMATORS,
+    TVO,
+    UHA,
+    Bound,
+    Estimator,
+    Target,
+    make_estimator,
+    unsupported,
+)
 from vaebench.exact import exact_elbo, exact_inclusive_kl, exact_tvo
 from vaebench.measures.variance import Engine, gradient_sample, layout, warm_up
 from vaebench.model import GaussianVAE
@@ -225,12 +233,11 @@ def reference_of(bound: Bound, model: GaussianVAE, x: Tensor) -> tuple[Tensor, T
     if bound.name == "renyi":
         mean, se = sampled_reference(model, x, "renyi", {"alpha": bound.parameter}, bound.samples)
         return mean, se, f"renyi{bound.parameter:g}-{bound.samples}-{n}"
-    if bound.name == "uha":  # no closed form: the mean of its own estimates (default dynamics, L steps)
-        mean, se = sampled_reference(model, x, "uha", {"steps": int(bound.parameter)}, bound.samples)
-        return mean, se, f"uha{bound.parameter:g}-{bound.samples}-{n}"
+    if bound.name == "uha":  # no closed form: the mean of its own pathwise estimates, the same dynamics
+        g = gradient_draws(model, UHA.for_bound(bound), x, bound.samples, *REFERENCE_BUDGET, seed=7)
+        return g.mean(0), (g.var(0) / g.shape[0]).sqrt(), f"uha{bound.parameter[0]}-{bound.samples}-{n}"
     if bound.name == "tvo":
-        options = {"schedule": "log", "beta1": bound.parameter} if bound.parameter else {"schedule": "linear"}
-        betas = partition(bound.samples, **options)
+        betas = TVO.for_bound(bound).betas
         model.zero_grad(set_to_none=True)
         (-exact_tvo(model, x, betas).mean()).backward()
         exact = flat_grad(layout(model).params)

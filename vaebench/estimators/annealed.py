@@ -129,8 +129,15 @@ class UHA(Estimator):
         self.steps, self.damping, self.schedule = steps, damping, schedule
 
     def target(self, num_samples: int) -> Target:
-        bound = Bound.of("uha", num_samples, float(self.steps))
+        dynamics = (self.steps, self.step_size, self.damping, self.schedule)
+        bound = Bound.of("uha", num_samples, dynamics)
         return Target(bound, bound)
+
+    @classmethod
+    def for_bound(cls, bound: Bound) -> UHA:
+        """The estimator of ``bound``'s gradient (a ``"uha"`` bound names its dynamics), for references."""
+        steps, step_size, damping, schedule = bound.parameter
+        return cls(steps, step_size, damping, schedule)
 
     def betas(self) -> list[float]:
         """β_1 .. β_L of the annealing path."""

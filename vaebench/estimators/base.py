@@ -49,7 +49,7 @@ class Bound:
             L uncorrected Langevin steps with K samples, :mod:`~vaebench.estimators.annealed`).
         samples: K of the bound (1 for the ELBO and the inclusive KL); S, the intervals, for TVO.
         parameter: α of the Rényi bound, β of CIWAE, β_1 of TVO's log-spaced partition (0 for the linear
-            one), L of UHA; None for the others.
+            one); for UHA the tuple of its dynamics (L, step size, damping, schedule); None for the others.
 
     Build one with :meth:`of`, which names every bound equal to the ELBO as the ELBO (IWAE_1, any Rényi or
     CIWAE bound at K = 1, the Rényi bound at α = 1), so that equal bounds compare equal.
@@ -57,14 +57,14 @@ class Bound:
 
     name: str
     samples: int = 1
-    parameter: float | None = None
+    parameter: float | tuple | None = None
 
     @classmethod
-    def of(cls, name: str, samples: int = 1, parameter: float | None = None) -> Bound:
+    def of(cls, name: str, samples: int = 1, parameter: float | tuple | None = None) -> Bound:
         if name not in BOUNDS:
             raise VaebenchError(f"unknown bound {name!r}; valid bounds: {', '.join(BOUNDS)}")
         if name == "uha":  # no Langevin step: IWAE_K; at K = 1 with steps, still not the ELBO
-            return cls.of("iwae", samples) if not parameter else cls(name, samples, float(parameter))
+            return cls(name, samples, tuple(parameter)) if parameter[0] else cls.of("iwae", samples)
         if name in ("elbo", "inclusive-kl") or samples == 1 or (name == "renyi" and parameter == 1.0):
             return cls("elbo" if name != "inclusive-kl" else name)
         if name == "iwae" or (name == "renyi" and parameter == 0.0) or (name == "ciwae" and parameter == 0.0):
@@ -82,7 +82,8 @@ class Bound:
             partition = f"log {self.parameter:g}" if self.parameter else "linear"
             return f"TVO_{self.samples}({partition})"
         if self.name == "uha":
-            return f"UHA_{self.samples}(L={self.parameter:g})"
+            steps, step_size, damping, schedule = self.parameter
+            return f"UHA_{self.samples}(L={steps}, eps={step_size:g}, eta={damping:g}, {schedule})"
         return f"{'VR' if self.name == 'renyi' else 'CIWAE'}_{self.samples}({self.parameter:g})"
 
 

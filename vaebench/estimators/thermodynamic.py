@@ -95,6 +95,13 @@ class TVO(Estimator):
         bound = Bound.of("tvo", self.intervals, self.beta1 if self.schedule == "log" else 0.0)
         return Target(bound, bound)
 
+    @classmethod
+    def for_bound(cls, bound: Bound) -> TVO:
+        """The estimator of a ``"tvo"`` bound's gradient (its partition), for references and baselines."""
+        if bound.parameter:
+            return cls(bound.samples, "log", bound.parameter)
+        return cls(bound.samples, "linear")
+
     def biased_at(self, num_samples: int) -> bool:
         return True  # at every K, S = 1 included (self-normalised covariances)
 
