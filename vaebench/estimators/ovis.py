@@ -46,16 +46,15 @@ class _OVIS(ImportanceWeighted):
         "draws make dependent on z_k, and the IWAE_K bound is defined over independent samples"
     )
 
+    particles = 0  # S, the auxiliary particles drawn with the K
+
     def control(self, log_w: Tensor, aux: Tensor | None) -> Tensor:
         """c_k [K, B] from the detached log-weights [K, B] (and the auxiliary particles' [S, B])."""
         raise NotImplementedError
 
-    def auxiliary(self) -> int:
-        return 0
-
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
-        extra = self.auxiliary()
+        extra = self.particles
         z = self.sample(q, num_samples + extra, generator).detach()  # the K particles, then S auxiliary ones
         log_q = log_density(q, z[:num_samples])  # [K, B], gradient to φ
         log_p = model.log_joint(x, z)  # [K + S, B], gradient to θ
@@ -90,10 +89,7 @@ class OVISMonteCarlo(_OVIS):
             raise VaebenchError(
                 f"auxiliary (S, the auxiliary particles) must be an integer >= 1, got {auxiliary!r}"
             )
-        self.aux = auxiliary
-
-    def auxiliary(self) -> int:
-        return self.aux
+        self.particles = auxiliary
 
     def control(self, log_w, aux):
         k = log_w.shape[0]

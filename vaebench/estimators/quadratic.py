@@ -95,6 +95,12 @@ class QuadraticCV(Estimator):
             self.moments = moments(model, x, q, z, grad).to(self.moments.dtype)
         super().prepare(model, x)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "moments")
+        if saved is not None and saved.shape != self.moments.shape:  # loaded before prepare knew Z
+            self.moments = torch.zeros_like(saved, device=self.moments.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def curvature(self) -> Tensor:
         """m [Z] = E[y c] / E[c²] (0 where no variate has been seen)."""
