@@ -92,7 +92,7 @@ class QuadraticCV(Estimator):
             q = model.posterior(x)
             z = sample_posterior(q, PREPARE_SAMPLES, gen)
             grad, _ = taylor_terms(model, x, q.loc.detach(), torch.zeros_like(q.loc.detach()))
-            self.moments = moments(model, x, q, z, grad).to(self.moments.dtype)
+            self.moments = row_moments(model, x, q, z, grad).mean(1).to(self.moments.dtype)
         super().prepare(model, x)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -103,9 +103,17 @@ class QuadraticCV(Estimator):
 
     @property
     def curvature(self) -> Tensor:
-        """m [Z] = E[y c] / E[c²] (0 where no variate has been seen)."""
-        products, squares = self.moments
+        """m [Z] = E[y c] / E[c²] (0 where no variate has been seen); [S, Z] in the seed-aware form."""
+        products, squares = self.moments.unbind(-2)
         return torch.where(squares > 0, products / squares.clamp_min(torch.finfo(squares.dtype).tiny), 0.0)
+
+    def row_curvature(self, rows: int) -> Tensor:
+        """m for each of the ``rows`` datapoints of a call: [Z], broadcast (one m for all)."""
+        return self.curvature
+
+    def update(self, per_row: Tensor) -> None:
+        """Move the moments towards this call's, [2, B, Z] per datapoint (averaged over the batch)."""
+        self.moments.mul_(self.decay).add_((1 - self.decay) * per_row.mean(1).to(self.moments))
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -115,19 +123,18 @@ class QuadraticCV(Estimator):
         eps = (z.detach() - loc) / scale  # [K, B, Z], read back from z (exact up to rounding)
         eps_mean = eps.mean(0)
         grad, hvp = taylor_terms(model, x, loc, scale * eps_mean)
-        m = self.curvature.to(loc)
+        m = self.row_curvature(loc.shape[0]).to(loc)
         spread = eps.square().mean(0) - 1  # mean_k ε_k² - 1, mean zero
         # Gradient only, values detached: -(H σ ε̄)·∂μ/∂φ - (g ⊙ ε̄ + m ⊙ σ ⊙ spread)·∂σ/∂φ, per datapoint.
         control = (hvp * q.loc).sum(-1) + ((grad * eps_mean + m * scale * spread) * q.scale).sum(-1)
         if self.training:  # after use: this step's variate did not see its own samples
             with torch.no_grad():
-                update = moments(model, x, q, z, grad).to(self.moments)
-                self.moments.mul_(self.decay).add_((1 - self.decay) * update)
+                self.update(row_moments(model, x, q, z, grad))
         return self._output(objective, -control)
 
 
-def moments(model: nn.Module, x: Tensor, q: Normal, z: Tensor, grad: Tensor) -> Tensor:
-    """[E[y c], E[c²]] per latent coordinate [2, Z], averaged over the batch, from draws z [K, B, Z] of q.
+def row_moments(model: nn.Module, x: Tensor, q: Normal, z: Tensor, grad: Tensor) -> Tensor:
+    """[y c, c²] per datapoint and latent coordinate [2, B, Z], from draws z [K, B, Z] of q.
 
     y = mean_k ∂ log p(x, z_k)/∂z ⊙ ε_k - g ⊙ ε̄ and c = σ ⊙ (mean_k ε_k² - 1) (module docstring), with
     g = ``grad`` [B, Z], ∇_z log p(x, μ). One more pass through the decoder, forward and backward, over the
@@ -140,4 +147,4 @@ def moments(model: nn.Module, x: Tensor, q: Normal, z: Tensor, grad: Tensor) -> 
     eps = (point.detach() - loc) / scale
     y = (slopes * eps).mean(0) - grad * eps.mean(0)
     c = scale * (eps.square().mean(0) - 1)
-    return torch.stack([(y * c).mean(0), c.square().mean(0)])
+    return torch.stack([y * c, c.square()])
