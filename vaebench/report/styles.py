@@ -4,9 +4,10 @@ A *family* is what the registry declares of an estimator: its objective and how 
 formed (``pathwise``, ``score-function`` or ``measure-valued``). The colour follows the family
 (`FAMILY_COLORS`), with the IWAE objective's mixtures (MIWAE, CIWAE, PIWAE) drawn in the IWAE colour and the
 two wake-sleep estimators sharing one: the pathwise ELBO estimators (reparam, the analytic KL, STL, the
-control variate) are blue, the score-function ELBO ones (REINFORCE with its baselines, VarGrad) red, the
-measure-valued one brown, the pathwise IWAE ones (IWAE, DReG, IWAE-STL and the mixtures) green, VIMCO purple,
-the Renyi ones orange, reweighted wake-sleep pink and tail-adaptive olive. Within a colour each member has
+control variates) are blue, the score-function ELBO ones (REINFORCE with its baselines, VarGrad) red, the
+measure-valued one brown, the pathwise IWAE ones (IWAE, DReG, IWAE-STL and the mixtures) green, the
+score-function ones of the importance-weighted samples (VIMCO, the two OVIS forms and TVO) purple, the Renyi
+ones orange, reweighted wake-sleep pink, tail-adaptive olive and UHA cyan. Within a colour each member has
 its own marker and line style (`MEMBER_STYLES`), by its place among that colour's built-ins in registry
 order, so the look of a built-in never depends on what else a run measured. A plugin's estimator takes its
 family's colour and one of the styles its colour's built-ins leave free, chosen by a hash of its name: stable
@@ -36,6 +37,7 @@ FAMILY_COLORS: dict[tuple[str, str], tuple[float, float, float]] = {
     ("renyi", "pathwise"): _TAB10[1],  # orange
     ("inclusive-kl", "any"): _TAB10[6],  # pink
     ("tail-adaptive", "pathwise"): _TAB10[8],  # olive
+    ("uha", "pathwise"): _TAB10[9],  # cyan
 }
 """Colour of each (objective, family), after `colour_group`."""
 
@@ -45,8 +47,10 @@ _SAME_COLOUR = {
     ("piwae", "pathwise"): ("iwae", "pathwise"),
     ("inclusive-kl", "pathwise"): ("inclusive-kl", "any"),
     ("inclusive-kl", "score-function"): ("inclusive-kl", "any"),
+    ("tvo", "score-function"): ("iwae", "score-function"),
 }
-"""Families drawn in another family's colour: the IWAE mixtures in IWAE's, both wake-sleep forms in one."""
+"""Families drawn in another family's colour: the IWAE mixtures in IWAE's, both wake-sleep forms in one, TVO
+in the score-function IWAE estimators'."""
 
 UNKNOWN_COLOR = _TAB10[7]
 """Grey, for an estimator the registry does not know."""
