@@ -18,7 +18,7 @@ benchmark file: the targets are stated for 2 CPU threads, and a fixed count keep
 machines with more cores.
 
 The ratios (``reparam-K1 / handwritten`` and the others of issue 6) are computed from the medians of the
-benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% bootstrap intervals of
+benchmarks of this same run, with a conservative 95% interval (the ratio of two 97.5% order-statistic intervals of
 the medians), printed after pytest-benchmark's table and added to the JSON under ``"vaebench_ratios"``;
 ``test_variance_speed.py``'s speed-ups over the plain loop and ratios to the matmul ceiling likewise, under
 ``"vaebench_variance_speedups"``, and ``test_seeds_speed.py``'s (stacked seeds, compiled steps) under
@@ -42,7 +42,7 @@ from vaebench.estimators import ESTIMATORS
 from vaebench.measures.throughput import synchronize
 from vaebench.measures.throughput.timing import device_name
 from vaebench.model import GaussianVAE
-from vaebench.stats import bootstrap_interval
+from vaebench.stats import median_interval
 
 X_DIM, HIDDEN, Z_DIM, BATCH_SIZE = 784, 400, 20, 128
 WARMUP_STEPS = 5  # untimed steps before pytest-benchmark's rounds: allocator caches, lazy init, compilation
@@ -222,7 +222,7 @@ def time_step(benchmark, device: torch.device, ceiling_flops: float, pytestconfi
 
 
 def _median_interval(times: np.ndarray, level: float) -> tuple[float, float, float]:
-    low, high = bootstrap_interval(np.median, times, level=level, resamples=500, seed=0)
+    low, high = median_interval(times, level)
     return float(np.median(times)), low, high
 
 

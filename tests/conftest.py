@@ -19,7 +19,7 @@ def no_plugins_left_behind():
     # A test that loads plugins (a CLI run with --plugin, `list` finding installed entry points such as the
     # example package CI installs) must not change what the next test sees in the registries.
     yield
-    from vaebench import registry
+    from vaebench.plugins import registry
 
     registry.unload()
 

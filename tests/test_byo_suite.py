@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaebench import cli, registry
+from vaebench import cli
 from vaebench.estimators import BUILTIN_ESTIMATORS, ESTIMATORS
+from vaebench.plugins import registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "partial-stl"
 SHRUNK = ["--preset", "quick", "--seeds", "0,1", "--quiet"]

@@ -59,7 +59,10 @@ def test_the_published_snr_claims_are_reproduced(tmp_path: Path, monkeypatch: py
     assert set(fits["checkpoint"]) == {"toy"} and (fits["verdict"] == "agrees").all()
     text = (out / "report.md").read_text()
     assert "## Published claims" in text and "## Scaling laws in K" in text
-    assert "### At `toy`" in text and (out / "scaling_laws_toy.png").stat().st_size > 0
+    assert (
+        "![scaling laws at toy](scaling_laws_toy.png)" in text
+        and (out / "scaling_laws_toy.png").stat().st_size > 0
+    )
 
 
 def test_a_shrunk_scaling_run_writes_its_tables_and_a_report(

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from vaebench import cli, interrupts
-from vaebench.config.schema import CLASSIC_ESTIMATORS
+from vaebench.config.sections import CLASSIC_ESTIMATORS
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS
 from vaebench.report.writer import FIGURES
@@ -74,7 +74,7 @@ def test_quick_preset_csv_columns(quick_run) -> None:
     pairs = {(n, k) for n in CLASSIC_ESTIMATORS for k in (1, 4) if k >= ESTIMATORS[n].min_samples}
     assert set(zip(convergence["estimator"], convergence["num_samples"], strict=True)) == pairs
     assert set(convergence["seed"]) == {0, 1}
-    measured = throughput[throughput["estimator"] != "reference"]
+    measured = throughput[throughput["estimator"] != "handwritten"]
     assert set(zip(measured["estimator"], measured["num_samples"], strict=True)) == pairs
 
 
@@ -97,9 +97,11 @@ def test_quick_preset_summary_and_report(quick_run) -> None:
     report = (out / "report.md").read_text()
     for name in CLASSIC_ESTIMATORS:
         assert f"`{name}`" in report
-    assert "## Reading" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
-    assert "| estimator | K | objective |" in report  # every row iid: no sampler column
-    assert "`iwae-stl` † | 4 |" in report and "†: `iwae-stl` is biased for the IWAE_K gradient" in report
+    assert (
+        "## Bottom line" in report and "## Comparison" in report and "skipping reinforce-loo at K=1" in report
+    )
+    assert "| estimator | K | encoder grad variance |" in report  # every row iid: no sampler column
+    assert "`iwae-stl` † | 4 |" in report and "`iwae-stl` K=4 († biased for the IWAE_K gradient" in report
 
 
 def test_quick_preset_run_json(quick_run) -> None:
@@ -204,7 +206,7 @@ def test_a_failed_anchor_run_is_named_by_the_variance_units(
     real = execute.execute
 
     def broken(unit, ctx):
-        if unit.kind == "reference":
+        if unit.kind == "anchor":
             raise RuntimeError("boom")
         return real(unit, ctx)
 
@@ -214,7 +216,7 @@ def test_a_failed_anchor_run_is_named_by_the_variance_units(
     tiny.write_text("[throughput]\nenabled = false\n")
     assert cli.main(["run", *SMALL, "--estimators", "reparam", "--config", str(tiny), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    cause = "not run: the anchor run (reference/checkpoints) failed: RuntimeError: boom"
+    cause = "not run: the anchor run (anchor/checkpoints) failed: RuntimeError: boom"
     assert f"unit variance/init-s0 failed: {cause}" in err and f"unit variance/end-s0 failed: {cause}" in err
     assert "FileNotFoundError" not in err and "retry the failed units" in err
 
@@ -291,14 +293,15 @@ def test_synthetic_data_run_end_to_end_under_every_preset(name: str, tmp_path: P
     assert run["status"] == "complete" and run["config"]["data"]["name"] == "synthetic"
     assert not run["config"]["data"]["dequantize"] and run["config"]["data"]["binarize"] == "none"
     throughput = pd.read_csv(out / "throughput.csv")
-    reference = throughput[throughput["estimator"] == "reference"]
+    reference = throughput[throughput["estimator"] == "handwritten"]
     if name == "paper":  # two hidden layers: no pytorch/examples reference row at all
         assert reference.empty and run["config"]["model"]["likelihood"] == "auto"
     else:  # the reference step's Bernoulli loss needs data in [0, 1]: skipped, with the reason, not failed
         assert (
             list(reference["status"]) == ["skipped"] and "needs data in [0, 1]" in reference["reason"].iloc[0]
         )
-        assert "skipped `reference`" in (out / "report.md").read_text()
+        report = (out / "report.md").read_text()  # the unit's note, said once
+        assert report.count("hand-written step not timed: the pytorch/examples reference step") == 1
 
 
 def test_a_run_with_samplers_keys_every_row_by_its_sampler(tmp_path: Path) -> None:
@@ -320,7 +323,10 @@ def test_a_run_with_samplers_keys_every_row_by_its_sampler(tmp_path: Path) -> No
         ("reinforce-loo", "iid"),
     }
     report = (out / "report.md").read_text()
-    assert "| estimator | sampler | K | objective |" in report and "`reparam (rqmc)`" in report
+    assert (
+        "| estimator | sampler | K | encoder grad variance |" in report
+        and "| `reparam` | rqmc | 2 |" in report
+    )
     assert "skipping reinforce-loo with sampler rqmc: they are unbiased only with iid samples" in report
 
 
@@ -406,8 +412,10 @@ def test_resume_with_other_options_names_the_difference(tmp_path: Path, capsys) 
     out = tmp_path / "run"
     out.mkdir()
     from vaebench.config import preset, to_dict
+    from vaebench.provenance import RESULTS_VERSION
 
-    (out / "run.json").write_text(json.dumps({"config": to_dict(preset("quick"))}))
+    run = {"results_version": RESULTS_VERSION, "config": to_dict(preset("quick"))}
+    (out / "run.json").write_text(json.dumps(run))
     assert cli.main(["run", "--preset", "quick", "--seeds", "5", "--resume", "--out", str(out)]) == 2
     assert "seeds: [0, 1] -> [5]" in capsys.readouterr().err
 

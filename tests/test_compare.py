@@ -134,25 +134,75 @@ def test_an_interval_reaching_zero_gives_no_interval_and_decoder_figures_are_sep
     assert row(t, "decoder_snr")["verdict"] == "worse"
 
 
-def test_step_times_are_compared_at_the_largest_batch_size_both_timed():
-    a = run(throughput=[timing("reparam", 1, (2.0, 1.9, 2.1), 50), timing("reparam", 1, (4.0, 3.9, 4.1), 100),
-                        timing("reference", 1, (1.0, 0.95, 1.05), 100)])  # fmt: skip
-    b = run(
-        throughput=[
-            timing("reparam", 1, (2.0, 1.9, 2.1), 100),
-            timing("reference", 1, (0.5, 0.45, 0.55), 100),
-        ]
-    )
+def interleaved(per_setting: dict[tuple[str, int], float], load: float = 1.0, rounds: int = 8) -> list[dict]:
+    """Throughput rows of settings timed interleaved (one group per K): ``per_setting`` -> its step in ms, every
+    round's median multiplied by ``load`` and by a round-to-round wobble shared by the settings of a round."""
+    wobble = [1.0 + 0.02 * ((r * 7) % 5 - 2) for r in range(rounds)]
+    rows = []
+    for (name, k), ms in per_setting.items():
+        seconds = [ms / 1e3 * load * w * (1 + 0.002 * ((r + len(name)) % 3)) for r, w in enumerate(wobble)]
+        rows.append(timing(name, k, (ms * load, ms * load * 0.98, ms * load * 1.02)) | {
+            "timing_group": f"K={k}", "round_s": " ".join(f"{t:.9g}" for t in seconds), "rounds": rounds})  # fmt: skip
+    return rows
+
+
+def test_step_times_are_compared_only_as_each_runs_ratio_to_its_own_yardstick():
+    a = run(throughput=interleaved({("reparam", 1): 2.0, ("dreg", 1): 3.0}))
+    busy = run(throughput=interleaved({("reparam", 1): 2.0, ("dreg", 1): 3.0}, load=15.0))  # a loaded machine
+    t = compare(a, busy)
+    assert "step_ms" not in set(t["figure"])  # seconds of two runs are never set against each other
+    r = row(t, "step_ratio", "dreg")
+    assert r["a"] == pytest.approx(1.5, rel=0.01) and r["b"] == pytest.approx(1.5, rel=0.01)
+    assert r["change"] == pytest.approx(1.0, rel=0.01) and r["verdict"] == "no clear change"
+    slower = run(throughput=interleaved({("reparam", 1): 2.0, ("dreg", 1): 6.0}, load=0.5))
+    assert row(compare(a, slower), "step_ratio", "dreg")["verdict"] == "worse"  # twice the yardstick's cost
+    assert row(compare(slower, a), "step_ratio", "dreg")["verdict"] == "better"
+
+
+def test_a_figure_measured_at_other_parameters_is_not_comparable_and_never_better_or_worse():
+    variance = variance_rows("reparam", 1, {"trace_var": (10, 9, 11)})
+    a = run(variance, finals("reparam", 1, {0: -100.0, 1: -101.0}), interleaved({("reparam", 1): 2.0}))
+    b = run(variance_rows("reparam", 1, {"trace_var": (1.8, 1.7, 1.9)}), finals("reparam", 1, {0: -90.0, 1: -91.0}),
+            interleaved({("reparam", 1): 2.0}), **{"train.steps": 3000})  # fmt: skip
     t = compare(a, b)
-    assert row(t, "step_ms")["change"] == pytest.approx(0.5) and row(t, "step_ms")["a"] == pytest.approx(4.0)
-    assert row(t, "step_ms", "reference")["change"] == pytest.approx(
-        0.5
-    )  # the machine alone is twice as fast
-    assert row(t, "step_ms")["verdict"] == "better" and row(compare(b, a), "step_ms")["verdict"] == "worse"
-    elsewhere = run(throughput=[timing("reparam", 1, (1.0, 0.9, 1.1), 25)])
-    assert "step_ms" not in set(
-        compare(a, elsewhere)["figure"]
-    )  # no batch size in common: nothing to compare
+    for figure in ("trace_var", "test_log_likelihood"):
+        r = row(t, figure)
+        assert r["verdict"] == "not comparable" and math.isnan(r["change"]), r.to_dict()
+        assert r["method"] == "measured at other parameters: train.steps"
+        assert r["b"] < 2 or r["b"] > -92  # each run's own figure is still shown
+    assert row(t, "step_ratio")["verdict"] == "no clear change"  # training does not change the step timed
+    assert not check(t, parse_rule("test_log_likelihood:0"))["worse"].any()
+    assert not check(t, parse_rule("trace_var:0%"))["decided"].any()
+    more = run(variance_rows("reparam", 1, {"trace_var": (10, 9, 11)}), **{"variance.replicates": 1000})
+    assert row(compare(a, more), "trace_var")["verdict"] == "no clear change"  # precision only: comparable
+    other_seeds = run(variance_rows("reparam", 1, {"trace_var": (10, 9, 11)}), seeds=[5])
+    assert row(compare(a, other_seeds), "trace_var")["method"].endswith("the variance seeds")
+    at_init = variance_rows("reparam", 1, {"trace_var": (10, 9, 11)}, checkpoint="init")
+    early, late = run(at_init), run(at_init, **{"train.steps": 3000})
+    assert row(compare(early, late, checkpoint="init"), "trace_var")["verdict"] == "no clear change"
+    forced = compare(a, run(variance, **{"model.z_dim": 50}))
+    assert (forced["verdict"] == "not comparable").all()
+
+
+def test_a_new_setting_of_b_is_set_against_the_baselines_of_a():
+    a = run(variance_rows("reparam", 10, {"trace_var": (10, 9, 11)}) + variance_rows("stl", 10, {"trace_var": (4, 3.8, 4.2)}),
+            finals("reparam", 10, {0: -100.0, 1: -101.0, 2: -99.0}))  # fmt: skip
+    b = run(variance_rows("reparam", 10, {"trace_var": (10, 9, 11)}) + variance_rows("dreg", 10, {"trace_var": (2, 1.9, 2.1)}),
+            finals("dreg", 10, {0: -99.0, 1: -100.0, 2: -98.0}))  # fmt: skip
+    assert set(compare(a, b)["estimator"]) == {"reparam"}  # by default, only what both measured
+    t = compare(a, b, against=("reparam", "stl"))
+    new = t[(t["estimator"] == "dreg") & t["figure"].isin(["trace_var", "test_log_likelihood"])]
+    assert set(zip(new["figure"], new["against"], strict=True)) == {
+        ("trace_var", "reparam"), ("trace_var", "stl"), ("test_log_likelihood", "reparam")}  # fmt: skip
+    vs_stl = new[(new["figure"] == "trace_var") & (new["against"] == "stl")].iloc[0]
+    assert vs_stl["change"] == pytest.approx(0.5) and vs_stl["verdict"] == "better"
+    ll = new[new["figure"] == "test_log_likelihood"].iloc[0]
+    assert ll["change"] == pytest.approx(1.0) and ll["method"].startswith("paired by seed (3 seeds)")
+    md = render(t, only_in_one(a, b))
+    assert "| dreg K=10 vs A's stl | encoder grad variance |" in md
+    steps = RunResults(config(**{"train.steps": 3000}), b.variance, b.convergence)
+    against = compare(a, steps, against=("reparam",))
+    assert (against.loc[against["estimator"] == "dreg", "verdict"] == "not comparable").all()
 
 
 # -- differences: test ELBO and log-likelihood, paired or not ----------------------------------------------------
@@ -283,7 +333,7 @@ def test_caveats_name_training_variance_and_machine_differences():
     assert caveats(config(), b) == [
         "train.steps: 500 in A, 1000 in B (changes the test ELBO and log-likelihood)",
         "variance.replicates: 100 in A, 200 in B (changes the variance and SNR)",
-        "threads: 1 in A, 4 in B (changes the step times)",
+        "threads: 1 in A, 4 in B (changes the step-time ratios)",
         "machine: 'AMD EPYC' in A, 'NVIDIA H100' in B (the step-time ratios compare machines too)",
     ]
 
@@ -329,9 +379,9 @@ def test_an_undecided_setting_never_fails_and_bad_rules_are_refused():
     ]:
         with pytest.raises(VaebenchError, match=message):
             parse_rule(text)
-    assert str(parse_rule(" step_ms : 10% ")) == "step_ms:10%" and family_level(0.05, 10) == pytest.approx(
-        0.99
-    )
+    assert str(parse_rule(" step_ratio : 10% ")) == "step_ratio:10%" and family_level(
+        0.05, 10
+    ) == pytest.approx(0.99)
 
 
 # -- the rendering -----------------------------------------------------------------------------------------------

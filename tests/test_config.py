@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from vaebench.config import (
     to_dict,
     validate,
 )
-from vaebench.config.schema import CLASSIC_ESTIMATORS, FAMILY_ESTIMATORS
+from vaebench.config.sections import CLASSIC_ESTIMATORS, FAMILY_ESTIMATORS
 from vaebench.data import DATASETS
 from vaebench.errors import VaebenchError
 from vaebench.estimators import BUILTIN_ESTIMATORS, ESTIMATORS
@@ -201,7 +202,7 @@ def test_merge_returns_a_new_frozen_config() -> None:
 
 def test_every_default_has_a_comment() -> None:
     """House style: one comment per default, so the config block documents itself."""
-    source = Path(__import__("vaebench.config.schema").config.schema.__file__).read_text()
+    source = Path(__import__("vaebench.config.sections").config.sections.__file__).read_text()
     for cls in (
         "DataConfig",
         "ModelConfig",
@@ -230,3 +231,31 @@ def test_a_data_dir_for_a_set_without_files_is_noted(tmp_path: Path) -> None:
     assert "data.root (--data-dir) is ignored: digits is not read from IDX files" in notes
     _, notes = resolve(preset_name="quick", overrides={"data": {"name": "mnist", "root": str(tmp_path)}})
     assert not any("ignored" in n for n in notes)
+
+
+def _numeric_fields(section, prefix: str = ""):
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _numeric_fields(value, f"{prefix}{f.name}.")
+        elif f.metadata.get("constraints") and type(value) in (int, float):
+            yield f"{prefix}{f.name}"
+
+
+@pytest.mark.parametrize("key", list(_numeric_fields(SuiteConfig())))
+def test_every_numeric_field_declares_its_range_and_a_bad_value_names_the_key(key: str) -> None:
+    # Constraints live at the field (vaebench.config.sections): -1 is out of every numeric field's range.
+    *sections, name = key.split(".")
+    overrides: dict = {name: -1}
+    for section in reversed(sections):
+        overrides = {section: overrides}
+    with pytest.raises(VaebenchError, match=rf"^{re.escape(key)} "):
+        resolve(preset_name="quick", overrides=overrides)
+
+
+def test_an_integer_beyond_any_float_for_a_float_key_names_the_key() -> None:
+    with pytest.raises(
+        VaebenchError,
+        match=r"config key 'train.lr' must be a number of at most about 1.8e308, got an integer of 401 digits",
+    ):
+        resolve(overrides={"train": {"lr": 10**400}})

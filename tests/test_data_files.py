@@ -113,7 +113,11 @@ BAD = [
     ("missing.npz", lambda p: None, "cannot read it (No such file or directory)"),
     ("empty.npz", lambda p: p.write_bytes(b""), "the file is empty"),
     ("corrupt.npz", lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz archive"),
-    ("cut.npy", lambda p: (np.save(p, ok), p.write_bytes(p.read_bytes()[:-40])), "not a readable .npy file"),
+    (
+        "cut.npy",
+        lambda p: (np.save(p, ok), p.write_bytes(p.read_bytes()[:-40])),
+        "the file is truncated or corrupt",
+    ),
     ("no-test.npz", lambda p: save_npz(p, train=ok, x=ok), "no 'test' array (it holds 'train', 'x')"),
     ("single.npz", lambda p: p.write_bytes(npy_bytes(ok)), "holds a single array (a .npy file)"),
     (

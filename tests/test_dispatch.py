@@ -16,7 +16,7 @@ import pytest
 
 from vaebench import cli, faults
 from vaebench.config import config_hash, preset, resolve
-from vaebench.suite import cost, dispatch, integrity, ownership, units
+from vaebench.suite import calibration, dispatch, integrity, ownership, units
 from vaebench.suite.context import Context
 from vaebench.suite.units import Unit
 
@@ -62,7 +62,7 @@ def test_scheduler_waits_for_the_anchor_run_and_runs_timed_units_alone() -> None
     plan = units.plan(preset("quick"))
     sched = dispatch.Scheduler(plan, plan, lambda unit, ref: False, None)
     started = [sched.next() for _ in range(3)]
-    assert started[0].kind == "reference"
+    assert started[0].kind == "anchor"
     # the variance units wait for the anchor run; the STL check and the training units need nothing
     assert [u.kind for u in started[1:]] == ["landing", "convergence"]
     sched.finished(started[0], "sha")
@@ -79,9 +79,9 @@ def test_scheduler_waits_for_the_anchor_run_and_runs_timed_units_alone() -> None
 
 
 def test_a_variance_unit_verified_at_an_identical_anchor_run_is_not_run_again() -> None:
-    plan = [Unit("reference", "checkpoints"), Unit("variance", "init", checkpoint="init")]
+    plan = [Unit("anchor", "checkpoints"), Unit("variance", "init", checkpoint="init")]
     sched = dispatch.Scheduler(plan, plan, lambda unit, ref: ref == "same", None)
-    assert sched.next().kind == "reference" and sched.next() is None
+    assert sched.next().kind == "anchor" and sched.next() is None
     sched.finished(plan[0], "same")
     assert sched.next() is None and sched.done
 
@@ -177,7 +177,7 @@ def test_dry_run_prints_every_unit_with_a_cost_and_runs_nothing(tmp_path: Path, 
     args = ["run", "--preset", "quick", "--estimators", "reparam,iwae", "--workers", "2"]
     assert cli.main([*args, "--dry-run", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    plan = units.plan(preset("quick"), test_points=360)
+    plan = units.plan(preset("quick"))
     assert not out.exists()
     assert "convergence reparam-K4-s0+1" in text and "variance end" in text
     assert "units, estimated" in text and "with 2 workers" in text
@@ -194,13 +194,14 @@ def test_the_dry_run_counts_each_training_unit_compiling_its_step(monkeypatch: p
     overrides = {"estimators": ["reparam"], "seeds": [0]}
     eager, _ = resolve(preset_name="quick", overrides=overrides)
     compiled, _ = resolve(preset_name="quick", overrides={**overrides, "train": {"compile": "aot_eager"}})
-    measured = cost.calibrate(eager, Context(eager, "."))
-    monkeypatch.setattr(cost, "calibrate", lambda config, ctx: measured)  # the same eager steps for both
-    without, with_compile = cost.estimate(eager), cost.estimate(compiled)
-    assert without.compile is None
-    c = with_compile.compile
+    measured = calibration.calibrate(eager, Context(eager, "."))
+    # the same eager steps for both
+    monkeypatch.setattr(calibration, "calibrate", lambda config, ctx: measured)
+    without, with_compile = calibration.estimate(eager), calibration.estimate(compiled)
+    assert without.rates.compile is None
+    c = with_compile.rates.compile
     assert set(c.compile_s) == {1, max(compiled.samples)} and all(s > 0 for s in c.compile_s.values())
-    graphs = cost.graphs_per_run(compiled, Context(compiled, "."))
+    graphs = calibration.graphs_per_run(compiled, Context(compiled, "."))
     trained = 0
     for (unit, eager_s), (same, compiled_s) in zip(without.units, with_compile.units, strict=True):
         assert unit.label == same.label
@@ -215,7 +216,7 @@ def test_the_dry_run_counts_each_training_unit_compiling_its_step(monkeypatch: p
         assert compiled_s - eager_s == pytest.approx(extra)
         trained += 1
     assert trained >= 2
-    assert "to compile" in cost.describe(with_compile, 1)
+    assert "to compile" in calibration.describe(with_compile, 1)
 
 
 def test_engine_ray_without_ray_is_one_line_and_claims_no_folder(

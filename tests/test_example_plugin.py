@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaebench import registry
 from vaebench.checks.exact_gradients import gradient_draws, linear_gaussian, verify
 from vaebench.estimators import (
     BUILTIN_ESTIMATORS,
@@ -25,6 +24,7 @@ from vaebench.estimators import (
     register,
     unregister,
 )
+from vaebench.plugins import registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "partial-stl"
 

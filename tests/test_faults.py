@@ -168,10 +168,10 @@ def test_sigkill_anywhere_then_resume_gives_the_same_tables(baseline: Path, tmp_
         assert status(out) == ("complete" if fault == "report:SIGKILL" else "running")
         assert_kept(before, out)
         if fault == "saved#1:SIGKILL":
-            assert not finished(out) and (out / "units/reference/checkpoints.pt").is_file()
+            assert not finished(out) and (out / "units/anchor/checkpoints.pt").is_file()
         args = ["run", "--resume", "--out", str(out), "--quiet"]
         if fault == "unit#4:SIGKILL":  # the reference data file without a manifest was redone, and said so
-            assert "reference/checkpoints (a data file without its manifest" in done.stderr
+            assert "anchor/checkpoints (a data file without its manifest" in done.stderr
             assert report(out, capsys)[0] == 0  # a partial report that does not claim the run is running
             assert "stopped (killed: run.json still says running)" in (out / "report.md").read_text()
     assert len(finished(out)) == 6
@@ -232,7 +232,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "truncated at a row boundary": (lambda o: _cut(o / "units/variance/end-s0.csv", True), "variance/end-s0", "truncated"),
     "garbled bytes": (lambda o: _garble(o / "units/convergence/reinforce-loo-K2-s0.csv"), "convergence/reinforce-loo-K2-s0", "garbled"),
     "garbled manifest": (lambda o: (o / "units/throughput/K2.json").write_bytes(b"{not json\xff"), "throughput/K2", "manifest is unreadable"),
-    "garbled reference checkpoints": (lambda o: _garble(o / "units/reference/checkpoints.pt"), "reference/checkpoints", "garbled"),
+    "garbled reference checkpoints": (lambda o: _garble(o / "units/anchor/checkpoints.pt"), "anchor/checkpoints", "garbled"),
     "data file deleted": (lambda o: (o / "units/variance/init-s0.csv").unlink(), "variance/init-s0", "data file is missing"),
     "another unit's files": (lambda o: _copy_unit(o / "units/convergence/reinforce-loo-K2-s0.csv", o / f"{CONV}.csv"), "convergence/reparam-K2-s0", "belongs to unit"),
     "unit deleted from a complete run": (lambda o: [(o / f"{CONV}{s}").unlink() for s in (".csv", ".json")], "convergence/reparam-K2-s0", "run.json says the run completed"),
@@ -349,7 +349,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
 
 
 def test_a_file_size_limit_stops_the_run_with_one_message(copy: Path, baseline: Path, capsys) -> None:
-    (copy / "units/reference/checkpoints.json").unlink()  # the reference is redone: ~43 kB, over the limit
+    (copy / "units/anchor/checkpoints.json").unlink()  # the reference is redone: ~43 kB, over the limit
     args = ["run", "--resume", "--out", str(copy), "--quiet"]
     done = in_subprocess(args, preexec=_file_size_limit(32_000))  # run.json and the CSVs fit in 32 kB
     assert done.returncode == 74, done.stderr

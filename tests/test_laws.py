@@ -1,5 +1,5 @@
 """The scaling laws' evidence (vaebench.checks.laws): the harness against closed forms on the Gaussian toy,
-the regime rule on real checkpoints, and the evidence function shrunk.
+the regime rule on real checkpoints, and the laws unit's measurements shrunk into the one claims table.
 
 Statistical comparisons are z-tests on log-ratios with standard errors read off 95% intervals, at a
 threshold with a stated false-alarm rate.
@@ -13,21 +13,15 @@ import pandas as pd
 import pytest
 import torch
 
+from vaebench.analysis.claims import CLAIMS, NOT_MEASURED, Evidence, Law, claims_table
 from vaebench.analysis.scaling import scaling_laws
-from vaebench.checks.laws import (
-    CLAIMS,
-    checkpoint,
-    claims,
-    closed_form_gradients,
-    near_posterior_model,
-    scaling_evidence,
-)
+from vaebench.checks.laws import CHECKPOINTS, checkpoint, closed_form_gradients, near_posterior_model
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import make_estimator
 from vaebench.exact import kl_to_posterior
 from vaebench.measures.variance import GradientSample, VarianceOptions, layout, measure_variance
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.weights import weight_summary
 from vaebench.stats import normal_quantile
 from vaebench.toy import toy_checkpoint
@@ -132,24 +126,33 @@ def test_the_near_posterior_checkpoint_is_near_its_posterior():
         checkpoint("digits")
 
 
-def test_the_evidence_shrunk_measures_fits_and_states_the_claims():
-    ev = scaling_evidence(
-        grid=(3, 10, 30), estimators=("iwae", "dreg", "reparam"), replicates=lambda name, k: 60, batch_size=4
+def test_the_laws_measured_shrunk_state_the_claims_of_the_one_table():
+    """The laws unit's path (vaebench.suite.execute), shrunk: each built checkpoint's weights drawn once, every
+    estimator at every K; the laws fitted as the report fits them; the claims read from the one table."""
+    frames = []
+    for label in CHECKPOINTS:
+        model, x = checkpoint(label, batch_size=4)
+        options = VarianceOptions(timing_repeats=1, weights=weight_summary(model, x, 256))
+        for name in ("iwae", "dreg", "reparam"):
+            for k in (3, 10, 30):
+                frame = measure_variance(model, make_estimator(name), x, k, 60, options=options)
+                frames.append(frame.assign(checkpoint=label, status="ok"))
+    variance = pd.concat(frames, ignore_index=True)
+    assert variance.groupby("checkpoint")["khat_max"].nunique().eq(1).all()  # one diagnostic per checkpoint
+    laws = pd.concat(
+        [scaling_laws(variance, checkpoint=c, unfitted=True) for c in CHECKPOINTS], ignore_index=True
     )
-    assert set(ev.variance["checkpoint"]) == {"toy", "near-posterior"}
-    assert len(ev.variance) == 2 * 3 * 3 * 3  # checkpoints x estimators x K x groups
-    assert (
-        ev.variance.groupby("checkpoint")["khat_max"].nunique().eq(1).all()
-    )  # one diagnostic per checkpoint
-    laws = ev.laws
-    assert laws["verdict"].notna().all()
-    assert set(laws["figure"]) == {"trace_var", "snr_norm", "snr_rms"}
-    assert list(ev.claims["claim"]) == [c.claim for c in CLAIMS]
-    assert ev.claims["source"].str.contains("Rainforth|Tucker").all()
-    assert ev.seconds > 0
-    assert claims(laws.iloc[0:0])["verdict"].eq("not measured").all()
-    with pytest.raises(VaebenchError, match="stateful"):
-        scaling_evidence(estimators=("reinforce-ma",))
+    assert laws["verdict"].notna().all() and set(laws["figure"]) == {"trace_var", "snr_norm", "snr_rms"}
+    empty = pd.DataFrame()
+    table = claims_table(Evidence(laws, empty, empty, empty, empty)).set_index("key")
+    assert list(table.index) == [c.key for c in CLAIMS]
+    for c in CLAIMS:
+        measured = table.loc[c.key, "verdict"] != NOT_MEASURED
+        assert measured == isinstance(c.measure, Law), (c.key, table.loc[c.key, "verdict"])
+    assert table.loc["rainforth-encoder", "where"] == "toy"
+    assert table.loc["roeder", "detail"] == "run `python -m vaebench run --preset scaling`"
+    nothing = claims_table(Evidence(laws.iloc[0:0], empty, empty, empty, empty))
+    assert nothing["verdict"].eq(NOT_MEASURED).all()
 
 
 def test_closed_form_refuses_other_estimators(toy):

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vaebench import plugins, registry
+from vaebench import plugins
 from vaebench.errors import VaebenchError
+from vaebench.plugins import registry
 
 ray = pytest.importorskip("ray")
 
@@ -36,8 +37,8 @@ def test_ray_workers_load_the_shipped_plugin_and_refuse_another_copy():
         def work_in_a_worker(records: list[dict]) -> tuple[str, str]:
             """Load the driver's plugins, build the estimator by name, say where its code came from (defined here,
             so that Ray ships it by value: the workers cannot import this test module)."""
-            from vaebench import registry
             from vaebench.estimators import make_estimator
+            from vaebench.plugins import registry
 
             registry.reload(records)
             est = make_estimator("partial-stl", score_fraction=0.5)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -21,7 +20,7 @@ from vaebench.estimators import make_estimator
 from vaebench.exact import kl_to_posterior
 from vaebench.measures import schema
 from vaebench.measures.variance import GradientSample, Layout, VarianceOptions, measure_variance
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.variance.summary import JACKKNIFE_GROUPS, resample_counts
 from vaebench.measures.weights import WEIGHT_COLUMNS, weight_summary
 from vaebench.model import GaussianVAE
@@ -155,16 +154,3 @@ def test_the_rows_carry_the_exact_kl_and_the_weights():
     assert row["kl_to_posterior"].iloc[0] == pytest.approx(
         float(toy.exact_kl(data.train[:4]).detach().mean()), rel=1e-5
     )
-
-
-def test_old_variance_files_read_with_the_new_columns_missing():
-    old = pd.DataFrame(
-        {"estimator": ["reparam"], "num_samples": [1], "seed": [0], "checkpoint": ["end"], "group": ["encoder"],
-         "trace_var": [1.0]}
-    )  # fmt: skip
-    done = schema.complete(old, "variance")
-    assert set(schema.ROW_DIAGNOSTICS) <= set(done) and done["khat_max"].isna().all()
-    assert all(c in schema.VARIANCE.optional for c in schema.ROW_DIAGNOSTICS)
-    scaling = schema.complete(pd.DataFrame({"estimator": ["iwae"], "group": ["encoder"], "figure": ["snr"],
-                                            "slope": [0.1]}), "scaling")  # fmt: skip
-    assert scaling["verdict"].isna().all() and scaling["tolerance"].iloc[0] == 0.0

@@ -247,20 +247,6 @@ def test_every_estimator_declares_what_it_is():
     ]
 
 
-def test_reference_is_the_deprecated_name_of_citation() -> None:
-    # `reference` was the citation's former name: reading it, or a subclass that still sets it, warns for one
-    # release and still works.
-    with pytest.warns(DeprecationWarning, match="read `citation`"):
-        assert all(cls.reference == cls.citation for cls in ESTIMATORS.values())
-    base = ESTIMATORS["reparam"]
-    with pytest.warns(DeprecationWarning, match="name the paper in `citation`"):
-        old = type("OldStyle", (base,), {"reference": "Someone 2020"})
-    new = type("NewStyle", (base,), {"citation": "Someone 2021"})
-    assert (old.citation, new.citation) == ("Someone 2020", "Someone 2021")
-    with pytest.warns(DeprecationWarning):
-        assert old.reference == "Someone 2020"
-
-
 def test_declared_statefulness_matches_the_state_an_estimator_keeps():
     # `stateful` decides who is warmed up before a variance measurement; it must agree with what the
     # estimator actually holds once prepared (buffers or parameters), so no stateful estimator is measured cold.

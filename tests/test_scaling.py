@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from vaebench.analysis.claims import landed
 from vaebench.analysis.scaling import (
     ASYMPTOTIC_K,
     SCALING_COLUMNS,
@@ -20,7 +21,7 @@ from vaebench.analysis.scaling import (
     law,
     scaling_laws,
 )
-from vaebench.checks.landing import landed, stl_landing
+from vaebench.checks.landing import stl_landing
 from vaebench.report.writer import write_report
 from vaebench.stats import normal_quantile
 

@@ -20,7 +20,8 @@ def _frame(spec: schema.Table) -> pd.DataFrame:
 
 
 def test_the_measures_column_tuples_are_the_declared_ones() -> None:
-    assert (*UNIT_COLUMNS, "trained_as") == schema.CONVERGENCE.columns  # added where the units are combined
+    # trained_as is added where the units are combined, lr by a step-size grid's unit
+    assert (*UNIT_COLUMNS[:4], "lr", *UNIT_COLUMNS[4:], "trained_as") == schema.CONVERGENCE.columns
     assert SCALING_COLUMNS == schema.SCALING.columns
     assert FIGURES == schema.VARIANCE_FIGURES
 
@@ -52,14 +53,14 @@ def test_a_declaration_that_names_an_unknown_column_is_refused() -> None:
 
 
 def test_complete_adds_declared_defaults_and_fills_their_gaps() -> None:
-    old = pd.DataFrame({"estimator": ["reparam", "stl"], "num_samples": [1, 1], "seed": [0, 0],
-                        "sampler": ["antithetic", np.nan], "step_s_median": [0.1, 0.2]})  # fmt: skip
-    done = schema.complete(old, "throughput")
+    partial = pd.DataFrame({"estimator": ["reparam", "stl"], "num_samples": [1, 1], "seed": [0, 0],
+                            "sampler": ["antithetic", np.nan], "step_s_median": [0.1, 0.2]})  # fmt: skip
+    done = schema.complete(partial, "throughput")
     assert set(schema.THROUGHPUT.columns) <= set(done)
     assert list(done["sampler"]) == ["antithetic", "iid"]
     assert list(done["status"]) == ["ok", "ok"] and list(done["variant"]) == ["eager", "eager"]
-    assert not done["compiled"].any() and done["ceiling_fraction"].isna().all()
-    assert "sampler" in old and old["sampler"].isna().any()  # the input is left as it was
+    assert not done["compiled"].any() and done["ceiling_fraction"].isna().all()  # not there: not measured
+    assert "sampler" in partial and partial["sampler"].isna().any()  # the input is left as it was
     assert schema.complete(pd.DataFrame(), "throughput").empty
 
 

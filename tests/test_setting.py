@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from vaebench.errors import VaebenchError
-from vaebench.estimators import Setting, runnable
+from vaebench.estimators import Setting, make_estimator, runnable
+from vaebench.model import GaussianVAE
 
 
 @pytest.mark.parametrize(
@@ -36,3 +38,13 @@ def test_a_setting_names_its_units_and_builds_its_estimator():
         Setting("reparam", 2, "antithetic"),
         Setting("reinforce-loo", 2),
     ]
+
+
+def test_a_settings_estimator_trusts_the_checked_k_and_checks_any_other():
+    model, x = GaussianVAE(6, 2, seed=0), torch.zeros(3, 6)
+    built = Setting("vimco", 2).build()
+    assert built.checked_samples == 2
+    assert built(model, x, num_samples=2).surrogate.shape == ()
+    for estimator in (built, make_estimator("vimco")):  # another K, or an estimator no Setting built
+        with pytest.raises(VaebenchError, match=r"num_samples \(K\) must be an integer >= 2 for vimco"):
+            estimator(model, x, num_samples=1)

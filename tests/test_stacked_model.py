@@ -9,7 +9,7 @@ from vaebench import rng
 from vaebench.errors import VaebenchError
 from vaebench.estimators import make_estimator, standard_normal
 from vaebench.model import GaussianVAE
-from vaebench.stacked_model import StackedGaussianVAE
+from vaebench.train.stacked_model import StackedGaussianVAE
 
 S, B, D, Z, K = 3, 4, 10, 3, 5
 ARCHITECTURES = {

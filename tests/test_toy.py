@@ -216,7 +216,7 @@ def test_the_baseline_gradient_on_the_toy_is_exact(toy, data):
         baseline="auto",
         options=VarianceOptions(timing_repeats=1, level=0.999),
     )
-    assert (frame["reference"] == "exact").all()
+    assert (frame["baseline"] == "exact").all()
     # An unbiased estimator: the noise-corrected bias interval reaches 0 (a 99.9% interval: it misses only if
     # the mean error exceeds its noise by 3.3 sd, a false alarm of about 5e-4 per group).
     assert (frame["bias_norm_low"] == 0).all()

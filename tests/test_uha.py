@@ -118,7 +118,9 @@ def test_no_step_is_iwae_draw_by_draw_and_the_target_says_so():
     torch.testing.assert_close(grads["uha"][0], grads["iwae"][0])
     torch.testing.assert_close(grads["uha"][1], grads["iwae"][1])
     assert make_estimator("uha", steps=0).target(4).encoder == Bound("iwae", 4)
-    assert str(make_estimator("uha").target(1).encoder) == "UHA_1(L=4, eps=0.5, eta=0.5, linear)"  # not the ELBO
+    assert (
+        str(make_estimator("uha").target(1).encoder) == "UHA_1(L=4, eps=0.5, eta=0.5, linear)"
+    )  # not the ELBO
 
 
 @pytest.mark.parametrize("steps", [0, 1, 4])

@@ -34,10 +34,10 @@ from vaebench.measures.variance import (
     warm_up,
     warm_up_minibatches,
 )
-from vaebench.measures.variance import measure as measure_module
+from vaebench.measures.variance import harness as harness_module
 from vaebench.measures.variance import tiled as tiled_module
 from vaebench.measures.variance.engines import resolve_method
-from vaebench.measures.variance.measure import summarize
+from vaebench.measures.variance.harness import summarize
 from vaebench.measures.variance.summary import resample_counts
 from vaebench.model import GaussianVAE
 from vaebench.stats import jackknife_interval, normal_quantile, percentile_interval
@@ -282,7 +282,7 @@ def brute_force_figures(g: np.ndarray, ref: np.ndarray, counts: np.ndarray, leve
 def test_summary_equals_the_figures_written_out(monkeypatch, dtype):
     # The summary reduces the sample in cache-sized column tiles, by runs of parameters, with one bootstrap
     # Gram matrix; forcing tiles of a few columns (so tiles split parameters and runs) must not change a figure.
-    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    monkeypatch.setattr(harness_module, "summary_tile", lambda replicates, like: 5)
     model, x = small_vae("gaussian")
     model, x = model.to(dtype), x.to(dtype)
     est = make_estimator("reparam").to(dtype)
@@ -317,7 +317,7 @@ def test_factored_weights_give_the_figures_of_their_blocks(monkeypatch, dtype):
     # over gradients formed a few units at a time must equal the reduction of the formed block, interval for
     # interval (tiles of a few columns, so units split across tiles).
     monkeypatch.setattr(tiled_module, "factors_pay", lambda *shape: True)
-    monkeypatch.setattr(measure_module, "summary_tile", lambda replicates, like: 5)
+    monkeypatch.setattr(harness_module, "summary_tile", lambda replicates, like: 5)
     model, x = small_vae("gaussian")
     model, x = model.to(dtype), x.to(dtype)
     est = make_estimator("reinforce").to(dtype)
@@ -351,7 +351,7 @@ def test_identities_hold_exactly():
         assert r["work_normalized_var"] == pytest.approx(r["trace_var"] * r["seconds_per_estimate"])
         for f in ("trace_var", "mean_sq_norm", "snr", "snr_norm", "cosine", "work_normalized_var"):
             assert r[f"{f}_low"] <= r[f] <= r[f"{f}_high"], f
-        assert r["reference"] == "exact" and r["nan_fraction"] == 0 and r["replicates_used"] == n
+        assert r["baseline"] == "exact" and r["nan_fraction"] == 0 and r["replicates_used"] == n
     # Traces and squared norms add over groups.
     assert rows.loc["all", "trace_var"] == pytest.approx(
         rows.loc["encoder", "trace_var"] + rows.loc["decoder", "trace_var"]
@@ -369,7 +369,7 @@ def test_iw_estimators_at_k1_measure_like_their_elbo_counterparts(iw, elbo):
         )
         for n in (iw, elbo)
     )
-    assert a["reference"].iloc[0] == b["reference"].iloc[0] == "reparam-4096"
+    assert a["baseline"].iloc[0] == b["baseline"].iloc[0] == "reparam-4096"
     for f in ("trace_var", "snr", "snr_norm", "bias_norm", "cosine", "trace_var_high"):
         torch.testing.assert_close(torch.tensor(a[f].values), torch.tensor(b[f].values))
 
@@ -599,8 +599,8 @@ def test_a_variance_unit_measures_every_combination_at_the_same_parameters(tmp_p
     ok = frame[frame["status"] == "ok"]
     assert ok["trace_var"].notna().all() and set(ok["checkpoint"]) == {"end"}
     assert set(ok["run"]) == {"shared"} and set(ok["seed"]) == {0}
-    assert set(ok[ok["estimator"] == "iwae"].query("num_samples == 2")["reference"]) == {"iwae2-64"}
-    assert set(ok[ok["estimator"] == "reparam"]["reference"]) == {"reparam-64"}
+    assert set(ok[ok["estimator"] == "iwae"].query("num_samples == 2")["baseline"]) == {"iwae2-64"}
+    assert set(ok[ok["estimator"] == "reparam"]["baseline"]) == {"reparam-64"}
     # One setting measured by the suite is what the measure gives for that setting, at the same parameters.
     model = ctx.model_factory(0).to(ctx.device)
     x = measured_minibatch(ctx.dataset, 50, 0)

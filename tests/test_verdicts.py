@@ -1,5 +1,5 @@
 """The bottom line: verdicts per question and K (vaebench.analysis.verdicts), the step-time ratios they rest on
-(vaebench.analysis.timing), their words (vaebench.report.bottom_line) and verdicts.json.
+(vaebench.analysis.yardstick), their words (vaebench.report.bottom_line) and verdicts.json.
 
 The frames are built by hand, so every verdict is known in advance; each comparison is fed both signs.
 Per-round step times are built without randomness: a setting's cost times a machine load λ_r that is shared by
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaebench.analysis import summaries, timing, verdicts
+from vaebench.analysis import summaries, verdicts, yardstick
 from vaebench.analysis.verdicts import QUESTIONS, contradictions, records
 from vaebench.config import resolve
 from vaebench.report import bottom_line
@@ -24,6 +24,11 @@ from vaebench.report.writer import write_report
 from vaebench.suite.runner import run_suite
 
 ROUNDS = 8
+
+
+def row(v: verdicts.Verdict) -> str:
+    """The verdict's row of the report's bottom-line table (from its record, as verdicts.json holds it)."""
+    return bottom_line.table(records([v]))[2].splitlines()[2]
 
 
 def variance_frame(values: dict[tuple[str, int], float], width: float = 0.1) -> pd.DataFrame:
@@ -103,9 +108,8 @@ def test_identical_rows_are_named_with_the_best_and_biased_rows_are_never_ranked
     assert (at1.winner, at1.same_as, at1.against) == ("reparam", ("iwae",), "reinforce")
     assert at4.winner == "reparam" and at4.best == "reparam"
     assert at4.left_out == ("iwae-stl: biased for the IWAE_K gradient when K > 1",)
-    text = bottom_line.line(at4)
-    assert "`iwae-stl` † biased for the IWAE_K gradient when K > 1" in text and "not ranked" in text
-    assert "the same figures to rounding" in bottom_line.line(at1)
+    assert "iwae-stl" not in row(at4)  # the caveat names it, once, from summary.csv's `biased`
+    assert "| `reparam` (= `iwae`) |" in row(at1)
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -120,12 +124,12 @@ LOADS = {
 @pytest.mark.parametrize("load", list(LOADS))
 def test_step_ratios_cancel_a_load_shared_by_a_round(load: str) -> None:
     frame = throughput_frame({("reparam", 1): 0.002, ("dreg", 1): 0.003}, LOADS[load])
-    r = timing.step_ratio(timing.timed_rows(frame), ("dreg", "iid", 1), ("reparam", "iid", 1))
-    assert r.rounds == ROUNDS and r.value == pytest.approx(1.5, rel=0.03)
+    r = yardstick.step_ratio(yardstick.timed_rows(frame), ("dreg", "iid", 1), ("reparam", "iid", 1))
+    assert r.n == ROUNDS and r.value == pytest.approx(1.5, rel=0.03)
     assert 1 < r.low < 1.5 < r.high and r.separated
     # the load is gone from the ratio: the busy machine gives the quiet machine's ratio
     quiet = throughput_frame({("reparam", 1): 0.002, ("dreg", 1): 0.003}, LOADS["quiet"])
-    r_quiet = timing.step_ratio(timing.timed_rows(quiet), ("dreg", "iid", 1), ("reparam", "iid", 1))
+    r_quiet = yardstick.step_ratio(yardstick.timed_rows(quiet), ("dreg", "iid", 1), ("reparam", "iid", 1))
     assert r.value == pytest.approx(r_quiet.value, rel=1e-9)
 
 
@@ -157,7 +161,10 @@ def test_one_round_forms_no_interval_so_nothing_is_called_faster() -> None:
     found = judge(throughput=frame, variance=variance_frame({("reparam", 1): 1.0, ("stl", 1): 1.0}))
     v = found[(QUESTIONS[3], 1)]
     assert v.best == "reparam" and v.winner is None and not v.separated
-    assert "no interval" in v.reason and "fewer than two rounds" in bottom_line.line(v)
+    assert "no interval" in v.reason and "fewer than two rounds" in v.reason
+    assert (
+        "| not separated: `reparam` leads, 1 level with it |" in row(v) and "[" not in row(v).split("|")[-2]
+    )
 
 
 def test_steps_timed_one_at_a_time_give_no_timing_verdict() -> None:
@@ -193,7 +200,7 @@ def test_the_best_test_log_likelihood_is_paired_by_seed_either_way(gap: float, w
     v = judge(convergence=convergence_frame(lls))[(QUESTIONS[2], 5)]
     assert v.winner == winner and v.separated and v.contrast == "difference"
     assert v.change == pytest.approx(abs(gap) + (0.05 if gap > 0 else -0.05), abs=0.01)
-    assert "ahead of" in bottom_line.line(v) and "behind" not in bottom_line.line(v)
+    assert row(v).split("|")[-2].strip().startswith("+")  # the best is ahead of the next, either way
 
 
 def test_a_setting_with_diverged_runs_cannot_win_the_test_figures() -> None:
@@ -209,8 +216,8 @@ def test_behind_words_follow_a_negative_paired_difference() -> None:
     v = verdicts.Verdict(QUESTIONS[2], 5, "test log-likelihood", best="a", value=-90.0, low=-91.0, high=-89.0,
                          against="b", contrast="difference", change=-0.4, change_low=-0.9, change_high=0.1,
                          not_separated=("b",), compared=2)  # fmt: skip
-    text = bottom_line.line(v)
-    assert "not separated" in text and "behind `b`" in text and "ahead" not in text
+    text = row(v)
+    assert "not separated" in text and "| -0.40 ± 0.50 nats on `b`, paired by seed |" in text
 
 
 # -------------------------------------------------------------------------------------- records, runs
@@ -242,23 +249,29 @@ def test_the_report_opens_with_the_bottom_line_and_writes_verdicts_json(tmp_path
                     "after": {"cpu": "Test CPU", "usable_cores": 2, "load_1min": 3.5}}}  # fmt: skip
     (tmp_path / "run.json").write_text(json.dumps(run))
     text = write_report(tmp_path).read_text()
-    sections = [line for line in text.splitlines() if line.startswith("## ")]
-    assert sections[0] == "## Bottom line" and sections[-2:] == ["## Words", "## Files"]
-    assert "- **Lowest gradient variance, K=1**: `stl`, 10.0 [9.0, 11]" in text
-    assert "- **Fastest step, K=1**: `reparam`" in text
+    lines = text.splitlines()
+    sections = [line for line in lines if line.startswith("## ")]
+    assert sections[:2] == ["## Bottom line", "## Caveats"] and sections[-1] == "## Files"
     assert (
-        "Machine: Test CPU, 2 usable cores; 1-minute load average 0.50 when the run started, 3.5 when it ended"
-        in text
+        lines[2]
+        == "`stl` has the lowest gradient variance and the best variance x step time at K = 1; `reparam` has the "
+        "fastest step at K = 1."
     )
+    assert (
+        "| lowest gradient variance | 1 | `stl` | 10.0 [9.0, 11] | 0.10× [0.087, 0.12] `reparam`'s |" in text
+    )
+    assert "| fastest step | 1 | `reparam` |" in text
+    assert "Test CPU, 2 usable cores; 1-minute load 0.50 at the start, 3.5 at the end" in text
     assert "**The machine was busy**" in text  # 3.5 > 2 usable cores
     saved = json.loads((tmp_path / "verdicts.json").read_text())
     assert saved["questions"] == list(QUESTIONS)
     assert {(r["question"], r["K"]) for r in saved["verdicts"]} == {
         (q, 1) for q in QUESTIONS if "log" not in q
     }
+    readme = (Path(__file__).parents[1] / "README.md").read_text()  # the words are defined there, once
     for word in ("noise floor", "levelled off", "separated", "paired by seed", "variance x step time",
                  "a positive Gaussian ELBO"):  # fmt: skip
-        assert f"- **{word}**:" in text, word
+        assert f"- **{word}**:" in readme and f"- **{word}**:" not in text, word
 
 
 # ------------------------------------------------------------------------------ two real runs, end to end
@@ -279,7 +292,7 @@ def test_two_runs_of_a_shrunk_preset_state_the_same_verdicts(tmp_path: Path) -> 
     by the timing part only. Under independent rounds a change is far below 1e-6 per comparison; it needs a
     load that changes within rounds of ~20 ms for a whole unit, which the report's machine line would show.
     Contradictions (opposite winners) have a false-alarm rate of at most 0.025² per comparison even for
-    steps of equal cost (vaebench.analysis.timing).
+    steps of equal cost (vaebench.analysis.yardstick).
     """
     overrides = {"estimators": ["reparam", "reparam-cv"], "samples": [1, 4], "seeds": [0, 1], "workers": 1,
                  "throughput": {"repeats": 50, "warmup": 5}}  # fmt: skip
@@ -294,7 +307,7 @@ def test_two_runs_of_a_shrunk_preset_state_the_same_verdicts(tmp_path: Path) -> 
         saved.append(json.loads((out / "verdicts.json").read_text())["verdicts"])
         run = json.loads((out / "run.json").read_text())
         assert {"before", "after"} <= set(run["load"]) and run["load"]["before"]["usable_cores"] >= 1
-        assert "Machine: " in (out / "report.md").read_text()
+        assert "**Timing**: ratios over 10 interleaved rounds" in (out / "report.md").read_text()
     first, second = saved
     assert [(r["question"], r["K"]) for r in first] == [(r["question"], r["K"]) for r in second]
     for a, b in zip(first, second, strict=True):
@@ -323,5 +336,49 @@ def test_run_json_records_the_cpu_the_usable_cores_and_the_load() -> None:
 def test_settings_that_are_all_the_same_gradient_name_no_winner_and_say_why() -> None:
     v = judge(variance_frame({("reparam", 1): 10.0, ("iwae", 1): 10.0}))[(QUESTIONS[0], 1)]
     assert (v.best, v.winner, v.same_as, v.not_separated) == ("reparam", None, ("iwae",), ())
-    text = bottom_line.line(v)
-    assert text.endswith("no other setting differs from it.") and "not separated from ." not in text
+    assert "| `reparam` (= `iwae`): no other setting differs from it |" in row(v)
+
+
+def test_the_report_computes_no_verdict_of_its_own() -> None:
+    """Only the writer calls analysis to write the folder's files; no other module of vaebench.report forms
+    a contrast (a paired difference, a ratio with its interval) or a verdict: they arrange what those files
+    hold."""
+    import ast
+
+    computing = {"paired_difference", "verdicts", "step_ratio", "variance_ratio", "compute_ratio", "budget"}
+    package = Path(__file__).parents[1] / "vaebench" / "report"
+    found = {}
+    for path in package.glob("*.py"):
+        if path.name in ("writer.py", "compare.py", "published.py", "scaling.py"):
+            continue  # the writer writes the analysis files; the rest are the claims' and compare's modules
+        calls = {
+            node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call)
+        }
+        if calls & computing:
+            found[path.name] = sorted(calls & computing)
+    assert not found, found
+
+
+def test_the_next_of_settings_with_one_gradient_is_the_trained_one() -> None:
+    # dreg's gradient is stl's at K = 1 (its figure lower by rounding) and its runs are stl's (trained_as): the
+    # next is named stl, not dreg
+    lls = {(n, 1): [-95.0, -94.0, -93.0] for n in ("reparam-cv", "dreg", "stl", "reinforce")}
+    convergence = convergence_frame(lls)
+    convergence["trained_as"] = np.where(convergence["estimator"] == "dreg", "stl", "")
+    variance = variance_frame(
+        {("reparam-cv", 1): 1.0, ("dreg", 1): 10.0, ("stl", 1): 10.0 + 1e-12, ("reinforce", 1): 1e3}
+    )
+    v = judge(variance, convergence)[(QUESTIONS[0], 1)]
+    assert (v.winner, v.against) == ("reparam-cv", "stl")
+
+
+def test_a_setting_whose_training_diverged_is_never_the_fastest_step() -> None:
+    lls = {(n, 1): [-95.0, -94.0, -93.0] for n in ("stl", "reparam", "reinforce")}
+    convergence = convergence_frame(lls, diverged={("stl", 1): (2,)})
+    throughput = throughput_frame(
+        {("stl", 1): 1.0, ("reparam", 1): 2.0, ("reinforce", 1): 3.0}, [1.0] * ROUNDS
+    )
+    v = judge(convergence=convergence, throughput=throughput)[(QUESTIONS[3], 1)]
+    assert v.best != "stl" and "stl: 1 of 3 runs diverged" in v.left_out

@@ -132,3 +132,19 @@ def test_a_narrow_q_has_heavy_weights():
     out = weight_summary(toy_checkpoint(data, q_variance=0.3), data.train[:8], 4000)
     assert out["khat_over_quarter"] == 1.0 and out["khat_max"] >= FINITE_VARIANCE
     assert np.isfinite(out["chi2_max"]) and out["chi2_max"] > 10
+
+
+def test_khat_is_arviz_psis_khat_on_a_fixed_sample():
+    # The batched k-hat is a port of PSIS (Vehtari et al. 2024) as ArviZ implements it: the same tail length,
+    # Zhang & Stephens' fit and the weakly informative prior, so the two agree to rounding on any sample.
+    # Columns: light (normal log-weights), GPD-like tails of shape 1/2 and 0.7, a wide lognormal.
+    az = pytest.importorskip("arviz")
+    gen = np.random.default_rng(0)
+    samples = 4000
+    columns = [gen.standard_normal(samples), np.log1p(gen.pareto(2.0, samples)),
+               np.log1p(gen.pareto(1 / 0.7, samples)), 3 * gen.standard_normal(samples)]  # fmt: skip
+    log_weights = np.stack(columns, axis=1)
+    ours = pareto_khat(torch.from_numpy(log_weights)).numpy()
+    theirs = np.array([float(az.psislw(column.copy(), reff=1.0)[1]) for column in log_weights.T])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ours, [0.1053, 0.4395, 0.6703, 0.7910], atol=5e-5)  # arviz 0.23's values

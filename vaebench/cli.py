@@ -1,11 +1,13 @@
-"""Command line: ``python -m vaebench {run,report,list,verify}``. Wiring only; the logic lives in the library.
+"""Command line: ``python -m vaebench {run,report,list,verify,compare,plot,table,export}``; wiring only.
 
-``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
+The logic lives in the library: ``run`` resolves a configuration (preset -> --config TOML -> flags, see :mod:`vaebench.config`), runs the
 suite (:mod:`vaebench.suite`) and writes the report (:mod:`vaebench.report`); ``report DIR`` rebuilds a results
 folder's tables from its verified units (or its CSVs) and then its report; ``list`` prints the estimators,
 data sets and presets; ``verify`` checks estimators against exact gradients
-(:mod:`vaebench.checks.exact_gradients`). The commands import the library when they run, so ``--help`` and a
-bad flag answer at once.
+(:mod:`vaebench.checks.exact_gradients`); ``plot``, ``table`` and ``export`` turn a results folder into
+figures, a table for a paper, and TensorBoard or MLflow runs (:mod:`vaebench.report.plots`,
+:mod:`vaebench.report.paper`, :mod:`vaebench.trackers`). The commands import the library when they run, so
+``--help`` and a bad flag answer at once.
 
 Exit status: 0 done; 1 some units failed (the others are saved; ``--resume`` retries); 2 bad input (a
 one-line message, never a traceback); 74 a write was refused (read-only folder, disk full, file-size limit;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -36,7 +39,9 @@ EXIT_TERMINATED = 143
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaebench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vaebench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list,verify,compare}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,report,list,verify,compare,plot,table,export}"
+    )
 
     run = sub.add_parser(
         "run",
@@ -78,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="DIR", help="folder with the IDX files of fashion-mnist / mnist")
     run.add_argument("--steps", metavar="N", help="training steps per run")
     run.add_argument(
+        "--lr-grid",
+        metavar="RATES",
+        help="comma-separated step sizes, e.g. 1e-3,3e-3,1e-2: every setting trained at each (with its seeds, "
+        "one program), its rate chosen on the validation split (--valid-fraction); it must contain train.lr",
+    )
+    run.add_argument(
+        "--valid-fraction",
+        metavar="F",
+        help="share of the training examples held out for validation (a seeded split), e.g. 0.1",
+    )
+    run.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the training step (train.compile = true; its compile time is counted apart)",
@@ -109,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan with each unit's estimated time (from a few timed steps) and run nothing",
     )
+    run.add_argument(
+        "--log",
+        metavar="TRACKERS",
+        help="after the report, export the folder to tensorboard and/or mlflow (comma-separated; see `export`)",
+    )
 
     report = sub.add_parser("report", help="rebuild a results folder's report (tables, plots, report.md)")
     report.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
@@ -138,13 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAMES",
         help="comma-separated samplers, or 'all' (default): each estimator is checked with those it offers",
     )
+    verify.add_argument(
+        "--csv", metavar="FILE", help="also write the whole table (one row per K tested) as CSV"
+    )
 
     compare = sub.add_parser(
         "compare",
         help="compare run B with run A: paired differences with intervals for the settings both measured",
         description="Match the settings two results folders share and print B against A with intervals: encoder "
         "and decoder variance ratio, SNR, test ELBO and log-likelihood (paired by seed where the seeds match), "
-        "step-time ratio. Both folders are read through the same integrity checks as `report`.",
+        "each run's step-time ratio to its own yardstick. A figure measured at other parameters (checkpoint, "
+        "data, model, seeds) is marked not comparable. Both folders are read through the same integrity checks "
+        "as `report`.",
     )
     compare.add_argument(
         "a", metavar="A", help="the folder to compare against (e.g. results/reference/default)"
@@ -161,7 +187,67 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--checkpoint", metavar="LABEL", help="the variance checkpoint (default: both runs' last)"
     )
+    compare.add_argument(
+        "--against",
+        metavar="NAMES",
+        help="comma-separated estimators of A that each setting measured in B only is set against at its K, "
+        "where the two runs measured at the same parameters, e.g. reparam,stl",
+    )
+    _paper_parsers(sub)
     return parser
+
+
+def _paper_parsers(sub) -> None:
+    """The commands that turn a results folder into a paper's figures and tables, and into trackers' runs."""
+    plot = sub.add_parser(
+        "plot",
+        help="draw a results folder's figures as PDF, SVG or PNG (the report's figures, for a paper)",
+        description="Draw the report's figures from a results folder (read through the same integrity checks as "
+        "`report`) and write them in one format: PDF or SVG (vector, for a journal) or PNG.",
+    )
+    plot.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+    plot.add_argument(
+        "--format", choices=["pdf", "svg", "png"], default="pdf", help="file format (default pdf)"
+    )
+    plot.add_argument("--out", metavar="OUTDIR", help="where to write them (default: DIR/figures)")
+    table = sub.add_parser(
+        "table",
+        help="the comparison table for a paper: booktabs LaTeX, markdown or CSV",
+        description="Print (or write) the comparison table of a results folder: one row per setting, a figure "
+        "with its interval per column, the best estimate of each column at each K in bold.",
+    )
+    table.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+    table.add_argument(
+        "--format", choices=["latex", "markdown", "csv"], default="latex", help="default latex"
+    )
+    table.add_argument(
+        "--columns",
+        metavar="NAMES",
+        help="comma-separated summary columns (default: the main figures measured)",
+    )
+    table.add_argument(
+        "--intervals",
+        choices=["range", "pm", "none"],
+        default="range",
+        help="value [low, high] (default), ± or none",
+    )
+    table.add_argument("--digits", type=int, default=3, metavar="N", help="significant figures (default 3)")
+    table.add_argument("--out", metavar="FILE", help="write to FILE instead of printing")
+    export = sub.add_parser(
+        "export",
+        help="send a results folder to TensorBoard and/or MLflow",
+        description="Write TensorBoard event files (every training curve, the summary figures, the report's "
+        "figures) and/or one MLflow run per setting (configuration as parameters, provenance as tags) from a "
+        "results folder's tables. Each export replaces the previous one.",
+    )
+    export.add_argument("dir", metavar="DIR", help="a results folder written by `vaebench run`")
+    export.add_argument(
+        "--to", required=True, metavar="TRACKERS", help="tensorboard, mlflow, or both: tensorboard,mlflow"
+    )
+    export.add_argument("--logdir", metavar="DIR", help="TensorBoard's folder (default: DIR/tensorboard)")
+    export.add_argument(
+        "--tracking-uri", metavar="URI", help="MLflow's store (default: sqlite:///DIR/mlflow/mlflow.db)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -189,8 +275,8 @@ def _int(flag: str, text: str) -> int:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The nested config overrides (as in the TOML) that the flags of ``run`` ask for."""
-    from vaebench import registry
     from vaebench.estimators import ESTIMATORS
+    from vaebench.plugins import registry
 
     over: dict = {}
     if args.plugin:
@@ -206,6 +292,20 @@ def overrides_from(args: argparse.Namespace) -> dict:
         over["samplers"] = _split(args.samplers)
     if args.seeds is not None:
         over["seeds"] = _ints("--seeds", args.seeds)
+    if args.lr_grid is not None:
+        try:
+            over.setdefault("train", {})["lr_grid"] = [float(part) for part in _split(args.lr_grid)]
+        except ValueError:
+            raise VaebenchError(
+                f"--lr-grid takes comma-separated numbers, e.g. 1e-3,3e-3,1e-2; got {args.lr_grid!r}"
+            ) from None
+    if args.valid_fraction is not None:
+        try:
+            over.setdefault("data", {})["valid_fraction"] = float(args.valid_fraction)
+        except ValueError:
+            raise VaebenchError(
+                f"--valid-fraction takes a number, e.g. 0.1; got {args.valid_fraction!r}"
+            ) from None
     if args.device is not None:
         over["device"] = args.device
     if args.threads is not None:
@@ -237,12 +337,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
+    log = None
+    if args.log is not None:
+        from vaebench import trackers
+
+        log = trackers.parse(args.log)  # a bad name is refused before anything runs
     if args.out is not None and not args.out.strip():
         raise VaebenchError("--out is empty; name a folder, or leave --out out to write under results/")
     if args.resume and args.out is None:
         raise VaebenchError("--resume needs --out DIR: the folder of the run to continue")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise VaebenchError(f"--out {args.out!r} is a file, not a folder; choose another --out")
+        from vaebench import files
+
+        what = files.kind_of(args.out) or "a file"
+        raise VaebenchError(f"--out {args.out!r} is {what}, not a folder; choose another --out")
     if args.resume and args.preset is None and args.config is None:
         # the run's own settings; flags that repeat them are fine, flags that change them are refused
         config = merge(saved_config(args.out), overrides)
@@ -261,10 +369,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = RayEngine(args.address)
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
-    if args.dry_run:
-        from vaebench.suite import cost, dispatch
+    if args.dry_run:  # every check the run makes before its first unit, then the plan; nothing is written
+        from vaebench.suite import calibration, dispatch
+        from vaebench.suite.runner import preflight
 
-        print(cost.describe(cost.estimate(config), dispatch.worker_count(config)))
+        preflight(config, Path(args.out) if args.out is not None else default_out(config), args.resume)
+        print(calibration.describe(calibration.estimate(config), dispatch.worker_count(config)))
         return 0
     if args.out is not None:
         out, created = Path(args.out), not Path(args.out).exists()
@@ -307,10 +417,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     summary = out / "summary.csv"
     if summary.is_file() and not quiet:
-        import pandas as pd
+        from vaebench import files
 
-        print(summary_markdown(pd.read_csv(summary)))
-    print(f"{result.status}: {out / 'report.md'} ({result.wall_time_s:.0f} s)")
+        table = files.read_csv(summary)
+        if not table.empty:  # a run of checks only (--preset scaling) has no settings' table
+            print(summary_markdown(table))
+    for line in bottom_line(out):
+        print(line)
+    print(f"{result.status}: {out / 'report.md'}")  # its duration is said once, there (from run.json's clock)
+    if log:
+        for line in trackers.export(out, log):
+            print(line)
     if result.failed:
         for unit, error in result.failed.items():
             print(f"vaebench: unit {unit} failed: {error}", file=sys.stderr)
@@ -321,6 +438,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         return EXIT_FAILED_UNITS
     return 0
+
+
+def bottom_line(out: Path) -> list[str]:
+    """The run's answer for the terminal, from its verdicts.json: one line per question and K with the winner
+    (or who is not separated), and the file it is in. [] when the run judged nothing."""
+    import json
+
+    try:
+        verdicts = json.loads((out / "verdicts.json").read_text()).get("verdicts") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not verdicts:
+        return []
+    lines = [f"bottom line ({out / 'verdicts.json'}; the reasons in {out / 'report.md'}):"]
+    for v in verdicts:
+        tied = [v["best"], *(v.get("not_separated") or [])] if v.get("best") else []
+        shown = ", ".join(tied[:4]) + (f" and {len(tied) - 4} more" if len(tied) > 4 else "")
+        answer = v["winner"] if v.get("winner") else f"not separated: {shown}" if tied else "no verdict"
+        lines.append(f"  {v['question']} at K={v['K']}: {answer}")
+    return lines
 
 
 def _discard(out: Path, created: bool) -> None:
@@ -341,9 +478,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import inspect
 
-    from vaebench import plugins, registry
+    from vaebench import plugins, problems
     from vaebench.data import DATASET_PLUGINS, DATASETS
     from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.plugins import registry
 
     for module in args.plugin or []:
         registry.load_module(module)
@@ -380,6 +518,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("models:")
     for name in registry.MODELS:
         print(f"  {name:<{width}}  {'the seed Gaussian VAE' if name == 'gaussian-vae' else 'a plugin model'}")
+    print("problems (data, model, budget and the figure that ranks it; vaebench.problems entry points):")
+    problems.load_installed_problems()
+    width = max(map(len, problems.PROBLEMS))
+    for name, problem in problems.PROBLEMS.items():
+        why = problem.unavailable()
+        print(
+            f"  {name:<{width}}  {problem.description}"
+            + (f" [not here: {why.splitlines()[0]}]" if why else "")
+        )
     print("presets:")
     for name, text in PRESET_DESCRIPTIONS.items():
         print(f"  {name:<{width}}  {text}")
@@ -398,11 +545,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from vaebench import registry
+    from vaebench import files
     from vaebench.checks.exact_gradients import verify
     from vaebench.estimators import ESTIMATORS, SAMPLERS
+    from vaebench.plugins import registry
 
     for module in args.plugin or []:
         registry.load_module(module)
@@ -420,24 +566,65 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise VaebenchError(
             f"--samplers: unknown sampler(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SAMPLERS)} or all"
         )
-    table = verify(names or None, samplers)
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 4):
-        print(table)
-    for name, rows in table.groupby("estimator", sort=False):
-        ok = bool(rows["as_expected"].all())
-        tested = ", ".join(f"{r.sampler} K={r.k_tested}: {r.expected}" for r in rows.itertuples())
-        print(f"{'PASS' if ok else 'FAIL'} {name} ({tested})")
+    if args.csv:
+        files.writable_target(args.csv)  # before minutes of checks, not after
+    checked = names or list(ESTIMATORS)
+    print(
+        f"verify: {len(checked)} estimator(s) against the exact gradient of a linear-Gaussian VAE (Bonferroni, "
+        "false-alarm rate 1e-3 each); one line per estimator and sampler as it finishes",
+        flush=True,
+    )
+    table = verify(names or None, samplers, on_done=lambda rows: print(verdict_line(rows), flush=True))
+    passed = table.groupby(["estimator", "sampler"], sort=False)["as_expected"].all()
+    print(f"verify: {int(passed.sum())} of {len(passed)} (estimator, sampler) behave as they declare")
+    if args.csv:
+        files.write_csv(args.csv, table)
+        print(f"verify: the table is in {args.csv}")
     return 0 if table["as_expected"].all() else 1
+
+
+def verdict_line(rows: list[dict]) -> str:
+    """``PASS name (sampler): K=k unbiased as declared, max |z| 1.9 < 4.1 (rel. error 0.6%); ...`` for the rows
+    of one estimator and sampler: the figure that decided each K (max |z| against the threshold)."""
+    first = rows[0]
+    parts = []
+    for r in rows:
+        if not math.isfinite(r["max_z"]):
+            parts.append(
+                f"K={r['k_tested']}: the mean gradient is NaN or infinite (expected {r['expected']})"
+            )
+            continue
+        found = "unbiased" if r["unbiased"] else "biased"
+        sign = "<" if r["unbiased"] else ">="
+        claim = "as declared" if r["as_expected"] else f"but declares {r['expected']}"
+        parts.append(
+            f"K={r['k_tested']} {found} {claim}, max |z| {r['max_z']:.2f} {sign} {r['threshold']:.2f} "
+            f"(rel. error {r['rel_error']:.1%})"
+        )
+    ok = all(r["as_expected"] for r in rows)
+    return f"{'PASS' if ok else 'FAIL'} {first['estimator']} ({first['sampler']}): " + "; ".join(parts)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from vaebench import files
     from vaebench.analysis import compare, guard
+    from vaebench.analysis.selection import tuned_rows
     from vaebench.report.compare import render
     from vaebench.suite.rebuild import verified_tables
 
+    if args.csv:
+        files.writable_target(args.csv)  # a device, FIFO or folder is refused before anything is read
     (run_a, a), (run_b, b) = verified_tables(args.a), verified_tables(args.b)
+    if args.checkpoint is not None:
+        measured = [_checkpoints(t["variance"]) for t in (a, b)]
+        for folder, labels in zip((args.a, args.b), measured, strict=True):
+            if args.checkpoint not in labels:
+                raise VaebenchError(
+                    f"--checkpoint {args.checkpoint!r}: {folder} measured no variance there (its checkpoints: "
+                    f"{', '.join(labels) or 'none'}); name one both runs measured, or leave --checkpoint out"
+                )
     differ = compare.differences(run_a, run_b)
     if differ and not args.force:
         raise VaebenchError(
@@ -446,18 +633,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     rules = [guard.parse_rule(text) for text in args.fail_on or []]
     runs = [
-        compare.RunResults(run, t["variance"], t["convergence"], t["throughput"])
+        compare.RunResults(run, t["variance"], tuned_rows(t["convergence"]), t["throughput"])
         for run, t in ((run_a, a), (run_b, b))
     ]
-    table = compare.compare(*runs, checkpoint=args.checkpoint)
+    against = _split(args.against or "")
+    unknown = [name for name in against if name not in {key[0] for key in compare.settings(runs[0])}]
+    if unknown:
+        raise VaebenchError(
+            f"--against {','.join(unknown)}: {args.a} measured no such estimator; name estimators of A, e.g. "
+            "--against reparam"
+        )
+    table = compare.compare(*runs, checkpoint=args.checkpoint, against=against)
+    if rules and table.empty:
+        raise VaebenchError(
+            f"--fail-on: {args.a} and {args.b} share no setting, so nothing was compared and no rule could fail; "
+            "compare runs that measured some of the same estimators and K, or drop --fail-on"
+        )
     print(
         render(
             table, compare.only_in_one(*runs), differ, compare.caveats(run_a, run_b), labels=(args.a, args.b)
         )
     )
     if args.csv:
-        from vaebench import files
-
         files.write_csv(args.csv, table)
     failed = pd.concat([guard.check(table, rule) for rule in rules]) if rules else pd.DataFrame()
     worse = failed[failed["worse"]] if not failed.empty else failed
@@ -469,12 +666,57 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if not worse.empty else 0
 
 
+def _checkpoints(variance) -> list[str]:
+    """The variance checkpoints a run measured, in its order (none when it measured no variance)."""
+    if variance is None or variance.empty or "checkpoint" not in variance:
+        return []
+    return list(dict.fromkeys(variance["checkpoint"].astype(str)))
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vaebench.report.plots import write_figures
+    from vaebench.results import load
+
+    out = Path(args.out) if args.out else Path(args.dir) / "figures"
+    written = write_figures(load(args.dir), out, args.format)
+    if not written:
+        raise VaebenchError(f"{args.dir} holds nothing to draw (no variance, convergence or throughput rows)")
+    for name in written.values():
+        print(out / name)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from vaebench import files
+    from vaebench.report.paper import render
+    from vaebench.results import load
+
+    columns = tuple(_split(args.columns)) if args.columns else None
+    text = render(load(args.dir), args.format, columns=columns, intervals=args.intervals, digits=args.digits)
+    if args.out:
+        files.write_text(args.out, text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vaebench import trackers
+
+    for line in trackers.export(args.dir, trackers.parse(args.to), logdir=args.logdir, uri=args.tracking_uri):
+        print(line)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "report": cmd_report,
     "list": cmd_list,
     "verify": cmd_verify,
     "compare": cmd_compare,
+    "plot": cmd_plot,
+    "table": cmd_table,
+    "export": cmd_export,
 }
 
 

@@ -2,7 +2,10 @@
 
 A write goes to a temporary file in the target's folder (``.<name>.<pid>.tmp``), is flushed to disk, and is
 then renamed over the target with `os.replace`, which is atomic on POSIX and Windows: a crash, Ctrl-C or a
-full disk leaves either the old file or the new one, never half a file. A refused write (read-only folder,
+full disk leaves either the old file or the new one, never half a file. The target must be new or a regular
+file: a folder, a device (``/dev/full``), a FIFO or a socket is refused before anything is written, since the
+rename would replace it; a symbolic link is written through (its target is replaced, the link kept). A refused
+write (read-only folder,
 full disk, file-size limit) raises `vaebench.errors.StorageError`, which names the file the user knows and
 says what to do. Results folders (:mod:`vaebench.suite.store`), run.json (:mod:`vaebench.provenance`),
 training checkpoints (:mod:`vaebench.train.checkpoints`) and the report's files all use these functions.
@@ -14,22 +17,62 @@ import contextlib
 import io
 import json
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vaebench.errors import StorageError
+from vaebench.errors import StorageError, VaebenchError
+
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def kind_of(path: str | Path) -> str | None:
+    """What ``path`` is if it exists and is not a regular file (``"a FIFO (named pipe)"``), else None.
+
+    A symbolic link is followed; a dangling one is None (its target would be a new file).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None  # unreadable: the write or read itself says why
+    return None if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def writable_target(path: str | Path) -> Path:
+    """The file a write to ``path`` replaces: a symbolic link's target, else ``path``; checked to be new or
+    a regular file.
+
+    Raises:
+        VaebenchError: ``path`` is a folder, a device, a FIFO or a socket (named, with what to do).
+    """
+    path = Path(path)
+    kind = kind_of(path)
+    if kind is not None:
+        raise VaebenchError(
+            f"{path} is {kind}, not a regular file: name a new file or a regular one to write"
+        )
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Call ``write(fh)`` on a temporary file next to ``path``, flush it to disk, then rename it to ``path``.
 
     Raises:
+        VaebenchError: ``path`` is neither new nor a regular file (`writable_target`).
         StorageError: the write was refused (read-only, disk full, file-size limit); ``path`` is unchanged.
     """
-    path = Path(path)
+    path = writable_target(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

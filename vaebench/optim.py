@@ -3,6 +3,12 @@
 Training (:mod:`vaebench.train`), the throughput measure and the variance timing all build their optimizer
 here, so "step ms" and the learning curves describe the same program; the configuration validates its
 ``train.optimizer`` key against `OPTIMIZERS`.
+
+Each of them (with its default hyperparameters: no weight decay) moves a parameter by η_t · d_t, where the
+direction d_t depends on the gradients alone, never on η (Adam: m̂_t / (√v̂_t + ε); Adamax: m̂_t / u_t;
+RMSprop: g_t / (√v_t + ε); SGD: g_t). Stacked slices that differ only in their rate therefore share one
+optimizer, each step rescaled to its slice's rate (:mod:`vaebench.train.seeds`); an optimizer added here must
+keep that property, or the rate grid no longer equals separate runs (``tests/test_lr_grid.py``).
 """
 
 from __future__ import annotations

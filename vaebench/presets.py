@@ -1,6 +1,6 @@
 """The presets by name, each in one line: plain data, so the command line's ``--help`` needs no torch.
 
-The presets themselves are :func:`vaebench.config.preset` (:mod:`vaebench.config.schema`); a test checks that
+The presets themselves are :func:`vaebench.config.preset` (:mod:`vaebench.config.sections`); a test checks that
 both name the same ones.
 """
 

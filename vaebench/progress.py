@@ -24,7 +24,7 @@ class Silent:
 def bar(total: float | None, enabled: bool | None, **options):
     """A tqdm bar on stderr over ``total`` (``options`` go to tqdm), or a silent one.
 
-    ``enabled``: True shows it, False gives the silent stand-in without importing tqdm (about 0.4 s), None
+    ``enabled``: True shows it, False gives the silent stand-in without importing tqdm, None
     lets tqdm decide (shown on a terminal only).
     """
     if enabled is False:

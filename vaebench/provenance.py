@@ -9,6 +9,11 @@ Timings also need the machine they ran on and how busy it was: the CPU model, th
 (:func:`usable_cores`, its affinity mask) and the 1-minute load average (:func:`load_average`: the mean
 number of runnable processes over the last minute, decaying exponentially) when a run starts and when it
 ends (:func:`machine_load`). A load above the usable cores means the timed steps shared the CPUs.
+
+The layout of a results folder (its files, columns, unit kinds and the names in them) has one version number,
+`RESULTS_VERSION`, written into run.json (asv's ``results_version``). A change of that layout bumps it, and
+nothing else; :func:`load_run`, which every reader of a folder goes through, refuses a folder of another
+version, naming both and what to do.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from typing import Any
 import torch
 
 from vaebench.errors import VaebenchError
+
+RESULTS_VERSION = 1
+"""The version of the results-folder layout this vaebench writes and reads; bump it when the layout changes."""
 
 PACKAGES = ("vaebench", "torch", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "tqdm")
 """Distributions whose versions go into run.json."""
@@ -158,6 +166,7 @@ def collect(
             :func:`machine_load`; None: only the load now, as ``before``.
     """
     return {
+        "results_version": RESULTS_VERSION,
         "status": status,
         "started": started,
         "ended": ended,
@@ -181,7 +190,9 @@ def load_run(out: str | Path) -> dict[str, Any]:
     """The run.json of a results folder as a dict; {} if there is none.
 
     Raises:
-        VaebenchError: run.json exists but is unreadable, empty, not JSON, or not a JSON object.
+        VaebenchError: run.json exists but is unreadable, empty, not JSON, or not a JSON object, or it records
+            a run of another `RESULTS_VERSION` (a run.json holding a configuration but no version was written
+            before versions were recorded).
     """
     path = Path(out) / "run.json"
     if not path.exists():
@@ -199,5 +210,16 @@ def load_run(out: str | Path) -> dict[str, Any]:
         raise VaebenchError(
             f"{path} holds a JSON {type(data).__name__}, not the object vaebench writes; restore it, or remove "
             "the folder and run again"
+        )
+    version = data.get("results_version", 0 if "config" in data else RESULTS_VERSION)
+    if version != RESULTS_VERSION:
+        written = (
+            (data.get("versions") or {}).get("vaebench") if isinstance(data.get("versions"), dict) else None
+        )
+        raise VaebenchError(
+            f"{path}: this results folder has layout version {version!r} "
+            f"(written by vaebench {written or 'of an earlier layout'}), and this vaebench reads version "
+            f"{RESULTS_VERSION} only; rerun its configuration into a new folder (python -m vaebench run --config "
+            "FILE --out NEW), or read it with the vaebench that wrote it"
         )
     return data

@@ -45,7 +45,8 @@ STREAMS: dict[str, int] = {
     "data.batches": 6,  # minibatch order (and dynamic binarization); index: epoch
     "data.toy_truth": 7,  # the Gaussian toy's true prior mean μ (vaebench.data.gaussian_toy)
     "data.toy_sample": 8,  # the Gaussian toy's points; index: 0 train, 1 test
-    "data.file_split": 9,  # the train/test permutation of a .npy or .csv data file (vaebench.data.files)
+    "data.file_split": 9,  # the train/test permutation of a .npy or .csv data file (vaebench.data.arrays)
+    "data.valid": 15,  # the validation examples carved from the training set, and their binarization
     # initialisation
     "init.model": 10,  # the model's layers (GaussianVAE(seed=...))
     "init.estimator": 11,  # an estimator's own network (NVIL's baseline)
@@ -56,6 +57,7 @@ STREAMS: dict[str, int] = {
     "train.noise": 20,  # latent noise of the training steps
     "eval.elbo": 21,  # noise of the test ELBO, reseeded identically at every evaluation
     "eval.log_likelihood": 22,  # importance samples of the final test log-likelihood
+    "eval.valid": 23,  # noise of the final validation ELBO (what a step-size grid selects on)
     # gradient variance (vaebench.measures.variance)
     "variance.replicates": 30,  # the replicate gradient estimates; index: batch
     "variance.baseline_gradient": 31,  # the sampled gradient replicates are compared with
@@ -63,7 +65,6 @@ STREAMS: dict[str, int] = {
     "variance.warm_up": 33,  # the steps that warm an estimator's state before it is frozen
     "variance.weights": 34,  # the importance weights of the weight diagnostics (vaebench.measures.weights)
     "variance.bootstrap": 35,  # the bootstrap resamples of the variance figures' intervals
-    "stats.bootstrap": 36,  # vaebench.stats.bootstrap_interval's resamples
     # throughput (vaebench.measures.throughput)
     "throughput.noise": 40,  # latent noise of the timed steps
     "throughput.data": 41,  # dynamic binarization of the timed batch
@@ -81,6 +82,13 @@ STREAMS: dict[str, int] = {
     "checks.batch": 62,  # the measured minibatch of the near-posterior linear-Gaussian checkpoint
     # checks against exact answers (vaebench.checks)
     "checks.gaussian_1d": 63,  # the Monte Carlo estimates of the 1-D Gaussian check; index: (f, k, form)
+    # the contract probe of a plugin's estimator on a batch (vaebench.suite.probe, verify)
+    "probe": 64,
+    # problems and the conclusions across them (vaebench.problems, vaebench.analysis.across)
+    "problems.split": 70,  # the fixed train/test permutation of a problem's data (seed fixed, not the run's)
+    "problems.merit": 71,  # the draws from q of a global-latent problem's figures of merit
+    "problems.verify": 72,  # the conjugate regression's data in the global-latent check; index: part
+    "across.bootstrap": 73,  # the stratified bootstrap over problems and seeds
 }
 """Every random stream of a seed, by name; ids are unique, so no two consumers share numbers."""
 

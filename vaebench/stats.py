@@ -4,9 +4,11 @@ Every figure the suite reports comes with an interval from here:
 
 - a mean: Student-t interval, mean ± t_{1-α/2, n-1} s / √n (:func:`mean_interval`, and
   :func:`pooled_mean_interval` for a mean of estimates that carry their own intervals); the difference of
-  two independent means: Welch's interval (:func:`welch_interval`);
-- anything else (a variance, a ratio, a step time): a percentile bootstrap over replicates with a seeded
-  generator (:func:`bootstrap_interval`, or :func:`percentile_interval` of draws made elsewhere);
+  two independent means: Welch's interval (:func:`welch_interval`, scipy's ``ttest_ind``);
+- a median (a step time): the exact distribution-free interval of order statistics (:func:`median_interval`,
+  scipy's ``quantile_test``): no resampling, the same answer every time;
+- anything else (a variance, a ratio): a percentile bootstrap, the draws made by the measure with a seeded
+  generator (:func:`percentile_interval`);
 - a figure too costly to bootstrap (a per-coordinate SNR over many parameters): the delete-a-group
   jackknife (:func:`jackknife_interval`).
 
@@ -17,12 +19,9 @@ into a per-coordinate two-sided z threshold.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
-
-from vaebench import rng
 
 
 def mean_interval(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -66,19 +65,20 @@ def jackknife_interval(estimate: float, leave_outs: np.ndarray, level: float = 0
     return max(estimate - half, 0.0), estimate + half
 
 
-def bootstrap_interval(
-    statistic: Callable[[np.ndarray], float],
-    data: np.ndarray,
-    level: float = 0.95,
-    resamples: int = 1000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(data[idx])`` over rows of ``data`` (resampled with replacement)."""
-    data = np.asarray(data)
-    gen = rng.numpy_generator(seed, "stats.bootstrap")
-    n = data.shape[0]
-    draws = np.array([statistic(data[gen.integers(0, n, n)]) for _ in range(resamples)])
-    return percentile_interval(draws, level)
+def median_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Exact interval for the median of n values: the order statistics [x_(j), x_(n+1-j)].
+
+    For any continuous distribution the median m lies below x_(j) with probability P(B <= j - 1),
+    B ~ Binomial(n, 1/2), so the interval covers m with probability 1 - 2 P(B <= j - 1); j is the largest that
+    keeps this >= ``level`` (scipy's ``quantile_test`` at p = 1/2). Distribution-free and deterministic. NaN
+    when even [min, max] covers less than ``level`` (1 - 2^(1-n) < level: n <= 5 at 95%) or no value is finite.
+    """
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    interval = stats.quantile_test(values, q=float(np.median(values)), p=0.5).confidence_interval(level)
+    return float(interval.low), float(interval.high)
 
 
 def bonferroni_threshold(false_alarm: float, tests: int) -> float:
@@ -128,9 +128,9 @@ def pooled_mean_interval(
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
     """mean(b) - mean(a) with Welch's interval: two independent samples whose variances may differ.
 
-    d ± t_{1-α/2, ν} √(s_a²/n_a + s_b²/n_b), with the Welch–Satterthwaite degrees of freedom
-    ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1)). NaN interval when either sample
-    has fewer than two values; a zero-width interval when both have no spread.
+    d ± t_{1-α/2, ν} √(s_a²/n_a + s_b²/n_b), ν the Welch–Satterthwaite degrees of freedom (scipy's
+    ``ttest_ind(b, a, equal_var=False)``). NaN interval when either sample has fewer than two values; a
+    zero-width interval when both have no spread (scipy would give NaN: the difference is then known exactly).
 
     Returns:
         (difference, low, high, degrees of freedom).
@@ -139,10 +139,8 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[f
     diff = float(b.mean() - a.mean()) if a.size and b.size else math.nan
     if a.size < 2 or b.size < 2:
         return diff, math.nan, math.nan, math.nan
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    if se == 0:
+    if a.var() == 0 and b.var() == 0:
         return diff, diff, diff, math.inf
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return diff, diff - half, diff + half, float(df)
+    result = stats.ttest_ind(b, a, equal_var=False)
+    interval = result.confidence_interval(level)
+    return diff, float(interval.low), float(interval.high), float(result.df)

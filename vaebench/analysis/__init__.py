@@ -1,1 +1,1 @@
-"""Analysis: frames in, frames out (summaries, plateaus, scaling fits, weight diagnostics)."""
+"""Analysis: frames in, frames out (summaries, convergence, scaling fits, contrasts, step-time ratios, claims)."""

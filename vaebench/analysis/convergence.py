@@ -73,7 +73,7 @@ def summarize_curves(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     Returns:
         Tidy frame: estimator, sampler (when ``df`` has one), num_samples, objective, metric, step, value,
         value_low, value_high, n_seeds, and the mean cost columns epoch, wall_time_s, grad_evals,
-        latent_samples.
+        latent_samples (and yardstick_steps where ``df`` has them: :func:`vaebench.analysis.yardstick.yardstick_steps`).
     """
     _require_columns(df, [c for c in UNIT_COLUMNS if c != "sampler"])
     curves = df[~df["metric"].isin(FINAL_METRICS)]
@@ -84,7 +84,8 @@ def summarize_curves(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         low, high = mean_interval(values, level)
         row = dict(zip(keys, key, strict=True))
         row.update(value=values.mean(), value_low=float(low), value_high=float(high), n_seeds=len(values))
-        row.update({c: part[c].mean() for c in ("epoch", "wall_time_s", "grad_evals", "latent_samples")})
+        costs = ("epoch", "wall_time_s", "grad_evals", "latent_samples", "yardstick_steps")
+        row.update({c: part[c].mean() for c in costs if c in part})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -23,7 +23,7 @@ averages) so that points scattered beyond their own intervals widen it; the inte
   Daudel & Roueff 2024, arXiv:2410.12035), DReG's decoder gradient being IWAE's; MIWAE(M, K) with M fixed
   (``miwae``; ``piwae``'s encoder), Theorem 1 itself: encoder SNR O(√(M/K)), decoder O(√(M K)); reweighted
   wake-sleep (``rws``, ``rws-dreg``): decoder IWAE's +1/2, encoder +1/2 (a self-normalised estimate of the
-  K-independent gradient of -KL(p(z|x) || q): bias O(1/K), noise O(K^-1/2); Owen 2013, Section 9.2). No law
+  K-independent gradient of -KL(p(z|x) || q): bias O(1/K) as K → ∞, noise O(K^-1/2); Owen 2013, Section 9.2). No law
   is registered where it depends on an option the rows do not record (``renyi``'s α, ``ciwae``'s β, the
   ``subsets`` of ``iwae`` and ``dreg``), nor for ``tail-adaptive`` (no fixed target). These are leading terms of
   expansions in 1/K, so they are judged on the **largest decade** of the K measured, K in [K_max/10, K_max]

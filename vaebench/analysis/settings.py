@@ -1,7 +1,7 @@
 """What names one row of a table: the setting, an estimator with its sampler at one K; and flag cells.
 
-Frames written before samplers existed have no ``sampler`` column; their rows drew independent samples and
-count as ``iid`` (:func:`with_sampler`). A setting where its estimator declares a bias (``iwae-stl`` for
+A frame that names no sampler (one built by hand) drew independent samples: its rows count as ``iid``
+(:func:`with_sampler`). A setting where its estimator declares a bias (``iwae-stl`` for
 K > 1) has a non-empty :func:`bias_note`; the report marks such rows with †.
 """
 
@@ -11,18 +11,25 @@ import numpy as np
 import pandas as pd
 
 from vaebench.estimators import ESTIMATORS, SAMPLERS
-from vaebench.measures.schema import SAMPLER
+from vaebench.measures.schema import HANDWRITTEN, SAMPLER
 
 KEYS = ["estimator", "sampler", "num_samples"]
-"""The key columns of one setting."""
+"""The key columns of one setting, in the one order every setting key (a tuple) follows."""
+
+
+def setting_label(name: str, sampler: str | None = "iid") -> str:
+    """The one label of a setting in plots, sentences and verdicts: ``name`` for iid draws, else
+    ``name (sampler)``; the hand-written pytorch/examples step is "hand-written step"."""
+    if name == HANDWRITTEN:
+        return "hand-written step"
+    return f"{name} ({sampler})" if isinstance(sampler, str) and sampler != "iid" else name
 
 
 def with_sampler(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """``frame`` with a ``sampler`` on every row: rows written before samplers existed drew iid samples.
+    """``frame`` with a ``sampler`` on every row: a row that names none drew iid samples.
 
     For frames of any measure, or derived from one (curves, pivots): the default is the one
-    :data:`vaebench.measures.schema.SAMPLER` declares. A resumed older folder mixes both kinds of unit files,
-    so missing values are filled too.
+    :data:`vaebench.measures.schema.SAMPLER` declares.
     """
     if frame is None or frame.empty:
         return frame

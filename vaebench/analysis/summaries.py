@@ -8,13 +8,13 @@ samplers existed count as ``iid``) at one K. The comparison table (:func:`summar
   an SNR whose interval reaches ``snr_floor`` = √(2/(πR)), the SNR a zero-mean gradient shows with R
   replicates (no signal measured);
 - final test ELBO and test log-likelihood (importance-sampled, k samples), mean over seeds with a Student-t
-  interval; the rise of the test ELBO over the last quarter of training and whether it had levelled off
-  (``converged``, see :mod:`vaebench.analysis.plateau`);
+  interval; the rise of the test ELBO over a quarter of training before the learning rate's decay dominates,
+  and whether it had converged (``converged``, see :mod:`vaebench.analysis.plateau`);
 - the median training-step time and its interval;
 - work-normalised variance (variance x seconds per estimate, timed inside the variance unit), with interval;
-- where the settings of a K were timed interleaved (:mod:`vaebench.analysis.timing`): ``step_ratio``, the step
+- where the settings of a K were timed interleaved (:mod:`vaebench.analysis.yardstick`): ``step_ratio``, the step
   time over that of the K's yardstick setting (``timing_yardstick``, e.g. ``reparam``), and
-  ``compute_ratio``, variance x step time over the yardstick's (lower wins at equal compute), each with an
+  ``compute_ratio``, variance x step time over the yardstick's (lower: less gradient variance at equal compute), each with an
   interval over the ``timing_rounds`` rounds: ratios measured in one unit reproduce where absolute times and
   the work-normalised variance do not;
 - the estimator's objective ("elbo" or "iwae"): IWAE-type estimators optimise a different bound, so their
@@ -29,19 +29,20 @@ tables (:mod:`vaebench.report.tables`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import timing
+from vaebench.analysis import yardstick
+from vaebench.analysis.contrast import contrast
 from vaebench.analysis.convergence import summarize_convergence
 from vaebench.analysis.plateau import plateau
+from vaebench.analysis.selection import select_lr
 from vaebench.analysis.settings import KEYS, bias_note, order_estimators, truth
 from vaebench.estimators import ESTIMATORS
 from vaebench.measures.schema import CONVERGENCE, SUMMARY, THROUGHPUT, VARIANCE, complete, conform
-from vaebench.stats import mean_interval, pooled_mean_interval
+from vaebench.stats import pooled_mean_interval
 
 VARIANCE_METRICS = ("trace_var", "snr", "work_normalized_var", "mean_sq_norm", "snr_norm")
 """Variance figures pooled over seeds by :func:`variance_by_k` (each with its `_low`/`_high`)."""
@@ -75,7 +76,7 @@ def variance_by_k(
         level: unused (the pooled interval has the level of the measure's own intervals).
 
     Returns:
-        Columns ``estimator, sampler, num_samples, objective, reference, seeds`` and each of `VARIANCE_METRICS`
+        Columns ``estimator, sampler, num_samples, objective, baseline, seeds`` and each of `VARIANCE_METRICS`
         present, with ``_low``/``_high``.
     """
     rows = _measured(complete(variance, VARIANCE))
@@ -85,7 +86,7 @@ def variance_by_k(
     out = []
     for (name, sampler, k), g in rows.groupby(KEYS, sort=False):
         rec: dict = {"estimator": name, "sampler": sampler, "num_samples": k}
-        rec["objective"], rec["reference"] = g["objective"].iloc[0], g["reference"].iloc[0]
+        rec["objective"], rec["baseline"] = g["objective"].iloc[0], g["baseline"].iloc[0]
         rec["seeds"] = g["seed"].nunique()
         rec["snr_floor"] = float(g["snr_floor"].mean())  # the floor of the seeds' mean SNR
         for metric in VARIANCE_METRICS:
@@ -97,32 +98,33 @@ def variance_by_k(
 
 
 def variance_by_checkpoint(
-    variance: pd.DataFrame,
-    *,
-    metric: str = "trace_var",
-    group: str = "encoder",
-    checkpoints: Sequence[str] = (),
+    variance: pd.DataFrame, *, group: str = "encoder", checkpoints: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """``metric`` pooled over seeds, one row per (estimator, sampler, K), one column per checkpoint (in order)."""
+    """The encoder variance and SNR of every setting at each checkpoint of the anchor run, pooled over seeds
+    (:func:`variance_by_k` at each): one row per (estimator, sampler, K, checkpoint), with the checkpoint's
+    ``step``, checkpoints in ``checkpoints``' order (else as measured)."""
     rows = _measured(complete(variance, VARIANCE))
     rows = rows[rows["group"] == group]
     labels = [c for c in checkpoints if c in set(rows["checkpoint"])] or list(
         dict.fromkeys(rows["checkpoint"])
     )
+    figures = [c for f in ("trace_var", "snr") for c in (f, f"{f}_low", f"{f}_high")]
     frames = []
     for label in labels:
         part = variance_by_k(rows, group=group, checkpoint=label)
-        if not part.empty:
-            frames.append(part[[*KEYS, metric]].rename(columns={metric: label}))
+        step = rows.loc[rows["checkpoint"] == label, "step"].iloc[0]
+        frames.append(part[[*KEYS, *figures]].assign(checkpoint=label, step=step, _order=len(frames)))
     if not frames:
-        return pd.DataFrame(columns=KEYS)
-    table = frames[0]
-    for part in frames[1:]:
-        table = table.merge(part, on=KEYS, how="outer")
-    return order_estimators(table)
+        return pd.DataFrame(columns=[*KEYS, "checkpoint", "step", *figures])
+    table = pd.concat(frames, ignore_index=True)
+    settings = order_estimators(table[KEYS].drop_duplicates()).assign(_setting=lambda f: range(len(f)))
+    table = table.merge(settings, on=KEYS).sort_values(["_setting", "_order"], kind="stable")
+    return table[[*KEYS, "checkpoint", "step", *figures]].reset_index(drop=True)
 
 
-def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def convergence_by_k(
+    convergence: pd.DataFrame, level: float = 0.95, schedule: str = "constant"
+) -> pd.DataFrame:
     """Final test ELBO and test log-likelihood per (estimator, sampler, K): mean over seeds, Student-t interval.
 
     A pivot of :func:`vaebench.measures.convergence.summarize_convergence` (diverged runs are left out of
@@ -139,6 +141,9 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
         ``rise_to_step`` and ``converged``.
     """
     convergence = complete(convergence, CONVERGENCE)
+    choices = None
+    if convergence["lr"].notna().any():  # a step-size grid: each setting at the rate chosen on validation
+        choices, convergence = select_lr(convergence, level)
     long = summarize_convergence(convergence, level)
     if long.empty:
         return pd.DataFrame(columns=KEYS)
@@ -162,7 +167,9 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
     trained_as = convergence["trained_as"].astype(object).where(convergence["trained_as"].notna(), "")
     shared = trained_as.groupby([convergence[k] for k in KEYS], sort=False).first().rename("trained_as")
     table = table.merge(shared.reset_index(), on=KEYS, how="left")
-    levelled = plateau(convergence, level=level).drop(columns="rise_seeds")
+    if choices is not None:
+        table = table.merge(choices[[*KEYS, "lr", "lr_grid", "lr_edge"]], on=KEYS, how="left")
+    levelled = plateau(convergence, level=level, schedule=schedule).drop(columns="rise_seeds")
     if not levelled.empty:
         table = table.merge(levelled, on=KEYS, how="left")
         table["converged"] = table["converged"].map(truth).astype(object)
@@ -170,35 +177,41 @@ def convergence_by_k(convergence: pd.DataFrame, level: float = 0.95) -> pd.DataF
 
 
 def paired_difference(
-    convergence: pd.DataFrame, metric: str, a: tuple[str, int], b: tuple[str, int], level: float = 0.95
+    convergence: pd.DataFrame,
+    metric: str,
+    a: tuple[str, str, int],
+    b: tuple[str, str, int],
+    level: float = 0.95,
 ) -> tuple[float, float, float, int]:
     """Mean over seeds of ``metric`` of run ``a`` minus run ``b``, paired by seed, with a Student-t interval.
 
     Runs of one seed share the model's initialisation and the data order, so the per-seed difference
-    removes that shared variation: a much sharper comparison than two separate intervals. Seeds where
-    either run diverged are left out.
+    removes that shared variation: a much sharper comparison than two separate intervals
+    (:func:`vaebench.analysis.contrast.contrast`, ``paired difference``). Seeds where either run diverged are
+    left out.
 
     Args:
         convergence: tidy rows of the convergence measure.
         metric: a final metric, e.g. ``test_log_likelihood``.
-        a, b: (estimator, K) or (estimator, K, sampler) of the two settings (the sampler defaults to iid).
+        a, b: the two settings' keys (estimator, sampler, K).
         level: interval level.
 
     Returns:
         (mean difference, low, high, number of seeds); NaN interval with fewer than two seeds.
     """
+    c = contrast(
+        per_seed(convergence, metric, a), per_seed(convergence, metric, b), "paired difference", level
+    )
+    return c.value, c.low, c.high, c.n
+
+
+def per_seed(convergence: pd.DataFrame, metric: str, key: tuple[str, str, int]) -> pd.Series:
+    """The last value of ``metric`` of each seed of one setting (estimator, sampler, K) that did not diverge."""
     rows = complete(convergence[convergence["metric"] == metric], CONVERGENCE)
-
-    def per_seed(name: str, k: int, sampler: str = "iid") -> pd.Series:
-        r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k) & (rows["sampler"] == sampler)]
-        r = r[~r["diverged"].astype(bool)]
-        return r.groupby("seed")["value"].last()
-
-    diff = (per_seed(*a) - per_seed(*b)).dropna()
-    if diff.empty:
-        return math.nan, math.nan, math.nan, 0
-    low, high = mean_interval(diff.to_numpy(float), level) if len(diff) > 1 else (math.nan, math.nan)
-    return float(diff.mean()), float(low), float(high), len(diff)
+    name, sampler, k = key
+    r = rows[(rows["estimator"] == name) & (rows["num_samples"] == k) & (rows["sampler"] == sampler)]
+    r = r[~r["diverged"].astype(bool)]
+    return r.groupby("seed")["value"].last()
 
 
 def _registry_objective(name: str) -> str:
@@ -238,6 +251,7 @@ def summary_table(
     checkpoint: str | None = None,
     group: str = "encoder",
     batch_size: int | None = None,
+    schedule: str = "constant",
 ) -> pd.DataFrame:
     """The comparison table: one row per (estimator, sampler, K) joining the three measures (outer join).
 
@@ -246,13 +260,14 @@ def summary_table(
         checkpoint: the variance checkpoint reported; None when the frame has only one.
         group: the parameter group reported (``encoder`` by default: where the estimators differ).
         batch_size: the throughput batch size reported (default: the largest measured).
+        schedule: the runs' learning-rate schedule (``train.lr_schedule``), for whether they converged.
 
     Returns:
         Columns ``estimator, sampler, num_samples, objective, biased`` then, where measured: ``trace_var, snr,
         final_test_elbo, test_log_likelihood, test_elbo_rise, step_ms, work_normalized_var`` each with
         ``_low``/``_high``, ``snr_floor, snr_at_floor`` (the SNR's interval reaches the floor: no signal
-        measured), ``converged`` (the test ELBO had levelled off), ``runs, diverged,
-        variance_reference, variance_checkpoint, variance_group``, and where the steps were timed
+        measured), ``converged`` (:mod:`vaebench.analysis.plateau`), ``runs, diverged,
+        variance_baseline, variance_checkpoint, variance_group``, and where the steps were timed
         interleaved ``step_ratio, compute_ratio`` (with ``_low``/``_high``), ``timing_yardstick`` and
         ``timing_rounds``.
     """
@@ -263,18 +278,18 @@ def summary_table(
     parts = []
     if measured["variance"]:
         v = variance_by_k(variance, group=group, checkpoint=checkpoint)
-        v = v[[*KEYS, *SUMMARY_VARIANCE, "snr_floor", "objective", "reference"]]
-        v = v.rename(columns={"reference": "variance_reference", "objective": "objective_v"})
+        v = v[[*KEYS, *SUMMARY_VARIANCE, "snr_floor", "objective", "baseline"]]
+        v = v.rename(columns={"baseline": "variance_baseline", "objective": "objective_v"})
         v["variance_checkpoint"] = checkpoint
         v["variance_group"] = group
         parts.append(v)
     if measured["convergence"]:
-        parts.append(convergence_by_k(convergence))
+        parts.append(convergence_by_k(convergence, schedule=schedule))
     if measured["throughput"]:
         parts.append(
             throughput_by_k(throughput, batch_size)[[*KEYS, "step_ms", "step_ms_low", "step_ms_high"]]
         )
-        ratios = timing.step_ratios(throughput, batch_size)
+        ratios = yardstick.step_ratios(throughput, batch_size)
         if not ratios.empty:
             parts.append(ratios)
     if not parts:
@@ -283,7 +298,7 @@ def summary_table(
     for part in parts[1:]:
         table = table.merge(part, on=KEYS, how="outer")
     if "step_ratio" in table:
-        table = timing.with_compute_ratios(table)
+        table = yardstick.with_compute_ratios(table)
     if measured["variance"]:
         known = np.isfinite(table["snr_low"]) & np.isfinite(table["snr_floor"])
         at_floor = (table["snr_low"] <= table["snr_floor"]).map(bool).astype(object)

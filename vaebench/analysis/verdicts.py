@@ -4,14 +4,17 @@ The questions (`QUESTIONS`) and how two settings a, b at one K are set against e
 
 - **lowest gradient variance**: the encoder gradient variance (trace of its covariance, at the reported
   checkpoint), as the ratio v_a / v_b of the two bootstrap estimates, their log errors in quadrature
-  (:func:`vaebench.analysis.timing.variance_ratio`);
-- **best at equal compute**: variance x step time, the ratio (v_a τ_a) / (v_b τ_b) with the step-time ratio
-  measured interleaved, over rounds (:func:`vaebench.analysis.timing.compute_ratio`);
+  (:func:`vaebench.analysis.contrast.contrast`, ``ratio``);
+- **lowest variance at equal compute**: variance x step time (the variance of a gradient averaged over an
+  equal budget of compute), the ratio (v_a τ_a) / (v_b τ_b) with the step-time ratio measured interleaved,
+  over rounds (:func:`vaebench.analysis.yardstick.compute_ratio`). It is named for its figure: the test ELBO
+  reached at equal compute is another question (:mod:`vaebench.analysis.budget`, on the same interleaved
+  ratios), and the two may rank the settings differently without contradicting each other;
 - **best test log-likelihood**: the mean over seeds of the per-seed difference a - b, **paired by seed**
   (runs of one seed share the initialisation and the data order), with a Student-t interval
   (:func:`vaebench.analysis.summaries.paired_difference`);
 - **fastest step**: the step-time ratio τ_a / τ_b over rounds of interleaved timing
-  (:func:`vaebench.analysis.timing.step_ratio`).
+  (:func:`vaebench.analysis.yardstick.step_ratio`).
 
 A comparison is *separated* when its interval excludes 1 (a ratio) or 0 (a difference). The *best* is the
 setting with the best figure; it is the verdict's *winner* only when it is separated from every other
@@ -27,7 +30,7 @@ compare at a K gets no verdict there.
 
 Why the verdicts reproduce: the variance and test figures of a configuration are deterministic (its seeds
 fix every draw), and the timing ones are ratios of steps timed in one unit, round-robin, whose intervals
-are over rounds (:mod:`vaebench.analysis.timing` states the false-alarm rate of a flipped winner).
+are over rounds (:mod:`vaebench.analysis.yardstick` states the false-alarm rate of a flipped winner).
 """
 
 from __future__ import annotations
@@ -39,32 +42,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import summaries, timing
-from vaebench.analysis.settings import bias_note, same_figures, truth
-from vaebench.analysis.timing import Ratio
+from vaebench.analysis import summaries, yardstick
+from vaebench.analysis.contrast import Contrast, contrast, none
+from vaebench.analysis.settings import bias_note, same_figures, setting_label, truth
 from vaebench.measures.schema import SUMMARY, complete
 
-QUESTIONS = ("lowest gradient variance", "best at equal compute", "best test log-likelihood", "fastest step")
+QUESTIONS = (
+    "lowest gradient variance",
+    "lowest variance at equal compute",
+    "best test log-likelihood",
+    "fastest step",
+)
 """The questions a run answers, in the order the report states them."""
-
-
-@dataclass(frozen=True)
-class Contrast:
-    """The best set against one other setting: a ratio (null 1) or a difference (null 0) with its interval."""
-
-    value: float
-    low: float
-    high: float
-    null: float
-
-    @property
-    def separated(self) -> bool:
-        """Whether the interval excludes the null value (False without an interval)."""
-        return bool(
-            np.isfinite(self.low)
-            and np.isfinite(self.high)
-            and (self.high < self.null or self.low > self.null)
-        )
 
 
 @dataclass(frozen=True)
@@ -146,19 +135,19 @@ def verdicts(
     if summary is None or summary.empty:
         return []
     summary = complete(summary, SUMMARY)
-    rows = timing.timed_rows(throughput)
+    rows = yardstick.timed_rows(throughput)
     convergence = convergence if convergence is not None else pd.DataFrame()
     where = f" at the {checkpoint} checkpoint" if checkpoint else ""
     questions = [
         _Question(QUESTIONS[0], f"encoder gradient variance (trace of its covariance{where})", "trace_var", True,
-                  "ratio", lambda a, b: _ratio(timing.variance_ratio(_triple(a, "trace_var"), _triple(b, "trace_var")))),
+                  "ratio", lambda a, b: contrast(_triple(a, "trace_var"), _triple(b, "trace_var"), "ratio")),
         _Question(QUESTIONS[1], "variance x step time, over that of the K's yardstick setting", "compute_ratio",
-                  True, "ratio", lambda a, b: _ratio(timing.compute_ratio(
-                      _triple(a, "trace_var"), _triple(b, "trace_var"), timing.step_ratio(rows, _key(a), _key(b), level)))),
+                  True, "ratio", lambda a, b: yardstick.compute_ratio(
+                      _triple(a, "trace_var"), _triple(b, "trace_var"), yardstick.step_ratio(rows, _key(a), _key(b), level))),
         _Question(QUESTIONS[2], "test log-likelihood (nats, mean over seeds)", "test_log_likelihood", False,
                   "difference", lambda a, b: _paired(convergence, a, b, level)),
         _Question(QUESTIONS[3], "step time, over that of the K's yardstick setting", "step_ratio", True, "ratio",
-                  lambda a, b: _ratio(timing.step_ratio(rows, _key(a), _key(b), level))),
+                  lambda a, b: yardstick.step_ratio(rows, _key(a), _key(b), level)),
     ]  # fmt: skip
     out = []
     for question in questions:
@@ -173,7 +162,7 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
     """The verdict of one question at one K (None when fewer than two settings can be compared)."""
     left_out = [f"{_label(r)}: {bias_note(r['estimator'], k)}" for _, r in rows.iterrows() if _biased(r)]
     rows = rows[[not _biased(r) for _, r in rows.iterrows()]]
-    if q.name == QUESTIONS[2]:
+    if q.name in (QUESTIONS[2], QUESTIONS[3]):  # a setting whose training diverged wins neither
         bad = rows["diverged"].fillna(0) > 0
         left_out += [
             f"{_label(r)}: {int(r['diverged'])} of {int(r['runs'])} runs diverged"
@@ -193,13 +182,19 @@ def _judge(q: _Question, rows: pd.DataFrame, k: int) -> Verdict | None:
     unformed = [r for r, c in contrasts if not np.isfinite(c.low)]
     reversed_ = [r for r, c in contrasts if c.separated and not _on_best_side(q, c)]
     separated = bool(rivals) and not tied
-    against, contrast = contrasts[0] if contrasts else (None, Contrast(math.nan, math.nan, math.nan, 0.0))
+    against, first = contrasts[0] if contrasts else (None, none(q.contrast))
+    if against is not None:  # of settings with the same gradient (dreg = stl at K = 1), name the trained one
+        twins = [against, *(r for r in rivals if r is not against and _identical(q, against, r))]
+        against, first = next(
+            ((r, c) for r, c in contrasts if r is next((t for t in twins if not _trained_as(t)), against)),
+            (against, first),
+        )
     return Verdict(
         question=q.name, num_samples=k, figure=q.figure, best=_label(best),
         winner=_label(best) if separated else None, value=float(best[q.column]),
         low=float(best[f"{q.column}_low"]), high=float(best[f"{q.column}_high"]),
         against=_label(against) if against is not None else None, contrast=q.contrast,
-        change=contrast.value, change_low=contrast.low, change_high=contrast.high, separated=separated,
+        change=first.value, change_low=first.low, change_high=first.high, separated=separated,
         not_separated=tuple(_label(r) for r in tied), same_as=tuple(_label(r) for r in same),
         left_out=tuple(left_out), reason=_reason(q, separated, tied, unformed, reversed_, rivals), compared=len(measured),
         notes=tuple(_convergence_notes(q, measured, [best, *same, *tied])), yardstick=_yardstick(q, best),
@@ -288,24 +283,25 @@ def _identical(q: _Question, a: pd.Series, b: pd.Series) -> bool:
     return same_figures([a[c] for c in columns], [b[c] for c in columns])
 
 
-def _ratio(r: Ratio) -> Contrast:
-    return Contrast(r.value, r.low, r.high, 1.0)
-
-
 def _paired(convergence: pd.DataFrame, a: pd.Series, b: pd.Series, level: float) -> Contrast:
     if convergence.empty:
-        return Contrast(math.nan, math.nan, math.nan, 0.0)
-    pair = [(r["estimator"], int(r["num_samples"]), r["sampler"]) for r in (a, b)]
-    diff, low, high, _ = summaries.paired_difference(convergence, "test_log_likelihood", *pair, level)
-    return Contrast(diff, low, high, 0.0)
+        return none("paired difference")
+    per_seed = [summaries.per_seed(convergence, "test_log_likelihood", _key(r)) for r in (a, b)]
+    return contrast(*per_seed, "paired difference", level)
 
 
 def _key(row: pd.Series) -> tuple[str, str, int]:
     return row["estimator"], row["sampler"], int(row["num_samples"])
 
 
+def _trained_as(row: pd.Series) -> str:
+    """The setting whose training runs these are ("" when its own; see `TRAINED_COLUMNS` of the report)."""
+    value = row.get("trained_as", "")
+    return value if isinstance(value, str) else ""
+
+
 def _label(row: pd.Series) -> str:
-    return timing.label(_key(row))
+    return setting_label(row["estimator"], row["sampler"])
 
 
 def _triple(row: pd.Series, figure: str) -> tuple[float, float, float]:
@@ -360,3 +356,18 @@ def contradictions(a: list[dict], b: list[dict]) -> list[str]:
                     f"ranks it behind {y['best']!r}, separated"
                 )
     return list(dict.fromkeys(found))
+
+
+def changes(shared: list[dict], tuned: list[dict], questions: tuple[str, ...] = (QUESTIONS[2],)) -> list[str]:
+    """Which verdicts (:func:`records`) of ``questions`` a step-size grid changed: at each K, the winner at the
+    shared rate against the winner with every setting at its own rate (:mod:`vaebench.analysis.selection`);
+    "not separated" is a verdict too. The default question is the convergence one (the others do not train)."""
+    index = {(r["question"], r["K"]): r for r in shared if r["question"] in questions}
+    found = []
+    for t in tuned:
+        s = index.get((t["question"], t["K"]))
+        if s is None or s["winner"] == t["winner"]:
+            continue
+        said = [f"`{r['winner']}` wins" if r["winner"] else "not separated" for r in (s, t)]
+        found.append(f"{t['question']} at K={t['K']}: {said[0]} at the shared rate, {said[1]} tuned")
+    return found

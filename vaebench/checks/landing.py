@@ -16,7 +16,6 @@ minibatch) as the distance to the posterior.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -104,14 +103,3 @@ def stl_landing(
                  **{c: float(enc[c]) for c in ("trace_var", "trace_var_low", "trace_var_high")}}
             )  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def landed(frame: pd.DataFrame, tolerance: float = 1e-8) -> dict[str, float]:
-    """Encoder variance of each estimator at the exact posterior (fraction 0), relative to its value at the
-    perturbed start (fraction 1); STL's is 0 up to rounding (below ``tolerance``) when the law holds."""
-    out = {}
-    for name, g in frame.groupby("estimator", sort=False):
-        at = g.set_index("fraction")["trace_var"]
-        start = at.get(1.0, math.nan)
-        out[name] = float(at.get(0.0, math.nan) / start) if start else math.nan
-    return out

@@ -20,12 +20,10 @@ TOML has no null, so options that mean "nothing" use a word or zero: `binarize =
 (see :func:`to_dict`), and a saved one is read back with :func:`from_dict`.
 """
 
-from vaebench.config.schema import (
-    ADDED_KEYS,
+from vaebench.config.sections import (
     CHECKPOINTS,
     EXECUTION_KEYS,
     LR_SCHEDULES,
-    RENAMED_KEYS,
     DataConfig,
     ModelConfig,
     SuiteConfig,
@@ -48,12 +46,10 @@ from vaebench.config.validate import validate
 from vaebench.presets import PRESET_DESCRIPTIONS
 
 __all__ = [
-    "ADDED_KEYS",
     "CHECKPOINTS",
     "EXECUTION_KEYS",
     "LR_SCHEDULES",
     "PRESET_DESCRIPTIONS",
-    "RENAMED_KEYS",
     "DataConfig",
     "ModelConfig",
     "SuiteConfig",

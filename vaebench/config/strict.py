@@ -2,7 +2,7 @@
 
 `merge` is the one code path for TOML files, command-line overrides and a saved run.json, so all three give
 the same messages: an unknown key names itself and the valid keys of its table, a wrong type names the key,
-what was expected and what was given.
+what was expected and what was given (:func:`vaebench.config.constraints.coerce`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -24,53 +24,39 @@ except ModuleNotFoundError:  # Python 3.10: the tomli package (a dependency ther
         tomllib = None
 
 from vaebench import devices
-from vaebench.config import plugins
-from vaebench.config.schema import ADDED_KEYS, EXECUTION_KEYS, RENAMED_KEYS, SuiteConfig, preset, real_valued
+from vaebench.config.constraints import coerce, describe
+from vaebench.config.sections import EXECUTION_KEYS, SuiteConfig, preset, real_valued
 from vaebench.config.validate import validate
 from vaebench.data import is_data_file
 from vaebench.errors import VaebenchError
-from vaebench.registry import BUILT_CHECKPOINTS
+from vaebench.plugins.registry import BUILT_CHECKPOINTS, load_configured
 
 
-def merge(config: Any, data: dict[str, Any], prefix: str = "", renamed: list[str] | None = None) -> Any:
+def merge(config: Any, data: dict[str, Any], prefix: str = "") -> Any:
     """A copy of the dataclass `config` with the keys of `data` replaced, checked strictly.
 
     Args:
         config: a config dataclass instance (e.g. a `SuiteConfig`).
         data: nested mapping like the TOML file; tables map to sub-dataclasses, lists to tuples.
         prefix: dotted path of `config` for error messages.
-        renamed: if given, a note is appended for every key read under its old name (`RENAMED_KEYS`).
 
     Raises:
-        VaebenchError: an unknown key (listing the valid ones), a value of the wrong type, or a key given
-            under both its old and its new name.
+        VaebenchError: an unknown key (listing the valid ones) or a value of the wrong type.
     """
     if not isinstance(data, dict):
-        raise VaebenchError(f"config key {_where(prefix)} must be a table, got {_describe(data)}")
+        raise VaebenchError(f"config key {_where(prefix)} must be a table, got {describe(data)}")
     hints = typing.get_type_hints(type(config))
     names = [f.name for f in dataclasses.fields(config)]
     changes: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if path in RENAMED_KEYS:
-            new_path = RENAMED_KEYS[path]
-            key = new_path.rsplit(".", 1)[-1]
-            if key in data:
-                raise VaebenchError(
-                    f"config keys {path!r} and {new_path!r} are the same setting; keep {new_path!r}"
-                )
-            if renamed is not None:
-                renamed.append(
-                    f"config key {path!r} is now {new_path!r}; the old name is read for this release"
-                )
-            path = new_path
         if key not in names:
             raise VaebenchError(f"unknown config key {path!r}; valid keys{_of(prefix)}: {', '.join(names)}")
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
-            changes[key] = merge(current, value, prefix=f"{path}.", renamed=renamed)
+            changes[key] = merge(current, value, prefix=f"{path}.")
         else:
-            changes[key] = _coerce(value, hints[key], path)
+            changes[key] = coerce(value, hints[key], path)
     return dataclasses.replace(config, **changes)
 
 
@@ -95,23 +81,12 @@ def from_dict(data: dict[str, Any]) -> SuiteConfig:
 
 def config_hash(config: SuiteConfig, inputs: dict[str, Any] | None = None) -> str:
     """SHA-256 of everything that can change a number: the configuration (all but `EXECUTION_KEYS`) and
-    ``inputs``, what it names but does not hold (the plugins' fingerprints, a data file's SHA-256).
-
-    Computed as results folders store it: a key renamed since (`RENAMED_KEYS`) is hashed under its old name,
-    and a key added since (`ADDED_KEYS`) or an empty input is left out while it has its default, so a folder
-    written before keeps its hash and its units verify.
+    ``inputs``, what it names but does not hold (the plugins' fingerprints, a data file's SHA-256; an empty
+    one is left out).
     """
     data = to_dict(config)
     for key in EXECUTION_KEYS:
         data.pop(key, None)
-    for old, new in RENAMED_KEYS.items():
-        section, new_key = new.split(".")
-        data[section][old.split(".")[1]] = data[section].pop(new_key)
-    for key, default in ADDED_KEYS.items():
-        *section, name = key.split(".")
-        table = data[section[0]] if section else data
-        if table.get(name) == (list(default) if isinstance(default, tuple) else default):
-            table.pop(name)  # a whole section added (a dict default) goes when every key has its default
     data |= {k: v for k, v in (inputs or {}).items() if v}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -126,51 +101,6 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         elif x != y:
             out.append(f"{prefix}{f.name}: {_show(x)} -> {_show(y)}")
     return out
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check `value` against the annotation `tp` (int, float, str, bool, X | None, tuple[X, ...])."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for option in inner[:-1]:  # bool | str: the first type the value is, else the last one's message
-            if option in (bool, str) and isinstance(value, option):
-                return value
-        return _coerce(value, inner[-1], path)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise VaebenchError(
-                f"config key {path!r} must be a list of {_type_name(args[0])}s, got {_describe(value)}"
-            )
-        return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, tp)
-    if not ok:
-        raise VaebenchError(
-            f"config key {path!r} must be {_type_name(tp, article=True)}, got {_describe(value)}"
-        )
-    return value
-
-
-def _type_name(tp: Any, article: bool = False) -> str:
-    name = {int: "integer", float: "number", str: "string", bool: "boolean (true or false)"}.get(tp, str(tp))
-    if not article:
-        return name
-    return ("an " if name[0] in "aeiou" else "a ") + name
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
-    return f"{kind.get(type(value), type(value).__name__)} {value!r}"
 
 
 def _show(value: Any) -> str:
@@ -225,7 +155,7 @@ def _explicit(layers: tuple[dict[str, Any], ...], section: str, key: str) -> boo
 
 def _fit_built(config: SuiteConfig, *layers: dict[str, Any]) -> tuple[SuiteConfig, list[str]]:
     """The Gaussian toy's data bring the toy's model (unless ``model.name`` is set), and a model whose
-    checkpoint is built, not trained (`vaebench.registry.BUILT_CHECKPOINTS`), has one checkpoint to measure at:
+    checkpoint is built, not trained (`vaebench.plugins.registry.BUILT_CHECKPOINTS`), has one checkpoint to measure at:
     ``variance.checkpoints`` becomes ``["end"]`` unless set; each change with a note."""
     changed = []
     if config.data.name == "gaussian-toy" and config.model.name == "gaussian-vae":
@@ -280,6 +210,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise VaebenchError(
             f"config file {str(path)!r} is not valid TOML: not UTF-8 text (byte {err.start}); is it a binary file?"
         ) from None
+    except ValueError:  # an integer literal past Python's 4300-digit conversion limit
+        long = re.search(r"[0-9_]{4000,}", text)
+        where = text[: long.start()].splitlines()[-1] if long else ""
+        line = text[: long.start()].count("\n") + 1 if long else "?"
+        raise VaebenchError(
+            f"config file {str(path)!r}, line {line} ({where.strip()} ...): an integer of over 4000 digits; no "
+            "setting takes a number that long"
+        ) from None
     except OSError as err:
         raise VaebenchError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
 
@@ -294,12 +232,12 @@ def load_config(path: str | Path, base: str | None = None) -> SuiteConfig:
     return _merge_file(read_toml(path), base)
 
 
-def _merge_file(data: dict[str, Any], base: str | None, renamed: list[str] | None = None) -> SuiteConfig:
+def _merge_file(data: dict[str, Any], base: str | None) -> SuiteConfig:
     data = dict(data)
     named = data.pop("preset", None)
     if named is not None and not isinstance(named, str):
-        raise VaebenchError(f"config key 'preset' must be a string, got {_describe(named)}")
-    return merge(preset(base or named or "default"), data, renamed=renamed)
+        raise VaebenchError(f"config key 'preset' must be a string, got {describe(named)}")
+    return merge(preset(base or named or "default"), data)
 
 
 def resolve(
@@ -316,16 +254,15 @@ def resolve(
         The validated config (with `device="auto"` resolved) and notes for the user (skipped combinations).
     """
     data = read_toml(config_file) if config_file is not None else {}
-    renamed: list[str] = []
-    config = _merge_file(data, preset_name, renamed)
+    config = _merge_file(data, preset_name)
     overrides = overrides or {}
     config = merge(config, overrides)
     if config_file is not None:
         config = _relative_to(config, data, Path(config_file).resolve().parent)
-    config = plugins.load(config)
+    config = load_configured(config)
     config, fitted = _fit_real_valued(config, data, overrides)
     config, toy = _fit_built(config, data, overrides)
-    notes = renamed + fitted + toy
+    notes = fitted + toy
     notes += validate(config, explicit_estimators="estimators" in data or "estimators" in overrides)
     if config.device == "auto":
         config = dataclasses.replace(config, device=devices.auto())

@@ -4,23 +4,22 @@ Gaussian toy of Rainforth et al. 2018, and yours.
 :func:`load_dataset` is the entry point; see :mod:`vaebench.data.datasets` for the built-in sets and their
 preprocessing, :mod:`vaebench.data.dataset` for the loaded `Dataset` and its batches, :mod:`vaebench.data.idx`
 for the IDX format, :mod:`vaebench.data.synthetic` for the linear-Gaussian truth,
-:mod:`vaebench.data.gaussian_toy` for the toy's points, :mod:`vaebench.data.files` for data files of your own
-(.npz, .npy, .csv) and :mod:`vaebench.data.custom` for plugins' data sets.
+:mod:`vaebench.data.gaussian_toy` for the toy's points, :mod:`vaebench.data.arrays` for data files of your own
+(.npz, .npy, .csv) and plugins' data sets (:mod:`vaebench.data.custom`; their registry and checks are
+:mod:`vaebench.plugins.data_sets`).
 """
 
-from vaebench.data.custom import DATASET_PLUGINS, tensor_digest
+from vaebench.data.arrays import FILE_SUFFIXES, is_data_file, read_file
 from vaebench.data.dataset import Dataset, batches
 from vaebench.data.datasets import (
     BINARIZE_MODES,
     DATASETS,
     DIGITS_N_TRAIN,
     load_dataset,
-    register_dataset,
-    unregister_dataset,
 )
-from vaebench.data.files import FILE_SUFFIXES, is_data_file, read_file
 from vaebench.data.idx import DEBIAN_FASHION_MNIST, find_idx_dir, read_idx
 from vaebench.data.synthetic import LinearGaussianTruth
+from vaebench.plugins.data_sets import DATASET_PLUGINS  # the data sets plugins add, beside DATASETS
 
 __all__ = [
     "BINARIZE_MODES",
@@ -37,7 +36,4 @@ __all__ = [
     "load_dataset",
     "read_file",
     "read_idx",
-    "register_dataset",
-    "tensor_digest",
-    "unregister_dataset",
 ]

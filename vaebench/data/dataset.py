@@ -1,9 +1,17 @@
-"""The loaded data set, and its shuffled minibatches (binarized per batch for dynamic binarization)."""
+"""The loaded data set, its validation split, and its shuffled minibatches (binarized per batch when dynamic).
+
+The validation split (:meth:`Dataset.with_validation`) is what tuning selects on, so that the test set is
+never read to choose anything: a share f of the training examples, V = round(f·N), drawn by a permutation of
+stream ``data.valid`` of the data set's own seed (the same for every run seed and setting, so every slice of a
+step-size grid is judged on the same points) and removed from ``train``. Training, validation and test sets
+are disjoint by construction (the test set is untouched). Under dynamic binarization ``train`` holds Bernoulli
+means; the validation set is binarized once, from the same stream, as the test set is.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -31,7 +39,8 @@ class Dataset:
         source: where the data came from, for provenance (a directory, a file, or a description).
         truth: the generating parameters for `synthetic` and `gaussian-toy`, else None.
         sha256: for a data file, the SHA-256 of its bytes (as ``sha256sum`` prints it); for a plugin's data,
-            of its train and test tensors (:func:`vaebench.data.custom.tensor_digest`); None for the built-in sets.
+            of its train and test tensors (:func:`vaebench.plugins.data_sets.tensor_digest`); None for the built-in sets.
+        valid: [V, D] validation examples carved from the training data (`with_validation`), or None.
     """
 
     name: str
@@ -46,6 +55,7 @@ class Dataset:
     source: str
     truth: LinearGaussianTruth | None = None
     sha256: str | None = None
+    valid: Tensor | None = None
 
     @property
     def x_dim(self) -> int:
@@ -59,6 +69,34 @@ class Dataset:
                 f"data set {self.name!r} has no exact log p(x); only 'synthetic' and 'gaussian-toy' have one"
             )
         return self.truth.exact_log_marginal(x)
+
+    def with_validation(self, fraction: float) -> Dataset:
+        """This data set with a share ``fraction`` of its training examples held out for validation (module
+        docstring); ``fraction`` 0 returns it unchanged.
+
+        Raises:
+            VaebenchError: a fraction outside [0, 1), one that leaves no example on either side, or a data set
+                already split.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
+            raise VaebenchError(f"valid_fraction must lie in [0, 1) (0: no validation set), got {fraction!r}")
+        if fraction == 0:
+            return self
+        if self.valid is not None:
+            raise VaebenchError(f"data set {self.name!r} already has a validation set; split it once")
+        n = self.train.shape[0]
+        held = round(fraction * n)
+        if not 0 < held < n:
+            raise VaebenchError(
+                f"valid_fraction {fraction} of {n} training examples holds out {held}: choose a fraction that "
+                "leaves at least one example for validation and one for training"
+            )
+        gen = rng.generator(self.seed, "data.valid")
+        order = torch.randperm(n, generator=gen)
+        valid = self.train[order[:held]]
+        if self.binarize == "dynamic":
+            valid = (torch.rand(valid.shape, generator=gen) < valid).to(valid.dtype)
+        return replace(self, train=self.train[order[held:].sort().values], valid=valid)
 
     def batches(
         self, batch_size: int, *, seed: int = 0, epoch: int = 0, drop_last: bool = False

@@ -26,7 +26,7 @@ case of Rainforth et al. 2018 (W = I, b = μ ~ N(0, I), unit noise, D = 20, N = 
 :mod:`vaebench.data.gaussian_toy`), the data of :class:`vaebench.toy.GaussianToy`.
 
 Data of your own: a name ending in ``.npz``, ``.npy`` or ``.csv`` is the path of a file, read and checked by
-:mod:`vaebench.data.files` (its SHA-256 goes on the `Dataset`); a name in `DATASET_PLUGINS` is a plugin's
+:mod:`vaebench.data.arrays` (its SHA-256 goes on the `Dataset`); a name in `DATASET_PLUGINS` is a plugin's
 data set (see :mod:`vaebench.data.custom`). Neither is made of grey levels, so neither is dequantized; values
 in [0, 1] can be binarized like the image sets. The loaded `Dataset` and its minibatches are in
 :mod:`vaebench.data.dataset`.
@@ -35,10 +35,8 @@ in [0, 1] can be binarized like the image sets. The loaded `Dataset` and its min
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +44,13 @@ import torch
 from torch import Tensor
 
 from vaebench import rng
-from vaebench.data import custom, files
+from vaebench.data import arrays, custom
 from vaebench.data.dataset import Dataset
 from vaebench.data.gaussian_toy import TOY_DIM, TOY_POINTS, draw_gaussian_toy
 from vaebench.data.idx import IDX_FILES, find_idx_dir, read_idx, require_idx
 from vaebench.data.synthetic import draw_synthetic
 from vaebench.errors import VaebenchError
+from vaebench.plugins.data_sets import DATASET_PLUGINS
 
 DATASETS: dict[str, str] = {
     "digits": "8x8 handwritten digits shipped with scikit-learn (1,437 train / 360 test), offline",
@@ -83,7 +82,7 @@ def load_dataset(
     x_dim: int = 20,
     z_dim: int = 5,
     noise_std: float = 0.5,
-    test_fraction: float = files.TEST_FRACTION,
+    test_fraction: float = arrays.TEST_FRACTION,
     batch_size: int | None = None,
     sha256: str | None = None,
 ) -> Dataset:
@@ -91,7 +90,7 @@ def load_dataset(
 
     Args:
         name: one of `DATASETS`, a name in `DATASET_PLUGINS`, or the path of a ``.npz``, ``.npy`` or ``.csv``
-            file (see :mod:`vaebench.data.files`).
+            file (see :mod:`vaebench.data.arrays`).
         root: folder with the IDX files for "fashion-mnist" and "mnist" (see `find_idx_dir`); ignored otherwise.
         binarize: None (continuous), "dynamic", "fixed" or "threshold"; see the module docstring.
         dequantize: add one grey level of uniform noise, x = (v + u) / L; not with `binarize`.
@@ -114,10 +113,10 @@ def load_dataset(
     Raises:
         VaebenchError: unknown name or mode, impossible sizes, missing, corrupt or invalid files.
     """
-    if name not in DATASETS and name not in custom.DATASET_PLUGINS and not files.is_data_file(name):
+    if name not in DATASETS and name not in DATASET_PLUGINS and not arrays.is_data_file(name):
         raise VaebenchError(
-            f"unknown data set {name!r}; valid names: {', '.join([*DATASETS, *custom.DATASET_PLUGINS])}, or the path "
-            f"of a data file ending in {', '.join(files.FILE_SUFFIXES)}"
+            f"unknown data set {name!r}; valid names: {', '.join([*DATASETS, *DATASET_PLUGINS])}, or the path "
+            f"of a data file ending in {', '.join(arrays.FILE_SUFFIXES)}"
         )
     if binarize is not None and binarize not in BINARIZE_MODES:
         raise VaebenchError(f"unknown binarize mode {binarize!r}; valid: None, {', '.join(BINARIZE_MODES)}")
@@ -274,45 +273,3 @@ def _load_gaussian_toy(seed: int) -> Dataset:
         source=f"Gaussian toy of Rainforth et al. 2018, seed {seed}, D={TOY_DIM}, {TOY_POINTS} points per split",
         truth=truth,
     )
-
-
-# ------------------------------------------------------------------------------------------------ plugins
-
-
-def register_dataset(name: str, factory: Callable[..., object], origin: str = "") -> None:
-    """Add a plugin's data set to `custom.DATASET_PLUGINS`: ``factory(seed=...)`` returns its data.
-
-    It returns a `Dataset`, or ``{"train": ..., "test": ...}`` / ``(train, test)`` (see :mod:`vaebench.data.custom`).
-
-    Raises:
-        VaebenchError: ``factory`` is not callable with ``seed=``, or ``name`` is a built-in set's or another
-            plugin's.
-    """
-    where = f" from {origin}" if origin else ""
-    if not callable(factory):
-        raise VaebenchError(f"data set {name!r}{where} is a {type(factory).__name__}, not a callable factory")
-    try:
-        inspect.signature(factory).bind(seed=0)
-    except TypeError:
-        raise VaebenchError(
-            f"data set {name!r}{where}: its factory cannot be called as factory(seed=0); it must take the seed "
-            "as a keyword argument (and need no other)"
-        ) from None
-    except ValueError:  # a callable without a signature (some built-ins): trust it
-        pass
-    if name in DATASETS:
-        raise VaebenchError(
-            f"data set {name!r}{where} clashes with the built-in data set {name!r}: rename it"
-        )
-    current = custom.DATASET_PLUGINS.get(name)
-    if current is not None and current is not factory:
-        raise VaebenchError(
-            f"data set {name!r}{where} clashes with the plugin data set {name!r} from "
-            f"{getattr(current, '__module__', '?')}: give one of them another name"
-        )
-    custom.DATASET_PLUGINS[name] = factory
-
-
-def unregister_dataset(name: str) -> None:
-    """Remove a plugin's data set (an unknown name is ignored)."""
-    custom.DATASET_PLUGINS.pop(name, None)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaebench import files
 from vaebench.errors import VaebenchError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -39,9 +40,10 @@ def _candidate_dirs(name: str, root: str | os.PathLike[str] | None) -> list[Path
 
 
 def _idx_path(folder: Path, stem: str) -> Path | None:
-    """The plain IDX file if present (faster to read), else the .gz, else None."""
+    """The plain IDX file if present (faster to read), else the .gz, else None (one that is not a regular file
+    is found too, for `read_idx` to refuse by name)."""
     for path in (folder / stem, folder / f"{stem}.gz"):
-        if path.is_file():
+        if path.exists():
             return path
     return None
 
@@ -101,15 +103,24 @@ def read_idx(path: Path, *, ndim: int | None = None) -> np.ndarray:
         VaebenchError: naming the file, for a corrupt gzip stream, a wrong magic number, or a payload whose
             size disagrees with the header.
     """
+    kind = files.kind_of(path)
+    if kind is not None:  # a FIFO would hang the read, a device never end it
+        raise VaebenchError(f"{path} is {kind}, not a regular file: put the IDX file itself there")
     try:
         raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as e:
+                raise VaebenchError(
+                    f"{path}: corrupt or truncated gzip stream ({e}); download it again"
+                ) from None
     except OSError as e:
-        raise VaebenchError(f"{path}: cannot read IDX file ({e})") from e
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise VaebenchError(f"{path}: corrupt or truncated gzip stream ({e}); download it again") from e
+        raise VaebenchError(f"{path}: cannot read IDX file ({e})") from None
+    except MemoryError:
+        raise VaebenchError(
+            f"{path}: too large to load into memory; is it really an IDX image file?"
+        ) from None
     want = f"0x{0x800 + ndim:08x}" if ndim is not None else "0x000008NN"
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or (ndim is not None and raw[3] != ndim):
         magic = f"0x{raw[:4].hex()}" if len(raw) >= 4 else f"only {len(raw)} bytes"

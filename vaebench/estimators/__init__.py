@@ -53,7 +53,10 @@ x [B, D] returns an :class:`EstimatorOutput`:
 
 Estimators talk to the model only through ``posterior(x)`` (a ``Normal`` with batch shape [B, Z]) and
 ``log_joint(x, z)`` ([K, B, Z] -> [K, B]); the closed-form-KL estimator also uses ``prior()`` and
-``log_likelihood(x, z)``. Every estimator is vectorised over the K samples. Randomness comes from the optional
+``log_likelihood(x, z)``. A model with *global* latents (one z for the whole data set, ``model.global_latents``)
+keeps the same methods with B = 1: ``posterior(x)`` [1, Z] and ``log_joint(x, z)`` [K, 1, Z] -> [K, 1], the
+minibatch's log-likelihood scaled by N / B (:mod:`vaebench.problems.variational`); an estimator that cannot
+run on one says why in ``local_only``. Every estimator is vectorised over the K samples. Randomness comes from the optional
 ``generator`` argument (a ``torch.Generator`` on x's device), or torch's global generator when it is ``None``;
 an estimator draws its noise through :meth:`Estimator.sample`, which also takes the noise ε [K, B, Z] itself in
 place of a generator (drawn beforehand: a compiled training step, or seeds trained as one program).
@@ -88,7 +91,7 @@ control variates), :mod:`~vaebench.estimators.thermodynamic` (TVO), :mod:`~vaebe
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
-when its plugin is loaded (:mod:`vaebench.registry`).
+when its plugin is loaded (:mod:`vaebench.plugins.registry`).
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ from vaebench.estimators.base import (
     sampler_problem,
     stop_gradient,
 )
+from vaebench.estimators.contract import OBJECTIVES
 from vaebench.estimators.importance_weighted import (
     IWAE,
     IWAESTL,
@@ -223,20 +227,6 @@ __all__ = [
     "unsupported",
 ]
 
-OBJECTIVES = (
-    "elbo",
-    "iwae",
-    "iwae-subsets",
-    "renyi",
-    "ciwae",
-    "piwae",
-    "inclusive-kl",
-    "tail-adaptive",
-    "tvo",
-    "uha",
-)
-"""Every objective label an estimator declares (see the package docstring for what each means)."""
-
 ESTIMATORS: dict[str, type[Estimator]] = {
     "reparam": Reparam,
     "reparam-analytic-kl": ReparamAnalyticKL,
@@ -329,9 +319,9 @@ class Setting:
     """One setting of the suite: a registered estimator with its sampler at one K, checked once, here.
 
     Building a `Setting` is where the suite's route checks that the estimator exists and can run at this K
-    with this sampler (:func:`unsupported`); nothing the setting is passed to checks it again. (An estimator
-    called directly still checks its own K and sampler when called: that is the contract's guard for
-    library callers, not a second check on the suite's route.)
+    with this sampler (:func:`unsupported`); nothing the setting is passed to checks it again, and the
+    estimator it builds trusts that K (`Estimator.checked_samples`). An estimator built otherwise checks its
+    K and sampler at every call: the contract's guard for library callers.
 
     Attributes:
         estimator: a key of `ESTIMATORS`.
@@ -350,10 +340,7 @@ class Setting:
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise VaebenchError(f"unknown estimator {self.estimator!r}; valid names: {', '.join(ESTIMATORS)}")
-        k = self.num_samples
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise VaebenchError(f"num_samples (K) must be an integer >= 1, got {k!r}")
-        problem = unsupported(self.estimator, k, self.sampler)
+        problem = unsupported(self.estimator, check_num_samples(self.num_samples), self.sampler)
         if problem:
             raise VaebenchError(problem)
 
@@ -378,7 +365,9 @@ class Setting:
             self.sampler != "iid"
         ):  # iid is every estimator's default (and the only one some user classes know)
             options["sampler"] = self.sampler
-        return make_estimator(self.estimator, **options)
+        estimator = make_estimator(self.estimator, **options)
+        estimator.checked_samples = self.num_samples
+        return estimator
 
 
 def runnable(
@@ -402,7 +391,7 @@ def runnable(
 # ------------------------------------------------------------------------------------------------ plugins
 
 BUILTIN_ESTIMATORS: tuple[str, ...] = tuple(ESTIMATORS)
-"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.registry`) add theirs to `ESTIMATORS` with
+"""The estimators that ship with vaebench. Plugins (:mod:`vaebench.plugins.registry`) add theirs to `ESTIMATORS` with
 :func:`register`, under names other than these."""
 
 

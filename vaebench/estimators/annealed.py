@@ -100,6 +100,10 @@ class UHA(Estimator):
     objective = "uha"
     samplers = ("iid",)
     iid_only = DEPENDENT_BOUND.replace("IWAE_K", "UHA")
+    local_only = (
+        "its Langevin steps follow the gradient of the minibatch-scaled joint, so its bound is not the full data's "
+        "(it is nonlinear in the likelihood) and the suite has no exact reference for it there"
+    )
     summary = (
         "uncorrected Hamiltonian annealing: IW bound after L differentiable Langevin steps (L+1 log p grads)"
     )

@@ -12,7 +12,6 @@ gradient read.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -109,7 +108,8 @@ class EstimatorOutput:
     Attributes:
         surrogate: scalar; value = -mean_b(objective estimate), gradient = this estimator's estimate.
         elbo: detached per-datapoint objective estimate [B].
-        objective: ``"elbo"`` or ``"iwae"``.
+        objective: the objective label, one of :data:`vaebench.estimators.OBJECTIVES` (``"elbo"``, ``"iwae"``,
+            ``"renyi"``, ...).
     """
 
     surrogate: Tensor
@@ -117,20 +117,13 @@ class EstimatorOutput:
     objective: str
 
 
-class _FormerCitation:
-    """``Estimator.reference``: the former name of ``citation``, read with a `DeprecationWarning`."""
-
-    def __get__(self, obj, owner) -> str:
-        warnings.warn("Estimator.reference is deprecated: read `citation`", DeprecationWarning, stacklevel=2)
-        return owner.citation
-
-
 class Estimator(nn.Module):
     """Base class: validates K and the sampler, prepares state, then calls :meth:`estimate`.
 
     Class attributes describe the estimator to the registry, the CLI and the reports:
 
-    - ``objective``: ``"elbo"`` or ``"iwae"``, the bound whose gradient it estimates;
+    - ``objective``: the bound whose gradient it estimates, one of :data:`vaebench.estimators.OBJECTIVES`
+      (``"elbo"``, ``"iwae"``, ``"renyi"``, ...; the package docstring defines each);
     - ``family``: one of `FAMILIES`, how the encoder gradient is formed;
     - ``stateful``: whether it carries state across calls (running statistics, a learned baseline) that
       :meth:`prepare` sets and training updates; a variance measurement warms such an estimator up first;
@@ -144,9 +137,10 @@ class Estimator(nn.Module):
       (the same noise, the same surrogate's gradient up to rounding; e.g. IWAE at K = 1 is the ELBO's
       reparameterization gradient): the suite trains such a setting once and reports the run under both
       names, marked as shared (``tests/test_estimators.py`` checks every declaration);
+    - ``local_only``: empty when the estimator also runs on a model with global latents (one z for the whole
+      data set, ``model.global_latents``; see :mod:`vaebench.problems.variational`), else why not: calling it
+      on such a model is an error that says so;
     - ``summary`` and ``citation`` (the paper it comes from): one line each, for ``python -m vaebench list``.
-      ``reference``, the former name of ``citation``, still reads (and a subclass may still set it) for one
-      release, with a `DeprecationWarning`.
 
     Args:
         sampler: how the standard normal noise ε of z = μ + σ ⊙ ε is drawn, a key of `SAMPLERS`.
@@ -160,24 +154,13 @@ class Estimator(nn.Module):
     samplers: ClassVar[tuple[str, ...]] = tuple(SAMPLERS)
     iid_only: ClassVar[str] = ""
     bias: ClassVar[str] = ""
+    local_only: ClassVar[str] = ""
     same_gradient: ClassVar[Mapping[int, str]] = MappingProxyType({})
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
-    reference = _FormerCitation()
     name: str = ""
     _prepared: bool = False  # a plain attribute, so checking it never reads the device
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if isinstance(cls.__dict__.get("reference"), str):  # a subclass using the former name of `citation`
-            warnings.warn(
-                f"{cls.__name__}.reference is deprecated: name the paper in `citation`",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if "citation" not in cls.__dict__:
-                cls.citation = cls.__dict__["reference"]
-            delattr(cls, "reference")
+    checked_samples: int | None = None  # the K its `Setting` checked when it built it: not checked again
 
     def __init__(self, sampler: str = "iid"):
         super().__init__()
@@ -196,8 +179,13 @@ class Estimator(nn.Module):
     ) -> EstimatorOutput:
         if not isinstance(x, Tensor):
             raise VaebenchError(f"x must be a torch.Tensor of shape [B, D], got {type(x).__name__}")
-        check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
-        check_sampler(self.sampler, num_samples)
+        if num_samples != self.checked_samples:  # the library's boundary (a Setting checked its own K)
+            check_num_samples(num_samples, self.min_samples, self.name, self.min_samples_reason)
+            check_sampler(self.sampler, num_samples)
+        if self.local_only and getattr(model, "global_latents", False):
+            raise VaebenchError(
+                f"{self.name or type(self).__name__} cannot run on a model with global latents: {self.local_only}"
+            )
         if not self._prepared:  # never use state that was never set: prepare on this batch first
             self.prepare(model, x)
         return self.estimate(model, x, num_samples, generator)

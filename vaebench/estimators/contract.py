@@ -6,7 +6,7 @@ suite relies on what the base class gives every estimator (the checks of K and o
 before the first call, and an ``nn.Module`` that training moves to the device, puts in train or eval mode,
 optimises and saves in checkpoints). Beyond that it must implement ``estimate(model, x, num_samples,
 generator)``, be buildable by name with no options (every constructor argument has a default), and declare
-valid class attributes: ``objective`` (``elbo`` or ``iwae``), ``family`` (one of ``FAMILIES``),
+valid class attributes: ``objective`` (one of `OBJECTIVES`, the labels the package docstring defines), ``family`` (one of ``FAMILIES``),
 ``min_samples`` (an integer >= 1), ``samplers`` (a non-empty tuple of known samplers, with ``iid_only``
 saying why the others would bias it), ``stateful`` (a bool) and the strings ``bias``, ``summary`` and
 ``citation``.
@@ -19,8 +19,19 @@ import inspect
 from vaebench.estimators.base import FAMILIES, Estimator
 from vaebench.estimators.sampling import SAMPLERS
 
-OBJECTIVES = ("elbo", "iwae")
-"""The bounds an estimator may estimate the gradient of."""
+OBJECTIVES = (
+    "elbo",
+    "iwae",
+    "iwae-subsets",
+    "renyi",
+    "ciwae",
+    "piwae",
+    "inclusive-kl",
+    "tail-adaptive",
+    "tvo",
+    "uha",
+)
+"""Every objective label an estimator may declare (see :mod:`vaebench.estimators` for what each means)."""
 
 
 def problems(cls: object) -> list[str]:

@@ -2,8 +2,10 @@ r"""Estimators whose encoder targets an inclusive (mass-covering) divergence: re
 
 With log w_k = log p_θ(x, z_k) - log q_φ(z_k|x) for K independent z_k ~ q and w̃ = softmax(log w), the
 self-normalised importance weights approximate expectations under the posterior p(z|x): Σ_k w̃_k g(z_k) is a
-consistent, biased estimate of E_{p(z|x)}[g] (bias O(1/K); Owen 2013, "Monte Carlo theory, methods and
-examples", Section 9.2).
+consistent, biased estimate of E_{p(z|x)}[g] (Owen 2013, "Monte Carlo theory, methods and examples", Section
+9.2). Its bias is O(1/K) only asymptotically: the leading term of an expansion in 1/K whose coefficient grows
+with the variance of the weights (χ²(p || q)), so until K is large against that variance the bias stays of the
+order of the gradient itself and falls far more slowly than 1/K (at K = 1 it is the whole gradient, see below).
 
 Reweighted wake-sleep (Bornschein & Bengio 2015) fits the decoder to IWAE_K, as IWAE does, and the encoder to
 the *inclusive* KL, -∇_φ KL(p(z|x) || q_φ(z|x)) = E_{p(z|x)}[∇_φ log q_φ(z|x)], in its wake phase:
@@ -30,6 +32,10 @@ label is ``"tail-adaptive"``, it is compared with the ELBO gradient (the one it 
 (1/K) Σ_k ∇_θ log p_θ(x, z_k) (the paper adapts the divergence of the approximate posterior only; Pyro's
 ``TraceTailAdaptive_ELBO`` applies the rank weights to every parameter), and its surrogate's value is the ELBO
 estimate (Pyro returns no value at all).
+
+This follows the paper, not Pyro: Pyro's ``TraceTailAdaptive_ELBO`` is a different estimator. It gives the
+largest rank weight to the *smallest* w (the reverse of F̂ above), its ranks come out scrambled for K >= 3
+(pyro-ppl/pyro#3170), and its gradient is 1/K the size of this one. Its numbers are not comparable with these.
 
 All three self-normalise or rank over the K draws of one call, which dependent draws would bias:
 ``sampler="iid"`` only.
@@ -124,7 +130,7 @@ class TailAdaptive(Estimator):
     F̂_k = (1/K) #{j : w_j >= w_k}, γ̃ = γ / Σ γ (see the module docstring). Not the gradient of a fixed
     objective: compared with the ELBO gradient, biased for it at K > 1 unless β = 0 (then it is reparam).
     Wang, Liu & Liu 2018, "Variational Inference with Tail-adaptive f-Divergence", NeurIPS
-    (arXiv:1810.11943; Pyro's ``TraceTailAdaptive_ELBO``).
+    (arXiv:1810.11943). Not Pyro's ``TraceTailAdaptive_ELBO``, which differs (see the module docstring).
 
     Options:
         beta: the exponent β of the tail estimate (-1, the paper's, by default; 0: uniform weights).

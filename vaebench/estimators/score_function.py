@@ -178,6 +178,9 @@ class ReinforceNVIL(Reinforce):
 
     summary = "score function with NVIL's learned baseline b(x), centring and variance normalisation"
     stateful = True
+    local_only = (
+        "its baseline b(x) is amortised over datapoints, and a global latent has one f for the data set"
+    )
     citation = "Mnih & Gregor 2014, arXiv:1402.0030"
 
     def __init__(

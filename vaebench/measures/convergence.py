@@ -46,15 +46,18 @@ FINAL_METRICS: tuple[str, ...] = (
     "model_log_likelihood",
     "bound_gap",
     "active_units",
+    "valid_elbo",
 )
 """End-of-run metrics: final test ELBO; the IS estimate of log p(x); on ``synthetic`` the data's exact log p(x)
 and its gap to the estimate (exact - estimate); for linear-Gaussian models the model's exact log p_θ(x) and the
 bound's gap to it: means over test points, in nats per datapoint. And the number of active latent units on the
-same points (Burda et al. 2015; :mod:`vaebench.measures.latents`)."""
+same points (Burda et al. 2015; :mod:`vaebench.measures.latents`). With a validation split
+(:meth:`~vaebench.data.Dataset.with_validation`), the final ELBO of its first ``points`` examples: what a
+step-size grid selects on (:mod:`vaebench.analysis.selection`), the test set never read to choose."""
 
-UNIT_COLUMNS: tuple[str, ...] = tuple(c for c in CONVERGENCE.columns if c != "trained_as")
+UNIT_COLUMNS: tuple[str, ...] = tuple(c for c in CONVERGENCE.columns if c not in ("trained_as", "lr"))
 """Columns of a `measure_convergence` frame, in order (``trained_as`` is added where the suite combines the
-units: :func:`vaebench.suite.store.combine`)."""
+units: :func:`vaebench.suite.store.combine`; ``lr`` by `measure_convergence_seeds` when it trains a grid)."""
 
 
 @dataclass(frozen=True)
@@ -120,23 +123,31 @@ def measure_convergence_seeds(
     seeds: Sequence[int],
     likelihood: LogLikelihood = LogLikelihood(),
     checkpoint: Checkpointer | None = None,
+    lrs: Sequence[float] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The training runs of ``setting`` on several seeds, trained as one program where they stack
     (:func:`vaebench.train.train_seeds`), each measured as :func:`measure_convergence` measures its own run.
 
+    Args:
+        lrs: with a step-size grid, each run's learning rate (slice i is seed ``seeds[i]`` at ``lrs[i]``);
+            the frame then has an ``lr`` column after ``seed``.
+
     Returns:
-        The seeds' frames concatenated in seed order (each equal to its own run's to float precision; with
-        ``compile`` each seed's ``compile_s`` is its share of the one compilation of the stacked step), and the
-        note of :func:`~vaebench.train.train_seeds` when the seeds trained one at a time ("" when they stacked).
+        The runs' frames concatenated in order (each equal to its own run's to float precision; with
+        ``compile`` each run's ``compile_s`` is its share of the one compilation of the stacked step), and the
+        note of :func:`~vaebench.train.train_seeds` when the runs trained one at a time ("" when they stacked).
     """
     estimators = [setting.build() for _ in seeds]
     results = train_seeds(
-        models, setting, dataset, spec, seeds=seeds, estimators=estimators, checkpoint=checkpoint
+        models, setting, dataset, spec, seeds=seeds, estimators=estimators, checkpoint=checkpoint, lrs=lrs
     )
     frames = [
         _run_frame(result, model, setting, estimator, dataset, spec, seed, likelihood)
         for result, model, estimator, seed in zip(results, models, estimators, seeds, strict=True)
     ]
+    if lrs is not None:
+        frames = [f.assign(lr=float(lr)) for f, lr in zip(frames, lrs, strict=True)]
+        frames = [conform(f[[*UNIT_COLUMNS[:4], "lr", *UNIT_COLUMNS[4:]]], CONVERGENCE) for f in frames]
     return pd.concat(frames, ignore_index=True), results[0].note
 
 
@@ -178,6 +189,11 @@ def final_metrics(
     }
     if x.shape[0] > 1:
         final["active_units"] = active_units(model, x)
+    valid = getattr(dataset, "valid", None)
+    if valid is not None:
+        v = valid[: likelihood.points].to(x.device)
+        gen = rng.generator(seed, "eval.valid", device=x.device)
+        final["valid_elbo"] = evaluate_elbo(model, v, num_samples=eval_samples, generator=gen).mean().item()
     if not likelihood.samples:
         return final
     gen = rng.generator(seed, "eval.log_likelihood", device=x.device)

@@ -12,9 +12,9 @@ Every measure returns a long-form frame whose columns play one of three roles:
 
 A :class:`Table` lists the columns in their on-disk order (the CSVs keep that order) with their roles, and
 the *optional* ones, each with the reason it may be absent and, where the reader can assume one, a default.
-A column is optional for one of two reasons, said once here: the configuration decides it (the summary has
-variance columns only when the variance measure ran), or results folders written by earlier versions lack it
-(``sampler``: frames from before samplers existed drew iid samples; ``status``: every such row was measured).
+A column is optional because the configuration decides it (the summary has variance columns only when the
+variance measure ran). A results folder of another layout is refused before it is read
+(:data:`vaebench.provenance.RESULTS_VERSION`), so no column is optional for an older folder's sake.
 
 Two checks use the declarations:
 
@@ -22,8 +22,8 @@ Two checks use the declarations:
   (a measure drifted from its declaration), raised as :class:`SchemaError`;
 - :func:`complete` on a frame read back from disk: every declared column the frame lacks is added with its
   default (NaN where none is declared: not measured), and missing values of columns with a default are
-  filled. The report reads completed frames, so it asks whether a number was *measured*, never whether a
-  column *is there*.
+  filled. The report reads completed frames (a partial run's, or a hand-built one), so it asks whether a
+  number was *measured*, never whether a column *is there*.
 """
 
 from __future__ import annotations
@@ -91,14 +91,13 @@ def _triples(*figures: str) -> tuple[str, ...]:
 
 
 # fmt: off
-_LEGACY = "absent from results folders written by earlier versions of vaebench"
-
 SETTING = ("estimator", "sampler", "num_samples")
 """The key columns of a setting: an estimator with its sampler at one K."""
 
-SAMPLER = OptionalColumn(
-    "frames written before samplers existed have no sampler column; their rows drew iid samples", "iid"
-)
+_UNSAID = "a frame built by hand (a test's, a plugin's) may leave it out"
+
+SAMPLER = OptionalColumn(f"{_UNSAID}: its rows drew iid samples", "iid")
+MEASURED = OptionalColumn(f"{_UNSAID}: its rows were measured", "ok")
 
 VARIANCE_FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine", "snr_rms", "dsnr")
 """Figures of the gradient-noise measure, with their bootstrap or jackknife intervals
@@ -111,17 +110,16 @@ WEIGHT_COLUMNS = (
 """The importance-weight diagnostics of a variance row's minibatch (:mod:`vaebench.measures.weights`)."""
 
 ROW_DIAGNOSTICS = (*_triples("snr_rms", "dsnr"), "kl_to_posterior", *WEIGHT_COLUMNS)
-"""Columns of a variance row added by issue 20, at the end of the row so that older files keep their order:
-the noise-corrected per-coordinate SNR and Rainforth et al.'s directional SNR with their intervals, the exact
-KL(q ‖ p(z|x)) averaged over the minibatch (NaN where the model has no closed-form posterior), and the
-weight diagnostics."""
+"""The diagnostics at the end of a variance row: the noise-corrected per-coordinate SNR and Rainforth et al.'s
+directional SNR with their intervals, the exact KL(q ‖ p(z|x)) averaged over the minibatch (NaN where the model
+has no closed-form posterior), and the weight diagnostics."""
 
 MEASURE_VARIANCE_COLUMNS = (
     "estimator", "sampler", "objective", "num_samples", "seed", "group",
     "num_params", "batch_size", "replicates", "replicates_used", "nan_fraction",
     *_triples(*VARIANCE_FIGURES[:4]),
     "snr_floor", "snr_coordinates",
-    "reference",  # on disk: the name of the baseline gradient the bias and cosine are measured against
+    "baseline",  # the name of the baseline gradient the bias and cosine are measured against
     *_triples(*VARIANCE_FIGURES[4:6]),
     "mean_error_norm", "bias_floor", "seconds_per_estimate",
     *_triples("work_normalized_var"),
@@ -137,14 +135,8 @@ VARIANCE = Table(
     figures=(*VARIANCE_FIGURES, "work_normalized_var"),
     optional={
         "sampler": SAMPLER,
-        "status": OptionalColumn(f"{_LEGACY}; every row of such a folder was measured", "ok"),
-        "warm_up_batches": OptionalColumn(
-            f"{_LEGACY}: how stateful estimators were warmed up was not recorded (the report says so)", None
-        ),
-        "reference": OptionalColumn("the name of the baseline gradient; absent where no baseline was measured", None),
-        "objective": OptionalColumn(_LEGACY, None),
-        **{c: OptionalColumn(f"{_LEGACY} (before the directional and noise-corrected SNRs, the exact KL and "
-                             "the weight diagnostics); NaN: not measured") for c in ROW_DIAGNOSTICS},
+        "status": MEASURED,
+        "baseline": OptionalColumn("the name of the baseline gradient; absent where no baseline was measured", None),
     },
     essential=("estimator", "num_samples", "seed", "checkpoint", "group", "trace_var"),
 )
@@ -153,14 +145,14 @@ VARIANCE = Table(
 CONVERGENCE = Table(
     "convergence",
     columns=(
-        *SETTING[:2], "num_samples", "seed", "step", "epoch", "wall_time_s", "grad_evals", "latent_samples",
-        "metric", "value", "objective", "diverged", "compile_s", "trained_as",
+        *SETTING[:2], "num_samples", "seed", "lr", "step", "epoch", "wall_time_s", "grad_evals",
+        "latent_samples", "metric", "value", "objective", "diverged", "compile_s", "trained_as",
     ),
-    keys=(*SETTING, "seed", "step", "metric"),
+    keys=(*SETTING, "seed", "lr", "step", "metric"),
     optional={
         "sampler": SAMPLER,
-        "diverged": OptionalColumn(f"{_LEGACY}; none of its runs was stopped", False),
-        "compile_s": OptionalColumn(f"{_LEGACY} (before compile time was recorded); NaN: not recorded"),
+        "lr": OptionalColumn("only with a step-size grid (train.lr_grid); NaN: every run at train.lr"),
+        "diverged": OptionalColumn(f"{_UNSAID}: none of its runs was stopped", False),
         "trained_as": OptionalColumn("each setting's rows are its own runs", ""),
     },
     essential=("estimator", "num_samples", "seed", "step", "metric", "value"),
@@ -172,15 +164,17 @@ the estimator whose runs a setting's rows are when its estimator declares the sa
 ``compile_s`` is the run's seconds in steps that compiled (`TrainResult.compile_time_s`, kept out of
 ``wall_time_s``; 0 for an eager run), the same on every row of the run; seeds trained as one program compiled
 once, and each seed's rows carry its share (the compile seconds / S), so the seeds' rows sum to what the
-compilation took, as their ``wall_time_s`` do."""
+compilation took, as their ``wall_time_s`` do. ``lr`` (a run with a step-size grid, ``train.lr_grid``) is the
+run's learning rate: each (seed, lr) is a run of its own, and the setting's rate is chosen on the validation
+split (:mod:`vaebench.analysis.selection`)."""
 
 THROUGHPUT_FIGURES = ("step_s", "datapoints_per_s", "latent_samples_per_s", "ceiling_fraction")
 
 INTERLEAVED = ("timing_group", "rounds", "round_steps", "round_s", "load_before", "load_after")
-"""Columns of a throughput row added by issue 25, at the end of the row: the steps timed together in rounds
+"""The interleaved timing at the end of a throughput row: the steps timed together in rounds
 (``timing_group``: rows of one group were timed round-robin, "" for a row timed alone), how many rounds and
 steps per round, ``round_s`` (the median step time of each round, in round order, as space-separated
-seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.timing`), and
+seconds: what the ratios between the rows of a group are formed from, :mod:`vaebench.analysis.yardstick`), and
 the machine's 1-minute load average just before and after the timing."""
 
 THROUGHPUT = Table(
@@ -198,36 +192,29 @@ THROUGHPUT = Table(
     figures=("datapoints_per_s", "latent_samples_per_s", "ceiling_fraction"),
     optional={
         "sampler": SAMPLER,
-        "status": OptionalColumn(f"{_LEGACY}; every row of such a folder was measured", "ok"),
-        "variant": OptionalColumn(f"{_LEGACY}; such rows ran eagerly", "eager"),
-        "compiled": OptionalColumn(f"{_LEGACY}; such rows ran eagerly", False),
-        "amp": OptionalColumn(f"{_LEGACY}; such rows ran in float32", False),
-        **{c: OptionalColumn(f"{_LEGACY} (before interleaved timing): each setting was timed alone, so no "
-                             "ratio between settings can be formed") for c in INTERLEAVED},
-        "timing_group": OptionalColumn(f"{_LEGACY} (before interleaved timing): each setting was timed alone",
-                                       ""),
-        "compile_s": OptionalColumn(f"{_LEGACY} (before the compiling call was timed); NaN: not recorded"),
+        "status": MEASURED,
+        "variant": OptionalColumn(f"{_UNSAID}: its rows ran eagerly", "eager"),
+        "compiled": OptionalColumn(f"{_UNSAID}: its rows ran eagerly", False),
+        "amp": OptionalColumn(f"{_UNSAID}: its rows ran in float32", False),
+        "timing_group": OptionalColumn(f"{_UNSAID}: each row was timed alone", ""),
     },
     essential=("estimator", "num_samples", "seed"),
 )
 """throughput.csv: one row per timed setting; the hand-written pytorch/examples step is the row whose
-``estimator`` is ``"reference"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed interleaved.
-``compile_s`` (issue 23, at the end of the row): a compiled row's first call of its step, which compiles it,
-timed alone before the warm-up (seconds; 0 for an eager row)."""
+``estimator`` is ``"handwritten"`` (:data:`HANDWRITTEN`). Rows of one ``timing_group`` were timed
+interleaved. ``compile_s``: a compiled row's first call of its step, which compiles it, timed alone before the
+warm-up (seconds; 0 for an eager row)."""
 
-# On-disk names that keep the word earlier versions used: results folders written before the renames keep
-# reading, and these three constants are the one place that maps them (config keys: RENAMED_KEYS of
-# vaebench.config.schema). "Reference" in vaebench itself now names only the committed reference runs.
-HANDWRITTEN = "reference"
-"""The ``estimator`` value (on disk) of the throughput row timing the hand-written pytorch/examples step."""
+HANDWRITTEN = "handwritten"
+"""The ``estimator`` value of the throughput row timing the hand-written pytorch/examples step."""
 
-BASELINE_COLUMN = "reference"
-"""The variance table's column (on disk) naming the baseline gradient that bias and cosine are measured against."""
+BASELINE_COLUMN = "baseline"
+"""The variance table's column naming the baseline gradient that bias and cosine are measured against."""
 
-ANCHOR_UNIT = "reference"
-"""The unit kind (on disk: ``units/reference/checkpoints.pt``) of the anchor run, the one training run whose
+ANCHOR_UNIT = "anchor"
+"""The unit kind (on disk: ``units/anchor/checkpoints.pt``) of the anchor run, the one training run whose
 checkpoints every setting's gradient variance is measured at, and the key of its SHA-256 among a variance
-unit's manifest ``inputs``."""
+unit's manifest ``inputs``. ("Reference" names only the committed reference runs of ``results/reference/``.)"""
 
 _VARIANCE_RAN = "only when the variance measure ran"
 _TRAINED = "only when estimators were trained (the convergence measure ran)"
@@ -239,11 +226,11 @@ SUMMARY_FIGURES = (
     "work_normalized_var", "exact_log_likelihood", "ll_gap", "model_log_likelihood", "bound_gap",
     "step_ratio", "compute_ratio",
 )
-"""Figures of the comparison table: the seven it has always shown, those of synthetic data (after the counts),
-then the timing ratios of interleaved steps (issue 25)."""
+"""Figures of the comparison table: the seven of every run, those of synthetic data (after the counts), then
+the timing ratios of interleaved steps."""
 
 TIMING_RATIOS = (*_triples("step_ratio", "compute_ratio"), "timing_yardstick", "timing_rounds")
-"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.timing`): the step time and the variance
+"""Summary columns of the interleaved timing (:mod:`vaebench.analysis.yardstick`): the step time and the variance
 x step time of a setting over those of its K's ``timing_yardstick`` setting, with intervals over the
 ``timing_rounds`` rounds."""
 
@@ -251,8 +238,9 @@ SUMMARY = Table(
     "summary",
     columns=(
         *SETTING, "objective", "biased", *_triples(*SUMMARY_FIGURES[:7]), "snr_floor", "snr_at_floor",
-        "converged", "variance_reference", "variance_checkpoint", "variance_group", "runs", "diverged",
+        "converged", "variance_baseline", "variance_checkpoint", "variance_group", "runs", "diverged",
         "train_time_s", "compile_s", "trained_as", *_triples(*SUMMARY_FIGURES[7:11]), "rise_from_step", "rise_to_step", *TIMING_RATIOS,
+        "lr", "lr_grid", "lr_edge", *_triples("valid_elbo"),
     ),
     keys=SETTING,
     figures=SUMMARY_FIGURES,
@@ -260,7 +248,7 @@ SUMMARY = Table(
         **{c: OptionalColumn(_VARIANCE_RAN) for c in (*_triples("trace_var", "snr", "work_normalized_var"),
                                                  "snr_floor", "snr_at_floor", "variance_checkpoint",
                                                  "variance_group")},
-        "variance_reference": OptionalColumn(f"{_VARIANCE_RAN} and a baseline gradient was measured", None),
+        "variance_baseline": OptionalColumn(f"{_VARIANCE_RAN} and a baseline gradient was measured", None),
         **{c: OptionalColumn(_TRAINED) for c in (*_triples("final_test_elbo", "test_log_likelihood"), "runs",
                                             "diverged", "train_time_s", "compile_s", "trained_as")},
         **{c: OptionalColumn(f"{_TRAINED}, with curves long enough to judge the last quarter")
@@ -268,14 +256,17 @@ SUMMARY = Table(
         **{c: OptionalColumn(_EXTRA_FINAL) for c in _triples("exact_log_likelihood", "ll_gap", "model_log_likelihood",
                                                         "bound_gap")},
         **{c: OptionalColumn(_TIMED) for c in _triples("step_ms")},
-        **{c: OptionalColumn(f"{_TIMED} with settings timed interleaved (not in folders from before)")
-           for c in TIMING_RATIOS},
+        **{c: OptionalColumn(f"{_TIMED} with settings timed interleaved") for c in TIMING_RATIOS},
+        **{c: OptionalColumn(f"{_TRAINED} over a step-size grid (train.lr_grid)")
+           for c in ("lr", "lr_grid", "lr_edge")},
+        **{c: OptionalColumn(f"{_TRAINED} with a validation split (data.valid_fraction)")
+           for c in _triples("valid_elbo")},
     },
     essential=SETTING,
 )
-"""summary.csv: one row per setting joining the measures (:func:`vaebench.analysis.summaries.summary_table`)."""
-
-_VERDICTS = "absent from scaling fits written before the regime rule and the tolerance (issue 20)"
+"""summary.csv: one row per setting joining the measures (:func:`vaebench.analysis.summaries.summary_table`).
+With a step-size grid its convergence figures are those of the rate chosen on the validation split (``lr``,
+among ``lr_grid``; ``lr_edge`` "low" or "high" when it is an end of the grid: :mod:`vaebench.analysis.selection`)."""
 
 SCALING = Table(
     "scaling",
@@ -286,13 +277,6 @@ SCALING = Table(
     ),
     keys=("estimator", "sampler", "group", "figure", "checkpoint"),
     figures=("slope",),
-    optional={
-        "tolerance": OptionalColumn(f"{_VERDICTS}; such rows were judged by exact inclusion in the interval", 0.0),
-        "regime": OptionalColumn(f"{_VERDICTS}; no weight condition was checked", ""),
-        "khat": OptionalColumn(f"{_VERDICTS}; no weight diagnostic was measured"),
-        "verdict": OptionalColumn(f"{_VERDICTS}; read ``agrees`` instead", None),
-        "interval_trusted": OptionalColumn(f"{_VERDICTS}; unknown", None),
-    },
     essential=("estimator", "group", "figure", "slope"),
 )
 """scaling.csv: one fitted law in K per row (:func:`vaebench.analysis.scaling.scaling_laws`)."""
@@ -313,13 +297,14 @@ QUADRATURE = Table(
 CLAIMS = Table(
     "claims",
     columns=(
-        "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict", "detail",
+        "key", "claim", "source", "where", "figure", *_triples("measured"), "theory", "tolerance", "verdict",
+        "detail",
     ),
-    keys=("claim",),
+    keys=("key",),
     figures=("measured",),
     essential=("claim", "source", "verdict"),
 )
-"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.checks.claims`)."""
+"""claims.csv: one published claim per row, its measured figure and verdict (:mod:`vaebench.analysis.claims`)."""
 
 # fmt: on
 TABLES: dict[str, Table] = {
@@ -358,7 +343,7 @@ def conform(frame: pd.DataFrame, name: str | Table) -> pd.DataFrame:
 def complete(frame: pd.DataFrame | None, name: str | Table) -> pd.DataFrame | None:
     """``frame`` with every declared column: absent ones added with their default, gaps of defaulted ones filled.
 
-    For frames read back from disk (older folders, partial runs) and hand-built ones: afterwards every
+    For frames read back from disk (partial runs) and hand-built ones: afterwards every
     declared column is there, NaN where nothing was measured. Undeclared columns are kept. An empty or None
     frame is returned as is.
     """

@@ -1,10 +1,14 @@
-"""The opening of report.md: one line per verdict, and what the timing verdicts rest on.
+"""The first screen of report.md: the takeaway sentence, the bottom line as a table, and the caveats.
 
-The verdicts are computed by :func:`vaebench.analysis.verdicts.verdicts`; here they are only put in words.
-Each line names the setting, its figure with the interval, how it compares with the runner-up, and
-"not separated" where the data do not single it out. Every word that orders two numbers (ahead, behind)
-is chosen from the sign of the number it describes; a ratio is stated as a ratio ("0.60× that of"), which
-reads right on either side of 1.
+Everything here is read from what analysis already decided: the verdicts are the records of ``verdicts.json``
+(:func:`vaebench.analysis.verdicts.records`), the caveats read the comparison table's flag columns
+(``converged``, ``diverged``, ``biased``), the claims' verdicts (``claims.csv``) and the timing rows. Nothing
+here ranks, pairs or tests: a setting is called the winner only where its record has one.
+
+The takeaway groups the records: each winner with the questions (and K) it wins, then the questions whose
+best is not separated from the rest. A table row holds one record: its best (or "not separated"), the best's
+figure with its interval, and the best set against the next one (a ratio, or a difference paired by seed).
+Every word that orders two numbers is chosen from the sign of the number it describes.
 """
 
 from __future__ import annotations
@@ -12,162 +16,246 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import timing
-from vaebench.analysis.verdicts import QUESTIONS, Verdict
-from vaebench.report.formatting import fmt_interval, fmt_number
-from vaebench.report.phrases import ratio_text
+from vaebench.analysis import yardstick
+from vaebench.analysis.plateau import TOLERANCE
+from vaebench.analysis.settings import truth
+from vaebench.analysis.verdicts import QUESTIONS
+from vaebench.measures.schema import SUMMARY, complete
+from vaebench.report.formatting import fmt_interval, fmt_number, markdown
+from vaebench.report.phrases import ratio_text, setting_names
 
-NOUNS = {QUESTIONS[0]: "variance", QUESTIONS[1]: "variance x step time", QUESTIONS[3]: "step time"}
-"""What a ratio of each question compares."""
-
-SUPERLATIVES = {
-    QUESTIONS[0]: "the lowest variance",
-    QUESTIONS[1]: "the lowest variance x step time",
-    QUESTIONS[2]: "the highest mean",
-    QUESTIONS[3]: "the shortest step",
+WINS = {
+    QUESTIONS[0]: "the lowest gradient variance",
+    QUESTIONS[1]: "the best variance x step time",
+    QUESTIONS[2]: "the best test log-likelihood",
+    QUESTIONS[3]: "the fastest step",
 }
+"""What winning each question is called in the takeaway."""
+
+NOUNS = {
+    QUESTIONS[0]: "gradient variance",
+    QUESTIONS[1]: "variance x step time",
+    QUESTIONS[2]: "test log-likelihood",
+    QUESTIONS[3]: "step time",
+}
+"""What each question compares."""
+
+NOT_COMPARED = ("not comparable", "not testable here", "cannot be judged")
+"""Claim verdicts that mean the run could not set its figure beside the published one."""
 
 
-def section(found: list[Verdict], run: dict, throughput: pd.DataFrame | None) -> list[str]:
-    """The markdown lines of the bottom line (empty when there is no verdict)."""
-    if not found:
-        return []
-    md = [
-        "## Bottom line",
-        "",
-        "One verdict per question and K; a setting is named the winner only when it is separated from every "
-        "other (see *Words* at the end). Biased settings are never ranked with the unbiased ones.",
-        "",
+def _ks(ks: list) -> str:
+    """'K = 1', 'K = 1 and 10', 'K = 1, 5 and 50'."""
+    ks = [str(k) for k in ks]
+    return "K = " + (ks[0] if len(ks) == 1 else ", ".join(ks[:-1]) + " and " + ks[-1])
+
+
+def _and(parts: list[str], word: str = "and") -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {word} " + parts[-1]
+
+
+def takeaway(records: list[dict], claims: pd.DataFrame | None = None) -> str:
+    """One sentence from the verdicts: who wins what at which K, and what is not separated.
+
+    A run without verdicts (its checks only) says how its measured claims came out instead."""
+    judged = [r for r in records if r["best"] is not None]
+    if not judged:
+        return _claims_takeaway(claims)
+    clauses = []
+    wins: dict[str, dict[str, list]] = {}
+    for r in judged:
+        if r["winner"] is not None:
+            wins.setdefault(r["winner"], {}).setdefault(r["question"], []).append(r["K"])
+    for name, questions in wins.items():
+        by_ks: dict[tuple, list[str]] = {}
+        for question, ks in questions.items():
+            by_ks.setdefault(tuple(ks), []).append(WINS[question])
+        said = [f"{_and(words)} at {_ks(list(ks))}" for ks, words in by_ks.items()]
+        clauses.append(f"`{name}` has " + ", and ".join(said))
+    open_: dict[str, list] = {}
+    for r in judged:
+        if r["winner"] is None:
+            open_.setdefault(r["question"], []).append(r["K"])
+    every = sorted({r["K"] for r in judged})
+    by_ks = {}
+    for question, ks in open_.items():
+        by_ks.setdefault(tuple(ks), []).append(NOUNS[question])
+    unseparated = [
+        f"{_and(nouns, 'or')}" + ("" if list(ks) == every else f" at {_ks(list(ks))}")
+        for ks, nouns in by_ks.items()
     ]
-    md += [f"- {line(v)}" for v in found if v.best is not None]
-    md += [f"- {text}" for text in unjudged(found)]
-    return [*md, "", timing_basis(run, throughput, found), ""]
+    if unseparated:
+        clauses.append("no setting is separated from the rest on " + " or on ".join(unseparated))
+    text = "; ".join(clauses)
+    return text[0].upper() + text[1:] + "." if not text.startswith("`") else text + "."
 
 
-def unjudged(found: list[Verdict]) -> list[str]:
-    """One line per reason for the verdicts that could not be judged (their questions and K named once)."""
-    reasons: dict[str, list[Verdict]] = {}
-    for v in found:
-        if v.best is None:
-            reasons.setdefault(v.reason, []).append(v)
-    out = []
-    for reason, group in reasons.items():
-        questions = list(dict.fromkeys(v.question for v in group))
-        ks = ", ".join(str(k) for k in dict.fromkeys(v.num_samples for v in group))
-        what = " and ".join(questions)
-        out.append(f"**{what[0].upper()}{what[1:]}, K={ks}**: {reason}.")
-    return out
+def _claims_takeaway(claims: pd.DataFrame | None) -> str:
+    if claims is None or claims.empty:
+        return "No verdict: this run compared no settings and measured no published claim."
+    measured = claims[claims["verdict"] != "not measured in this run"]
+    counts = measured["verdict"].value_counts()
+    told = ", ".join(f"{word} {n}" for word, n in counts.items())
+    return (
+        f"This run compares no estimators (its checks only); it measured {len(measured)} published claims"
+        + (f" (verdicts: {told})." if told else ".")
+    )
 
 
-def line(v: Verdict) -> str:
-    """One verdict in words."""
-    head = f"**{v.question[0].upper()}{v.question[1:]}, K={v.num_samples}**: "
-    if v.best is None:
-        return head + v.reason + _left_out(v) + "."
-    best = f"`{v.best}`" + _same_as(v)
-    against = _against(v)
-    if v.winner is None and not v.not_separated:  # every other setting has its very figures
-        figure = _figure(v, noun=True)
-        return head + best + (f", {figure}" if figure else "") + f": {v.reason}" + _left_out(v) + "."
-    if v.winner is not None:
-        others = v.compared - 1 - len(v.same_as)
-        said = "; ".join(p for p in (_figure(v, noun=True), against) if p)
-        rest = "the other one" if others == 1 else f"the other {others}"
-        text = f"{best}" + (f", {said}" if said else "") + f": separated from {rest}"
-    else:
-        figure = _figure(v, noun=False)
-        text = (
-            f"not separated. {best} has {SUPERLATIVES[v.question]}"
-            + (f" ({figure})" if figure else "")
-            + f" but is not separated from {names(v.not_separated)}"
-            + (f"; {against}" if against else "")
+# ------------------------------------------------------------------------------------------- the table
+
+
+def table(records: list[dict]) -> list[str]:
+    """The bottom line as markdown lines (empty without verdicts)."""
+    if not records:
+        return []
+    frame = pd.DataFrame({"record": records})
+    columns = [
+        ("question", lambda r: r["record"]["question"]),
+        ("K", lambda r: str(r["record"]["K"])),
+        ("winner", lambda r: _winner(r["record"])),
+        ("figure [interval]", lambda r: _figure(r["record"])),
+        ("against the next [interval]", lambda r: _against(r["record"])),
+    ]
+    return ["## Bottom line", "", markdown(frame, columns), ""]
+
+
+def _winner(r: dict) -> str:
+    if r["best"] is None:  # its reason is in verdicts.json; for timing, the caveat says it once
+        return "cannot be judged"
+    same = f" (= {', '.join(f'`{n}`' for n in r['same_as'])})" if r["same_as"] else ""
+    if r["winner"] is not None:
+        return f"`{r['winner']}`{same}"
+    level = len(r["not_separated"])
+    if not level:  # every other setting has its figures: nothing to separate it from
+        return f"`{r['best']}`{same}: {r['reason']}"
+    return f"not separated: `{r['best']}`{same} leads, {level} level with it"
+
+
+def _interval(r: dict, key: str, pair: str) -> tuple[float, float, float]:
+    low, high = r[pair]
+    return (*(np.nan if v is None else v for v in (r[key], low, high)),)
+
+
+def _figure(r: dict) -> str:
+    if r["best"] is None:
+        return "–"
+    value, low, high = _interval(r, "value", "interval")
+    if r["question"] == QUESTIONS[2]:
+        return f"{fmt_interval(value, low, high, symmetric=True)} nats"
+    if r["question"] == QUESTIONS[0]:
+        return fmt_interval(value, low, high)
+    if r["yardstick"] in (None, r["best"]):
+        return "1 (the yardstick)" if r["yardstick"] else ratio_text(value, low, high)
+    if r["yardstick"] == r["against"]:
+        return "–"  # its ratio to the yardstick is the next column's
+    return f"{ratio_text(value, low, high)} `{r['yardstick']}`'s"
+
+
+def _against(r: dict) -> str:
+    if r["against"] is None:
+        return "–"
+    change, low, high = _interval(r, "change", "change_interval")
+    if not np.isfinite(change):
+        return "–"
+    if r["contrast"] == "ratio":
+        return f"{ratio_text(change, low, high)} `{r['against']}`'s"
+    sign = "+" if change > 0 else "-" if change < 0 else ""
+    lo, hi = (low, high) if change >= 0 else (-high, -low)
+    return (
+        f"{sign}{fmt_interval(abs(change), lo, hi, symmetric=True)} nats on `{r['against']}`, paired by seed"
+    )
+
+
+# ---------------------------------------------------------------------------------------- the caveats
+
+
+def caveats(
+    summary: pd.DataFrame,
+    claims: pd.DataFrame | None,
+    run: dict,
+    throughput: pd.DataFrame | None,
+) -> list[str]:
+    """At most four caveats, each said once: curves that had not levelled off (and diverged runs), the biased
+    settings left out of every ranking, the timing basis and the machine's load, the claims not compared."""
+    summary = complete(summary, SUMMARY) if not summary.empty else summary
+    said = [_curves(summary), _biased(summary), timing_basis(run, throughput), _not_compared(claims)]
+    lines = [c for c in said if c]
+    return ["## Caveats", "", *[f"- {c}" for c in lines], ""] if lines else []
+
+
+def _curves(summary: pd.DataFrame) -> str:
+    if summary.empty:
+        return ""
+    moving = summary[summary["converged"].map(lambda v: truth(v) is False)]
+    parts = []
+    if not moving.empty:
+        window = f"steps {moving['rise_from_step'].min():.0f}–{moving['rise_to_step'].max():.0f}"
+        rise = moving["test_elbo_rise"]
+        parts.append(
+            f"**Not levelled off**: the test ELBO of {setting_names(list(moving.itertuples()), k=True)} still "
+            f"moved by more than {TOLERANCE:g} nat over the last quarter of training ({window}; "
+            f"{fmt_number(rise.min())} to {fmt_number(rise.max())} nats): their test figures rank early "
+            "training, not converged models."
         )
-    return head + text + _left_out(v) + "".join(f"; {note}" for note in v.notes) + "."
-
-
-def names(labels: tuple[str, ...], limit: int = 4) -> str:
-    """Setting labels as inline code, at most ``limit`` then a count."""
-    shown = ", ".join(f"`{n}`" for n in labels[:limit])
-    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
-
-
-def _figure(v: Verdict, noun: bool) -> str:
-    """The best's own figure (for the timing questions: its ratio to the K's yardstick setting)."""
-    if v.question == QUESTIONS[2]:
-        return f"{fmt_interval(v.value, v.low, v.high, symmetric=True)} nats"
-    if v.question == QUESTIONS[0]:
-        return fmt_interval(v.value, v.low, v.high)
-    if v.yardstick is None or v.yardstick in (v.best, v.against):
-        return ""  # 1 exactly against itself, and the runner-up's ratio says it when it is the yardstick
-    ratio = f"{ratio_text(v.value, v.low, v.high)} that of `{v.yardstick}`"
-    return f"{NOUNS[v.question]} {ratio}" if noun else ratio
-
-
-def _against(v: Verdict) -> str:
-    """The best set against the runner-up, in words that follow the number's sign."""
-    if v.against is None or not np.isfinite(v.change):
-        return ""
-    missing = "" if np.isfinite(v.change_low) else f" (no interval: fewer than two {_units(v)})"
-    if v.contrast == "ratio":
-        ratio = ratio_text(v.change, v.change_low, v.change_high)
-        return f"{NOUNS[v.question]} {ratio} that of `{v.against}`, the next{missing}"
-    size = fmt_interval(abs(v.change), *_abs_interval(v), symmetric=True)
-    if v.change > 0:
-        return f"ahead of `{v.against}`, the next, by {size} nats paired by seed{missing}"
-    if v.change < 0:
-        return (
-            f"behind `{v.against}`, the next by its mean, by {size} nats on the seeds both finished{missing}"
+    elif summary["converged"].map(lambda v: truth(v) is None).all() and summary["runs"].fillna(0).any():
+        parts.append(
+            "**Levelling off not judged**: too few evaluations in the last quarter of training to tell whether "
+            "the curves had levelled off."
         )
-    return f"level with `{v.against}`, the next, paired by seed{missing}"
+    bad = summary[summary["diverged"].fillna(0) > 0]
+    if not bad.empty:
+        which = ", ".join(
+            f"`{r['estimator']}` K={int(r['num_samples'])} ({int(r['diverged'])}/{int(r['runs'])})"
+            for _, r in bad.iterrows()
+        )
+        parts.append(f"**Diverged runs**, left out of the means and the rankings: {which}.")
+    return " ".join(parts)
 
 
-def _units(v: Verdict) -> str:
-    return {QUESTIONS[2]: "seeds paired", QUESTIONS[0]: "bootstrap intervals"}.get(v.question, "rounds")
-
-
-def _abs_interval(v: Verdict) -> tuple[float, float]:
-    if v.change >= 0:
-        return v.change_low, v.change_high
-    return -v.change_high, -v.change_low
-
-
-def _same_as(v: Verdict) -> str:
-    if not v.same_as:
+def _biased(summary: pd.DataFrame) -> str:
+    if summary.empty:
         return ""
-    names = ", ".join(f"`{n}`" for n in v.same_as)
-    return f" (and {names}, with the same figures to rounding: the same gradient on the same draws)"
-
-
-def _left_out(v: Verdict) -> str:
-    if not v.left_out:
+    wrong = summary[summary["biased"].fillna("").astype(str) != ""]
+    if wrong.empty:
         return ""
-    return " (not ranked: " + "; ".join(_code_name(entry) for entry in v.left_out) + ")"
+    groups = []
+    for why, rows in wrong.groupby("biased", sort=False):
+        groups.append(f"{setting_names(list(rows.itertuples()), k=True)} († {why})")
+    return (
+        f"**Not ranked**: {'; '.join(groups)}: a gradient of the wrong mean, so a low variance is no merit; "
+        "it is left out of every ranking."
+    )
 
 
-def _code_name(entry: str) -> str:
-    name, _, why = entry.partition(": ")
-    return f"`{name}` † {why}" if "biased" in why else f"`{name}` {why}"
+def _not_compared(claims: pd.DataFrame | None) -> str:
+    if claims is None or claims.empty:
+        return ""
+    rows = claims[claims["verdict"].isin(NOT_COMPARED)]
+    if rows.empty:
+        return ""
+    groups = []
+    for why, part in rows.groupby(rows["detail"].fillna(""), sort=False):
+        names = "; ".join(part["claim"])
+        groups.append(f"{names}" + (f": {why}" if why else ""))
+    return f"**Claims not compared** ({len(rows)}): " + ". ".join(groups) + "."
 
 
-def timing_basis(run: dict, throughput: pd.DataFrame | None, found: list[Verdict]) -> str:
-    """What the timing verdicts rest on: interleaved rounds, the machine and its load."""
-    rows = timing.timed_rows(throughput)
-    timed = any(v.question in (QUESTIONS[1], QUESTIONS[3]) and v.best is not None for v in found)
+def timing_basis(run: dict, throughput: pd.DataFrame | None) -> str:
+    """What the timing verdicts rest on (interleaved rounds) and the machine's load; '' without timing."""
+    if throughput is None or throughput.empty:
+        return ""
+    rows = yardstick.timed_rows(throughput)
     if rows.empty:
         text = (
-            "The step times of this folder were measured one setting at a time (before interleaved timing), "
-            "so no verdict is drawn from them: absolute times of separate units change with the machine's load."
-            if throughput is not None and not throughput.empty
-            else "Step times were not measured."
+            "**Timing**: the steps of this folder were timed one setting at a time (before interleaved "
+            "timing), so no timing verdict is drawn: absolute times of separate units move with the load."
         )
     else:
         rounds, steps = int(rows["rounds"].max()), int(rows["round_steps"].max())
         text = (
-            f"Timing verdicts are ratios of steps timed interleaved, every setting of a K in one unit: {rounds} "
-            f"rounds of {steps} step{'s' if steps > 1 else ''} each, round-robin, with intervals over the rounds, "
-            "so a load that slows the machine slows every step of a round alike and cancels in the ratio."
-            if timed
-            else ""
+            f"**Timing**: ratios over {rounds} interleaved rounds of {steps} step{'s' if steps > 1 else ''}, "
+            "every setting of a K in one unit, so a load that slows a round slows each of its steps alike."
         )
     machine = _machine(run, rows)
     return " ".join(part for part in (text, machine) if part)
@@ -181,10 +269,8 @@ def _machine(run: dict, rows: pd.DataFrame) -> str:
     cores = before.get("usable_cores") or env.get("usable_cores")
     if cpu is None and cores is None and not load:
         return ""
-    parts = [f"Machine: {cpu or 'unknown CPU'}" + (f", {cores} usable cores" if cores else "")]
-    loads = [
-        (when, d.get("load_1min")) for when, d in (("when the run started", before), ("when it ended", after))
-    ]
+    head = f"{cpu or 'unknown CPU'}" + (f", {cores} usable cores" if cores else "")
+    loads = [(when, d.get("load_1min")) for when, d in (("at the start", before), ("at the end", after))]
     said = [f"{fmt_number(value, 2)} {when}" for when, value in loads if value is not None]
     during = []
     if not rows.empty:
@@ -192,15 +278,12 @@ def _machine(run: dict, rows: pd.DataFrame) -> str:
         if during:
             low, high = min(during), max(during)
             span = fmt_number(low, 2) if low == high else f"{fmt_number(low, 2)} to {fmt_number(high, 2)}"
-            said.append(f"{span} while the steps were timed")
-    if said:
-        parts.append("1-minute load average " + ", ".join(said))
-    text = "; ".join(parts) + "."
+            said.append(f"{span} while timed")
+    text = head + ("; 1-minute load " + ", ".join(said) if said else "") + "."
     peak = max([v for _, v in loads if v is not None] + during, default=None)
     if cores and peak is not None and peak > cores:
         text += (
-            f" **The machine was busy**: its load ({fmt_number(peak, 2)}) exceeded its {cores} usable cores, so "
-            "the timed steps shared the CPUs with other work; interleaving keeps their ratios comparable, and "
-            "the intervals over rounds widen for the extra noise."
+            f" **The machine was busy** (load {fmt_number(peak, 2)} over {cores} cores): the intervals over "
+            "rounds widen for it."
         )
     return text

@@ -1,7 +1,8 @@
 """The report's claims section: each published claim with its source, the figure measured, and the verdict.
 
-The rows are :func:`vaebench.checks.claims.claims_table` (also written as ``claims.csv``); this module only
-puts them into a table and one sentence of counts. A claim the run did not measure says which preset does.
+The rows are :func:`vaebench.analysis.claims.claims_table` (also written as ``claims.csv``), which decides
+every verdict; this module only puts them into a table and one sentence of counts (the render half of the
+``claims`` pair). A claim the run did not measure says which preset does.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vaebench.analysis.claims import NOT_MEASURED
 from vaebench.report.formatting import fmt_interval, fmt_number, markdown
 
 
@@ -29,11 +31,11 @@ def _theory(row: pd.Series) -> str:
 
 def section(claims: pd.DataFrame) -> list[str]:
     """The markdown lines (empty when the run measured none of the claims)."""
-    if claims.empty or (claims["verdict"] == "not measured in this run").all():
+    if claims.empty or (claims["verdict"] == NOT_MEASURED).all():
         return []
     counts = claims["verdict"].value_counts()
-    measured = len(claims) - int(counts.get("not measured in this run", 0))
-    told = ", ".join(f"{n} {word}" for word, n in counts.items() if word != "not measured in this run")
+    measured = len(claims) - int(counts.get(NOT_MEASURED, 0))
+    told = ", ".join(f"{n} {word}" for word, n in counts.items() if word != NOT_MEASURED)
     columns = [
         ("claim", lambda r: r["claim"]),
         ("source", lambda r: r["source"]),

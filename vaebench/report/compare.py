@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from vaebench.measures.schema import HANDWRITTEN
+from vaebench.analysis.settings import setting_label
 
 LABELS: dict[str, str] = {
     "trace_var": "encoder grad variance",
@@ -16,7 +16,7 @@ LABELS: dict[str, str] = {
     "decoder_snr": "decoder SNR",
     "final_test_elbo": "test ELBO (nats)",
     "test_log_likelihood": "test log p(x) (nats)",
-    "step_ms": "step time (ms)",
+    "step_ratio": "step time / yardstick's",
 }
 """How the table names each figure of :data:`vaebench.analysis.compare.FIGURES`."""
 
@@ -61,19 +61,23 @@ def render(
     notes += [f"Note: {c}." for c in caveats]
     notes.append(
         f"Intervals are {level:.0%}: each run's own figure with its interval; 'B vs A' is B / A (×) for "
-        "variance, SNR and step time, B - A in nats for the test ELBO and log-likelihood (paired by seed where "
-        "both runs completed the same seeds, else Welch); the verdict is 'better' or 'worse' only when the "
-        "interval of the change excludes no change."
+        "variance, SNR and the step-time ratio (each run's step over its own yardstick's, timed interleaved), "
+        "B - A in nats for the test ELBO and log-likelihood (paired by seed where both runs completed the same "
+        "seeds, else Welch); the verdict is 'better' or 'worse' only when the interval of the change excludes "
+        "no change, and 'not comparable' (no change stated) when the two runs measured the figure at other "
+        "parameters (checkpoint, data, model, seeds, step timed), which its 'how' names."
     )
     prefix = "- " if fmt == "markdown" else ""
     return "\n".join([*lines, "", *(prefix + n for n in notes)]) + "\n"
 
 
 def _setting(row) -> str:
-    if row.estimator == HANDWRITTEN:
-        return "hand-written pytorch/examples step"
-    sampler = "" if row.sampler == "iid" else f"@{row.sampler}"
-    return f"{row.estimator}{sampler} K={row.num_samples}"
+    """B's setting, with the setting of A it is set against when that is another one (``--against``)."""
+    own = f"{setting_label(row.estimator, row.sampler)} K={row.num_samples}"
+    against = getattr(row, "against", None)
+    if not isinstance(against, str) or against == setting_label(row.estimator, row.sampler):
+        return own
+    return f"{own} vs A's {against}"
 
 
 def _cells(row) -> list[str]:

@@ -1,30 +1,45 @@
-"""The text of report.md: status, bottom line, setup, reading, comparison table and legend, sections per plot,
-notes, words.
+"""The text of report.md: one screen first (the takeaway, the bottom line, the caveats), then the measured
+claims, the comparison table, the setup, the plots, the plan's notes and the folder's files.
 
-:func:`render` only formats what it is given (the run's run.json, the resolved configuration, the summary
-table, the measures' frames completed to :mod:`vaebench.measures.schema`, and the plots written); nothing
-here computes a figure. The bottom line is :mod:`vaebench.report.bottom_line` (the verdicts of
-:mod:`vaebench.analysis.verdicts`), the reading's sentences come from :func:`vaebench.report.reading.reading`,
-the table and its legend from :mod:`vaebench.report.tables`, the words from :mod:`vaebench.report.glossary`.
+:func:`render` only arranges what it is given: the verdicts as ``verdicts.json`` holds them
+(:func:`vaebench.analysis.verdicts.records`), the comparison table (``summary.csv``), the claims
+(``claims.csv``), the scaling fits (``scaling.csv``), the run's run.json and resolved configuration, and the
+plots written. Nothing here computes a figure or a verdict; every number it shows is in one of the folder's
+files, which the last section names. The words (separated, paired by seed, levelled off, yardstick, the table's
+columns and marks) are defined once, in the README's "Reading the report".
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
-from vaebench.analysis import summaries
-from vaebench.analysis.settings import KEYS
 from vaebench.config import SuiteConfig
 from vaebench.estimators import ESTIMATORS
-from vaebench.measures import schema
-from vaebench.measures.variance.measure import WARM_UP_BASELINE_STEPS, WARM_UP_CALLS
-from vaebench.report import bottom_line, glossary, scaling, tables
-from vaebench.report.claims import section as claims_section
-from vaebench.report.formatting import fmt_number, markdown
-from vaebench.report.reading import reading
-from vaebench.report.settings import setting_columns
+from vaebench.report import bottom_line, tables
+from vaebench.report.formatting import fmt_interval, fmt_number, markdown
+from vaebench.report.scaling import verdict_of
+
+FILES = {
+    "verdicts.json": "every verdict",
+    "summary.csv": "the whole comparison table",
+    "budget.csv": "equal compute, equal steps, steps to a target",
+    "claims.csv": "every published claim",
+    "scaling.csv": "every law in K",
+    "variance_by_checkpoint.csv": "variance along the anchor run",
+    "stl_landing.csv": "STL at the exact posterior",
+    "variance.csv": None,
+    "convergence.csv": None,
+    "throughput.csv": None,
+    "run.json": "configuration, machine, notes",
+}
+"""The folder's files the report names, in this order, with a word on each (results/README.md has their
+columns)."""
+
+CLAIM_COLUMNS = ("claim", "source", "where", "measured", "theory / published", "verdict")
+"""The claims table's columns (``claims.csv`` has its ``detail`` too)."""
 
 
 def render(
@@ -35,82 +50,124 @@ def render(
     figures: dict[str, str],
     *,
     checkpoint: str | None,
-    level: float = 0.95,
-    laws: pd.DataFrame | None = None,
-    landing: pd.DataFrame | None = None,
-    verdicts: list | None = None,
+    records: list[dict] | None = None,
     claims: pd.DataFrame | None = None,
+    laws: pd.DataFrame | None = None,
     scaling_plots: dict[str, str] | None = None,
+    written: list[str] | None = None,
+    tuning: list[str] | None = None,
 ) -> str:
-    """The text of report.md (``laws``: :func:`vaebench.analysis.scaling.scaling_laws`, for its section, with
-    ``scaling_plots`` by checkpoint; ``verdicts``: :func:`vaebench.analysis.verdicts.verdicts`, for the bottom
-    line; ``claims``: :func:`vaebench.checks.claims.claims_table`, for the claims section; ``landing``: the
-    STL check's rows)."""
-    md = [f"# vaebench report: {config.name}", ""]
+    """The text of report.md.
+
+    Args:
+        run: run.json (with the folder check's counts).
+        config: the run's resolved configuration.
+        summary: the comparison table (``summary.csv``).
+        frames: the measures' tidy frames (``variance`` for the setup's warm-up, ``throughput`` for the
+            timing caveat).
+        figures: {figure key: file name} of the plots written (:data:`vaebench.report.writer.FIGURES`).
+        checkpoint: the variance checkpoint the table reports.
+        records: the verdicts (``verdicts.json``'s ``verdicts``).
+        claims: ``claims.csv``.
+        laws: ``scaling.csv`` (its fits), with ``scaling_plots`` by checkpoint.
+        written: the files of the folder to name at the end (default: every one of `FILES`).
+        tuning: with a step-size grid, the convergence verdicts that tuning changed
+            (:func:`vaebench.analysis.verdicts.changes`); None without a grid.
+    """
+    records = records or []
+    claims = claims if claims is not None else pd.DataFrame()
+    md = [f"# vaebench report: {config.name}", "", bottom_line.takeaway(records, claims), ""]
     md += _status(run)
-    md += bottom_line.section(verdicts or [], run, frames.get("throughput"))
-    md += claims_section(claims if claims is not None else pd.DataFrame())
-    md += ["## Setup", "", _setup(run, config, checkpoint, frames["variance"]), ""]
-    lines = reading(
-        summary, frames, checkpoint=checkpoint, data=config.data.name, likelihood=resolved_likelihood(config)
-    )
-    if lines:
-        md += ["## Reading", "", "Computed from the table below (95% intervals).", ""]
-        md += [f"- {line}" for line in lines] + [""]
+    md += bottom_line.table(records)
+    if tuning is not None:
+        md += [_tuning(config, summary, tuning), ""]
+    md += bottom_line.caveats(summary, claims, run, frames.get("throughput"))
+    md += _claims(claims)
     measures = config.variance.enabled or config.train.enabled or config.throughput.enabled
-    md += ["## Comparison", ""] if measures or not summary.empty else []
-    if summary.empty and measures:
-        md += ["No unit has finished yet.", ""]
-    elif summary.empty:
-        pass  # a run of the checks only (the scaling preset): its sections follow
-    else:
-        md += [tables.summary_markdown(summary), "", tables.legend_markdown(summary, level), ""]
-        notes = _table_notes(summary)
-        md += notes + ([""] if notes else [])
-    if "variance" in figures:
-        md += [
-            "## Gradient variance and SNR against K",
-            "",
-            f"![variance and SNR against K]({figures['variance']})",
-            "",
-        ]
-    md += scaling.section(laws if laws is not None else pd.DataFrame(), scaling_plots)
-    md += scaling.landing_lines(landing if landing is not None else pd.DataFrame())
-    variance = frames["variance"]
-    if not variance.empty and variance["checkpoint"].nunique() > 1:
-        pivot = summaries.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
-        labels = [c for c in pivot.columns if c not in KEYS]
-        steps = variance.groupby("checkpoint")["step"].first().to_dict()
-        cols = setting_columns(pivot)
-        cols += [(f"{c} (step {steps.get(c, '?')})", lambda r, c=c: fmt_number(r[c])) for c in labels]
-        md += [
-            "### Encoder gradient variance along the anchor run",
-            "",
-            f"Trace of the covariance at each checkpoint of the `{config.variance.anchor_estimator}` anchor "
-            "run (the same parameters for every estimator):",
-            "",
-            markdown(pivot, cols),
-            "",
-        ]
-    if "steps" in figures:
-        md += ["## Learning curves", "", "Test ELBO (the plain ELBO for every estimator) over seeds: mean and 95% band; × marks a diverged run.", ""]  # fmt: skip
-        md += [f"![test ELBO against steps]({figures['steps']})", "", f"![test ELBO against wall-clock]({figures['wallclock']})", ""]  # fmt: skip
-    if "throughput" in figures:
-        md += ["## Cost per training step", "", f"![step time]({figures['throughput']})", ""]
-    md += _notes(run, frames)
-    md += glossary.section()
-    md += [
-        "## Files",
-        "",
-        "`verdicts.json` (the bottom line, machine-readable), "
-        "`summary.csv` (this table, with every interval bound), `budget.csv` (the settings at equal "
-        "wall-clock, at equal steps and their steps to a target, paired by seed), `variance.csv`, `convergence.csv`, "
-        "`throughput.csv` (tidy rows: every row carries `estimator`, `sampler`, `num_samples`, `seed`), `run.json` "
-        "(configuration, versions, device, git revision). Rebuild this report with "
-        "`python -m vaebench report <this folder>`.",
-        "",
-    ]
+    if measures or not summary.empty:
+        md += ["## Comparison", ""]
+        md += [tables.summary_markdown(summary) if not summary.empty else "No unit has finished yet.", ""]
+    md += ["## Setup", "", _setup(config, checkpoint, frames["variance"]), ""]
+    md += _laws(laws if laws is not None else pd.DataFrame(), scaling_plots or {})
+    md += _plots(figures)
+    md += _notes(run)
+    names = [n for n in FILES if written is None or n in written]
+    listed = ", ".join(f"`{n}`" + (f" ({FILES[n]})" if FILES[n] else "") for n in names)
+    md += ["## Files", "", f"{listed}: every number above is in one of them (results/README.md says which "
+           "holds what). Rebuild with `python -m vaebench report <this folder>`.", ""]  # fmt: skip
     return "\n".join(md)
+
+
+def _claims(claims: pd.DataFrame) -> list[str]:
+    """The claims this run measured as a table, and one line naming the run that measures the others."""
+    if claims.empty:
+        return []
+    rest = claims[claims["verdict"] == "not measured in this run"]
+    measured = claims.drop(index=rest.index)
+    md = ["## Published claims", ""]
+    if not measured.empty:
+        cells = {
+            "claim": lambda r: r["claim"],
+            "source": lambda r: r["source"],
+            "where": lambda r: r["where"] if isinstance(r["where"], str) else "–",
+            "measured": _claim_measured,
+            "theory / published": _claim_theory,
+            "verdict": lambda r: f"**{r['verdict']}**",
+        }
+        md += [markdown(measured, [(c, cells[c]) for c in CLAIM_COLUMNS]), ""]
+    if not rest.empty:
+        how = "; ".join(dict.fromkeys(rest["detail"].fillna("").astype(str)))
+        which = f"The other {len(rest)} of the {len(claims)}" if len(measured) else f"All {len(claims)}"
+        md += [f"{which} claims are measured by another run: {how}.", ""]
+    return md
+
+
+def _claim_measured(row: pd.Series) -> str:
+    if not np.isfinite(row["measured"]):
+        return "–"
+    return f"{row['figure']}: {fmt_interval(row['measured'], row['measured_low'], row['measured_high'])}"
+
+
+def _claim_theory(row: pd.Series) -> str:
+    if not np.isfinite(row["theory"]):
+        return "–"
+    tol = row["tolerance"]
+    return fmt_number(row["theory"]) + (f" ± {fmt_number(tol)}" if np.isfinite(tol) and tol else "")
+
+
+def _laws(laws: pd.DataFrame, plots_by: dict[str, str]) -> list[str]:
+    """How many fitted laws agree, those that do not by name, and the plots (every fit: ``scaling.csv``)."""
+    if laws.empty:
+        return []
+    words = laws.apply(verdict_of, axis=1).str.partition(":")[0]
+    counts = words.value_counts()
+    told = ", ".join(f"{word} {n}" for word, n in counts.items())
+    odd = laws[words != "agrees"]
+    named = "; ".join(
+        f"`{r['estimator']}` {r['group']} {r['figure']} at {r['checkpoint']}: {w}"
+        for (_, r), w in zip(odd.iterrows(), words[words != "agrees"], strict=True)
+    )
+    md = [
+        "## Scaling laws in K",
+        "",
+        f"{len(laws)} laws fitted (verdicts: {told})" + (f" ({named})" if named else "") + ".",
+    ]
+    md.append("")
+    for label, name in plots_by.items():
+        md += [f"![scaling laws at {label or 'the checkpoint'}]({name})", ""]
+    return md
+
+
+def _plots(figures: dict[str, str]) -> list[str]:
+    shown = {
+        "variance": "variance and SNR against K",
+        "steps": "test ELBO against steps",
+        "compute": "test ELBO against compute (yardstick steps)",
+        "wallclock": "test ELBO against wall-clock (this machine, under its load)",
+        "throughput": "step time",
+    }
+    lines = [f"![{alt}]({figures[key]})" for key, alt in shown.items() if key in figures]
+    return ["## Plots", "", *[x for line in lines for x in (line, "")]] if lines else []
 
 
 def _status(run: dict) -> list[str]:
@@ -172,9 +229,13 @@ def _wall_clock(run: dict) -> float | None:
     return total if counted else None
 
 
-def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.DataFrame) -> str:
+def _setup(config: SuiteConfig, checkpoint: str | None, variance: pd.DataFrame) -> str:
+    """The run in one paragraph: data, model, training, the variance and the timing measures (run.json has
+    the whole configuration)."""
     c = config
     d, m, t, v, tp = c.data, c.model, c.train, c.variance, c.throughput
+    if not (t.enabled or v.enabled or tp.enabled):  # the scaling preset: the checks only
+        return _checks_setup(c)
     data = (
         d.name
         + (f", binarize={d.binarize}" if d.binarize != "none" else "")
@@ -182,48 +243,39 @@ def _setup(run: dict, config: SuiteConfig, checkpoint: str | None, variance: pd.
     )
     hidden = "-".join(str(h) for h in m.hidden) or "none (linear)"
     model = (
-        f"GaussianVAE with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
+        f"VAE (Gaussian encoder) with hidden layers {hidden} ({m.activation}), z_dim={m.z_dim}, {_likelihood(c)}"
         if m.name == "gaussian-vae"
-        else "the Gaussian toy of Rainforth et al. 2018 (q's variance fixed at 2/3, Z = D), measured at its built "
-        "checkpoint (the optimum perturbed by N(0, 0.01²))"
+        else "the Gaussian toy of Rainforth et al. 2018 at its built checkpoint"
         if m.name == "gaussian-toy"
         else f"`{m.name}` (a plugin's model, z_dim={m.z_dim})"
     )
     text = (
-        f"Data: {data}. Model: {model}. "
-        f"Estimators: {', '.join(f'`{e}`' for e in c.estimators)}; K in {{{', '.join(map(str, c.samples))}}}; "
-        + (f"samplers {', '.join(c.samplers)}; " if tuple(c.samplers) != ("iid",) else "")
-        + f"seeds {', '.join(map(str, c.seeds))}. Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, "
-        f"lr {t.lr:g}{' decayed by a cosine to 0' if getattr(t, 'lr_schedule', 'constant') == 'cosine' else ''}"
-        + (
-            ", the seeds of each setting trained as one program"
-            if getattr(t, "stack_seeds", False) and len(c.seeds) > 1
-            else ""
-        )
-        + (", the step compiled (torch.compile)" if getattr(t, "compile", False) else "")
-        + f"; test log-likelihood with k={t.ll_samples} importance samples on "
-        f"{'the whole test set' if not t.ll_points else f'the first {t.ll_points} test points'}."
+        f"Data: {data}. Model: {model}. K in {{{', '.join(map(str, c.samples))}}}"
+        + (f", samplers {', '.join(c.samplers)}" if tuple(c.samplers) != ("iid",) else "")
+        + f", seeds {', '.join(map(str, c.seeds))}."
     )
-    if not t.enabled and v.enabled:  # only the variance measure's anchor run trains
+    if t.enabled:
         text += (
-            " No estimator was trained (train.enabled = false): the training settings are the anchor run's."
+            f" Training: {t.steps} {t.optimizer} steps, batch {t.batch_size}, lr {t.lr:g}"
+            + (" with cosine decay" if getattr(t, "lr_schedule", "constant") == "cosine" else "")
+            + (", seeds as one program" if getattr(t, "stack_seeds", False) and len(c.seeds) > 1 else "")
+            + (", compiled" if getattr(t, "compile", False) else "")
+            + f"; test log p(x) with k={t.ll_samples} on "
+            + ("the whole test set." if not t.ll_points else f"the first {t.ll_points} test points.")
         )
-    if not (t.enabled or v.enabled or tp.enabled):  # the scaling preset: the checks only
-        text = _checks_setup(c)
-    elif c.checks.laws or c.checks.quadrature:
-        text += " " + _checks_setup(c)
+    elif v.enabled:  # only the variance measure's anchor run trains
+        text += " No estimator was trained (train.enabled = false)."
     if v.enabled:
         text += (
-            f" Gradient variance: {v.replicates} replicates per estimator, K and seed, on a minibatch of "
-            f"{v.batch_size}, at checkpoints {', '.join(v.checkpoints)} of a `{v.anchor_estimator}` K=1 run "
-            f"(the table reports {checkpoint or v.summary_checkpoint})."
-        ) + _warm_up(variance)
-    if tp.enabled:
-        text += (
-            f" Step time: {tp.repeats} timed steps per setting after {tp.warmup} warm-up steps, batch "
-            f"{tp.batch_size}, the settings of each K timed interleaved in rounds (median per setting, ratios "
-            "over rounds)."
+            f" Variance: {v.replicates} replicates on a minibatch of {v.batch_size} at the "
+            f"{checkpoint or v.summary_checkpoint} checkpoint of a `{v.anchor_estimator}` K=1 run"
+            + _warm_up(variance)
+            + "."
         )
+    if tp.enabled:
+        text += f" Step time: {tp.repeats} timed steps per setting after {tp.warmup} warm-up, batch {tp.batch_size}."
+    if c.checks.laws or c.checks.quadrature:
+        text += " " + _checks_setup(c)
     return text
 
 
@@ -253,19 +305,15 @@ def _warm_up(variance: pd.DataFrame) -> str:
     listed = ", ".join(f"`{n}`" for n in names)
     if variance["warm_up_batches"].isna().all():
         return (
-            f" This folder does not record how the stateful estimators ({listed}) were warmed up: runs before "
-            "that was recorded warmed them up on the measured minibatch itself, which flatters their variance."
+            f"; how the stateful estimators ({listed}) were warmed up is not recorded: runs before that was "
+            "recorded warmed them up on the measured minibatch itself, which flatters their variance"
         )
     counts = variance.loc[variance["estimator"].isin(names), "warm_up_batches"].dropna()
     counts = sorted({int(c) for c in counts if c > 0})
     if not counts:
-        return f" The stateful estimators ({listed}) were measured without a warm-up."
-    batches = " or ".join(map(str, counts))
+        return f"; the stateful estimators ({listed}) without a warm-up"
     return (
-        f" Stateful estimators ({listed}) were warmed up at each checkpoint on {batches} minibatches other than "
-        f"the measured one, never on it: statistics set from an independent draw, a learned baseline (NVIL's b(x)) "
-        f"fitted for {WARM_UP_BASELINE_STEPS} Adam steps, then {WARM_UP_CALLS} training-mode calls for the running "
-        "statistics, the model left unchanged."
+        f"; {listed} warmed up on {' or '.join(map(str, counts))} other minibatches, never the measured one"
     )
 
 
@@ -285,29 +333,28 @@ def _likelihood(c: SuiteConfig) -> str:
     return f"Gaussian likelihood ({scale}, initialised at {c.model.init_decoder_scale:g})"
 
 
-def _table_notes(summary: pd.DataFrame) -> list[str]:
-    notes = []
-    summary = schema.complete(summary, schema.SUMMARY)
-    if summary["variance_reference"].notna().any():
-        refs = sorted(set(summary["variance_reference"].dropna().astype(str)))
-        notes.append(f"Bias and cosine in variance.csv are measured against: {', '.join(refs)}.")
-    return notes
-
-
-def _notes(run: dict, frames: dict[str, pd.DataFrame]) -> list[str]:
+def _notes(run: dict) -> list[str]:
+    """The plan's notes (a setting skipped, a setting changed, seeds trained apart) and the failed units."""
     notes = list(run.get("notes", []))
-    for kind, why in (("variance", "skip_reason"), ("throughput", "reason")):  # the measures that skip
-        frame = frames[kind]
-        if not frame.empty:
-            skipped = frame[frame["status"] == "skipped"]
-            # a sampler refused by an estimator: the run's notes say so once
-            skipped = skipped[skipped["sampler"] == "iid"]
-            for _, row in skipped.drop_duplicates(["estimator", "num_samples"]).iterrows():
-                reason = row[why]
-                notes.append(f"{kind}: skipped `{row['estimator']}` at K={int(row['num_samples'])}" + (f" ({reason})" if isinstance(reason, str) and reason else ""))  # fmt: skip
-    for unit, error in run.get("failed", {}).items():
-        notes.append(f"unit {unit} failed: {error}")
+    notes += [f"unit {unit} failed: {error}" for unit, error in run.get("failed", {}).items()]
     notes = list(dict.fromkeys(notes))
-    if not notes:
-        return []
-    return ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return ["## Notes", "", *[f"- {n}" for n in notes], ""] if notes else []
+
+
+def _tuning(config: SuiteConfig, summary: pd.DataFrame, changed: list[str]) -> str:
+    """One sentence on what tuning the step size per setting changed, and one on choices at a grid's end."""
+    rates = ", ".join(f"{lr:g}" for lr in config.train.lr_grid)
+    said = (
+        f"tuning changed {len(changed)} convergence verdict(s) from the shared {config.train.lr:g}: "
+        + "; ".join(changed)
+        if changed
+        else f"no convergence verdict changed from those at the shared {config.train.lr:g}"
+    )
+    text = f"Every setting is reported at its own step size, chosen on the validation split from {{{rates}}}: {said}."
+    edges = int((summary["lr_edge"].fillna("") != "").sum()) if "lr_edge" in summary else 0
+    if edges:
+        text += (
+            f" {edges} setting(s) chose an end of the grid, which should be widened there "
+            "(summary.csv's lr_edge)."
+        )
+    return text

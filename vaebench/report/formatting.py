@@ -1,4 +1,4 @@
-"""Formatting for report.md: numbers in significant figures, intervals, markdown tables, flag cells."""
+"""Formatting for report.md: numbers in significant figures, intervals, markdown tables."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-
-from vaebench.analysis.settings import truth
 
 
 def _scientific(value: float) -> bool:
@@ -52,19 +50,6 @@ def markdown(frame: pd.DataFrame, columns: Sequence[tuple[str, Callable[[pd.Seri
         cells = [str(cell(row)).replace("|", "\\|") for _, cell in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def at_floor(summary: pd.DataFrame) -> pd.Series:
-    """Rows whose SNR interval reaches the noise floor (False where unknown; ``summary`` has every column of
-    :data:`vaebench.measures.schema.SUMMARY`)."""
-    return summary["snr_at_floor"].map(lambda v: truth(v) is True).astype(bool)
-
-
-def flagged_cell(cell: Callable[[pd.Series], str], flag: str, note: str) -> Callable[[pd.Series], str]:
-    def flagged(row: pd.Series) -> str:
-        return f"{cell(row)} {note}" if truth(row[flag]) is True else cell(row)
-
-    return flagged
 
 
 def interval_cell(metric: str, symmetric: bool = False) -> Callable[[pd.Series], str]:

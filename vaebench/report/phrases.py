@@ -28,13 +28,8 @@ def setting_name(row: pd.Series) -> str:
     return f"`{setting_label(row['estimator'], row['sampler'])}`"
 
 
-def setting_key(row: pd.Series) -> tuple[str, int, str]:
-    """(estimator, K, sampler) of a summary row, as `vaebench.analysis.summaries.paired_difference` takes it."""
-    return row["estimator"], int(row["num_samples"]), row["sampler"]
-
-
-def setting_key3(row: pd.Series) -> tuple[str, str, int]:
-    """(estimator, sampler, K) of a summary row, as `vaebench.analysis.timing.step_ratio` takes it."""
+def setting_key(row: pd.Series) -> tuple[str, str, int]:
+    """(estimator, sampler, K) of a summary row: the one key order (:data:`vaebench.analysis.settings.KEYS`)."""
     return row["estimator"], row["sampler"], int(row["num_samples"])
 
 

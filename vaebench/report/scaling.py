@@ -20,6 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench import files
+from vaebench.analysis.claims import landing_verdict
+from vaebench.analysis.folder import Results
 from vaebench.analysis.scaling import (
     ASYMPTOTIC_K,
     FIGURES,
@@ -29,7 +31,7 @@ from vaebench.analysis.scaling import (
     scaling_laws,
 )
 from vaebench.analysis.settings import truth
-from vaebench.checks.landing import landed
+from vaebench.errors import VaebenchError
 from vaebench.measures.schema import SCALING, VARIANCE, complete
 from vaebench.report import plots, styles
 from vaebench.report.formatting import fmt_number
@@ -87,6 +89,38 @@ def plot_scaling(
     ax.set_ylabel(_LABELS.get(figure, figure))
     ax.set_title(f"{group}: {figure} (fit solid, theory dotted)")
     return ax
+
+
+def scaling_law(
+    results: Results,
+    figure: str = "trace_var",
+    group: str = "encoder",
+    *,
+    checkpoint: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """One panel of the report's scaling-law plot from the loaded results (:func:`vaebench.load`): the fits of
+    ``scaling.csv`` at ``checkpoint`` (default: the first fitted, the Gaussian toy's where there is one) over the
+    variance rows they were fitted on (:func:`plot_scaling`)."""
+    fits = (
+        results.scaling[np.isfinite(results.scaling["slope"])]
+        if not results.scaling.empty
+        else results.scaling
+    )
+    if fits.empty:
+        raise VaebenchError(
+            f"{results.folder} has no fitted scaling law (scaling.csv): it needs {MIN_K} K or more"
+        )
+    checkpoint = checkpoint or str(fits["checkpoint"].iloc[0])
+    built = results.laws
+    rows = (
+        built[built["checkpoint"] == checkpoint]
+        if not built.empty and (built["checkpoint"] == checkpoint).any()
+        else results.variance
+    )
+    return plot_scaling(
+        rows, fits[fits["checkpoint"] == checkpoint], figure, group, checkpoint=checkpoint, ax=ax
+    )
 
 
 def grid_size(variance: pd.DataFrame) -> int:
@@ -175,9 +209,8 @@ def landing_lines(frame: pd.DataFrame) -> list[str]:
     """The STL check as a sentence and a table (empty when it was not run)."""
     if frame.empty:
         return []
-    ratio = landed(frame)
-    stl, reparam = ratio.get("stl", float("nan")), ratio.get("reparam", float("nan"))
-    holds = bool(np.isfinite(stl) and stl < 1e-8)
+    stl, reparam, verdict = landing_verdict(frame)
+    holds = verdict == "agrees"
     wide = frame.pivot_table(
         index=["fraction", "kl_to_posterior"], columns="estimator", values="trace_var", sort=False
     )

@@ -1,6 +1,7 @@
 """How the report names a setting: its label in plots and sentences, its cell in a table (with † for a bias).
 
-The setting keys and the sampler default are analysis's (:mod:`vaebench.analysis.settings`).
+The render half of the setting: its keys, order, sampler default and declared bias are analysis's
+(:mod:`vaebench.analysis.settings`); this module only says how a setting is written.
 """
 
 from __future__ import annotations
@@ -9,12 +10,18 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from vaebench.analysis.settings import all_iid, bias_note
+from vaebench.analysis.settings import all_iid, bias_note, setting_label
 
 
 def estimator_cell(row: pd.Series) -> str:
-    """The estimator's name as a table cell, marked † where it declares a bias at this K (see the legend)."""
-    return f"`{row['estimator']}`" + (" †" if bias_note(row["estimator"], row["num_samples"]) else "")
+    """The estimator's name as a table cell, marked † where it declares a bias at this K and ‡ where its
+    training runs are another setting's (``trained_as``: the same gradient, draw for draw)."""
+    shared = isinstance(row.get("trained_as"), str) and bool(row.get("trained_as"))
+    return (
+        f"`{row['estimator']}`"
+        + (" †" if bias_note(row["estimator"], row["num_samples"]) else "")
+        + (" ‡" if shared else "")
+    )
 
 
 def setting_columns(frame: pd.DataFrame) -> list[tuple[str, Callable[[pd.Series], str]]]:
@@ -25,6 +32,4 @@ def setting_columns(frame: pd.DataFrame) -> list[tuple[str, Callable[[pd.Series]
     return [*cols, ("K", lambda r: str(int(r["num_samples"])))]
 
 
-def setting_label(name: str, sampler: str | None) -> str:
-    """``name`` for iid draws, else ``name (sampler)``: the label of a setting in plots and sentences."""
-    return f"{name} ({sampler})" if isinstance(sampler, str) and sampler != "iid" else name
+__all__ = ["estimator_cell", "setting_columns", "setting_label"]

@@ -1,23 +1,22 @@
-"""How a setting looks in every plot: one colour per estimator family, a marker and dash pattern per member.
+"""How a setting looks in every plot: a colour and a marker per estimator, a line style per family.
 
-A *family* is what the registry declares of an estimator: its objective and how its encoder gradient is
-formed (``pathwise``, ``score-function`` or ``measure-valued``). The colour follows the family
-(`FAMILY_COLORS`), with the IWAE objective's mixtures (MIWAE, CIWAE, PIWAE) drawn in the IWAE colour and the
-two wake-sleep estimators sharing one: the pathwise ELBO estimators (reparam, the analytic KL, STL, the
-control variates) are blue, the score-function ELBO ones (REINFORCE with its baselines, VarGrad) red, the
-measure-valued one brown, the pathwise IWAE ones (IWAE, DReG, IWAE-STL and the mixtures) green, the
-score-function ones of the importance-weighted samples (VIMCO, the two OVIS forms and TVO) purple, the Renyi
-ones orange, reweighted wake-sleep pink, tail-adaptive olive and UHA cyan. Within a colour each member has
-its own marker and line style (`MEMBER_STYLES`), by its place among that colour's built-ins in registry
-order, so the look of a built-in never depends on what else a run measured. A plugin's estimator takes its
-family's colour and one of the styles its colour's built-ins leave free, chosen by a hash of its name: stable
-across runs and whatever else is loaded (two plugins of one family may share a style). A name the registry
-does not know (a folder written with a plugin that is not loaded), or a family no built-in has, is grey. The
-sampler keeps the member's look and changes the marker's fill (`SAMPLER_FILLS`).
+Each estimator has its own (colour, marker) pair, so a new estimator never looks like a built-in:
+
+- the built-ins, in registry order, take pairs ``(PALETTE[i % 10], MARKERS[i % 11])``: fixed, whatever else a
+  run measured (10 and 11 are coprime, so the first 110 pairs are distinct);
+- any other name (a plugin's estimator, or a name in a folder whose plugin is not loaded) takes a pair
+  ``(OTHER_PALETTE[j % 8], MARKERS[j % 11])``, j a CRC-32 of its name modulo 88: colours no built-in has, the
+  same in every run and on every machine (two such names share a pair with chance 1 in 88).
+
+The *family* (how the encoder gradient is formed, as the registry declares it) is the line style
+(`FAMILY_LINES`): solid pathwise, dashed score-function, dotted measure-valued, dash-dot for the
+wake-sleep estimators that take either; a name the registry does not know is drawn solid. The sampler keeps
+the look and changes the marker's fill (`SAMPLER_FILLS`).
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import matplotlib
@@ -27,84 +26,58 @@ from vaebench.analysis.settings import identical_settings
 from vaebench.estimators import BUILTIN_ESTIMATORS, ESTIMATORS
 from vaebench.report.settings import setting_label
 
-_TAB10 = matplotlib.colormaps["tab10"].colors
-FAMILY_COLORS: dict[tuple[str, str], tuple[float, float, float]] = {
-    ("elbo", "pathwise"): _TAB10[0],  # blue
-    ("elbo", "score-function"): _TAB10[3],  # red
-    ("iwae", "pathwise"): _TAB10[2],  # green
-    ("iwae", "score-function"): _TAB10[4],  # purple
-    ("elbo", "measure-valued"): _TAB10[5],  # brown
-    ("renyi", "pathwise"): _TAB10[1],  # orange
-    ("inclusive-kl", "any"): _TAB10[6],  # pink
-    ("tail-adaptive", "pathwise"): _TAB10[8],  # olive
-    ("uha", "pathwise"): _TAB10[9],  # cyan
+PALETTE: tuple[tuple[float, float, float], ...] = tuple(matplotlib.colormaps["tab10"].colors)
+"""The colours, in order (matplotlib's tab10: distinct in print and for the common colour blindnesses)."""
+
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "<", "h", ">")
+"""The markers, in order; their count is coprime with the palette's, so (colour, marker) pairs cycle late."""
+
+FAMILY_LINES: dict[str, object] = {
+    "pathwise": "-",
+    "score-function": "--",
+    "measure-valued": ":",
+    "any": "-.",
 }
-"""Colour of each (objective, family), after `colour_group`."""
-
-_SAME_COLOUR = {
-    ("miwae", "pathwise"): ("iwae", "pathwise"),
-    ("ciwae", "pathwise"): ("iwae", "pathwise"),
-    ("piwae", "pathwise"): ("iwae", "pathwise"),
-    ("inclusive-kl", "pathwise"): ("inclusive-kl", "any"),
-    ("inclusive-kl", "score-function"): ("inclusive-kl", "any"),
-    ("tvo", "score-function"): ("iwae", "score-function"),
-}
-"""Families drawn in another family's colour: the IWAE mixtures in IWAE's, both wake-sleep forms in one, TVO
-in the score-function IWAE estimators'."""
-
-UNKNOWN_COLOR = _TAB10[7]
-"""Grey, for an estimator the registry does not know."""
-
-MEMBER_STYLES: tuple[tuple[str, object], ...] = (
-    ("o", "-"),
-    ("s", "--"),
-    ("^", "-."),
-    ("D", ":"),
-    ("v", (0, (5, 1))),
-    ("P", (0, (3, 1, 1, 1, 1, 1))),
-    ("X", (0, (1, 1))),
-    ("*", (0, (5, 2, 1, 2))),
-)
-"""(marker, line style) of a family's members, by their place in it."""
+"""Line style of each family (what the registry declares of an estimator); others are solid."""
 
 SAMPLER_FILLS = {"iid": "full", "antithetic": "none", "rqmc": "left"}
-"""Marker fill of each sampler (the member keeps its colour, marker and line style)."""
+"""Marker fill of each sampler (the estimator keeps its colour, marker and line style)."""
+
+OTHER_PALETTE: tuple[tuple[float, float, float], ...] = tuple(matplotlib.colormaps["Dark2"].colors)
+"""The colours of estimators that are not built in (matplotlib's Dark2: none of them is a tab10 colour)."""
 
 
-def family(name: str) -> tuple[str, str] | None:
-    """(objective, family) that the registry declares for ``name``; None when it does not know it."""
-    cls = ESTIMATORS.get(name)
-    return None if cls is None else (cls.objective, cls.family)
-
-
-def colour_group(name: str) -> tuple[str, str] | None:
-    """The key of ``name``'s colour in `FAMILY_COLORS`: its family, or the family it shares a colour with."""
-    kin = family(name)
-    return _SAME_COLOUR.get(kin, kin)
+def _pair(name: str) -> tuple[tuple[float, float, float], str]:
+    """(colour, marker) of an estimator (see the module docstring)."""
+    if name in BUILTIN_ESTIMATORS:
+        i = list(BUILTIN_ESTIMATORS).index(name)  # i -> (i % 10, i % 11) is one-to-one below 110
+        return PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
+    j = zlib.crc32(name.encode()) % math.lcm(len(OTHER_PALETTE), len(MARKERS))
+    return OTHER_PALETTE[j % len(OTHER_PALETTE)], MARKERS[j % len(MARKERS)]
 
 
 def color(name: str) -> tuple[float, float, float]:
-    """The colour of an estimator in every plot: its family's."""
-    return FAMILY_COLORS.get(colour_group(name), UNKNOWN_COLOR)
+    """The colour of an estimator in every plot."""
+    return _pair(name)[0]
 
 
-def member_style(name: str) -> tuple[str, object]:
-    """(marker, line style) of an estimator among the built-ins of its colour (see the module docstring)."""
-    kin = colour_group(name)
-    builtins = [n for n in BUILTIN_ESTIMATORS if colour_group(n) == kin] if kin is not None else []
-    if name in builtins:
-        return MEMBER_STYLES[builtins.index(name) % len(MEMBER_STYLES)]
-    free = list(range(len(builtins), len(MEMBER_STYLES))) or list(range(len(MEMBER_STYLES)))
-    return MEMBER_STYLES[free[zlib.crc32(name.encode()) % len(free)]]
+def marker(name: str) -> str:
+    """The marker of an estimator in every plot."""
+    return _pair(name)[1]
+
+
+def line_style(name: str) -> object:
+    """The line style of an estimator: its family's (`FAMILY_LINES`)."""
+    cls = ESTIMATORS.get(name)
+    return FAMILY_LINES.get(cls.family, "-") if cls is not None else "-"
 
 
 def style(name: str, sampler: str = "iid") -> dict[str, object]:
     """Keyword arguments of ``Axes.plot``/``errorbar`` for a setting: color, marker, linestyle, fillstyle."""
-    marker, linestyle = member_style(name)
     return {
         "color": color(name),
-        "marker": marker,
-        "linestyle": linestyle,
+        "marker": marker(name),
+        "linestyle": line_style(name),
         "fillstyle": SAMPLER_FILLS.get(sampler, "bottom"),
     }
 

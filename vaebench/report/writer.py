@@ -1,19 +1,13 @@
-"""The report of a results folder: ``summary.csv``, ``verdicts.json``, the plots, and ``report.md``.
+"""The report of a results folder: its analysis tables, ``verdicts.json``, the plots, and ``report.md``.
 
-This module reads the folder (:func:`load`) and writes the files (``budget.csv``: the settings at equal
-wall-clock, equal steps and their cost to a target, :func:`vaebench.analysis.budget.budget`); the text of report.md is
-:mod:`vaebench.report.document`. The report computes no new numbers: it reads what the suite's units
-measured (``variance.csv``, ``convergence.csv``, ``throughput.csv``, ``stl_landing.csv``) and turns those
-tables into the comparison table and the fitted laws with :mod:`vaebench.analysis`; it never trains,
-samples or measures, and it does not import the suite.
+This module reads the folder (:func:`load`), has :mod:`vaebench.analysis` turn the measures' tables into the
+analysis files (``summary.csv``, ``budget.csv``, ``variance_by_checkpoint.csv``, ``verdicts.json``,
+``claims.csv``, ``scaling.csv``), draws the plots and writes report.md (:mod:`vaebench.report.document`) from
+those files' contents only: every number the report shows is in one of them. It never trains, samples or
+measures, and it does not import the suite.
 
 Everything is rebuilt from the folder's CSVs and run.json, so ``python -m vaebench report DIR`` reproduces it,
 and a partial run (interrupted, or with failed units) gets a partial report that says so.
-
-report.md opens with the bottom line, one verdict per question and K
-(:func:`vaebench.analysis.verdicts.verdicts`; the same verdicts, machine-readable, are ``verdicts.json``).
-The reading that follows is generated from the summary table: each sentence is computed, so it cannot
-contradict the table next to it. Nothing in it is a fixed claim about estimators in general.
 """
 
 from __future__ import annotations
@@ -23,31 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench import faults, files
-from vaebench.analysis import budget, folder, published, summaries, verdicts
-from vaebench.checks.claims import claims_table
+from vaebench.analysis import budget, claims, folder, selection, summaries, verdicts
 from vaebench.config import CHECKPOINTS, SuiteConfig, from_dict
 from vaebench.errors import VaebenchError
 from vaebench.measures import schema
 from vaebench.report import plots, scaling
 from vaebench.report.document import render, resolved_likelihood
-
-FIGURES = {
-    "variance": "variance_snr_vs_k.png",
-    "steps": "elbo_vs_steps.png",
-    "wallclock": "elbo_vs_wallclock.png",
-    "throughput": "throughput.png",
-}
-"""File names of the report's plots."""
-
-
-REQUIRED = folder.REQUIRED
-"""Columns a combined CSV of a kind must have to be read (:attr:`vaebench.measures.schema.Table.essential`)."""
-
-
-def load(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """A results folder's run.json and its combined CSVs, checked (:func:`vaebench.analysis.folder.load`)."""
-    return folder.load(out)
-
+from vaebench.report.plots import FIGURES
 
 _FIX = folder.FIX
 
@@ -69,7 +45,7 @@ def write_report(
     (:func:`vaebench.analysis.verdicts.records`).
     """
     out = Path(out)
-    run, frames = load(out)
+    run, frames = folder.load(out)
     try:
         config = from_dict(run["config"]) if isinstance(run.get("config"), dict) else SuiteConfig()
     except VaebenchError as err:
@@ -79,34 +55,59 @@ def write_report(
     if status is not None:
         run = {**run, "status": status}
     checkpoint = _summary_checkpoint(frames["variance"], config)
+    grid = frames["convergence"]  # with a step-size grid, every rate's runs; the readers below get the chosen
+    frames = {**frames, "convergence": selection.tuned_rows(grid)}
     summary = summaries.summary_table(
         frames["variance"],
-        frames["convergence"],
+        grid,
         _estimator_rows(frames["throughput"]),
         checkpoint=checkpoint,
         batch_size=config.throughput.batch_size,
+        schedule=config.train.lr_schedule,
     )
     files.write_csv(out / "summary.csv", summary)
-    at_budget = budget.budget(frames["convergence"], level=level)
+    at_budget = budget.budget(frames["convergence"], frames["throughput"], level=level)
     if not frames["convergence"].empty:
         files.write_csv(out / "budget.csv", at_budget)
-    frames = {**frames, "budget": at_budget}
+    by_checkpoint = _variance_by_checkpoint(frames["variance"], config)
+    if not by_checkpoint.empty:
+        files.write_csv(out / "variance_by_checkpoint.csv", by_checkpoint)
     faults.point("report")
     found = verdicts.verdicts(
         summary, frames["convergence"], frames["throughput"], checkpoint=checkpoint, level=level
     )
-    files.write_json(out / "verdicts.json", verdicts_json(found, run, level))
-    figures = write_plots(out, frames, checkpoint=checkpoint, batch_size=config.throughput.batch_size)
+    document = verdicts_json(found, run, level)
+    tuning = None
+    if grid is not frames["convergence"]:  # the verdicts at the shared rate, beside the tuned ones
+        shared = selection.shared_rows(grid, config.train.lr)
+        at_shared = summaries.summary_table(
+            frames["variance"], shared, _estimator_rows(frames["throughput"]), checkpoint=checkpoint,
+            batch_size=config.throughput.batch_size, schedule=config.train.lr_schedule,
+        )  # fmt: skip
+        found_shared = verdicts.verdicts(
+            at_shared, shared, frames["throughput"], checkpoint=checkpoint, level=level
+        )
+        document["verdicts_at_shared_lr"] = verdicts.records(found_shared)
+        tuning = document["changed_by_tuning"] = verdicts.changes(
+            document["verdicts_at_shared_lr"], document["verdicts"]
+        )
+    files.write_json(out / "verdicts.json", document)
+    read = folder.Results(
+        out, run, frames["variance"], frames["convergence"], frames["throughput"], summary=summary
+    )
+    figures = plots.write_figures(read, out)
     laws, scaling_plots = scaling.write_scaling(out, frames["variance"], checkpoint, frames["laws"])
     landing = _read_landing(out)
-    comparisons = published.published_comparisons(
-        summary, frames["convergence"], data=config.data.name, likelihood=resolved_likelihood(config)
-    )
-    claimed = claims_table(laws, landing, frames["quadrature"], comparisons)
+    evidence = claims.Evidence(
+        laws, landing, frames["quadrature"], summary, frames["convergence"], data=config.data.name,
+        likelihood=resolved_likelihood(config),
+    )  # fmt: skip
+    claimed = claims.claims_table(evidence)
     files.write_csv(out / "claims.csv", claimed)
     text = render(
-        run, config, summary, frames, figures, checkpoint=checkpoint, level=level, laws=laws, landing=landing,
-        verdicts=found, claims=claimed, scaling_plots=scaling_plots,
+        run, config, summary, frames, figures, checkpoint=checkpoint, records=document["verdicts"],
+        claims=claimed, laws=laws, scaling_plots=scaling_plots, tuning=tuning,
+        written=[p.name for p in out.iterdir() if p.is_file()],
     )  # fmt: skip
     path = out / "report.md"
     files.write_text(path, text)
@@ -142,6 +143,14 @@ def _estimator_rows(throughput: pd.DataFrame) -> pd.DataFrame:
     return throughput[throughput["estimator"] != schema.HANDWRITTEN]
 
 
+def _variance_by_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> pd.DataFrame:
+    """:func:`vaebench.analysis.summaries.variance_by_checkpoint` (empty with fewer than two checkpoints: the
+    comparison table has the one)."""
+    if variance.empty or variance.loc[variance["status"] == "ok", "checkpoint"].nunique() < 2:
+        return pd.DataFrame()
+    return summaries.variance_by_checkpoint(variance, checkpoints=config.variance.checkpoints)
+
+
 def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | None:
     if variance.empty:
         return None
@@ -153,43 +162,4 @@ def _summary_checkpoint(variance: pd.DataFrame, config: SuiteConfig) -> str | No
     return ordered[-1] if ordered else None
 
 
-# ------------------------------------------------------------------------------------------------ plots
-
-
-def write_plots(
-    out: Path, frames: dict[str, pd.DataFrame], *, checkpoint: str | None, batch_size: int | None
-) -> dict[str, str]:
-    """Draw every plot the data allow; return {figure key: file name}."""
-    written = {}
-    variance, convergence, throughput = frames["variance"], frames["convergence"], frames["throughput"]
-    if not variance.empty:
-        by_k = summaries.variance_by_k(variance, checkpoint=checkpoint)
-        if not by_k.empty:
-            fig, (left, right) = plots.figure(2)
-            where = f" ({checkpoint} checkpoint)" if checkpoint else ""
-            plots.plot_against_k(by_k, "trace_var", ax=left, ylabel="trace of covariance", title=f"Encoder gradient variance{where}")  # fmt: skip
-            if by_k["snr"].notna().any():
-                plots.plot_against_k(by_k, "snr", ax=right, ylabel="mean |E g| / std g", title=f"Encoder gradient SNR{where}")  # fmt: skip
-            plots.legend_outside(fig, [left, right])
-            written["variance"] = plots.save(fig, out / FIGURES["variance"]).name
-    if not convergence.empty:
-        ks = sorted(convergence["num_samples"].unique())
-        for key, x in (("steps", "step"), ("wallclock", "wall_time_s")):
-            fig, axes = plots.figure(len(ks))
-            for ax, k in zip(axes, ks, strict=True):
-                plots.plot_curves(convergence, num_samples=k, x=x, ax=ax)
-            plots.legend_outside(fig, axes)
-            written[key] = plots.save(fig, out / FIGURES[key]).name
-    if not throughput.empty:
-        rows = throughput[throughput["status"] == "ok"]
-        rows = rows[rows["variant"] == rows["variant"].iloc[0]] if not rows.empty else rows
-        if batch_size is not None and (rows["batch_size"] == batch_size).any():
-            rows = rows[rows["batch_size"] == batch_size]
-        if not rows.empty:
-            fig, (ax,) = plots.figure(1, panel=(9.0, 4.0))
-            plots.plot_throughput(rows, ax=ax)
-            written["throughput"] = plots.save(fig, out / FIGURES["throughput"]).name
-    return written
-
-
-__all__ = ["FIGURES", "REQUIRED", "load", "verdicts_json", "write_plots", "write_report"]
+__all__ = ["FIGURES", "verdicts_json", "write_report"]

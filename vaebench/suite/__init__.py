@@ -4,9 +4,12 @@
   :mod:`.execute`: how each unit is computed (the loops over the grid, one setting at a time to the measures);
 - :mod:`.store`, :mod:`.integrity`: a unit's files on disk and their manifests; :mod:`.ownership`: the lock
   on a results folder and resuming;
-- :mod:`.runner`: :func:`run_suite`, every unit in order, saved as it finishes, resumable and interruptible;
-  :mod:`.dispatch` (worker processes) and :mod:`.ray_engine` (Ray, optional) run units elsewhere;
-- :mod:`.cost`: the dry run's estimate; :mod:`.rebuild`: a folder's tables rebuilt from its verified units.
+- :mod:`.runner`: :func:`run_suite`, every unit saved as it finishes, resumable and interruptible;
+  :mod:`.dispatch`: the one loop over units and its pools (this process, worker processes), and
+  :mod:`.ray_engine` (Ray, optional);
+- :mod:`.cost`: the one cost model (a unit's seconds, a step's bytes), its rates measured for the dry run by
+  :mod:`.calibration` or guessed for the progress bar; :mod:`.rebuild`: a folder's tables rebuilt from its
+  verified units.
 
 The suite does not import the report: :func:`run_suite` and :func:`~vaebench.suite.rebuild.rebuild` take the
 function that writes it.

@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaebench import devices, plugins, registry
+from vaebench import devices, plugins
 from vaebench.config import SuiteConfig, config_hash
-from vaebench.config.plugins import used
 from vaebench.data import Dataset, load_dataset
 from vaebench.model import GaussianVAE
+from vaebench.plugins import registry
 from vaebench.suite.units import Unit
 from vaebench.train import Checkpointer, TrainSpec
 
@@ -39,12 +39,12 @@ class Context:
             seed=d.seed,
             test_fraction=d.test_fraction,
             sha256=self.data_sha256,
-        )
+        ).with_validation(d.valid_fraction)
 
     @cached_property
     def plugins(self) -> list[dict[str, Any]]:
-        """The provenance records of the plugins this run uses (:func:`vaebench.config.plugins.used`)."""
-        return used(self.config)
+        """The provenance records of the plugins this run uses (:func:`vaebench.plugins.registry.used`)."""
+        return registry.used(self.config)
 
     @property
     def inputs(self) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""Units computed in worker processes: which unit may start when, and what comes back to the driver.
+"""The one loop over units (:func:`run_pool`): which unit may start when, where it is computed, and what comes
+back to the driver.
 
 The driver (the process that holds the results folder's lock, :mod:`vaebench.suite.ownership`) stays the one
-writer of the folder: a worker only *computes* a unit (:func:`compute`) and returns its rows, or why it
-failed, as an :class:`Outcome`; the driver saves it through the same atomic path as a run in one process
-(`vaebench.suite.units.save`: data file, then manifest). So resume, manifests, the lock and the signals'
-exit statuses are those of a one-process run: a Ctrl-C or ``kill`` of the driver stops the workers, saves
-nothing half-done and loses only the units in flight.
+writer of the folder: a pool only *computes* a unit (:func:`compute`) and returns its rows, or why it failed,
+as an :class:`Outcome`; the driver saves it (`vaebench.suite.store.save`: data file, then manifest). A pool is
+this process (:class:`InlinePool`, one worker), worker processes of this machine (:class:`LocalPool`) or Ray
+(:mod:`vaebench.suite.ray_engine`): the loop, the rules below, resume, manifests, the lock and the signals'
+exit statuses are the same for all three. A Ctrl-C or ``kill`` of the driver stops the workers, saves nothing
+half-done and loses only the units in flight.
 
-Scheduling rules (:class:`Scheduler`), shared by the local pool here and the Ray engine
-(:mod:`vaebench.suite.ray_engine`):
+Scheduling rules (:class:`Scheduler`), the same for every pool:
 
 - units start in plan order, as many at once as there are workers;
 - a variance unit starts only once the anchor run it is measured at has finished (its checkpoints are read
@@ -35,9 +36,10 @@ from typing import Any
 
 import torch
 
-from vaebench import faults, registry
+from vaebench import faults
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
+from vaebench.plugins import registry
 from vaebench.provenance import usable_cores
 from vaebench.suite import execute
 from vaebench.suite.context import Context
@@ -151,13 +153,34 @@ class Scheduler:
         return not self.pending and not self.in_flight
 
 
-# ------------------------------------------------------------------------------------------------ local pool
+# ------------------------------------------------------------------------------------------------ pools
+
+
+class InlinePool:
+    """One worker: this process, which computes a unit when it is submitted (the driver's context and data)."""
+
+    workers = 1
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def submit(self, unit: Unit) -> Future:
+        future: Future = Future()
+        future.set_result(compute(unit, self.ctx))  # a KeyboardInterrupt propagates, as in the driver
+        return future
+
+    def restart(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
 
 _ctx: Context | None = None
 
 
 def _init_worker(config: SuiteConfig, out: str, parent: int, plugins: list, data_sha256: str | None) -> None:
-    """Set up one worker process: the driver's plugins (the same code: :func:`vaebench.registry.reload`), its
+    """Set up one worker process: the driver's plugins (the same code: :func:`vaebench.plugins.registry.reload`), its
     own context (data loaded once, refused if the file changed), its thread count, no Ctrl-C of its own."""
     global _ctx
     # Ctrl-C reaches the whole process group: the driver decides what happens, the worker is stopped by it.
@@ -236,14 +259,16 @@ class LocalPool:
             process.join(timeout=5)
 
 
-def run_pool(pool, scheduler: Scheduler, finish, say) -> None:
-    """Run every unit of ``scheduler`` on ``pool`` (:class:`LocalPool` or a Ray engine), saving each as it ends.
+def run_pool(pool, scheduler: Scheduler, finish, say, start=None) -> None:
+    """Run every unit of ``scheduler`` on ``pool``, saving each as it ends.
 
     Args:
-        pool: has ``workers``, ``submit(unit) -> Future`` of an :class:`Outcome`, ``restart()`` and ``close()``.
+        pool: :class:`InlinePool`, :class:`LocalPool` or a Ray engine's: has ``workers``,
+            ``submit(unit) -> Future`` of an :class:`Outcome`, ``restart()`` and ``close()``.
         scheduler: the units to run and the rules of when each may start.
         finish: ``finish(unit, outcome) -> sha or None``: the driver saves the unit or records its failure.
         say: where a line about a worker that died goes.
+        start: called with each unit as it starts (the progress bar's label), or None.
     """
     futures: dict[Future, Unit] = {}
     tries: dict[str, int] = {}
@@ -254,6 +279,8 @@ def run_pool(pool, scheduler: Scheduler, finish, say) -> None:
                 if unit is None:
                     break
                 faults.point("unit")
+                if start is not None:
+                    start(unit)
                 if unit.kind == "variance" and scheduler.anchor is None:
                     scheduler.finished(unit, finish(unit, None))  # the anchor run failed: nothing to measure
                     continue

@@ -18,9 +18,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vaebench import plugins, registry
+from vaebench import plugins
 from vaebench.config import EXECUTION_KEYS, SuiteConfig, differences, from_dict
 from vaebench.errors import StorageError, VaebenchError
+from vaebench.plugins import registry
 from vaebench.provenance import load_run
 
 try:
@@ -136,7 +137,7 @@ CHANGED_PLUGIN = (
 
 def saved_config(out: str | Path) -> SuiteConfig:
     """The configuration a results folder was run with (from its run.json), with the plugins it used loaded
-    in this process from their records (:func:`vaebench.registry.reload`, which refuses changed code)."""
+    in this process from their records (:func:`vaebench.plugins.registry.reload`, which refuses changed code)."""
     run = load_run(out)
     if not run:
         raise VaebenchError(f"{str(out)!r} has no run.json: nothing to resume or report there")

@@ -20,21 +20,63 @@ worker sees it (one machine, or shared storage), else to a temporary folder of t
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 
 import torch
 
-from vaebench import faults, files, registry
+from vaebench import faults, files
 from vaebench import plugins as vaebench_plugins
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
+from vaebench.plugins import registry
 from vaebench.suite import dispatch
 from vaebench.suite.context import Context
 from vaebench.suite.units import ANCHOR_FILE, Unit
 
 RETRIES = 2
 """Times Ray starts a task again whose worker process died."""
+
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long ``--address`` is given to accept a connection before the run is refused (nothing written)."""
+
+
+def check_address(address: str) -> None:
+    """Refuse an ``--address`` that is malformed or where nothing listens, after at most `CONNECT_TIMEOUT_S`.
+
+    Accepted: ``auto`` (the cluster ``ray start --head`` started here), ``HOST:PORT`` (the GCS of a cluster)
+    and ``ray://HOST:PORT`` (a Ray Client server). A TCP connection is tried first, so an address where nothing
+    listens is an error in seconds instead of Ray's long wait.
+
+    Raises:
+        VaebenchError: naming the address and what is wrong with it.
+    """
+    if address == "auto":
+        return
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address in brackets
+    if (
+        not sep
+        or not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+        or any(c in host for c in "/ @")
+    ):
+        raise VaebenchError(
+            f"--address {address!r} is not a Ray address: use HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT "
+            "(a Ray Client server, port 10001 by default) or auto"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise VaebenchError(
+            f"--address {address!r}: nothing accepts a connection at {host}:{port} ({reason}); start the cluster "
+            "(ray start --head), check the host and port, or leave --address out to start a local one"
+        ) from None
 
 
 def require_ray():
@@ -68,6 +110,8 @@ class RayEngine:
         num_gpus: float = 1.0,
         runtime_env: dict | None = None,
     ):
+        if address is not None:
+            check_address(address)
         self.address, self.num_cpus, self.num_gpus, self.runtime_env = (
             address,
             num_cpus,
@@ -85,7 +129,7 @@ class RayEngine:
 
         The run's plugins are shipped to the workers with Ray's runtime environment (``py_modules``: each
         plugin's package folder, so a cluster needs nothing installed), and each task re-loads them from their
-        records, refusing a copy whose source differs (:func:`vaebench.registry.reload`). A cluster this
+        records, refusing a copy whose source differs (:func:`vaebench.plugins.registry.reload`). A cluster this
         engine did not start (``ray.init`` called before) must have them importable already.
         """
         ray = require_ray()
@@ -97,7 +141,14 @@ class RayEngine:
                     num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=shipped
                 )
             else:
-                ray.init(address=self.address, log_to_driver=False, runtime_env=shipped)
+                try:
+                    ray.init(address=self.address, log_to_driver=False, runtime_env=shipped)
+                except Exception as err:  # a cluster that is not there, or not a Ray one: one line
+                    raise VaebenchError(
+                        f"--address {self.address!r}: cannot connect to a Ray cluster there "
+                        f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); start one with `ray start "
+                        "--head`, or leave --address out to start a local one"
+                    ) from None
             self.started = True
         cpus = config.threads or 1
         gpus = self.num_gpus if config.device.startswith("cuda") else 0
@@ -150,9 +201,8 @@ def _compute_task(
     """One unit in a Ray worker process (a context per configuration, kept between the tasks of one worker)."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    registry.reload(
-        plugins
-    )  # cheap when loaded already; refuses a copy whose source differs from the driver's
+    # cheap when loaded already; refuses a copy whose source differs from the driver's
+    registry.reload(plugins)
     key = (repr(config), out)
     if key not in _contexts:
         # the driver's folder where this node sees it; else a folder of this node for the anchor's copy

@@ -25,6 +25,7 @@ Robustness rules:
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -39,12 +40,12 @@ from vaebench import faults, files, interrupts
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
 from vaebench.errors import StorageError
+from vaebench.progress import bar as progress_bar
 from vaebench.provenance import collect, git_revision, load_run, machine_load, now
-from vaebench.suite import dispatch, integrity, ownership, store, units
+from vaebench.suite import cost, dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
-from vaebench.suite.memory import check_memory
-from vaebench.suite.progress import bar as progress_bar
+from vaebench.suite.probe import check_settings, probe
 from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit, shared_settings
 
 Report = Callable[..., object]
@@ -127,21 +128,32 @@ def run_suite(
             what was finished; run.json says ``interrupted``.
     """
     out = Path(out)
-    ctx = Context(config, out)
-    ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
-    check_data(config, ctx.dataset)
-    check_memory(config, ctx.dataset.x_dim, ctx.device)
-    plan = units.plan(config, test_points=len(ctx.dataset.test))
-    if resume:
-        ownership.check_resume(
-            out, config, resume, ctx
-        )  # before creating anything; again below, under the lock
+    ctx, plan = preflight(config, out, resume)
     with ownership.hold(out, create=not resume):
         faults.point("start")
         ownership.check_resume(out, config, resume, ctx)
         run = _Run(config, out, ctx, plan, notes or [], argv, log, warn, resume, engine)
         with _threads(config.threads):
             return run.run(progress, report)
+
+
+def preflight(config: SuiteConfig, out: Path, resume: bool = False) -> tuple[Context, list[Unit]]:
+    """Everything checked before the folder is touched: the data, the configuration against the data and the
+    memory, the contract probe (:mod:`vaebench.suite.probe`), and the folder (another run's, or a resume whose
+    configuration changed). `run_suite` and ``--dry-run`` both call it, so a dry run refuses what a run would.
+
+    Returns:
+        The run's context and its plan of units.
+    """
+    ctx = Context(config, out)
+    ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
+    check_data(config, ctx.dataset)
+    check_settings(config)
+    cost.check_memory(config, ctx.dataset.x_dim, ctx.device)
+    probe(config, ctx)
+    plan = units.plan(config)
+    ownership.check_resume(out, config, resume, ctx)  # before creating anything; again under the lock
+    return ctx, plan
 
 
 class _Run:
@@ -206,9 +218,9 @@ class _Run:
         interrupt: KeyboardInterrupt | None = None
         storage: StorageError | None = None
         try:
-            state = self.inspect()
+            self.inspect()
             self.write_run_json("running")
-            self.loop(state, progress)
+            self.loop(progress)
         except KeyboardInterrupt as err:
             interrupt = err
         except OSError as err:
@@ -272,10 +284,12 @@ class _Run:
             self.invocations[-1]["ignored"] = names
         return state
 
-    def loop(self, state: integrity.FolderState, progress: bool | None) -> None:
+    def loop(self, progress: bool | None) -> None:
+        """Every unit not yet verified, in this process (one worker), on worker processes or on an engine, by the
+        one loop over units (:func:`vaebench.suite.dispatch.run_pool`); this process saves each as it ends."""
         out, result = self.out, self.result
-        todo = [u for u in self.plan if state.verdicts[u.key].state != VERIFIED]
-        bar = progress_bar(self.plan, todo, progress)
+        pending, scheduler = self.schedule()
+        bar, weight = self.progress_bar(pending, progress)
 
         def say(line: str) -> None:
             if self.log is not None:
@@ -287,38 +301,48 @@ class _Run:
 
         if result.skipped:
             say(f"resuming {out}: {result.skipped} of {result.total} units already finished")
-        if self.engine is not None or self.workers > 1:
-            try:
-                self.loop_parallel(bar, say)
-            finally:
-                bar.close()
-            return
-        anchor = None
+
+        def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
+            sha, remark = self.accept(unit, scheduler.anchor, outcome)
+            result.done += 1
+            bar.update(weight[unit.key])
+            seconds = f"{outcome.seconds:.1f}s " if outcome is not None else ""
+            say(f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds}{remark}".rstrip())
+            return sha
+
+        if self.engine is not None:
+            pool = self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
+        elif self.workers > 1:
+            pool = dispatch.LocalPool(
+                self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256
+            )
+        else:
+            pool = dispatch.InlinePool(self.ctx)
+        self.invocations[-1]["execution"]["workers"] = pool.workers
         try:
-            for unit in self.plan:
-                # checked again now, not from `state`: a re-run anchor invalidates variance units measured at the old one
-                verdict = integrity.check(out, unit, self.digest, anchor)
-                if verdict.state == VERIFIED:
-                    anchor = verdict.sha256 if unit.kind == ANCHOR else anchor
-                    continue
-                faults.point("unit")
-                bar.set_postfix_str(unit.label, refresh=True)
-                tick = time.perf_counter()
-                sha, remark = self.execute(unit, anchor)
-                if unit.kind == ANCHOR and sha is not None:
-                    anchor = sha
-                result.done += 1
-                bar.update(unit.weight)
-                seconds = time.perf_counter() - tick
-                say(
-                    f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds:.1f}s {remark}".rstrip()
-                )
+            dispatch.run_pool(pool, scheduler, finish, say, start=lambda u: bar.set_postfix_str(u.label))
         finally:
             bar.close()
 
-    def loop_parallel(self, bar, say) -> None:
-        """The units on worker processes (:mod:`vaebench.suite.dispatch`); this process saves each one."""
-        out, result = self.out, self.result
+    def progress_bar(self, pending: list[Unit], enabled: bool | None):
+        """One bar over every unit of the plan, starting at the finished ones and advanced by each unit's nominal
+        seconds (:func:`vaebench.suite.cost.nominal`), so its ETA covers every unit left; and those seconds."""
+        rates = cost.nominal(self.config, len(self.ctx.dataset.test))
+        weight = {u.key: cost.seconds(u, self.config, rates) for u in self.plan}
+        total = math.fsum(weight.values())
+        bar = progress_bar(
+            total,
+            enabled,
+            initial=total - math.fsum(weight[u.key] for u in pending),
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+            desc="vaebench",
+            dynamic_ncols=True,
+        )
+        return bar, weight
+
+    def schedule(self) -> tuple[list[Unit], dispatch.Scheduler]:
+        """The units still to run, and their scheduler, from the folder as it is now."""
+        out = self.out
 
         def verified(unit: Unit, anchor: str | None) -> bool:
             return integrity.check(out, unit, self.digest, anchor).state == VERIFIED
@@ -327,28 +351,7 @@ class _Run:
         verdict = integrity.check(out, head, self.digest) if head is not None else None
         anchor = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
         pending = [u for u in self.plan if not verified(u, anchor)]
-        scheduler = dispatch.Scheduler(self.plan, pending, verified, anchor)
-
-        def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
-            sha, remark = self.accept(unit, scheduler.anchor, outcome)
-            result.done += 1
-            bar.update(unit.weight)
-            seconds = f"{outcome.seconds:.1f}s " if outcome is not None else ""
-            say(f"[{result.skipped + result.done}/{result.total}] {unit.label}: {seconds}{remark}".rstrip())
-            return sha
-
-        pool = (
-            self.engine.start(self.config, out, self.ctx.plugins, self.ctx.dataset.sha256)
-            if self.engine
-            else dispatch.LocalPool(self.config, out, self.workers, self.ctx.plugins, self.ctx.dataset.sha256)
-        )
-        self.invocations[-1]["execution"]["workers"] = pool.workers
-        dispatch.run_pool(pool, scheduler, finish, say)
-
-    def execute(self, unit: Unit, anchor: str | None) -> tuple[str | None, str]:
-        """Run and save one unit, or record why it failed; return (its data's SHA-256 or None, a remark)."""
-        blocked = unit.kind == "variance" and anchor is None
-        return self.accept(unit, anchor, None if blocked else dispatch.compute(unit, self.ctx))
+        return pending, dispatch.Scheduler(self.plan, pending, verified, anchor)
 
     def accept(
         self, unit: Unit, anchor: str | None, outcome: dispatch.Outcome | None

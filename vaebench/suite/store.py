@@ -7,7 +7,7 @@ Layout of a results folder::
     units/<kind>/<unit>.csv           one finished unit of work (tidy rows)
     units/<kind>/<unit>.json          its manifest: unit, configuration hash, bytes, rows, sha256 (suite.integrity)
     units/<kind>/<unit>.error         a unit that raised: its error, retried by --resume
-    units/reference/checkpoints.pt    the anchor run's checkpoints (for the variance units), + .json
+    units/anchor/checkpoints.pt       the anchor run's checkpoints (for the variance units), + .json
     variance.csv convergence.csv throughput.csv stl_landing.csv laws.csv quadrature.csv
                                       the verified units of a kind, concatenated
     summary.csv verdicts.json scaling.csv claims.csv report.md *.png   the report (vaebench.report.writer)
@@ -58,7 +58,7 @@ def save(unit: Unit, result: pd.DataFrame | dict, out: Path, digest: str, inputs
         result: what :func:`vaebench.suite.execute.execute` returned.
         out: the results folder.
         digest: the configuration's hash (:func:`vaebench.config.config_hash`).
-        inputs: what the result depends on ({"reference": sha256} for a variance unit: the anchor run).
+        inputs: what the result depends on ({"anchor": sha256} for a variance unit: the anchor run).
 
     Returns:
         The SHA-256 of the data file.

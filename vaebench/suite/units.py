@@ -4,22 +4,22 @@ A unit is the smallest piece of the suite that is saved on its own as soon as it
 suite's one loop over the configuration's grid (settings x seeds x checkpoints); each unit is computed by
 :mod:`vaebench.suite.execute`:
 
-- the **anchor** run (on disk ``units/reference/checkpoints.pt``, kind `ANCHOR`): one training run of the
+- the **anchor** run (on disk ``units/anchor/checkpoints.pt``, kind `ANCHOR`): one training run of the
   anchor estimator (K = 1, the first seed) that keeps checkpoints at the fractions of
   `vaebench.config.CHECKPOINTS` (init, early, middle, end): every setting's gradient variance is measured at
   these same parameters, so estimators are compared on equal footing. A model whose checkpoint is built, not
-  trained (the Gaussian toy: :data:`vaebench.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
+  trained (the Gaussian toy: :data:`vaebench.plugins.registry.BUILT_CHECKPOINTS`), has that one checkpoint instead;
 - ``variance/<checkpoint>-s<seed>``: every setting at one checkpoint on seed ``seed``'s minibatch;
-- ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood;
+- ``convergence/<setting>-K<k>-s<seed>``: one training run and its final test ELBO and log-likelihood
+  (``...-s<seeds>-lr<rate>+<rate>...``: with a step-size grid, ``train.lr_grid``, the unit's seeds x rates as
+  one program);
   ``convergence/<setting>-K<k>-s<seed>+<seed>...``: the runs of several seeds, trained as one program
   (``train.stack_seeds``, :func:`vaebench.train.train_seeds`), saved, verified and redone as one unit: a
   resume redoes all of its seeds or none, and its preemption checkpoint holds the whole stack;
 - ``throughput/K<k>``: the training-step time of every setting at one K, the steps timed interleaved in
   rounds (:func:`vaebench.measures.throughput.measure_interleaved`) so that their ratios survive the machine's
   load; the hand-written pytorch/examples step joins the unit of the smallest K (it is a K = 1 step, and the
-  reading sets the suite's ``reparam`` step at that K against it). Results folders written before this
-  layout have one unit per setting (``throughput/<setting>-K<k>``, ``throughput/reference``): on resume they
-  are strays, and the throughput units run again;
+  reading sets the suite's ``reparam`` step at that K against it);
 - ``landing/stl``: STL's encoder variance along a line to the exact posterior of a model built for the check
   (:mod:`vaebench.checks.landing`), when the run measures ``stl``'s variance at several K or ``checks.landing``
   asks for it;
@@ -29,35 +29,27 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
   :mod:`vaebench.checks.gaussian_1d`).
 
 A setting's part of a name is the estimator for iid draws, else ``<estimator>@<sampler>``
-(:attr:`vaebench.estimators.Setting.name`), so the names of older results folders stay valid. Each unit has a
-relative cost (``weight``), from which the progress bar's ETA is computed.
+(:attr:`vaebench.estimators.Setting.name`). What a unit
+costs is the cost model's (:mod:`vaebench.suite.cost`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaebench.config import CHECKPOINTS, SuiteConfig
 from vaebench.estimators import ESTIMATORS, Setting, runnable
 from vaebench.measures.schema import ANCHOR_UNIT
-from vaebench.registry import BUILT_CHECKPOINTS
 
 ANCHOR = ANCHOR_UNIT
-"""The anchor run's unit kind, as results folders name it on disk."""
+"""The anchor run's unit kind."""
 
 ANCHOR_FILE = Path("units") / ANCHOR / "checkpoints.pt"
 """Where the anchor run's checkpoints are saved, relative to the results folder."""
 
 PARTIAL = Path("partial")
 """Where running training units keep their state (:mod:`vaebench.train.checkpoints`), removed when saved."""
-
-STACKED_SPEEDUP = 1.35
-"""Seed-steps per second of S = 3 seeds trained as one program over S separate steps, the smaller of the two
-measured on the default digits model on one CPU thread (1.90x at K = 1, 1.39x at K = 10: benchmarks/README.md),
-for the weight and the estimated seconds of a convergence unit of several seeds."""
 
 KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing", "laws", "quadrature")
 """Kinds of units, in plan order."""
@@ -75,10 +67,11 @@ class Unit:
         seeds: a convergence unit's seeds, trained as one program (``train.stack_seeds``; its rows carry
             each its own ``seed``), else ().
         checkpoint: the checkpoint label (variance), else None.
-        weight: relative cost, for the ETA.
         num_samples: the K whose settings a throughput unit times together (:func:`timed_settings`), else None.
         estimator: a laws unit's estimator, else None.
         sampler: a laws unit's sampler.
+        lrs: a convergence unit's step sizes (``train.lr_grid``): its seeds x rates trained as one program,
+            each (seed, lr) a run of its own, else ().
     """
 
     kind: str
@@ -86,11 +79,11 @@ class Unit:
     setting: Setting | None = None
     seed: int | None = None
     checkpoint: str | None = None
-    weight: float = 1.0
     num_samples: int | None = None
     estimator: str | None = None
     sampler: str = "iid"
     seeds: tuple[int, ...] = ()
+    lrs: tuple[float, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -189,64 +182,42 @@ def law_settings(config: SuiteConfig) -> list[tuple[str, str]]:
     return [pair for pair in pairs if not ESTIMATORS[pair[0]].stateful]
 
 
-def plan(config: SuiteConfig, test_points: int = 360) -> list[Unit]:
+def plan(config: SuiteConfig) -> list[Unit]:
     """All units of a run, in execution order: anchor, variance, landing, laws, quadrature, convergence,
-    throughput.
-
-    ``test_points`` (the test set's size) only scales the weight of the log-likelihood evaluation. Weights
-    are rough costs (about 300 per second on one CPU core, calibrated on the default preset) so that the
-    progress bar's ETA is sensible from the first unit.
-    """
+    throughput."""
     units: list[Unit] = []
     grid = settings(config)
-    t, v = config.train, config.variance
-    if v.enabled:
-        built = config.model.name in BUILT_CHECKPOINTS  # built, not trained: the Gaussian toy
-        units.append(Unit(ANCHOR, "checkpoints", weight=1.0 if built else 1.6 * t.steps))
-        per_unit = sum(
-            50 + 0.01 * v.replicates * v.batch_size * (1 + 0.2 * (s.num_samples - 1)) for s in grid
-        )
-        for label in v.checkpoints:
+    if config.variance.enabled:
+        units.append(Unit(ANCHOR, "checkpoints"))
+        for label in config.variance.checkpoints:
             for seed in config.variance_seeds:
-                units.append(
-                    Unit("variance", f"{label}-s{seed}", seed=seed, checkpoint=label, weight=per_unit)
-                )
+                units.append(Unit("variance", f"{label}-s{seed}", seed=seed, checkpoint=label))
     if measures_landing(config):
-        units.append(Unit("landing", "stl", weight=300.0))
+        units.append(Unit("landing", "stl"))
     for label in config.checks.laws:
         for name, sampler in law_settings(config):
             part = name if sampler == "iid" else f"{name}@{sampler}"  # as Setting.name
-            weight = sum(150 + 1.5 * k for k in config.samples)  # the IWAE-objective ones dominate
-            unit = Unit("laws", f"{label}-{part}", checkpoint=label, estimator=name, sampler=sampler)
-            units.append(dataclasses.replace(unit, weight=weight))
+            units.append(Unit("laws", f"{label}-{part}", checkpoint=label, estimator=name, sampler=sampler))
     if config.checks.quadrature:
-        units.append(Unit("quadrature", "gaussian-1d", weight=4000.0))
-    points = min(t.ll_points or test_points, test_points)
-    ll_cost = t.ll_samples * points / (50 * t.batch_size)
+        units.append(Unit("quadrature", "gaussian-1d"))
     stacks = (
-        [tuple(config.seeds)] if t.stack_seeds and len(config.seeds) > 1 else [(s,) for s in config.seeds]
+        [tuple(config.seeds)]
+        if config.train.stack_seeds and len(config.seeds) > 1
+        else [(s,) for s in config.seeds]
     )
     shared = shared_settings(config)
-    for setting in [s for s in grid if s not in shared] if t.enabled else []:
-        stateful = 1.2 if ESTIMATORS[setting.estimator].stateful else 1.0
-        cost = t.steps * (1 + 0.1 * (setting.num_samples - 1)) * stateful + ll_cost
+    lrs = tuple(config.train.lr_grid) if len(config.train.lr_grid) > 1 else ()  # a grid: seeds x rates stack
+    for setting in [s for s in grid if s not in shared] if config.train.enabled else []:
         for seeds in stacks:
             name = f"{setting.label}-s{'+'.join(map(str, seeds))}"
-            if len(seeds) == 1:
-                units.append(Unit("convergence", name, setting, seeds[0], weight=cost))
+            if lrs:
+                name += f"-lr{'+'.join(f'{lr:g}' for lr in lrs)}"
+                units.append(Unit("convergence", name, setting, seeds=seeds, lrs=lrs))
+            elif len(seeds) == 1:
+                units.append(Unit("convergence", name, setting, seeds[0]))
             else:
-                weight = cost * len(seeds) / STACKED_SPEEDUP
-                units.append(Unit("convergence", name, setting, weight=weight, seeds=seeds))
+                units.append(Unit("convergence", name, setting, seeds=seeds))
     if config.throughput.enabled:
-        tp = config.throughput
-        reps = (tp.repeats + tp.warmup + 1) * tp.batch_size / 100
         for k in sorted({s.num_samples for s in grid}):
-            unit = Unit("throughput", f"K{k}", num_samples=k)
-            weight = reps * len(timed_settings(unit, config)) * (1 + 0.15 * (k - 1))
-            weight += reps if times_handwritten(unit, config) else 0.0
-            units.append(dataclasses.replace(unit, weight=weight))
+            units.append(Unit("throughput", f"K{k}", num_samples=k))
     return units
-
-
-def total_weight(units: list[Unit]) -> float:
-    return math.fsum(u.weight for u in units)

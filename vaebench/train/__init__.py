@@ -8,7 +8,8 @@
 - :mod:`~vaebench.train.checkpoints`: a run's whole state saved and restored, so a preempted run resumes;
 - :mod:`~vaebench.train.run`: the loop itself, over one seed's program (:mod:`~vaebench.train.program`) or
   S seeds' (:mod:`~vaebench.train.seeds`, :func:`train_seeds`: the seeds of a setting as one program, with
-  what lets them stack in :mod:`~vaebench.train.stacking`);
+  what lets them stack in :mod:`~vaebench.train.stacking`, the models' batched forms in
+  :mod:`~vaebench.train.stacked_model`);
 - :mod:`~vaebench.train.divergence`: the divergence check latched on the device and read every N steps;
 - :mod:`~vaebench.train.compiled`: the step under ``torch.compile``, its noise drawn outside.
 

@@ -20,7 +20,7 @@ from vaebench.train.checkpoints import capture, restore
 from vaebench.train.compiled import CompiledSurrogate
 from vaebench.train.divergence import StateGuard, UpdateGuard
 from vaebench.train.evaluation import evaluate_elbo
-from vaebench.train.memory import keep_freed_memory
+from vaebench.train.malloc import keep_freed_memory
 from vaebench.train.spec import TrainSpec
 from vaebench.train.stacking import draw_noise
 from vaebench.train.step import gradient_norm, surrogate_of, training_step
@@ -43,7 +43,7 @@ class SeedProgram:
 
     def __init__(self, model, estimator: Estimator, num_samples, dataset, spec: TrainSpec, seed, device):
         self.model, self.est, self.k, self.spec, self.device = model, estimator, num_samples, spec, device
-        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.memory)
+        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.malloc)
         self.seeds = [seed]
         model.to(device)
         estimator.prepare(model, dataset.train[: spec.batch_size].to(device), seed=seed)

@@ -1,14 +1,24 @@
-r"""The S seeds of one setting trained as one program: one step, one optimizer, S independent runs.
+r"""The S slices of one setting trained as one program: one step, one optimizer, S independent runs.
+
+A *slice* is a (seed, learning rate) pair: the seeds x step sizes of a setting stack alike (a step-size grid,
+``train.lr_grid``). Below, "seed s" means slice s; two slices may share a seed if their rates differ.
 
 :func:`train_seeds` trains S models of one setting, each from its own seed, and returns what S separate
 :func:`~vaebench.train.train` runs return, to float precision: each seed keeps its own initialisation (its
 model, built by the caller), data order (``dataset.batches(seed=s)``), latent noise (its ``train.noise``
 generator, drawn exactly as its own run draws it), evaluation noise (``eval.elbo``) and estimator state. What
-is shared is the program: one stacked model (:mod:`vaebench.stacked_model`), one estimator call on the S
+is shared is the program: one stacked model (:mod:`vaebench.train.stacked_model`), one estimator call on the S
 seeds' minibatches stacked seed-major, one backward pass and one optimizer over the stacked tensors. Adam (and
 every optimizer of :mod:`vaebench.optim`) is elementwise, so seed s's update is a function of seed s's
 gradient alone; the surrogate, a mean over S·B rows, is multiplied by S so that seed s's gradient is its own
 run's (1/B Σ over its rows), not 1/S of it.
+
+Per-slice learning rates. Every optimizer of :mod:`vaebench.optim` (no weight decay) moves a parameter by
+η_t · d_t, with a direction d_t that does not depend on η (Adam: m̂_t / (√v̂_t + ε); SGD: g_t; RMSprop,
+Adamax alike) and η_t = η · c_t, the schedule's factor c_t (cosine decay) the same for every slice. So the
+optimizer steps the whole stack at the base rate η = ``spec.lr`` and slice s's step is rescaled by
+r_s = η_s / η:  θ_s ← θ_s + r_s (θ_s^{after} − θ_s)  (``torch.lerp``; a slice at the base rate, r_s = 1, is
+its plain step bit for bit). The moments, which do not depend on η, are untouched.
 
 Divergence is per seed: a seed whose loss (the mean objective of its rows) or gradient norm (over its own
 parameters) is NaN, Inf or beyond the bound ends there, before that update, with its own final record and
@@ -22,17 +32,19 @@ stacking_problem`), or an estimator whose stacked gradient for some seed, at the
 that seed's own (an estimator of your own whose terms mix datapoints, or that draws its noise other than
 through :meth:`~vaebench.estimators.Estimator.sample`).
 
-A preemption checkpoint of a stacked run holds the whole stack (every live seed's parameters, optimizer
-moments and generators, every seed's rows and kept states, and the final results of the seeds that ended); a
-run resumed from it equals an uninterrupted one. Seeds trained one at a time save to one checkpoint per seed
-beside it (:meth:`~vaebench.train.checkpoints.Checkpointer.for_seed`).
+A preemption checkpoint of a stacked run holds the whole stack (every live slice's parameters, optimizer
+moments and generators, every slice's rows and kept states, and the final results of the slices that ended,
+all keyed by their (seed, lr)); a run resumed from it equals an uninterrupted one. Slices trained one at a
+time save to one checkpoint per slice beside it (:meth:`~vaebench.train.checkpoints.Checkpointer.for_seed`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +58,7 @@ from vaebench.train.compiled import CompiledSurrogate
 from vaebench.train.divergence import StateGuard, UpdateGuard
 from vaebench.train.evaluation import elbo_noise, evaluate_elbo
 from vaebench.train.loop import TrainResult, check_run, new_lane, result_of, train
-from vaebench.train.memory import keep_freed_memory
+from vaebench.train.malloc import keep_freed_memory
 from vaebench.train.program import unique
 from vaebench.train.run import Run
 from vaebench.train.spec import TrainSpec
@@ -79,31 +91,47 @@ def train_seeds(
     seeds: Sequence[int],
     estimators: Sequence[Estimator] | None = None,
     checkpoint: Checkpointer | None = None,
+    lrs: Sequence[float] | None = None,
 ) -> list[TrainResult]:
-    """Train seed ``seeds[i]``'s ``models[i]`` for every i, as one program where they stack (module docstring).
+    """Train slice i, ``models[i]`` from seed ``seeds[i]`` at rate ``lrs[i]``, for every i, as one program
+    where they stack (module docstring).
 
     Args:
         models: one fresh model per seed, each built from its own seed (trained in place: each ends with its
             final state).
         setting: the estimator, sampler and K.
         dataset: a :class:`~vaebench.data.Dataset`.
-        spec: the loop's settings, shared by every seed.
-        seeds: the seeds, one per model, distinct.
-        estimators: one estimator per seed (default: ``setting.build()`` each), trained in place.
+        spec: the loop's settings, shared by every slice (``spec.lr`` is the base rate of the schedule).
+        seeds: the seeds, one per model.
+        estimators: one estimator per slice (default: ``setting.build()`` each), trained in place.
         checkpoint: the run's preemption checkpoint, as in :func:`~vaebench.train.train`.
+        lrs: each slice's learning rate (default: ``spec.lr`` for all); the (seed, lr) pairs distinct.
+            Slice i equals ``train`` of its model with ``spec.lr = lrs[i]``.
 
     Returns:
-        One :class:`~vaebench.train.TrainResult` per seed, in order; ``seeds_stacked`` says how many trained
+        One :class:`~vaebench.train.TrainResult` per slice, in order; ``seeds_stacked`` says how many trained
         together and ``note`` why they did not.
 
     Raises:
-        VaebenchError: as :func:`~vaebench.train.train`, or models and seeds that do not pair up.
+        VaebenchError: as :func:`~vaebench.train.train`, or models, seeds and rates that do not pair up.
     """
     seeds = list(seeds)
-    if not seeds or len(models) != len(seeds) or len(set(seeds)) != len(seeds):
+    if not seeds or len(models) != len(seeds):
         raise VaebenchError(
-            f"train_seeds needs one model per seed and distinct seeds, got {len(models)} models "
-            f"for seeds {seeds}"
+            f"train_seeds needs one model per seed, got {len(models)} models for seeds {seeds}"
+        )
+    lrs = [spec.lr] * len(seeds) if lrs is None else list(lrs)
+    if len(lrs) != len(seeds):
+        raise VaebenchError(f"train_seeds needs one lr per slice, got lrs {lrs} for seeds {seeds}")
+    if any(
+        isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0 or lr == math.inf for lr in lrs
+    ):
+        raise VaebenchError(f"train_seeds lrs must be positive numbers, got {lrs}")
+    lrs = [float(lr) for lr in lrs]
+    if len(set(zip(seeds, lrs, strict=True))) != len(seeds):
+        raise VaebenchError(
+            f"train_seeds needs distinct seeds, or distinct (seed, lr) slices, got seeds {seeds}"
+            + ("" if len(set(lrs)) == 1 else f" at lrs {lrs}")
         )
     estimators = [setting.build() for _ in seeds] if estimators is None else list(estimators)
     if len(estimators) != len(seeds) or len({id(e) for e in estimators}) != len(seeds):
@@ -113,18 +141,24 @@ def train_seeds(
     problem = stacking_problem(models[0], setting, estimators[0]) if len(seeds) > 1 else ""
     if len(seeds) > 1 and not problem:
         try:
-            return _stacked(models, estimators, setting, dataset, spec, seeds, checkpoint)
+            return _stacked(models, estimators, setting, dataset, spec, seeds, lrs, checkpoint)
         except NotStackable as error:
             problem = str(error)
     note = f"trained one seed at a time: {problem}" if problem else ""
+    grid = len(set(lrs)) > 1
     results = []
-    for model, estimator, seed in zip(models, estimators, seeds, strict=True):
-        own = None if checkpoint is None or len(seeds) == 1 else checkpoint.for_seed(seed)
+    for model, estimator, seed, lr in zip(models, estimators, seeds, lrs, strict=True):
+        # one checkpoint per slice; a slice's file names its rate only when the rates differ
+        own = (
+            None
+            if checkpoint is None or len(seeds) == 1
+            else checkpoint.for_seed(_slice_name(seed, lr, grid))
+        )
         result = train(
             model,
             setting,
             dataset,
-            spec,
+            replace(spec, lr=lr),
             seed=seed,
             estimator=estimator,
             checkpoint=checkpoint if len(seeds) == 1 else own,
@@ -134,9 +168,14 @@ def train_seeds(
     return results
 
 
-def _stacked(models, estimators, setting, dataset, spec, seeds, checkpoint) -> list[TrainResult]:
+def _slice_name(seed: int, lr: float, grid: bool) -> int | str:
+    """The name of a slice's own checkpoint: its seed, and its rate when the slices' rates differ."""
+    return f"{seed}-lr{lr:g}" if grid else seed
+
+
+def _stacked(models, estimators, setting, dataset, spec, seeds, lrs, checkpoint) -> list[TrainResult]:
     device = devices.resolve(spec.device, like=models[0])
-    program = StackedProgram(models, estimators, setting.num_samples, dataset, spec, seeds, device)
+    program = StackedProgram(models, estimators, setting.num_samples, dataset, spec, seeds, device, lrs)
     lanes = [
         new_lane(s, m, e, dataset, spec, program.test)
         for s, m, e in zip(seeds, models, estimators, strict=True)
@@ -158,15 +197,18 @@ class StackedProgram:
         num_samples: K.
         dataset: the data set.
         spec: the loop's settings.
-        seeds: the S seeds.
+        seeds: the S slices' seeds.
         device: where they train.
+        lrs: the S slices' learning rates (default: ``spec.lr`` each).
     """
 
     stacked = True
 
-    def __init__(self, models, estimators, num_samples, dataset, spec: TrainSpec, seeds, device):
+    def __init__(self, models, estimators, num_samples, dataset, spec: TrainSpec, seeds, device, lrs=None):
         self.k, self.spec, self.device, self.seeds = num_samples, spec, device, list(seeds)
-        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.memory)
+        self.lrs = [spec.lr] * len(self.seeds) if lrs is None else list(lrs)
+        self.slices = [[s, lr] for s, lr in zip(self.seeds, self.lrs, strict=True)]  # every slice, in order
+        keep_freed_memory()  # a step's activations reused, not faulted in afresh (vaebench.train.malloc)
         first = dataset.train[: spec.batch_size].to(device)
         for model, estimator, seed in zip(models, estimators, seeds, strict=True):
             model.to(device)
@@ -184,8 +226,13 @@ class StackedProgram:
         self.excluded = 0.0  # seconds of this step that are not training (the first step's check)
         self.verified = False
         self.update_guard = self.state_guard = None
+        self.ratios = None  # r_s = lr_s / spec.lr [S], when a slice's rate differs from the base rate
+        if any(lr != spec.lr for lr in self.lrs):
+            self.ratios = torch.tensor([lr / spec.lr for lr in self.lrs], device=device)
+            self.before = [torch.empty_like(p) for p in self.params]
         if spec.check_every > 1:
-            self.update_guard = UpdateGuard(self.opt, self.params, seed_axis=True)
+            if self.ratios is None:  # else `update` keeps a frozen slice's parameters itself
+                self.update_guard = UpdateGuard(self.opt, self.params, seed_axis=True)
             self.state_guard = StateGuard(self.est, seed_axis=True)
 
     def _compile(self) -> CompiledSurrogate | None:
@@ -262,11 +309,23 @@ class StackedProgram:
                     )
 
     def update(self, frozen: Tensor | None) -> None:
-        """The optimizer's step over the stacked tensors (``frozen``: the latched seeds, left as they were)."""
-        if frozen is None:
+        """The optimizer's step over the stacked tensors (``frozen``: the latched seeds, left as they were),
+        each slice's step rescaled to its own rate (module docstring)."""
+        if self.ratios is None:
+            if frozen is None:
+                self.opt.step()
+            else:
+                self.update_guard.step(frozen)
+            return
+        with torch.no_grad():
+            torch._foreach_copy_(self.before, [p.detach() for p in self.params])
             self.opt.step()
-        else:
-            self.update_guard.step(frozen)
+            for p, before in zip(self.params, self.before, strict=True):
+                shape = (-1, *[1] * (p.dim() - 1))
+                scaled = torch.lerp(before, p, self.ratios.to(p.dtype).view(shape))
+                if frozen is not None:  # a frozen slice keeps its parameters (divergence.UpdateGuard)
+                    scaled = torch.where(frozen.view(shape), before, scaled)
+                p.copy_(scaled)
 
     def restore_state(self, frozen_before: Tensor) -> None:
         self.state_guard.restore(frozen_before)
@@ -322,18 +381,21 @@ class StackedProgram:
         for module in (self.model, self.est):
             for buffer in module.buffers():
                 buffer.data = buffer.data[index]
-        for name in ("seeds", "models", "estimators", "noise"):
+        for name in ("seeds", "lrs", "models", "estimators", "noise"):
             setattr(self, name, [getattr(self, name)[i] for i in keep])
         if self.update_guard is not None:
             self.update_guard.resize()
+        if self.ratios is not None:
+            self.ratios = self.ratios[index]
+            self.before = [torch.empty_like(p) for p in self.params]
         self.compiled = self._compile()
 
     def capture(self, lanes, epoch: int, batch: int) -> dict:
         """The whole stack between two steps, and every seed's progress (see the module docstring)."""
         return {
             "kind": "seeds",
-            "seeds": [lane.seed for lane in lanes],
-            "alive": list(self.seeds),
+            "slices": self.slices,
+            "alive": [[s, lr] for s, lr in zip(self.seeds, self.lrs, strict=True)],
             "model": self.model.state_dict(),
             "estimator": self.est.state_dict(),
             "optimizer": self.opt.state_dict(),
@@ -353,10 +415,13 @@ class StackedProgram:
         }
 
     def restore(self, saved: dict, lanes) -> tuple[int, int] | None:
-        """Continue from `capture`'s state: (epoch, batch to start at), or None if it is not these seeds'."""
-        if saved.get("kind") != "seeds" or saved.get("seeds") != [lane.seed for lane in lanes]:
+        """Continue from `capture`'s state: (epoch, batch to start at), or None if it is not these slices'."""
+        if saved.get("kind") != "seeds" or saved.get("slices") != self.slices:
             return None
-        self.drop([i for i, seed in enumerate(self.seeds) if seed not in saved["alive"]])
+        alive = saved["alive"]
+        self.drop(
+            [i for i, key in enumerate(zip(self.seeds, self.lrs, strict=True)) if list(key) not in alive]
+        )
         self.model.load_state_dict(saved["model"])
         self.est.load_state_dict(saved["estimator"])
         self.opt.load_state_dict(saved["optimizer"])

@@ -2,7 +2,7 @@ r"""What lets the S seeds of one setting train as one program: the model's and t
 
 A stacked step (:mod:`vaebench.train.seeds`) needs three things, each checked here:
 
-- the model's **batched form**: :class:`~vaebench.stacked_model.StackedGaussianVAE` for a
+- the model's **batched form**: :class:`~vaebench.train.stacked_model.StackedGaussianVAE` for a
   :class:`~vaebench.model.GaussianVAE`, or for a model of your own a classmethod ``stack(models)`` of its
   class returning a module that keeps the stacked contract: ``posterior`` and ``log_joint`` on the S seeds'
   rows stacked seed-major ([S·B, D], [K, S·B, Z] -> [K, S·B]), attributes ``seeds`` and ``z_dim``,
@@ -43,7 +43,7 @@ from vaebench.estimators import (
     standard_normal,
 )
 from vaebench.model import GaussianVAE
-from vaebench.stacked_model import StackedGaussianVAE, StackedMLP
+from vaebench.train.stacked_model import StackedGaussianVAE, StackedMLP
 
 
 class StackedMovingAverage(ReinforceMovingAverage):

@@ -66,4 +66,4 @@ class PartialSTL(Estimator):
 
 
 ESTIMATORS = {"partial-stl": PartialSTL}
-"""The plugins this module declares, read by ``vaebench.registry.load_module``."""
+"""The plugins this module declares, read by ``vaebench.plugins.registry.load_module``."""

@@ -6,7 +6,7 @@ same callable). :func:`measure_interleaved` times several prebuilt steps togethe
 takes them round-robin in R rounds of n steps each with the device synchronized (CUDA events on a GPU;
 :func:`~vaebench.measures.throughput.timing.time_interleaved`), and reports per step the median step time
 with its quartiles and a 95% bootstrap interval, and the median of each round (``round_s``), from which
-:mod:`vaebench.analysis.timing` forms the ratio of two steps timed together with an interval over rounds: a
+:mod:`vaebench.analysis.yardstick` forms the ratio of two steps timed together with an interval over rounds: a
 ratio survives a change of the machine's load that an absolute time does not. :func:`measure_throughput`
 is one step timed that way on its own. Throughputs are B / t and K·B / t.
 
@@ -24,7 +24,7 @@ large square matmul timed in the same process (:func:`~vaebench.measures.through
     ceiling_fraction = flops_per_step / step_s_median / matmul_ceiling_flops.
 
 Everything else in a step (elementwise maths, the optimizer, Python overhead) is the gap between that fraction
-and 1. The hand-written row (on disk ``estimator="reference"``, :mod:`~vaebench.measures.throughput.handwritten`) is the
+and 1. The hand-written row (``estimator="handwritten"``, :mod:`~vaebench.measures.throughput.handwritten`) is the
 plain hand-written pytorch/examples VAE step, measured in the same run, so the suite's own overhead shows.
 """
 
@@ -34,7 +34,7 @@ from vaebench.measures.throughput.handwritten import (
     handwritten_loss,
     handwritten_step,
 )
-from vaebench.measures.throughput.measure import (
+from vaebench.measures.throughput.steps import (
     ROUNDS,
     StepOptions,
     Timing,

@@ -5,7 +5,7 @@ This is the plain hand-written loop the suite must not be slower than (``vae/mai
 (Kingma & Welling 2014, Appendix B), reparameterized, ``optim.Adam(model.parameters(), lr=1e-3)`` with its
 defaults, and ``loss.item()`` every step as the recipe's logging does. None of the suite's code is used.
 
-On disk its throughput row keeps ``estimator = "reference"`` (:data:`vaebench.measures.schema.HANDWRITTEN`).
+Its throughput row has ``estimator = "handwritten"`` (:data:`vaebench.measures.schema.HANDWRITTEN`).
 """
 
 from __future__ import annotations

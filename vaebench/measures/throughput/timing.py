@@ -12,7 +12,7 @@ every step of a round alike, and the ratio of two steps' times within a round ca
     t_{r,a} / t_{r,b} = (λ_r τ_a) / (λ_r τ_b) = τ_a / τ_b,
 
 for a load factor λ_r that is constant over a round. Steps timed one after the other for a whole unit each
-(the earlier layout) see different λ, so a busy minute could reverse which is faster.
+see different λ, so a busy minute could reverse which is faster.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from vaebench import devices, rng
 from vaebench.errors import VaebenchError
-from vaebench.stats import bootstrap_interval
+from vaebench.stats import median_interval
 
 _CEILING_CACHE: dict[tuple[str, torch.dtype, int, int], float] = {}
 _PROC_STATUS = "/proc/self/status"
@@ -146,14 +146,12 @@ def time_interleaved(
     return times
 
 
-def summarize_times(times: np.ndarray, level: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Median, quartiles, minimum and a bootstrap interval for the median of step times [N] (seconds)."""
+def summarize_times(times: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Median, quartiles, minimum and the exact order-statistic interval of the median of step times [N]
+    (seconds; :func:`vaebench.stats.median_interval`, NaN for fewer than 6 steps at 95%)."""
     times = np.asarray(times, dtype=float)
     p25, median, p75 = np.quantile(times, [0.25, 0.5, 0.75])
-    if len(times) > 1:
-        low, high = bootstrap_interval(np.median, times, level=level, seed=seed)
-    else:
-        low = high = float("nan")
+    low, high = median_interval(times, level)
     return {
         "step_s_median": float(median),
         "step_s_p25": float(p25),

@@ -14,7 +14,7 @@ NVIL's encoder part divided by its known ``encoder_scale``), with R independent 
   ``snr_norm`` = ||E g|| / √tr Cov;
 - ``bias_norm`` = ||ḡ - g*|| and ``cosine`` = E cos(g, g*) against a baseline gradient g*: the exact gradient
   on the linear-Gaussian model, else a high-sample pathwise estimate of the same objective
-  (:func:`baseline_gradient`; column ``reference``);
+  (:func:`baseline_gradient`; column ``baseline``);
 - ``work_normalized_var`` = trace_var x seconds per estimate: the variance at equal compute (averaging n
   estimates divides the variance by n and multiplies the time by n), the figure that decides which estimator
   wins for a fixed budget;
@@ -34,6 +34,7 @@ Modules: ``layout`` (parameter order and groups, the engine and measure options)
 
 from vaebench.measures.variance.baseline import baseline_gradient, baseline_target, target_baseline
 from vaebench.measures.variance.engines import gradient_sample, replicate_gradients
+from vaebench.measures.variance.harness import COLUMNS, measure_variance, time_estimate, warm_up
 from vaebench.measures.variance.layout import (
     METHODS,
     Engine,
@@ -42,7 +43,6 @@ from vaebench.measures.variance.layout import (
     VarianceOptions,
     layout,
 )
-from vaebench.measures.variance.measure import COLUMNS, measure_variance, time_estimate, warm_up
 from vaebench.measures.variance.minibatches import (
     WARM_UP_BATCHES,
     measured_minibatch,

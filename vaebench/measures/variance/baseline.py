@@ -16,8 +16,8 @@ and `target_baseline` is the one function from a target to its gradient, bound b
 
 A target whose groups differ (``rws``: φ the inclusive KL, θ IWAE_K; ``piwae``) takes each group's
 coordinates from its own bound. A model with a closed-form ELBO of its own (``exact_elbo(x)``, as
-:class:`vaebench.toy.GaussianToy` has) gives the exact ELBO gradient too. On disk, the variance table's
-``reference`` column keeps the name earlier versions gave it (see :mod:`vaebench.measures.schema`).
+:class:`vaebench.toy.GaussianToy` has) gives the exact ELBO gradient too. The variance table's ``baseline``
+column names the baseline a row was measured against.
 """
 
 from __future__ import annotations

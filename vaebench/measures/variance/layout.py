@@ -53,9 +53,8 @@ class VarianceOptions:
             scaling laws' regime rule reads: None or 0 (the default: none drawn, NaN columns, no cost), S draws
             per datapoint, or the :func:`~vaebench.measures.weights.weight_summary` of this model and
             minibatch, drawn once and shared by every estimator and K measured there (they depend on
-            neither). Drawing is not free: S = 4000 on the default digits model (B = 100) takes about 0.76 s
-            on one core, against 0.16 s (K = 1) to 0.7 s (K = 10) for one measurement at R = 100
-            (:mod:`vaebench.measures.variance.diagnostics`).
+            neither). Drawing is not free: S = 4000 draws per datapoint cost about what one measurement at
+            R = 100 and K = 10 does (:mod:`vaebench.measures.variance.diagnostics`).
     """
 
     method: str = "batched"

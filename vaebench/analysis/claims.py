@@ -1,0 +1,333 @@
+r"""The field's published claims: one table of them (`CLAIMS`), and each with the figure a run measured and a verdict.
+
+A claim is one row of `CLAIMS`: what it says, its source, the preset whose run measures it, and *how* it is
+measured, one of four kinds:
+
+- :class:`Law`: the slope in K of a fitted scaling law (``scaling.csv``,
+  :func:`vaebench.analysis.scaling.scaling_laws`) on a built checkpoint; the verdict is the law's (agrees,
+  fails, inconclusive, not testable here, cannot be judged). The published SNR laws are measured on the
+  Gaussian toy, with the noise-corrected ``snr_norm`` (||E g|| / √tr Cov);
+- :class:`Landing`: STL's encoder variance at the exact posterior over its value at the perturbed start
+  (``stl_landing.csv``, :mod:`vaebench.checks.landing`), agrees when below `LANDED` while reparam's is not;
+- :class:`Quadrature`: the exact variances by quadrature inside the suite's Monte Carlo intervals
+  (``quadrature.csv``, :mod:`vaebench.checks.gaussian_1d`), agrees when every row is, at the family-wise level
+  the rows were measured at;
+- :class:`Gap`: the test log-likelihood of one estimator against another's at the largest K > 1 both
+  trained, paired by seed (:func:`vaebench.analysis.contrast.contrast`, ``paired difference``).
+
+**Gaps.** A run is set beside a published gap only when it can be: on binarized images with a Bernoulli
+likelihood (`DIRECTION_DATA`; a published size is compared only on the data it was measured on,
+``Gap.size_on``) and with curves that had levelled off (:mod:`vaebench.analysis.plateau`). Otherwise the
+row carries the run's own paired difference d and the reason it is not compared, verdict ``not
+comparable``. When compared, the verdict follows d's interval: ``agrees`` (above 0: the candidate better, as
+published), ``does not agree`` (below 0), and when it holds 0 ``inconclusive``, or ``consistent`` for a claim
+of *at least* (``Gap.at_least``: "as good or better" allows no difference). Without an interval (one seed)
+it ``cannot be judged``. The test log-likelihood is the suite's importance-sampled estimate (k =
+``train.ll_samples``), a lower bound whose bias is larger for a worse q.
+
+A claim the run has no measurement for is "not measured in this run", naming the preset that measures it.
+Nothing here measures: it reads the tables the suite's units wrote, so the report is rebuilt from the folder
+alone. Adding a claim is one row of `CLAIMS` (and, for a new kind of evidence, one measure class and its
+function in `_MEASURES`). The words of the report are :mod:`vaebench.report.claims`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from vaebench.analysis import summaries
+from vaebench.analysis.contrast import contrast
+from vaebench.analysis.settings import truth
+from vaebench.measures.schema import CLAIMS as CLAIMS_TABLE
+from vaebench.measures.schema import SUMMARY, complete, conform
+
+LANDED = 1e-8
+"""STL's variance at the exact posterior over its start below which it is zero up to rounding."""
+
+DIRECTION_DATA = ("mnist", "fashion-mnist")
+"""Data sets (binarized, Bernoulli likelihood) on which the direction of a published gap is compared."""
+
+NOT_MEASURED = "not measured in this run"
+
+
+@dataclass(frozen=True)
+class Law:
+    """Measured by the slope of a scaling law: (checkpoint, estimator, encoder or decoder, figure), iid draws."""
+
+    checkpoint: str
+    estimator: str
+    group: str
+    figure: str = "snr_norm"
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Measured by STL's variance at the exact posterior (``stl_landing.csv``)."""
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """Measured by the 1-D Gaussian check against exact variances (``quadrature.csv``)."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Measured by the test log-likelihood of ``candidate`` minus ``rival``, paired by seed.
+
+    Attributes:
+        candidate, rival: estimator names (iid draws, the same K).
+        size: the published gap in nats (NaN: the claim has no size).
+        at_least: the claim is "at least as good" (an interval holding 0 is consistent with it).
+        size_on: the data sets on which the published size is compared (the direction: `DIRECTION_DATA`).
+    """
+
+    candidate: str
+    rival: str
+    size: float
+    at_least: bool = False
+    size_on: tuple[str, ...] = ("mnist",)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published claim: what it says, who said it, which preset measures it, and how.
+
+    Attributes:
+        key: short name (the ``key`` column of ``claims.csv``).
+        claim: the claim in words.
+        source: paper, with its arXiv number and the figure or theorem.
+        preset: the preset whose run measures it.
+        measure: a :class:`Law`, :class:`Landing`, :class:`Quadrature` or :class:`Gap`.
+    """
+
+    key: str
+    claim: str
+    source: str
+    preset: str
+    measure: Law | Landing | Quadrature | Gap
+
+
+BURDA_GAP = 86.35 - 84.78
+"""IWAE's test log-likelihood gain over the VAE at k = 50 on MNIST, one stochastic layer (Burda et al. 2015)."""
+
+DREG_GAIN = 0.3
+"""DReG's gain over IWAE at the same K in reproductions (nats, approximate)."""
+
+_RAINFORTH = "Rainforth et al. 2018 (arXiv:1802.04537), Theorem 1 and its Gaussian experiment (Section 4)"
+_TUCKER = "Tucker, Lawson, Gu & Maddison 2019 (arXiv:1810.04152)"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("rainforth-encoder", "IWAE encoder SNR ∝ K^-1/2", _RAINFORTH, "scaling", Law("toy", "iwae", "encoder")),
+    Claim("rainforth-decoder", "IWAE decoder SNR ∝ K^+1/2", _RAINFORTH, "scaling", Law("toy", "iwae", "decoder")),
+    Claim("tucker-snr", "DReG encoder SNR ∝ K^+1/2", f"{_TUCKER}, Figure 1, on the Gaussian toy of Rainforth et al.",
+          "scaling", Law("toy", "dreg", "encoder")),
+    Claim("roeder", "STL's encoder gradient variance is zero at the exact posterior", "Roeder, Wu & Duvenaud "
+          "2017 (arXiv:1703.09194), Section 3", "scaling", Landing()),
+    Claim("mohamed", "exact variances of the pathwise, score-function, mean-baseline and measure-valued "
+          "(coupled and uncoupled) gradients of E_N(μ,σ²)[f] for f in {(x-k)², exp(-kx²), cos(kx)}", "Mohamed, Rosca, Figurnov & Mnih 2020 (JMLR "
+          "21(132), arXiv:1906.10652), Figures 2-3", "scaling", Quadrature()),
+    Claim("burda", "IWAE's test log-likelihood is above the VAE's at the same K", "Burda, Grosse & "
+          "Salakhutdinov 2015 (arXiv:1509.00519), Table 1: 84.78 against 86.35 nats at k = 50", "fashion-mnist",
+          Gap("iwae", "reparam", BURDA_GAP)),
+    Claim("dreg-iwae", "DReG's test log-likelihood is at least IWAE's at the same K", f"{_TUCKER}, Section 6 "
+          f"(about {DREG_GAIN} nats in reproductions)", "fashion-mnist",
+          Gap("dreg", "iwae", DREG_GAIN, at_least=True, size_on=DIRECTION_DATA)),
+)  # fmt: skip
+"""The claims, in the order a reader of estimator papers meets them (and of the report's section)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a results folder holds for the claims.
+
+    Attributes:
+        laws: the fitted laws (``scaling.csv``, with the ``checkpoint`` column naming the built checkpoints).
+        landing: the STL check's rows (``stl_landing.csv``), empty when not run.
+        quadrature: the 1-D check's rows (``quadrature.csv``), empty when not run.
+        summary: the comparison table (:func:`vaebench.analysis.summaries.summary_table`), for the gaps.
+        convergence: the tidy convergence rows, for the pairing by seed.
+        data: the data set's name (``config.data.name``); None: unknown, no gap is compared.
+        likelihood: ``bernoulli`` or ``gaussian`` (the resolved likelihood); None: unknown.
+    """
+
+    laws: pd.DataFrame
+    landing: pd.DataFrame
+    quadrature: pd.DataFrame
+    summary: pd.DataFrame
+    convergence: pd.DataFrame
+    data: str | None = None
+    likelihood: str | None = None
+
+
+def claims_table(evidence: Evidence) -> pd.DataFrame:
+    """One row per claim of `CLAIMS` (columns of :data:`vaebench.measures.schema.CLAIMS`)."""
+    rows = []
+    for c in CLAIMS:
+        row = _MEASURES[type(c.measure)](c.measure, evidence)
+        if row is None:
+            row = {"verdict": NOT_MEASURED, "detail": f"run `python -m vaebench run --preset {c.preset}`"}
+        rows.append({"key": c.key, "claim": c.claim, "source": c.source} | row)
+    return conform(pd.DataFrame(rows, columns=list(CLAIMS_TABLE.columns)), CLAIMS_TABLE)
+
+
+def landed(frame: pd.DataFrame) -> dict[str, float]:
+    """Encoder variance of each estimator of the STL check at the exact posterior (fraction 0), relative to its
+    value at the perturbed start (fraction 1); STL's is 0 up to rounding (below `LANDED`) when the law holds."""
+    out = {}
+    for name, g in frame.groupby("estimator", sort=False):
+        at = g.set_index("fraction")["trace_var"]
+        start = at.get(1.0, math.nan)
+        out[name] = float(at.get(0.0, math.nan) / start) if start else math.nan
+    return out
+
+
+def _law(m: Law, ev: Evidence) -> dict | None:
+    laws = ev.laws
+    if laws.empty:
+        return None
+    hit = laws[(laws["checkpoint"] == m.checkpoint) & (laws["estimator"] == m.estimator) & (laws["group"] == m.group)
+               & (laws["figure"] == m.figure) & (laws["sampler"] == "iid")]  # fmt: skip
+    if hit.empty:
+        return None
+    law = hit.iloc[0]
+    verdict, _, detail = str(law["verdict"]).partition(": ")
+    span = f"K {int(law['k_min'])}-{int(law['k_max'])}" if math.isfinite(law["k_min"]) else ""
+    detail = "; ".join(p for p in (f"slope of {m.figure} over {span}" if span else "", f"k-hat {law['khat']:.2f}"
+                                   if math.isfinite(law["khat"]) else "", detail) if p)  # fmt: skip
+    return {
+        "where": m.checkpoint, "figure": f"{m.figure} slope", "measured": law["slope"],
+        "measured_low": law["slope_low"], "measured_high": law["slope_high"], "theory": law["theory"],
+        "tolerance": law["tolerance"], "verdict": verdict, "detail": detail,
+    }  # fmt: skip
+
+
+def landing_verdict(frame: pd.DataFrame) -> tuple[float, float, str]:
+    """(STL's ratio, reparam's ratio, verdict) of the STL check's rows (:func:`landed`): ``agrees`` when STL's
+    variance vanishes at the posterior (below `LANDED`) while reparam's does not, else ``fails``; the verdict
+    is "" when STL was not measured."""
+    ratio = landed(frame)
+    stl, reparam = ratio.get("stl", math.nan), ratio.get("reparam", math.nan)
+    if not math.isfinite(stl):
+        return stl, reparam, ""
+    holds = stl < LANDED and not (math.isfinite(reparam) and reparam < LANDED)
+    return stl, reparam, "agrees" if holds else "fails"
+
+
+def _landing(_: Landing, ev: Evidence) -> dict | None:
+    if ev.landing.empty:
+        return None
+    stl, reparam, verdict = landing_verdict(ev.landing)
+    if not verdict:
+        return None
+    return {
+        "where": "linear-Gaussian model at its exact posterior",
+        "figure": "STL encoder variance at the posterior / at the start",
+        "measured": stl, "theory": 0.0, "tolerance": LANDED, "verdict": verdict,
+        "detail": f"reparam's ratio {reparam:.3g} (its score term keeps its variance)",
+    }  # fmt: skip
+
+
+def _quadrature(_: Quadrature, ev: Evidence) -> dict | None:
+    rows = ev.quadrature
+    if rows.empty:
+        return None
+    inside = int(rows["agrees"].astype(bool).sum())
+    total = len(rows)
+    level = float(rows["level"].iloc[0])
+    family = 1 - (1 - level) * total
+    forms = ", ".join(dict.fromkeys(rows["estimator"]))
+    return {
+        "where": "1-D Gaussian, μ = σ = 1", "figure": "exact variances inside the Monte Carlo intervals",
+        "measured": inside / total, "theory": 1.0, "verdict": "agrees" if inside == total else "fails",
+        "detail": f"{inside} of {total} (f, k, estimator, parameter) rows inside their intervals, each at "
+                  f"level {level:.5f}, {family:.0%} for all rows at once (Bonferroni), "
+                  f"{int(rows['draws'].iloc[0]):,} draws each; forms {forms}",
+    }  # fmt: skip
+
+
+METRIC = "test_log_likelihood"
+
+
+def _gap(m: Gap, ev: Evidence) -> dict | None:
+    if ev.summary.empty or ev.convergence.empty or not (ev.convergence["metric"] == METRIC).any():
+        return None
+    summary = complete(ev.summary, SUMMARY)
+    k = _shared_k(summary, m.candidate, m.rival)
+    if not k:
+        return None
+    keys = [(name, "iid", k) for name in (m.candidate, m.rival)]
+    d = contrast(*(summaries.per_seed(ev.convergence, METRIC, key) for key in keys), "paired difference")
+    if not d.n:
+        return None
+    blocker = _why_not(summary, keys, ev.data, ev.likelihood)
+    verdict = "not comparable" if blocker else _verdict(m, d.low, d.high)
+    detail = blocker or f"paired over {d.n} seeds"
+    if not blocker and math.isfinite(d.low) and ev.data in m.size_on and math.isfinite(m.size):
+        where = "inside" if d.low <= m.size <= d.high else "outside"
+        detail += f"; the published {m.size:.2f} nats lies {where} the interval"
+    elif not blocker and math.isfinite(d.low) and math.isfinite(m.size):
+        detail += f"; the published size is {', '.join(m.size_on)}'s: only the direction is compared here"
+    return {
+        "where": f"K = {k}", "figure": f"test log-likelihood, {m.candidate} - {m.rival} (nats)",
+        "measured": d.value, "measured_low": d.low, "measured_high": d.high,
+        "theory": 0.0 if m.at_least else m.size, "verdict": verdict, "detail": detail,
+    }  # fmt: skip
+
+
+def _verdict(m: Gap, low: float, high: float) -> str:
+    if not np.isfinite(low):
+        return "cannot be judged"
+    if high < 0:
+        return "does not agree"
+    if low > 0:
+        return "agrees"
+    return "consistent" if m.at_least else "inconclusive"
+
+
+def _why_not(
+    summary: pd.DataFrame, keys: list[tuple[str, str, int]], data: str | None, likelihood: str | None
+) -> str:
+    """Why this run cannot be set beside the published figures ('' when it can)."""
+    reasons = []
+    if data is None or likelihood is None:
+        reasons.append(
+            "those are on binarized images with a Bernoulli likelihood, and this run's data are not known"
+        )
+    elif data not in DIRECTION_DATA or likelihood != "bernoulli":
+        reasons.append(
+            f"those are on binarized images with a Bernoulli likelihood, and this run is on {data} with a "
+            f"{likelihood.capitalize()} likelihood"
+        )
+    judged = [
+        (name, k, truth(r["converged"]))
+        for name, sampler, k in keys
+        for _, r in summary[(summary["estimator"] == name) & (summary["sampler"] == sampler)
+                            & (summary["num_samples"] == k)].iterrows()
+    ]  # fmt: skip
+    if any(j is False for *_, j in judged):
+        moving = ", ".join(f"`{name}` K={k}" for name, k, j in judged if j is False)
+        reasons.append(
+            f"the curves of {moving} had not converged (the published figures are of trained models)"
+        )
+    elif all(j is None for *_, j in judged):
+        reasons.append("training was too short to judge whether the curves had converged")
+    return "; ".join(reasons)
+
+
+def _shared_k(summary: pd.DataFrame, a: str, b: str) -> int | None:
+    """The largest K > 1 at which both estimators (iid draws) have a test log-likelihood (at K = 1 IWAE is the
+    VAE and DReG is STL: no comparison to make)."""
+    rows = summary[np.isfinite(summary[METRIC]) & (summary["sampler"] == "iid")]
+    ks = set(rows.loc[rows["estimator"] == a, "num_samples"]) & set(
+        rows.loc[rows["estimator"] == b, "num_samples"]
+    )
+    ks = {k for k in ks if k > 1}
+    return int(max(ks)) if ks else None
+
+
+_MEASURES = {Law: _law, Landing: _landing, Quadrature: _quadrature, Gap: _gap}
+"""How each kind of measure reads the evidence: a row's measured cells, or None when the run lacks them."""

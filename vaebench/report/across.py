@@ -1,0 +1,97 @@
+"""The "Across problems" section of a report and its plot, from the tables of :mod:`vaebench.analysis.across`.
+
+Reads two frames (the aggregates of ``across.csv`` and the transfer table) and writes markdown and one panel;
+it computes nothing: the takeaway is the transfer table's ``winner`` column, the cells are its figures rounded.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from vaebench.report import styles
+from vaebench.report.formatting import fmt_interval, markdown
+
+
+def _improvement(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["statistic"] == "probability_of_improvement"]
+
+
+def across_section(table: pd.DataFrame, moves: pd.DataFrame, plot: str = "") -> str:
+    """Markdown: a takeaway, then per estimator and K the IQM and the probabilities of improvement with their
+    intervals, then the transfer table (``plot``: the file name of :func:`plot_improvement`'s figure)."""
+    named = moves[moves["winner"] != ""]
+    takeaway = (
+        "; ".join(named["verdict"])
+        if len(named)
+        else "No estimator is ahead of another across these problems at any K (see the transfer table)"
+    )
+    problems, seeds = int(table["problems"].iloc[0]), int(table["seeds"].iloc[0])
+    iqm = table[table["statistic"] == "iqm"][["estimator", "num_samples", "value", "low", "high"]]
+    better = _improvement(table)
+    rows = []
+    for _, r in iqm.iterrows():
+        mine = better[(better["estimator"] == r["estimator"]) & (better["num_samples"] == r["num_samples"])]
+        cells = [
+            f"{fmt_interval(m['value'], m['low'], m['high'], 2)} vs {m['versus']}" for _, m in mine.iterrows()
+        ]
+        rows.append({**r.to_dict(), "improvement": "; ".join(cells) or "–"})
+    lines = [
+        "## Across problems",
+        "",
+        f"{takeaway}. ({problems} problems x {seeds} seeds; 95% stratified bootstrap intervals over both.)",
+        "",
+        markdown(
+            pd.DataFrame(rows),
+            [
+                ("estimator", lambda r: r["estimator"]),
+                ("K", lambda r: str(int(r["num_samples"]))),
+                (
+                    "IQM of -log(var x time / reparam's)",
+                    lambda r: fmt_interval(r["value"], r["low"], r["high"]),
+                ),
+                ("P(ahead of)", lambda r: r["improvement"]),
+            ],
+        ),
+        "",
+        markdown(
+            moves,
+            [
+                ("K", lambda r: str(int(r["num_samples"]))),
+                ("A", lambda r: r["a"]),
+                ("B", lambda r: r["b"]),
+                ("A ahead", lambda r: str(r["a_ahead"])),
+                ("B ahead", lambda r: str(r["b_ahead"])),
+                ("neither", lambda r: str(r["neither"])),
+                ("verdict", lambda r: r["verdict"]),
+            ],
+        ),
+    ]
+    if plot:
+        lines += ["", f"![probability of improvement over reparam]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_improvement(table: pd.DataFrame, versus: str = "reparam", ax: Axes | None = None) -> Axes:
+    """P(estimator ahead of ``versus``) with its interval, one row per estimator and K; the line at ½ is a tie."""
+    if ax is None:
+        ax = Figure(figsize=(5.5, 4.0), layout="constrained").subplots()
+    rows = _improvement(table)
+    rows = rows[rows["versus"] == versus].reset_index(drop=True)
+    for i, r in rows.iterrows():
+        ax.errorbar(
+            r["value"],
+            i,
+            xerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]],
+            capsize=3,
+            **{k: v for k, v in styles.style(r["estimator"]).items() if k != "linestyle"},
+        )
+    ax.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_yticks(
+        range(len(rows)), [f"{r['estimator']} K={int(r['num_samples'])}" for _, r in rows.iterrows()]
+    )
+    ax.set_xlim(-0.03, 1.03)  # points at 0 and 1 (a setting ahead on every problem and seed) stay visible
+    ax.set_xlabel(f"P(ahead of {versus}), paired by seed, mean over problems")
+    ax.invert_yaxis()
+    return ax
