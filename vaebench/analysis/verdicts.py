@@ -252,7 +252,7 @@ def _convergence_notes(q: _Question, rows: pd.DataFrame, contenders: list[pd.Ser
     judged = [truth(v) for v in rows["converged"]]
     if all(v is None for v in judged):
         return [
-            "whether training had levelled off could not be judged (too few evaluations in the last quarter)"
+            "whether training had levelled off could not be judged (too few evaluations in the window it is judged on)"
         ]
     moving = [r for _, r in rows.iterrows() if truth(r["converged"]) is False]
     if not moving:

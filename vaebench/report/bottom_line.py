@@ -194,13 +194,13 @@ def _curves(summary: pd.DataFrame) -> str:
         rise = moving["test_elbo_rise"]
         parts.append(
             f"**Not levelled off**: the test ELBO of {setting_names(list(moving.itertuples()), k=True)} still "
-            f"moved by more than {TOLERANCE:g} nat over the last quarter of training ({window}; "
-            f"{fmt_number(rise.min())} to {fmt_number(rise.max())} nats): their test figures rank early "
-            "training, not converged models."
+            f"moved by more than {TOLERANCE:g} nat over a quarter of training while the step size was still at "
+            f"least half its peak ({window}; {fmt_number(rise.min())} to {fmt_number(rise.max())} nats): their "
+            "test figures rank training that was still gaining, not converged models."
         )
     elif summary["converged"].map(lambda v: truth(v) is None).all() and summary["runs"].fillna(0).any():
         parts.append(
-            "**Levelling off not judged**: too few evaluations in the last quarter of training to tell whether "
+            "**Levelling off not judged**: too few evaluations in the window it is judged on to tell whether "
             "the curves had levelled off."
         )
     bad = summary[summary["diverged"].fillna(0) > 0]
