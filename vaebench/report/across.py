@@ -6,11 +6,11 @@ it computes nothing: the takeaway is the transfer table's ``winner`` column, the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
-from pathlib import Path
 
 from vaebench import files
 from vaebench.analysis.across import per_problem
