@@ -98,7 +98,11 @@ def problem_settings(config: SuiteConfig, problem: Problem) -> tuple[list[Settin
     """The settings of ``config`` that run on ``problem``, and its refusals as notes: an estimator's own (K
     below its minimum: the same on every problem, so said without one) and the problem's, one per reason."""
     out, why = [], {}
+    left = [n for n in config.estimators if problem.estimators and n not in problem.estimators]
+    notes = [f"{problem.name}: only {', '.join(problem.estimators)} ({problem.limit})"] if left else []
     for name in config.estimators:
+        if name in left:
+            continue
         for k in config.samples:
             own = unsupported(name, k)
             reason = own or problem.unsupported(name, k)
@@ -106,7 +110,7 @@ def problem_settings(config: SuiteConfig, problem: Problem) -> tuple[list[Settin
                 why.setdefault((name, "" if own else problem.name, reason), []).append(k)
             else:
                 out.append(Setting(name, k))
-    notes = [
+    notes += [
         f"{where + ': ' if where else ''}{name} skipped at K={','.join(map(str, ks))}: {reason}"
         for (name, where, reason), ks in why.items()
     ]
@@ -278,9 +282,11 @@ def run_problems(
     return write_tables(out, units)
 
 
-def describe(units: list[ProblemUnit], config: SuiteConfig, calibrate: int = 10) -> str:
-    """The plan in one paragraph and its cost: each problem's training step timed at each K for ``calibrate``
-    steps (3 seeds as one program, as the units train), scaled to the budget, over the workers."""
+def describe(units: list[ProblemUnit], config: SuiteConfig, calibrate: int = 20) -> str:
+    """The plan, a line per problem, and its cost: each problem's training step at each K timed as the
+    difference of ``2 * calibrate`` and ``calibrate`` steps (the seeds as one program, as the units train),
+    scaled to the budget and summed over its training units, then shared by the workers. The reference
+    estimator's step stands for every estimator's (most cost about the same at one K; DReG and VIMCO more)."""
     lines, total = [], 0.0
     for name in dict.fromkeys(u.problem for u in units):
         problem, d = get_problem(name), _data(name)
@@ -288,12 +294,15 @@ def describe(units: list[ProblemUnit], config: SuiteConfig, calibrate: int = 10)
         conv = [u for u in mine if u.kind == "convergence"]
         seconds = 0.0
         for k in sorted({u.setting.num_samples for u in conv}):
-            spec = dataclasses.replace(_spec(problem, d, calibrate), lr_schedule="constant")
-            models = [problem.build(d, s) for s in config.seeds]
-            tick = time.perf_counter()
-            train_seeds(models, Setting("reparam", k), d, spec, seeds=list(config.seeds))
-            step = (time.perf_counter() - tick) / calibrate
-            seconds += step * problem.budget.steps * (1 + sum(u.setting.num_samples == k for u in conv))
+            took = []
+            for steps in (calibrate, 2 * calibrate):  # the difference leaves out the set-up and first steps
+                spec = dataclasses.replace(_spec(problem, d, steps), lr_schedule="constant")
+                models = [problem.build(d, s) for s in config.seeds]
+                tick = time.perf_counter()
+                train_seeds(models, Setting("reparam", k), d, spec, seeds=list(config.seeds))
+                took.append(time.perf_counter() - tick)
+            step = max(took[1] - took[0], 0.0) / calibrate
+            seconds += step * problem.budget.steps * sum(u.setting.num_samples == k for u in conv)
         total += seconds
         lines.append(f"  {name}: {len(conv)} training units of {len(config.seeds)} seeds, "
                      f"{len(mine) - len(conv) - 1} variance units, ~{seconds / 60:.1f} min of one core")  # fmt: skip
