@@ -69,3 +69,20 @@ def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "units").rglob("*.csv")}
     problems.run_problems(config, tmp_path, log=lambda line: None)
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "units").rglob("*.csv")}
+
+
+@pytest.mark.parametrize("name", ["blr-breast-cancer", "eight-schools", "funnel"])
+def test_the_contract_probe_takes_a_global_latent_model_and_refuses_one_per_datapoint(name):
+    from vaebench.errors import VaebenchError
+    from vaebench.plugins.registry import probe_model
+
+    problem = get_problem(name)
+    data = problem.load()
+    model = problem.build(data, 0)
+    probe_model(model, data.train[:7], name=name)  # q [1, Z], joint [K, 1], no decoder group
+    posterior = model.posterior
+    model.posterior = lambda x: type(posterior(x))(
+        posterior(x).loc.expand(7, -1), posterior(x).scale.expand(7, -1)
+    )
+    with pytest.raises(VaebenchError, match=r"\[1, Z\] \(global latents\)"):
+        probe_model(model, data.train[:7], name=name)
