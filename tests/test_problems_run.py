@@ -58,7 +58,7 @@ def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     assert (across["low"] <= across["value"] + 1e-12).all() and (
         across["value"] <= across["high"] + 1e-12
     ).all()
-    assert (tmp_path / "transfer.csv").is_file()
+    assert (tmp_path / "transfer.csv").is_file() and (tmp_path / "run.json").is_file()
     # the amortised baseline ran on the amortised problem only
     merit = tables["merit"]
     assert set(merit.loc[merit["estimator"] == "reinforce-nvil", "problem"]) == {"tiny-amortised"}

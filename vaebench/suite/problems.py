@@ -17,7 +17,7 @@ For each available problem (one whose data are missing is dropped, with a note) 
   (:func:`vaebench.measures.merit.figures_of_merit`: test ELBO and log-likelihood for the amortised VAEs; the
   full-data ELBO, held-out predictive log-likelihood, gap to log Z and Pareto k̂ for global latents).
 
-Every unit is saved under ``units/<problem>/`` as it finishes and is not redone when its file exists (a
+The run trains on the CPU (the problems' models are small). Every unit is saved under ``units/<problem>/`` as it finishes and is not redone when its file exists (a
 killed run continues where it stopped). Every table carries a ``problem`` column: ``variance.csv``,
 ``merit.csv``, ``noise.csv``; from them :mod:`vaebench.analysis.across` computes ``across.csv`` (the
 interquartile mean, probability of improvement and performance profiles of the variance x time scores, and the
@@ -41,9 +41,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vaebench import files
+from vaebench import files, provenance
 from vaebench.analysis.across import across, figure_scores, leaders, transfer, variance_time_scores
-from vaebench.config import SuiteConfig
+from vaebench.config import SuiteConfig, to_dict
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Setting, make_estimator, unsupported
 from vaebench.measures.merit import figures_of_merit
@@ -263,8 +263,7 @@ def run_problems(
         log(f"note: {note}")
     out.mkdir(parents=True, exist_ok=True)
     files.write_text(out / "notes.txt", "".join(f"{n}\n" for n in notes))
-    files.write_text(out / "config.json", json.dumps(dataclasses.asdict(config), indent=1, default=str))
-    start, done = time.perf_counter(), 0
+    started, start, done = provenance.now(), time.perf_counter(), 0
     pending = [u for u in units if not (out / u.path).is_file()]
     workers = worker_count(config)
     for phase in ([u for u in pending if u.kind == "anchor"], [u for u in pending if u.kind != "anchor"]):
@@ -279,7 +278,11 @@ def run_problems(
             log(f"[{done}/{len(pending)}] {unit.name} ({time.perf_counter() - start:.0f} s)")
         if workers > 1:
             pool.shutdown()
-    return write_tables(out, units)
+    tables = write_tables(out, units)
+    record = provenance.collect(to_dict(config), device="cpu", started=started, ended=provenance.now(),
+                                status="complete", units={"total": len(units), "run": len(pending)}, notes=notes)  # fmt: skip
+    files.write_text(out / "run.json", json.dumps(record, indent=1, default=str))
+    return tables
 
 
 def describe(units: list[ProblemUnit], config: SuiteConfig, calibrate: int = 20) -> str:
