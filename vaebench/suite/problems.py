@@ -27,7 +27,6 @@ interval over problems and seeds) and ``transfer.csv``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import multiprocessing
@@ -47,6 +46,7 @@ from vaebench.config import SuiteConfig, to_dict
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Setting, make_estimator, unsupported
 from vaebench.measures.merit import figures_of_merit
+from vaebench.measures.throughput import Timing, measure_throughput
 from vaebench.measures.variance import (
     VarianceOptions,
     decompose_noise,
@@ -65,6 +65,10 @@ NOISE_BATCHES = 10
 
 MERIT_SAMPLES = 1000
 """Draws from q (global latents) or per test point (amortised) for the figures of merit."""
+
+
+DRY_RUN_TIMING = Timing(5, 2)
+"""The dry run's timed training steps per problem and K: 5, after 2 untimed."""
 
 
 @dataclass(frozen=True)
@@ -285,26 +289,25 @@ def run_problems(
     return tables
 
 
-def describe(units: list[ProblemUnit], config: SuiteConfig, calibrate: int = 20) -> str:
-    """The plan, a line per problem, and its cost: each problem's training step at each K timed as the
-    difference of ``2 * calibrate`` and ``calibrate`` steps (the seeds as one program, as the units train),
-    scaled to the budget and summed over its training units, then shared by the workers. The reference
+def describe(units: list[ProblemUnit], config: SuiteConfig, timing: Timing = DRY_RUN_TIMING) -> str:
+    """The plan, a line per problem, and its cost: each problem's training step at each K timed as the dry run
+    of a single problem times it (``measure_throughput``: the median of ``timing``'s steps after its warm-up),
+    times the seeds (trained as one program they cost at most that), scaled to the budget and summed over its
+    training units, then shared by the workers. The reference
     estimator's step stands for every estimator's (most cost about the same at one K; DReG and VIMCO more)."""
     lines, total = [], 0.0
+    torch.set_num_threads(max(config.threads, 1))  # as the workers train
     for name in dict.fromkeys(u.problem for u in units):
         problem, d = get_problem(name), _data(name)
         mine = [u for u in units if u.problem == name]
         conv = [u for u in mine if u.kind == "convergence"]
         seconds = 0.0
         for k in sorted({u.setting.num_samples for u in conv}):
-            took = []
-            for steps in (calibrate, 2 * calibrate):  # the difference leaves out the set-up and first steps
-                spec = dataclasses.replace(_spec(problem, d, steps), lr_schedule="constant")
-                models = [problem.build(d, s) for s in config.seeds]
-                tick = time.perf_counter()
-                train_seeds(models, Setting("reparam", k), d, spec, seeds=list(config.seeds))
-                took.append(time.perf_counter() - tick)
-            step = max(took[1] - took[0], 0.0) / calibrate
+            x = measured_minibatch(d, batch_size(problem, d), 0)
+            frame = measure_throughput(problem.build(d, 0), make_estimator("reparam"), x, k, timing=timing)
+            step = len(config.seeds) * float(
+                frame["step_s_median"].iloc[0]
+            )  # seeds stacked cost at most this
             seconds += step * problem.budget.steps * sum(u.setting.num_samples == k for u in conv)
         total += seconds
         lines.append(f"  {name}: {len(conv)} training units of {len(config.seeds)} seeds, "
