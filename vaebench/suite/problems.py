@@ -37,6 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -342,7 +343,10 @@ def write_tables(out: Path, units: list[ProblemUnit]) -> dict[str, pd.DataFrame]
     merit = pd.concat([merit, *twins], ignore_index=True)
     noise = _gather(out, units, "variance", "*/noise-s*.csv")
     tables = {"variance": variance, "merit": merit, "noise": noise}
-    scores = variance_time_scores(variance.assign(value=variance["work_normalized_var"]))
+    # a variance of exactly 0 (a control variate that removes all Monte Carlo noise, where log p is quadratic)
+    # is floored at the smallest positive double: its log-ratio is then very large, not infinite
+    value = variance["work_normalized_var"].clip(lower=np.finfo(float).tiny)
+    scores = variance_time_scores(variance.assign(value=value))
     table = across(scores).assign(score="variance_time")
     ranked = merit[merit["ranks"].astype(bool) & merit["value"].notna()]
     if ranked["problem"].nunique() >= 1:
