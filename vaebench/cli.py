@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="load a module of your own first (its ESTIMATORS, MODELS, DATASETS dicts); repeatable",
     )
     run.add_argument("--samples", metavar="KS", help="comma-separated K values, e.g. 1,10")
+    run.add_argument(
+        "--problems",
+        metavar="NAMES",
+        help="comma-separated problems (python -m vaebench list), each on its own data, model and budget, "
+        "with the verdicts across them",
+    )
     run.add_argument("--samplers", metavar="NAMES", help="comma-separated samplers: iid, antithetic, rqmc")
     run.add_argument(
         "--seeds",
@@ -288,6 +294,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         over["estimators"] = list(ESTIMATORS) if names == ["all"] else names
     if args.samples is not None:
         over["samples"] = _ints("--samples", args.samples)
+    if getattr(args, "problems", None) is not None:
+        over["problems"] = _split(args.problems)
     if args.samplers is not None:
         over["samplers"] = _split(args.samplers)
     if args.seeds is not None:
@@ -330,6 +338,23 @@ def overrides_from(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------------ commands
 
 
+def _run_problems(config, args: argparse.Namespace) -> int:
+    """A run across problems (:mod:`vaebench.suite.problems`): its plan and cost on ``--dry-run``, else the run."""
+    from vaebench.report.across import write_across_report
+    from vaebench.suite import default_out, problems
+
+    units, notes = problems.plan(config)
+    if args.dry_run:
+        for note in notes:
+            print(f"note: {note}")
+        print(problems.describe(units, config))
+        return 0
+    out = Path(args.out) if args.out is not None else default_out(config)
+    problems.run_problems(config, out, log=(lambda line: None) if args.quiet else print)
+    print(f"done: {write_across_report(out)}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.config import merge, resolve, validate
     from vaebench.report.tables import summary_markdown
@@ -369,6 +394,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = RayEngine(args.address)
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
+    if config.problems:
+        return _run_problems(config, args)
     if args.dry_run:  # every check the run makes before its first unit, then the plan; nothing is written
         from vaebench.suite import calibration, dispatch
         from vaebench.suite.runner import preflight

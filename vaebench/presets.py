@@ -10,5 +10,6 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "scaling": "the scaling laws in K and the published claims checked: the Gaussian toy and a near-posterior VAE, K from 1 to 1000, STL at the posterior, 1-D quadrature (about a minute)",
     "families": "the later estimator families (MVD, Renyi, RWS, tail-adaptive, MIWAE/CIWAE/PIWAE) beside reparam, IWAE, DReG, as the default run",
     "fashion-mnist": "the reference study: reparam, IWAE, DReG at K in {1, 5, 50} x 3 seeds on Fashion-MNIST, Burda et al.'s model, 24,000 cosine-decayed steps of 25 (about 2 h on 2 cores)",
+    "problems": "every built-in problem (python -m vaebench list), each on its own data, model and budget: the classic estimators that apply x K in {1, 10} x 3 seeds, and the verdicts across problems",
     "paper": "Fashion-MNIST (or MNIST), dynamic binarization, Burda et al.'s 2x200 tanh, z=50, 200k steps",
 }

@@ -349,3 +349,29 @@ def _verdict(a: str, b: str, k: int, counts: dict[str, int], n: int) -> str:
         f"{a} and {b} at K={k}: not separated across these problems ({a} ahead on {counts['a']}, {b} on "
         f"{counts['b']}, neither on {counts['neither']})"
     )
+
+
+def per_problem(merit: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Each problem's ranking figure per estimator and K: the mean over seeds with its Student-t interval, best
+    first (``merit``: the rows of ``merit.csv`` with ``ranks`` true), and whether its interval lies apart from
+    the best's (``behind_best``)."""
+    _require(merit, [*KEYS, "figure", "value", "higher_is_better"], "per_problem")
+    rows = []
+    for (problem, figure, higher, estimator, k), group in merit.groupby(
+        ["problem", "figure", "higher_is_better", "estimator", "num_samples"], sort=False
+    ):
+        values = group["value"].dropna().to_numpy(dtype=float)
+        low, high = mean_interval(values, level) if len(values) > 1 else (np.nan, np.nan)
+        rows.append({"problem": problem, "figure": figure, "higher_is_better": bool(higher),
+                     "estimator": estimator, "num_samples": int(k),
+                     "value": float(values.mean()) if len(values) else np.nan,
+                     "low": float(low), "high": float(high), "seeds": len(values)})  # fmt: skip
+    out = pd.DataFrame(rows)
+    frames = []
+    for _, group in out.groupby("problem", sort=False):
+        higher = bool(group["higher_is_better"].iloc[0])
+        group = group.sort_values("value", ascending=not higher)
+        best = group.iloc[0]
+        group["behind_best"] = group["high"] < best["low"] if higher else group["low"] > best["high"]
+        frames.append(group)
+    return pd.concat(frames, ignore_index=True)

@@ -27,6 +27,7 @@ from vaebench.estimators import BUILTIN_ESTIMATORS, ESTIMATORS, SAMPLERS
 from vaebench.model import ACTIVATIONS, DECODER_SCALES, LIKELIHOODS
 from vaebench.optim import OPTIMIZERS
 from vaebench.plugins.registry import MODELS
+from vaebench.problems import BUILTIN_PROBLEMS, PROBLEMS, load_installed_problems
 
 CHECKPOINTS: dict[str, float] = {"init": 0.0, "early": 0.1, "middle": 0.5, "end": 1.0}
 """Where the shared variance checkpoints sit, as fractions of the anchor training run's steps."""
@@ -40,6 +41,11 @@ def _data_set(key: str, name: str) -> str | None:
         f"unknown data set {name!r}; valid names: {', '.join(DATASETS)}{plugins}, or the path of a "
         f"{', '.join(FILE_SUFFIXES)} file of your own"
     )
+
+
+def _problem(key: str, name: str) -> str | None:
+    load_installed_problems()
+    return None if name in PROBLEMS else f"unknown problem {name!r}; valid names: {', '.join(PROBLEMS)}"
 
 
 def _fraction(key: str, value: float) -> str | None:
@@ -243,6 +249,9 @@ class SuiteConfig:
     # of ESTIMATORS (a plugin's by name)
     samples: tuple[int, ...] = option((1, 10), entries(sample_count))  # K values; combinations
     # an estimator cannot do are skipped, noted
+    problems: tuple[str, ...] = option((), entries(_problem, entry="", empty=True))  # names of
+    # vaebench.problems (python -m vaebench list); empty: the one problem of `data` and `model`; else each
+    # problem's own data, model and budget (vaebench.suite.problems), and the verdicts across them
     samplers: tuple[str, ...] = option(("iid",), entries(one_of(SAMPLERS)))  # how the K draws
     # of ε are made: iid, antithetic, rqmc (see vaebench.estimators.sampling); a sampler that would bias an
     # estimator is skipped for it, noted
@@ -372,6 +381,15 @@ def _presets() -> dict[str, SuiteConfig]:
     families = dataclasses.replace(
         default, name="families", estimators=("reparam", "iwae", "dreg", *FAMILY_ESTIMATORS)
     )
+    # Every built-in problem (vaebench.problems), each on its own data, model and budget, the classic estimators
+    # that apply x K in {1, 10} x 3 seeds: the verdicts across problems (vaebench.suite.problems).
+    problems = dataclasses.replace(
+        default,
+        name="problems",
+        problems=BUILTIN_PROBLEMS,
+        variance=VarianceConfig(replicates=50),
+        train=TrainConfig(ll_points=100),
+    )
     return {
         "quick": quick,
         "default": default,
@@ -379,6 +397,7 @@ def _presets() -> dict[str, SuiteConfig]:
         "scaling": scaling,
         "fashion-mnist": fashion,
         "families": families,
+        "problems": problems,
     }
 
 

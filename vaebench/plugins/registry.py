@@ -352,12 +352,14 @@ def check_model(model: object, name: str = "the model") -> None:
 
 @torch.no_grad()
 def probe_model(model: nn.Module, x: Tensor, num_samples: int = 2, name: str = "the model") -> None:
-    """Call each method of the contract once on a batch x [B, D] and check the shapes it returns.
+    """Call each method of the contract once on a batch x [B, D] and check the shapes it returns: q, the
+    joint and the likelihood over [B] datapoints, or over [1] for a model with ``global_latents`` (one z for
+    the whole data set, :mod:`vaebench.problems.variational`).
 
     Raises:
         VaebenchError: a method that raises (its error in one line) or returns the wrong shape (both named).
     """
-    b = x.shape[0]
+    b = 1 if getattr(model, "global_latents", False) else x.shape[0]
 
     def call(method: str, *args):
         try:
@@ -371,7 +373,8 @@ def probe_model(model: nn.Module, x: Tensor, num_samples: int = 2, name: str = "
     q = call("posterior", x)
     loc = getattr(q, "loc", None)
     if not isinstance(loc, Tensor) or loc.dim() != 2 or loc.shape[0] != b:
-        raise VaebenchError(f"model {name!r}: posterior(x) must have loc and scale [B, Z] = [{b}, Z]")
+        rows = "[1, Z] (global latents)" if getattr(model, "global_latents", False) else f"[B, Z] = [{b}, Z]"
+        raise VaebenchError(f"model {name!r}: posterior(x) must have loc and scale {rows}")
     z_dim = loc.shape[1]
     expect("posterior(x).scale", getattr(q, "scale", None), (b, z_dim))
     z = loc.expand(num_samples, b, z_dim)
@@ -381,11 +384,13 @@ def probe_model(model: nn.Module, x: Tensor, num_samples: int = 2, name: str = "
     expect("prior().loc", getattr(p, "loc", None), (z_dim,))
     groups = call("parameter_groups")
     own = {id(p) for p in model.parameters()}
-    if not isinstance(groups, dict) or not {"encoder", "decoder"} <= set(groups):
+    needed = ("encoder",) if getattr(model, "global_latents", False) else ("encoder", "decoder")
+    if not isinstance(groups, dict) or not set(needed) <= set(groups):
         raise VaebenchError(
-            f"model {name!r}: parameter_groups() must return a dict with 'encoder' and 'decoder'"
+            f"model {name!r}: parameter_groups() must return a dict with {' and '.join(map(repr, needed))}"
+            + (" (q's parameters; a global-latent model may have no decoder)" if len(needed) == 1 else "")
         )
-    for group in ("encoder", "decoder"):
+    for group in needed:
         if not all(id(p) in own for p in groups[group]):
             raise VaebenchError(
                 f"model {name!r}: parameter_groups()[{group!r}] holds tensors that are not its parameters"

@@ -76,6 +76,9 @@ class Problem:
         global_latents: whether z is shared by the whole data set (see :mod:`vaebench.problems.variational`).
         requires: () -> "" when its data can be loaded here, else why not and how to get them (a problem
             whose data are not installed is skipped with that line, never failed).
+        estimators: the only estimators a run across problems trains on it, when its cost allows no more
+            (empty: every one the run names); a run says which it left out, and why (``limit``).
+        limit: why ``estimators`` limits it (said in the run's notes).
     """
 
     name: str
@@ -87,6 +90,8 @@ class Problem:
     ranked_by: str
     global_latents: bool = False
     requires: Callable[[], str] = field(default=lambda: "")
+    estimators: tuple[str, ...] = ()
+    limit: str = ""
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.figures if f not in FIGURES]

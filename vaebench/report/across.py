@@ -6,12 +6,17 @@ it computes nothing: the takeaway is the transfer table's ``winner`` column, the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from vaebench import files
+from vaebench.analysis.across import per_problem
 from vaebench.report import styles
 from vaebench.report.formatting import fmt_interval, markdown
+from vaebench.report.plots import save
 
 
 def _improvement(table: pd.DataFrame) -> pd.DataFrame:
@@ -95,3 +100,64 @@ def plot_improvement(table: pd.DataFrame, versus: str = "reparam", ax: Axes | No
     ax.set_xlabel(f"P(ahead of {versus}), paired by seed, mean over problems")
     ax.invert_yaxis()
     return ax
+
+
+def problem_section(summary: pd.DataFrame, noise: pd.DataFrame) -> str:
+    """Markdown: per problem, the ranking figure of every setting (mean over seeds, 95% interval), best first,
+    the settings whose interval lies apart from the best's marked; then the Monte Carlo share of the gradient
+    noise where a problem is trained on minibatches."""
+    lines = ["## Per problem", ""]
+    for problem, group in summary.groupby("problem", sort=False):
+        figure = group["figure"].iloc[0]
+        cells = [
+            f"{r['estimator']} K={r['num_samples']} {fmt_interval(r['value'], r['low'], r['high'], 2)}"
+            + (" (behind)" if r["behind_best"] else "")
+            for _, r in group.iterrows()
+        ]
+        lines.append(f"- **{problem}** ({figure}, {'higher' if group['higher_is_better'].iloc[0] else 'lower'} "
+                     f"is better): {'; '.join(cells)}")  # fmt: skip
+    if not noise.empty:
+        lines += [
+            "",
+            "Monte Carlo share of the encoder's gradient variance (the rest is minibatch noise):",
+            "",
+        ]
+        for problem, group in noise.groupby("problem", sort=False):
+            cells = [
+                f"{r['estimator']} K={int(r['num_samples'])} "
+                f"{fmt_interval(r['mc_fraction'], r['mc_fraction_low'], r['mc_fraction_high'], 2)}"
+                for _, r in group.iterrows()
+            ]
+            lines.append(f"- **{problem}**: {'; '.join(cells)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_across_report(out: str | Path) -> Path:
+    """``report.md`` of a run across problems: the "Across problems" section first (on the variance x time
+    scores, with the probability of improvement on the problems' own ranking figures beside it), then a line
+    per problem; ``across.png`` its plot."""
+    out = Path(out)
+    table, moves = files.read_csv(out / "across.csv"), files.read_csv(out / "transfer.csv")
+    moves["winner"] = ["" if pd.isna(w) else w for w in moves["winner"]]  # an empty cell reads as NaN
+    merit = files.read_csv(out / "merit.csv")
+    noise = files.read_csv(out / "noise.csv") if (out / "noise.csv").is_file() else pd.DataFrame()
+    variance = table[table["score"] == "variance_time"]
+    ax = plot_improvement(variance)
+    save(ax.figure, out / "across.png")
+    parts = ["# vaebench across problems", "", across_section(variance, moves, "across.png")]
+    ranked = table[
+        (table["score"] == "ranking_figure") & (table["statistic"] == "probability_of_improvement")
+    ]
+    if len(ranked):
+        cells = [
+            f"{r['estimator']} K={int(r['num_samples'])} {fmt_interval(r['value'], r['low'], r['high'], 2)}"
+            for _, r in ranked[ranked["versus"] == "reparam"].iterrows()
+        ]
+        parts += ["On each problem's own ranking figure, P(ahead of reparam at the same K), paired by seed: "
+                  + "; ".join(cells) + ".", ""]  # fmt: skip
+    merit = merit[merit["ranks"].astype(bool)]
+    parts.append(problem_section(per_problem(merit), noise))
+    notes = (out / "notes.txt").read_text().splitlines() if (out / "notes.txt").is_file() else []
+    if notes:
+        parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return files.write_text(out / "report.md", "\n".join(parts))
