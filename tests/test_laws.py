@@ -133,7 +133,7 @@ def test_the_laws_measured_shrunk_state_the_claims_of_the_one_table():
     for label in CHECKPOINTS:
         model, x = checkpoint(label, batch_size=4)
         options = VarianceOptions(timing_repeats=1, weights=weight_summary(model, x, 256))
-        for name in ("iwae", "dreg", "reparam"):
+        for name in ("iwae", "dreg", "ovis-mc", "reparam"):
             for k in (3, 10, 30):
                 frame = measure_variance(model, make_estimator(name), x, k, 60, options=options)
                 frames.append(frame.assign(checkpoint=label, status="ok"))

@@ -237,7 +237,14 @@ def test_every_estimator_declares_what_it_is():
         assert cls.samplers[0] == "iid" and set(cls.samplers) <= set(SAMPLERS), name
         assert (cls.iid_only != "") == (cls.samplers != tuple(SAMPLERS)), name  # a refusal says why
         assert cls.summary and cls.citation, name
-    assert [n for n, c in ESTIMATORS.items() if c.bias] == ["iwae-stl", "rws", "rws-dreg", "tail-adaptive"]
+    assert [n for n, c in ESTIMATORS.items() if c.bias] == [
+        "iwae-stl",
+        "rws",
+        "rws-dreg",
+        "tail-adaptive",
+        "tvo",
+        "ovis-gamma",
+    ]
 
 
 def test_declared_statefulness_matches_the_state_an_estimator_keeps():
@@ -250,4 +257,8 @@ def test_declared_statefulness_matches_the_state_an_estimator_keeps():
         est.prepare(model, x)
         holds = any(True for _ in est.buffers()) or any(True for _ in est.parameters())
         assert cls.stateful == holds, name
-    assert sorted(n for n, c in ESTIMATORS.items() if c.stateful) == ["reinforce-ma", "reinforce-nvil"]
+    assert sorted(n for n, c in ESTIMATORS.items() if c.stateful) == [
+        "quadratic-cv",
+        "reinforce-ma",
+        "reinforce-nvil",
+    ]

@@ -22,7 +22,13 @@ from vaebench.train import Checkpointer, TrainSpec, stacking_problem, train, tra
 
 SEEDS = [0, 1, 2]
 FAMILIES = {  # every family, both stateful estimators, estimators drawing M·K or 4·K normals a call
-    "pathwise": [("reparam", 1), ("stl", 2), ("reparam-cv", 2), ("reparam-analytic-kl", 1)],
+    "pathwise": [
+        ("reparam", 1),
+        ("stl", 2),
+        ("reparam-cv", 2),
+        ("reparam-analytic-kl", 1),
+        ("quadratic-cv", 2),
+    ],
     "score-function": [
         ("reinforce", 1),
         ("reinforce-loo", 2),

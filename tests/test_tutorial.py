@@ -90,7 +90,7 @@ def test_each_tutorial_command_does_what_it_says(tmp_path: Path, monkeypatch: py
     table = (mine / "table.tex").read_text()
     assert r"\toprule" in table and "\npartial-stl & 1 &" in table
     assert all(p.read_bytes()[:4] == b"%PDF" for p in (mine / "figures").glob("*.pdf"))
-    assert len(list((mine / "figures").glob("*.pdf"))) == 4
+    assert len(list((mine / "figures").glob("*.pdf"))) == 5
     assert (mine / "mlflow" / "mlflow.db").is_file()
     exec(compile(block("python"), "README.md", "exec"), {})
     assert (mine / "elbo_k1.pdf").read_bytes()[:4] == b"%PDF"

@@ -164,6 +164,8 @@ def law(estimator: str, sampler: str, group: str, figure: str) -> Law | None:
         return Law(0.5, ASYMPTOTIC_K, text, "variance")
     if estimator == "dreg" and group == "encoder":
         return Law(0.5, ASYMPTOTIC_K, "DReG encoder SNR ∝ K^1/2 (Tucker et al. 2019)", "fourth")
+    if estimator == "ovis-mc" and group == "encoder":
+        return Law(0.5, ASYMPTOTIC_K, "OVIS encoder SNR ∝ K^1/2 (Liévin et al. 2020)", "variance")
     if estimator in ("rws", "rws-dreg") and group == "encoder":
         text = "wake-phase encoder SNR ∝ K^1/2 (self-normalised IS; Owen 2013, 9.2)"
         return Law(0.5, ASYMPTOTIC_K, text, "variance")

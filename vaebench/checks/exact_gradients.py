@@ -8,10 +8,12 @@ Each estimator is compared with the gradient of what it declares it estimates, `
 group (:func:`target_gradient`; the one table from a bound to its reference is `reference_of`): the ELBO and
 the inclusive KL KL(p(z|x) || q) exactly (closed forms); IWAE_K and the Rényi bound VR_{α,K} by the mean of
 80,000 pathwise estimates of the same bound at the same K (whose own standard error enters each z); CIWAE_β as
-β x exact ELBO + (1 - β) x the IWAE_K reference. Estimators whose objective is not the ELBO are checked at
-K = 1 (where most bounds are the ELBO) and at K = 5. Every sampler an estimator offers is checked too. An
+β x exact ELBO + (1 - β) x the IWAE_K reference; the thermodynamic bound TVO_S exactly (closed form); UHA's
+bound, which has no closed form, by the mean of 80,000 of its own pathwise estimates (a tautology there: its
+gradient is proven against finite differences in ``tests/test_recent_estimators.py``). Estimators whose
+objective is not the ELBO are checked at K = 1 (where most bounds are the ELBO) and at K = 5. Every sampler an estimator offers is checked too. An
 estimator that declares a bias at that K (``est.biased_at(K)``: ``iwae-stl`` and ``tail-adaptive`` at K > 1,
-``rws`` and ``rws-dreg`` at every K) is expected to fail: the same test, read the other way, detects its bias
+``rws``, ``rws-dreg`` and ``tvo`` at every K, ``ovis-gamma`` for γ > 0) is expected to fail: the same test, read the other way, detects its bias
 with false-alarm rate 1e-3.
 
 ``python -m vaebench verify [NAME ...] [--samplers iid,rqmc] [--csv FILE]`` (:mod:`vaebench.cli`) prints, as
@@ -36,13 +38,15 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     BUILTIN_ESTIMATORS,
     ESTIMATORS,
+    TVO,
+    UHA,
     Bound,
     Estimator,
     Target,
     make_estimator,
     unsupported,
 )
-from vaebench.exact import exact_elbo, exact_inclusive_kl
+from vaebench.exact import exact_elbo, exact_inclusive_kl, exact_tvo
 from vaebench.measures.variance import Engine, gradient_sample, layout, warm_up
 from vaebench.model import GaussianVAE
 from vaebench.plugins import summarize
@@ -218,7 +222,7 @@ def sampled_reference(
 def reference_of(bound: Bound, model: GaussianVAE, x: Tensor) -> tuple[Tensor, Tensor, str]:
     """(mean [P], standard error [P], label) of the gradient of the negative batch-mean ``bound``.
 
-    The table from a bound to its reference: the ELBO and the inclusive KL exactly; IWAE_K and VR_{α,K} by
+    The table from a bound to its reference: the ELBO, the inclusive KL and TVO_S exactly; IWAE_K and VR_{α,K} by
     the mean of `REFERENCE_BUDGET` pathwise estimates of the same bound (``iwae``, ``renyi`` at α); CIWAE_β
     as β x the exact ELBO gradient + (1 - β) x the IWAE_K reference.
     """
@@ -236,6 +240,16 @@ def reference_of(bound: Bound, model: GaussianVAE, x: Tensor) -> tuple[Tensor, T
     if bound.name == "renyi":
         mean, se = sampled_reference(model, x, "renyi", {"alpha": bound.parameter}, bound.samples)
         return mean, se, f"renyi{bound.parameter:g}-{bound.samples}-{n}"
+    if bound.name == "uha":  # no closed form: the mean of its own pathwise estimates, the same dynamics
+        g = gradient_draws(model, UHA.for_bound(bound), x, bound.samples, *REFERENCE_BUDGET, seed=7)
+        return g.mean(0), (g.var(0) / g.shape[0]).sqrt(), f"uha{bound.parameter[0]}-{bound.samples}-{n}"
+    if bound.name == "tvo":
+        betas = TVO.for_bound(bound).betas
+        model.zero_grad(set_to_none=True)
+        (-exact_tvo(model, x, betas).mean()).backward()
+        exact = flat_grad(layout(model).params)
+        model.zero_grad(set_to_none=True)
+        return exact, torch.zeros_like(exact), "exact-tvo"
     mean, se = iwae_reference(model, x, bound.samples)
     return mean, se, f"iwae{bound.samples}-{n}"
 

@@ -17,7 +17,11 @@ and, built from the same log-weights log w_k = f(z_k), the objective labels of `
 - ``"inclusive-kl"``: θ by IWAE_K, φ by -KL(p(z|x) || q(z|x)), the wake phase of reweighted wake-sleep
   (``rws``, ``rws-dreg``; Bornschein & Bengio 2015);
 - ``"tail-adaptive"``: θ by the ELBO, φ by the tail-adaptive f-divergence of Wang, Liu & Liu 2018, which has
-  no fixed value; it is compared with the ELBO gradient.
+  no fixed value; it is compared with the ELBO gradient;
+- ``"tvo"``: the thermodynamic variational objective, the left Riemann sum of ∫_0^1 E_{π_β}[log w] dβ over a
+  partition of [0, 1], π_β ∝ q^(1-β) p^β (``tvo``; Masrani, Le & Wood 2019);
+- ``"uha"``: the importance-weighted bound of an extended proposal that moves each z_k ~ q by L uncorrected
+  underdamped Langevin steps along an annealing path (``uha``; Geffner & Domke 2021, Zhang et al. 2021).
 
 What exactly an estimator's gradient targets, per parameter group and with its K, α or β, is
 ``est.target(K)`` (a :class:`Target` of two :class:`Bound`\ s); the verification and the variance measure's
@@ -81,7 +85,9 @@ The modules: :mod:`~vaebench.estimators.base` (the contract's classes and shared
 :mod:`~vaebench.estimators.score_function`, :mod:`~vaebench.estimators.measure_valued`, the log-weight
 family in :mod:`~vaebench.estimators.importance_weighted` (IWAE_K, its U-statistics),
 :mod:`~vaebench.estimators.renyi`, :mod:`~vaebench.estimators.iwae_variants` (MIWAE, CIWAE, PIWAE) and
-:mod:`~vaebench.estimators.inclusive` (wake-sleep, tail-adaptive), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
+:mod:`~vaebench.estimators.inclusive` (wake-sleep, tail-adaptive), :mod:`~vaebench.estimators.ovis` (OVIS's
+control variates), :mod:`~vaebench.estimators.thermodynamic` (TVO), :mod:`~vaebench.estimators.quadratic`
+(the quadratic control variate), :mod:`~vaebench.estimators.annealed` (UHA), and the registry here. To add an estimator: subclass :class:`Estimator` in the module of its family, implement ``estimate``,
 give it a docstring with its gradient formula and citation, and add one line to ``ESTIMATORS`` below; the CLI
 choices and the test parametrization read that dict. An estimator of your own, in your own package, keeps the
 same contract (:mod:`~vaebench.estimators.contract` checks it) and is added to that dict by :func:`register`
@@ -96,6 +102,7 @@ from dataclasses import dataclass
 
 from vaebench.errors import VaebenchError
 from vaebench.estimators import contract
+from vaebench.estimators.annealed import UHA
 from vaebench.estimators.base import (
     BOUNDS,
     ELBO,
@@ -127,6 +134,7 @@ from vaebench.estimators.importance_weighted import (
 from vaebench.estimators.inclusive import ReweightedWakeSleep, TailAdaptive, WakeSleepDReG
 from vaebench.estimators.iwae_variants import CIWAE, MIWAE, PIWAE
 from vaebench.estimators.measure_valued import MVD_NORMALS, MeasureValued, mvd_points
+from vaebench.estimators.ovis import OVISAsymptotic, OVISMonteCarlo
 from vaebench.estimators.pathwise import (
     Reparam,
     ReparamAnalyticKL,
@@ -134,6 +142,7 @@ from vaebench.estimators.pathwise import (
     StickingTheLanding,
     taylor_terms,
 )
+from vaebench.estimators.quadratic import QuadraticCV
 from vaebench.estimators.renyi import Renyi, RenyiDReG, renyi_bound
 from vaebench.estimators.sampling import (
     SAMPLERS,
@@ -149,6 +158,7 @@ from vaebench.estimators.score_function import (
     ReinforceNVIL,
     VarGrad,
 )
+from vaebench.estimators.thermodynamic import TVO
 
 __all__ = [
     "BOUNDS",
@@ -165,6 +175,8 @@ __all__ = [
     "OBJECTIVES",
     "PIWAE",
     "SAMPLERS",
+    "TVO",
+    "UHA",
     "VIMCO",
     "Bound",
     "DReG",
@@ -172,6 +184,9 @@ __all__ = [
     "EstimatorOutput",
     "MeasureValued",
     "NoiseSource",
+    "OVISAsymptotic",
+    "OVISMonteCarlo",
+    "QuadraticCV",
     "Reinforce",
     "ReinforceLeaveOneOut",
     "ReinforceMovingAverage",
@@ -235,6 +250,11 @@ ESTIMATORS: dict[str, type[Estimator]] = {
     "miwae": MIWAE,
     "ciwae": CIWAE,
     "piwae": PIWAE,
+    "tvo": TVO,
+    "ovis-mc": OVISMonteCarlo,
+    "ovis-gamma": OVISAsymptotic,
+    "quadratic-cv": QuadraticCV,
+    "uha": UHA,
 }
 
 

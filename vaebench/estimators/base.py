@@ -32,7 +32,7 @@ FAMILIES = ("pathwise", "score-function", "measure-valued")
 from differences of f between points drawn from the two parts of ∂q/∂φ (measure-valued), with no derivative
 of f."""
 
-BOUNDS = ("elbo", "iwae", "renyi", "ciwae", "inclusive-kl")
+BOUNDS = ("elbo", "iwae", "renyi", "ciwae", "inclusive-kl", "tvo", "uha")
 """The bounds a :class:`Bound` can name (see there)."""
 
 
@@ -43,9 +43,12 @@ class Bound:
     Attributes:
         name: one of `BOUNDS`: ``"elbo"``; ``"iwae"`` (IWAE_K); ``"renyi"`` (the K-sample variational Rényi
             bound E[(1-α)^-1 log (1/K) Σ_k w_k^(1-α)]); ``"ciwae"`` (β ELBO + (1-β) IWAE_K); ``"inclusive-kl"``
-            (-KL(p(z|x) || q(z|x)), an encoder target only).
-        samples: K of the bound (1 for the ELBO and the inclusive KL).
-        parameter: α of the Rényi bound, β of CIWAE; None for the others.
+            (-KL(p(z|x) || q(z|x)), an encoder target only); ``"tvo"`` (the thermodynamic bound's left Riemann
+            sum over S intervals, :mod:`~vaebench.estimators.thermodynamic`); ``"uha"`` (the annealed bound of
+            L uncorrected Langevin steps with K samples, :mod:`~vaebench.estimators.annealed`).
+        samples: K of the bound (1 for the ELBO and the inclusive KL); S, the intervals, for TVO.
+        parameter: α of the Rényi bound, β of CIWAE, β_1 of TVO's log-spaced partition (0 for the linear
+            one); for UHA the tuple of its dynamics (L, step size, damping, schedule); None for the others.
 
     Build one with :meth:`of`, which names every bound equal to the ELBO as the ELBO (IWAE_1, any Rényi or
     CIWAE bound at K = 1, the Rényi bound at α = 1), so that equal bounds compare equal.
@@ -53,12 +56,14 @@ class Bound:
 
     name: str
     samples: int = 1
-    parameter: float | None = None
+    parameter: float | tuple | None = None
 
     @classmethod
-    def of(cls, name: str, samples: int = 1, parameter: float | None = None) -> Bound:
+    def of(cls, name: str, samples: int = 1, parameter: float | tuple | None = None) -> Bound:
         if name not in BOUNDS:
             raise VaebenchError(f"unknown bound {name!r}; valid bounds: {', '.join(BOUNDS)}")
+        if name == "uha":  # no Langevin step: IWAE_K; at K = 1 with steps, still not the ELBO
+            return cls(name, samples, tuple(parameter)) if parameter[0] else cls.of("iwae", samples)
         if name in ("elbo", "inclusive-kl") or samples == 1 or (name == "renyi" and parameter == 1.0):
             return cls("elbo" if name != "inclusive-kl" else name)
         if name == "iwae" or (name == "renyi" and parameter == 0.0) or (name == "ciwae" and parameter == 0.0):
@@ -72,6 +77,12 @@ class Bound:
             return {"elbo": "ELBO", "inclusive-kl": "-KL(p(z|x) || q)"}[self.name]
         if self.name == "iwae":
             return f"IWAE_{self.samples}"
+        if self.name == "tvo":
+            partition = f"log {self.parameter:g}" if self.parameter else "linear"
+            return f"TVO_{self.samples}({partition})"
+        if self.name == "uha":
+            steps, step_size, damping, schedule = self.parameter
+            return f"UHA_{self.samples}(L={steps}, eps={step_size:g}, eta={damping:g}, {schedule})"
         return f"{'VR' if self.name == 'renyi' else 'CIWAE'}_{self.samples}({self.parameter:g})"
 
 

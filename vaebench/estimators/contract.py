@@ -28,6 +28,8 @@ OBJECTIVES = (
     "piwae",
     "inclusive-kl",
     "tail-adaptive",
+    "tvo",
+    "uha",
 )
 """Every objective label an estimator may declare (see :mod:`vaebench.estimators` for what each means)."""
 

@@ -184,14 +184,21 @@ class VIMCO(ImportanceWeighted):
 
         ∇ IWAE_K ≈ Σ_k (L̂ - L̂_{-k}) ∇_φ log q_φ(z_k|x) + Σ_k w̃_k ∇ log w_k      (z fixed in the last term)
 
-    where L̂_{-k} is L̂ with log w_k replaced by the mean of the others, (1/(K-1)) Σ_{j≠k} log w_j (the
-    geometric mean of the other weights). L̂_{-k} does not depend on z_k, so E[L̂_{-k} ∇_φ log q(z_k)] = 0 and
+    where L̂_{-k} is L̂ with w_k replaced by a mean of the others: their geometric mean
+    exp((1/(K-1)) Σ_{j≠k} log w_j) (``baseline="geometric"``, the paper's), or their arithmetic mean
+    (1/(K-1)) Σ_{j≠k} w_j (``baseline="arithmetic"``, which makes L̂_{-k} = log (1/(K-1)) Σ_{j≠k} w_j, the
+    IWAE_{K-1} estimate of the others; Liévin et al. 2020 compare both). Either L̂_{-k} does not depend on
+    z_k, so E[L̂_{-k} ∇_φ log q(z_k)] = 0 and
     the estimator is unbiased for ∇ IWAE_K: the first term is the score-function part of ∇ E[L̂] with the
     baseline subtracted per sample, the second the derivative of L̂ at fixed z (in θ, Σ_k w̃_k ∇_θ log p;
     in φ, -Σ_k w̃_k ∇_φ log q(z_k)). The baseline needs the other samples independent of z_k: independent
     samples only.
 
     Mnih & Rezende 2016, "Variational Inference for Monte Carlo Objectives", arXiv:1602.06725.
+
+    Options:
+        baseline: ``"geometric"`` (default) or ``"arithmetic"``, the mean that stands in for w_k.
+        sampler: ``"iid"`` only.
     """
 
     family = "score-function"
@@ -201,8 +208,17 @@ class VIMCO(ImportanceWeighted):
         "make dependent on z_k, and the IWAE_K bound is defined over independent samples, so the gradient "
         "would be biased"
     )
-    summary = "score-function IWAE gradient, leave-one-out geometric-mean baseline per sample"
+    summary = "score-function IWAE gradient, leave-one-out baseline per sample (geometric or arithmetic mean)"
     citation = "Mnih & Rezende 2016, arXiv:1602.06725"
+
+    def __init__(self, baseline: str = "geometric", sampler: str = "iid"):
+        super().__init__(sampler)
+        if baseline not in LEAVE_ONE_OUT_MEANS:
+            raise VaebenchError(
+                f"baseline must be one of {', '.join(LEAVE_ONE_OUT_MEANS)} (the mean of the other samples' "
+                f"weights that stands in for w_k), got {baseline!r}"
+            )
+        self.baseline = baseline
 
     def estimate(self, model, x, num_samples, generator):
         q = model.posterior(x)
@@ -211,19 +227,29 @@ class VIMCO(ImportanceWeighted):
         log_w = model.log_joint(x, z) - log_q  # gradient to θ and φ at fixed z
         fixed = log_w.detach()
         bound = torch.logsumexp(fixed, 0) - math.log(num_samples)
-        signal = bound - leave_one_out_bounds(fixed)  # L̂ - L̂_{-k}, [K, B]
+        signal = bound - leave_one_out_bounds(fixed, self.baseline)  # L̂ - L̂_{-k}, [K, B]
         weights = torch.softmax(fixed, 0)
         return self._output(bound, (weights * log_w).sum(0) + (signal * log_q).sum(0))
 
 
-def leave_one_out_bounds(log_w: Tensor) -> Tensor:
-    """L̂_{-k} = log (1/K) [Σ_{j≠k} w_j + exp(mean_{j≠k} log w_j)] for each k: [K, B] -> [K, B].
+LEAVE_ONE_OUT_MEANS = ("geometric", "arithmetic")
+"""The means of the other samples' weights that VIMCO's baseline puts in place of w_k."""
 
-    Built as a [K, K, B] array whose row k is log w with entry k replaced by the others' mean (K² B numbers).
+
+def leave_one_out_bounds(log_w: Tensor, mean: str = "geometric") -> Tensor:
+    """L̂_{-k} = log (1/K) [Σ_{j≠k} w_j + ŵ_{-k}] for each k: [K, B] -> [K, B].
+
+    ŵ_{-k} = exp(mean_{j≠k} log w_j) for ``mean="geometric"``; for ``"arithmetic"``, ŵ_{-k} =
+    (1/(K-1)) Σ_{j≠k} w_j and L̂_{-k} = log (1/(K-1)) Σ_{j≠k} w_j. Built as a [K, K, B] array whose row k is
+    log w with entry k replaced (geometric) or left out (arithmetic): K² B numbers, no difference of large
+    exponentials.
     """
     k = log_w.shape[0]
-    others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # [K, B]
     diagonal = torch.eye(k, dtype=torch.bool, device=log_w.device).unsqueeze(-1)
+    if mean == "arithmetic":
+        rows = log_w.unsqueeze(0).masked_fill(diagonal, -math.inf)  # [k, j, B], entry k left out
+        return torch.logsumexp(rows, 1) - math.log(k - 1)
+    others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # [K, B]
     rows = torch.where(diagonal, others.unsqueeze(1), log_w.unsqueeze(0))  # [k, j, B]
     return torch.logsumexp(rows, 1) - math.log(k)
 

@@ -101,6 +101,7 @@ _ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("value", "value", "per metric or figure", "", "the number the row's metric (or figure) takes; its unit is that metric's"),
     ("diverged", "diverged", "", LOWER, "the run was stopped on a non-finite or exploding loss (summary: runs that did)"),
     ("compile_s", "compile (s)", "s", LOWER, "seconds of steps that compiled (torch.compile), kept out of the training time"),
+    ("lr", "step size", "", "", "the run's learning rate (with a step-size grid: the rate chosen on the validation split, in summary.csv)"),
     ("trained_as", "trained as", "", "", "the setting whose runs these are, where the estimator declares the same gradient at this K"),
     # --- throughput.csv
     ("device", "device", "", "", "the device the step ran on"),
@@ -152,6 +153,9 @@ _ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("bound_gap", "bound gap", "nats", LOWER, "test log-likelihood minus test ELBO"),
     ("rise_from_step", "rise from step", "steps", "", "first step of the window of test_elbo_rise"),
     ("rise_to_step", "rise to step", "steps", "", "last step of the window of test_elbo_rise"),
+    ("lr_grid", "step sizes tried", "", "", "the grid of learning rates the setting was trained at (train.lr_grid)"),
+    ("lr_edge", "at the grid's edge", "", "", "low or high when the chosen step size is an end of the grid (widen it); empty otherwise"),
+    ("valid_elbo", "validation ELBO", "nats", HIGHER, "ELBO of the validation split at the end of training, mean over seeds: what selects the step size"),
     ("step_ratio", "step / yardstick", "", LOWER, "step time over that of the K's yardstick setting, timed interleaved"),
     ("compute_ratio", "variance x time / yardstick", "", LOWER, "encoder variance x step time over the yardstick's: lower wins at equal compute"),
     ("timing_yardstick", "yardstick", "", "", "the setting the K's timing ratios are taken against"),

@@ -11,8 +11,9 @@ A stacked step (:mod:`vaebench.train.seeds`) needs three things, each checked he
 - an estimator whose terms are **per datapoint**, so that seed s's rows are its own run's (every stateless
   built-in one), or a **seed-aware form** of a stateful one: :class:`StackedMovingAverage` and
   :class:`StackedNVIL` keep one baseline, one set of running statistics and (NVIL) one baseline network per
-  seed, with the seed axis first, and update each from its own seed's rows only. A form that knows the seed
-  axis, rather than one estimator per seed, keeps one program per step: S estimators would mean S passes
+  seed (:class:`StackedQuadraticCV` one set of curvature moments per seed), with the seed axis first, and
+  update each from its own seed's rows only. A form that knows the seed axis, rather than one estimator per
+  seed, keeps one program per step: S estimators would mean S passes
   through the model, the very cost stacking removes;
 - each seed's **noise** from its own stream: :func:`draw_noise` draws ε for every seed with that seed's
   ``train.noise`` generator, exactly the draw its own run's estimator would make, and hands the stacked
@@ -34,6 +35,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     Estimator,
     NoiseSource,
+    QuadraticCV,
     ReinforceMovingAverage,
     ReinforceNVIL,
     Setting,
@@ -148,9 +150,41 @@ class StackedNVIL(ReinforceNVIL):
         return state
 
 
+class StackedQuadraticCV(QuadraticCV):
+    """``quadratic-cv`` for S seeds: moments [S, 2, Z], each seed's curvature on its rows, updated from them.
+
+    Args:
+        estimators: the S seeds' prepared estimators (the same options); their state is copied.
+    """
+
+    def __init__(self, estimators: Sequence[QuadraticCV]):
+        first = estimators[0]
+        super().__init__(first.decay, first.seed, first.sampler)
+        self.name = first.name
+        self.moments = torch.stack([e.moments for e in estimators])
+        self._prepared = True
+
+    def prepare(self, model, x, seed=None):
+        """Nothing to set: every seed's moments came from its own prepared estimator."""
+        Estimator.prepare(self, model, x)
+
+    def row_curvature(self, rows: int) -> Tensor:
+        return self.curvature.repeat_interleave(rows // self.moments.shape[0], 0)  # [S·B, Z]
+
+    def update(self, per_row: Tensor) -> None:
+        seeds = self.moments.shape[0]
+        per_seed = per_row.view(2, seeds, -1, per_row.shape[-1]).mean(2).transpose(0, 1)  # [S, 2, Z]
+        self.moments.mul_(self.decay).add_((1 - self.decay) * per_seed.to(self.moments))
+
+    def seed_state(self, index: int) -> dict[str, Tensor]:
+        """Seed ``index``'s ``state_dict`` as its own ``quadratic-cv`` names it (copies)."""
+        return {"moments": self.moments[index].clone()}
+
+
 STACKED_FORMS: dict[type[Estimator], type[Estimator]] = {
     ReinforceMovingAverage: StackedMovingAverage,
     ReinforceNVIL: StackedNVIL,
+    QuadraticCV: StackedQuadraticCV,
 }
 """Estimator class (exactly; a subclass may change what the state means) -> its seed-aware form."""
 

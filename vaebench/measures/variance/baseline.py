@@ -9,7 +9,10 @@ and `target_baseline` is the one function from a target to its gradient, bound b
   K (``iwae``, ``renyi`` at α, ``ciwae`` at β), exact at K = 1 (they are the ELBO there);
 - the inclusive KL -KL(p(z|x) || q) of the wake phase (encoder only): exact on the linear-Gaussian model
   (:func:`vaebench.exact.exact_inclusive_kl`), else `SNIS_SAMPLES`-sample self-normalised estimates
-  (``rws``), consistent but biased by O(1/`SNIS_SAMPLES`): no unbiased estimator of it exists.
+  (``rws``), consistent but biased by O(1/`SNIS_SAMPLES`): no unbiased estimator of it exists;
+- the thermodynamic bound TVO_S: exact on the linear-Gaussian model (:func:`vaebench.exact.exact_tvo`), else
+  `SNIS_SAMPLES`-sample estimates of ``tvo`` with the same partition (self-normalised likewise);
+- UHA's annealed bound: the mean of many of its own pathwise estimates, with the same dynamics.
 
 A target whose groups differ (``rws``: φ the inclusive KL, θ IWAE_K; ``piwae``) takes each group's
 coordinates from its own bound. A model with a closed-form ELBO of its own (``exact_elbo(x)``, as
@@ -28,13 +31,15 @@ from torch import Tensor, nn
 from vaebench import rng
 from vaebench.errors import VaebenchError, check_int
 from vaebench.estimators import (
+    TVO,
+    UHA,
     Bound,
     Estimator,
     Target,
     check_num_samples,
     make_estimator,
 )
-from vaebench.exact import exact_elbo, exact_inclusive_kl
+from vaebench.exact import exact_elbo, exact_inclusive_kl, exact_tvo
 from vaebench.measures.variance.engines import ROW_BUDGET
 from vaebench.measures.variance.layout import Layout, layout
 
@@ -136,9 +141,20 @@ def bound_baseline(
             grads = torch.autograd.grad(loss.mean(), lay.params, allow_unused=True)
         label = "exact" if bound.name == "elbo" else "exact-inclusive-kl"
         return _flat(grads, lay.params), label, dict.fromkeys(lay.groups, 0.0)
+    if bound.name == "tvo" and linear:
+        with torch.enable_grad():
+            grads = torch.autograd.grad(
+                exact_tvo(model, x, TVO.for_bound(bound).betas).neg().mean(), lay.params, allow_unused=True
+            )
+        return _flat(grads, lay.params), "exact-tvo", dict.fromkeys(lay.groups, 0.0)
     if bound.name == "inclusive-kl":
         # Self-normalised estimates are biased by O(1/K): few estimates, each of many draws.
         return _sampled(model, x, make_estimator("rws"), SNIS_SAMPLES, 8, seed, f"rws{SNIS_SAMPLES}x8")
+    if bound.name == "tvo":  # self-normalised too: few estimates of many draws
+        return _sampled(model, x, TVO.for_bound(bound), SNIS_SAMPLES, 8, seed, f"tvo{SNIS_SAMPLES}x8")
+    if bound.name == "uha":  # its own pathwise estimates, with the same dynamics
+        label = f"uha{bound.parameter[0]}-{bound.samples}-{samples}"
+        return _sampled(model, x, UHA.for_bound(bound), bound.samples, samples, seed, label)
     if bound.name == "elbo":
         name, options, label = "reparam", {}, f"reparam-{samples}"
     elif bound.name == "iwae":
