@@ -287,16 +287,24 @@ class StackedProgram:
         return loss, norm
 
     def _verify(self, x: Tensor, drawn_from: list[Tensor]) -> None:
-        """Each seed's stacked gradient against its own run's first-step gradient (`PROBE_TOLERANCE`)."""
+        """Each seed's stacked gradient against its own run's first-step gradient (`PROBE_TOLERANCE`).
+
+        Slices of one seed at different rates (a step-size grid) start alike: where a slice's model, estimator
+        state, minibatch and noise equal an earlier slice's, so does its own gradient, computed once."""
+        computed: list[tuple[int, list]] = []  # (slice, its own gradients) per distinct first step
         for i, (model, estimator, seed) in enumerate(
             zip(self.models, self.estimators, self.seeds, strict=True)
         ):
-            generator = rng.generator(seed, "train.noise", device=self.device)
-            generator.set_state(drawn_from[i])
-            own = copy.deepcopy(estimator).train()
             named = list(model.named_parameters())
-            surrogate = own(model, x[i], num_samples=self.k, generator=generator).surrogate
-            grads = torch.autograd.grad(surrogate, [p for _, p in named], allow_unused=True)
+            same = next((g for j, g in computed if self._same_start(i, j, x, drawn_from)), None)
+            if same is None:
+                generator = rng.generator(seed, "train.noise", device=self.device)
+                generator.set_state(drawn_from[i])
+                own = copy.deepcopy(estimator).train()
+                surrogate = own(model, x[i], num_samples=self.k, generator=generator).surrogate
+                same = torch.autograd.grad(surrogate, [p for _, p in named], allow_unused=True)
+                computed.append((i, same))
+            grads = same
             stacked = self.model.seed_state(i, grad=True)
             for (name, _), grad in zip(named, grads, strict=True):
                 grad = torch.zeros_like(stacked[name]) if grad is None else grad
@@ -307,6 +315,18 @@ class StackedProgram:
                         f"{float(error / torch.linalg.vector_norm(grad).clamp_min(1e-30)):.2g}): the estimator "
                         "mixes datapoints or draws its noise other than through Estimator.sample"
                     )
+
+    def _same_start(self, i: int, j: int, x: Tensor, drawn_from: list[Tensor]) -> bool:
+        """Whether slices i and j take the same first step: seed, noise, minibatch, model and estimator state."""
+        if self.seeds[i] != self.seeds[j] or not torch.equal(drawn_from[i], drawn_from[j]):
+            return False
+        if not torch.equal(x[i], x[j]):
+            return False
+        pairs = [
+            (self.models[i].state_dict(), self.models[j].state_dict()),
+            (self.estimators[i].state_dict(), self.estimators[j].state_dict()),
+        ]
+        return all(a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) for a, b in pairs)
 
     def update(self, frozen: Tensor | None) -> None:
         """The optimizer's step over the stacked tensors (``frozen``: the latched seeds, left as they were),
@@ -322,10 +342,12 @@ class StackedProgram:
             self.opt.step()
             for p, before in zip(self.params, self.before, strict=True):
                 shape = (-1, *[1] * (p.dim() - 1))
+                if frozen is None:  # in place: the same arithmetic, one pass fewer over the parameters
+                    torch.lerp(before, p, self.ratios.to(p.dtype).view(shape), out=p)
+                    continue
                 scaled = torch.lerp(before, p, self.ratios.to(p.dtype).view(shape))
-                if frozen is not None:  # a frozen slice keeps its parameters (divergence.UpdateGuard)
-                    scaled = torch.where(frozen.view(shape), before, scaled)
-                p.copy_(scaled)
+                # a frozen slice keeps its parameters (divergence.UpdateGuard)
+                p.copy_(torch.where(frozen.view(shape), before, scaled))
 
     def restore_state(self, frozen_before: Tensor) -> None:
         self.state_guard.restore(frozen_before)
@@ -335,12 +357,13 @@ class StackedProgram:
         """Every seed's test ELBO at once, each with its own ``eval.elbo`` noise (that of its own run)."""
         seeds, n, points = len(self.seeds), self.spec.eval_samples, self.test.shape[0]
         like = self.params[0]
-        noise = [
-            elbo_noise(
+        drawn = {  # a seed's draws, shared by its slices at every rate (its own run's at each)
+            s: elbo_noise(
                 n, points, self.model.z_dim, rng.generator(s, "eval.elbo", device=self.test.device), like
             )
-            for s in self.seeds
-        ]
+            for s in dict.fromkeys(self.seeds)
+        }
+        noise = [drawn[s] for s in self.seeds]
         per = max(1, _EVAL_ROWS // seeds)
         reparam, parts = Reparam(), []
         for start in range(0, points, per):
