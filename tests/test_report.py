@@ -609,3 +609,12 @@ def test_no_number_of_the_old_report_is_lost(quick_before: Path) -> None:
     assert not lost, f"{len(lost)} numbers of the old report are in no file: {lost[:20]}"
     # and the check can fail: a number no file holds is reported lost
     assert not _present(values, "123456.789") and not _present(ratios, "123456.789")
+
+
+def test_the_comparison_table_of_a_run_of_checks_only_is_empty() -> None:
+    """A run of the checks only (the scaling preset) has an empty summary: no table, not a KeyError."""
+    import pandas as pd
+
+    from vaebench.report.tables import summary_markdown
+
+    assert summary_markdown(pd.DataFrame()) == ""

@@ -446,9 +446,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.is_file() and not quiet:
         from vaebench import files
 
-        table = files.read_csv(summary)
-        if not table.empty:  # a run of checks only (--preset scaling) has no settings' table
-            print(summary_markdown(table))
+        table = summary_markdown(files.read_csv(summary))
+        if table:  # a run of checks only (--preset scaling) has no settings' table
+            print(table)
     for line in bottom_line(out):
         print(line)
     print(f"{result.status}: {out / 'report.md'}")  # its duration is said once, there (from run.json's clock)

@@ -36,7 +36,10 @@ test ELBO and its rise, the objective, the training seconds, every interval boun
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
-    """The comparison table as markdown (only the columns that were measured)."""
+    """The comparison table as markdown (only the columns that were measured); "" for a run of checks only
+    (the scaling preset), which compares no settings."""
+    if summary.empty:
+        return ""
     summary = complete(summary, SUMMARY)  # columns not measured are NaN: left out below
     cols = setting_columns(summary)
     for column, head, symmetric in shown_columns(summary):
