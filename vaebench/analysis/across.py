@@ -224,20 +224,17 @@ def across(
     draws = [statistics(v) for v in cube.resamples(resamples, seed)]
     interval = [_intervals(np.stack([d[i] for d in draws]), level) for i in range(len(point))]
     common = {"problems": len(cube.problems), "seeds": len(cube.seeds)}
-    rows = []
-    for (e, k), value in np.ndenumerate(point[0]):
-        if np.isfinite(value):
-            low, high = interval[0][:, e, k]
-            rows.append(
-                {
-                    "statistic": "iqm",
-                    "estimator": cube.estimators[e],
-                    "num_samples": cube.ks[k],
-                    "value": value,
-                    "low": low,
-                    "high": high,
-                }
-            )
+
+    def per_setting(statistic: str, values: np.ndarray, bounds: np.ndarray, **extra) -> list[dict]:
+        """One row per (estimator, K) with a finite value, its interval from ``bounds`` [2, E, K]."""
+        return [
+            {"statistic": statistic, "estimator": cube.estimators[e], "num_samples": cube.ks[k], **extra,
+             "value": value, "low": bounds[0, e, k], "high": bounds[1, e, k]}
+            for (e, k), value in np.ndenumerate(values)
+            if np.isfinite(value)
+        ]  # fmt: skip
+
+    rows = per_setting("iqm", point[0], interval[0])
     for i, (a, b, k) in enumerate(pairs):
         low, high = interval[1][:, i]
         rows.append(
@@ -252,20 +249,7 @@ def across(
             }
         )
     for t, tau in enumerate(taus):
-        for (e, k), value in np.ndenumerate(point[2 + t]):
-            if np.isfinite(value):
-                low, high = interval[2 + t][:, e, k]
-                rows.append(
-                    {
-                        "statistic": "profile",
-                        "estimator": cube.estimators[e],
-                        "num_samples": cube.ks[k],
-                        "tau": tau,
-                        "value": value,
-                        "low": low,
-                        "high": high,
-                    }
-                )
+        rows += per_setting("profile", point[2 + t], interval[2 + t], tau=tau)
     out = pd.DataFrame(rows, columns=[c for c in ACROSS_COLUMNS if c not in common])
     return out.assign(**common)[list(ACROSS_COLUMNS)]
 
