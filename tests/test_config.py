@@ -62,6 +62,18 @@ def test_paper_preset_is_the_iwae_architecture() -> None:
     assert config.train.steps > preset("default").train.steps
 
 
+def test_ovis_preset_is_the_papers_gaussian_vae() -> None:
+    """Liévin et al. 2020's setting (vlievin/ovis experiments/gaussian-vae.json) at a smaller budget."""
+    config = preset("ovis")
+    assert config.data.name == "fashion-mnist" and config.data.binarize == "threshold"
+    assert config.model.hidden == (200, 200) and config.model.z_dim == 200
+    assert config.model.activation == "tanh" and config.model.likelihood == "bernoulli"
+    assert config.train.batch_size == 24 and config.train.lr == 3e-4 and config.train.lr_schedule == "constant"
+    assert config.estimators == ("iwae-stl", "dreg", "iwae", "tvo", "ovis-gamma") and config.samples == (5, 10, 50)
+    assert ESTIMATORS["ovis-gamma"]().gamma == 1.0  # the paper's "ovis-gamma1"
+    assert config.variance.checkpoints == ("init", "early", "middle", "end")  # the SNR along training
+
+
 def test_unknown_preset_lists_the_valid_ones() -> None:
     with pytest.raises(VaebenchError, match=r"unknown preset 'fast'.*quick, default, paper"):
         preset("fast")

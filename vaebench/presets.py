@@ -13,4 +13,5 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "problems": "every built-in problem (python -m vaebench list), each on its own data, model and budget: the classic estimators that apply x K in {1, 10} x 3 seeds, and the verdicts across problems",
     "paper": "Fashion-MNIST (or MNIST), dynamic binarization, Burda et al.'s 2x200 tanh, z=50, 200k steps",
     "tuned": "the default run at 5 step sizes (1e-3 to 1e-2) per setting, each estimator read at the one chosen on a validation tenth of the training digits (several times the default's cost)",
+    "ovis": "Lievin et al. 2020's Gaussian VAE: IWAE-STL, DReG, IWAE, TVO, OVIS at K in {5, 10, 50} on thresholded Fashion-MNIST, 2x200 tanh, z=200, batch 24, Adam 3e-4 (about 40 min on 2 cores)",
 }
