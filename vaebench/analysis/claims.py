@@ -1,7 +1,7 @@
 r"""The field's published claims: one table of them (`CLAIMS`), and each with the figure a run measured and a verdict.
 
 A claim is one row of `CLAIMS`: what it says, its source, the preset whose run measures it, and *how* it is
-measured, one of four kinds:
+measured, one of six kinds:
 
 - :class:`Law`: the slope in K of a fitted scaling law (``scaling.csv``,
   :func:`vaebench.analysis.scaling.scaling_laws`) on a built checkpoint; the verdict is the law's (agrees,
@@ -13,9 +13,15 @@ measured, one of four kinds:
   (``quadrature.csv``, :mod:`vaebench.checks.gaussian_1d`), agrees when every row is, at the family-wise level
   the rows were measured at;
 - :class:`Gap`: the test log-likelihood of one estimator against another's at the largest K > 1 both
-  trained, paired by seed (:func:`vaebench.analysis.contrast.contrast`, ``paired difference``).
+  trained, paired by seed (:func:`vaebench.analysis.contrast.contrast`, ``paired difference``);
+- :class:`Ranking`: a published ordering of estimators by test log-likelihood at one K, each link a paired
+  difference judged as :mod:`vaebench.analysis.ranking` says; the row reports the link that decides the verdict,
+  the published figures beside it. It is the ordering *at the run's budget*, stated as measured;
+- :class:`Falling`: a figure that falls as K grows at every checkpoint of the variance rows: the slope of log
+  figure against log K per checkpoint (:func:`vaebench.analysis.scaling.trend_in_k`), agrees when every fitted
+  slope's interval lies below 0, does not agree when one lies above.
 
-**Gaps.** A run is set beside a published gap only when it can be: on binarized images with a Bernoulli
+**Gaps, rankings, trends.** A run is set beside a published gap only when it can be: on binarized images with a Bernoulli
 likelihood (`DIRECTION_DATA`; a published size is compared only on the data it was measured on,
 ``Gap.size_on``) and with curves that had levelled off (:mod:`vaebench.analysis.plateau`). Otherwise the
 row carries the run's own paired difference d and the reason it is not compared, verdict ``not
@@ -23,7 +29,9 @@ comparable``. When compared, the verdict follows d's interval: ``agrees`` (above
 published), ``does not agree`` (below 0), and when it holds 0 ``inconclusive``, or ``consistent`` for a claim
 of *at least* (``Gap.at_least``: "as good or better" allows no difference). Without an interval (one seed)
 it ``cannot be judged``. The test log-likelihood is the suite's importance-sampled estimate (k =
-``train.ll_samples``), a lower bound whose bias is larger for a worse q.
+``train.ll_samples``), a lower bound whose bias is larger for a worse q. A ranking or a trend is compared
+on the published data only (``Ranking.data``, ``Falling.data``), never withheld for curves still moving: it
+is the run's budget's, and says so.
 
 A claim the run has no measurement for is "not measured in this run", naming the preset that measures it.
 Nothing here measures: it reads the tables the suite's units wrote, so the report is rebuilt from the folder
@@ -34,13 +42,14 @@ function in `_MEASURES`). The words of the report are :mod:`vaebench.report.clai
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import summaries
+from vaebench.analysis import ranking, summaries
 from vaebench.analysis.contrast import contrast
+from vaebench.analysis.scaling import describe_trend, trend_in_k, trend_verdict
 from vaebench.analysis.settings import truth
 from vaebench.measures.schema import CLAIMS as CLAIMS_TABLE
 from vaebench.measures.schema import SUMMARY, complete, conform
@@ -93,6 +102,37 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """Measured by the test log-likelihood of ``order`` at K = ``k``, each neighbouring pair paired by seed.
+
+    Attributes:
+        k: the K (iid draws) every estimator trained at.
+        order: estimator names, best first.
+        relations: between neighbours, one of :data:`vaebench.analysis.ranking.RELATIONS` each.
+        published: the source's test log-likelihood of each of ``order`` (nats), the same order.
+        read_off: how far a published figure may be from the source's (read off a plot), nats.
+        data: the data set the published figures are on; another run's ranking is not compared.
+    """
+
+    k: int
+    order: tuple[str, ...]
+    relations: tuple[str, ...]
+    published: tuple[float, ...]
+    read_off: float = 0.0
+    data: str = "fashion-mnist"
+
+
+@dataclass(frozen=True)
+class Falling:
+    """Measured by the slope of log ``figure`` of ``estimator``'s ``group`` against log K, per checkpoint."""
+
+    estimator: str
+    group: str = "encoder"
+    figure: str = "snr_norm"
+    data: str = "fashion-mnist"
+
+
+@dataclass(frozen=True)
 class Claim:
     """A published claim: what it says, who said it, which preset measures it, and how.
 
@@ -101,14 +141,15 @@ class Claim:
         claim: the claim in words.
         source: paper, with its arXiv number and the figure or theorem.
         preset: the preset whose run measures it.
-        measure: a :class:`Law`, :class:`Landing`, :class:`Quadrature` or :class:`Gap`.
+        measure: a :class:`Law`, :class:`Landing`, :class:`Quadrature`, :class:`Gap`, :class:`Ranking` or
+            :class:`Falling`.
     """
 
     key: str
     claim: str
     source: str
     preset: str
-    measure: Law | Landing | Quadrature | Gap
+    measure: Law | Landing | Quadrature | Gap | Ranking | Falling
 
 
 BURDA_GAP = 86.35 - 84.78
@@ -116,6 +157,29 @@ BURDA_GAP = 86.35 - 84.78
 
 DREG_GAIN = 0.3
 """DReG's gain over IWAE at the same K in reproductions (nats, approximate)."""
+
+LIEVIN_K = (5, 10, 50)
+"""The K of Liévin et al. 2020's Gaussian VAE figure."""
+
+LIEVIN_VAE: dict[str, tuple[float, ...]] = {
+    "iwae-stl": (-109.0, -108.0, -107.1),
+    "dreg": (-109.3, -108.3, -107.6),
+    "iwae": (-110.8, -109.8, -108.9),
+    "tvo": (-113.4, -111.8, -109.0),
+    "ovis-gamma": (-113.2, -111.8, -109.6),
+}
+"""Test log p(x) in nats at each of `LIEVIN_K` (5000 importance samples, 4,000,000 steps, 3 seeds), read off the
+repository figure ``.assets/gaussian-vae-all-pivot.png`` of vlievin/ovis to within `LIEVIN_READ_OFF`; OVIS is
+the paper's OVIS~ at γ = 1 (vaebench's ``ovis-gamma``)."""
+
+LIEVIN_READ_OFF = 0.2
+"""How far a figure of `LIEVIN_VAE` may be from the plotted value (nats)."""
+
+LIEVIN_RELATIONS = (">=", ">", ">", "~")
+"""IWAE-STL >= DReG > IWAE > TVO ~ OVIS, the order of `LIEVIN_VAE`."""
+
+_LIEVIN = ("Liévin, Dittadi, Christensen & Winther 2020 (arXiv:2008.01998), Gaussian VAE on binarized "
+           "Fashion-MNIST (vlievin/ovis .assets/gaussian-vae-all-pivot.png)")  # fmt: skip
 
 _RAINFORTH = "Rainforth et al. 2018 (arXiv:1802.04537), Theorem 1 and its Gaussian experiment (Section 4)"
 _TUCKER = "Tucker, Lawson, Gu & Maddison 2019 (arXiv:1810.04152)"
@@ -136,6 +200,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("dreg-iwae", "DReG's test log-likelihood is at least IWAE's at the same K", f"{_TUCKER}, Section 6 "
           f"(about {DREG_GAIN} nats in reproductions)", "fashion-mnist",
           Gap("dreg", "iwae", DREG_GAIN, at_least=True, size_on=DIRECTION_DATA)),
+    *(Claim(f"lievin-ranking-k{k}", f"test log p(x) at K = {k}: IWAE-STL >= DReG > IWAE > TVO ~ OVIS", _LIEVIN,
+            "ovis", Ranking(k, tuple(LIEVIN_VAE), LIEVIN_RELATIONS, tuple(v[i] for v in LIEVIN_VAE.values()),
+                            LIEVIN_READ_OFF))
+      for i, k in enumerate(LIEVIN_K)),
+    *(Claim(f"lievin-snr-{name}", f"{label}'s encoder SNR falls as K grows, along training", _LIEVIN, "ovis",
+            Falling(name)) for name, label in (("dreg", "DReG"), ("iwae", "IWAE"))),
 )  # fmt: skip
 """The claims, in the order a reader of estimator papers meets them (and of the report's section)."""
 
@@ -152,6 +222,7 @@ class Evidence:
         convergence: the tidy convergence rows, for the pairing by seed.
         data: the data set's name (``config.data.name``); None: unknown, no gap is compared.
         likelihood: ``bernoulli`` or ``gaussian`` (the resolved likelihood); None: unknown.
+        variance: the tidy variance rows at the run's checkpoints, for the trends in K.
     """
 
     laws: pd.DataFrame
@@ -161,6 +232,7 @@ class Evidence:
     convergence: pd.DataFrame
     data: str | None = None
     likelihood: str | None = None
+    variance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def claims_table(evidence: Evidence) -> pd.DataFrame:
@@ -329,5 +401,68 @@ def _shared_k(summary: pd.DataFrame, a: str, b: str) -> int | None:
     return int(max(ks)) if ks else None
 
 
-_MEASURES = {Law: _law, Landing: _landing, Quadrature: _quadrature, Gap: _gap}
+def _off_data(wanted: str, ev: Evidence) -> str:
+    """Why this run's figures are not set beside published ones on ``wanted`` data ('' when they are)."""
+    if ev.data == wanted and ev.likelihood == "bernoulli":
+        return ""
+    return f"the published figures are on binarized {wanted} with a Bernoulli likelihood; this run is on {ev.data}"
+
+
+def _ranking(m: Ranking, ev: Evidence) -> dict | None:
+    if ev.summary.empty or ev.convergence.empty:
+        return None
+    rows = ev.convergence[(ev.convergence["metric"] == METRIC) & (ev.convergence["num_samples"] == m.k)]
+    if not set(m.order) <= set(rows["estimator"]):
+        return None
+    links = ranking.judge(ev.convergence, METRIC, m.k, m.order, m.relations)
+    worst = ranking.decisive(links)
+    published = dict(zip(m.order, m.published, strict=True))
+    blocker = _off_data(m.data, ev)
+    steps = int(ev.convergence["step"].max())
+    said = ranking.describe(links, published)
+    means = ", ".join(
+        f"{name} {summaries.per_seed(ev.convergence, METRIC, (name, 'iid', m.k)).mean():.1f} ({published[name]})"
+        for name in m.order
+    )
+    detail = (f"{blocker}; " if blocker else "") + (
+        f"the ranking at this budget ({steps} steps; the source trains 4,000,000), each link paired over "
+        f"{worst.d.n} seeds, interval at 95%: {said}. Test log p(x) (published): {means}"
+    )
+    return {
+        "where": f"K = {m.k}", "figure": f"test log p(x), {worst.better} - {worst.worse} (nats)",
+        "measured": worst.d.value, "measured_low": worst.d.low, "measured_high": worst.d.high,
+        "theory": 0.0 if worst.relation == "~" else published[worst.better] - published[worst.worse],
+        "tolerance": ranking.TIE if worst.relation == "~" else 2 * m.read_off,
+        "verdict": "not comparable" if blocker else worst.verdict, "detail": detail,
+    }  # fmt: skip
+
+
+def _falling(m: Falling, ev: Evidence) -> dict | None:
+    if ev.variance.empty or not (ev.variance["estimator"] == m.estimator).any():
+        return None
+    trend = trend_in_k(ev.variance, m.estimator, m.group, m.figure)
+    if trend["slope"].isna().all():
+        return None  # fewer than two K >= 2 anywhere: nothing to fit
+    verdict = trend_verdict(trend)
+    worst = trend.loc[trend["slope_high"].fillna(math.inf).idxmax()]
+    blocker = _off_data(m.data, ev)
+    detail = (f"{blocker}; " if blocker else "") + (
+        f"slope of log {m.figure} in log K per checkpoint: {describe_trend(trend)}. Every setting is measured at the same "
+        "checkpoints of the anchor run, not along each estimator's own training as the source does"
+    )
+    return {
+        "where": ", ".join(map(str, trend["checkpoint"])), "figure": f"{m.figure} slope in K at {worst['checkpoint']}",
+        "measured": worst["slope"], "measured_low": worst["slope_low"], "measured_high": worst["slope_high"],
+        "verdict": "not comparable" if blocker else verdict, "detail": detail,
+    }  # fmt: skip
+
+
+_MEASURES = {
+    Law: _law,
+    Landing: _landing,
+    Quadrature: _quadrature,
+    Gap: _gap,
+    Ranking: _ranking,
+    Falling: _falling,
+}
 """How each kind of measure reads the evidence: a row's measured cells, or None when the run lacks them."""

@@ -100,7 +100,7 @@ def write_report(
     landing = _read_landing(out)
     evidence = claims.Evidence(
         laws, landing, frames["quadrature"], summary, frames["convergence"], data=config.data.name,
-        likelihood=resolved_likelihood(config),
+        likelihood=resolved_likelihood(config), variance=frames["variance"],
     )  # fmt: skip
     claimed = claims.claims_table(evidence)
     files.write_csv(out / "claims.csv", claimed)
