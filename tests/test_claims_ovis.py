@@ -52,8 +52,8 @@ def test_a_ranking_that_holds_agrees_at_every_k_with_the_published_figures_besid
         row = table.loc[f"lievin-ranking-k{k}"]
         assert row["verdict"] == "agrees" and row["where"] == f"K = {k}", row.to_dict()
         assert "at this budget" in row["detail"] and "100 steps" in row["detail"]
-        for name, published in LIEVIN_VAE.items():
-            assert f"({published[i]})" in row["detail"]  # the source's figure beside the run's
+        for name, published in LIEVIN_VAE.items():  # the source's figure beside the run's
+            assert f"{name} {HOLDS[name] + 2:.1f} ({published[i]})" in row["detail"]
         assert row["measured_low"] <= row["measured"] <= row["measured_high"]
 
 

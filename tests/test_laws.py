@@ -7,6 +7,7 @@ threshold with a stated false-alarm rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -16,6 +17,8 @@ import torch
 from vaebench.analysis.claims import CLAIMS, NOT_MEASURED, Evidence, Law, claims_table
 from vaebench.analysis.scaling import scaling_laws
 from vaebench.checks.laws import CHECKPOINTS, checkpoint, closed_form_gradients, near_posterior_model
+from vaebench.config import preset
+from vaebench.config.sections import LAW_GRID
 from vaebench.data import load_dataset
 from vaebench.errors import VaebenchError
 from vaebench.estimators import make_estimator
@@ -24,6 +27,7 @@ from vaebench.measures.variance import GradientSample, VarianceOptions, layout, 
 from vaebench.measures.variance.harness import summarize
 from vaebench.measures.weights import weight_summary
 from vaebench.stats import normal_quantile
+from vaebench.suite import cost, units
 from vaebench.toy import toy_checkpoint
 
 Z95 = normal_quantile(0.95)
@@ -133,7 +137,7 @@ def test_the_laws_measured_shrunk_state_the_claims_of_the_one_table():
     for label in CHECKPOINTS:
         model, x = checkpoint(label, batch_size=4)
         options = VarianceOptions(timing_repeats=1, weights=weight_summary(model, x, 256))
-        for name in ("iwae", "dreg", "reparam"):
+        for name in ("iwae", "dreg", "ovis-mc", "reparam"):
             for k in (3, 10, 30):
                 frame = measure_variance(model, make_estimator(name), x, k, 60, options=options)
                 frames.append(frame.assign(checkpoint=label, status="ok"))
@@ -159,3 +163,18 @@ def test_closed_form_refuses_other_estimators(toy):
     model, x = toy
     with pytest.raises(VaebenchError, match="no closed form"):
         closed_form_gradients(model, x, torch.zeros(1, *x.shape), "reinforce")
+
+
+def test_the_laws_units_leave_out_the_k_an_estimators_own_work_cannot_afford() -> None:
+    """OVIS_MC holds K x S x K numbers per datapoint: the scaling preset's laws units measure it up to K = 100, say
+    so in a plan note and a skipped row's reason, and time only what they measure; the others keep every K."""
+    config = preset("scaling")
+    kept, note = cost.laws_grid(config, "ovis-mc")
+    assert kept == [k for k in LAW_GRID if k <= 100] and "K=300,1000" in note and "GiB" in note
+    assert cost.laws_grid(config, "iwae") == (list(LAW_GRID), "")
+    assert cost.laws_notes(config) == [note]
+    unit = next(u for u in units.plan(config) if u.kind == "laws" and u.estimator == "ovis-mc")
+    rates = cost.nominal(config, 1)
+    spent = cost.seconds(unit, config, rates)
+    without_cap = cost.seconds(unit, dataclasses.replace(config, samples=(1000,)), rates)
+    assert spent < 30 and without_cap == 0.0  # K = 1000 alone: nothing measured, nothing timed

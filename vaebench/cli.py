@@ -382,6 +382,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         notes = validate(config, explicit_estimators="estimators" in overrides)
     else:
         config, notes = resolve(preset_name=args.preset, config_file=args.config, overrides=overrides)
+    if config.checks.laws:
+        from vaebench.suite.cost import laws_notes
+
+        notes += laws_notes(config)
     quiet = args.quiet
     for note in notes:
         if not quiet:

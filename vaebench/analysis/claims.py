@@ -189,6 +189,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("rainforth-decoder", "IWAE decoder SNR ∝ K^+1/2", _RAINFORTH, "scaling", Law("toy", "iwae", "decoder")),
     Claim("tucker-snr", "DReG encoder SNR ∝ K^+1/2", f"{_TUCKER}, Figure 1, on the Gaussian toy of Rainforth et al.",
           "scaling", Law("toy", "dreg", "encoder")),
+    Claim("lievin-snr", "OVIS encoder SNR ∝ K^+1/2 without reparameterization", "Liévin, Dittadi, Christensen & "
+          "Winther 2020 (arXiv:2008.01998), Section 4, on the Gaussian toy of Rainforth et al.; OVIS_MC, S = 5",
+          "scaling", Law("toy", "ovis-mc", "encoder")),
     Claim("roeder", "STL's encoder gradient variance is zero at the exact posterior", "Roeder, Wu & Duvenaud "
           "2017 (arXiv:1703.09194), Section 3", "scaling", Landing()),
     Claim("mohamed", "exact variances of the pathwise, score-function, mean-baseline and measure-valued "

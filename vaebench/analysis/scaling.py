@@ -77,6 +77,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vaebench.config.sections import CHECKPOINTS
 from vaebench.measures.schema import SCALING, conform
 from vaebench.measures.weights import FINITE_FOURTH, FINITE_VARIANCE
 from vaebench.stats import normal_quantile, pooled_mean_interval
@@ -364,11 +365,14 @@ def trend_in_k(
     hence ``k_min`` = 2 by default).
 
     Returns:
-        One row per checkpoint, in the rows' order: ``checkpoint, slope, slope_low, slope_high, k_min, k_max,
+        One row per checkpoint, in the order of training (`CHECKPOINTS`): ``checkpoint, slope, slope_low, slope_high, k_min, k_max,
         points`` (NaN slope with fewer than two usable K).
     """
     out = []
-    checkpoints = variance["checkpoint"].dropna().unique() if "checkpoint" in variance else [None]
+    checkpoints = [None]
+    if "checkpoint" in variance:  # in the order of training; built checkpoints after
+        found = list(variance["checkpoint"].dropna().unique())
+        checkpoints = sorted(found, key=lambda c: CHECKPOINTS.get(c, math.inf))
     for checkpoint in checkpoints:
         pooled = pooled_by_k(variance[variance["estimator"] == estimator], group, figure, checkpoint)
         use = pooled[(pooled["sampler"] == "iid") & (pooled["num_samples"] >= k_min)]

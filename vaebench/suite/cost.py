@@ -12,8 +12,10 @@ of (estimator, sampler, K) (estimator, backward and optimizer step) and r the se
 - throughput unit (one K): (warmup + repeats + 1) · Σ_e t(e, K), its settings timed interleaved (one more step
   each reads the peak memory), plus t(anchor, 1) for the hand-written step
 - landing unit: `LANDING_S`; quadrature unit: `QUADRATURE_S` (fixed checks on small models of their own)
-- laws unit: Σ_K replicates(e, K) · (`LAWS_S_PER_REPLICATE` + K · `LAWS_S_PER_DRAW`), on the built checkpoints
-  of :mod:`vaebench.checks.laws` (small and fixed: not the configured model)
+- laws unit: Σ_K replicates(e, K) · (`LAWS_S_PER_REPLICATE` + K · `LAWS_S_PER_DRAW` + n(e, K) · B ·
+  `LAWS_S_PER_NUMBER`), on the built checkpoints of :mod:`vaebench.checks.laws` (small and fixed: not the
+  configured model), over the K of :func:`laws_grid`; n(e, K) is the estimator's own work per datapoint
+  (:func:`own_numbers`)
 
 With ``train.compile`` every run compiles its own step (:mod:`vaebench.train.compiled`), once per batch shape
 (g = 1 graph, or 2 when the run reaches an epoch's last short batch): with c(K) the seconds of the first,
@@ -34,7 +36,10 @@ hidden layer before and after the nonlinearity, the likelihood's parameters and 
 terms) in float32, `FACTOR` times over (forward values kept for the backward pass, their gradients, the
 backward pass's temporaries, and an estimator's own K x B work: VIMCO's leave-one-out baselines). A plugin's
 model is not estimated (its shapes are its own). :func:`check_memory` refuses a K that cannot fit before the
-first unit, rather than after minutes of swapping.
+first unit, rather than after minutes of swapping. An estimator's own work can outgrow the decoder's:
+OVIS_MC holds K x S x K replaced bounds per datapoint (:func:`own_numbers`), and the variance harness computes
+a laws unit's replicates of one K in few passes, so R of them hold R K² S B numbers at once: :func:`laws_grid`
+leaves out of a laws unit the K whose estimate, FACTOR x 4 bytes x R K² S B, exceeds `LAWS_BYTES`, with a note.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import torch
 from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, MeasureValued, Setting, runnable
+from vaebench.estimators import ESTIMATORS, MeasureValued, OVISMonteCarlo, Setting, make_estimator, runnable
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.suite import units
 from vaebench.suite.units import ANCHOR, Unit
@@ -68,6 +73,14 @@ LAWS_S_PER_REPLICATE = 1e-3
 
 LAWS_S_PER_DRAW = 2e-5
 """Seconds per replicate and latent draw of a laws unit (8 datapoints of the toy or the near-posterior VAE)."""
+
+LAWS_S_PER_NUMBER = 4e-8
+"""Seconds per replicate and number of an estimator's own work (:func:`own_numbers`) per datapoint of a laws
+unit (OVIS_MC on the toy: 1.1 s for 200 replicates at K = 100, 25 s at K = 300 on a loaded machine)."""
+
+LAWS_BYTES = 2 << 30
+"""Bytes an estimator's own work may take in a laws unit at one K (:func:`laws_grid`): fixed, not the machine's
+free memory, so that the same configuration measures the same K everywhere."""
 
 QUADRATURE_S = 30.0
 """Seconds of the 1-D quadrature check (200,000 draws x 45 settings), doubled to stay an upper bound."""
@@ -164,9 +177,15 @@ def seconds(unit: Unit, config: SuiteConfig, rates: Rates) -> float:
     if unit.kind == "landing":
         return LANDING_S
     if unit.kind == "laws":
+        own = make_estimator(unit.estimator)
         return sum(
-            laws.replicates(unit.estimator, k) * (LAWS_S_PER_REPLICATE + k * LAWS_S_PER_DRAW)
-            for k in config.samples
+            laws.replicates(unit.estimator, k)
+            * (
+                LAWS_S_PER_REPLICATE
+                + k * LAWS_S_PER_DRAW
+                + own_numbers(own, k) * laws.BATCH_SIZE * LAWS_S_PER_NUMBER
+            )
+            for k in laws_grid(config, unit.estimator)[0]
         )
     if unit.kind == "quadrature":
         return QUADRATURE_S
@@ -227,6 +246,42 @@ def evaluations_per_draw(estimator, z_dim: int) -> int:
         return 4 * z_dim
     groups = getattr(estimator, "groups", 1)
     return groups if isinstance(groups, int) and groups >= 1 else 1
+
+
+def own_numbers(estimator, num_samples: int) -> int:
+    """Numbers per datapoint an estimator's own work holds besides the decoder's activations when it grows
+    faster than K: OVIS_MC's K x S x K log-weights with one entry replaced (0 for the others)."""
+    if isinstance(estimator, OVISMonteCarlo):
+        return num_samples * num_samples * estimator.particles
+    return 0
+
+
+def laws_grid(config: SuiteConfig, name: str) -> tuple[list[int], str]:
+    """The K of ``config.samples`` a laws unit measures estimator ``name`` at, and a note on those it leaves out
+    ('' when none): a K whose replicates' own work (:func:`own_numbers`) would exceed `LAWS_BYTES`."""
+    own = make_estimator(name)
+    need = {
+        k: FACTOR * 4 * laws.replicates(name, k) * laws.BATCH_SIZE * own_numbers(own, k)
+        for k in config.samples
+    }
+    kept = [k for k in config.samples if need[k] <= LAWS_BYTES]
+    left = [k for k in config.samples if need[k] > LAWS_BYTES]
+    if not left:
+        return kept, ""
+    first = min(left)
+    return kept, (
+        f"the laws units measure {name} at K={','.join(map(str, kept))} only: at K={','.join(map(str, left))} "
+        f"its replicates' own work ({own_numbers(own, first):,} numbers per datapoint at K={first}) would take "
+        f"about {need[first] / 2**30:.0f} GiB, over the {LAWS_BYTES / 2**30:.0f} GiB a laws unit allows"
+    )
+
+
+def laws_notes(config: SuiteConfig) -> list[str]:
+    """The plan's notes on the K its laws units leave out (:func:`laws_grid`)."""
+    if not config.checks.laws:
+        return []
+    names = dict.fromkeys(name for name, _ in units.law_settings(config))
+    return [note for note in (laws_grid(config, name)[1] for name in names) if note]
 
 
 def parameter_bytes(config: SuiteConfig, x_dim: int) -> int:
