@@ -11,7 +11,7 @@ import pytest
 from vaebench.analysis import summaries
 from vaebench.analysis.claims import LIEVIN_K, LIEVIN_VAE, NOT_MEASURED, Evidence, claims_table
 from vaebench.analysis.ranking import TIE, link_verdict
-from vaebench.analysis.scaling import trend_in_k
+from vaebench.analysis.trends import trend_in_k
 
 FASHION = {"data": "fashion-mnist", "likelihood": "bernoulli"}
 HOLDS = {"iwae-stl": -100.0, "dreg": -100.5, "iwae": -102.0, "tvo": -104.0, "ovis-gamma": -104.2}

@@ -14,15 +14,14 @@ measured, one of six kinds:
   the rows were measured at;
 - :class:`Gap`: the test log-likelihood of one estimator against another's at the largest K > 1 both
   trained, paired by seed (:func:`vaebench.analysis.contrast.contrast`, ``paired difference``);
-- :class:`Ranking`: a published ordering of estimators by test log-likelihood at one K, each link a paired
-  difference judged as :mod:`vaebench.analysis.ranking` says; the row reports the link that decides the verdict,
-  the published figures beside it. It is the ordering *at the run's budget*, stated as measured;
-- :class:`Falling`: a figure that falls as K grows at every checkpoint of the variance rows: the slope of log
-  figure against log K per checkpoint (:func:`vaebench.analysis.scaling.trend_in_k`), agrees when every fitted
-  slope's interval lies below 0, does not agree when one lies above.
+- :class:`~vaebench.analysis.ranking.Ranking`: a published ordering of estimators by test log-likelihood at
+  one K, each link a paired difference judged as :mod:`vaebench.analysis.ranking` says; the row reports the
+  link that decides the verdict, the published figures beside it: the ordering *at the run's budget*;
+- :class:`~vaebench.analysis.trends.Falling`: a figure that falls as K grows at every checkpoint of the
+  variance rows (:mod:`vaebench.analysis.trends`): the slope of log figure against log K per checkpoint.
 
-**Gaps, rankings, trends.** A run is set beside a published gap only when it can be: on binarized images with a Bernoulli
-likelihood (`DIRECTION_DATA`; a published size is compared only on the data it was measured on,
+**Gaps, rankings, trends.** A run is set beside a published gap only when it can be: on binarized images
+with a Bernoulli likelihood (`DIRECTION_DATA`; a published size is compared only on the data it was measured on,
 ``Gap.size_on``) and with curves that had levelled off (:mod:`vaebench.analysis.plateau`). Otherwise the
 row carries the run's own paired difference d and the reason it is not compared, verdict ``not
 comparable``. When compared, the verdict follows d's interval: ``agrees`` (above 0: the candidate better, as
@@ -47,10 +46,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from vaebench.analysis import ranking, summaries
+from vaebench.analysis import summaries
 from vaebench.analysis.contrast import contrast
-from vaebench.analysis.scaling import describe_trend, trend_in_k, trend_verdict
+from vaebench.analysis.ranking import Ranking, ranking_row
 from vaebench.analysis.settings import truth
+from vaebench.analysis.trends import Falling, falling_row
 from vaebench.measures.schema import CLAIMS as CLAIMS_TABLE
 from vaebench.measures.schema import SUMMARY, complete, conform
 
@@ -99,37 +99,6 @@ class Gap:
     size: float
     at_least: bool = False
     size_on: tuple[str, ...] = ("mnist",)
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """Measured by the test log-likelihood of ``order`` at K = ``k``, each neighbouring pair paired by seed.
-
-    Attributes:
-        k: the K (iid draws) every estimator trained at.
-        order: estimator names, best first.
-        relations: between neighbours, one of :data:`vaebench.analysis.ranking.RELATIONS` each.
-        published: the source's test log-likelihood of each of ``order`` (nats), the same order.
-        read_off: how far a published figure may be from the source's (read off a plot), nats.
-        data: the data set the published figures are on; another run's ranking is not compared.
-    """
-
-    k: int
-    order: tuple[str, ...]
-    relations: tuple[str, ...]
-    published: tuple[float, ...]
-    read_off: float = 0.0
-    data: str = "fashion-mnist"
-
-
-@dataclass(frozen=True)
-class Falling:
-    """Measured by the slope of log ``figure`` of ``estimator``'s ``group`` against log K, per checkpoint."""
-
-    estimator: str
-    group: str = "encoder"
-    figure: str = "snr_norm"
-    data: str = "fashion-mnist"
 
 
 @dataclass(frozen=True)
@@ -404,60 +373,12 @@ def _shared_k(summary: pd.DataFrame, a: str, b: str) -> int | None:
     return int(max(ks)) if ks else None
 
 
-def _off_data(wanted: str, ev: Evidence) -> str:
-    """Why this run's figures are not set beside published ones on ``wanted`` data ('' when they are)."""
-    if ev.data == wanted and ev.likelihood == "bernoulli":
-        return ""
-    return f"the published figures are on binarized {wanted} with a Bernoulli likelihood; this run is on {ev.data}"
-
-
 def _ranking(m: Ranking, ev: Evidence) -> dict | None:
-    if ev.summary.empty or ev.convergence.empty:
-        return None
-    rows = ev.convergence[(ev.convergence["metric"] == METRIC) & (ev.convergence["num_samples"] == m.k)]
-    if not set(m.order) <= set(rows["estimator"]):
-        return None
-    links = ranking.judge(ev.convergence, METRIC, m.k, m.order, m.relations)
-    worst = ranking.decisive(links)
-    published = dict(zip(m.order, m.published, strict=True))
-    blocker = _off_data(m.data, ev)
-    steps = int(ev.convergence["step"].max())
-    said = ranking.describe(links, published)
-    means = ", ".join(
-        f"{name} {summaries.per_seed(ev.convergence, METRIC, (name, 'iid', m.k)).mean():.1f} ({published[name]})"
-        for name in m.order
-    )
-    detail = (f"{blocker}; " if blocker else "") + (
-        f"the ranking at this budget ({steps} steps; the source trains 4,000,000), each link paired over "
-        f"{worst.d.n} seeds, interval at 95%: {said}. Test log p(x) (published): {means}"
-    )
-    return {
-        "where": f"K = {m.k}", "figure": f"test log p(x), {worst.better} - {worst.worse} (nats)",
-        "measured": worst.d.value, "measured_low": worst.d.low, "measured_high": worst.d.high,
-        "theory": 0.0 if worst.relation == "~" else published[worst.better] - published[worst.worse],
-        "tolerance": ranking.TIE if worst.relation == "~" else 2 * m.read_off,
-        "verdict": "not comparable" if blocker else worst.verdict, "detail": detail,
-    }  # fmt: skip
+    return ranking_row(m, ev.convergence, METRIC, ev.data, ev.likelihood)
 
 
 def _falling(m: Falling, ev: Evidence) -> dict | None:
-    if ev.variance.empty or not (ev.variance["estimator"] == m.estimator).any():
-        return None
-    trend = trend_in_k(ev.variance, m.estimator, m.group, m.figure)
-    if trend["slope"].isna().all():
-        return None  # fewer than two K >= 2 anywhere: nothing to fit
-    verdict = trend_verdict(trend)
-    worst = trend.loc[trend["slope_high"].fillna(math.inf).idxmax()]
-    blocker = _off_data(m.data, ev)
-    detail = (f"{blocker}; " if blocker else "") + (
-        f"slope of log {m.figure} in log K per checkpoint: {describe_trend(trend)}. Every setting is measured at the same "
-        "checkpoints of the anchor run, not along each estimator's own training as the source does"
-    )
-    return {
-        "where": ", ".join(map(str, trend["checkpoint"])), "figure": f"{m.figure} slope in K at {worst['checkpoint']}",
-        "measured": worst["slope"], "measured_low": worst["slope_low"], "measured_high": worst["slope_high"],
-        "verdict": "not comparable" if blocker else verdict, "detail": detail,
-    }  # fmt: skip
+    return falling_row(m, ev.variance, ev.data, ev.likelihood)
 
 
 _MEASURES = {

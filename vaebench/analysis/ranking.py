@@ -12,7 +12,9 @@ d = mean_s (L_{a_i, s} - L_{a_i+1, s}) with its Student-t interval (:func:`vaebe
   outside it, else *inconclusive* (an equivalence test: a wide interval is no evidence of a tie).
 
 Without an interval (one seed) a link *cannot be judged*. The ranking's verdict is its worst link's, in the
-order of `SEVERITY`, and the link that decides it is the one a claims row reports.
+order of `SEVERITY`, and the link that decides it is the one a claims row reports (:func:`ranking_row`), with the
+published figures beside the run's. A ranking is compared on the source's data only, never withheld for
+curves still moving: it is the ranking at the run's budget, and its row says so.
 """
 
 from __future__ import annotations
@@ -34,6 +36,27 @@ TIE = 1.0
 
 SEVERITY = ("does not agree", "inconclusive", "cannot be judged", "consistent", "agrees")
 """Link verdicts, worst first: a ranking's verdict is its worst link's."""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A claim measured by the test log-likelihood of ``order`` at K = ``k``, each neighbouring pair paired by seed.
+
+    Attributes:
+        k: the K (iid draws) every estimator trained at.
+        order: estimator names, best first.
+        relations: between neighbours, one of `RELATIONS` each.
+        published: the source's test log-likelihood of each of ``order`` (nats), the same order.
+        read_off: how far a published figure may be from the source's (read off a plot), nats.
+        data: the data set (binarized, Bernoulli likelihood) the published figures are on.
+    """
+
+    k: int
+    order: tuple[str, ...]
+    relations: tuple[str, ...]
+    published: tuple[float, ...]
+    read_off: float = 0.0
+    data: str = "fashion-mnist"
 
 
 @dataclass(frozen=True)
@@ -89,3 +112,45 @@ def describe(links: Sequence[Link], published: Mapping[str, float]) -> str:
         f"(published {published[a.better] - published[a.worse]:+.1f})"
         for a in links
     )
+
+
+def off_data(wanted: str, data: str | None, likelihood: str | None) -> str:
+    """Why a run on ``data`` is not set beside figures published on binarized ``wanted`` ('' when it is)."""
+    if data == wanted and likelihood == "bernoulli":
+        return ""
+    return (
+        f"the published figures are on binarized {wanted} with a Bernoulli likelihood; this run is on {data}"
+    )
+
+
+def ranking_row(
+    m: Ranking, convergence: pd.DataFrame, metric: str, data: str | None, likelihood: str | None
+) -> dict | None:
+    """The claims row of ``m`` (columns of ``claims.csv`` but its key, claim and source), or None when the
+    convergence rows lack one of its estimators at its K."""
+    if convergence.empty:
+        return None
+    rows = convergence[(convergence["metric"] == metric) & (convergence["num_samples"] == m.k)]
+    if not set(m.order) <= set(rows["estimator"]):
+        return None
+    links = judge(convergence, metric, m.k, m.order, m.relations)
+    worst = decisive(links)
+    published = dict(zip(m.order, m.published, strict=True))
+    blocker = off_data(m.data, data, likelihood)
+    means = ", ".join(
+        f"{name} {summaries.per_seed(convergence, metric, (name, 'iid', m.k)).mean():.1f} ({published[name]})"
+        for name in m.order
+    )
+    detail = (f"{blocker}; " if blocker else "") + (
+        f"the ranking at this budget ({int(convergence['step'].max())} steps; the source trains 4,000,000), "
+        f"each link paired over {worst.d.n} seeds, interval at 95%: {describe(links, published)}. "
+        f"Test log p(x) (published): {means}"
+    )
+    tie = worst.relation == "~"
+    return {
+        "where": f"K = {m.k}", "figure": f"test log p(x), {worst.better} - {worst.worse} (nats)",
+        "measured": worst.d.value, "measured_low": worst.d.low, "measured_high": worst.d.high,
+        "theory": 0.0 if tie else published[worst.better] - published[worst.worse],
+        "tolerance": TIE if tie else 2 * m.read_off,
+        "verdict": "not comparable" if blocker else worst.verdict, "detail": detail,
+    }  # fmt: skip

@@ -77,7 +77,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vaebench.config.sections import CHECKPOINTS
 from vaebench.measures.schema import SCALING, conform
 from vaebench.measures.weights import FINITE_FOURTH, FINITE_VARIANCE
 from vaebench.stats import normal_quantile, pooled_mean_interval
@@ -353,63 +352,6 @@ def _verdict(rule: Law, fit: Fit, khat: float) -> tuple[str, bool | None]:
     if fit.low <= 0 <= fit.high:  # meets the theory, but cannot tell it from no scaling at all
         return f"inconclusive: the slope's interval [{fit.low:.2f}, {fit.high:.2f}] also holds 0", None
     return "agrees", True
-
-
-def trend_in_k(
-    variance: pd.DataFrame, estimator: str, group: str, figure: str, k_min: int = 2, level: float = 0.95
-) -> pd.DataFrame:
-    """The slope of log ``figure`` against log K at each checkpoint of the variance rows, no law assumed.
-
-    One estimator (iid draws), every K >= ``k_min`` whose figure resolves a signal, fitted by
-    :func:`fit_power_law`: how a figure moves with K along training (at K = 1 the IWAE objective is the ELBO,
-    hence ``k_min`` = 2 by default).
-
-    Returns:
-        One row per checkpoint, in the order of training (`CHECKPOINTS`): ``checkpoint, slope, slope_low, slope_high, k_min, k_max,
-        points`` (NaN slope with fewer than two usable K).
-    """
-    out = []
-    checkpoints = [None]
-    if "checkpoint" in variance:  # in the order of training; built checkpoints after
-        found = list(variance["checkpoint"].dropna().unique())
-        checkpoints = sorted(found, key=lambda c: CHECKPOINTS.get(c, math.inf))
-    for checkpoint in checkpoints:
-        pooled = pooled_by_k(variance[variance["estimator"] == estimator], group, figure, checkpoint)
-        use = pooled[(pooled["sampler"] == "iid") & (pooled["num_samples"] >= k_min)]
-        use = use[~use["at_floor"].astype(bool) & np.isfinite(use["value"]) & (use["value"] > 0)]
-        fit = fit_power_law(use["num_samples"], use["value"], use["low"], use["high"], level)
-        ks = use["num_samples"]
-        out.append(
-            {"checkpoint": checkpoint, "slope": fit.slope, "slope_low": fit.low, "slope_high": fit.high,
-             "k_min": ks.min() if len(ks) else math.nan, "k_max": ks.max() if len(ks) else math.nan,
-             "points": len(use)}
-        )  # fmt: skip
-    return pd.DataFrame(
-        out, columns=["checkpoint", "slope", "slope_low", "slope_high", "k_min", "k_max", "points"]
-    )
-
-
-def trend_verdict(trend: pd.DataFrame) -> str:
-    """Whether a figure falls with K at every checkpoint of :func:`trend_in_k`'s rows: ``agrees`` when every
-    fitted slope's interval lies below 0, ``does not agree`` when one lies above, ``cannot be judged`` without
-    an interval, else ``inconclusive``."""
-    fitted = trend[trend["slope_low"].notna() & trend["slope_high"].notna()]
-    if fitted.empty:
-        return "cannot be judged"
-    if (fitted["slope_low"] > 0).any():
-        return "does not agree"
-    return "agrees" if (fitted["slope_high"] < 0).all() else "inconclusive"
-
-
-def describe_trend(trend: pd.DataFrame) -> str:
-    """:func:`trend_in_k`'s rows in words: each checkpoint's slope, its interval and the K it spans."""
-    return "; ".join(
-        f"{r['checkpoint']} {r['slope']:+.2f} [{r['slope_low']:+.2f}, {r['slope_high']:+.2f}] over K "
-        f"{r['k_min']:.0f}-{r['k_max']:.0f}"
-        if math.isfinite(r["slope"])
-        else f"{r['checkpoint']}: no fit"
-        for _, r in trend.iterrows()
-    )
 
 
 def interval_trust(variance: pd.DataFrame) -> pd.Series:
