@@ -51,8 +51,9 @@ def section(claims: pd.DataFrame) -> list[str]:
         f"This run measured {measured} of the {len(claims)} claims the suite reproduces ({told}). A verdict "
         "follows the measured interval: *agrees* when it meets the theory's band (or the published direction), "
         "*fails* / *does not agree* when it lies wholly outside, *inconclusive* when it cannot tell, *not "
-        "testable here* when the condition the claim needs does not hold at the measured point. The rows are "
-        "in `claims.csv`.",
+        "testable here* when the condition the claim needs does not hold at the measured point. A ranking's "
+        "row shows the link that decides its verdict, every link in its detail, at this run's budget. The "
+        "rows are in `claims.csv`.",
         "",
         markdown(claims, columns),
         "",
