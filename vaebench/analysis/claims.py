@@ -390,9 +390,15 @@ def _direction(m: Direction, ev: Evidence) -> dict | None:
     if v.empty or "problem" not in v.columns:
         return None
     v = v[(v["problem"] == m.problem) & (v["group"] == "encoder") & (v["sampler"] == "iid")]
+    if v.empty:
+        return None
     ran = [set(v.loc[v["estimator"] == name, "num_samples"]) for name in (m.lower, m.higher)]
     if not ran[0] & ran[1]:
-        return None
+        missing = " and ".join(
+            f"`{name}`" for name, ks in zip((m.lower, m.higher), ran, strict=True) if not ks
+        )
+        why = f"{missing} did not run" if missing else f"`{m.lower}` and `{m.higher}` share no K"
+        return {"verdict": NOT_MEASURED, "detail": f"{why} on {m.problem}"}
     k = int(max(ran[0] & ran[1]))
     rows = v[v["estimator"].isin([m.lower, m.higher]) & (v["num_samples"] == k)]
     if rows.duplicated(["estimator", "seed"]).any():
