@@ -30,7 +30,8 @@ stream ``across.bootstrap`` of :mod:`vaebench.rng`.
 Transfer (:func:`transfer`): for each pair of the leading estimators at each K, on how many problems A is
 *separated* ahead of B (the Student-t interval of the paired per-seed differences excludes 0 in A's favour),
 B ahead, or neither; a verdict names an estimator "across these problems" only when it is ahead on a majority
-of the problems compared and behind on none.
+of the problems compared and behind on none. :func:`takeaway` turns the table into the verdict across problems:
+the estimator to use at a K when it is so against every other leader there, else the pair that comes closest.
 
 Why not the ``rliable`` package: its statistics are a few lines each here, while rliable 1.2.0 brings arch
 (< 8), seaborn and absl-py, draws its bootstrap from numpy's global or its own seeded generators (vaebench
