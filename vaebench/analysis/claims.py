@@ -29,6 +29,11 @@ minibatch objective's exact gradient, is the same for every unbiased estimator o
 size: it adds to both variances, so the ratio keeps the sign of the Monte Carlo parts' ratio and lies closer
 to 1.
 
+The published comparison (Mohamed et al. 2020, section 8.3; its code google-deepmind/mc_gradients) trains with
+50 samples on minibatches of 32, an analytic KL for every estimator and control-variate coefficients fitted on
+25 further samples, and it has no leave-one-out baseline; here each estimator is as registered, at the
+largest K both ran: only the directions are set beside it, never the figures.
+
 **Gaps.** A run is set beside a published gap only when it can be: on binarized images with a Bernoulli
 likelihood (`DIRECTION_DATA`; a published size is compared only on the data it was measured on,
 ``Gap.size_on``) and with curves that had levelled off (:mod:`vaebench.analysis.plateau`). Otherwise the
