@@ -15,6 +15,7 @@ from vaebench.analysis.across import (
     across,
     figure_scores,
     leaders,
+    takeaway,
     transfer,
     variance_time_scores,
 )
@@ -170,10 +171,30 @@ def test_the_across_problems_section_reads_the_tables_and_draws_the_improvements
     scores = planted({"reparam": 0.0, "stl": 2.0, "planted": -3.0}, noise=0.1, seeds=4)
     table = across(scores, resamples=100)
     moves = transfer(scores, leaders(table, 2))
-    text = across_section(table, moves, plot="across.png")
-    assert text.startswith("## Across problems\n\nstl ahead of reparam at K=1 across these problems")
-    assert "| planted | 1 |" in text and "![probability of improvement over reparam](across.png)" in text
+    text = across_section(table, moves)
+    assert text.startswith("Across these 5 problems, use stl at K=1 (ahead of reparam); stl at K=10")
+    assert "| 1 | stl | " in text and "| 10 | reparam | " in text and "| – | 0 [0, 0] vs stl |" in text
+    assert "planted" not in text and "| 1 | stl | reparam | 5 | 0 | 0 |" in text  # the leaders only
     ax = plot_improvement(table)
     assert len(ax.get_yticklabels()) == 4  # stl and planted against reparam, at K = 1 and 10
-    none = moves.assign(winner="")
-    assert across_section(table, none).splitlines()[2].startswith("No estimator is ahead")
+
+
+def _moves(rows: list[tuple]) -> pd.DataFrame:
+    """A transfer table at K = 10 over 5 problems from (a, b, a ahead, b ahead), winners as :func:`transfer`."""
+    frame = pd.DataFrame(rows, columns=["a", "b", "a_ahead", "b_ahead"])
+    frame = frame.assign(num_samples=10, problems=5, neither=5 - frame["a_ahead"] - frame["b_ahead"])
+    frame["winner"] = [a if x >= 3 and y == 0 else b if y >= 3 and x == 0 else "" for a, b, x, y in rows]
+    return frame
+
+
+def test_the_takeaway_names_an_estimator_only_when_it_wins_every_pair_else_the_closest_pair():
+    won = _moves([("stl", "dreg", 3, 0), ("stl", "iwae", 4, 0), ("dreg", "iwae", 1, 1)])
+    assert takeaway(won, 5).startswith("Across these 5 problems, use stl at K=10 (ahead of dreg, iwae)")
+    # stl ahead of dreg on 3 but behind on 1: no estimator; that pair is one problem from transferring, the
+    # pair ahead on 2 and behind on none is two short of a majority
+    lost = _moves([("stl", "dreg", 3, 1), ("stl", "iwae", 4, 0), ("iwae", "dreg", 0, 2)])
+    text = takeaway(lost, 5)
+    assert text.startswith("No estimator transfers across these 5 problems")
+    assert "closest: stl over dreg at K=10, ahead on 3 of 5 problems and behind on 1" in text
+    assert text.endswith("Pairs that transfer: stl over iwae at K=10")
+    assert takeaway(_moves([]), 5) == "No two estimators to compare across these 5 problems"

@@ -26,6 +26,7 @@ from vaebench import cli
 from vaebench.config import preset, to_dict
 from vaebench.plugins import registry
 from vaebench.provenance import RESULTS_VERSION
+from vaebench.report import bottom_line
 
 QUICK = ["run", "--preset", "quick", "--quiet"]
 
@@ -446,11 +447,10 @@ def test_the_bottom_line_is_read_from_verdicts_json(tmp_path: Path) -> None:
         {"question": "fastest step", "K": 1, "winner": None, "best": "stl", "not_separated": list("abcde")},
     ]
     (tmp_path / "verdicts.json").write_text(json.dumps({"verdicts": verdicts}))
-    lines = cli.bottom_line(tmp_path)
-    assert str(tmp_path / "verdicts.json") in lines[0]
-    assert lines[1:] == [
-        "  lowest gradient variance at K=1: reparam-cv",
-        "  fastest step at K=1: not separated: stl, a, b, c and 2 more",
-    ]
+    (line,) = cli.bottom_line(tmp_path)  # the report's takeaway, worded in one place
+    assert line == f"bottom line ({tmp_path / 'verdicts.json'}): {bottom_line.takeaway(verdicts)}"
+    assert "`reparam-cv` has the lowest gradient variance at K = 1" in line and "separated" in line
+    (tmp_path / "verdicts.json").write_text(json.dumps({"verdicts": [{**verdicts[0], "best": None}]}))
+    assert cli.bottom_line(tmp_path) == []  # nothing judged
     (tmp_path / "verdicts.json").write_text("{not json")
     assert cli.bottom_line(tmp_path) == []  # a damaged file costs the summary, never the run's exit

@@ -1,15 +1,27 @@
-"""The one table of published claims (vaebench.analysis.claims), its gaps fed both signs (and an interval that
-holds 0): each verdict must follow the number; the claims section that renders it; the study presets.
+"""The one table of published claims (vaebench.analysis.claims), its gaps and directions fed both signs (and an
+interval that holds 0): each verdict must follow the number; the claims section that renders it; the study presets.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from vaebench.analysis import summaries
-from vaebench.analysis.claims import BURDA_GAP, CLAIMS, NOT_MEASURED, Claim, Evidence, Gap, claims_table
+from vaebench.analysis.claims import (
+    BURDA_GAP,
+    CLAIMS,
+    FAMILY,
+    NOT_MEASURED,
+    Claim,
+    Direction,
+    Evidence,
+    Gap,
+    claims_table,
+)
 from vaebench.config import preset
+from vaebench.errors import VaebenchError
 from vaebench.report.claims import section
 
 MNIST = {"data": "mnist", "likelihood": "bernoulli"}
@@ -136,7 +148,9 @@ def test_a_claim_is_one_row_and_the_section_renders_the_table() -> None:
     assert table.loc["stl-reparam", "verdict"] == "agrees" and table.loc["burda", "verdict"] == "agrees"
     md = "\n".join(section(table.reset_index()))
     assert "## Published claims" in md and "STL at least reparam" in md and "**agrees**" in md
-    assert section(_claims({("reparam", 1): -90.0}).reset_index()) == []  # nothing measured: no section
+    nothing = section(_claims({("reparam", 1): -90.0}).reset_index())  # nothing measured: one line, no table
+    assert nothing[2].startswith(f"All {len(CLAIMS)} claims are not measured in this run: run `python -m")
+    assert not any(line.startswith("|") for line in nothing) and section(pd.DataFrame()) == []
 
 
 def test_the_stems_of_claims_and_their_neighbours_are_used_once_or_as_the_declared_pair() -> None:
@@ -174,3 +188,86 @@ def test_the_study_presets_validate(name: str) -> None:
         assert config.data.binarize == "dynamic" and config.model.likelihood == "bernoulli"
         assert set(config.samples) == {1, 5, 50} and len(config.seeds) >= 3
         assert {"reparam", "iwae", "dreg"} <= set(config.estimators)
+
+
+BLR = "blr-breast-cancer"
+
+
+def _variance(ratios: dict[str, list[float]], ks: dict[str, tuple[int, ...]] | None = None) -> pd.DataFrame:
+    """Planted encoder variances on BLR: reparam's 100 x 1.5^seed at every seed (a seed effect the pairing
+    removes), each other estimator's that times its per-seed ratio; a decoder row and another problem's row
+    that the directions must ignore."""
+    rows = []
+    for name, per_seed in {"reparam": [1.0, 1.0, 1.0], **ratios}.items():
+        for k in (ks or {}).get(name, (1, 10)):
+            for seed, r in enumerate(per_seed):
+                rows.append((BLR, name, k, seed, "encoder", 100 * 1.5**seed * r))
+                rows.append((BLR, name, k, seed, "decoder", 1e9))
+                rows.append(("digits", name, k, seed, "encoder", 1e-9))
+    frame = pd.DataFrame(rows, columns=["problem", "estimator", "num_samples", "seed", "group", "trace_var"])
+    return frame.assign(sampler="iid")
+
+
+def _directions(variance: pd.DataFrame) -> pd.DataFrame:
+    return claims_table(Evidence(variance=variance)).set_index("key")
+
+
+def test_a_held_direction_agrees_a_reversed_one_does_not_and_an_overlapping_one_is_inconclusive() -> None:
+    table = _directions(_variance({
+        "reinforce": [300.0, 250.0, 350.0],  # above reparam on every seed: held
+        "reinforce-ma": [1.2, 0.8, 1.05],  # overlapping 1 (against reinforce: below, held)
+        "reinforce-loo": [610.0, 490.0, 720.0],  # twice reinforce on every seed: reversed
+        "reparam-cv": [0.5, 1.5, 1.0],  # overlapping 1, a claim of "not above": consistent
+    }))  # fmt: skip
+    assert table.loc["mohamed-blr-pathwise", "verdict"] == "agrees"
+    row = table.loc["mohamed-blr-pathwise"]
+    assert (
+        row["where"] == f"{BLR}, K = 10" and row["measured_low"] < row["measured"] < row["measured_high"] < 1
+    )
+    assert row["measured"] == pytest.approx(1 / (300 * 250 * 350) ** (1 / 3))  # ratio of geometric means
+    assert table.loc["mohamed-blr-baseline", "verdict"] == "agrees"
+    assert table.loc["mohamed-blr-loo", "verdict"] == "does not agree"
+    assert table.loc["mohamed-blr-loo", "measured_low"] > 1
+    assert table.loc["mohamed-blr-taylor", "verdict"] == "consistent"
+    assert table.loc["mohamed-blr-mvd", "verdict"] == NOT_MEASURED  # mvd did not run
+    # the same overlap on a claim of "below" is inconclusive, never a disagreement
+    with pytest.MonkeyPatch.context() as patch:
+        below = Claim(
+            "cv-below",
+            "reparam-cv below reparam",
+            "a test",
+            "problems",
+            Direction(BLR, "reparam-cv", "reparam"),
+        )
+        patch.setattr("vaebench.analysis.claims.CLAIMS", (*CLAIMS, below))
+        row = _directions(_variance({"reparam-cv": [0.5, 1.5, 1.0]})).loc["cv-below"]
+    assert row["verdict"] == "inconclusive" and row["measured_low"] < 1 < row["measured_high"]
+
+
+def test_a_direction_is_judged_at_the_family_wise_level_at_the_largest_k_both_ran() -> None:
+    from scipy import stats
+
+    ratios = [3.0, 2.0, 5.0]
+    variance = _variance(
+        {"reinforce-ma": ratios, "reinforce": [1.0] * 3}, ks={"reinforce-ma": (1, 5, 10), "reinforce": (1, 5)}
+    )
+    row = _directions(variance).loc["mohamed-blr-baseline"]
+    assert row["where"] == f"{BLR}, K = 5"
+    m = sum(isinstance(c.measure, Direction) for c in CLAIMS)
+    d = np.log(ratios)
+    half = stats.t.ppf(1 - (1 - FAMILY) / m / 2, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert row["measured_low"] == pytest.approx(np.exp(d.mean() - half))
+    assert row["measured_high"] == pytest.approx(np.exp(d.mean() + half))
+    assert f"{FAMILY:.0%} for the {m} direction claims at once (Bonferroni)" in row["detail"]
+    # above 1 on every seed, yet the interval at 1 - 0.05/m holds 1 with three seeds this spread
+    assert row["verdict"] == "inconclusive" and row["measured_low"] < 1
+
+
+def test_a_direction_of_one_seed_cannot_be_judged_and_duplicate_rows_are_refused() -> None:
+    variance = _variance({"reinforce": [300.0, 250.0, 350.0]})
+    one = variance[variance["seed"] == 0]
+    assert _directions(one).loc["mohamed-blr-pathwise", "verdict"] == "cannot be judged"
+    with pytest.raises(VaebenchError, match="one row per problem, estimator, K and seed"):
+        _directions(pd.concat([variance, variance]))
+    nothing = _directions(variance.drop(columns="problem"))
+    assert (nothing["verdict"] == NOT_MEASURED).all()

@@ -22,11 +22,11 @@ from vaebench.checks.exact_gradients import (
     exact_gradient,
     expected_unbiased,
     gradient_draws,
-    iwae_reference,
     linear_gaussian,
     log_ratio,
     max_z,
     ready,
+    reference_of,
     settings,
     trace_variance,
     verify,
@@ -36,6 +36,7 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     ELBO,
     ESTIMATORS,
+    Bound,
     Reparam,
     independent_objective,
     leave_one_out_bounds,
@@ -144,7 +145,7 @@ def test_dependent_samples_bias_a_leave_one_out_baseline_and_are_rejected():
 def iwae_k5():
     """(K, mean, standard error) of the high-sample IWAE_5 reference gradient on the linear-Gaussian model."""
     model, x = linear_gaussian()
-    return (IW_K, *iwae_reference(model, x, IW_K))
+    return (IW_K, *reference_of(Bound.of("iwae", IW_K), model, x)[:2])
 
 
 def test_iw_estimators_agree_with_each_other_and_a_high_sample_reference(iwae_k5):
@@ -568,3 +569,30 @@ def test_the_same_gradients_the_issue_names_are_declared() -> None:
     assert {("iwae", 1, "reparam"), ("dreg", 1, "stl"), ("iwae-stl", 1, "stl")} <= set(
         declared_same_gradients()
     )
+
+
+def test_the_checks_and_the_variance_measure_reference_a_bound_from_one_table(monkeypatch):
+    """One table from a bound to its reference (vaebench.measures.variance.baseline): the checks' references
+    and the variance measure's baselines name the same reference for every bound, equal where it is exact."""
+    from vaebench.measures.variance.baseline import bound_baseline
+
+    monkeypatch.setattr("vaebench.checks.exact_gradients.REFERENCE_BUDGET", (4, 2))  # 8 draws, as below
+    model, x = linear_gaussian()
+    expected = {
+        Bound.of("elbo"): "exact",
+        Bound.of("inclusive-kl"): "exact-inclusive-kl",
+        Bound.of("iwae", 3): "iwae3-8",
+        Bound.of("renyi", 3, 0.5): "renyi0.5-3-8",
+        Bound.of("ciwae", 3, 0.25): "ciwae0.25(exact+iwae3-8)",
+    }
+    for bound, label in expected.items():
+        mean, se, checked = reference_of(bound, model, x)
+        flat, measured, _ = bound_baseline(model, x, bound, 8, 0)
+        assert checked == measured == label
+        if label.startswith("exact"):
+            torch.testing.assert_close(mean, flat)
+            assert not se.any()
+    iwae = reference_of(Bound.of("iwae", 3), model, x)
+    mean, se, _ = reference_of(Bound.of("ciwae", 3, 0.25), model, x)
+    torch.testing.assert_close(mean, 0.25 * exact_gradient(model, x) + 0.75 * iwae[0])
+    torch.testing.assert_close(se, 0.75 * iwae[1])  # the exact part adds no error

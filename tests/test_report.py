@@ -3,7 +3,8 @@
 The frames here are built by hand with the columns the measures produce, so the numbers (and therefore the
 verdicts, the takeaway and the caveats) are known in advance. The last tests re-render a quick run frozen in
 ``tests/data/report-quick-before`` (its CSVs and the report the suite wrote before the report was shortened)
-and check the new report's shape and that no number of the old report is lost.
+and check the new report's shape and that no number of the old report is lost; the same for a run across problems
+frozen in ``tests/data/report-problems-before``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from matplotlib.axes import Axes
 from vaebench import files
 from vaebench.analysis import summaries, verdicts
 from vaebench.report import bottom_line, formatting, plots, tables
+from vaebench.report.across import write_across_report
 from vaebench.report.writer import FIGURES, write_report
 from vaebench.stats import pooled_mean_interval
 
@@ -568,7 +570,8 @@ def _values(folder: Path) -> np.ndarray:
             if i.get("ended")
         )
     )
-    for record in json.loads((folder / "verdicts.json").read_text())["verdicts"]:
+    verdict_file = folder / "verdicts.json"  # none in a folder across problems
+    for record in json.loads(verdict_file.read_text())["verdicts"] if verdict_file.is_file() else []:
         for pair in (record["interval"], record["change_interval"]):
             if None not in pair:
                 found.append((pair[1] - pair[0]) / 2)
@@ -618,3 +621,53 @@ def test_the_comparison_table_of_a_run_of_checks_only_is_empty() -> None:
     from vaebench.report.tables import summary_markdown
 
     assert summary_markdown(pd.DataFrame()) == ""
+
+
+ACROSS_BEFORE = Path(__file__).parent / "data" / "report-problems-before"
+"""A run across problems (the committed problems reference: its tables gzipped, ``variance.csv`` cut to the
+columns the claims read, run.json, notes.txt) and the report written for it before it was cut to one screen
+(``report-before.md``)."""
+
+
+@pytest.fixture(scope="module")
+def across_before(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("across-before")
+    for path in ACROSS_BEFORE.iterdir():
+        if path.suffix == ".gz":
+            (out / path.stem).write_bytes(gzip.decompress(path.read_bytes()))
+        elif path.name != "report-before.md":
+            shutil.copy(path, out / path.name)
+    write_across_report(out)
+    return out
+
+
+def test_the_across_report_is_one_screen_opening_with_the_verdict(across_before: Path) -> None:
+    from vaebench.analysis.across import takeaway
+
+    text = (across_before / "report.md").read_text()
+    lines = text.splitlines()
+    moves = pd.read_csv(across_before / "transfer.csv").fillna({"winner": ""})
+    assert lines[0] == "# vaebench across problems"
+    assert lines[2].startswith(takeaway(moves, 7) + ". (7 problems x 3 seeds")  # the analysis's sentence
+    assert (
+        lines[2].startswith("No estimator transfers across these 7 problems")
+        and "closest: dreg over stl" in lines[2]
+    )
+    assert len(lines) <= 60 and len(text.split()) <= 900, (len(lines), len(text.split()))
+    problems = lines[lines.index("## Per problem") + 2 :]
+    assert sum(line.startswith("- **") for line in problems) == 7  # one line per problem
+    claims = pd.read_csv(across_before / "claims.csv").set_index("key")
+    assert claims.loc["mohamed-blr-pathwise", "verdict"] == "agrees"
+    assert claims.loc["mohamed-blr-mvd", "detail"] == "`mvd` did not run on blr-breast-cancer"
+    assert "| a moving-average baseline lowers the score-function gradient's variance |" in text
+    assert (across_before / "per_problem.csv").is_file() and (across_before / "across.png").is_file()
+
+
+def test_no_number_of_the_old_across_report_is_lost(across_before: Path) -> None:
+    """Every number the old report across problems showed (its per-problem listings included) is in some CSV
+    or JSON of the folder, at the precision shown."""
+    values = _values(across_before)
+    old = (ACROSS_BEFORE / "report-before.md").read_text()
+    lost = [t for t in _numbers(old) if not _present(values, t)]
+    assert not lost, f"{len(lost)} numbers of the old report are in no file: {lost[:20]}"
+    assert not _present(values, "123456.789")

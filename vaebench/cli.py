@@ -472,23 +472,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def bottom_line(out: Path) -> list[str]:
-    """The run's answer for the terminal, from its verdicts.json: one line per question and K with the winner
-    (or who is not separated), and the file it is in. [] when the run judged nothing."""
+    """The run's answer for the terminal: the report's takeaway sentence
+    (:func:`vaebench.report.bottom_line.takeaway`) from its verdicts.json. [] when the run judged nothing or
+    the file cannot be read (a damaged file costs the summary, never the run's exit)."""
     import json
+
+    from vaebench.report.bottom_line import takeaway
 
     try:
         verdicts = json.loads((out / "verdicts.json").read_text()).get("verdicts") or []
-    except (OSError, ValueError, AttributeError):
+        said = takeaway(verdicts) if any(v.get("best") for v in verdicts) else ""
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return []
-    if not verdicts:
-        return []
-    lines = [f"bottom line ({out / 'verdicts.json'}; the reasons in {out / 'report.md'}):"]
-    for v in verdicts:
-        tied = [v["best"], *(v.get("not_separated") or [])] if v.get("best") else []
-        shown = ", ".join(tied[:4]) + (f" and {len(tied) - 4} more" if len(tied) > 4 else "")
-        answer = v["winner"] if v.get("winner") else f"not separated: {shown}" if tied else "no verdict"
-        lines.append(f"  {v['question']} at K={v['K']}: {answer}")
-    return lines
+    return [f"bottom line ({out / 'verdicts.json'}): {said}"] if said else []
 
 
 def _discard(out: Path, created: bool) -> None:

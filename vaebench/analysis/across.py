@@ -30,7 +30,8 @@ stream ``across.bootstrap`` of :mod:`vaebench.rng`.
 Transfer (:func:`transfer`): for each pair of the leading estimators at each K, on how many problems A is
 *separated* ahead of B (the Student-t interval of the paired per-seed differences excludes 0 in A's favour),
 B ahead, or neither; a verdict names an estimator "across these problems" only when it is ahead on a majority
-of the problems compared and behind on none.
+of the problems compared and behind on none. :func:`takeaway` turns the table into the verdict across problems:
+the estimator to use at a K when it is so against every other leader there, else the pair that comes closest.
 
 Why not the ``rliable`` package: its statistics are a few lines each here, while rliable 1.2.0 brings arch
 (< 8), seaborn and absl-py, draws its bootstrap from numpy's global or its own seeded generators (vaebench
@@ -333,6 +334,59 @@ def _verdict(a: str, b: str, k: int, counts: dict[str, int], n: int) -> str:
         f"{a} and {b} at K={k}: not separated across these problems ({a} ahead on {counts['a']}, {b} on "
         f"{counts['b']}, neither on {counts['neither']})"
     )
+
+
+def takeaway(moves: pd.DataFrame, problems: int) -> str:
+    """The verdict across problems, from a :func:`transfer` table over ``problems`` problems.
+
+    An estimator is named to use "across these problems" at a K when it is the ``winner`` of every pair it is
+    in there (ahead of each other leading estimator on a majority of the problems compared, behind on none).
+    Otherwise none transfers, and the pair that comes closest is named: the fewest problems that would have
+    to change for it to transfer (those short of a majority, plus those on which it is behind), ties to the
+    one ahead on more problems; the pairs that do transfer follow.
+    """
+    if moves.empty:
+        return f"No two estimators to compare across these {problems} problems"
+    used = []
+    for k, at_k in moves.groupby("num_samples", sort=True):
+        for name in dict.fromkeys([*at_k["a"], *at_k["b"]]):
+            mine = at_k[(at_k["a"] == name) | (at_k["b"] == name)]
+            if (mine["winner"] == name).all():
+                beaten = [b if a == name else a for a, b in zip(mine["a"], mine["b"], strict=True)]
+                used.append(f"{name} at K={k} (ahead of {', '.join(beaten)})")
+    if used:
+        return (
+            f"Across these {problems} problems, use {'; '.join(used)}: separated ahead on a majority of the "
+            "problems compared and behind on none"
+        )
+    text = (
+        f"No estimator transfers across these {problems} problems (at no K is one separated ahead of every other "
+        "leading estimator on a majority of the problems compared and behind on none)"
+    )
+    open_pairs = moves[moves["winner"] == ""]
+    if len(open_pairs):
+        sides = [
+            (r["a"], r["b"], r["a_ahead"], r["b_ahead"]) if r["a_ahead"] - r["b_ahead"] >= r["b_ahead"] - r["a_ahead"]
+            else (r["b"], r["a"], r["b_ahead"], r["a_ahead"])
+            for _, r in open_pairs.iterrows()
+        ]  # fmt: skip
+        short = [max(0, int(n) // 2 + 1 - ahead) + behind for (_, _, ahead, behind), n in
+                 zip(sides, open_pairs["problems"], strict=True)]  # fmt: skip
+        best = min(range(len(sides)), key=lambda i: (short[i], -sides[i][2]))
+        a, b, ahead, behind = sides[best]
+        r = open_pairs.iloc[best]
+        text += (
+            f"; closest: {a} over {b} at K={int(r['num_samples'])}, ahead on {ahead} of {int(r['problems'])} "
+            f"problems and behind on {behind}"
+        )
+    done = moves[moves["winner"] != ""]
+    if len(done):
+        pairs = [
+            f"{r['winner']} over {r['b'] if r['winner'] == r['a'] else r['a']} at K={int(r['num_samples'])}"
+            for _, r in done.iterrows()
+        ]
+        text += f". Pairs that transfer: {', '.join(pairs)}"
+    return text
 
 
 def per_problem(merit: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

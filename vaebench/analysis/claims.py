@@ -1,7 +1,7 @@
 r"""The field's published claims: one table of them (`CLAIMS`), and each with the figure a run measured and a verdict.
 
 A claim is one row of `CLAIMS`: what it says, its source, the preset whose run measures it, and *how* it is
-measured, one of six kinds:
+measured, one of seven kinds:
 
 - :class:`Law`: the slope in K of a fitted scaling law (``scaling.csv``,
   :func:`vaebench.analysis.scaling.scaling_laws`) on a built checkpoint; the verdict is the law's (agrees,
@@ -19,6 +19,25 @@ measured, one of six kinds:
   link that decides the verdict, the published figures beside it: the ordering *at the run's budget*;
 - :class:`~vaebench.analysis.trends.Falling`: a figure that falls as K grows at every checkpoint of the
   variance rows (:mod:`vaebench.analysis.trends`): the slope of log figure against log K per checkpoint.
+- :class:`Direction`: one estimator's encoder gradient variance below another's on one problem
+  (``variance.csv`` with its ``problem`` column), at the largest K both ran.
+
+**Directions.** With v_s the variance of seed s, d_s = log v_s(lower) - log v_s(higher) is paired by seed
+(the seed fixes the parameters the variance is measured at) and its mean has a Student-t interval
+(:func:`vaebench.analysis.contrast.contrast`, ``paired difference``); the row states the ratio exp(mean d)
+with exp of the interval. The m Direction rows of `CLAIMS` are judged together at the family-wise level
+`FAMILY`, each at 1 - (1 - `FAMILY`) / m (Bonferroni). Verdict: ``agrees`` when the interval lies below 1,
+``does not agree`` above, else ``inconclusive`` (``consistent`` for a claim of *not above*,
+``Direction.at_most``); one seed gives no interval: ``cannot be judged``. Where the measured variance holds
+minibatch noise (global latents trained on minibatches), that part, the variance over batches of the
+minibatch objective's exact gradient, is the same for every unbiased estimator of one objective at one batch
+size: it adds to both variances, so the ratio keeps the sign of the Monte Carlo parts' ratio and lies closer
+to 1.
+
+The published comparison (Mohamed et al. 2020, section 8.3; its code google-deepmind/mc_gradients) trains with
+50 samples on minibatches of 32, an analytic KL for every estimator and control-variate coefficients fitted on
+25 further samples, and it has no leave-one-out baseline; here each estimator is as registered, at the
+largest K both ran: only the directions are set beside it, never the figures.
 
 **Gaps, rankings, trends.** A run is set beside a published gap only when it can be: on binarized images
 with a Bernoulli likelihood (`DIRECTION_DATA`; a published size is compared only on the data it was measured on,
@@ -51,6 +70,7 @@ from vaebench.analysis.contrast import contrast
 from vaebench.analysis.ranking import Ranking, ranking_row
 from vaebench.analysis.settings import truth
 from vaebench.analysis.trends import Falling, falling_row
+from vaebench.errors import VaebenchError
 from vaebench.measures.schema import CLAIMS as CLAIMS_TABLE
 from vaebench.measures.schema import SUMMARY, complete, conform
 
@@ -102,6 +122,23 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Direction:
+    """Measured by ``figure`` of the encoder gradient of ``lower`` over that of ``higher`` on ``problem``,
+    paired by seed, at the largest K both ran (iid draws): the claim is the ratio below 1 (``at_most``: not
+    above 1)."""
+
+    problem: str
+    lower: str
+    higher: str
+    figure: str = "trace_var"
+    at_most: bool = False
+
+
+FAMILY = 0.95
+"""Family-wise level of the Direction rows of `CLAIMS` (Bonferroni over them)."""
+
+
+@dataclass(frozen=True)
 class Claim:
     """A published claim: what it says, who said it, which preset measures it, and how.
 
@@ -110,15 +147,15 @@ class Claim:
         claim: the claim in words.
         source: paper, with its arXiv number and the figure or theorem.
         preset: the preset whose run measures it.
-        measure: a :class:`Law`, :class:`Landing`, :class:`Quadrature`, :class:`Gap`, :class:`Ranking` or
-            :class:`Falling`.
+        measure: a :class:`Law`, :class:`Landing`, :class:`Quadrature`, :class:`Gap`, :class:`Direction`,
+            :class:`Ranking` or :class:`Falling`.
     """
 
     key: str
     claim: str
     source: str
     preset: str
-    measure: Law | Landing | Quadrature | Gap | Ranking | Falling
+    measure: Law | Landing | Quadrature | Gap | Direction | Ranking | Falling
 
 
 BURDA_GAP = 86.35 - 84.78
@@ -152,6 +189,12 @@ _LIEVIN = ("Liévin, Dittadi, Christensen & Winther 2020 (arXiv:2008.01998), Gau
 
 _RAINFORTH = "Rainforth et al. 2018 (arXiv:1802.04537), Theorem 1 and its Gaussian experiment (Section 4)"
 _TUCKER = "Tucker, Lawson, Gu & Maddison 2019 (arXiv:1810.04152)"
+_MOHAMED = "Mohamed, Rosca, Figurnov & Mnih 2020 (JMLR 21(132), arXiv:1906.10652)"
+_BLR = (
+    f"{_MOHAMED}, directions of section 8.3's comparison on Bayesian logistic regression (breast cancer); "
+    "figures not compared"
+)
+_BLR_CODE = "google-deepmind/mc_gradients"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("rainforth-encoder", "IWAE encoder SNR ∝ K^-1/2", _RAINFORTH, "scaling", Law("toy", "iwae", "encoder")),
@@ -164,8 +207,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("roeder", "STL's encoder gradient variance is zero at the exact posterior", "Roeder, Wu & Duvenaud "
           "2017 (arXiv:1703.09194), Section 3", "scaling", Landing()),
     Claim("mohamed", "exact variances of the pathwise, score-function, mean-baseline and measure-valued "
-          "(coupled and uncoupled) gradients of E_N(μ,σ²)[f] for f in {(x-k)², exp(-kx²), cos(kx)}", "Mohamed, Rosca, Figurnov & Mnih 2020 (JMLR "
-          "21(132), arXiv:1906.10652), Figures 2-3", "scaling", Quadrature()),
+          "(coupled and uncoupled) gradients of E_N(μ,σ²)[f] for f in {(x-k)², exp(-kx²), cos(kx)}", f"{_MOHAMED}, Figures 2-3", "scaling", Quadrature()),
     Claim("burda", "IWAE's test log-likelihood is above the VAE's at the same K", "Burda, Grosse & "
           "Salakhutdinov 2015 (arXiv:1509.00519), Table 1: 84.78 against 86.35 nats at k = 50", "fashion-mnist",
           Gap("iwae", "reparam", BURDA_GAP)),
@@ -178,6 +220,22 @@ CLAIMS: tuple[Claim, ...] = (
       for i, k in enumerate(LIEVIN_K)),
     *(Claim(f"lievin-snr-{name}", f"{label}'s encoder SNR falls as K grows, along training", _LIEVIN, "ovis",
             Falling(name)) for name, label in (("dreg", "DReG"), ("iwae", "IWAE"))),
+    Claim("mohamed-blr-pathwise", "the score-function gradient's variance is above the pathwise gradient's",
+          f"{_BLR} (pathwise and score function as in {_BLR_CODE})", "problems",
+          Direction("blr-breast-cancer", "reparam", "reinforce")),
+    Claim("mohamed-blr-mvd", "the score-function gradient's variance is above the measure-valued gradient's",
+          f"{_BLR} (the coupled measure-valued estimator of {_BLR_CODE})", "problems",
+          Direction("blr-breast-cancer", "mvd", "reinforce")),
+    Claim("mohamed-blr-baseline", "a moving-average baseline lowers the score-function gradient's variance",
+          f"{_BLR} ({_BLR_CODE}'s moving-average baseline, decay 0.9)", "problems",
+          Direction("blr-breast-cancer", "reinforce-ma", "reinforce")),
+    Claim("mohamed-blr-loo", "a leave-one-out baseline lowers the score-function gradient's variance",
+          f"{_MOHAMED}, section 7's control variates (the survey's direction; {_BLR_CODE} has no "
+          "leave-one-out baseline)", "problems", Direction("blr-breast-cancer", "reinforce-loo", "reinforce")),
+    Claim("mohamed-blr-taylor", "a Taylor-expansion control variate does not raise the pathwise gradient's "
+          "variance", f"{_BLR} ({_BLR_CODE}'s delta-method control variate; here Miller et al. 2017's "
+          "first-order form, coefficient 1)", "problems",
+          Direction("blr-breast-cancer", "reparam-cv", "reparam", at_most=True)),
 )  # fmt: skip
 """The claims, in the order a reader of estimator papers meets them (and of the report's section)."""
 
@@ -194,14 +252,15 @@ class Evidence:
         convergence: the tidy convergence rows, for the pairing by seed.
         data: the data set's name (``config.data.name``); None: unknown, no gap is compared.
         likelihood: ``bernoulli`` or ``gaussian`` (the resolved likelihood); None: unknown.
-        variance: the tidy variance rows at the run's checkpoints, for the trends in K.
+        variance: the tidy variance rows (``variance.csv``, with its ``problem`` column): at the run's
+            checkpoints for the trends in K, per problem for the directions.
     """
 
-    laws: pd.DataFrame
-    landing: pd.DataFrame
-    quadrature: pd.DataFrame
-    summary: pd.DataFrame
-    convergence: pd.DataFrame
+    laws: pd.DataFrame = field(default_factory=pd.DataFrame)
+    landing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quadrature: pd.DataFrame = field(default_factory=pd.DataFrame)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    convergence: pd.DataFrame = field(default_factory=pd.DataFrame)
     data: str | None = None
     likelihood: str | None = None
     variance: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -308,7 +367,7 @@ def _gap(m: Gap, ev: Evidence) -> dict | None:
     if not d.n:
         return None
     blocker = _why_not(summary, keys, ev.data, ev.likelihood)
-    verdict = "not comparable" if blocker else _verdict(m, d.low, d.high)
+    verdict = "not comparable" if blocker else _verdict(d.low, d.high, m.at_least)
     detail = blocker or f"paired over {d.n} seeds"
     if not blocker and math.isfinite(d.low) and ev.data in m.size_on and math.isfinite(m.size):
         where = "inside" if d.low <= m.size <= d.high else "outside"
@@ -322,14 +381,15 @@ def _gap(m: Gap, ev: Evidence) -> dict | None:
     }  # fmt: skip
 
 
-def _verdict(m: Gap, low: float, high: float) -> str:
+def _verdict(low: float, high: float, at_least: bool) -> str:
+    """The verdict on a claim that a contrast is above 0 (``at_least``: not below 0), from its interval."""
     if not np.isfinite(low):
         return "cannot be judged"
     if high < 0:
         return "does not agree"
     if low > 0:
         return "agrees"
-    return "consistent" if m.at_least else "inconclusive"
+    return "consistent" if at_least else "inconclusive"
 
 
 def _why_not(
@@ -381,11 +441,50 @@ def _falling(m: Falling, ev: Evidence) -> dict | None:
     return falling_row(m, ev.variance, ev.data, ev.likelihood)
 
 
+def _direction(m: Direction, ev: Evidence) -> dict | None:
+    v = ev.variance
+    if v.empty or "problem" not in v.columns:
+        return None
+    v = v[(v["problem"] == m.problem) & (v["group"] == "encoder") & (v["sampler"] == "iid")]
+    if v.empty:
+        return None
+    ran = [set(v.loc[v["estimator"] == name, "num_samples"]) for name in (m.lower, m.higher)]
+    if not ran[0] & ran[1]:
+        missing = " and ".join(
+            f"`{name}`" for name, ks in zip((m.lower, m.higher), ran, strict=True) if not ks
+        )
+        why = f"{missing} did not run" if missing else f"`{m.lower}` and `{m.higher}` share no K"
+        return {"verdict": NOT_MEASURED, "detail": f"{why} on {m.problem}"}
+    k = int(max(ran[0] & ran[1]))
+    rows = v[v["estimator"].isin([m.lower, m.higher]) & (v["num_samples"] == k)]
+    if rows.duplicated(["estimator", "seed"]).any():
+        raise VaebenchError(
+            f"the variance rows of {m.problem} hold several rows for one estimator, K and seed (K = {k}): pass "
+            "one row per problem, estimator, K and seed (one checkpoint's)"
+        )
+    lower, higher = (
+        np.log(rows[rows["estimator"] == name].set_index("seed")[m.figure]) for name in (m.lower, m.higher)
+    )
+    family = sum(isinstance(c.measure, Direction) for c in CLAIMS)
+    level = 1 - (1 - FAMILY) / family
+    d = contrast(higher, lower, "paired difference", level)  # log higher - log lower: above 0 as claimed
+    if not d.n:
+        return None
+    return {
+        "where": f"{m.problem}, K = {k}", "figure": f"encoder {m.figure}, {m.lower} / {m.higher}",
+        "measured": math.exp(-d.value), "measured_low": math.exp(-d.high), "measured_high": math.exp(-d.low),
+        "theory": 1.0, "verdict": _verdict(d.low, d.high, m.at_most),
+        "detail": f"ratio of geometric means over {d.n} seeds, paired by seed; interval at level {level:.3f}, "
+                  f"{FAMILY:.0%} for the {family} direction claims at once (Bonferroni)",
+    }  # fmt: skip
+
+
 _MEASURES = {
     Law: _law,
     Landing: _landing,
     Quadrature: _quadrature,
     Gap: _gap,
+    Direction: _direction,
     Ranking: _ranking,
     Falling: _falling,
 }

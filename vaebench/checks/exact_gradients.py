@@ -5,7 +5,8 @@ gradient estimates can be compared with the exact gradient coordinate by coordin
 and the estimator passes when max_i |z_i| stays below the Bonferroni threshold for a family-wise false-alarm
 rate (1e-3 by default: a correct estimator fails with probability at most 1e-3 over the choice of seed).
 Each estimator is compared with the gradient of what it declares it estimates, ``est.target(K)``, group by
-group (:func:`target_gradient`; the one table from a bound to its reference is `reference_of`): the ELBO and
+group (:func:`target_gradient`, each bound by `reference_of` from the variance measure's table of references,
+:mod:`vaebench.measures.variance.baseline`): the ELBO and
 the inclusive KL KL(p(z|x) || q) exactly (closed forms); IWAE_K and the Rényi bound VR_{α,K} by the mean of
 80,000 pathwise estimates of the same bound at the same K (whose own standard error enters each z); CIWAE_β as
 β x exact ELBO + (1 - β) x the IWAE_K reference; the thermodynamic bound TVO_S exactly (closed form); UHA's
@@ -38,16 +39,20 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import (
     BUILTIN_ESTIMATORS,
     ESTIMATORS,
-    TVO,
-    UHA,
     Bound,
     Estimator,
     Target,
     make_estimator,
     unsupported,
 )
-from vaebench.exact import exact_elbo, exact_inclusive_kl, exact_tvo
+from vaebench.exact import exact_elbo
 from vaebench.measures.variance import Engine, gradient_sample, layout, warm_up
+from vaebench.measures.variance.baseline import (
+    bound_estimator,
+    exact_bound_gradient,
+    parts_label,
+    reference_parts,
+)
 from vaebench.model import GaussianVAE
 from vaebench.plugins import summarize
 from vaebench.plugins.registry import probe_estimator
@@ -142,16 +147,6 @@ def exact_gradient(model: GaussianVAE, x: Tensor) -> Tensor:
     return grad
 
 
-def exact_inclusive_gradient(model: GaussianVAE, x: Tensor) -> Tensor:
-    """[P] exact gradient of the batch-mean KL(p(z|x) || q(z|x)) (the negative of the objective -KL) in the
-    encoder's coordinates of a linear-Gaussian model; zero in the decoder's (p(z|x) is held fixed)."""
-    model.zero_grad(set_to_none=True)
-    exact_inclusive_kl(model, x).mean().backward()
-    grad = flat_grad(layout(model).params)
-    model.zero_grad(set_to_none=True)
-    return grad
-
-
 ROUNDING = 1e-9
 """Relative size of rounding error allowed in a coordinate that has no Monte Carlo noise at all."""
 
@@ -205,53 +200,27 @@ def settings(name: str, sampler: str = "iid") -> list[int]:
     return [k for k in (1, IW_K) if not unsupported(name, k, sampler)]
 
 
-def iwae_reference(model: GaussianVAE, x: Tensor, k: int = IW_K, seed: int = 7) -> tuple[Tensor, Tensor]:
-    """Mean [P] and standard error [P] of `REFERENCE_BUDGET` independent ``iwae`` gradients at K = ``k``."""
-    return sampled_reference(model, x, "iwae", {}, k, seed)
-
-
-def sampled_reference(
-    model: GaussianVAE, x: Tensor, name: str, options: dict, k: int, seed: int = 7
-) -> tuple[Tensor, Tensor]:
-    """Mean [P] and standard error [P] of `REFERENCE_BUDGET` independent gradients of ``name`` at K = ``k``."""
-    draws, copies = REFERENCE_BUDGET
-    g = gradient_draws(model, make_estimator(name, **options), x, k, draws, copies, seed=seed)
-    return g.mean(0), (g.var(0) / g.shape[0]).sqrt()
-
-
 def reference_of(bound: Bound, model: GaussianVAE, x: Tensor) -> tuple[Tensor, Tensor, str]:
     """(mean [P], standard error [P], label) of the gradient of the negative batch-mean ``bound``.
 
-    The table from a bound to its reference: the ELBO, the inclusive KL and TVO_S exactly; IWAE_K and VR_{α,K} by
-    the mean of `REFERENCE_BUDGET` pathwise estimates of the same bound (``iwae``, ``renyi`` at α); CIWAE_β
-    as β x the exact ELBO gradient + (1 - β) x the IWAE_K reference.
+    The bound-to-reference table is the variance measure's (:mod:`vaebench.measures.variance.baseline`): exact
+    where the model has a closed form (the ELBO, the inclusive KL, TVO_S), a weighted sum of parts for CIWAE_β
+    (β x the exact ELBO's + (1 - β) x IWAE_K's; the standard errors add, a bound whatever their correlation),
+    else the mean of `REFERENCE_BUDGET` independent estimates of the bound's own estimator (``iwae``,
+    ``renyi`` at α, UHA's).
     """
-    n = math.prod(REFERENCE_BUDGET)
-    if bound.name == "elbo":
-        exact = exact_gradient(model, x)
-        return exact, torch.zeros_like(exact), "exact"
-    if bound.name == "inclusive-kl":
-        exact = exact_inclusive_gradient(model, x)
-        return exact, torch.zeros_like(exact), "exact-inclusive-kl"
-    if bound.name == "ciwae":
-        beta = bound.parameter
-        iwae, iwae_se, label = reference_of(Bound.of("iwae", bound.samples), model, x)
-        return beta * exact_gradient(model, x) + (1 - beta) * iwae, (1 - beta) * iwae_se, f"ciwae({label})"
-    if bound.name == "renyi":
-        mean, se = sampled_reference(model, x, "renyi", {"alpha": bound.parameter}, bound.samples)
-        return mean, se, f"renyi{bound.parameter:g}-{bound.samples}-{n}"
-    if bound.name == "uha":  # no closed form: the mean of its own pathwise estimates, the same dynamics
-        g = gradient_draws(model, UHA.for_bound(bound), x, bound.samples, *REFERENCE_BUDGET, seed=7)
-        return g.mean(0), (g.var(0) / g.shape[0]).sqrt(), f"uha{bound.parameter[0]}-{bound.samples}-{n}"
-    if bound.name == "tvo":
-        betas = TVO.for_bound(bound).betas
-        model.zero_grad(set_to_none=True)
-        (-exact_tvo(model, x, betas).mean()).backward()
-        exact = flat_grad(layout(model).params)
-        model.zero_grad(set_to_none=True)
-        return exact, torch.zeros_like(exact), "exact-tvo"
-    mean, se = iwae_reference(model, x, bound.samples)
-    return mean, se, f"iwae{bound.samples}-{n}"
+    parts = reference_parts(bound)
+    if len(parts) > 1:
+        done = [(w, reference_of(part, model, x)) for w, part in parts]
+        mean = sum(w * m for w, (m, _, _) in done)
+        se = sum(w * e for w, (_, e, _) in done)
+        return mean, se, parts_label(bound, [label for _, (_, _, label) in done])
+    exact = exact_bound_gradient(model, x, bound)
+    if exact is not None:
+        return exact[0], torch.zeros_like(exact[0]), exact[1]
+    estimator, k, stem = bound_estimator(bound)
+    g = gradient_draws(model, estimator, x, k, *REFERENCE_BUDGET, seed=7)
+    return g.mean(0), (g.var(0) / g.shape[0]).sqrt(), f"{stem}-{math.prod(REFERENCE_BUDGET)}"
 
 
 def target_gradient(

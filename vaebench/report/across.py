@@ -1,7 +1,10 @@
-"""The "Across problems" section of a report and its plot, from the tables of :mod:`vaebench.analysis.across`.
+"""The report of a run across problems and its plot, from the tables of :mod:`vaebench.analysis.across`.
 
-Reads two frames (the aggregates of ``across.csv`` and the transfer table) and writes markdown and one panel;
-it computes nothing: the takeaway is the transfer table's ``winner`` column, the cells are its figures rounded.
+One screen: the verdict across problems (:func:`vaebench.analysis.across.takeaway`), the leading estimators'
+aggregates with their intervals, the transfer counts, the published claims the run measured, the plot, and
+one line per problem. It computes nothing of its own: the verdicts and figures are the analysis's, rounded
+here; the full tables are the folder's CSVs, which the last line names (``claims.csv`` and
+``per_problem.csv`` are written here, from ``variance.csv`` and ``merit.csv``).
 """
 
 from __future__ import annotations
@@ -13,69 +16,79 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from vaebench import files
-from vaebench.analysis.across import per_problem
+from vaebench.analysis.across import leaders, per_problem, takeaway
+from vaebench.analysis.claims import Evidence, claims_table
 from vaebench.report import styles
+from vaebench.report.claims import section as claims_section
 from vaebench.report.formatting import fmt_interval, markdown
 from vaebench.report.plots import save
+
+REFERENCE = "reparam"
+"""The estimator the variance-time scores and the first probability of improvement are taken against."""
 
 
 def _improvement(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["statistic"] == "probability_of_improvement"]
 
 
-def across_section(table: pd.DataFrame, moves: pd.DataFrame, plot: str = "") -> str:
-    """Markdown: a takeaway, then per estimator and K the IQM and the probabilities of improvement with their
-    intervals, then the transfer table (``plot``: the file name of :func:`plot_improvement`'s figure)."""
-    named = moves[moves["winner"] != ""]
-    takeaway = (
-        "; ".join(named["verdict"])
-        if len(named)
-        else "No estimator is ahead of another across these problems at any K (see the transfer table)"
-    )
-    problems, seeds = int(table["problems"].iloc[0]), int(table["seeds"].iloc[0])
-    iqm = table[table["statistic"] == "iqm"][["estimator", "num_samples", "value", "low", "high"]]
-    better = _improvement(table)
-    rows = []
-    for _, r in iqm.iterrows():
-        mine = better[(better["estimator"] == r["estimator"]) & (better["num_samples"] == r["num_samples"])]
-        cells = [
-            f"{fmt_interval(m['value'], m['low'], m['high'], 2)} vs {m['versus']}" for _, m in mine.iterrows()
-        ]
-        rows.append({**r.to_dict(), "improvement": "; ".join(cells) or "–"})
+def _leading(table: pd.DataFrame, moves: pd.DataFrame) -> list[tuple[int, str]]:
+    """(K, estimator) of the transfer table's pairs, by K then IQM (the three highest IQM without pairs)."""
+    named = {int(k): list(dict.fromkeys([*g["a"], *g["b"]])) for k, g in moves.groupby("num_samples")}
+    return [(k, name) for k, names in sorted((named or leaders(table, 3)).items()) for name in names]
+
+
+def _p(table: pd.DataFrame, name: str, k: int, versus: str | None) -> str:
+    """P(``name`` ahead of ``versus``) at K with its interval (``versus`` None: the best other)."""
+    rows = _improvement(table)
+    rows = rows[(rows["estimator"] == name) & (rows["num_samples"] == k)]
+    rows = rows[rows["versus"] == versus] if versus else rows[rows["versus"] != REFERENCE]
+    if rows.empty:
+        return "–"
+    r = rows.iloc[0]
+    return fmt_interval(r["value"], r["low"], r["high"], 2) + ("" if versus else f" vs {r['versus']}")
+
+
+def across_section(table: pd.DataFrame, moves: pd.DataFrame) -> str:
+    """Markdown: the verdict across problems, the leading estimators' IQM and probabilities of improvement with
+    their intervals, and the transfer counts (``table``: ``across.csv``, its ``score`` column optional: the
+    rows without one, or ``variance_time``, are the variance-time aggregates; ``moves``: ``transfer.csv``)."""
+    if "score" not in table.columns:
+        table = table.assign(score="variance_time")
+    variance = table[table["score"] == "variance_time"]
+    ranked = table[table["score"] == "ranking_figure"]
+    problems, seeds = int(variance["problems"].iloc[0]), int(variance["seeds"].iloc[0])
+    iqm = variance[variance["statistic"] == "iqm"].set_index(["estimator", "num_samples"])
+    rows = pd.DataFrame(_leading(variance, moves), columns=["num_samples", "estimator"])
+    columns = [
+        ("K", lambda r: str(r["num_samples"])),
+        ("estimator", lambda r: r["estimator"]),
+        (f"IQM of -log(var x time / {REFERENCE}'s)", lambda r: fmt_interval(
+            *iqm.loc[(r["estimator"], r["num_samples"]), ["value", "low", "high"]])),
+        (f"P(ahead of {REFERENCE})", lambda r: _p(variance, r["estimator"], r["num_samples"], REFERENCE)),
+        ("P(ahead of the best other)", lambda r: _p(variance, r["estimator"], r["num_samples"], None)),
+    ]  # fmt: skip
+    if len(ranked):
+        columns.append((f"on the ranking figures, P(ahead of {REFERENCE})",
+                        lambda r: _p(ranked, r["estimator"], r["num_samples"], REFERENCE)))  # fmt: skip
     lines = [
-        "## Across problems",
+        f"{takeaway(moves, problems)}. ({problems} problems x {seeds} seeds; 95% stratified bootstrap intervals "
+        "over both.)",
         "",
-        f"{takeaway}. ({problems} problems x {seeds} seeds; 95% stratified bootstrap intervals over both.)",
+        markdown(rows, columns),
         "",
-        markdown(
-            pd.DataFrame(rows),
-            [
-                ("estimator", lambda r: r["estimator"]),
-                ("K", lambda r: str(int(r["num_samples"]))),
-                (
-                    "IQM of -log(var x time / reparam's)",
-                    lambda r: fmt_interval(r["value"], r["low"], r["high"]),
-                ),
-                ("P(ahead of)", lambda r: r["improvement"]),
-            ],
-        ),
-        "",
-        markdown(
-            moves,
-            [
-                ("K", lambda r: str(int(r["num_samples"]))),
-                ("A", lambda r: r["a"]),
-                ("B", lambda r: r["b"]),
-                ("A ahead", lambda r: str(r["a_ahead"])),
-                ("B ahead", lambda r: str(r["b_ahead"])),
-                ("neither", lambda r: str(r["neither"])),
-                ("verdict", lambda r: r["verdict"]),
-            ],
-        ),
     ]
-    if plot:
-        lines += ["", f"![probability of improvement over reparam]({plot})"]
-    return "\n".join(lines) + "\n"
+    if len(moves):
+        lines += [
+            "Problems on which each of a pair is separated ahead (paired by seed):",
+            "",
+            markdown(moves, [
+                ("K", lambda r: str(int(r["num_samples"]))), ("A", lambda r: r["a"]), ("B", lambda r: r["b"]),
+                ("A ahead", lambda r: str(r["a_ahead"])), ("B ahead", lambda r: str(r["b_ahead"])),
+                ("neither", lambda r: str(r["neither"])),
+            ]),
+            "",
+        ]  # fmt: skip
+    return "\n".join(lines)
 
 
 def plot_improvement(table: pd.DataFrame, versus: str = "reparam", ax: Axes | None = None) -> Axes:
@@ -102,62 +115,62 @@ def plot_improvement(table: pd.DataFrame, versus: str = "reparam", ax: Axes | No
     return ax
 
 
-def problem_section(summary: pd.DataFrame, noise: pd.DataFrame) -> str:
-    """Markdown: per problem, the ranking figure of every setting (mean over seeds, 95% interval), best first,
-    the settings whose interval lies apart from the best's marked; then the Monte Carlo share of the gradient
-    noise where a problem is trained on minibatches."""
-    lines = ["## Per problem", ""]
-    for problem, group in summary.groupby("problem", sort=False):
-        figure = group["figure"].iloc[0]
-        cells = [
-            f"{r['estimator']} K={r['num_samples']} {fmt_interval(r['value'], r['low'], r['high'], 2)}"
-            + (" (behind)" if r["behind_best"] else "")
-            for _, r in group.iterrows()
-        ]
-        lines.append(f"- **{problem}** ({figure}, {'higher' if group['higher_is_better'].iloc[0] else 'lower'} "
-                     f"is better): {'; '.join(cells)}")  # fmt: skip
-    if not noise.empty:
-        lines += [
-            "",
-            "Monte Carlo share of the encoder's gradient variance (the rest is minibatch noise):",
-            "",
-        ]
-        for problem, group in noise.groupby("problem", sort=False):
-            cells = [
-                f"{r['estimator']} K={int(r['num_samples'])} "
-                f"{fmt_interval(r['mc_fraction'], r['mc_fraction_low'], r['mc_fraction_high'], 2)}"
-                for _, r in group.iterrows()
-            ]
-            lines.append(f"- **{problem}**: {'; '.join(cells)}")
-    return "\n".join(lines) + "\n"
+def problem_lines(ranking: pd.DataFrame, noise: pd.DataFrame, notes: list[str]) -> list[str]:
+    """Markdown, one line per problem: its ranking figure's best setting (mean over seeds, 95% interval), how
+    many settings lie apart from it, the range of the Monte Carlo share of the encoder's gradient variance
+    where the problem is trained on minibatches, and how many notes of the run name it (``ranking``:
+    :func:`vaebench.analysis.across.per_problem`)."""
+    lines = []
+    for problem, group in ranking.groupby("problem", sort=False):
+        best = group.iloc[0]
+        behind = int(group["behind_best"].sum())
+        line = (
+            f"- **{problem}** ({best['figure']}, {'higher' if best['higher_is_better'] else 'lower'} is better): "
+            f"best {best['estimator']} K={int(best['num_samples'])} "
+            f"{fmt_interval(best['value'], best['low'], best['high'], 2)}; {behind} of {len(group)} settings "
+            "behind it"
+        )
+        share = noise[noise["problem"] == problem]["mc_fraction"] if len(noise) else pd.Series(dtype=float)
+        if len(share):
+            line += f"; Monte Carlo share of the encoder's variance {share.min():.2f}-{share.max():.2f}"
+        said = sum(n.startswith(f"{problem}: ") for n in notes)
+        if said:
+            line += f"; {said} note{'s' if said > 1 else ''}"
+        lines.append(line)
+    return lines
 
 
 def write_across_report(out: str | Path) -> Path:
-    """``report.md`` of a run across problems: the "Across problems" section first (on the variance x time
-    scores, with the probability of improvement on the problems' own ranking figures beside it), then a line
-    per problem; ``across.png`` its plot."""
+    """``report.md`` of a run across problems (module docstring), with ``across.png`` its plot and
+    ``claims.csv`` (the published claims, from ``variance.csv``) and ``per_problem.csv`` (each problem's
+    ranking figure per setting, from ``merit.csv``) beside it."""
     out = Path(out)
     table, moves = files.read_csv(out / "across.csv"), files.read_csv(out / "transfer.csv")
     moves["winner"] = ["" if pd.isna(w) else w for w in moves["winner"]]  # an empty cell reads as NaN
     merit = files.read_csv(out / "merit.csv")
     noise = files.read_csv(out / "noise.csv") if (out / "noise.csv").is_file() else pd.DataFrame()
-    variance = table[table["score"] == "variance_time"]
-    ax = plot_improvement(variance)
-    save(ax.figure, out / "across.png")
-    parts = ["# vaebench across problems", "", across_section(variance, moves, "across.png")]
-    ranked = table[
-        (table["score"] == "ranking_figure") & (table["statistic"] == "probability_of_improvement")
-    ]
-    if len(ranked):
-        cells = [
-            f"{r['estimator']} K={int(r['num_samples'])} {fmt_interval(r['value'], r['low'], r['high'], 2)}"
-            for _, r in ranked[ranked["versus"] == "reparam"].iterrows()
-        ]
-        parts += ["On each problem's own ranking figure, P(ahead of reparam at the same K), paired by seed: "
-                  + "; ".join(cells) + ".", ""]  # fmt: skip
-    merit = merit[merit["ranks"].astype(bool)]
-    parts.append(problem_section(per_problem(merit), noise))
     notes = (out / "notes.txt").read_text().splitlines() if (out / "notes.txt").is_file() else []
-    if notes:
-        parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    claims = claims_table(Evidence(variance=files.read_csv(out / "variance.csv")))
+    files.write_csv(out / "claims.csv", claims)
+    ranking = per_problem(merit[merit["ranks"].astype(bool)])
+    files.write_csv(out / "per_problem.csv", ranking)
+    ax = plot_improvement(table[table["score"] == "variance_time"])
+    save(ax.figure, out / "across.png")
+    parts = [
+        "# vaebench across problems",
+        "",
+        across_section(table, moves),
+        *claims_section(claims, ("claim", "where", "measured", "verdict")),
+        f"![probability of improvement over {REFERENCE}](across.png)",
+        "",
+        "## Per problem",
+        "",
+        *problem_lines(ranking, noise, notes),
+        "",
+        "Every aggregate with its interval is in `across.csv` (the ranking figures' too), every pair's counts "
+        "and verdict in `transfer.csv`, each problem's settings in `per_problem.csv` (per seed: `merit.csv`), "
+        "the Monte Carlo shares in `noise.csv`, each claim's source and detail in `claims.csv`, the notes in "
+        "`notes.txt`.",
+        "",
+    ]
     return files.write_text(out / "report.md", "\n".join(parts))

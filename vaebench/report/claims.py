@@ -1,8 +1,9 @@
-"""The report's claims section: each published claim with its source, the figure measured, and the verdict.
+"""The report's claims section: the published claims the run measured, each with its source, the figure
+measured and the verdict, and one line on the others.
 
 The rows are :func:`vaebench.analysis.claims.claims_table` (also written as ``claims.csv``), which decides
-every verdict; this module only puts them into a table and one sentence of counts (the render half of the
-``claims`` pair). A claim the run did not measure says which preset does.
+every verdict; this module only puts them into a table (the render half of the ``claims`` pair). Every
+report that states claims (the one of a run, the one across problems) takes its section from here.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import pandas as pd
 from vaebench.analysis.claims import NOT_MEASURED
 from vaebench.report.formatting import fmt_interval, fmt_number, markdown
 
+COLUMNS = ("claim", "source", "where", "measured", "theory / published", "verdict")
+"""The table's columns (``claims.csv`` has each row's ``detail`` too)."""
+
 
 def _measured(row: pd.Series) -> str:
-    value = row["measured"]
-    if not np.isfinite(value):
+    if not np.isfinite(row["measured"]):
         return "–"
-    text = fmt_interval(value, row["measured_low"], row["measured_high"])
-    return f"{row['figure']}: {text}"
+    return f"{row['figure']}: {fmt_interval(row['measured'], row['measured_low'], row['measured_high'])}"
 
 
 def _theory(row: pd.Series) -> str:
@@ -29,32 +31,28 @@ def _theory(row: pd.Series) -> str:
     return fmt_number(row["theory"]) + (f" ± {fmt_number(tol)}" if np.isfinite(tol) and tol else "")
 
 
-def section(claims: pd.DataFrame) -> list[str]:
-    """The markdown lines (empty when the run measured none of the claims)."""
-    if claims.empty or (claims["verdict"] == NOT_MEASURED).all():
+CELLS = {
+    "claim": lambda r: r["claim"],
+    "source": lambda r: r["source"],
+    "where": lambda r: r["where"] if isinstance(r["where"], str) else "–",
+    "measured": _measured,
+    "theory / published": _theory,
+    "verdict": lambda r: f"**{r['verdict']}**",
+}
+
+
+def section(claims: pd.DataFrame, columns: tuple[str, ...] = COLUMNS) -> list[str]:
+    """The markdown lines: the measured claims as a table of ``columns`` (of `COLUMNS`), then one line naming
+    how the others are measured; empty when there are no claims."""
+    if claims.empty:
         return []
-    counts = claims["verdict"].value_counts()
-    measured = len(claims) - int(counts.get(NOT_MEASURED, 0))
-    told = ", ".join(f"{n} {word}" for word, n in counts.items() if word != NOT_MEASURED)
-    columns = [
-        ("claim", lambda r: r["claim"]),
-        ("source", lambda r: r["source"]),
-        ("where", lambda r: r["where"] if isinstance(r["where"], str) else "–"),
-        ("measured", _measured),
-        ("theory / published", _theory),
-        ("verdict", lambda r: f"**{r['verdict']}**"),
-        ("detail", lambda r: r["detail"] if isinstance(r["detail"], str) else ""),
-    ]
-    return [
-        "## Published claims",
-        "",
-        f"This run measured {measured} of the {len(claims)} claims the suite reproduces ({told}). A verdict "
-        "follows the measured interval: *agrees* when it meets the theory's band (or the published direction), "
-        "*fails* / *does not agree* when it lies wholly outside, *inconclusive* when it cannot tell, *not "
-        "testable here* when the condition the claim needs does not hold at the measured point. A ranking's "
-        "row shows the link that decides its verdict, every link in its detail, at this run's budget. The "
-        "rows are in `claims.csv`.",
-        "",
-        markdown(claims, columns),
-        "",
-    ]
+    rest = claims[claims["verdict"] == NOT_MEASURED]
+    measured = claims.drop(index=rest.index)
+    md = ["## Published claims", ""]
+    if not measured.empty:
+        md += [markdown(measured, [(c, CELLS[c]) for c in columns]), ""]
+    if not rest.empty:
+        how = "; ".join(dict.fromkeys(rest["detail"].fillna("").astype(str)))
+        which = f"The other {len(rest)} of the {len(claims)}" if len(measured) else f"All {len(claims)}"
+        md += [f"{which} claims are not measured in this run: {how}.", ""]
+    return md

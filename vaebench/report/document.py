@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 
 from vaebench.config import SuiteConfig
 from vaebench.estimators import ESTIMATORS
 from vaebench.report import bottom_line, tables
-from vaebench.report.formatting import fmt_interval, fmt_number, markdown
+from vaebench.report.claims import section as claims_section
 from vaebench.report.scaling import verdict_of
 
 FILES = {
@@ -37,9 +36,6 @@ FILES = {
 }
 """The folder's files the report names, in this order, with a word on each (results/README.md has their
 columns)."""
-
-CLAIM_COLUMNS = ("claim", "source", "where", "measured", "theory / published", "verdict")
-"""The claims table's columns (``claims.csv`` has its ``detail`` too)."""
 
 
 def render(
@@ -82,7 +78,7 @@ def render(
     if tuning is not None:
         md += [_tuning(config, summary, tuning), ""]
     md += bottom_line.caveats(summary, claims, run, frames.get("throughput"))
-    md += _claims(claims)
+    md += claims_section(claims)
     measures = config.variance.enabled or config.train.enabled or config.throughput.enabled
     if measures or not summary.empty:
         md += ["## Comparison", ""]
@@ -96,43 +92,6 @@ def render(
     md += ["## Files", "", f"{listed}: every number above is in one of them (results/README.md says which "
            "holds what). Rebuild with `python -m vaebench report <this folder>`.", ""]  # fmt: skip
     return "\n".join(md)
-
-
-def _claims(claims: pd.DataFrame) -> list[str]:
-    """The claims this run measured as a table, and one line naming the run that measures the others."""
-    if claims.empty:
-        return []
-    rest = claims[claims["verdict"] == "not measured in this run"]
-    measured = claims.drop(index=rest.index)
-    md = ["## Published claims", ""]
-    if not measured.empty:
-        cells = {
-            "claim": lambda r: r["claim"],
-            "source": lambda r: r["source"],
-            "where": lambda r: r["where"] if isinstance(r["where"], str) else "–",
-            "measured": _claim_measured,
-            "theory / published": _claim_theory,
-            "verdict": lambda r: f"**{r['verdict']}**",
-        }
-        md += [markdown(measured, [(c, cells[c]) for c in CLAIM_COLUMNS]), ""]
-    if not rest.empty:
-        how = "; ".join(dict.fromkeys(rest["detail"].fillna("").astype(str)))
-        which = f"The other {len(rest)} of the {len(claims)}" if len(measured) else f"All {len(claims)}"
-        md += [f"{which} claims are measured by another run: {how}.", ""]
-    return md
-
-
-def _claim_measured(row: pd.Series) -> str:
-    if not np.isfinite(row["measured"]):
-        return "–"
-    return f"{row['figure']}: {fmt_interval(row['measured'], row['measured_low'], row['measured_high'])}"
-
-
-def _claim_theory(row: pd.Series) -> str:
-    if not np.isfinite(row["theory"]):
-        return "–"
-    tol = row["tolerance"]
-    return fmt_number(row["theory"]) + (f" ± {fmt_number(tol)}" if np.isfinite(tol) and tol else "")
 
 
 def _laws(laws: pd.DataFrame, plots_by: dict[str, str]) -> list[str]:

@@ -5,14 +5,18 @@ and `target_baseline` is the one function from a target to its gradient, bound b
 
 - the ELBO: exact where the model has a closed form (autograd through :func:`vaebench.exact.exact_elbo`),
   else the mean of many ``reparam`` estimates;
-- IWAE_K, the Rényi bound VR_{α,K}, CIWAE_β: the mean of many pathwise estimates of the same bound at the same
-  K (``iwae``, ``renyi`` at α, ``ciwae`` at β), exact at K = 1 (they are the ELBO there);
+- IWAE_K, the Rényi bound VR_{α,K}: the mean of many pathwise estimates of the same bound at the same K
+  (``iwae``, ``renyi`` at α), exact at K = 1 (they are the ELBO there); CIWAE_β as β x the ELBO's + (1 - β) x
+  IWAE_K's (`reference_parts`);
 - the inclusive KL -KL(p(z|x) || q) of the wake phase (encoder only): exact on the linear-Gaussian model
   (:func:`vaebench.exact.exact_inclusive_kl`), else `SNIS_SAMPLES`-sample self-normalised estimates
   (``rws``), consistent but biased by O(1/`SNIS_SAMPLES`): no unbiased estimator of it exists;
 - the thermodynamic bound TVO_S: exact on the linear-Gaussian model (:func:`vaebench.exact.exact_tvo`), else
   `SNIS_SAMPLES`-sample estimates of ``tvo`` with the same partition (self-normalised likewise);
 - UHA's annealed bound: the mean of many of its own pathwise estimates, with the same dynamics.
+
+This table (`reference_parts`, `exact_bound_gradient`, `bound_estimator`) is also the one the exact-gradient
+checks reference a bound by (:func:`vaebench.checks.exact_gradients.reference_of`), with their own budget.
 
 A target whose groups differ (``rws``: φ the inclusive KL, θ IWAE_K; ``piwae``) takes each group's
 coordinates from its own bound. A model with a closed-form ELBO of its own (``exact_elbo(x)``, as
@@ -125,47 +129,92 @@ def target_baseline(
     return flat, f"{enc_label}|{dec_label}", ref_var
 
 
+SELF_NORMALISED = ("inclusive-kl", "tvo")
+"""Bounds without an unbiased estimator: sampled by few self-normalised estimates of `SNIS_SAMPLES` draws."""
+
+
+def reference_parts(bound: Bound) -> tuple[tuple[float, Bound], ...]:
+    """``bound``'s gradient as a weighted sum of bounds' gradients: CIWAE_β = β ELBO + (1 - β) IWAE_K is linear
+    in the two, so each is referenced apart (exact where the ELBO is, and never by the CIWAE estimator, which
+    a reference must check); any other bound is itself."""
+    if bound.name == "ciwae":
+        return (bound.parameter, Bound.of("elbo")), (1 - bound.parameter, Bound.of("iwae", bound.samples))
+    return ((1.0, bound),)
+
+
+def exact_bound_gradient(model: nn.Module, x: Tensor, bound: Bound) -> tuple[Tensor, str] | None:
+    """(flat gradient [P] of the negative batch-mean ``bound``, label) where the model has it in closed form:
+    the ELBO of a linear-Gaussian model or of a model with its own ``exact_elbo(x)`` (the Gaussian toy), the
+    inclusive KL and TVO_S of a linear-Gaussian model (:mod:`vaebench.exact`); None elsewhere."""
+    linear = getattr(model, "is_linear_gaussian", False)
+    own = getattr(model, "exact_elbo", None)
+    if bound.name == "elbo" and (linear or callable(own)):
+        loss, label = (lambda: (own(x) if callable(own) else exact_elbo(model, x)).neg()), "exact"
+    elif bound.name == "inclusive-kl" and linear:
+        loss, label = (lambda: exact_inclusive_kl(model, x)), "exact-inclusive-kl"
+    elif bound.name == "tvo" and linear:
+        loss, label = (lambda: exact_tvo(model, x, TVO.for_bound(bound).betas).neg()), "exact-tvo"
+    else:
+        return None
+    params = layout(model).params
+    with torch.enable_grad():
+        grads = torch.autograd.grad(loss().mean(), params, allow_unused=True)
+    return _flat(grads, params), label
+
+
+def bound_estimator(bound: Bound) -> tuple[Estimator, int, str]:
+    """(estimator, K, label stem) whose mean over independent estimates is ``bound``'s gradient: pathwise and
+    unbiased for the ELBO (``reparam``), IWAE_K (``iwae``), VR_{α,K} (``renyi`` at α) and UHA's bound (its own
+    estimates, the same dynamics); self-normalised (`SELF_NORMALISED`), consistent but biased by
+    O(1/`SNIS_SAMPLES`), for the inclusive KL (``rws``) and TVO_S (``tvo``, the same partition). CIWAE_β is
+    referenced by its parts (`reference_parts`)."""
+    if bound.name == "inclusive-kl":
+        return make_estimator("rws"), SNIS_SAMPLES, f"rws{SNIS_SAMPLES}"
+    if bound.name == "tvo":
+        return TVO.for_bound(bound), SNIS_SAMPLES, f"tvo{SNIS_SAMPLES}"
+    if bound.name == "uha":
+        return UHA.for_bound(bound), bound.samples, f"uha{bound.parameter[0]}-{bound.samples}"
+    if bound.name == "elbo":
+        return make_estimator("reparam"), 1, "reparam"
+    if bound.name == "iwae":
+        return make_estimator("iwae"), bound.samples, f"iwae{bound.samples}"
+    if bound.name == "renyi":
+        return (
+            make_estimator("renyi", alpha=bound.parameter),
+            bound.samples,
+            f"renyi{bound.parameter:g}-{bound.samples}",
+        )
+    raise VaebenchError(
+        f"no sampled reference for the bound {bound}: reference it by its parts (reference_parts)"
+    )
+
+
+def parts_label(bound: Bound, labels: list[str]) -> str:
+    """The label of a reference summed from `reference_parts`, e.g. ``ciwae0.5(exact+iwae5-4096)``."""
+    return f"{bound.name}{bound.parameter:g}({'+'.join(labels)})"
+
+
 def bound_baseline(
     model: nn.Module, x: Tensor, bound: Bound, samples: int, seed: int
 ) -> tuple[Tensor, str, dict[str, float]]:
-    """(flat gradient [P], label, per-group trace of its own covariance) of one bound (module docstring)."""
+    """(flat gradient [P], label, per-group trace of its own covariance) of one bound: exact where the model
+    has a closed form (`exact_bound_gradient`), else the mean of ``samples`` estimates of `bound_estimator`'s
+    (8 of `SNIS_SAMPLES` draws each for a self-normalised one), a sum of parts by `reference_parts`."""
     lay = layout(model)
-    linear = getattr(model, "is_linear_gaussian", False)
-    closed = getattr(model, "exact_elbo", None)  # a model's own closed-form ELBO (the Gaussian toy's)
-    if (linear and bound.name in ("elbo", "inclusive-kl")) or (callable(closed) and bound.name == "elbo"):
-        with torch.enable_grad():
-            if bound.name == "elbo":
-                loss = (closed(x) if callable(closed) else exact_elbo(model, x)).neg()
-            else:
-                loss = exact_inclusive_kl(model, x)
-            grads = torch.autograd.grad(loss.mean(), lay.params, allow_unused=True)
-        label = "exact" if bound.name == "elbo" else "exact-inclusive-kl"
-        return _flat(grads, lay.params), label, dict.fromkeys(lay.groups, 0.0)
-    if bound.name == "tvo" and linear:
-        with torch.enable_grad():
-            grads = torch.autograd.grad(
-                exact_tvo(model, x, TVO.for_bound(bound).betas).neg().mean(), lay.params, allow_unused=True
-            )
-        return _flat(grads, lay.params), "exact-tvo", dict.fromkeys(lay.groups, 0.0)
-    if bound.name == "inclusive-kl":
-        # Self-normalised estimates are biased by O(1/K): few estimates, each of many draws.
-        return _sampled(model, x, make_estimator("rws"), SNIS_SAMPLES, 8, seed, f"rws{SNIS_SAMPLES}x8")
-    if bound.name == "tvo":  # self-normalised too: few estimates of many draws
-        return _sampled(model, x, TVO.for_bound(bound), SNIS_SAMPLES, 8, seed, f"tvo{SNIS_SAMPLES}x8")
-    if bound.name == "uha":  # its own pathwise estimates, with the same dynamics
-        label = f"uha{bound.parameter[0]}-{bound.samples}-{samples}"
-        return _sampled(model, x, UHA.for_bound(bound), bound.samples, samples, seed, label)
-    if bound.name == "elbo":
-        name, options, label = "reparam", {}, f"reparam-{samples}"
-    elif bound.name == "iwae":
-        name, options, label = "iwae", {}, f"iwae{bound.samples}-{samples}"
-    elif bound.name == "renyi":
-        name, options = "renyi", {"alpha": bound.parameter}
-        label = f"renyi{bound.parameter:g}-{bound.samples}-{samples}"
-    else:
-        name, options = "ciwae", {"beta": bound.parameter}
-        label = f"ciwae{bound.parameter:g}-{bound.samples}-{samples}"
-    return _sampled(model, x, make_estimator(name, **options), bound.samples, samples, seed, label)
+    parts = reference_parts(bound)
+    if len(parts) > 1:
+        done = [(w, bound_baseline(model, x, part, samples, seed)) for w, part in parts]
+        flat = sum(w * f for w, (f, _, _) in done)
+        # the parts' estimates may be correlated: (Σ w_i sd_i)² bounds the variance of their sum whatever that is
+        var = {g: sum(w * math.sqrt(v[g]) for w, (_, _, v) in done) ** 2 for g in lay.groups}
+        return flat, parts_label(bound, [label for _, (_, label, _) in done]), var
+    exact = exact_bound_gradient(model, x, bound)
+    if exact is not None:
+        return exact[0], exact[1], dict.fromkeys(lay.groups, 0.0)
+    estimator, k, stem = bound_estimator(bound)
+    if bound.name in SELF_NORMALISED:  # few estimates, each of many draws
+        return _sampled(model, x, estimator, k, 8, seed, f"{stem}x8")
+    return _sampled(model, x, estimator, k, samples, seed, f"{stem}-{samples}")
 
 
 def _sampled(model, x, estimator, k, samples, seed, label) -> tuple[Tensor, str, dict[str, float]]:
