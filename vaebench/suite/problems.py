@@ -58,6 +58,7 @@ from vaebench.measures.variance import (
 )
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.problems import FIGURES, Problem, get_problem, load_installed_problems
+from vaebench.suite.cost import STACKED_SPEEDUP
 from vaebench.suite.dispatch import worker_count
 from vaebench.train import NotStackable, TrainSpec, train, train_seeds
 
@@ -291,31 +292,31 @@ def run_problems(
 
 
 def describe(units: list[ProblemUnit], config: SuiteConfig, timing: Timing = DRY_RUN_TIMING) -> str:
-    """The plan, a line per problem, and its cost: each problem's training step at each K timed as the dry run
-    of a single problem times it (``measure_throughput``: the median of ``timing``'s steps after its warm-up),
-    times the seeds (trained as one program they cost at most that), scaled to the budget and summed over its
-    training units, then shared by the workers. The reference
-    estimator's step stands for every estimator's (most cost about the same at one K; DReG and VIMCO more)."""
+    """The plan, a line per problem, and its cost: each training unit's own step (its estimator at its K: MVD's
+    4Z points per sample cost many reparam steps) timed as the dry run of a single problem times it
+    (``measure_throughput``: the median of ``timing``'s steps after its warm-up), times the seeds over
+    ``cost.STACKED_SPEEDUP`` (trained as one program), scaled to the budget and summed, then shared by the
+    workers."""
     lines, total = [], 0.0
     torch.set_num_threads(max(config.threads, 1))  # as the workers train
     for name in dict.fromkeys(u.problem for u in units):
         problem, d = get_problem(name), _data(name)
         mine = [u for u in units if u.problem == name]
         conv = [u for u in mine if u.kind == "convergence"]
+        x = measured_minibatch(d, batch_size(problem, d), 0)
         seconds = 0.0
-        for k in sorted({u.setting.num_samples for u in conv}):
-            x = measured_minibatch(d, batch_size(problem, d), 0)
-            frame = measure_throughput(problem.build(d, 0), make_estimator("reparam"), x, k, timing=timing)
-            step = len(config.seeds) * float(
-                frame["step_s_median"].iloc[0]
-            )  # seeds stacked cost at most this
-            seconds += step * problem.budget.steps * sum(u.setting.num_samples == k for u in conv)
+        runs = [(Setting("reparam", 1), 1)] if name not in BUILT_CHECKPOINTS else []  # the anchor: one seed
+        for setting, seeds in runs + [(u.setting, len(config.seeds)) for u in conv]:
+            frame = measure_throughput(problem.build(d, 0), make_estimator(setting.estimator), x,
+                                       setting.num_samples, timing=timing)  # fmt: skip
+            stacked = seeds / STACKED_SPEEDUP if seeds > 1 else 1  # the seeds trained as one program
+            seconds += stacked * float(frame["step_s_median"].iloc[0]) * problem.budget.steps
         total += seconds
         lines.append(f"  {name}: {len(conv)} training units of {len(config.seeds)} seeds, "
                      f"{len(mine) - len(conv) - 1} variance units, ~{seconds / 60:.1f} min of one core")  # fmt: skip
     workers = worker_count(config)
     lines.append(f"{len(units)} units; about {total / 60 / workers:.0f} minutes with {workers} worker(s) "
-                 "(training steps timed here, scaled to each budget; the figures of merit and the variance add a little)")  # fmt: skip
+                 "(every training step timed here, scaled to each budget; the figures of merit and the variance add a little)")  # fmt: skip
     return "\n".join(lines)
 
 
