@@ -32,7 +32,7 @@ import torch
 
 from vaebench.errors import VaebenchError
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 """The version of the results-folder layout this vaebench writes and reads; bump it when the layout changes."""
 
 PACKAGES = ("vaebench", "torch", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "tqdm")

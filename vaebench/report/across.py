@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from vaebench import files
 from vaebench.analysis.across import per_problem
+from vaebench.provenance import load_run
 from vaebench.report import styles
 from vaebench.report.formatting import fmt_interval, markdown
 from vaebench.report.plots import save
@@ -132,11 +133,17 @@ def problem_section(summary: pd.DataFrame, noise: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_across_report(out: str | Path) -> Path:
+def write_across_report(out: str | Path, units: dict | None = None, status: str | None = None) -> Path:
     """``report.md`` of a run across problems: the "Across problems" section first (on the variance x time
     scores, with the probability of improvement on the problems' own ranking figures beside it), then a line
-    per problem; ``across.png`` its plot."""
+    per problem; ``across.png`` its plot. ``units``: what the suite's check of the folder found (a partial
+    run's units left out are listed); ``status``: unused, as the suite's report hook passes it."""
     out = Path(out)
+    left = (units or {}).get("left_out") or {}
+    if not (out / "across.csv").is_file():
+        lines = ["# vaebench across problems", "", "No table across problems yet: no problem has both its "
+                 f"variance and its figures of merit. Units left out: {len(left)}.", ""]  # fmt: skip
+        return files.write_text(out / "report.md", "\n".join(lines))
     table, moves = files.read_csv(out / "across.csv"), files.read_csv(out / "transfer.csv")
     moves["winner"] = ["" if pd.isna(w) else w for w in moves["winner"]]  # an empty cell reads as NaN
     merit = files.read_csv(out / "merit.csv")
@@ -157,7 +164,9 @@ def write_across_report(out: str | Path) -> Path:
                   + "; ".join(cells) + ".", ""]  # fmt: skip
     merit = merit[merit["ranks"].astype(bool)]
     parts.append(problem_section(per_problem(merit), noise))
-    notes = (out / "notes.txt").read_text().splitlines() if (out / "notes.txt").is_file() else []
+    notes = load_run(out).get("notes") or []
+    if left:
+        notes.append(f"{len(left)} unit(s) left out of the tables: " + "; ".join(list(left)[:6]))
     if notes:
         parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return files.write_text(out / "report.md", "\n".join(parts))

@@ -85,7 +85,9 @@ def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
         )
     failed = integrity.failures(out, units, state)
     left_out = {k: f"failed: {failed[k]}" if k in failed else why for k, why in left_out.items()}
-    store.combine(out, state.frames(units), shared_settings(config))
+    tables = store.combine(out, state.frames(units), shared_settings(config))
+    if config.problems:
+        store.write_across(out, tables)
     return {"total": len(units), "finished": len(state.keys(VERIFIED)), "left_out": left_out}
 
 
