@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pandas as pd
 import pytest
 
 from vaebench import files
@@ -104,3 +105,23 @@ def test_the_contract_probe_takes_a_global_latent_model_and_refuses_one_per_data
     )
     with pytest.raises(VaebenchError, match=r"\[1, Z\] \(global latents\)"):
         probe_model(model, data.train[:7], name=name)
+
+
+def test_every_table_of_an_ordinary_run_names_its_problem(tmp_path):
+    from vaebench.suite import store
+    from vaebench.suite.units import run_problem
+
+    names = {n: run_problem(preset(n)) for n in ("default", "quick", "scaling", "paper", "fashion-mnist")}
+    assert names == {"default": "digits", "quick": "digits", "scaling": "gaussian-toy", "paper": "fashion-mnist",
+                     "fashion-mnist": "fashion-mnist"}  # fmt: skip
+    from vaebench.config import DataConfig, ModelConfig
+
+    linear = SuiteConfig(data=DataConfig(name="synthetic"), model=ModelConfig(hidden=()))
+    assert run_problem(linear) == "linear-gaussian"
+    rows = {"estimator": ["reparam"], "num_samples": [1], "seed": [0]}
+    frames = {kind: [pd.DataFrame(rows)] for kind in ("variance", "convergence", "throughput", "laws")}
+    tables = store.combine(tmp_path, frames, problem="digits")
+    for kind in ("variance", "convergence", "throughput"):
+        on_disk = files.read_csv(tmp_path / store.COMBINED[kind])
+        assert on_disk.columns[0] == "problem" and set(on_disk["problem"]) == {"digits"}, kind
+    assert "problem" not in tables["laws"]  # a check's own model is named by its checkpoint

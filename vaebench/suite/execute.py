@@ -157,7 +157,7 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True).assign(
         checkpoint=unit.checkpoint, step=saved["step"], run="shared"
     )
-    return schema.conform(out[list(schema.VARIANCE.columns)], schema.VARIANCE)
+    return schema.conform(out[list(schema.VARIANCE.measured)], schema.VARIANCE)
 
 
 def _setting(name: str, k: int, sampler: str) -> Setting | str:
@@ -275,7 +275,7 @@ def _laws(unit: Unit, ctx: Context) -> pd.DataFrame:
         frame = measure_variance(model, estimator, x, k, replicates, seed=seed, options=options)
         frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=0))
     out = pd.concat(frames, ignore_index=True).assign(checkpoint=unit.checkpoint, step=0, run="built")
-    return schema.conform(out[list(schema.VARIANCE.columns)], schema.VARIANCE)
+    return schema.conform(out[list(schema.VARIANCE.measured)], schema.VARIANCE)
 
 
 def _quadrature(unit: Unit, ctx: Context) -> pd.DataFrame:

@@ -246,7 +246,9 @@ class _Run:
             result.status = "failed" if result.failed else "complete"
             result.status = "aborted" if storage else result.status
             result.status = "interrupted" if interrupt else result.status
-            tables = store.combine(out, state.frames(self.plan), shared_settings(self.config))
+            tables = store.combine(
+                out, state.frames(self.plan), shared_settings(self.config), units.run_problem(self.config)
+            )
             if self.config.problems:
                 store.write_across(out, tables)
             with interrupts.deferred():

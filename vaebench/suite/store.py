@@ -49,6 +49,10 @@ COMBINED = {
 
 KINDS = tuple(COMBINED)
 
+PROBLEM_KINDS = ("variance", "convergence", "throughput", "merit", "noise")
+"""Kinds whose rows measure the run's problem (the checks' units measure models of their own, which their
+``checkpoint`` or ``f`` column names)."""
+
 
 def temporary_files(out: str | Path) -> list[Path]:
     """Temporary files that a write stopped by a kill left behind (``.<name>.<pid>.tmp``)."""
@@ -114,10 +118,24 @@ def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def with_problem(kind: str, frame: pd.DataFrame, problem: str) -> pd.DataFrame:
+    """``frame`` with its ``problem`` column first, ``problem`` where its units held none (`PROBLEM_KINDS`)."""
+    if frame.empty or kind not in PROBLEM_KINDS or "problem" in frame:
+        return frame
+    return frame.assign(problem=problem)[["problem", *frame.columns]]
+
+
 def combine(
-    out: str | Path, frames: dict[str, list[pd.DataFrame]], shared: dict[Setting, Setting] | None = None
+    out: str | Path,
+    frames: dict[str, list[pd.DataFrame]],
+    shared: dict[Setting, Setting] | None = None,
+    problem: str = "",
 ) -> dict[str, pd.DataFrame]:
     """Rewrite each kind's combined CSV from the given verified units' frames and return every kind's frame.
+
+    Every row of the run's measures (`PROBLEM_KINDS`) carries its ``problem``, the first column: a run across
+    problems' units hold their own; an ordinary run's rows get ``problem``
+    (:func:`vaebench.suite.units.run_problem`).
 
     A kind without frames gets no file (a stale one is removed): the combined files never hold rows that no
     verified unit holds. ``shared`` (:func:`vaebench.suite.units.shared_settings`): each such setting gets a
@@ -128,6 +146,7 @@ def combine(
     for kind, name in COMBINED.items():
         parts = with_shared(kind, [p for p in frames.get(kind, []) if not p.empty], shared)
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        frame = with_problem(kind, frame, problem)
         if parts:
             files.write_csv(out / name, frame)
         else:

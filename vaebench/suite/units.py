@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaebench.config import CHECKPOINTS, SuiteConfig
+from vaebench.data import is_data_file
 from vaebench.estimators import ESTIMATORS, Setting, runnable, unsupported
 from vaebench.measures.schema import ANCHOR_UNIT
 from vaebench.problems import Problem, get_problem, load_installed_problems
@@ -201,6 +202,25 @@ def law_settings(config: SuiteConfig) -> list[tuple[str, str]]:
     estimator's statistics would need a warm-up on other minibatches, which a built checkpoint has not)."""
     pairs = dict.fromkeys((s.estimator, s.sampler) for s in settings(config))
     return [pair for pair in pairs if not ESTIMATORS[pair[0]].stateful]
+
+
+def run_problem(config: SuiteConfig) -> str:
+    """The ``problem`` of an ordinary run's rows (a run across problems: each unit's own).
+
+    The one rule: the built-in problem whose data and model the run's are (:mod:`vaebench.problems.builtin`):
+    ``digits`` for a Gaussian VAE on the digits (the default run, the quick preset: the digits problem's data
+    with the run's own sizes and schedule), ``gaussian-toy`` for the toy model, ``linear-gaussian`` for a VAE
+    without hidden layers on the synthetic set, ``fashion-mnist-binary`` for a one-hidden-layer Bernoulli VAE
+    on dynamically binarized Fashion-MNIST; else the data set's name (``fashion-mnist`` for the ``paper``
+    preset's deeper model, a data file's file name, a plugin data set's registered name)."""
+    d, m = config.data, config.model
+    if m.name == "gaussian-toy":
+        return "gaussian-toy"
+    if d.name == "synthetic" and m.name == "gaussian-vae" and not m.hidden:
+        return "linear-gaussian"
+    if d.name == "fashion-mnist" and d.binarize == "dynamic" and len(m.hidden) == 1:
+        return "fashion-mnist-binary" if m.likelihood in ("auto", "bernoulli") else d.name
+    return Path(d.name).name if is_data_file(d.name) else d.name
 
 
 def anchor_unit(problem: str = "") -> Unit:
