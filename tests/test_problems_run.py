@@ -63,7 +63,7 @@ def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     assert result.status == "complete" and result.done == result.total
     for stem in ("variance", "merit"):
         frame = files.read_csv(tmp_path / f"{stem}.csv")
-        assert set(frame["problem"]) == set(tiny), stem
+        assert frame.columns[0] == "problem" and set(frame["problem"]) == set(tiny), stem
     across = files.read_csv(tmp_path / "across.csv")
     assert {"iqm", "probability_of_improvement", "profile"} <= set(across["statistic"])
     assert (across["low"] <= across["value"] + 1e-12).all() and (

@@ -120,9 +120,10 @@ def _with_keys(unit: Unit, frame: pd.DataFrame) -> pd.DataFrame:
 
 def with_problem(kind: str, frame: pd.DataFrame, problem: str) -> pd.DataFrame:
     """``frame`` with its ``problem`` column first, ``problem`` where its units held none (`PROBLEM_KINDS`)."""
-    if frame.empty or kind not in PROBLEM_KINDS or "problem" in frame:
+    if frame.empty or kind not in PROBLEM_KINDS:
         return frame
-    return frame.assign(problem=problem)[["problem", *frame.columns]]
+    frame = frame if "problem" in frame else frame.assign(problem=problem)
+    return frame[["problem", *(c for c in frame.columns if c != "problem")]]
 
 
 def combine(
