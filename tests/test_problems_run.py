@@ -2,17 +2,20 @@
 
 import dataclasses
 
+import pandas as pd
 import pytest
 
 from vaebench import files
 from vaebench.config import SuiteConfig, VarianceConfig, preset
+from vaebench.estimators import Setting
 from vaebench.problems import BUILTIN_PROBLEMS, Budget, get_problem, register_problem, unregister_problem
 from vaebench.report.across import write_across_report
-from vaebench.suite import problems
+from vaebench.suite import run_suite
+from vaebench.suite.units import plan_problems
 
 
 def test_preset_plans_every_builtin_problem_and_says_each_refusal_once():
-    units, notes = problems.plan(preset("problems"))
+    units, notes = plan_problems(preset("problems"))
     planned = {u.problem for u in units}
     available = {n for n in BUILTIN_PROBLEMS if not get_problem(n).unavailable()}
     assert planned == available
@@ -26,7 +29,9 @@ def test_preset_plans_every_builtin_problem_and_says_each_refusal_once():
     # an estimator's own refusal (K below its minimum) is said once, not once per problem
     assert sum(n.startswith("vimco skipped at K=1") for n in notes) == 1
     # IWAE at K = 1 is reparam's gradient: trained once
-    assert not any(u.setting == problems.Setting("iwae", 1) for u in units)
+    assert not any(u.setting == Setting("iwae", 1) for u in units)
+    # every unit's file lies under its problem's folder
+    assert all(u.path.parts[:2] == ("units", u.problem) for u in units)
 
 
 @pytest.fixture
@@ -45,14 +50,20 @@ def tiny():
         unregister_problem(n)
 
 
+def _run(config, out, **options):
+    return run_suite(config, out, notes=plan_problems(config)[1], progress=False, log=lambda line: None,
+                     report=write_across_report, **options)  # fmt: skip
+
+
 def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     config = SuiteConfig(problems=tiny, estimators=("reparam", "stl", "reinforce-ma", "reinforce-nvil"),
                          samples=(1, 2), seeds=(0, 1), workers=1,
                          variance=VarianceConfig(replicates=4))  # fmt: skip
-    tables = problems.run_problems(config, tmp_path, log=lambda line: None)
+    result = _run(config, tmp_path)
+    assert result.status == "complete" and result.done == result.total
     for stem in ("variance", "merit"):
         frame = files.read_csv(tmp_path / f"{stem}.csv")
-        assert set(frame["problem"]) == set(tiny), stem
+        assert frame.columns[0] == "problem" and set(frame["problem"]) == set(tiny), stem
     across = files.read_csv(tmp_path / "across.csv")
     assert {"iqm", "probability_of_improvement", "profile"} <= set(across["statistic"])
     assert (across["low"] <= across["value"] + 1e-12).all() and (
@@ -60,15 +71,23 @@ def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     ).all()
     assert (tmp_path / "transfer.csv").is_file() and (tmp_path / "run.json").is_file()
     # the amortised baseline ran on the amortised problem only
-    merit = tables["merit"]
+    merit = files.read_csv(tmp_path / "merit.csv")
     assert set(merit.loc[merit["estimator"] == "reinforce-nvil", "problem"]) == {"tiny-amortised"}
-    report = write_across_report(tmp_path).read_text()
+    report = (tmp_path / "report.md").read_text()
     assert report.index("## Across problems") < report.index("## Per problem")
     assert "tiny-global: reinforce-nvil skipped" in report
-    # a second call finds every unit saved and redoes none
+    # a resume finds every unit verified and redoes none; a lost unit and a garbled one are redone
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "units").rglob("*.csv")}
-    problems.run_problems(config, tmp_path, log=lambda line: None)
+    assert _run(config, tmp_path, resume=True).done == 0
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "units").rglob("*.csv")}
+    lost = tmp_path / "units/tiny-global/merit/reparam-K1-s0+1.csv"
+    lost.unlink()
+    garbled = tmp_path / "units/tiny-amortised/variance/end-s1.csv"
+    garbled.write_text(garbled.read_text().replace("0", "1"))
+    again = _run(config, tmp_path, resume=True)
+    assert again.done == 2 and set(again.repaired) == {"tiny-global/merit/reparam-K1-s0+1",
+                                                         "tiny-amortised/variance/end-s1"}  # fmt: skip
+    assert files.read_csv(tmp_path / "merit.csv").shape == merit.shape
 
 
 @pytest.mark.parametrize("name", ["blr-breast-cancer", "eight-schools", "funnel"])
@@ -86,3 +105,23 @@ def test_the_contract_probe_takes_a_global_latent_model_and_refuses_one_per_data
     )
     with pytest.raises(VaebenchError, match=r"\[1, Z\] \(global latents\)"):
         probe_model(model, data.train[:7], name=name)
+
+
+def test_every_table_of_an_ordinary_run_names_its_problem(tmp_path):
+    from vaebench.suite import store
+    from vaebench.suite.units import run_problem
+
+    names = {n: run_problem(preset(n)) for n in ("default", "quick", "scaling", "paper", "fashion-mnist")}
+    assert names == {"default": "digits", "quick": "digits", "scaling": "gaussian-toy", "paper": "fashion-mnist",
+                     "fashion-mnist": "fashion-mnist"}  # fmt: skip
+    from vaebench.config import DataConfig, ModelConfig
+
+    linear = SuiteConfig(data=DataConfig(name="synthetic"), model=ModelConfig(hidden=()))
+    assert run_problem(linear) == "linear-gaussian"
+    rows = {"estimator": ["reparam"], "num_samples": [1], "seed": [0]}
+    frames = {kind: [pd.DataFrame(rows)] for kind in ("variance", "convergence", "throughput", "laws")}
+    tables = store.combine(tmp_path, frames, problem="digits")
+    for kind in ("variance", "convergence", "throughput"):
+        on_disk = files.read_csv(tmp_path / store.COMBINED[kind])
+        assert on_disk.columns[0] == "problem" and set(on_disk["problem"]) == {"digits"}, kind
+    assert "problem" not in tables["laws"]  # a check's own model is named by its checkpoint

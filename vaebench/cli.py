@@ -338,25 +338,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------------ commands
 
 
-def _run_problems(config, args: argparse.Namespace) -> int:
-    """A run across problems (:mod:`vaebench.suite.problems`): its plan and cost on ``--dry-run``, else the run."""
-    from vaebench.report.across import write_across_report
-    from vaebench.suite import default_out, problems
-
-    units, notes = problems.plan(config)
-    if args.dry_run:
-        for note in notes:
-            print(f"note: {note}")
-        print(problems.describe(units, config))
-        return 0
-    out = Path(args.out) if args.out is not None else default_out(config)
-    problems.run_problems(config, out, log=(lambda line: None) if args.quiet else print)
-    print(f"done: {write_across_report(out)}")
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.config import merge, resolve, validate
+    from vaebench.report.across import write_across_report
     from vaebench.report.tables import summary_markdown
     from vaebench.report.writer import write_report
     from vaebench.suite import default_out, ownership, run_suite, saved_config
@@ -398,8 +382,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = RayEngine(args.address)
     elif args.address is not None:
         raise VaebenchError("--address is for --engine ray")
-    if config.problems:
-        return _run_problems(config, args)
+    if config.problems:  # each problem's refusals and missing data, said once
+        from vaebench.suite.units import plan_problems
+
+        for note in plan_problems(config)[1]:
+            if not quiet:
+                print(f"vaebench: note: {note}", file=sys.stderr)
+            notes = [*notes, note]
     if args.dry_run:  # every check the run makes before its first unit, then the plan; nothing is written
         from vaebench.suite import calibration, dispatch
         from vaebench.suite.runner import preflight
@@ -421,7 +410,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=False if quiet else None,
             log=(lambda line: None) if quiet else None,
             argv=args.argv,
-            report=write_report,
+            report=write_across_report if config.problems else write_report,
         )
     except KeyboardInterrupt as err:
         if (out / "run.json").is_file():

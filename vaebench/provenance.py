@@ -32,7 +32,7 @@ import torch
 
 from vaebench.errors import VaebenchError
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 """The version of the results-folder layout this vaebench writes and reads; bump it when the layout changes."""
 
 PACKAGES = ("vaebench", "torch", "numpy", "pandas", "scipy", "matplotlib", "scikit-learn", "tqdm")
@@ -186,6 +186,18 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+READS_ALSO = {1: "an ordinary run (not across problems)"}
+"""Earlier layout versions this vaebench still reads, and which of their folders: version 2 moved only a run
+across problems (its units under ``units/<problem>/<kind>/``) and added the ``problem`` column to the combined
+tables, which are rewritten from the units; an ordinary run's units are the same in both."""
+
+
+def reads_as_current(data: dict[str, Any], version: object) -> bool:
+    """Whether a run.json of layout ``version`` is one this vaebench reads (`READS_ALSO`)."""
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    return version == 1 and not config.get("problems")
+
+
 def load_run(out: str | Path) -> dict[str, Any]:
     """The run.json of a results folder as a dict; {} if there is none.
 
@@ -212,7 +224,7 @@ def load_run(out: str | Path) -> dict[str, Any]:
             "the folder and run again"
         )
     version = data.get("results_version", 0 if "config" in data else RESULTS_VERSION)
-    if version != RESULTS_VERSION:
+    if version != RESULTS_VERSION and not reads_as_current(data, version):
         written = (
             (data.get("versions") or {}).get("vaebench") if isinstance(data.get("versions"), dict) else None
         )

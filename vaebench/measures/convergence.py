@@ -55,7 +55,7 @@ same points (Burda et al. 2015; :mod:`vaebench.measures.latents`). With a valida
 (:meth:`~vaebench.data.Dataset.with_validation`), the final ELBO of its first ``points`` examples: what a
 step-size grid selects on (:mod:`vaebench.analysis.selection`), the test set never read to choose."""
 
-UNIT_COLUMNS: tuple[str, ...] = tuple(c for c in CONVERGENCE.columns if c not in ("trained_as", "lr"))
+UNIT_COLUMNS: tuple[str, ...] = tuple(c for c in CONVERGENCE.measured if c not in ("trained_as", "lr"))
 """Columns of a `measure_convergence` frame, in order (``trained_as`` is added where the suite combines the
 units: :func:`vaebench.suite.store.combine`; ``lr`` by `measure_convergence_seeds` when it trains a grid)."""
 

@@ -45,6 +45,7 @@ class Column:
 # fmt: off
 _ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     # --- keys of a setting, and of a row
+    ("problem", "problem", "", "", "the problem the row measured: a built-in problem's name (`python -m vaebench list`), else the data set's; an ordinary run's is the one of its data and model (`vaebench.suite.units.run_problem`)"),
     ("estimator", "estimator", "", "", "the gradient estimator's registered name (`python -m vaebench list`)"),
     ("sampler", "sampler", "", "", "how the K draws of ε are made: iid, antithetic or rqmc"),
     ("num_samples", "K", "samples", "", "K, the latent samples per datapoint the estimator draws"),

@@ -81,6 +81,11 @@ class Table:
                 raise SchemaError(f"table {self.name}: {what} column(s) {stray} are not among its columns")
 
     @property
+    def measured(self) -> tuple[str, ...]:
+        """The columns of a measure's own frame, in order: all but ``problem``, which the suite adds."""
+        return tuple(c for c in self.columns if c != "problem")
+
+    @property
     def required(self) -> tuple[str, ...]:
         """The columns every frame of this measure has."""
         return tuple(c for c in self.columns if c not in self.optional)
@@ -98,6 +103,10 @@ _UNSAID = "a frame built by hand (a test's, a plugin's) may leave it out"
 
 SAMPLER = OptionalColumn(f"{_UNSAID}: its rows drew iid samples", "iid")
 MEASURED = OptionalColumn(f"{_UNSAID}: its rows were measured", "ok")
+PROBLEM = OptionalColumn(
+    "the suite writes it as it combines the units (vaebench.suite.units.run_problem); a measure's own frame, "
+    "which measures one setting on one model, leaves it out", "",
+)
 
 VARIANCE_FIGURES = ("trace_var", "mean_sq_norm", "snr", "snr_norm", "bias_norm", "cosine", "snr_rms", "dsnr")
 """Figures of the gradient-noise measure, with their bootstrap or jackknife intervals
@@ -130,10 +139,11 @@ MEASURE_VARIANCE_COLUMNS = (
 
 VARIANCE = Table(
     "variance",
-    columns=("checkpoint", "step", "run", "status", "skip_reason", "warm_up_batches", *MEASURE_VARIANCE_COLUMNS),
-    keys=("checkpoint", "estimator", "sampler", "num_samples", "seed", "group"),
+    columns=("problem", "checkpoint", "step", "run", "status", "skip_reason", "warm_up_batches", *MEASURE_VARIANCE_COLUMNS),
+    keys=("problem", "checkpoint", "estimator", "sampler", "num_samples", "seed", "group"),
     figures=(*VARIANCE_FIGURES, "work_normalized_var"),
     optional={
+        "problem": PROBLEM,
         "sampler": SAMPLER,
         "status": MEASURED,
         "baseline": OptionalColumn("the name of the baseline gradient; absent where no baseline was measured", None),
@@ -145,11 +155,12 @@ VARIANCE = Table(
 CONVERGENCE = Table(
     "convergence",
     columns=(
-        *SETTING[:2], "num_samples", "seed", "lr", "step", "epoch", "wall_time_s", "grad_evals",
+        "problem", *SETTING[:2], "num_samples", "seed", "lr", "step", "epoch", "wall_time_s", "grad_evals",
         "latent_samples", "metric", "value", "objective", "diverged", "compile_s", "trained_as",
     ),
-    keys=(*SETTING, "seed", "lr", "step", "metric"),
+    keys=("problem", *SETTING, "seed", "lr", "step", "metric"),
     optional={
+        "problem": PROBLEM,
         "sampler": SAMPLER,
         "lr": OptionalColumn("only with a step-size grid (train.lr_grid); NaN: every run at train.lr"),
         "diverged": OptionalColumn(f"{_UNSAID}: none of its runs was stopped", False),
@@ -180,17 +191,18 @@ the machine's 1-minute load average just before and after the timing."""
 THROUGHPUT = Table(
     "throughput",
     columns=(
-        *SETTING, "batch_size", "seed", "device", "device_type", "threads", "variant", "compiled", "amp",
+        "problem", *SETTING, "batch_size", "seed", "device", "device_type", "threads", "variant", "compiled", "amp",
         "optimizer", "repeats", "warmup", "status", "reason",
         "step_s_median", "step_s_p25", "step_s_p75", "step_s_iqr", "step_s_min", "step_s_low", "step_s_high",
         *_triples("datapoints_per_s", "latent_samples_per_s"),
         "peak_memory_bytes", "memory_baseline_bytes", "memory_kind", "flops_per_step", "achieved_flops",
         "matmul_ceiling_flops", *_triples("ceiling_fraction"), "objective", *INTERLEAVED, "compile_s",
     ),
-    keys=(*SETTING, "batch_size", "seed", "variant"),
+    keys=("problem", *SETTING, "batch_size", "seed", "variant"),
     # step_s is reported as its median: step_s_median, step_s_low, step_s_high
     figures=("datapoints_per_s", "latent_samples_per_s", "ceiling_fraction"),
     optional={
+        "problem": PROBLEM,
         "sampler": SAMPLER,
         "status": MEASURED,
         "variant": OptionalColumn(f"{_UNSAID}: its rows ran eagerly", "eager"),

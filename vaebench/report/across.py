@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from vaebench import files
 from vaebench.analysis.across import leaders, per_problem, takeaway
 from vaebench.analysis.claims import Evidence, claims_table
+from vaebench.provenance import load_run
 from vaebench.report import styles
 from vaebench.report.claims import section as claims_section
 from vaebench.report.formatting import fmt_interval, markdown
@@ -140,16 +141,23 @@ def problem_lines(ranking: pd.DataFrame, noise: pd.DataFrame, notes: list[str]) 
     return lines
 
 
-def write_across_report(out: str | Path) -> Path:
+def write_across_report(out: str | Path, units: dict | None = None, status: str | None = None) -> Path:
     """``report.md`` of a run across problems (module docstring), with ``across.png`` its plot and
     ``claims.csv`` (the published claims, from ``variance.csv``) and ``per_problem.csv`` (each problem's
-    ranking figure per setting, from ``merit.csv``) beside it."""
+    ranking figure per setting, from ``merit.csv``) beside it. ``units``: what the suite's check of the folder
+    found (a partial run's units left out are counted); ``status``: unused, as the suite's report hook passes
+    it."""
     out = Path(out)
+    left = (units or {}).get("left_out") or {}
+    if not (out / "across.csv").is_file():
+        lines = ["# vaebench across problems", "", "No table across problems yet: no problem has both its "
+                 f"variance and its figures of merit. Units left out: {len(left)}.", ""]  # fmt: skip
+        return files.write_text(out / "report.md", "\n".join(lines))
     table, moves = files.read_csv(out / "across.csv"), files.read_csv(out / "transfer.csv")
     moves["winner"] = ["" if pd.isna(w) else w for w in moves["winner"]]  # an empty cell reads as NaN
     merit = files.read_csv(out / "merit.csv")
     noise = files.read_csv(out / "noise.csv") if (out / "noise.csv").is_file() else pd.DataFrame()
-    notes = (out / "notes.txt").read_text().splitlines() if (out / "notes.txt").is_file() else []
+    notes = list(load_run(out).get("notes") or [])
     claims = claims_table(Evidence(variance=files.read_csv(out / "variance.csv")))
     files.write_csv(out / "claims.csv", claims)
     ranking = per_problem(merit[merit["ranks"].astype(bool)])
@@ -170,7 +178,9 @@ def write_across_report(out: str | Path) -> Path:
         "Every aggregate with its interval is in `across.csv` (the ranking figures' too), every pair's counts "
         "and verdict in `transfer.csv`, each problem's settings in `per_problem.csv` (per seed: `merit.csv`), "
         "the Monte Carlo shares in `noise.csv`, each claim's source and detail in `claims.csv`, the notes in "
-        "`notes.txt`.",
+        "`run.json`.",
         "",
     ]
+    if left:
+        parts += [f"{len(left)} unit(s) left out of the tables: " + "; ".join(list(left)[:6]) + ".", ""]
     return files.write_text(out / "report.md", "\n".join(parts))

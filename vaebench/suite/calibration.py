@@ -29,7 +29,9 @@ from vaebench import rng
 from vaebench.config import SuiteConfig
 from vaebench.estimators import Setting
 from vaebench.measures.throughput import Timing, measure_throughput, synchronize, time_steps
+from vaebench.measures.variance import measured_minibatch
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
+from vaebench.problems import get_problem
 from vaebench.suite import cost, units
 from vaebench.suite.context import Context
 from vaebench.suite.cost import CompileCost, Rates
@@ -135,10 +137,38 @@ def graphs_per_run(config: SuiteConfig, ctx: Context) -> int:
     return 2 if short and config.train.steps >= Schedule.of(ctx.dataset, spec).per_epoch else 1
 
 
+def calibrate_problems(config: SuiteConfig, ctx: Context, repeats: int = 5, warmup: int = 2) -> dict:
+    """A run across problems: time the training step of every setting of each problem's grid, and of the
+    anchor (``reparam``, K = 1), on the problem's own model and minibatch (MVD's 4Z points per sample cost many
+    reparam steps)."""
+    step_s = {}
+    for name in config.problems:
+        if get_problem(name).unavailable():
+            continue
+        problem, data = get_problem(name), ctx.problem_data(name)
+        x = measured_minibatch(data, problem.budget.batch_size or data.train.shape[0], 0)
+        grid = units.problem_settings(config, problem)[0]
+        for s in dict.fromkeys([Setting("reparam", 1), *grid]):
+            frame = measure_throughput(
+                problem.build(data, 0), s.build(), x, s.num_samples, timing=Timing(repeats, warmup)
+            )
+            step_s[(name, s.estimator, s.num_samples)] = float(frame["step_s_median"].iloc[0])
+    return step_s
+
+
 def estimate(config: SuiteConfig, ctx: Context | None = None) -> Estimate:
     """Every unit of ``config``'s plan with its estimated seconds on this machine (:mod:`vaebench.suite.cost`)."""
     tick = time.perf_counter()
     ctx = ctx or Context(config, ".")
+    if config.problems:
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(config.threads, 1))  # as the workers train
+        try:
+            rates = Rates({}, 0.0, 0, problem_step_s=calibrate_problems(config, ctx))
+        finally:
+            torch.set_num_threads(before)
+        costs = [(unit, cost.seconds(unit, config, rates)) for unit in units.plan(config)]
+        return Estimate(costs, rates, time.perf_counter() - tick)
     cost.check_memory(
         config, ctx.dataset.x_dim, ctx.device
     )  # calibrating a K that cannot fit would not return

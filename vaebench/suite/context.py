@@ -15,6 +15,7 @@ from vaebench.config import SuiteConfig, config_hash
 from vaebench.data import Dataset, load_dataset
 from vaebench.model import GaussianVAE
 from vaebench.plugins import registry
+from vaebench.problems import get_problem, load_installed_problems
 from vaebench.suite.units import Unit
 from vaebench.train import Checkpointer, TrainSpec
 
@@ -27,6 +28,7 @@ class Context:
         self.out = Path(out)
         self.device: torch.device = devices.resolve(config.device)
         self.data_sha256 = data_sha256  # a data file must have this SHA-256 (the one its run recorded)
+        self._problems: dict[str, Dataset] = {}
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -40,6 +42,13 @@ class Context:
             test_fraction=d.test_fraction,
             sha256=self.data_sha256,
         ).with_validation(d.valid_fraction)
+
+    def problem_data(self, name: str) -> Dataset:
+        """The data set of problem ``name`` (a run across problems), loaded once per process."""
+        if name not in self._problems:
+            load_installed_problems()  # a user's problem, in a worker process too
+            self._problems[name] = get_problem(name).load()
+        return self._problems[name]
 
     @cached_property
     def plugins(self) -> list[dict[str, Any]]:

@@ -16,6 +16,11 @@ of (estimator, sampler, K) (estimator, backward and optimizer step) and r the se
   `LAWS_S_PER_NUMBER`), on the built checkpoints of :mod:`vaebench.checks.laws` (small and fixed: not the
   configured model), over the K of :func:`laws_grid`; n(e, K) is the estimator's own work per datapoint
   (:func:`own_numbers`)
+- a run across problems, with t_p(e, K) the step of problem p's own model on its own minibatch and n_p its
+  budget's steps: anchor n_p · t_p(reparam, 1) (0 for a built checkpoint); merit unit n_p · t_p(e, K) per seed,
+  over `STACKED_SPEEDUP` for stacked seeds (the figures of merit add little: the problems' models are small);
+  variance unit Σ_(e, K) replicates · t_p(e, K), noise unit Σ_(e, K) NOISE_BATCHES · replicates / 5 ·
+  t_p(e, K) (upper bounds, as above)
 
 With ``train.compile`` every run compiles its own step (:mod:`vaebench.train.compiled`), once per batch shape
 (g = 1 graph, or 2 when the run reaches an epoch's last short batch): with c(K) the seconds of the first,
@@ -57,8 +62,9 @@ from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, MeasureValued, OVISMonteCarlo, Setting, make_estimator, runnable
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
+from vaebench.problems import get_problem
 from vaebench.suite import units
-from vaebench.suite.units import ANCHOR, Unit
+from vaebench.suite.units import ANCHOR, NOISE_BATCHES, Unit, problem_settings
 
 STACKED_SPEEDUP = 1.35
 """Seed-steps per second of S = 3 seeds trained as one program over S separate steps, the smaller of the two
@@ -132,12 +138,15 @@ class Rates:
         forward_s: seconds per (test point x latent sample) of a forward pass.
         test_points: the test set's size.
         compile: the cost of compiling the step (``train.compile``), or None (eager).
+        problem_step_s: (problem, estimator, K) -> seconds per training step of a problem's own model (a run
+            across problems); a step not there is guessed as :func:`nominal` guesses.
     """
 
     step_s: dict[tuple[str, str, int], float]
     forward_s: float
     test_points: int
     compile: CompileCost | None = field(default=None)
+    problem_step_s: dict[tuple[str, str, int], float] = field(default_factory=dict)
 
     def step(self, setting: Setting) -> float:
         return self.step_s[(setting.estimator, setting.sampler, setting.num_samples)]
@@ -151,16 +160,40 @@ def nominal(config: SuiteConfig, test_points: int) -> Rates:
     """Rates guessed without timing anything (the progress bar's; see the module docstring)."""
     shapes = [*units.settings(config), Setting(config.variance.anchor_estimator, 1)]
     step_s = {
-        (s.estimator, s.sampler, s.num_samples): NOMINAL_STEP_S
-        * (1 + 0.1 * (s.num_samples - 1))
-        * (1.2 if ESTIMATORS[s.estimator].stateful else 1.0)
-        for s in shapes
+        (s.estimator, s.sampler, s.num_samples): _nominal_step(s.estimator, s.num_samples) for s in shapes
     }
     return Rates(step_s, NOMINAL_STEP_S / (50 * config.train.batch_size), test_points)
 
 
+def _nominal_step(estimator: str, k: int) -> float:
+    return NOMINAL_STEP_S * (1 + 0.1 * (k - 1)) * (1.2 if ESTIMATORS[estimator].stateful else 1.0)
+
+
+def _problem_seconds(unit: Unit, config: SuiteConfig, rates: Rates) -> float:
+    problem = get_problem(unit.problem)
+
+    def step(setting: Setting) -> float:
+        key = (unit.problem, setting.estimator, setting.num_samples)
+        return rates.problem_step_s.get(key) or _nominal_step(setting.estimator, setting.num_samples)
+
+    steps = problem.budget.steps
+    if unit.kind == ANCHOR:
+        return 0.0 if unit.problem in BUILT_CHECKPOINTS else steps * step(Setting("reparam", 1))
+    if unit.kind == "merit":
+        seeds = len(unit.seeds)
+        return (seeds / STACKED_SPEEDUP if seeds > 1 else 1) * steps * step(unit.setting)
+    per = (
+        config.variance.replicates
+        if unit.kind == "variance"
+        else NOISE_BATCHES * config.variance.replicates / 5
+    )
+    return sum(per * step(s) for s in problem_settings(config, problem)[0])
+
+
 def seconds(unit: Unit, config: SuiteConfig, rates: Rates) -> float:
     """A unit's estimated seconds at ``rates`` (the module docstring's model)."""
+    if unit.problem:
+        return _problem_seconds(unit, config, rates)
     t, v, tp = config.train, config.variance, config.throughput
     points = rates.test_points
     evals = t.steps // t.eval_every + 1

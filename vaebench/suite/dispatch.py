@@ -12,8 +12,9 @@ half-done and loses only the units in flight.
 Scheduling rules (:class:`Scheduler`), the same for every pool:
 
 - units start in plan order, as many at once as there are workers;
-- a variance unit starts only once the anchor run it is measured at has finished (its checkpoints are read
-  from the folder); if the anchor run failed, the variance units fail at once, saying why;
+- a variance (or noise) unit starts only once the anchor run it is measured at, its problem's in a run across
+  problems, has finished (its checkpoints are read from the folder); if the anchor run failed, the units
+  measured at it fail at once, saying why;
 - a throughput unit needs the machine to itself: it starts only when nothing else is in flight, and nothing
   starts while it runs (recorded in run.json as ``exclusive``).
 
@@ -43,7 +44,7 @@ from vaebench.plugins import registry
 from vaebench.provenance import usable_cores
 from vaebench.suite import execute
 from vaebench.suite.context import Context
-from vaebench.suite.units import ANCHOR, Skipped, Unit
+from vaebench.suite.units import ANCHOR, MEASURED_AT_ANCHOR, Skipped, Unit
 
 EXCLUSIVE = ("throughput",)
 """Kinds of units timed on the machine: they run with no other unit in flight."""
@@ -106,25 +107,29 @@ class Scheduler:
         pending: the units still to run, in plan order.
         check: ``check(unit, anchor_sha)`` -> True when the unit is already verified in the folder (a variance
             unit measured at an anchor run identical to the one just re-made need not run again).
-        anchor: the SHA-256 of the finished anchor run's unit, or None.
+        anchors: problem ("" outside a run across problems) -> the SHA-256 of its finished anchor run's unit.
     """
 
-    def __init__(self, plan: list[Unit], pending: list[Unit], check, anchor: str | None):
+    def __init__(self, plan: list[Unit], pending: list[Unit], check, anchors: dict[str, str] | None = None):
         self.order = {u.key: i for i, u in enumerate(plan)}
         self.pending = list(pending)
         self.check = check
-        self.anchor = anchor
+        self.anchors = dict(anchors or {})
         self.in_flight: list[Unit] = []
-        self.anchor_pending = any(u.kind == ANCHOR for u in pending)
+        self.anchor_pending = {u.problem for u in pending if u.kind == ANCHOR}
+
+    def anchor(self, unit: Unit) -> str | None:
+        """The SHA-256 of the finished anchor run ``unit`` is measured at (its problem's), or None."""
+        return self.anchors.get(unit.problem)
 
     def next(self) -> Unit | None:
         """The next unit to start, removed from the pending list; None when none may start now."""
         if any(u.kind in EXCLUSIVE for u in self.in_flight):
             return None
         for unit in list(self.pending):
-            if unit.kind == "variance" and self.anchor_pending:
+            if unit.kind in MEASURED_AT_ANCHOR and unit.problem in self.anchor_pending:
                 continue
-            if unit.kind == "variance" and self.check(unit, self.anchor):
+            if unit.kind in MEASURED_AT_ANCHOR and self.check(unit, self.anchor(unit)):
                 self.pending.remove(unit)  # verified at the (re-made, identical) anchor run
                 continue
             if unit.kind in EXCLUSIVE and (
@@ -140,8 +145,8 @@ class Scheduler:
         """Mark ``unit`` finished (``sha``: its data's SHA-256, None if it failed)."""
         self.in_flight.remove(unit)
         if unit.kind == ANCHOR:
-            self.anchor_pending = False
-            self.anchor = sha
+            self.anchor_pending.discard(unit.problem)
+            self.anchors[unit.problem] = sha
 
     def again(self, unit: Unit) -> None:
         """Put a unit in flight back among the pending ones (its worker died), in its place in the plan."""
@@ -281,7 +286,7 @@ def run_pool(pool, scheduler: Scheduler, finish, say, start=None) -> None:
                 faults.point("unit")
                 if start is not None:
                     start(unit)
-                if unit.kind == "variance" and scheduler.anchor is None:
+                if unit.kind in MEASURED_AT_ANCHOR and scheduler.anchor(unit) is None:
                     scheduler.finished(unit, finish(unit, None))  # the anchor run failed: nothing to measure
                     continue
                 try:

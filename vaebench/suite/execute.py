@@ -4,6 +4,14 @@ measures they call with one setting at a time.
 A unit's computation is deterministic given the configuration and the unit (explicit seeds, one torch thread
 per worker by default), so it gives the same rows in this process, in a worker process or in a Ray task.
 :func:`execute` returns a tidy frame for every kind but the anchor run, whose result is its checkpoints.
+
+A unit of a run across problems (``unit.problem``) is computed on its problem's data, model and budget
+(`PROBLEM_RUNNERS`): the anchor is ``reparam`` at K = 1 for the budget; the variance is the encoder's, on the
+problem's minibatch (the whole data when the budget takes it: B = N, as the model is fitted to), stateful
+estimators warmed up on other minibatches (or on the measured batch when B = N); the noise unit splits each
+setting's variance into its Monte Carlo and minibatch parts over `NOISE_BATCHES` minibatches
+(``decompose_noise``); a merit unit trains the setting from every seed as one program and reads the problem's
+figures of merit (:func:`vaebench.measures.merit.figures_of_merit`) at the end.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from vaebench.errors import VaebenchError
 from vaebench.estimators import ESTIMATORS, Setting
 from vaebench.measures import schema
 from vaebench.measures.convergence import LogLikelihood, measure_convergence, measure_convergence_seeds
+from vaebench.measures.merit import figures_of_merit
 from vaebench.measures.throughput import Timing, build_handwritten, build_step, measure_interleaved
 from vaebench.measures.variance import (
     VarianceOptions,
     baseline_target,
+    decompose_noise,
     layout,
     measure_variance,
     measured_minibatch,
@@ -35,17 +45,20 @@ from vaebench.measures.variance import (
 from vaebench.measures.weights import WEIGHT_SAMPLES, weight_summary
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.suite import cost
+from vaebench.problems import FIGURES, Problem, get_problem
 from vaebench.suite.context import Context
 from vaebench.suite.units import (
     ANCHOR,
-    ANCHOR_FILE,
+    NOISE_BATCHES,
     Skipped,
     Unit,
+    anchor_unit,
     checkpoint_steps,
+    problem_settings,
     timed_settings,
     times_handwritten,
 )
-from vaebench.train import train
+from vaebench.train import NotStackable, TrainSpec, train, train_seeds
 
 HANDWRITTEN_STEP_NEEDS = (
     "the pytorch/examples reference step has a Bernoulli likelihood (binary cross-entropy), which needs data "
@@ -53,9 +66,13 @@ HANDWRITTEN_STEP_NEEDS = (
 )
 
 
+MERIT_SAMPLES = 1000
+"""Draws from q (global latents) or per test point (amortised) for the figures of merit."""
+
+
 def execute(unit: Unit, ctx: Context) -> pd.DataFrame | dict:
     """Compute one unit: a tidy frame, or for the anchor run the checkpoints to save."""
-    return RUNNERS[unit.kind](unit, ctx)
+    return (PROBLEM_RUNNERS if unit.problem else RUNNERS)[unit.kind](unit, ctx)
 
 
 def _anchor(unit: Unit, ctx: Context) -> dict:
@@ -87,9 +104,9 @@ def _anchor(unit: Unit, ctx: Context) -> dict:
     }
 
 
-def load_anchor(ctx: Context) -> dict:
-    """The anchor run's checkpoints saved by its unit."""
-    return torch.load(ctx.out / ANCHOR_FILE, map_location="cpu", weights_only=True)
+def load_anchor(ctx: Context, problem: str = "") -> dict:
+    """The anchor run's checkpoints saved by its unit (of ``problem``, in a run across problems)."""
+    return torch.load(ctx.out / anchor_unit(problem).path, map_location="cpu", weights_only=True)
 
 
 def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
@@ -141,7 +158,7 @@ def _variance(unit: Unit, ctx: Context) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True).assign(
         checkpoint=unit.checkpoint, step=saved["step"], run="shared"
     )
-    return schema.conform(out[list(schema.VARIANCE.columns)], schema.VARIANCE)
+    return schema.conform(out[list(schema.VARIANCE.measured)], schema.VARIANCE)
 
 
 def _setting(name: str, k: int, sampler: str) -> Setting | str:
@@ -260,7 +277,7 @@ def _laws(unit: Unit, ctx: Context) -> pd.DataFrame:
         frame = measure_variance(model, estimator, x, k, replicates, seed=seed, options=options)
         frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=0))
     out = pd.concat(frames, ignore_index=True).assign(checkpoint=unit.checkpoint, step=0, run="built")
-    return schema.conform(out[list(schema.VARIANCE.columns)], schema.VARIANCE)  # the plan's notes say `note`
+    return schema.conform(out[list(schema.VARIANCE.measured)], schema.VARIANCE)  # the plan's notes say `note`
 
 
 def _quadrature(unit: Unit, ctx: Context) -> pd.DataFrame:
@@ -279,4 +296,123 @@ RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
     "landing": _landing,
     "laws": _laws,
     "quadrature": _quadrature,
+}
+
+
+# ------------------------------------------------------------------------------------------------ problems
+
+
+def batch_size(problem: Problem, data) -> int:
+    """The problem's minibatch: its budget's, or the whole training set (``batch_size`` 0)."""
+    return problem.budget.batch_size or data.train.shape[0]
+
+
+def _spec(problem: Problem, data) -> TrainSpec:
+    b = problem.budget
+    return TrainSpec(steps=b.steps, batch_size=batch_size(problem, data), lr=b.lr, lr_schedule=b.lr_schedule,
+                     eval_every=b.steps, eval_points=1)  # fmt: skip
+
+
+def _problem_anchor(unit: Unit, ctx: Context) -> dict:
+    """The problem's anchor: ``reparam`` at K = 1 from seed 0 for its budget (or its built checkpoint), as
+    checkpoint ``end``."""
+    problem, data = get_problem(unit.problem), ctx.problem_data(unit.problem)
+    if problem.name in BUILT_CHECKPOINTS:
+        model, diverged, step = BUILT_CHECKPOINTS[problem.name](data, seed=0), None, 0
+    else:
+        model = problem.build(data, 0)
+        result = train(model, Setting("reparam", 1), data, _spec(problem, data), seed=0,
+                       checkpoint=ctx.checkpointer(unit))  # fmt: skip
+        diverged, step = result.diverged_step, result.steps
+    checkpoints = {"end": {"step": step, "state": model.state_dict()}}
+    return {"estimator": "reparam", "seed": 0, "diverged_step": diverged, "checkpoints": checkpoints}
+
+
+def _problem_model(unit: Unit, ctx: Context):
+    problem, data = get_problem(unit.problem), ctx.problem_data(unit.problem)
+    model = (
+        problem.build(data, 0)
+        if problem.name not in BUILT_CHECKPOINTS
+        else BUILT_CHECKPOINTS[problem.name](data, seed=0)
+    )
+    model.load_state_dict(load_anchor(ctx, unit.problem)["checkpoints"]["end"]["state"])
+    return problem, data, model
+
+
+def _warmed(setting: Setting, model, others: list, seed: int):
+    est = setting.build()
+    if ESTIMATORS[setting.estimator].stateful:
+        est = warm_up(est, model, others, num_samples=setting.num_samples, seed=seed)
+    return est
+
+
+def _problem_variance(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """Every setting that applies to the problem, at its anchor, on seed ``unit.seed``'s minibatch."""
+    config, seed = ctx.config, unit.seed
+    problem, data, model = _problem_model(unit, ctx)
+    b, n = batch_size(problem, data), data.train.shape[0]
+    x = measured_minibatch(data, b, seed)
+    others = warm_up_minibatches(data, b, seed) if b < n else [x]
+    options = VarianceOptions(resamples=200)
+    rows = []
+    for setting in problem_settings(config, problem)[0]:
+        est = _warmed(setting, model, others, seed)
+        got = measure_variance(model, est, x, setting.num_samples, config.variance.replicates, seed=seed,
+                               options=options)  # fmt: skip
+        rows.append(got[got["group"] == "encoder"].assign(estimator=setting.estimator,
+                                                            num_samples=setting.num_samples, seed=seed))  # fmt: skip
+    return pd.concat(rows, ignore_index=True).assign(problem=problem.name)
+
+
+def _problem_noise(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """The Monte Carlo / minibatch split of every setting's noise (global latents on minibatches)."""
+    config, seed = ctx.config, unit.seed
+    problem, data, model = _problem_model(unit, ctx)
+    b, n = batch_size(problem, data), data.train.shape[0]
+    if b >= n:
+        raise Skipped(f"{problem.name} trains on its whole data (B = N): no minibatch noise to split")
+    others = warm_up_minibatches(data, b, seed)
+    batches = list(data.batches(b, seed=0, drop_last=True))[:NOISE_BATCHES]
+    options = VarianceOptions(resamples=200)
+    noise = []
+    for setting in problem_settings(config, problem)[0]:
+        est = _warmed(setting, model, others, seed)
+        parts = decompose_noise(model, est, batches, setting.num_samples,
+                                max(2, config.variance.replicates // 5), seed=seed, options=options)  # fmt: skip
+        noise.append(parts[parts["group"] == "encoder"].assign(estimator=setting.estimator,
+                                                               num_samples=setting.num_samples))  # fmt: skip
+    return pd.concat(noise, ignore_index=True).assign(problem=problem.name)
+
+
+def _problem_merit(unit: Unit, ctx: Context) -> pd.DataFrame:
+    """The setting trained from every seed for the problem's budget, and its figures of merit at the end."""
+    config, setting, seeds = ctx.config, unit.setting, list(unit.seeds)
+    problem, data = get_problem(unit.problem), ctx.problem_data(unit.problem)
+    models = [problem.build(data, s) for s in seeds]
+    spec = _spec(problem, data)
+    try:
+        results = train_seeds(models, setting, data, spec, seeds=seeds)
+    except NotStackable:  # an estimator whose state does not stack: one run per seed
+        models = [problem.build(data, s) for s in seeds]
+        results = [train(m, setting, data, spec, seed=s) for m, s in zip(models, seeds, strict=True)]
+    frames = []
+    for model, seed, result in zip(models, seeds, results, strict=True):
+        if result.diverged_step is not None:
+            frames.append(pd.DataFrame([{"figure": problem.ranked_by, "value": float("nan"), "seed": seed}]))
+            continue
+        options = {"samples": MERIT_SAMPLES, "seed": seed}
+        if not problem.global_latents:
+            options["points"] = config.train.ll_points
+        frames.append(figures_of_merit(model, data, problem.figures, **options))
+    out = pd.concat(frames, ignore_index=True)
+    out["higher_is_better"] = [FIGURES[f][1] for f in out["figure"]]
+    return out.assign(problem=problem.name, estimator=setting.estimator, num_samples=setting.num_samples,
+                      ranks=out["figure"] == problem.ranked_by)  # fmt: skip
+
+
+PROBLEM_RUNNERS: dict[str, Callable[[Unit, Context], pd.DataFrame | dict]] = {
+    ANCHOR: _problem_anchor,
+    "variance": _problem_variance,
+    "noise": _problem_noise,
+    "merit": _problem_merit,
 }

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaebench.measures.schema import ANCHOR_UNIT
-from vaebench.suite.units import ANCHOR, Unit
+from vaebench.suite.units import ANCHOR, MEASURED_AT_ANCHOR, Unit
 
 VERIFIED, MISSING, UNFINISHED, DAMAGED = "verified", "missing", "unfinished", "damaged"
 STATES = (VERIFIED, MISSING, UNFINISHED, DAMAGED)
@@ -106,7 +106,7 @@ def check(out: Path, unit: Unit, digest: str, anchor: str | None = None) -> Verd
     if sha != m["sha256"]:
         return Verdict(DAMAGED, "its content differs from its manifest (garbled)")
     used = (m.get("inputs") or {}).get(ANCHOR_UNIT)
-    if unit.kind == "variance" and anchor is not None and used != anchor:
+    if unit.kind in MEASURED_AT_ANCHOR and anchor is not None and used != anchor:
         return Verdict(DAMAGED, "measured at other anchor-run checkpoints than the ones in this folder")
     if unit.kind == ANCHOR:
         return Verdict(VERIFIED, sha256=sha)
@@ -158,11 +158,11 @@ def verify(out: str | Path, plan: list[Unit], digest: str) -> FolderState:
     """Check every unit of ``plan`` in the folder ``out`` and find the stray files under ``units/``."""
     out = Path(out)
     state = FolderState()
-    anchor = None
-    for unit in plan:  # the anchor unit comes first: the variance units are checked against it
-        verdict = check(out, unit, digest, anchor)
+    anchors: dict[str, str | None] = {}  # by problem
+    for unit in plan:  # an anchor unit comes first: the units measured at it are checked against it
+        verdict = check(out, unit, digest, anchors.get(unit.problem))
         if unit.kind == ANCHOR and verdict.state == VERIFIED:
-            anchor = verdict.sha256
+            anchors[unit.problem] = verdict.sha256
         state.verdicts[unit.key] = verdict
     known: set[Path] = set()
     for unit in plan:

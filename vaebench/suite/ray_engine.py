@@ -33,7 +33,7 @@ from vaebench.errors import VaebenchError
 from vaebench.plugins import registry
 from vaebench.suite import dispatch
 from vaebench.suite.context import Context
-from vaebench.suite.units import ANCHOR_FILE, Unit
+from vaebench.suite.units import MEASURED_AT_ANCHOR, Unit, anchor_unit
 
 RETRIES = 2
 """Times Ray starts a task again whose worker process died."""
@@ -161,16 +161,19 @@ class RayEngine:
             options["runtime_env"] = self.runtime_env
         self.task = ray.remote(_compute_task).options(**options)
         self.config, self.out = config, str(out)
-        self.anchor = None
+        self.anchors: dict = {}  # problem -> the anchor run's bytes in the object store
         self.worker_errors = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
         self.refs = []
         return self
 
     def submit(self, unit: Unit):
         ray = require_ray()
-        if unit.kind == "variance" and self.anchor is None:
-            self.anchor = ray.put((Path(self.out) / ANCHOR_FILE).read_bytes())
-        anchor = self.anchor if unit.kind == "variance" else None
+        anchor = None
+        if unit.kind in MEASURED_AT_ANCHOR:
+            if unit.problem not in self.anchors:
+                path = Path(self.out) / anchor_unit(unit.problem).path
+                self.anchors[unit.problem] = ray.put(path.read_bytes())
+            anchor = self.anchors[unit.problem]
         ref = self.task.remote(self.config, self.out, unit, anchor, self.plugins, self.data_sha256)
         self.refs.append(ref)
         return ref.future()
@@ -210,6 +213,6 @@ def _compute_task(
         _contexts[key] = Context(config, folder, data_sha256)
     ctx = _contexts[key]
     if anchor is not None and ctx.out != Path(out):
-        files.write_bytes(ctx.out / ANCHOR_FILE, anchor)
+        files.write_bytes(ctx.out / anchor_unit(unit.problem).path, anchor)
     faults.point("worker")
     return dispatch.compute(unit, ctx)

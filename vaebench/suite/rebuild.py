@@ -24,7 +24,7 @@ from vaebench.errors import VaebenchError
 from vaebench.provenance import load_run
 from vaebench.suite import integrity, ownership, store
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
-from vaebench.suite.units import plan, shared_settings
+from vaebench.suite.units import plan, run_problem, shared_settings
 
 KILLED = "killed"
 """The status a report gives a run whose run.json still says ``running`` while nobody holds its folder."""
@@ -85,7 +85,9 @@ def _verified_units(out: Path, warn: Callable[[str], None]) -> dict:
         )
     failed = integrity.failures(out, units, state)
     left_out = {k: f"failed: {failed[k]}" if k in failed else why for k, why in left_out.items()}
-    store.combine(out, state.frames(units), shared_settings(config))
+    tables = store.combine(out, state.frames(units), shared_settings(config), run_problem(config))
+    if config.problems:
+        store.write_across(out, tables)
     return {"total": len(units), "finished": len(state.keys(VERIFIED)), "left_out": left_out}
 
 
@@ -123,5 +125,6 @@ def verified_tables(out: str | Path) -> tuple[dict, dict[str, pd.DataFrame]]:
             kind, [p for p in parts.get(kind, []) if not p.empty], shared_settings(config)
         )
         frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        frame = store.with_problem(kind, frame, run_problem(config))
         tables[kind] = folder.checked(frame, kind, out / "units" / kind)
     return run, tables

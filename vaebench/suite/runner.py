@@ -39,14 +39,14 @@ import torch
 from vaebench import faults, files, interrupts
 from vaebench.config import SuiteConfig, to_dict
 from vaebench.config.validate import check_data
-from vaebench.errors import StorageError
+from vaebench.errors import StorageError, VaebenchError
 from vaebench.progress import bar as progress_bar
 from vaebench.provenance import collect, git_revision, load_run, machine_load, now
 from vaebench.suite import cost, dispatch, integrity, ownership, store, units
 from vaebench.suite.context import Context
 from vaebench.suite.integrity import DAMAGED, MISSING, UNFINISHED, VERIFIED
 from vaebench.suite.probe import check_settings, probe
-from vaebench.suite.units import ANCHOR, ANCHOR_FILE, Unit, shared_settings
+from vaebench.suite.units import ANCHOR, Unit, shared_settings
 
 Report = Callable[..., object]
 """``report(out, *, units)``: writes the report of a results folder (``units``: what the check found: total,
@@ -147,11 +147,16 @@ def preflight(config: SuiteConfig, out: Path, resume: bool = False) -> tuple[Con
     """
     ctx = Context(config, out)
     ctx.dataset  # noqa: B018 -- load now: missing or corrupt data is an error before anything is written
-    check_data(config, ctx.dataset)
-    check_settings(config)
-    cost.check_memory(config, ctx.dataset.x_dim, ctx.device)
-    probe(config, ctx)
+    if not config.problems:  # a run across problems: each problem's data, model and settings are its own
+        check_data(config, ctx.dataset)
+        check_settings(config)
+        cost.check_memory(config, ctx.dataset.x_dim, ctx.device)
+        probe(config, ctx)
     plan = units.plan(config)
+    if not plan:
+        raise VaebenchError(
+            "no problem of the configuration can run here: " + "; ".join(units.plan_problems(config)[1])
+        )
     ownership.check_resume(out, config, resume, ctx)  # before creating anything; again under the lock
     return ctx, plan
 
@@ -199,8 +204,13 @@ class _Run:
         self.invocations[-1].update(ended=ended, status=status)
         data["invocations"] = self.invocations
         data["failed"] = self.result.failed
-        dataset = self.ctx.dataset
-        data["data"] = {"name": dataset.name, "source": dataset.source, "sha256": dataset.sha256}
+        sets = {
+            u.problem: self.ctx.problem_data(u.problem) for u in self.plan if u.kind == ANCHOR and u.problem
+        }
+        describe = lambda d: {"name": d.name, "source": d.source, "sha256": d.sha256}  # noqa: E731
+        data["data"] = (
+            {problem: describe(d) for problem, d in sets.items()} if sets else describe(self.ctx.dataset)
+        )
         data["plugins"] = self.ctx.plugins  # what they are, where they came from (vaebench.plugins.record)
         data["inputs"] = self.ctx.inputs  # hashed with the configuration: a resume and a rebuild re-check it
         if error:
@@ -236,7 +246,11 @@ class _Run:
             result.status = "failed" if result.failed else "complete"
             result.status = "aborted" if storage else result.status
             result.status = "interrupted" if interrupt else result.status
-            store.combine(out, state.frames(self.plan), shared_settings(self.config))
+            tables = store.combine(
+                out, state.frames(self.plan), shared_settings(self.config), units.run_problem(self.config)
+            )
+            if self.config.problems:
+                store.write_across(out, tables)
             with interrupts.deferred():
                 self.write_run_json(result.status, now(), str(storage) if storage else None)
             if report is not None and not storage:
@@ -303,7 +317,7 @@ class _Run:
             say(f"resuming {out}: {result.skipped} of {result.total} units already finished")
 
         def finish(unit: Unit, outcome: dispatch.Outcome | None) -> str | None:
-            sha, remark = self.accept(unit, scheduler.anchor, outcome)
+            sha, remark = self.accept(unit, scheduler.anchor(unit), outcome)
             result.done += 1
             bar.update(weight[unit.key])
             seconds = f"{outcome.seconds:.1f}s " if outcome is not None else ""
@@ -347,20 +361,22 @@ class _Run:
         def verified(unit: Unit, anchor: str | None) -> bool:
             return integrity.check(out, unit, self.digest, anchor).state == VERIFIED
 
-        head = next((u for u in self.plan if u.kind == ANCHOR), None)
-        verdict = integrity.check(out, head, self.digest) if head is not None else None
-        anchor = verdict.sha256 if verdict is not None and verdict.state == VERIFIED else None
-        pending = [u for u in self.plan if not verified(u, anchor)]
-        return pending, dispatch.Scheduler(self.plan, pending, verified, anchor)
+        anchors = {}
+        for head in [u for u in self.plan if u.kind == ANCHOR]:
+            verdict = integrity.check(out, head, self.digest)
+            if verdict.state == VERIFIED:
+                anchors[head.problem] = verdict.sha256
+        pending = [u for u in self.plan if not verified(u, anchors.get(u.problem))]
+        return pending, dispatch.Scheduler(self.plan, pending, verified, anchors)
 
     def accept(
         self, unit: Unit, anchor: str | None, outcome: dispatch.Outcome | None
     ) -> tuple[str | None, str]:
         """Save a computed unit, or record why it failed (``outcome`` None: the anchor run did not finish)."""
         out, result = self.out, self.result
-        inputs = {ANCHOR: anchor} if unit.kind == "variance" else None
+        inputs = {ANCHOR: anchor} if unit.kind in units.MEASURED_AT_ANCHOR else None
         if outcome is None or outcome.status == "failed":
-            why = self.anchor_problem() if outcome is None else outcome.why
+            why = self.anchor_problem(unit.problem) if outcome is None else outcome.why
             if outcome is not None and outcome.permanent:
                 why += " (this fails the same way every time: fix the configuration)"
                 result.permanent.add(unit.key)
@@ -383,11 +399,12 @@ class _Run:
         self.finished += 1
         return sha, remark
 
-    def anchor_problem(self) -> str:
-        key = next(u.key for u in self.plan if u.kind == ANCHOR)
+    def anchor_problem(self, problem: str) -> str:
+        head = units.anchor_unit(problem)
+        key = head.key
         error = self.result.failed.get(key)
-        if error is None and (self.out / ANCHOR_FILE).with_suffix(".error").is_file():
-            error = (self.out / ANCHOR_FILE).with_suffix(".error").read_text().splitlines()[0]
+        if error is None and (self.out / head.error_path).is_file():
+            error = (self.out / head.error_path).read_text().splitlines()[0]
         if error:
             return f"not run: the anchor run ({key}) failed: {error}"
         return f"not run: the anchor run ({key}) has not finished"

@@ -28,6 +28,21 @@ suite's one loop over the configuration's grid (settings x seeds x checkpoints);
 - ``quadrature/gaussian-1d``: the 1-D Gaussian check of Mohamed et al. 2020 (``checks.quadrature``;
   :mod:`vaebench.checks.gaussian_1d`).
 
+A run across problems (``problems``, :class:`vaebench.problems.Problem`) has the same loop, its units each
+carrying their ``problem`` (on disk under ``units/<problem>/``), each problem on its own data, model and budget
+(:func:`plan_problems`; a problem whose data are missing is dropped with a note):
+
+- ``<problem>/anchor/checkpoints``: one run of ``reparam`` at K = 1 (the first seed) for the problem's budget
+  (a built checkpoint, the Gaussian toy's, is built instead), whose end (checkpoint ``end``) is the point where
+  every setting's gradient is measured;
+- ``<problem>/variance/end-s<seed>``: every setting that applies (the estimators' own refusals and
+  :meth:`Problem.unsupported`, each said once as a note) there, on seed ``seed``'s minibatch: the encoder's
+  work-normalised variance;
+- ``<problem>/noise/end-s<seed>`` (the first seed; a global-latent problem trained on minibatches): the
+  law-of-total-variance split of each setting's noise into its Monte Carlo and minibatch parts;
+- ``<problem>/merit/<setting>-s<seeds>``: the setting trained for the problem's budget from every seed, the
+  seeds as one program, and the problem's figures of merit at the end.
+
 A setting's part of a name is the estimator for iid draws, else ``<estimator>@<sampler>``
 (:attr:`vaebench.estimators.Setting.name`). What a unit
 costs is the cost model's (:mod:`vaebench.suite.cost`).
@@ -39,20 +54,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaebench.config import CHECKPOINTS, SuiteConfig
-from vaebench.estimators import ESTIMATORS, Setting, runnable
+from vaebench.data import is_data_file
+from vaebench.estimators import ESTIMATORS, Setting, runnable, unsupported
 from vaebench.measures.schema import ANCHOR_UNIT
+from vaebench.problems import Problem, get_problem, load_installed_problems
 
 ANCHOR = ANCHOR_UNIT
 """The anchor run's unit kind."""
 
-ANCHOR_FILE = Path("units") / ANCHOR / "checkpoints.pt"
-"""Where the anchor run's checkpoints are saved, relative to the results folder."""
-
 PARTIAL = Path("partial")
 """Where running training units keep their state (:mod:`vaebench.train.checkpoints`), removed when saved."""
 
-KINDS = (ANCHOR, "variance", "convergence", "throughput", "landing", "laws", "quadrature")
+KINDS = (ANCHOR, "variance", "noise", "convergence", "merit", "throughput", "landing", "laws", "quadrature")
 """Kinds of units, in plan order."""
+
+NOISE_BATCHES = 10
+"""Minibatches of a noise unit's Monte Carlo / minibatch split (each with ``variance.replicates // 5`` estimates)."""
+
+MEASURED_AT_ANCHOR = ("variance", "noise")
+"""Kinds of units measured at the anchor run's checkpoints: they start once it has finished."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class Unit:
         sampler: a laws unit's sampler.
         lrs: a convergence unit's step sizes (``train.lr_grid``): its seeds x rates trained as one program,
             each (seed, lr) a run of its own, else ().
+        problem: the problem of a run across problems, else "".
     """
 
     kind: str
@@ -84,13 +105,14 @@ class Unit:
     sampler: str = "iid"
     seeds: tuple[int, ...] = ()
     lrs: tuple[float, ...] = ()
+    problem: str = ""
 
     @property
     def path(self) -> Path:
         """Where the unit's result goes, relative to the results folder."""
         if self.kind == ANCHOR:
-            return ANCHOR_FILE
-        return Path("units") / self.kind / f"{self.name}.csv"
+            return Path("units") / self.problem / ANCHOR / "checkpoints.pt"
+        return Path("units") / self.problem / self.kind / f"{self.name}.csv"
 
     @property
     def error_path(self) -> Path:
@@ -100,16 +122,16 @@ class Unit:
     @property
     def partial_path(self) -> Path:
         """Where a running training unit keeps its state, relative to the results folder."""
-        return PARTIAL / self.kind / f"{self.name}.pt"
+        return PARTIAL / self.problem / self.kind / f"{self.name}.pt"
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.name}"
+        return f"{self.kind} {self.problem}/{self.name}" if self.problem else f"{self.kind} {self.name}"
 
     @property
     def key(self) -> str:
-        """``kind/name``: how messages, manifests and run.json name the unit."""
-        return f"{self.kind}/{self.name}"
+        """``[problem/]kind/name``: how messages, manifests and run.json name the unit."""
+        return f"{self.problem}/{self.kind}/{self.name}" if self.problem else f"{self.kind}/{self.name}"
 
     @property
     def keys(self) -> dict[str, object]:
@@ -182,9 +204,100 @@ def law_settings(config: SuiteConfig) -> list[tuple[str, str]]:
     return [pair for pair in pairs if not ESTIMATORS[pair[0]].stateful]
 
 
+def run_problem(config: SuiteConfig) -> str:
+    """The ``problem`` of an ordinary run's rows (a run across problems: each unit's own).
+
+    The one rule: the built-in problem whose data and model the run's are (:mod:`vaebench.problems.builtin`):
+    ``digits`` for a Gaussian VAE on the digits (the default run, the quick preset: the digits problem's data
+    with the run's own sizes and schedule), ``gaussian-toy`` for the toy model, ``linear-gaussian`` for a VAE
+    without hidden layers on the synthetic set, ``fashion-mnist-binary`` for a one-hidden-layer Bernoulli VAE
+    on dynamically binarized Fashion-MNIST; else the data set's name (``fashion-mnist`` for the ``paper``
+    preset's deeper model, a data file's file name, a plugin data set's registered name)."""
+    d, m = config.data, config.model
+    if m.name == "gaussian-toy":
+        return "gaussian-toy"
+    if d.name == "synthetic" and m.name == "gaussian-vae" and not m.hidden:
+        return "linear-gaussian"
+    if d.name == "fashion-mnist" and d.binarize == "dynamic" and len(m.hidden) == 1:
+        return "fashion-mnist-binary" if m.likelihood in ("auto", "bernoulli") else d.name
+    return Path(d.name).name if is_data_file(d.name) else d.name
+
+
+def anchor_unit(problem: str = "") -> Unit:
+    """The anchor run's unit (of ``problem`` in a run across problems)."""
+    return Unit(ANCHOR, "checkpoints", problem=problem)
+
+
+def problem_settings(config: SuiteConfig, problem: Problem) -> tuple[list[Setting], list[str]]:
+    """The settings of ``config`` that run on ``problem``, and its refusals as notes: an estimator's own (K
+    below its minimum: the same on every problem, so said without one) and the problem's, one per reason."""
+    out, why = [], {}
+    left = [n for n in config.estimators if problem.estimators and n not in problem.estimators]
+    notes = [f"{problem.name}: only {', '.join(problem.estimators)} ({problem.limit})"] if left else []
+    for name in config.estimators:
+        if name in left:
+            continue
+        for k in config.samples:
+            own = unsupported(name, k)
+            reason = own or problem.unsupported(name, k)
+            if reason:
+                why.setdefault((name, "" if own else problem.name, reason), []).append(k)
+            else:
+                out.append(Setting(name, k))
+    notes += [
+        f"{where + ': ' if where else ''}{name} skipped at K={','.join(map(str, ks))}: {reason}"
+        for (name, where, reason), ks in why.items()
+    ]
+    return out, notes
+
+
+def shared(grid: list[Setting]) -> dict[Setting, Setting]:
+    """Setting -> the setting of ``grid`` whose gradient it is at its K, draw for draw (IWAE, DReG and IWAE-STL
+    at K = 1 are reparam, STL and STL: `Estimator.same_gradient`): trained once, its figures are the other's."""
+    out = {}
+    for s in grid:
+        other = s.kind.same_gradient.get(s.num_samples)
+        twin = Setting(other, s.num_samples) if other and other != s.estimator else None
+        if twin in grid and twin not in out:
+            out[s] = twin
+    return out
+
+
+def plan_problems(config: SuiteConfig) -> tuple[list[Unit], list[str]]:
+    """Every unit of a run across ``config.problems``, in order, and its notes (problems dropped, settings
+    refused)."""
+    load_installed_problems()
+    units: list[Unit] = []
+    notes: list[str] = []
+    seeds = tuple(config.seeds)
+    for name in config.problems:
+        problem = get_problem(name)
+        why = problem.unavailable()
+        if why:
+            notes.append(f"problem {name} dropped: {why}")
+            continue
+        grid, refused = problem_settings(config, problem)
+        notes += [n for n in refused if n not in notes]
+        if not grid:
+            notes.append(f"problem {name} dropped: no setting of the configuration runs on it")
+            continue
+        units.append(anchor_unit(name))
+        for seed in config.variance_seeds:
+            units.append(Unit("variance", f"end-s{seed}", seed=seed, checkpoint="end", problem=name))
+        if problem.global_latents and problem.budget.batch_size:
+            first = config.variance_seeds[0]
+            units.append(Unit("noise", f"end-s{first}", seed=first, checkpoint="end", problem=name))
+        label = "+".join(map(str, seeds))
+        units += [Unit("merit", f"{s.label}-s{label}", s, seeds=seeds, problem=name)
+                  for s in grid if s not in shared(grid)]  # fmt: skip
+    return units, notes
+
+
 def plan(config: SuiteConfig) -> list[Unit]:
     """All units of a run, in execution order: anchor, variance, landing, laws, quadrature, convergence,
-    throughput."""
+    throughput; for a run across problems, :func:`plan_problems`'s."""
+    if config.problems:
+        return plan_problems(config)[0]
     units: list[Unit] = []
     grid = settings(config)
     if config.variance.enabled:
