@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from vaebench import files
+from vaebench import files, provenance
 from vaebench.config import SuiteConfig, VarianceConfig, preset
 from vaebench.estimators import Setting
 from vaebench.problems import BUILTIN_PROBLEMS, Budget, get_problem, register_problem, unregister_problem
@@ -74,8 +74,10 @@ def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     merit = files.read_csv(tmp_path / "merit.csv")
     assert set(merit.loc[merit["estimator"] == "reinforce-nvil", "problem"]) == {"tiny-amortised"}
     report = (tmp_path / "report.md").read_text()
-    assert report.index("## Across problems") < report.index("## Per problem")
-    assert "tiny-global: reinforce-nvil skipped" in report
+    assert report.index("stratified bootstrap intervals") < report.index("## Per problem")  # the verdict first
+    notes = provenance.load_run(tmp_path)["notes"]
+    assert any(n.startswith("tiny-global: reinforce-nvil skipped") for n in notes)
+    assert "**tiny-global**" in report and "note" in report.split("**tiny-global**")[1].splitlines()[0]
     # a resume finds every unit verified and redoes none; a lost unit and a garbled one are redone
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "units").rglob("*.csv")}
     assert _run(config, tmp_path, resume=True).done == 0
