@@ -625,7 +625,7 @@ def test_the_comparison_table_of_a_run_of_checks_only_is_empty() -> None:
 
 ACROSS_BEFORE = Path(__file__).parent / "data" / "report-problems-before"
 """A run across problems (the committed problems reference: its tables gzipped, ``variance.csv`` cut to the
-columns the claims read, run.json, notes.txt) and the report written for it before it was cut to one screen
+columns the claims read, run.json with its notes) and the report written for it before it was cut to one screen
 (``report-before.md``)."""
 
 

@@ -92,8 +92,11 @@ def describe_trend(trend: pd.DataFrame) -> str:
 
 def falling_row(m: Falling, variance: pd.DataFrame, data: str | None, likelihood: str | None) -> dict | None:
     """The claims row of ``m`` (columns of ``claims.csv`` but its key, claim and source), or None when the
-    variance rows lack two K >= 2 of its estimator at every checkpoint."""
-    if variance.empty or not (variance["estimator"] == m.estimator).any():
+    variance rows lack two K >= 2 of its estimator at every checkpoint, or its figure, or are of several
+    problems (a run across problems: the trend is one model's)."""
+    if variance.empty or m.figure not in variance or not (variance["estimator"] == m.estimator).any():
+        return None
+    if "problem" in variance and variance["problem"].nunique() > 1:
         return None
     trend = trend_in_k(variance, m.estimator, m.group, m.figure)
     if trend["slope"].isna().all():
