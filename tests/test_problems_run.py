@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from vaebench import files, provenance
+from vaebench import cli, files, provenance
 from vaebench.config import SuiteConfig, VarianceConfig, preset
 from vaebench.estimators import Setting
 from vaebench.problems import BUILTIN_PROBLEMS, Budget, get_problem, register_problem, unregister_problem
@@ -74,6 +74,8 @@ def test_shrunk_run_writes_across_with_a_problem_column(tiny, tmp_path):
     merit = files.read_csv(tmp_path / "merit.csv")
     assert set(merit.loc[merit["estimator"] == "reinforce-nvil", "problem"]) == {"tiny-amortised"}
     report = (tmp_path / "report.md").read_text()
+    (tmp_path / "report.md").unlink()  # `vaebench report DIR` rebuilds it as the run wrote it, from the units
+    assert cli.main(["report", str(tmp_path)]) == 0 and (tmp_path / "report.md").read_text() == report
     assert report.index("stratified bootstrap intervals") < report.index("## Per problem")  # the verdict first
     notes = provenance.load_run(tmp_path)["notes"]
     assert any(n.startswith("tiny-global: reinforce-nvil skipped") for n in notes)

@@ -484,10 +484,14 @@ def _discard(out: Path, created: bool) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from vaebench.provenance import load_run
+    from vaebench.report.across import write_across_report
     from vaebench.report.writer import write_report
     from vaebench.suite.rebuild import rebuild
 
-    print(rebuild(args.dir, write_report))
+    config = load_run(args.dir).get("config") if Path(args.dir).is_dir() else None
+    across = isinstance(config, dict) and bool(config.get("problems"))  # as `run` chose its report
+    print(rebuild(args.dir, write_across_report if across else write_report))
     return 0
 
 
