@@ -49,6 +49,7 @@ class Ranking:
         published: the source's test log-likelihood of each of ``order`` (nats), the same order.
         read_off: how far a published figure may be from the source's (read off a plot), nats.
         data: the data set (binarized, Bernoulli likelihood) the published figures are on.
+        source_steps: the training steps behind the published figures (0: not stated).
     """
 
     k: int
@@ -57,6 +58,7 @@ class Ranking:
     published: tuple[float, ...]
     read_off: float = 0.0
     data: str = "fashion-mnist"
+    source_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,9 @@ def ranking_row(
         for name in m.order
     )
     detail = (f"{blocker}; " if blocker else "") + (
-        f"the ranking at this budget ({int(convergence['step'].max())} steps; the source trains 4,000,000), "
-        f"each link paired over {worst.d.n} seeds, interval at 95%: {describe(links, published)}. "
+        f"the ranking at this budget ({int(convergence['step'].max())} steps"
+        + (f"; the source trains {m.source_steps:,}" if m.source_steps else "")
+        + f"), each link paired over {worst.d.n} seeds, interval at 95%: {describe(links, published)}. "
         f"Test log p(x) (published): {means}"
     )
     tie = worst.relation == "~"

@@ -221,6 +221,11 @@ class Estimator(nn.Module):
         bound = Bound.of("iwae" if self.objective == "iwae" else "elbo", num_samples)
         return Target(bound, bound)
 
+    def own_numbers(self, num_samples: int) -> int:
+        """Numbers per datapoint this estimator's own work holds besides the model's activations, when it grows
+        faster than K (the cost model's memory and time of a laws unit, :mod:`vaebench.suite.cost`); 0: none."""
+        return 0
+
     def biased_at(self, num_samples: int) -> bool:
         """Whether the gradient is biased for :meth:`target` at this K (default: a declared bias, K > 1)."""
         return bool(self.bias) and num_samples > 1

@@ -48,6 +48,10 @@ class _OVIS(ImportanceWeighted):
 
     particles = 0  # S, the auxiliary particles drawn with the K
 
+    def own_numbers(self, num_samples: int) -> int:
+        """The K x S x K log-weights with one entry replaced that OVIS_MC's control variate holds."""
+        return num_samples * num_samples * self.particles
+
     def control(self, log_w: Tensor, aux: Tensor | None) -> Tensor:
         """c_k [K, B] from the detached log-weights [K, B] (and the auxiliary particles' [S, B])."""
         raise NotImplementedError

@@ -15,7 +15,7 @@ of (estimator, sampler, K) (estimator, backward and optimizer step) and r the se
 - laws unit: Σ_K replicates(e, K) · (`LAWS_S_PER_REPLICATE` + K · `LAWS_S_PER_DRAW` + n(e, K) · B ·
   `LAWS_S_PER_NUMBER`), on the built checkpoints of :mod:`vaebench.checks.laws` (small and fixed: not the
   configured model), over the K of :func:`laws_grid`; n(e, K) is the estimator's own work per datapoint
-  (:func:`own_numbers`)
+  (`Estimator.own_numbers`)
 - a run across problems, with t_p(e, K) the step of problem p's own model on its own minibatch and n_p its
   budget's steps: anchor n_p · t_p(reparam, 1) (0 for a built checkpoint); merit unit n_p · t_p(e, K) per seed,
   over `STACKED_SPEEDUP` for stacked seeds (the figures of merit add little: the problems' models are small);
@@ -41,9 +41,9 @@ hidden layer before and after the nonlinearity, the likelihood's parameters and 
 terms) in float32, `FACTOR` times over (forward values kept for the backward pass, their gradients, the
 backward pass's temporaries, and an estimator's own K x B work: VIMCO's leave-one-out baselines). A plugin's
 model is not estimated (its shapes are its own). :func:`check_memory` refuses a K that cannot fit before the
-first unit, rather than after minutes of swapping. An estimator's own work can outgrow the decoder's:
-OVIS_MC holds K x S x K replaced bounds per datapoint (:func:`own_numbers`), and the variance harness computes
-a laws unit's replicates of one K in few passes, so R of them hold R K² S B numbers at once: :func:`laws_grid`
+first unit, rather than after minutes of swapping. An estimator's own work can outgrow the decoder's: OVIS_MC
+holds K x S x K replaced bounds per datapoint (`Estimator.own_numbers`), and the variance harness computes a
+laws unit's replicates of one K in few passes, so R of them hold R K² S B numbers at once: :func:`laws_grid`
 leaves out of a laws unit the K whose estimate, FACTOR x 4 bytes x R K² S B, exceeds `LAWS_BYTES`, with a note.
 """
 
@@ -60,7 +60,7 @@ import torch
 from vaebench.checks import laws
 from vaebench.config import SuiteConfig
 from vaebench.errors import VaebenchError
-from vaebench.estimators import ESTIMATORS, MeasureValued, OVISMonteCarlo, Setting, make_estimator, runnable
+from vaebench.estimators import ESTIMATORS, MeasureValued, Setting, make_estimator, runnable
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
 from vaebench.problems import get_problem
 from vaebench.suite import units
@@ -81,7 +81,7 @@ LAWS_S_PER_DRAW = 2e-5
 """Seconds per replicate and latent draw of a laws unit (8 datapoints of the toy or the near-posterior VAE)."""
 
 LAWS_S_PER_NUMBER = 4e-8
-"""Seconds per replicate and number of an estimator's own work (:func:`own_numbers`) per datapoint of a laws
+"""Seconds per replicate and number of an estimator's own work (`Estimator.own_numbers`) per datapoint of a laws
 unit (OVIS_MC on the toy: 1.1 s for 200 replicates at K = 100, 25 s at K = 300 on a loaded machine)."""
 
 LAWS_BYTES = 2 << 30
@@ -216,7 +216,7 @@ def seconds(unit: Unit, config: SuiteConfig, rates: Rates) -> float:
             * (
                 LAWS_S_PER_REPLICATE
                 + k * LAWS_S_PER_DRAW
-                + own_numbers(own, k) * laws.BATCH_SIZE * LAWS_S_PER_NUMBER
+                + own.own_numbers(k) * laws.BATCH_SIZE * LAWS_S_PER_NUMBER
             )
             for k in laws_grid(config, unit.estimator)[0]
         )
@@ -281,20 +281,12 @@ def evaluations_per_draw(estimator, z_dim: int) -> int:
     return groups if isinstance(groups, int) and groups >= 1 else 1
 
 
-def own_numbers(estimator, num_samples: int) -> int:
-    """Numbers per datapoint an estimator's own work holds besides the decoder's activations when it grows
-    faster than K: OVIS_MC's K x S x K log-weights with one entry replaced (0 for the others)."""
-    if isinstance(estimator, OVISMonteCarlo):
-        return num_samples * num_samples * estimator.particles
-    return 0
-
-
 def laws_grid(config: SuiteConfig, name: str) -> tuple[list[int], str]:
     """The K of ``config.samples`` a laws unit measures estimator ``name`` at, and a note on those it leaves out
-    ('' when none): a K whose replicates' own work (:func:`own_numbers`) would exceed `LAWS_BYTES`."""
+    ('' when none): a K whose replicates' own work (`Estimator.own_numbers`) would exceed `LAWS_BYTES`."""
     own = make_estimator(name)
     need = {
-        k: FACTOR * 4 * laws.replicates(name, k) * laws.BATCH_SIZE * own_numbers(own, k)
+        k: FACTOR * 4 * laws.replicates(name, k) * laws.BATCH_SIZE * own.own_numbers(k)
         for k in config.samples
     }
     kept = [k for k in config.samples if need[k] <= LAWS_BYTES]
@@ -304,7 +296,7 @@ def laws_grid(config: SuiteConfig, name: str) -> tuple[list[int], str]:
     first = min(left)
     return kept, (
         f"the laws units measure {name} at K={','.join(map(str, kept))} only: at K={','.join(map(str, left))} "
-        f"its replicates' own work ({own_numbers(own, first):,} numbers per datapoint at K={first}) would take "
+        f"its replicates' own work ({own.own_numbers(first):,} numbers per datapoint at K={first}) would take "
         f"about {need[first] / 2**30:.0f} GiB, over the {LAWS_BYTES / 2**30:.0f} GiB a laws unit allows"
     )
 

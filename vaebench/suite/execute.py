@@ -44,8 +44,8 @@ from vaebench.measures.variance import (
 )
 from vaebench.measures.weights import WEIGHT_SAMPLES, weight_summary
 from vaebench.plugins.registry import BUILT_CHECKPOINTS
-from vaebench.suite import cost
 from vaebench.problems import FIGURES, Problem, get_problem
+from vaebench.suite import cost
 from vaebench.suite.context import Context
 from vaebench.suite.units import (
     ANCHOR,
@@ -277,7 +277,7 @@ def _laws(unit: Unit, ctx: Context) -> pd.DataFrame:
         frame = measure_variance(model, estimator, x, k, replicates, seed=seed, options=options)
         frames.append(frame.assign(status="ok", skip_reason="", warm_up_batches=0))
     out = pd.concat(frames, ignore_index=True).assign(checkpoint=unit.checkpoint, step=0, run="built")
-    return schema.conform(out[list(schema.VARIANCE.measured)], schema.VARIANCE)  # the plan's notes say `note`
+    return schema.conform(out[list(schema.VARIANCE.measured)], schema.VARIANCE)
 
 
 def _quadrature(unit: Unit, ctx: Context) -> pd.DataFrame:
@@ -313,14 +313,19 @@ def _spec(problem: Problem, data) -> TrainSpec:
                      eval_every=b.steps, eval_points=1)  # fmt: skip
 
 
+def _start(problem: Problem, data):
+    """The problem's model from seed 0: its built checkpoint (the Gaussian toy's), else its initialisation."""
+    if problem.name in BUILT_CHECKPOINTS:
+        return BUILT_CHECKPOINTS[problem.name](data, seed=0)
+    return problem.build(data, 0)
+
+
 def _problem_anchor(unit: Unit, ctx: Context) -> dict:
     """The problem's anchor: ``reparam`` at K = 1 from seed 0 for its budget (or its built checkpoint), as
     checkpoint ``end``."""
     problem, data = get_problem(unit.problem), ctx.problem_data(unit.problem)
-    if problem.name in BUILT_CHECKPOINTS:
-        model, diverged, step = BUILT_CHECKPOINTS[problem.name](data, seed=0), None, 0
-    else:
-        model = problem.build(data, 0)
+    model, diverged, step = _start(problem, data), None, 0
+    if problem.name not in BUILT_CHECKPOINTS:
         result = train(model, Setting("reparam", 1), data, _spec(problem, data), seed=0,
                        checkpoint=ctx.checkpointer(unit))  # fmt: skip
         diverged, step = result.diverged_step, result.steps
@@ -330,11 +335,7 @@ def _problem_anchor(unit: Unit, ctx: Context) -> dict:
 
 def _problem_model(unit: Unit, ctx: Context):
     problem, data = get_problem(unit.problem), ctx.problem_data(unit.problem)
-    model = (
-        problem.build(data, 0)
-        if problem.name not in BUILT_CHECKPOINTS
-        else BUILT_CHECKPOINTS[problem.name](data, seed=0)
-    )
+    model = _start(problem, data)
     model.load_state_dict(load_anchor(ctx, unit.problem)["checkpoints"]["end"]["state"])
     return problem, data, model
 

@@ -169,9 +169,12 @@ def write_across(out: str | Path, combined: dict[str, pd.DataFrame]) -> dict[str
         return {}
     twins = []
     for problem in merit["problem"].unique():
-        grid = [Setting(e, int(k)) for e, k in {*zip(
-            variance.loc[variance["problem"] == problem, "estimator"],
-            variance.loc[variance["problem"] == problem, "num_samples"], strict=True)}]  # fmt: skip
+        measured = variance[variance["problem"] == problem]
+        pairs = zip(measured["estimator"], measured["num_samples"], strict=True)
+        grid = list(
+            dict.fromkeys(Setting(e, int(k)) for e, k in pairs)
+        )  # in the table's order, not a set's: the
+        # twins' rows come out in the same order from every process
         for s, twin in shared(grid).items():
             rows = merit[(merit["problem"] == problem) & (merit["estimator"] == twin.estimator)
                          & (merit["num_samples"] == twin.num_samples)]  # fmt: skip

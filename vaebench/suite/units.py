@@ -154,20 +154,8 @@ def settings(config: SuiteConfig) -> list[Setting]:
 
 
 def shared_settings(config: SuiteConfig) -> dict[Setting, Setting]:
-    """Setting -> the setting of the grid whose training runs are its own: its estimator declares that at this
-    K its gradient is that estimator's, draw for draw (`Estimator.same_gradient`; IWAE, DReG and IWAE-STL at
-    K = 1 are reparam, STL and STL), so the suite trains it once. Only where the other is in the grid too."""
-    grid = settings(config)
-    present, out = set(grid), {}
-    for setting in grid:
-        other = setting.kind.same_gradient.get(setting.num_samples)
-        if other is None or other == setting.estimator:
-            continue
-        target = next((s for s in present if (s.estimator, s.num_samples, s.sampler) == (
-            other, setting.num_samples, setting.sampler)), None)  # fmt: skip
-        if target is not None and target not in out:
-            out[setting] = target
-    return out
+    """`shared` of the configuration's runnable settings."""
+    return shared(settings(config))
 
 
 def timed_settings(unit: Unit, config: SuiteConfig) -> list[Setting]:
@@ -252,13 +240,15 @@ def problem_settings(config: SuiteConfig, problem: Problem) -> tuple[list[Settin
 
 
 def shared(grid: list[Setting]) -> dict[Setting, Setting]:
-    """Setting -> the setting of ``grid`` whose gradient it is at its K, draw for draw (IWAE, DReG and IWAE-STL
-    at K = 1 are reparam, STL and STL: `Estimator.same_gradient`): trained once, its figures are the other's."""
-    out = {}
+    """Setting -> the setting of ``grid`` whose training runs are its own: its estimator declares that at this K
+    its gradient is that estimator's, draw for draw (`Estimator.same_gradient`; IWAE, DReG and IWAE-STL at K = 1
+    are reparam, STL and STL), so the suite trains it once and its figures are the other's. Only where the
+    other is in the grid too, with the same sampler."""
+    present, out = set(grid), {}
     for s in grid:
         other = s.kind.same_gradient.get(s.num_samples)
-        twin = Setting(other, s.num_samples) if other and other != s.estimator else None
-        if twin in grid and twin not in out:
+        twin = Setting(other, s.num_samples, s.sampler) if other and other != s.estimator else None
+        if twin in present and twin not in out:
             out[s] = twin
     return out
 
