@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vaebench import __version__, faults, interrupts
@@ -338,11 +339,17 @@ def overrides_from(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------------ commands
 
 
+def _report_writer(problems) -> Callable[..., Path]:
+    """The report a run writes, and `report DIR` rebuilds: the one across problems when it has some."""
+    from vaebench.report.across import write_across_report
+    from vaebench.report.writer import write_report
+
+    return write_across_report if problems else write_report
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vaebench.config import merge, resolve, validate
-    from vaebench.report.across import write_across_report
     from vaebench.report.tables import summary_markdown
-    from vaebench.report.writer import write_report
     from vaebench.suite import default_out, ownership, run_suite, saved_config
 
     overrides = overrides_from(args)
@@ -410,7 +417,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=False if quiet else None,
             log=(lambda line: None) if quiet else None,
             argv=args.argv,
-            report=write_across_report if config.problems else write_report,
+            report=_report_writer(config.problems),
         )
     except KeyboardInterrupt as err:
         if (out / "run.json").is_file():
@@ -485,13 +492,10 @@ def _discard(out: Path, created: bool) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from vaebench.provenance import load_run
-    from vaebench.report.across import write_across_report
-    from vaebench.report.writer import write_report
     from vaebench.suite.rebuild import rebuild
 
     config = load_run(args.dir).get("config") if Path(args.dir).is_dir() else None
-    across = isinstance(config, dict) and bool(config.get("problems"))  # as `run` chose its report
-    print(rebuild(args.dir, write_across_report if across else write_report))
+    print(rebuild(args.dir, _report_writer(isinstance(config, dict) and config.get("problems"))))
     return 0
 
 
